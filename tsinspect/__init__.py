@@ -1,0 +1,3 @@
+"""tsinspect: a TorchScript archive inspector and IR explorer."""
+
+__version__ = "0.1.0"

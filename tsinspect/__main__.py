@@ -1,0 +1,3 @@
+from tsinspect.cli import main
+
+raise SystemExit(main())
