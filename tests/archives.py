@@ -78,7 +78,8 @@ def build_samples(outdir: Path) -> dict[str, Path]:
 def build_quantized(outdir: Path) -> Path:
     """Statically quantized (eager mode, QuantStub/DeQuantStub) Conv2d + Linear, scripted.
 
-    Writes `quantized.pt` (about 16 KB). Its code/ holds
+    Writes `quantized.pt` (about 16 KB). The top module is
+    `__torch__.tsinspect_test_archives.QuantNet` (quant, conv, fc, dequant). code/ holds
     `code/__torch__/torch/ao/nn/quantized/modules/conv.py` whose `class Conv2d` has
     `__getstate__` and::
 
@@ -103,6 +104,8 @@ def build_quantized(outdir: Path) -> Path:
     torch = _torch()
     nn = torch.nn
     with _Quiet():
+        # observer / quantize_per_channel deprecation notices
+        warnings.simplefilter("ignore", UserWarning)
         import torch.ao.quantization as tq
 
         class QuantNet(nn.Module):
@@ -137,12 +140,13 @@ def build_custom_op(outdir: Path) -> Path:
     `torch.library.Library("torchvision", "DEF")` and a stand-in CPU kernel, then
     deregistered (`Library._destroy()`), so the archive is exactly what torch writes
     (debug info consistent with the code) and no trace of the op stays in this
-    process. code/__torch__.py::
+    process. The classes built here live in module `tsinspect_test_archives`, so the
+    code is in code/__torch__/tsinspect_test_archives.py::
 
         class Detect(Module):
           ...
           thresh : float
-          def forward(self: __torch__.Detect,
+          def forward(self: __torch__.tsinspect_test_archives.Detect,
             boxes: Tensor,
             scores: Tensor) -> Tensor:
             thresh = self.thresh
@@ -153,7 +157,9 @@ def build_custom_op(outdir: Path) -> Path:
     torch.jit.load raises RuntimeError (here and in a fresh process) whose message
     starts with "Unknown builtin op: torchvision::nms." followed by "Could not find any
     similar ops to torchvision::nms. This op may not exist or may not be currently
-    supported in TorchScript." and the code/__torch__.py line 11 excerpt.
+    supported in TorchScript.", then ':' and an excerpt that starts
+    `File "code/__torch__/tsinspect_test_archives.py", line 11` and points `~~~ <--- HERE`
+    under `ops.torchvision.nms`.
     """
     torch = _torch()
     nn = torch.nn
@@ -188,15 +194,16 @@ def build_setstate_file_writer(outdir: Path) -> Tuple[Path, Path]:
 
     Writes `setstate_writer.pt` (about 2 KB) and returns (archive, marker): the
     marker is `<outdir>/setstate_marker.pt`, an absolute path stored in the archive
-    as the module's `marker` attribute; it is not created by building. code/__torch__.py::
+    as the module's `marker` attribute; it is not created by building.
+    code/__torch__/tsinspect_test_archives.py::
 
         class Writer(Module):
           ...
           marker : str
           weight : Tensor
           def forward(...)
-          def __getstate__(self: __torch__.Writer) -> Tuple[str, Tensor, bool]: ...
-          def __setstate__(self: __torch__.Writer,
+          def __getstate__(self: __torch__.tsinspect_test_archives.Writer) -> Tuple[str, Tensor, bool]: ...
+          def __setstate__(self: __torch__.tsinspect_test_archives.Writer,
             state: Tuple[str, Tensor, bool]) -> NoneType:
             self.marker = (state)[0]
             self.weight = (state)[1]
