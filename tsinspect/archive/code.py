@@ -1,0 +1,130 @@
+"""An index of the generated TorchScript code in ``code/``: classes, their declared members, methods.
+
+The files are valid Python syntax, so ``ast`` reads them without running anything. The class body
+declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def`` s are the methods.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from tsinspect.archive.problems import ArchiveError, Problem
+from tsinspect.archive.reader import Archive
+from tsinspect.archive.records import CODE
+
+MAX_CODE_FILE = 16 * 1024 * 1024
+
+
+@dataclass
+class MethodInfo:
+    owner: str | None  # class qualname, None for a free function
+    name: str
+    file: str  # record name, e.g. "code/__torch__.py"
+    line: int
+    end_line: int
+    args: list[str]
+    node: ast.FunctionDef = field(repr=False, compare=False)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.owner}.{self.name}" if self.owner else self.name
+
+    def to_json(self) -> dict:
+        return {"class": self.owner, "name": self.name, "file": self.file, "line": self.line,
+                "end_line": self.end_line, "args": self.args}
+
+
+@dataclass
+class ClassInfo:
+    qualname: str
+    file: str
+    line: int
+    parameters: list[str] = field(default_factory=list)
+    buffers: list[str] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)  # name -> annotated type
+    methods: list[MethodInfo] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+
+    def method(self, name: str) -> MethodInfo | None:
+        return next((m for m in self.methods if m.name == name), None)
+
+
+@dataclass
+class CodeIndex:
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    functions: list[MethodInfo] = field(default_factory=list)
+    trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def methods(self) -> list[MethodInfo]:
+        return [m for c in self.classes.values() for m in c.methods] + self.functions
+
+
+def module_of(record_name: str) -> str:
+    """``code/__torch__/torch/nn/modules/linear.py`` -> ``__torch__.torch.nn.modules.linear``."""
+    path = record_name.split("code/", 1)[-1]
+    return path[:-3].replace("/", ".") if path.endswith(".py") else path.replace("/", ".")
+
+
+def index_code(archive: Archive) -> CodeIndex:
+    """Parse every code record; files that do not parse become problems on the archive."""
+    index = CodeIndex()
+    for record in archive.records_of(CODE):
+        try:
+            source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
+            tree = ast.parse(source, filename=record.name)
+        except ArchiveError as exc:
+            archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
+            continue
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            archive.problems.append(Problem("bad_code", record.display_name,
+                                            f"not valid Python ({type(exc).__name__}: {str(exc)[:120]})"))
+            continue
+        index.trees[record.name] = tree
+        index.sources[record.name] = source
+        _index_module(index, record.name, tree)
+    return index
+
+
+def _index_module(index: CodeIndex, file: str, tree: ast.Module) -> None:
+    module = module_of(file)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef):
+            info = ClassInfo(f"{module}.{stmt.name}", file, stmt.lineno,
+                             bases=[_expr(b) for b in stmt.bases])
+            for item in stmt.body:
+                _class_member(info, item, file)
+            index.classes[info.qualname] = info
+        elif isinstance(stmt, ast.FunctionDef):
+            index.functions.append(_method(None, stmt, file))
+
+
+def _class_member(info: ClassInfo, item: ast.stmt, file: str) -> None:
+    if isinstance(item, ast.FunctionDef):
+        info.methods.append(_method(info.qualname, item, file))
+    elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+        info.attributes[item.target.id] = _expr(item.annotation)
+    elif isinstance(item, ast.Assign) and len(item.targets) == 1:
+        target = item.targets[0]
+        if isinstance(target, ast.Name) and target.id in ("__parameters__", "__buffers__"):
+            names = [e.value for e in getattr(item.value, "elts", []) if isinstance(e, ast.Constant)
+                     and isinstance(e.value, str)]
+            (info.parameters if target.id == "__parameters__" else info.buffers).extend(names)
+        elif (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)
+              and target.value.id == "__annotations__" and isinstance(target.slice, ast.Constant)):
+            # attributes whose names are not identifiers ("0" in Sequential) are annotated this way
+            info.attributes[str(target.slice.value)] = _expr(item.value)
+
+
+def _method(owner: str | None, node: ast.FunctionDef, file: str) -> MethodInfo:
+    args = [a.arg for a in node.args.args]
+    return MethodInfo(owner, node.name, file, node.lineno, node.end_lineno or node.lineno, args, node)
+
+
+def _expr(node: ast.expr) -> str:
+    try:
+        return ast.unparse(node)
+    except (ValueError, RecursionError):
+        return "?"

@@ -1,0 +1,217 @@
+"""Source maps from ``*.debug_pkl``: for each byte range of a generated ``code/`` file, the user's source.
+
+Three layouts exist (torchscript-format-notes §1.4), all tuples of records ``(byte_offset, range[, tag])``:
+- current: ``("FORMAT_WITH_STRING_TABLE", text_table, records)`` where a range's source is
+  ``(build_intlist(line indices into text_table), filename index, starting line)``;
+- legacy: records whose source is ``(text, filename, starting line)`` directly, with a tag;
+- oldest: 2-tuples without a tag (and one writer put the tag before the range).
+A range is ``(source, start, end)``: byte offsets into the source text. For scripted code the text is the
+def's original source; for traced code it is the Python call stack at record time, one frame a line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from tsinspect.archive.pickles import Call, PList, PTuple
+
+MAX_SOURCE_CHARS = 64 * 1024 * 1024
+_FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
+
+
+@dataclass(frozen=True)
+class Source:
+    text: str
+    filename: str | None
+    start_line: int
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a piece of generated code came from."""
+
+    file: str | None
+    line: int | None
+    text: str  # the original line (scripted) or the innermost frame (traced)
+    stack: tuple[tuple[str, int, str], ...] = ()  # traced only: (file, line, function), innermost first
+
+    def to_json(self) -> dict:
+        out: dict = {"file": self.file, "line": self.line, "text": self.text}
+        if self.stack:
+            out["stack"] = [{"file": f, "line": n, "function": fn} for f, n, fn in self.stack]
+        return out
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.file else "?"
+
+
+@dataclass(frozen=True)
+class DebugRecord:
+    offset: int
+    source: Source | None
+    start: int
+    end: int
+    tag: int
+
+
+class DebugInfoError(ValueError):
+    pass
+
+
+class SourceMap:
+    """Records sorted by generated-code byte offset; ``origin_at`` finds what generated a byte."""
+
+    def __init__(self, records: list[DebugRecord], layout: str):
+        self.records = sorted(records, key=lambda r: r.offset)
+        self.offsets = [r.offset for r in self.records]
+        self.layout = layout
+
+    def record_at(self, offset: int) -> DebugRecord | None:
+        i = bisect.bisect_right(self.offsets, offset) - 1
+        return self.records[i] if i >= 0 else None
+
+    def origin_at(self, offset: int) -> Origin | None:
+        record = self.record_at(offset)
+        return origin_of(record) if record else None
+
+    def line_origins(self, code: bytes) -> list[Origin | None]:
+        """One origin per line of ``code``: the first range starting on the line that has a source,
+        else the range in effect at the line's first non-blank byte."""
+        out: list[Origin | None] = []
+        pos = 0
+        for line in code.split(b"\n"):
+            start, end = pos + len(line) - len(line.lstrip()), pos + len(line)
+            pos = end + 1
+            origin = None
+            if line.strip():
+                i = bisect.bisect_left(self.offsets, start)
+                while origin is None and i < len(self.records) and self.offsets[i] < end:
+                    origin = origin_of(self.records[i])
+                    i += 1
+                origin = origin or self.origin_at(start)
+            out.append(origin)
+        return out
+
+
+def origin_of(record: DebugRecord) -> Origin | None:
+    src = record.source
+    if src is None or not src.filename and not src.text:
+        return None
+    text = src.text
+    first = text.split("\n", 1)[0]
+    frame = _FRAME.match(first)
+    if frame and record.start == 0:  # a traced call stack
+        stack = tuple((m.group(1), int(m.group(2)), m.group(3))
+                      for m in map(_FRAME.match, text.splitlines()) if m)
+        return Origin(stack[0][0], stack[0][1], f"{stack[0][2]}", stack)
+    start = max(0, min(record.start, len(text)))
+    line_index = text.count("\n", 0, start)
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
+    return Origin(src.filename, src.start_line + line_index, line_text.strip())
+
+
+def parse_source_map(value: Any) -> SourceMap:
+    """Decode a walked debug_pkl value; DebugInfoError when it matches no known layout."""
+    items = _tuple(value)
+    if items is None:
+        raise DebugInfoError("debug info is not a tuple")
+    if len(items) == 3 and items[0] == "FORMAT_WITH_STRING_TABLE":
+        table = _tuple(items[1])
+        recs = _tuple(items[2])
+        if table is None or recs is None or not all(isinstance(t, str) for t in table):
+            raise DebugInfoError("string table layout with a malformed table")
+        return SourceMap(_records(recs, _TableSources(table)), "string_table")
+    return SourceMap(_records(items, _InlineSources()), "legacy")
+
+
+class _InlineSources:
+    def __init__(self) -> None:
+        self.cache: dict[int, Source | None] = {}
+
+    def __call__(self, value: Any) -> Source | None:
+        key = id(value)
+        if key not in self.cache:
+            parts = _tuple(value)
+            if parts is None or len(parts) < 3 or not isinstance(parts[0], str):
+                raise DebugInfoError("source is not (text, filename, line)")
+            filename = parts[1] if isinstance(parts[1], str) else None
+            self.cache[key] = Source(parts[0], filename, parts[2] if isinstance(parts[2], int) else 0)
+        return self.cache[key]
+
+
+class _TableSources:
+    def __init__(self, table: list[str]):
+        self.table = table
+        self.cache: dict[int, Source | None] = {}
+        self.chars = 0
+
+    def __call__(self, value: Any) -> Source | None:
+        key = id(value)
+        if key not in self.cache:
+            parts = _tuple(value)
+            if parts is None or len(parts) < 3:
+                raise DebugInfoError("source is not (lines, filename, line)")
+            lines = _ints(parts[0])
+            if lines is None or not isinstance(parts[1], int) or not isinstance(parts[2], int):
+                raise DebugInfoError("source fields are not integers")
+            if any(not 0 <= i < len(self.table) for i in lines) or not 0 <= parts[1] < len(self.table):
+                raise DebugInfoError("source refers past the string table")
+            text = "".join(self.table[i] for i in lines)
+            self.chars += len(text)
+            if self.chars > MAX_SOURCE_CHARS:
+                raise DebugInfoError(f"sources add up to more than {MAX_SOURCE_CHARS} characters")
+            self.cache[key] = Source(text, self.table[parts[1]] or None, parts[2]) if lines or parts[1] else None
+        return self.cache[key]
+
+
+def _records(items: list, source_of) -> list[DebugRecord]:
+    out = []
+    for item in items:
+        rec = _tuple(item)
+        if rec is None or len(rec) < 2 or not isinstance(rec[0], int):
+            raise DebugInfoError("a record is not (offset, range, ...)")
+        if len(rec) >= 3 and isinstance(rec[1], int):  # an old writer put the tag before the range
+            tag, rng = rec[1], rec[2]
+        else:
+            rng, tag = rec[1], rec[2] if len(rec) >= 3 and isinstance(rec[2], int) else -1
+        parts = _tuple(rng)
+        if parts is None or len(parts) < 3 or not isinstance(parts[1], int) or not isinstance(parts[2], int):
+            raise DebugInfoError("a range is not (source, start, end)")
+        out.append(DebugRecord(rec[0], source_of(parts[0]), parts[1], parts[2], tag))
+    return out
+
+
+def _tuple(value: Any) -> list | None:
+    return value.items if isinstance(value, (PTuple, PList)) else None
+
+
+def _ints(value: Any) -> list[int] | None:
+    if isinstance(value, Call) and value.func_name == "torch.jit._pickle.build_intlist" and value.arg_list:
+        value = value.arg_list[0]
+    items = _tuple(value)
+    if items is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+        return None
+    return items
+
+
+def load_source_map(archive, code_record: str) -> SourceMap | None:
+    """The source map of a code record from its ``.debug_pkl``; None when absent.
+
+    A damaged debug record raises ArchiveError naming it.
+    """
+    from tsinspect.archive.problems import ArchiveError
+
+    name = code_record + ".debug_pkl"
+    if name not in archive.by_name:
+        return None
+    walked = archive.pickle(name)
+    try:
+        return parse_source_map(walked.value)
+    except DebugInfoError as exc:
+        raise ArchiveError(f"unrecognised debug info ({exc})", name) from None

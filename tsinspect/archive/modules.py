@@ -1,0 +1,127 @@
+"""The module tree of a TorchScript archive, read from ``data.pkl`` with help from the code index.
+
+A scripted module pickles as ``NEWOBJ __torch__.<Class>()`` plus a BUILD state dict of its attributes;
+which tensors are parameters and which buffers only the class body in ``code/`` says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tsinspect.archive.code import CodeIndex
+from tsinspect.archive.pickles import Call, Global, PDict, PTuple
+from tsinspect.archive.pickletree import inline, label
+from tsinspect.archive.tensors import tensor_from
+from tsinspect.archive.text import printable
+
+_MANGLE = re.compile(r"___torch_mangle_\d+\.")
+
+
+def short_type(qualname: str) -> str:
+    """``__torch__.torch.nn.modules.linear.___torch_mangle_0.Linear`` -> ``torch.nn.modules.linear.Linear``."""
+    name = _MANGLE.sub("", qualname)
+    return name[len("__torch__."):] if name.startswith("__torch__.") else name
+
+
+@dataclass
+class ModuleInfo:
+    path: str  # "" for the root, "encoder.layers.0" below it
+    type: str  # qualified class name as stored (mangling kept)
+    parameters: list[str] = field(default_factory=list)  # tensor paths
+    buffers: list[str] = field(default_factory=list)
+    tensors: list[str] = field(default_factory=list)  # tensor attributes the class does not declare
+    attributes: dict[str, str] = field(default_factory=dict)  # name -> short value text
+    methods: list[str] = field(default_factory=list)
+    children: list["ModuleInfo"] = field(default_factory=list)
+    custom_state: bool = False  # pickled through __getstate__, not an attribute dict
+    training: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1] if self.path else "<root>"
+
+    def walk(self):
+        """This module and all below it, depth first, without recursion."""
+        stack = [self]
+        while stack:
+            module = stack.pop()
+            yield module
+            stack.extend(reversed(module.children))
+
+    def to_json(self) -> dict:
+        """Nested JSON; built iteratively so deep trees cannot exhaust the stack."""
+        out: dict = {}
+        work = [(self, out)]
+        while work:
+            module, target = work.pop()
+            target.update({"path": module.path, "type": module.type, "short_type": short_type(module.type),
+                           "parameters": module.parameters, "buffers": module.buffers,
+                           "tensors": module.tensors, "attributes": module.attributes, "methods": module.methods,
+                           "training": module.training, "custom_state": module.custom_state, "children": []})
+            for child in module.children:
+                child_out: dict = {}
+                target["children"].append(child_out)
+                work.append((child, child_out))
+        return out
+
+
+def is_module_object(value: Any) -> bool:
+    return (isinstance(value, Call) and value.kind == "new" and isinstance(value.func, Global)
+            and value.func.module.startswith("__torch__") and isinstance(value.args, PTuple)
+            and not value.args.items)
+
+
+def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> ModuleInfo | None:
+    """The tree under the pickled root object, or None when the root is not a TorchScript object."""
+    if not is_module_object(root):
+        return None
+    top = ModuleInfo("", root.func.qualname)
+    work: list[tuple[Any, ModuleInfo]] = [(root, top)]
+    seen = {id(root)}
+    count = 0
+    while work and count < max_modules:
+        obj, info = work.pop()
+        count += 1
+        cls = code.classes.get(info.type)
+        if cls is not None:
+            info.methods = [m.name for m in cls.methods]
+        state = obj.state
+        if not isinstance(state, PDict):
+            info.custom_state = obj.states != []
+            if obj.states:
+                info.attributes["<state>"] = inline(state, 120) or label(state)
+            continue
+        for key, value in state.items:
+            if not isinstance(key, str):
+                continue
+            name = printable(key)
+            path = f"{info.path}.{name}" if info.path else name
+            if name == "training" and isinstance(value, bool):
+                info.training = value
+            elif is_module_object(value) and id(value) not in seen:
+                seen.add(id(value))
+                child = ModuleInfo(path, value.func.qualname)
+                info.children.append(child)
+                work.append((value, child))
+            elif tensor_from(value) is not None:
+                if cls is not None and key in cls.parameters:
+                    info.parameters.append(path)
+                elif cls is not None and key in cls.buffers:
+                    info.buffers.append(path)
+                else:
+                    info.tensors.append(path)
+            elif name != "_is_full_backward_hook":
+                info.attributes[name] = inline(value, 120) or label(value)
+    return top
+
+
+def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:
+    """Tensor path -> "parameter" / "buffer" / "attribute" for every tensor the module tree holds."""
+    kinds: dict[str, str] = {}
+    for module in tree.walk() if tree else []:
+        kinds.update(dict.fromkeys(module.parameters, "parameter"))
+        kinds.update(dict.fromkeys(module.buffers, "buffer"))
+        kinds.update(dict.fromkeys(module.tensors, "attribute"))
+    return kinds

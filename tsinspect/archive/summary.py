@@ -1,0 +1,155 @@
+"""The archive summary: one result object behind ``info``, its JSON, the TUI's overview and the reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tsinspect.archive import records as rk
+from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
+from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
+from tsinspect.archive.pickles import PTuple
+from tsinspect.archive.problems import Problem
+from tsinspect.archive.reader import SMALL_CAP, Archive, Record
+from tsinspect.archive.tensors import TensorInfo, collect
+from tsinspect.archive.text import printable
+
+SCHEMA = "tsinspect.info/1"
+
+
+@dataclass
+class ArchiveSummary:
+    path: str
+    file_size: int
+    container: str
+    format: str
+    prefix: str
+    note: str | None
+    versions: dict[str, str | int]
+    records: list[Record]
+    code_files: list[str]
+    extra_files: list[Record]
+    tensors: list[TensorInfo]  # from data.pkl (the model's state), plus bytecode/torch.save equivalents
+    constants: list[TensorInfo]  # constants.pkl, referenced from code as CONSTANTS.c<i>
+    traced_inputs: list[TensorInfo]  # example inputs a trace was made with (traced_inputs.pkl)
+    modules: ModuleInfo | None
+    methods: list[MethodInfo]
+    tensor_kinds: dict[str, str]  # tensor name -> parameter / buffer / attribute
+    problems: list[Problem]
+    code: CodeIndex = field(repr=False)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of distinct storages the model's tensors use."""
+        storages = {(t.record, t.storage_key): t.storage_nbytes for t in self.tensors + self.constants}
+        return sum(storages.values())
+
+    def dtype_counts(self) -> dict[str, int]:
+        return dict(Counter(t.dtype for t in self.tensors).most_common())
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "path": printable(self.path),
+            "file_size": self.file_size,
+            "container": self.container,
+            "format": self.format,
+            "top_folder": self.prefix.rstrip("/"),
+            "note": self.note,
+            "versions": self.versions,
+            "records": [{"name": r.display_name, "kind": r.kind, "size": r.size,
+                         "compressed_size": r.compressed_size, "compression": r.entry.method_name}
+                        for r in self.records],
+            "code_files": self.code_files,
+            "extra_files": [{"name": r.display_name[len("extra/"):], "size": r.size} for r in self.extra_files],
+            "tensors": [dict(t.to_json(), kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
+            "constants": [t.to_json() for t in self.constants],
+            "traced_inputs": [t.to_json() for t in self.traced_inputs],
+            "weight_bytes": self.weight_bytes,
+            "modules": self.modules.to_json() if self.modules else None,
+            "methods": [m.to_json() for m in self.methods],
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def summarize(archive: Archive) -> ArchiveSummary:
+    """Read what the summary needs: directory, small records and pickles; never tensor storages."""
+    code = index_code(archive) if archive.zip else CodeIndex()
+    data = archive.pickle_optional("data.pkl")
+    tensors = _tensors(archive, "data.pkl", data.value if data else None)
+    modules = module_tree(data.value, code) if data else None
+    constants = []
+    consts = archive.pickle_optional("constants.pkl")
+    if consts is not None:
+        # constants.pkl is a tuple; code refers to its items as CONSTANTS.c<i>
+        items = consts.value.items if isinstance(consts.value, PTuple) else []
+        constants = [t for i, item in enumerate(items) for t in _tensors(archive, "constants.pkl", item, f"c{i}")]
+    inputs = archive.pickle_optional("traced_inputs.pkl")
+    traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
+    return ArchiveSummary(
+        path=archive.path, file_size=archive.zip.file_size if archive.zip else _size(archive.path),
+        container=archive.container, format=archive.format, prefix=archive.prefix, note=archive.note,
+        versions=_versions(archive), records=archive.records,
+        code_files=[r.name for r in archive.records_of(rk.CODE)],
+        extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,
+        modules=modules, methods=code.methods, tensor_kinds=parameter_kinds(modules),
+        problems=archive.problems, code=code)
+
+
+def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:
+    if root is None:
+        return []
+    found = collect(root, rk.STORAGE_DIRS.get(pickle_name, ""), prefix)
+    for tensor in found:
+        record = _storage_record(archive, tensor.record)
+        tensor.record = record.name if record else tensor.record
+        if tensor.problem:
+            archive.problems.append(Problem("bad_tensor", printable(tensor.name), tensor.problem))
+        if not check_data:
+            continue
+        if record is None:
+            if tensor.storage_numel:
+                archive.problems.append(Problem("missing_storage", printable(tensor.name),
+                                                f"storage record {printable(tensor.record or '?')} is absent"))
+        elif record.size != tensor.storage_nbytes:
+            archive.problems.append(Problem(
+                "storage_size_mismatch", printable(tensor.name),
+                f"{record.display_name} holds {record.size} bytes, the pickle declares "
+                f"{tensor.storage_numel} x {tensor.itemsize}"))
+    return found
+
+
+def _storage_record(archive: Archive, name: str | None) -> Record | None:
+    if name is None:
+        return None
+    by_name = archive.by_name
+    return by_name.get(name) or by_name.get(name + ".storage") or by_name.get(
+        ".data/" + name.rsplit("/", 1)[-1] + ".storage")
+
+
+def _versions(archive: Archive) -> dict[str, str | int]:
+    out: dict[str, str | int] = {}
+    for key, name in (("file_format", ".data/version"), ("file_format", "version"), ("byteorder", "byteorder"),
+                      ("torch_save_format", ".format_version"), ("storage_alignment", ".storage_alignment"),
+                      ("pt2_archive", "archive_version"), ("python", ".data/python_version")):
+        if key in out:
+            continue
+        raw = archive.read_optional(archive.by_name.get(name), SMALL_CAP)
+        if raw is not None:
+            text = printable(raw.decode("utf-8", "replace").strip())[:100]
+            out[key] = int(text) if text.isdigit() else text
+    if "version" in archive.by_name and ".data/version" in archive.by_name:
+        archive.problems.append(Problem("two_version_records", None,
+                                        "both 'version' and '.data/version' exist; torch reads '.data/version'"))
+    bytecode = archive.pickle_optional("bytecode.pkl")
+    if bytecode is not None and isinstance(bytecode.value, PTuple) and bytecode.value.items:
+        first = bytecode.value.items[0]
+        if isinstance(first, int):
+            out["bytecode"] = first
+    return out
+
+
+def _size(path: str) -> int:
+    import os
+
+    return os.path.getsize(path)

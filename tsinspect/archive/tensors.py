@@ -1,0 +1,218 @@
+"""Tensors described by a pickle: dtype, shape, stride and storage, checked against their records.
+
+A tensor in a PyTorch pickle is ``_rebuild_tensor_v2(storage, offset, size, stride, ...)`` where the storage is
+the persistent id ``('storage', torch.<Dtype>Storage, key, device, numel)`` naming record ``<dir>/<key>``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from tsinspect.archive.pickles import Call, Global, PDict, PersistentRef, PList, PTuple
+from tsinspect.archive.pickletree import is_container
+from tsinspect.archive.text import printable
+
+# storage class -> (dtype, bytes per element, struct code or None)
+STORAGE_DTYPES: dict[str, tuple[str, int, str | None]] = {
+    "FloatStorage": ("float32", 4, "f"), "DoubleStorage": ("float64", 8, "d"), "HalfStorage": ("float16", 2, "e"),
+    "BFloat16Storage": ("bfloat16", 2, None), "LongStorage": ("int64", 8, "q"), "IntStorage": ("int32", 4, "i"),
+    "ShortStorage": ("int16", 2, "h"), "CharStorage": ("int8", 1, "b"), "ByteStorage": ("uint8", 1, "B"),
+    "BoolStorage": ("bool", 1, "?"), "ComplexFloatStorage": ("complex64", 8, None),
+    "ComplexDoubleStorage": ("complex128", 16, None), "ComplexHalfStorage": ("complex32", 4, None),
+    "QInt8Storage": ("qint8", 1, "b"), "QUInt8Storage": ("quint8", 1, "B"), "QInt32Storage": ("qint32", 4, "i"),
+    "QUInt4x2Storage": ("quint4x2", 1, None), "QUInt2x4Storage": ("quint2x4", 1, None),
+    "UInt16Storage": ("uint16", 2, "H"), "UInt32Storage": ("uint32", 4, "I"), "UInt64Storage": ("uint64", 8, "Q"),
+    "Float8_e4m3fnStorage": ("float8_e4m3fn", 1, None), "Float8_e5m2Storage": ("float8_e5m2", 1, None),
+    "UntypedStorage": ("uint8", 1, "B"),
+}
+_REBUILD = {"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_qtensor"}
+# Calls that wrap a value without changing what it is: follow their first argument without a name segment.
+_WRAPPERS = {"torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tensorlist",
+             "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: list[int]
+    stride: list[int]
+    offset: int
+    storage_key: str
+    storage_numel: int
+    device: str
+    itemsize: int
+    requires_grad: bool | None = None
+    quantization: str | None = None  # e.g. "per_tensor_affine scale=0.1 zero_point=0"
+    record: str | None = None  # storage record name, when found
+    aliases: list[str] = field(default_factory=list)  # other names of this same tensor (tied weights)
+    problem: str | None = None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+    @property
+    def storage_nbytes(self) -> int:
+        return self.storage_numel * self.itemsize
+
+    def describe(self) -> str:
+        shape = "x".join(map(str, self.shape)) if self.shape else "scalar"
+        where = f" {self.device}" if self.device != "cpu" else ""
+        return f"Tensor {self.dtype}[{shape}]{where}"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": self.shape, "stride": self.stride,
+                "offset": self.offset, "nbytes": self.nbytes, "storage": {
+                    "key": self.storage_key, "record": self.record, "numel": self.storage_numel,
+                    "nbytes": self.storage_nbytes}, "device": self.device, "requires_grad": self.requires_grad,
+                "quantization": self.quantization, "aliases": self.aliases, "problem": self.problem}
+
+
+def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
+    """A TensorInfo when ``value`` is a tensor rebuild call, else None. Malformed calls give a problem."""
+    if not isinstance(value, Call) or value.func_name not in _REBUILD:
+        return None
+    args = value.arg_list
+    storage = args[0] if args else None
+    pid = storage.pid.items if isinstance(storage, PersistentRef) and isinstance(storage.pid, PTuple) else []
+    dtype, itemsize = "?", 1
+    key, device, numel = "?", "?", 0
+    problem = None
+    if len(pid) >= 5 and pid[0] == "storage":
+        cls = pid[1].name if isinstance(pid[1], Global) else "?"
+        dtype, itemsize, _ = STORAGE_DTYPES.get(cls, (printable(cls), 1, None))
+        key, device, numel = _text(pid[2]), _text(pid[3]), pid[4] if _is_int(pid[4]) else 0
+    else:
+        problem = "storage is not a ('storage', type, key, device, numel) persistent id"
+    offset = args[1] if len(args) > 1 and _is_int(args[1]) else 0
+    shape = _ints(args[2]) if len(args) > 2 else None
+    stride = _ints(args[3]) if len(args) > 3 else None
+    if shape is None or stride is None or len(shape) != len(stride):
+        problem = problem or "size and stride are not matching integer tuples"
+        shape, stride = shape or [], stride or []
+    info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
+    if value.func_name.endswith("_rebuild_qtensor"):
+        info.quantization = _quantization(args[4] if len(args) > 4 else None)
+        info.requires_grad = args[5] if len(args) > 5 and isinstance(args[5], bool) else None
+    else:
+        info.requires_grad = args[4] if len(args) > 4 and isinstance(args[4], bool) else None
+    info.problem = problem or _view_problem(info)
+    return info
+
+
+def _view_problem(t: TensorInfo) -> str | None:
+    if any(s < 0 for s in t.shape) or t.offset < 0 or any(s < 0 for s in t.stride):
+        return "negative size, stride or offset"
+    if t.numel == 0:
+        return None
+    last = t.offset + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride))
+    if last >= t.storage_numel:
+        return f"view reaches element {last} of a storage of {t.storage_numel} elements"
+    return None
+
+
+def _quantization(params: Any) -> str | None:
+    if not isinstance(params, PTuple) or not params.items:
+        return None
+    scheme = params.items[0]
+    name = scheme.name if isinstance(scheme, Global) else _text(scheme)
+    rest = params.items[1:]
+    if len(rest) >= 2 and not is_container(rest[0]):
+        return f"{name} scale={rest[0]} zero_point={rest[1]}"
+    return name
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ints(v: Any) -> list[int] | None:
+    if isinstance(v, (PTuple, PList)) and all(_is_int(i) for i in v.items):
+        return list(v.items)
+    return None
+
+
+def _text(v: Any) -> str:
+    return printable(v) if isinstance(v, str) else printable(repr(v))
+
+
+def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
+    """Every tensor reachable from ``root``, named by its path (``proj.weight``, ``c0``, ``forward[0]``).
+
+    Shared references to one tensor are listed once, with the other paths as aliases.
+    """
+    found: dict[int, TensorInfo] = {}
+    out: list[TensorInfo] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [(prefix, root)]
+    while stack:
+        path, value = stack.pop()
+        if not is_container(value):
+            continue
+        if id(value) in found:
+            found[id(value)].aliases.append(path)
+            continue
+        info = tensor_from(value, path)
+        if info is not None:
+            found[id(value)] = info
+            out.append(info)
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        stack.extend(reversed(list(_named_children(path, value))))
+    for info in out:
+        info.record = f"{storage_dir}/{info.storage_key}" if storage_dir else info.storage_key
+    return out
+
+
+def _join(path: str, part: str) -> str:
+    if part.startswith("["):
+        return path + part
+    return f"{path}.{part}" if path else part
+
+
+def _named_children(path: str, value: Any):
+    if isinstance(value, Call):
+        if value.func_name in _WRAPPERS:
+            if value.arg_list:
+                yield path, value.arg_list[0]
+            return
+        for state in value.states:
+            yield from _named_children(path, state)
+        if value.kind != "new" or value.arg_list:
+            for i, arg in enumerate(value.arg_list):
+                yield _join(path, f"[{i}]"), arg
+    elif isinstance(value, PDict):
+        for k, v in value.items:
+            yield _join(path, printable(k) if isinstance(k, str) else f"[{_text(k)}]"), v
+    elif isinstance(value, (PList, PTuple)):
+        for i, item in enumerate(value.items):
+            yield _join(path, f"[{i}]"), item
+
+
+def decode_values(data: bytes, dtype: str, byteorder: str = "little") -> list | None:
+    """Numbers from raw storage bytes, for the dtypes with a fixed layout; None when not decodable."""
+    for storage_dtype, size, code in STORAGE_DTYPES.values():
+        if storage_dtype == dtype:
+            break
+    else:
+        return None
+    order = "<" if byteorder == "little" else ">"
+    count = len(data) // size
+    if dtype == "bfloat16":
+        halves = struct.unpack(f"{order}{count}H", data[:count * 2])
+        return [struct.unpack("<f", struct.pack("<I", h << 16))[0] for h in halves]
+    if code is None:
+        return None
+    return list(struct.unpack(f"{order}{count}{code}", data[:count * size]))
