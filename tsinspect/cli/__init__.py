@@ -45,9 +45,22 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _first_positional(argv: list[str]) -> str | None:
+    """The command (or file) word, skipping global options and their values."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--color":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = _first_positional(argv)
     if command is not None and command not in COMMANDS:
         argv.insert(argv.index(command), "open")
         command = "open"

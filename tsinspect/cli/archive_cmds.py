@@ -306,8 +306,8 @@ def _tensor_summarizer(member: str):
         tensor = tensor_from(value)
         if tensor is None:
             return None
-        where = f"{storage_dir}/{tensor.storage_key}" if storage_dir else tensor.storage_key
-        text = f"{tensor.describe()} storage {printable(where)}" + (f" offset {tensor.offset}" if tensor.offset else "")
+        tensor.record = f"{storage_dir}/{tensor.storage_key}" if storage_dir else tensor.storage_key
+        text = f"{tensor.describe()} storage {printable(tensor.record)}" + (f" offset {tensor.offset}" if tensor.offset else "")
         return text, {"$tensor": tensor.to_json()}
 
     return summarize
