@@ -1,0 +1,314 @@
+"""The IR extraction child: ``python -m tsinspect.ir.extract --archive A [--original F] ...``.
+
+The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
+working directory with resource limits; it loads the archive, walks every method graph of every module,
+and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
+code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
+
+Meta path: ``--archive`` is a copy whose tensor storages are empty, loaded with ``map_location="meta"``.
+Full path: when meta loading fails for another reason than a missing op/class (quantized tensors have no
+meta kernels), the original file ``--original`` is loaded normally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import warnings
+
+from tsinspect.ir.model import SCHEMA
+
+SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
+
+_MISSING_OP = re.compile(r"Unknown builtin op: ([\w.:]+?)\.?\s*$", re.M)
+_MISSING_TYPE = re.compile(r"Unknown type name '([^']+)'")
+_MISSING_ATTR_CLASS = re.compile(r"(__torch__\.torch\.classes\.[\w.]+)")
+_VERSION = re.compile(r"version (\d+), but the maximum supported version for reading is (\d+)")
+_CODE_AT = re.compile(r'File "(code/[^"]+)", line (\d+)')
+_FILE_LINE = re.compile(r'^\s*File "(.*)", line (\d+)')
+_FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
+_SERIALIZED = re.compile(r'Serialized\s+File "([^"]*)", line (\d+)')
+
+
+def classify_error(exc: BaseException) -> dict:
+    """A load exception as the ``error`` object of the JSON: kind, message, missing, hint."""
+    text = str(exc)
+    where = _CODE_AT.search(text)
+    at = f" (used at {where.group(1)}:{where.group(2)})" if where else ""
+    match = _MISSING_OP.search(text)
+    if match:
+        op = match.group(1)
+        return {"kind": "missing_op", "missing": op,
+                "message": f"torch has no operator {op}{at}",
+                "hint": f"load the library that defines {op.split('::')[0]}::* ops into the extractor with "
+                        f"--library PATH.so (for example the _C.so of a matching torchvision/torchaudio "
+                        f"install, or your extension's .so)"}
+    match = _MISSING_TYPE.search(text)
+    if match or ("torch.classes" in text and _MISSING_ATTR_CLASS.search(text)):
+        name = match.group(1) if match else _MISSING_ATTR_CLASS.search(text).group(1)
+        if "torch.classes." in name:
+            namespace = name.split("torch.classes.", 1)[1].split(".")[0]
+            return {"kind": "missing_class", "missing": name,
+                    "message": f"torch has no custom class {name}{at}",
+                    "hint": f"load the library that registers torch.classes.{namespace} with --library PATH.so, "
+                            f"or use a torch build that includes it (xnnpack classes need XNNPACK)"}
+        return {"kind": "missing_class", "missing": name, "message": f"torch cannot resolve the type {name}{at}",
+                "hint": "the archive may come from a different torch version"}
+    match = _VERSION.search(text)
+    if match:
+        return {"kind": "unsupported_version", "missing": None,
+                "message": f"archive format version {match.group(1)} is newer than this torch reads "
+                           f"(at most {match.group(2)})",
+                "hint": "use a newer torch in tsinspect's environment"}
+    if isinstance(exc, MemoryError) or "bad_alloc" in text or "can't allocate memory" in text:
+        return {"kind": "out_of_memory", "missing": None,
+                "message": "torch ran out of memory loading the archive (the extractor's memory limit)",
+                "hint": "raise the limit with --memory-limit"}
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = first.split(". ", 1)[0]  # torch appends paragraphs of generic advice
+    return {"kind": "load_failed", "missing": None, "message": f"{type(exc).__name__}: {first[:300]}{at}",
+            "hint": None}
+
+
+def _meta_fallback_worthy(error: dict) -> bool:
+    return error["kind"] in ("load_failed", "out_of_memory")
+
+
+def parse_source(text: str) -> dict | None:
+    """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
+    if not text or not text.strip():
+        return None
+    out: dict = {"code_file": None, "code_line": None, "file": None, "line": None}
+    serialized = _SERIALIZED.search(text)
+    if serialized:
+        out["code_file"], out["code_line"] = serialized.group(1), int(serialized.group(2))
+    head = text[:serialized.start()] if serialized else text
+    lines = head.splitlines()
+    first = lines[0] if lines else ""
+    match = _FILE_LINE.match(first)
+    if match and match.group(1):
+        out["file"], out["line"] = match.group(1), int(match.group(2))
+    else:
+        stack = []
+        for line in lines:
+            frame = _FRAME.match(line)
+            if not frame:
+                break
+            stack.append(f"{frame.group(1)}:{frame.group(2)}")
+        if stack:
+            file, _, line = stack[0].rpartition(":")
+            out["file"], out["line"], out["stack"] = file, int(line), stack
+    if out["file"] is None and out["code_file"] is None:
+        return None
+    return out
+
+
+def _jsonable(value, depth: int = 0):
+    import torch
+
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            return repr(value)
+        return value
+    if isinstance(value, torch.Tensor):
+        desc = {"dtype": str(value.dtype).replace("torch.", ""), "shape": list(value.shape),
+                "device": str(value.device)}
+        if value.device.type != "meta" and value.numel() <= SMALL_TENSOR and not value.is_quantized:
+            try:
+                desc["value"] = _jsonable(value.detach().cpu().reshape(-1).tolist(), depth + 1)
+            except Exception:  # noqa: BLE001 - best effort: sparse/opaque tensors keep no value
+                pass
+        return {"tensor": desc}
+    if isinstance(value, (list, tuple)) and depth < 4:
+        return [_jsonable(v, depth + 1) for v in value[:64]]
+    if isinstance(value, dict) and depth < 4:
+        return {str(k): _jsonable(v, depth + 1) for k, v in list(value.items())[:64]}
+    return repr(value)[:200]
+
+
+def _attributes(node) -> dict:
+    out = {}
+    for name in node.attributeNames():
+        kind = node.kindOf(name)
+        try:
+            if kind == "g":
+                value = "<graph>"
+            elif kind == "gs":
+                value = "<graphs>"
+            elif kind == "ty":
+                value = str(node.ty(name))
+            elif kind == "tys":
+                value = [str(t) for t in node.tys(name)]
+            else:
+                value = _jsonable(getattr(node, kind)(name))
+        except Exception as exc:  # noqa: BLE001 - an unreadable attribute must not stop the walk
+            value = f"<{kind}: {type(exc).__name__}>"
+        out[name] = value
+    return out
+
+
+def _value(v) -> dict:
+    return {"name": v.debugName(), "type": str(v.type())}
+
+
+def walk_graph(graph) -> dict:
+    """A torch Graph as the JSON graph object, iteratively; nodes numbered in pre-order."""
+    out = {"inputs": [_value(v) for v in graph.inputs()], "outputs": [v.debugName() for v in graph.outputs()],
+           "nodes": []}
+    counter = 0
+    todo = [(iter(list(graph.nodes())), out["nodes"])]
+    while todo:
+        nodes, dest = todo[-1]
+        node = next(nodes, None)
+        if node is None:
+            todo.pop()
+            continue
+        try:
+            schema = str(node.schema())
+        except Exception:  # noqa: BLE001 - prim nodes have no schema
+            schema = None
+        item = {"id": counter, "kind": node.kind(), "inputs": [v.debugName() for v in node.inputs()],
+                "outputs": [_value(v) for v in node.outputs()], "attributes": _attributes(node),
+                "blocks": [], "source": parse_source(node.sourceRange()), "scope": node.scopeName(),
+                "schema": schema if schema and schema != "(no schema)" else None}
+        counter += 1
+        dest.append(item)
+        blocks = list(node.blocks())
+        pending = []
+        for block in blocks:
+            b = {"inputs": [_value(v) for v in block.inputs()], "outputs": [v.debugName() for v in block.outputs()],
+                 "nodes": []}
+            item["blocks"].append(b)
+            pending.append((iter(list(block.nodes())), b["nodes"]))
+        # blocks are numbered right after their owner, block 0 first
+        todo.extend(reversed(pending))
+    return out
+
+
+def walk_module(root, want_module: str | None, want_method: str | None, inline: bool) -> list[dict]:
+    modules = []
+    for path, sub in root.named_modules():
+        if want_module is not None and path != want_module:
+            continue
+        cpp = sub._c
+        entry = {"path": path, "type": cpp._type().qualified_name(), "methods": []}
+        for name in cpp._method_names():
+            if want_method is not None and name != want_method:
+                continue
+            method = {"name": name, "schema": None, "error": None, "graph": None}
+            try:
+                fn = cpp._get_method(name)
+                method["schema"] = str(fn.schema)
+                method["graph"] = walk_graph(fn.graph)
+                if inline:
+                    inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
+                    method["inlined"] = walk_graph(inlined)
+                    del inlined
+            except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
+                method["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            entry["methods"].append(method)
+        modules.append(entry)
+    return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tsinspect.ir.extract")
+    parser.add_argument("--archive", required=True, help="the archive to meta-load (storages may be empty)")
+    parser.add_argument("--original", help="the original file, for the full-load fallback")
+    parser.add_argument("--module")
+    parser.add_argument("--method")
+    parser.add_argument("--inline", action="store_true")
+    parser.add_argument("--library", action="append", default=[])
+    parser.add_argument("--full", action="store_true", help="skip the meta attempt")
+    args = parser.parse_args(argv)
+
+    # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
+           "timings": {}, "modules": []}
+    try:
+        run(args, doc)
+    except BaseException as exc:  # noqa: BLE001 - report, never a traceback
+        doc["error"] = classify_error(exc)
+        doc["load"] = "failed"
+    json.dump(doc, out, separators=(",", ":"))
+    out.flush()
+    return 0
+
+
+def run(args, doc: dict) -> None:
+    started = time.perf_counter()
+    warnings.simplefilter("ignore")
+    import torch
+
+    doc["torch_version"] = torch.__version__
+    doc["timings"]["import"] = round(time.perf_counter() - started, 4)
+    for lib in args.library:
+        try:
+            torch.ops.load_library(lib)
+        except Exception as exc:  # noqa: BLE001
+            doc["error"] = {"kind": "library_failed", "missing": None,
+                            "message": f"cannot load library {lib}: {str(exc).strip().splitlines()[0][:200]}",
+                            "hint": "pass a .so built for this torch version"}
+            return
+    equal_calls = _meta_equal()
+    module = None
+    started = time.perf_counter()
+    if not args.full:
+        try:
+            module = torch.jit.load(args.archive, map_location="meta")
+            doc["load"] = "meta"
+        except Exception as exc:  # noqa: BLE001
+            error = classify_error(exc)
+            if not _meta_fallback_worthy(error) or not args.original:
+                doc["error"] = error
+                return
+            doc["notes"].append(f"meta loading failed ({error['message']}); loaded the original file fully")
+    if module is None:
+        try:
+            module = torch.jit.load(args.original or args.archive)
+            doc["load"] = "full"
+        except Exception as exc:  # noqa: BLE001
+            doc["error"] = classify_error(exc)
+            return
+    doc["timings"]["load"] = round(time.perf_counter() - started, 4)
+    if equal_calls:
+        doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
+                            "tensors: equal tensor constants are not pooled into one node")
+    started = time.perf_counter()
+    doc["modules"] = walk_module(module, args.module, args.method, args.inline)
+    doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
+
+
+def _meta_equal() -> list:
+    """Give aten::equal a meta kernel that answers "not equal".
+
+    Loading runs constant pooling, which compares tensor constants with aten::equal; on meta tensors that
+    op has no kernel and the whole load fails (traced archives have tensor constants). Values are unknown
+    on meta, so the only honest answer is "not known equal": constants then stay separate nodes.
+    """
+    import torch
+
+    calls: list = []
+
+    def equal(a, b):
+        calls.append(1)
+        return False
+
+    try:
+        lib = torch.library.Library("aten", "IMPL")
+        lib.impl("equal", equal, "Meta")
+        _meta_equal.lib = lib  # the registration lives as long as the Library object
+    except Exception:  # noqa: BLE001 - older torch: traced archives then take the full path
+        pass
+    return calls
+
+
+if __name__ == "__main__":
+    sys.exit(main())

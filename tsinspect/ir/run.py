@@ -1,0 +1,180 @@
+"""Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
+
+Steps: statically scan ``code/`` (tsinspect.archive.codescan) and refuse unless safe or trusted; copy the
+archive into a fresh temporary directory with every tensor storage emptied; run the child there with
+resource limits and a timeout; read its JSON into tsinspect.ir.model objects. Crashes, timeouts and
+memory exhaustion of the child become a LoadError on the result, never an exception here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tsinspect
+from tsinspect.archive import records as rk
+from tsinspect.archive.code import CodeIndex, index_code
+from tsinspect.archive.codescan import ScanResult, scan_code
+from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.reader import PICKLE_CAP, Archive
+from tsinspect.ir.model import IR, LoadError
+
+DEFAULT_TIMEOUT = 120.0
+GIB = 1024 ** 3
+MEMBER_CAP = PICKLE_CAP  # largest non-tensor record copied to the child
+
+
+@dataclass
+class Options:
+    module: str | None = None
+    method: str | None = None
+    inline: bool = False
+    trust: bool = False
+    libraries: list[str] = field(default_factory=list)
+    timeout: float = DEFAULT_TIMEOUT
+    memory_limit: int | None = None  # bytes of address space; default from the archive size
+    full: bool = False  # skip the meta attempt
+
+
+@dataclass
+class Extraction:
+    """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index."""
+
+    ir: IR
+    scan: ScanResult
+    index: CodeIndex
+
+
+def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
+    options = options or Options()
+    if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
+        raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
+    index = index_code(archive)
+    scan = scan_code(index)
+    if not scan.safe_to_load and not options.trust:
+        ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
+        return Extraction(ir, scan, index)
+    with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
+        work = Path(workdir)
+        emptied = work / "archive.pt"
+        write_emptied_copy(archive, emptied)
+        run_dir = work / "cwd"
+        run_dir.mkdir()
+        ir = _run_child(archive, emptied, run_dir, options)
+    return Extraction(ir, scan, index)
+
+
+def write_emptied_copy(archive: Archive, target: Path) -> None:
+    """The archive with every tensor storage record emptied: same names, prefix and order, stored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names; keep them as they are
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
+            for record in archive.records:
+                if record.entry.is_dir:
+                    continue
+                info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_STORED
+                data = b"" if record.kind == rk.TENSOR_DATA else archive.read(record, MEMBER_CAP)
+                out.writestr(info, data)
+
+
+def _memory_limit(archive: Archive, options: Options) -> int:
+    if options.memory_limit:
+        return options.memory_limit
+    size = os.path.getsize(archive.path)
+    # torch alone maps a few GiB of address space; a full load needs the storages once or twice more
+    return 8 * GIB + 3 * size
+
+
+def _limits(memory: int, cpu_seconds: int):
+    def apply() -> None:
+        import resource
+
+        for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0),
+                             (resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_FSIZE, 256 * 1024 * 1024)):
+            try:
+                soft, hard = resource.getrlimit(limit)
+                if hard != resource.RLIM_INFINITY:
+                    value = min(value, hard)
+                resource.setrlimit(limit, (value, hard))
+            except (ValueError, OSError):
+                pass
+
+    return apply
+
+
+def _child_env() -> dict:
+    """The parent's environment without Python variables that could redirect imports in the child."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(Path(tsinspect.__file__).resolve().parent.parent)  # this very tsinspect
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options) -> IR:
+    cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(emptied),
+           "--original", str(Path(archive.path).resolve())]
+    for flag, value in (("--module", options.module), ("--method", options.method)):
+        if value is not None:
+            cmd += [flag, value]
+    if options.inline:
+        cmd.append("--inline")
+    if options.full:
+        cmd.append("--full")
+    for lib in options.libraries:
+        cmd += ["--library", str(Path(lib).resolve())]
+    memory = _memory_limit(archive, options)
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=_limits(memory, int(options.timeout) + 5),
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=options.timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        return IR("failed", error=LoadError(
+            "timeout", f"torch did not finish loading the archive within {options.timeout:g} s",
+            hint="raise the limit with --timeout"))
+    finally:
+        _kill_group(proc)  # whatever the child started goes with it
+    if proc.returncode != 0 or not stdout:
+        return IR("failed", error=_crash_error(proc.returncode, stderr))
+    try:
+        return IR.from_json(json.loads(stdout))
+    except (ValueError, KeyError, TypeError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})"))
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _crash_error(code: int, stderr: bytes) -> LoadError:
+    last = next((line for line in reversed(stderr.decode("utf-8", "replace").splitlines()) if line.strip()), "")
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        if -code == signal.SIGKILL:
+            return LoadError("out_of_memory", "the extractor was killed (SIGKILL), most likely out of memory",
+                             hint="raise the limit with --memory-limit or free memory")
+        if -code == signal.SIGXCPU:
+            return LoadError("timeout", "the extractor used up its CPU time limit", hint="raise --timeout")
+        if -code == signal.SIGXFSZ:
+            return LoadError("crashed", "the extractor tried to write a file larger than its limit")
+        return LoadError("crashed", f"torch crashed while loading the archive ({name})"
+                         + (f": {last[:200]}" if last else ""))
+    if "MemoryError" in last or "bad_alloc" in last:
+        return LoadError("out_of_memory", "the extractor ran out of memory", hint="raise the limit with --memory-limit")
+    return LoadError("crashed", f"the extractor failed (exit status {code})" + (f": {last[:200]}" if last else ""))
