@@ -293,3 +293,35 @@ def fetch_silero_vad(cachedir: Path, timeout: float = 120.0) -> Path:
     partial.write_bytes(data)
     partial.replace(target)
     return target
+
+
+def build_format_zoo(outdir: Path) -> dict[str, Path]:
+    """One small file per container/format tsinspect tells apart besides TorchScript:
+    legacy (pre-zip torch.save stream), pt2 (torch.export.save), torch.package holding a ScriptModule
+    (the unified format under .data/ts_code), flatbuffer (lite with _use_flatbuffer), and a torch.save
+    of a whole nn.Module (pickles __main__-style classes). {name: path}."""
+    torch = _torch()
+    from torch import nn
+
+    out: dict[str, Path] = {}
+    with _Quiet():
+        model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        out["legacy"] = outdir / "legacy.pt"
+        torch.save(model.state_dict(), out["legacy"], _use_new_zipfile_serialization=False)
+        out["pt2"] = outdir / "model.pt2"
+        torch.export.save(torch.export.export(model, (torch.ones(2, 4),)), out["pt2"])
+        import torch.package.package_exporter as exporter
+
+        scripted = torch.jit.script(model)
+        gate, exporter._gate_torchscript_serialization = exporter._gate_torchscript_serialization, False
+        try:
+            out["torch.package"] = outdir / "package.pt"
+            with exporter.PackageExporter(out["torch.package"]) as pe:
+                pe.save_pickle("model", "model.pkl", scripted)
+        finally:
+            exporter._gate_torchscript_serialization = gate
+        out["flatbuffer"] = outdir / "flat.ptl"
+        scripted._save_for_lite_interpreter(str(out["flatbuffer"]), _use_flatbuffer=True)
+        out["whole_module"] = outdir / "whole.pt"
+        torch.save(model, out["whole_module"])
+    return out

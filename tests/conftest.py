@@ -97,3 +97,9 @@ def silero_vad_archive(tmp_path_factory) -> Path:
         return archives.fetch_silero_vad(tmp_path_factory.mktemp("silero_vad"))
     except archives.DownloadFailed as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def format_zoo(tmp_path_factory) -> dict[str, Path]:
+    """legacy, pt2, torch.package, flatbuffer and whole-module torch.save files: see archives.build_format_zoo."""
+    return archives.build_format_zoo(tmp_path_factory.mktemp("formats"))

@@ -124,3 +124,68 @@ def test_fixture_quantized_archive_tensors(quantized_archive):
     assert s.format == "torchscript"
     assert any(t.dtype in ("qint8", "quint8") and t.quantization for t in s.tensors + s.constants)
     assert any(m.name == "__setstate__" for m in s.methods)
+
+
+@pytest.mark.parametrize("name,fmt,container", [
+    ("legacy", "legacy", "pickle"), ("pt2", "pt2", "zip"), ("torch.package", "torch.package", "zip"),
+    ("flatbuffer", "lite", "flatbuffer"), ("whole_module", "torch.save", "zip")])
+def test_other_formats_are_told_apart(format_zoo, name, fmt, container):
+    with open_archive(format_zoo[name]) as archive:
+        s = summarize(archive)
+    assert (s.format, s.container) == (fmt, container)
+    assert s.problems == []
+
+
+def test_torch_package_code_is_indexed_under_its_module(format_zoo):
+    with open_archive(format_zoo["torch.package"]) as archive:
+        s = summarize(archive)
+    assert any(m.owner == "__torch__.torch.nn.modules.container.Sequential" for m in s.methods), \
+        [m.qualname for m in s.methods]
+    assert s.versions["file_format"] == 6
+
+
+def test_flatbuffer_is_named_not_browsed(format_zoo):
+    from helpers import run_cli
+
+    assert "FlatBuffer" in run_cli("info", format_zoo["flatbuffer"]).stdout
+    proc = run_cli("ls", format_zoo["flatbuffer"], check=2)
+    assert "FlatBuffer mobile model" in proc.stderr
+
+
+def test_legacy_debug_info_layout_is_read(tmp_path):
+    """The string-table-free layout torch still writes on request: (offset, (text, file, line), tag)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, warnings; warnings.simplefilter('ignore')\n"
+        "torch._C._set_should_use_format_with_string_table(False)\n"
+        "def f(x: torch.Tensor) -> torch.Tensor:\n"
+        "    if x.sum() > 0:\n"
+        "        x = torch.relu(x)\n"
+        "    return x\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return f(x)\n"
+        f"torch.jit.script(M()).save({str(tmp_path / 'legacy_dbg.pt')!r})\n")
+    (tmp_path / "make.py").write_text(script)
+    subprocess.run([sys.executable, str(tmp_path / "make.py")], check=True, capture_output=True)
+    with open_archive(tmp_path / "legacy_dbg.pt") as archive:
+        [name] = [r.name for r in archive.records_of("code") if r.name.endswith("__torch__.py")]
+        code = archive.read(name, 1 << 20)
+        source_map = load_source_map(archive, name)
+    assert source_map.layout == "legacy"
+    origins = {o.line: o.text for o in source_map.line_origins(code) if o}
+    assert origins.get(5) == "x = torch.relu(x)", origins
+
+
+def test_oldest_debug_info_layout_is_read():
+    """2-tuples without a tag, as archives from before tags were added have them."""
+    from tsinspect.archive.debuginfo import parse_source_map
+    from tsinspect.archive.pickles import PTuple
+
+    source = PTuple(["def f(x):\n    return x + 1\n", "/src/old.py", 10])
+    records = PTuple([PTuple([0, PTuple([source, 0, 0])]), PTuple([7, PTuple([source, 14, 26])])])
+    source_map = parse_source_map(records)
+    origin = source_map.origin_at(9)
+    assert (origin.file, origin.line, origin.text) == ("/src/old.py", 11, "return x + 1")

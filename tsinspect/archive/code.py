@@ -64,7 +64,11 @@ class CodeIndex:
 
 def module_of(record_name: str) -> str:
     """``code/__torch__/torch/nn/modules/linear.py`` -> ``__torch__.torch.nn.modules.linear``."""
-    path = record_name.split("code/", 1)[-1]
+    path = record_name
+    for prefix in (".data/ts_code/code/", "code/"):  # torch.package keeps TorchScript code under .data/ts_code
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+            break
     return path[:-3].replace("/", ".") if path.endswith(".py") else path.replace("/", ".")
 
 
