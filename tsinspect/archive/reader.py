@@ -60,7 +60,7 @@ class Archive:
                 self.zip = open_zip(self.path)
             except ArchiveError as exc:
                 if self.container == "zip":
-                    raise
+                    raise ArchiveError(f"{printable(self.path)}: {exc}") from None
                 if self.note:
                     raise ArchiveError(f"{printable(self.path)} is {self.note}") from None
                 shown = head[:8].hex(" ")

@@ -250,7 +250,7 @@ def _find_end_record(fh: BinaryIO, file_size: int) -> tuple[int, tuple]:
     while True:
         pos = tail.rfind(b"PK\x05\x06", 0, pos)
         if pos < 0:
-            raise ArchiveError("not a zip archive (no end-of-central-directory record)")
+            raise ArchiveError("not a zip archive, or a truncated one (no end-of-central-directory record)")
         if pos + _EOCD.size <= len(tail):
             rec = _EOCD.unpack_from(tail, pos)
             if pos + _EOCD.size + rec[7] <= len(tail):
