@@ -21,6 +21,8 @@ COMMANDS = {
     "cat": "tsinspect.cli.archive_cmds",
     "pickle": "tsinspect.cli.archive_cmds",
     "extract": "tsinspect.cli.archive_cmds",
+    "graph": "tsinspect.cli.ir_cmds",
+    "ops": "tsinspect.cli.ir_cmds",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2

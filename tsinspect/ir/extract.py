@@ -5,7 +5,9 @@ working directory with resource limits; it loads the archive, walks every method
 and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
 code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
 
-Meta path: ``--archive`` is a copy whose tensor storages are empty, loaded with ``map_location="meta"``.
+Meta path: ``--archive`` is a copy whose tensor storages are empty (tsinspect.ir.metacopy): with
+``--rewritten`` its parameters and buffers already say device meta and small constants are real; without,
+it is loaded with ``map_location="meta"``.
 Full path: when meta loading fails for another reason than a missing op/class (quantized tensors have no
 meta kernels), the original file ``--original`` is loaded normally.
 """
@@ -119,7 +121,7 @@ def _jsonable(value, depth: int = 0):
                 "device": str(value.device)}
         if value.device.type != "meta" and value.numel() <= SMALL_TENSOR and not value.is_quantized:
             try:
-                desc["value"] = _jsonable(value.detach().cpu().reshape(-1).tolist(), depth + 1)
+                desc["value"] = _jsonable(value.detach().cpu().tolist(), depth + 1)
             except Exception:  # noqa: BLE001 - best effort: sparse/opaque tensors keep no value
                 pass
         return {"tensor": desc}
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inline", action="store_true")
     parser.add_argument("--library", action="append", default=[])
     parser.add_argument("--full", action="store_true", help="skip the meta attempt")
+    parser.add_argument("--rewritten", action="store_true",
+                        help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
     args = parser.parse_args(argv)
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
@@ -262,7 +266,10 @@ def run(args, doc: dict) -> None:
     started = time.perf_counter()
     if not args.full:
         try:
-            module = torch.jit.load(args.archive, map_location="meta")
+            if args.rewritten:
+                module = torch.jit.load(args.archive)
+            else:
+                module = torch.jit.load(args.archive, map_location="meta")
             doc["load"] = "meta"
         except Exception as exc:  # noqa: BLE001
             error = classify_error(exc)

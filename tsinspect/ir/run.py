@@ -1,7 +1,7 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
 Steps: statically scan ``code/`` (tsinspect.archive.codescan) and refuse unless safe or trusted; copy the
-archive into a fresh temporary directory with every tensor storage emptied; run the child there with
+archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the child there with
 resource limits and a timeout; read its JSON into tsinspect.ir.model objects. Crashes, timeouts and
 memory exhaustion of the child become a LoadError on the result, never an exception here.
 """
@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +22,12 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.archive.codescan import ScanResult, scan_code
 from tsinspect.archive.problems import ArchiveError
-from tsinspect.archive.reader import PICKLE_CAP, Archive
+from tsinspect.archive.reader import Archive
+from tsinspect.ir.metacopy import write_meta_copy
 from tsinspect.ir.model import IR, LoadError
 
 DEFAULT_TIMEOUT = 120.0
 GIB = 1024 ** 3
-MEMBER_CAP = PICKLE_CAP  # largest non-tensor record copied to the child
 
 
 @dataclass
@@ -65,25 +63,11 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
         work = Path(workdir)
         emptied = work / "archive.pt"
-        write_emptied_copy(archive, emptied)
+        copy = write_meta_copy(archive, emptied)
         run_dir = work / "cwd"
         run_dir.mkdir()
-        ir = _run_child(archive, emptied, run_dir, options)
+        ir = _run_child(archive, emptied, run_dir, options, copy.rewritten)
     return Extraction(ir, scan, index)
-
-
-def write_emptied_copy(archive: Archive, target: Path) -> None:
-    """The archive with every tensor storage record emptied: same names, prefix and order, stored."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicate names; keep them as they are
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
-            for record in archive.records:
-                if record.entry.is_dir:
-                    continue
-                info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_STORED
-                data = b"" if record.kind == rk.TENSOR_DATA else archive.read(record, MEMBER_CAP)
-                out.writestr(info, data)
 
 
 def _memory_limit(archive: Archive, options: Options) -> int:
@@ -121,7 +105,7 @@ def _child_env() -> dict:
     return env
 
 
-def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options) -> IR:
+def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options, rewritten: bool) -> IR:
     cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(emptied),
            "--original", str(Path(archive.path).resolve())]
     for flag, value in (("--module", options.module), ("--method", options.method)):
@@ -131,6 +115,8 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options)
         cmd.append("--inline")
     if options.full:
         cmd.append("--full")
+    if rewritten:
+        cmd.append("--rewritten")
     for lib in options.libraries:
         cmd += ["--library", str(Path(lib).resolve())]
     memory = _memory_limit(archive, options)

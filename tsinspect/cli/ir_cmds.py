@@ -1,0 +1,263 @@
+"""IR commands: ``graph`` (the IR of methods as a node tree or JSON) and ``ops`` (operator inventory).
+
+torch runs only in the extraction child (tsinspect.ir.run); this process never imports it. When the
+safety scan finds load-time code that touches files (exit status 1), or torch cannot load the archive,
+the output is the ``ast`` view of ``code/`` instead, and stderr says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+from tsinspect.archive.reader import open_archive
+from tsinspect.archive.text import printable
+from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
+from tsinspect.cli.style import Style, style_for
+from tsinspect.ir.fallback import ast_methods, ast_view_json
+from tsinspect.ir.model import IR, Graph, Node, graph_to_json, module_to_json
+from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
+
+# Load failures that are a fact about the archive and this torch, not an error of the input.
+HANDLED = {"missing_op", "missing_class", "unsupported_version"}
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="print the IR graph of methods (loads the archive with torch in a sandboxed child)")
+    p.add_argument("file")
+    p.add_argument("--method", help="only this method (default: every method)")
+    p.add_argument("--module", help="only this submodule, by path such as encoder.layers.0 ('' is the root)")
+    p.add_argument("--inline", action="store_true", help="show the inlined graph (submodule calls expanded)")
+    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ir/1, see docs/ir.md)")
+    _common(p)
+    p.set_defaults(run=run_graph)
+
+    p = sub.add_parser("ops", help="print the operator inventory: each op, how often, and where it is used")
+    p.add_argument("file")
+    p.add_argument("--inline", action="store_true", help="count ops of the inlined graphs")
+    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ops/1)")
+    _common(p)
+    p.set_defaults(run=run_ops, module=None, method=None)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust", action="store_true",
+                   help="load even when the safety scan finds load-time code that touches files or raw memory")
+    p.add_argument("--library", action="append", default=[], metavar="PATH.so",
+                   help="load a custom-op library (torch.ops.load_library) into the extractor; repeatable")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds torch may take (default 120)")
+    p.add_argument("--memory-limit", type=int, metavar="MIB", help="address-space limit of the extractor in MiB")
+    p.add_argument("--full", action="store_true", help="load the storages too (skip the meta-device attempt)")
+
+
+def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
+    """Run the extraction; print what stderr should say; return it with the exit status it implies."""
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
+                      libraries=args.library, timeout=args.timeout,
+                      memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
+    with open_archive(args.file) as archive:
+        result = extract_ir(archive, options)
+    ir, scan = result.ir, result.scan
+    err = Style(style_for(args.color).enabled and sys.stderr.isatty())
+    if ir.load == "refused":
+        _say(err, "refused", "red", scan.refusal() + "; showing the methods of code/ and the ops they call instead")
+        return result, EXIT_FINDINGS
+    note = scan.benign_note()
+    if note:
+        _say(err, "note", "cyan", note)
+    if ir.error is not None:
+        hint = f"; {ir.error.hint}" if ir.error.hint else ""
+        tail = "; showing the methods of code/ and the ops they call instead"
+        if ir.error.kind in HANDLED:
+            _say(err, "warning", "yellow", ir.error.message + hint + tail)
+            return result, EXIT_OK
+        _say(err, "error", "red", ir.error.message + hint + tail)
+        return result, EXIT_ERROR
+    return result, EXIT_OK
+
+
+def _say(err: Style, label: str, colour: str, message: str) -> None:
+    print(f"tsinspect: {err(label, colour)}: {printable(message)}", file=sys.stderr)
+
+
+def _emit(obj) -> None:
+    json.dump(obj, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# ----- graph
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    result, status = _extract(args)
+    ir = result.ir
+    loaded = ir.load in ("meta", "full")
+    if loaded:
+        _check_selection(args, ir)
+    if args.json:
+        doc = ir.to_json()
+        doc["path"] = args.file
+        doc["gate"] = result.scan.to_json()
+        if not loaded:
+            doc["fallback"] = ast_view_json(result.index)
+        _emit(doc)
+        return status
+    style = style_for(args.color)
+    if not loaded:
+        for line in ast_lines(result, style):
+            print(line)
+        return status
+    print(style(f"# load: {ir.load} (torch {ir.torch_version})", "dim"))
+    for note in ir.notes:
+        print(style(f"# note: {printable(note)}", "dim"))
+    for module in ir.modules:
+        title = module.path or "<root>"
+        print(style(f"module {printable(title)}", "bold") + style(f"  ({printable(module.type)})", "dim"))
+        for method in module.methods:
+            print(f"  {style('method', 'bold')} {printable(method.schema or method.name)}")
+            if method.error:
+                print(f"    {style('error', 'red')}: {printable(method.error)}")
+                continue
+            graph = method.inlined if args.inline and method.inlined else method.graph
+            for line in graph_lines(graph, style, indent=4):
+                print(line)
+    return status
+
+
+def _check_selection(args: argparse.Namespace, ir: IR) -> None:
+    if args.module is not None and not ir.modules:
+        raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
+                         "'' is the root)")
+    if args.method is not None and not any(m.methods for m in ir.modules):
+        where = f" in module {printable(args.module)!r}" if args.module is not None else ""
+        raise UsageError(f"no method {printable(args.method)!r}{where}")
+
+
+def _attr_text(value) -> str:
+    if isinstance(value, dict) and "tensor" in value:
+        t = value["tensor"]
+        shape = ",".join(str(d) for d in t.get("shape", []))
+        shown = f"{t.get('dtype')}[{shape}]"
+        return f"<{shown} {t['value']}>" if "value" in t else f"<{shown}>"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
+
+
+def node_text(node: Node) -> str:
+    outs = ", ".join(f"%{v.name} : {v.type}" for v in node.outputs)
+    attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attributes.items())
+    call = f"{node.kind}{'[' + attrs + ']' if attrs else ''}({', '.join('%' + i for i in node.inputs)})"
+    return f"{outs} = {call}" if outs else call
+
+
+def _where(node: Node) -> str:
+    src = node.source
+    if src is None:
+        return ""
+    parts = []
+    if src.code_file:
+        parts.append(f"{src.code_file}:{src.code_line}")
+    if src.file:
+        parts.append(f"{src.file.rsplit('/', 1)[-1]}:{src.line}")
+    return " <- ".join(parts)
+
+
+def graph_lines(graph: Graph, style: Style, indent: int = 0):
+    """The graph as an indented tree: blocks under their prim::If/prim::Loop, source per node."""
+    pad = " " * indent
+    yield pad + "graph(" + ", ".join(f"%{v.name} : {printable(v.type)}" for v in graph.inputs) + "):"
+    # explicit stack of (remaining items, depth); an item is a node or a ("block"/"ret", ...) marker
+    stack: list[tuple[list, int]] = [(list(graph.nodes), 1)]
+    while stack:
+        items, depth = stack[-1]
+        if not items:
+            stack.pop()
+            continue
+        item = items.pop(0)
+        lead = pad + "  " * depth
+        if isinstance(item, tuple):
+            marker, *rest = item
+            if marker == "block":
+                index, block = rest
+                params = ", ".join(f"%{v.name} : {printable(v.type)}" for v in block.inputs)
+                yield lead + style(f"block{index}({params}):", "blue")
+                stack.append(([*block.nodes, ("ret", block.outputs)], depth + 1))
+            else:
+                yield lead + style("-> (" + ", ".join("%" + o for o in rest[0]) + ")", "dim")
+            continue
+        where = _where(item)
+        text = printable(node_text(item))
+        yield lead + text + (style(f"  # {printable(where)}", "dim") if where else "")
+        if item.blocks:
+            stack.append(([("block", i, b) for i, b in enumerate(item.blocks)], depth + 1))
+    yield pad + "  return (" + ", ".join("%" + o for o in graph.outputs) + ")"
+
+
+def ast_lines(result: Extraction, style: Style):
+    yield style(f"# load: {result.ir.load}; methods of code/ and the ops they call (from the code, not torch)",
+                "dim")
+    for method in ast_methods(result.index):
+        yield style(f"{printable(method.qualname)}", "bold") + style(f"  {method.file}:{method.line}", "dim")
+        for use in method.ops:
+            yield f"  {use.line:5d}  {printable(use.op)}"
+
+
+# ----- ops
+
+
+def run_ops(args: argparse.Namespace) -> int:
+    result, status = _extract(args)
+    ir = result.ir
+    if ir.load in ("meta", "full"):
+        from tsinspect.ir.views import op_inventory
+
+        rows = []
+        for entry in op_inventory(ir, inlined=args.inline):
+            uses = [u.to_json() for u in entry.uses]
+            rows.append({"op": entry.kind, "count": entry.count, "uses": uses})
+        origin = "ir"
+    else:
+        counts: dict[str, list] = defaultdict(list)
+        for method in ast_methods(result.index):
+            for use in method.ops:
+                if "::" in use.op:
+                    counts[use.op].append({"module_type": method.owner, "method": method.name,
+                                           "code": f"{method.file}:{use.line}", "source": None})
+        rows = [{"op": op, "count": len(uses), "uses": uses}
+                for op, uses in sorted(counts.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+        origin = "ast"
+    if args.json:
+        _emit({"schema": "tsinspect.ops/1", "path": args.file, "load": ir.load, "from": origin,
+               "error": ir.error.to_json() if ir.error else None, "ops": rows})
+        return status
+    style = style_for(args.color)
+    total = sum(r["count"] for r in rows)
+    print(style(f"# {len(rows)} ops, {total} uses (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
+                "dim"))
+    width = max((len(r["op"]) for r in rows), default=10)
+    for row in rows:
+        print(f"{row['count']:6d}  {printable(row['op']).ljust(width)}  {printable(_sites(row['uses']))}")
+    return status
+
+
+def _sites(uses: list[dict], limit: int = 4) -> str:
+    """'Gate.forward code/__torch__/models.py:12,14; ...': grouped by method, then code file."""
+    groups: dict[str, dict[str, set[int]]] = {}
+    for use in uses:
+        owner = (use.get("module_type") or "").rsplit(".", 1)[-1]
+        name = f"{owner}.{use['method']}" if owner else use["method"]
+        files = groups.setdefault(name, {})
+        file, _, line = (use.get("code") or "").rpartition(":")
+        if file and line.isdigit():
+            files.setdefault(file, set()).add(int(line))
+    parts = []
+    for name, files in groups.items():
+        where = " ".join(f"{file}:{','.join(str(n) for n in sorted(lines))}" for file, lines in files.items())
+        parts.append(f"{name} {where}" if where else name)
+    more = f"; +{len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more

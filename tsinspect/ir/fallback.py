@@ -1,0 +1,83 @@
+"""An ``ast`` view of ``code/`` for archives torch cannot load: every method and the ops it calls.
+
+TorchScript prints builtin ops as ``torch.<name>(...)`` (``aten::<name>``) and other namespaces as
+``ops.<ns>.<name>(...)`` (``<ns>::<name>``); methods of submodules are ``(x).forward(...)``. This needs
+no torch and works on any archive whose ``code/`` parses.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from tsinspect.archive.code import CodeIndex
+
+# Python-level builtins TorchScript prints bare; they map to these ops.
+_BUILTIN_OPS = {"int": "aten::Int", "float": "aten::Float", "bool": "aten::Bool", "len": "aten::len",
+                "str": "aten::str", "annotate": None, "uninitialized": "prim::Uninitialized",
+                "unchecked_cast": "prim::unchecked_cast", "isinstance": None, "range": None}
+
+
+@dataclass
+class OpUse:
+    op: str  # "aten::relu", "torchvision::nms", "method forward"
+    line: int
+
+
+@dataclass
+class AstMethod:
+    owner: str | None
+    name: str
+    file: str
+    line: int
+    ops: list[OpUse] = field(default_factory=list)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.owner}.{self.name}" if self.owner else self.name
+
+    def to_json(self) -> dict:
+        return {"class": self.owner, "name": self.name, "file": self.file, "line": self.line,
+                "ops": [{"op": u.op, "line": u.line} for u in self.ops]}
+
+
+def op_of_call(call: ast.Call) -> str | None:
+    """The op a call in generated code stands for, or None for calls that are not ops."""
+    func = call.func
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if isinstance(func, ast.Name):
+        parts.append(func.id)
+        parts.reverse()
+        if parts[0] == "torch" and len(parts) == 2:
+            return f"aten::{parts[1]}"
+        if parts[0] == "ops" and len(parts) == 3:
+            return f"{parts[1]}::{parts[2]}"
+        if len(parts) == 1:
+            return _BUILTIN_OPS.get(parts[0], f"call {parts[0]}")
+        if parts[0] == "__torch__":
+            return f"call {'.'.join(parts)}"
+        return f"method {parts[-1]}"
+    if isinstance(call.func, ast.Attribute):
+        return f"method {call.func.attr}"
+    return None
+
+
+def ast_methods(index: CodeIndex) -> list[AstMethod]:
+    out = []
+    for method in index.methods:
+        view = AstMethod(method.owner, method.name, method.file, method.line)
+        for node in ast.walk(method.node):
+            if isinstance(node, ast.Call):
+                op = op_of_call(node)
+                if op:
+                    view.ops.append(OpUse(op, node.lineno))
+        view.ops.sort(key=lambda u: u.line)
+        out.append(view)
+    return out
+
+
+def ast_view_json(index: CodeIndex) -> dict:
+    return {"methods": [m.to_json() for m in ast_methods(index)]}

@@ -1,0 +1,144 @@
+"""The archive copy the extraction child loads: tensor storages emptied, their tensors sent to ``meta``.
+
+``torch.jit.load(..., map_location="meta")`` would put every tensor on meta, constants included, and then
+constant pooling fails (``aten::equal`` has no meta kernel) and the graph loses the values of traced
+constants. So instead the storage persistent ids of ``data.pkl`` (module parameters and buffers) are
+rewritten to say device ``meta`` and their records emptied, while ``constants/`` keeps its real bytes when
+it is small (it usually is: a traced model's baked scalars). A frozen model whose weights are constants
+goes past the cap; then ``constants.pkl`` is rewritten too. If a pickle has an unexpected shape, the copy
+falls back to emptying everything and the child uses ``map_location="meta"``.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tsinspect.archive import records as rk
+from tsinspect.archive.reader import PICKLE_CAP, Archive
+
+CONSTANTS_CAP = 32 * 1024 * 1024  # constants/ bytes kept real
+MAX_OPS = 5_000_000
+_PUT = {"BINPUT", "LONG_BINPUT", "PUT"}
+_GET = {"BINGET", "LONG_BINGET", "GET"}
+
+
+@dataclass
+class CopyInfo:
+    rewritten: bool  # storages of the rewritten pickles say "meta": load without map_location
+    constants_kept: bool  # constants/ holds real bytes
+
+
+def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
+    """Write the copy; see the module docstring for what it holds."""
+    by_name = archive.by_name
+    constants_size = sum(r.size for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/"))
+    keep_constants = constants_size <= CONSTANTS_CAP
+    rewrite = ["data.pkl"] + ([] if keep_constants else ["constants.pkl"])
+    replaced: dict[str, bytes] = {}
+    for name in rewrite:
+        if name in by_name:
+            new = rewrite_storage_device(archive.read(by_name[name], PICKLE_CAP))
+            if new is None:
+                replaced = {}
+                break
+            replaced[name] = new
+    rewritten = bool(replaced) or "data.pkl" not in by_name
+    keep_constants = keep_constants and rewritten
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names; keep them as they are
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
+            for record in archive.records:
+                if record.entry.is_dir:
+                    continue
+                info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
+                if record.inside and record.name in replaced and by_name.get(record.name) is record:
+                    data = replaced[record.name]
+                elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
+                    data = b""
+                else:
+                    data = archive.read(record, PICKLE_CAP)
+                out.writestr(info, data)
+    return CopyInfo(rewritten, keep_constants)
+
+
+def _binunicode(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def rewrite_storage_device(data: bytes, device: str = "meta") -> bytes | None:
+    """The pickle with the device of every storage persistent id set to ``device``; None if unsure.
+
+    A TorchScript persistent id is ``MARK 'storage' <Storage class> key device numel TUPLE BINPERSID``
+    with any element possibly a memo get and followed by a memo put. Memoised strings are shared, so a
+    device string that is also used elsewhere gets its other uses spelled out literally.
+    """
+    try:
+        ops = []
+        for item in pickletools.genops(data):
+            ops.append(item)
+            if len(ops) > MAX_OPS:
+                return None
+    except Exception:  # noqa: BLE001 - anything unparseable: let torch judge the original
+        return None
+    if not ops or ops[-1][0].name != "STOP":
+        return None
+    ends = [pos for _, _, pos in ops[1:]] + [len(data)]
+    strings: dict[object, str] = {}  # memo key -> string pushed there
+    replace: dict[int, bytes] = {}
+    device_slots: set[int] = set()  # op indices that are the device element of a persistent id
+    persids = rewritten = 0
+    for i, (op, arg, _pos) in enumerate(ops):
+        name = op.name
+        if name in _PUT and i > 0 and ops[i - 1][0].name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE"):
+            strings[arg] = ops[i - 1][1]
+        if name != "BINPERSID":
+            continue
+        persids += 1
+        if i < 1 or ops[i - 1][0].name != "TUPLE":
+            return None
+        elements = []
+        j = i - 2
+        while j >= 0 and ops[j][0].name != "MARK":
+            if ops[j][0].name not in _PUT:
+                elements.append(j)
+            j -= 1
+        elements.reverse()
+        if len(elements) != 5:
+            return None
+        first = ops[elements[0]]
+        tag = first[1] if first[0].name.endswith("UNICODE") else strings.get(first[1])
+        if tag != "storage":
+            return None
+        slot = elements[3]
+        op_d, arg_d, _ = ops[slot]
+        if op_d.name.endswith("UNICODE") or op_d.name in _GET and isinstance(strings.get(arg_d), str):
+            device_slots.add(slot)
+            rewritten += 1
+        else:
+            return None
+    if persids != rewritten:
+        return None
+    # memo keys whose string is a device we rewrite in place (the string op right before a put)
+    moved: dict[object, str] = {}
+    for slot in device_slots:
+        op_d, arg_d, _ = ops[slot]
+        if op_d.name.endswith("UNICODE"):
+            replace[slot] = _binunicode(device)
+            nxt = ops[slot + 1] if slot + 1 < len(ops) else None
+            if nxt is not None and nxt[0].name in _PUT:
+                moved[nxt[1]] = arg_d
+        else:
+            replace[slot] = _binunicode(device)
+    for i, (op, arg, _pos) in enumerate(ops):
+        if op.name in _GET and arg in moved and i not in device_slots:
+            replace[i] = _binunicode(moved[arg])  # another use of the shared string keeps its text
+    out = bytearray()
+    for i, (_op, _arg, pos) in enumerate(ops):
+        out += replace.get(i, data[pos:ends[i]])
+    return bytes(out)
