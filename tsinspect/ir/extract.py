@@ -66,7 +66,7 @@ def classify_error(exc: BaseException) -> dict:
                 "message": f"archive format version {match.group(1)} is newer than this torch reads "
                            f"(at most {match.group(2)})",
                 "hint": "use a newer torch in tsinspect's environment"}
-    if isinstance(exc, MemoryError) or "bad_alloc" in text or "can't allocate memory" in text:
+    if isinstance(exc, MemoryError) or any(s in text for s in ("bad_alloc", "allocate memory", "map segment")):
         return {"kind": "out_of_memory", "missing": None,
                 "message": "torch ran out of memory loading the archive (the extractor's memory limit)",
                 "hint": "raise the limit with --memory-limit"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from tsinspect.archive.code import CodeIndex
+from tsinspect.archive.code import CodeIndex, module_of
 
 # Python-level builtins TorchScript prints bare; they map to these ops.
 _BUILTIN_OPS = {"int": "aten::Int", "float": "aten::Float", "bool": "aten::Bool", "len": "aten::len",
@@ -34,15 +34,18 @@ class AstMethod:
 
     @property
     def qualname(self) -> str:
-        return f"{self.owner}.{self.name}" if self.owner else self.name
+        return f"{self.owner or module_of(self.file)}.{self.name}"
 
     def to_json(self) -> dict:
         return {"class": self.owner, "name": self.name, "file": self.file, "line": self.line,
                 "ops": [{"op": u.op, "line": u.line} for u in self.ops]}
 
 
-def op_of_call(call: ast.Call) -> str | None:
-    """The op a call in generated code stands for, or None for calls that are not ops."""
+def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | None:
+    """The op a call in generated code stands for, or None for calls that are not ops.
+
+    ``aliases`` maps local names to what they were assigned (``_0 = __torch__.torch.nn.functional.dropout``).
+    """
     func = call.func
     parts = []
     while isinstance(func, ast.Attribute):
@@ -51,6 +54,8 @@ def op_of_call(call: ast.Call) -> str | None:
     if isinstance(func, ast.Name):
         parts.append(func.id)
         parts.reverse()
+        if aliases and parts[0] in aliases:
+            parts = aliases[parts[0]].split(".") + parts[1:]
         if parts[0] == "torch" and len(parts) == 2:
             return f"aten::{parts[1]}"
         if parts[0] == "ops" and len(parts) == 3:
@@ -69,9 +74,16 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
     out = []
     for method in index.methods:
         view = AstMethod(method.owner, method.name, method.file, method.line)
+        aliases = {}
+        for node in ast.walk(method.node):
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                    and isinstance(node.value, ast.Attribute)):
+                dotted = ast.unparse(node.value)
+                if dotted.startswith("__torch__."):
+                    aliases[node.targets[0].id] = dotted
         for node in ast.walk(method.node):
             if isinstance(node, ast.Call):
-                op = op_of_call(node)
+                op = op_of_call(node, aliases)
                 if op:
                     view.ops.append(OpUse(op, node.lineno))
         view.ops.sort(key=lambda u: u.line)

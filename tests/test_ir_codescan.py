@@ -1,0 +1,160 @@
+"""The static safety gate (tsinspect.archive.codescan): what a __setstate__ reaches, file and memory ops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+from tsinspect.archive.codescan import BENIGN, UNSAFE, scan_archive
+from tsinspect.archive.reader import open_archive
+
+
+def code_archive(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A zip holding only code/ records under a top folder: enough for the scan, which never loads."""
+    path = tmp_path / "code_only.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(f"code_only/code/{name}", textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def scan(path: Path):
+    with open_archive(str(path)) as archive:
+        return scan_archive(archive)
+
+
+MODULE_HEAD = """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  helper : __torch__.m.Helper
+  packed : __torch__.torch.classes.quantized.LinearPackedParamsBase
+  def forward(self: __torch__.m.M, x: Tensor) -> Tensor:
+    return x
+"""
+
+
+def test_quantized_setstate_is_benign_and_named(quantized_archive):
+    result = scan(quantized_archive)
+    assert result.safe_to_load
+    (setstate,) = [f for f in result.findings if f.kind == "setstate"]
+    assert setstate.verdict == BENIGN
+    assert setstate.what == "Conv2d.__setstate__"
+    assert setstate.file == "code/__torch__/torch/ao/nn/quantized/modules/conv.py"
+    assert "ops.quantized.conv2d_prepack" in setstate.detail
+    # the reach followed self.set_weight_bias
+    assert any(v.endswith("Conv2d.set_weight_bias") for v in setstate.via)
+    assert "weight repacking" in result.benign_note()
+    assert any(f.kind == "getstate" and f.verdict == "info" for f in result.findings)
+
+
+def test_file_writing_setstate_is_unsafe_with_location(setstate_file_writer_archive):
+    result = scan(setstate_file_writer_archive)
+    assert not result.safe_to_load
+    (bad,) = result.unsafe
+    assert bad.what == "Writer.__setstate__"
+    assert bad.file.startswith("code/__torch__/")
+    assert f"torch.save at {bad.file}:" in bad.detail
+    message = result.refusal()
+    assert f"Writer.__setstate__ at {bad.file}:{bad.line}" in message and "--trust" in message
+
+
+def test_real_and_sample_archives_are_clean(silero_vad_archive, sample_archives):
+    assert scan(silero_vad_archive).findings == []
+    for name in ("gate_scripted", "gate_traced", "gate_lite", "plain_traced"):
+        assert scan(sample_archives[name]).findings == [], name
+
+
+def test_setstate_reaching_file_io_through_helper_class(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": MODULE_HEAD + """
+  def __setstate__(self: __torch__.m.M, state: Tuple[str]) -> NoneType:
+    helper = self.helper
+    _0 = (helper).restore((state)[0], )
+    return None
+class Helper(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def restore(self: __torch__.m.Helper, where: str) -> NoneType:
+    _1 = (self).really(where, )
+    return None
+  def really(self: __torch__.m.Helper, where: str) -> NoneType:
+    _2 = torch.load(where)
+    return None
+"""})
+    result = scan(path)
+    bad = [f for f in result.unsafe if f.kind == "setstate"]
+    assert len(bad) == 1
+    assert "torch.load at code/__torch__/m.py:" in bad[0].detail
+    assert bad[0].via == ("M.__setstate__", "Helper.restore", "Helper.really")
+
+
+def test_setstate_with_unknown_op_namespace_or_unresolved_call_is_unsafe(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": MODULE_HEAD + """
+  def __setstate__(self: __torch__.m.M, state: Tuple[Tensor]) -> NoneType:
+    _0 = ops.evil.run((state)[0])
+    return None
+""", "__torch__/n.py": """
+class N(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def __setstate__(self: __torch__.n.N, state: Tuple[Tensor]) -> NoneType:
+    _0 = (state)[0].mystery()
+    return None
+"""})
+    result = scan(path)
+    details = {f.what: f.detail for f in result.unsafe}
+    assert "unknown namespace 'evil'" in details["M.__setstate__"]
+    assert "cannot resolve" in details["N.__setstate__"]
+
+
+def test_setstate_with_known_ops_and_custom_class_is_benign(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": MODULE_HEAD + """
+  def __setstate__(self: __torch__.m.M, state: Tuple[Tensor, int]) -> NoneType:
+    self.training = False
+    w = torch.contiguous((state)[0])
+    packed = self.packed
+    _0 = (packed).unpack()
+    self.packed = ops.quantized.linear_prepack(w, None)
+    n = int((state)[1])
+    return None
+"""})
+    result = scan(path)
+    assert result.safe_to_load
+    assert [f.verdict for f in result.findings if f.kind == "setstate"] == [BENIGN]
+
+
+def test_file_and_raw_memory_calls_anywhere_are_findings(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.m.M, x: Tensor) -> Tensor:
+    y = torch.as_strided(x, [100000], [1])
+    _0 = ops.aten.from_file("/etc/passwd")
+    return y
+"""})
+    result = scan(path)
+    kinds = {(f.kind, f.what, f.line) for f in result.unsafe}
+    assert ("raw_memory", "torch.as_strided", 6) in kinds
+    assert ("file_io", "ops.aten.from_file", 7) in kinds
+
+
+def test_scan_does_not_import_torch(setstate_file_writer_archive):
+    code = ("import sys\nfrom tsinspect.archive.reader import open_archive\n"
+            "from tsinspect.archive.codescan import scan_archive\n"
+            f"r = scan_archive(open_archive({str(setstate_file_writer_archive)!r}))\n"
+            "assert not r.safe_to_load\nprint('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_unsafe_findings_sort_first(tmp_path, setstate_file_writer_archive):
+    result = scan(setstate_file_writer_archive)
+    assert result.findings[0].verdict == UNSAFE

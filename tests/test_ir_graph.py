@@ -1,0 +1,232 @@
+"""``tsinspect graph`` and ``ops`` run as a user runs them, on scripted, traced, lite, quantized, real,
+custom-op and hostile archives. torch runs only in the extraction child."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from helpers import run_cli, sample_line
+
+
+def graph_json(*args, check: int = 0) -> dict:
+    return json.loads(run_cli("graph", *map(str, args), "--json", check=check).stdout)
+
+
+def walk(nodes):
+    """JSON nodes in pre-order (a node, then its blocks' nodes)."""
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        yield node
+        for block in reversed(node["blocks"]):
+            stack.extend(reversed(block["nodes"]))
+
+
+def method(doc: dict, path: str, name: str) -> dict:
+    module = next(m for m in doc["modules"] if m["path"] == path)
+    return next(m for m in module["methods"] if m["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def scripted_doc(sample_archives):
+    return graph_json(sample_archives["gate_scripted"])
+
+
+def test_scripted_graph_json_keeps_control_flow_with_sources(scripted_doc):
+    doc = scripted_doc
+    assert doc["schema"] == "tsinspect.ir/1" and doc["load"] == "meta" and doc["error"] is None
+    assert [m["path"] for m in doc["modules"]] == ["", "proj", "drop"]
+    forward = method(doc, "", "forward")
+    graph = forward["graph"]
+    assert [v["type"] for v in graph["inputs"]] == ["__torch__.models.Gate", "Tensor"]
+    nodes = list(walk(graph["nodes"]))
+    for node in nodes:
+        assert {"kind", "inputs", "outputs", "blocks", "source", "attributes", "id", "scope"} <= node.keys()
+    ifs = [n for n in graph["nodes"] if n["kind"] == "prim::If"]
+    assert len(ifs) == 2 and all(len(n["blocks"]) == 2 for n in ifs)
+    first_if = ifs[0]
+    assert first_if["source"]["line"] == sample_line("if-cond")
+    assert first_if["source"]["file"].endswith("models.py")
+    assert first_if["source"]["code_file"] == "code/__torch__/models.py"
+    relu = first_if["blocks"][0]["nodes"][0]
+    assert relu["kind"] == "aten::relu" and relu["source"]["line"] == sample_line("if-then")
+    loop = next(n for n in graph["nodes"] if n["kind"] == "prim::Loop")
+    assert loop["source"]["line"] == sample_line("loop")
+    assert [n["kind"] for n in loop["blocks"][0]["nodes"]] == ["aten::Float", "aten::add"]
+    assert [n["id"] for n in nodes] == list(range(len(nodes)))  # ids number nodes in pre-order
+    call = next(n for n in nodes if n["kind"] == "prim::CallMethod")
+    assert call["attributes"] == {"name": "forward"}
+    assert call["source"]["line"] == sample_line("proj")
+
+
+def test_scripted_graph_text_nests_blocks_with_source_lines(sample_archives):
+    out = run_cli("graph", sample_archives["gate_scripted"], "--module", "").stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("# load: meta")
+    if_line = next(i for i, line in enumerate(lines) if "= prim::If(" in line)
+    assert f"models.py:{sample_line('if-cond')}" in lines[if_line]
+    indent = len(lines[if_line]) - len(lines[if_line].lstrip())
+    block = lines[if_line + 1]
+    assert block.strip() == "block0():" and len(block) - len(block.lstrip()) == indent + 2
+    relu = lines[if_line + 2]
+    assert "aten::relu" in relu and len(relu) - len(relu.lstrip()) == indent + 4
+    assert f"models.py:{sample_line('if-then')}" in relu
+    assert "module proj" not in out  # --module '' is the root only
+
+
+def test_traced_graph_has_no_branch_and_keeps_constant_values(sample_archives):
+    doc = graph_json(sample_archives["gate_traced"], "--module", "")
+    assert doc["load"] == "meta"
+    nodes = list(walk(method(doc, "", "forward")["graph"]["nodes"]))
+    kinds = [n["kind"] for n in nodes]
+    assert "prim::If" not in kinds and "prim::Loop" not in kinds
+    assert kinds.count("aten::add") == 2  # the loop, unrolled for the example input
+    tensor_constants = [n["attributes"]["value"]["tensor"] for n in nodes
+                        if n["kind"] == "prim::Constant" and isinstance(n["attributes"].get("value"), dict)]
+    assert sorted(t["value"] for t in tensor_constants) == [-1.0, 0.0, 1.0]
+    tanh = next(n for n in nodes if n["kind"] == "aten::tanh")
+    assert tanh["source"]["line"] == sample_line("else-body")
+    assert tanh["source"]["stack"][0].endswith(f"models.py:{sample_line('else-body')}")
+
+
+def test_inline_expands_submodule_calls(sample_archives):
+    doc = graph_json(sample_archives["plain_scripted"], "--module", "", "--inline")
+    fwd = method(doc, "", "forward")
+    assert "prim::CallMethod" in {n["kind"] for n in walk(fwd["graph"]["nodes"])}
+    inlined = {n["kind"] for n in walk(fwd["inlined"]["nodes"])}
+    assert "aten::linear" in inlined and "prim::CallMethod" not in inlined
+    text = run_cli("graph", sample_archives["plain_scripted"], "--module", "", "--inline").stdout
+    assert "aten::linear" in text and "prim::CallMethod" not in text
+
+
+def test_lite_archive_graph(sample_archives):
+    doc = graph_json(sample_archives["gate_lite"], "--method", "forward")
+    assert doc["load"] == "meta"
+    assert "prim::If" in {n["kind"] for n in walk(method(doc, "", "forward")["graph"]["nodes"])}
+
+
+def test_quantized_falls_back_to_full_load_and_notes_benign_setstate(quantized_archive):
+    proc = run_cli("graph", quantized_archive, "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["load"] == "full"
+    assert any("meta loading failed" in n and "empty_quantized" in n for n in doc["notes"])
+    conv = next(m for m in doc["modules"] if m["path"] == "conv")
+    names = [m["name"] for m in conv["methods"]]
+    assert "forward" in names and "__setstate__" in names
+    kinds = {n["kind"] for n in walk(method(doc, "conv", "forward")["graph"]["nodes"])}
+    assert "quantized::conv2d" in kinds
+    assert "tsinspect: note:" in proc.stderr and "Conv2d.__setstate__" in proc.stderr
+    assert [f["verdict"] for f in doc["gate"]["findings"] if f["kind"] == "setstate"] == ["benign"]
+
+
+def test_silero_vad_every_method_of_every_module(silero_vad_archive):
+    doc = graph_json(silero_vad_archive)
+    assert doc["load"] == "meta" and doc["error"] is None
+    root = doc["modules"][0]
+    assert root["path"] == ""
+    assert {"forward", "audio_forward", "reset_states", "_validate_input"} <= {m["name"] for m in root["methods"]}
+    assert {"_model", "_model_8k"} <= {m["path"] for m in doc["modules"]}
+    assert all(m["graph"] is not None for mod in doc["modules"] for m in mod["methods"])
+    ops = json.loads(run_cli("ops", silero_vad_archive, "--json").stdout)
+    counts = {row["op"]: row["count"] for row in ops["ops"]}
+    assert counts["aten::conv1d"] >= 1 and counts["aten::lstm_cell"] >= 1
+
+
+def test_missing_custom_op_names_it_and_shows_ast_view(custom_op_archive):
+    proc = run_cli("graph", custom_op_archive)
+    assert "torch has no operator torchvision::nms" in proc.stderr and "--library PATH.so" in proc.stderr
+    assert "torchvision::nms" in proc.stdout and "Detect.forward" in proc.stdout
+    doc = graph_json(custom_op_archive)
+    assert doc["load"] == "failed"
+    assert doc["error"]["kind"] == "missing_op" and doc["error"]["missing"] == "torchvision::nms"
+    (fwd,) = [m for m in doc["fallback"]["methods"] if m["name"] == "forward"]
+    assert "torchvision::nms" in [u["op"] for u in fwd["ops"]]
+    ops = json.loads(run_cli("ops", custom_op_archive, "--json").stdout)
+    assert ops["from"] == "ast" and {"torchvision::nms", "aten::index"} <= {r["op"] for r in ops["ops"]}
+
+
+def test_missing_library_file_is_reported(custom_op_archive, tmp_path):
+    proc = run_cli("graph", custom_op_archive, "--library", tmp_path / "nope.so", check=2)
+    assert "cannot load library" in proc.stderr
+
+
+def _rewrite(src: Path, dest: Path, edit) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info)))
+    return dest
+
+
+def test_missing_custom_class_and_newer_format(sample_archives, tmp_path):
+    def add_class(name, data):
+        if name.endswith("code/__torch__/models.py"):
+            return data.replace(b"  training : bool\n",
+                                b"  training : bool\n  ctx : __torch__.torch.classes.xnnpack_x.LinearOpContext\n", 1)
+        return data
+
+    path = _rewrite(sample_archives["gate_scripted"], tmp_path / "missing_class.pt", add_class)
+    doc = graph_json(path)
+    assert doc["error"]["kind"] == "missing_class"
+    assert doc["error"]["missing"] == "__torch__.torch.classes.xnnpack_x.LinearOpContext"
+    assert "--library" in doc["error"]["hint"]
+
+    newer = _rewrite(sample_archives["gate_scripted"], tmp_path / "newer.pt",
+                     lambda name, data: b"99\n" if name.endswith("/version") else data)
+    proc = run_cli("graph", newer)
+    assert "archive format version 99 is newer" in proc.stderr
+
+
+def test_hostile_setstate_is_refused_and_writes_nothing(setstate_file_writer_archive, setstate_marker):
+    proc = run_cli("graph", setstate_file_writer_archive, check=1)
+    assert not setstate_marker.exists()
+    assert "tsinspect: refused:" in proc.stderr and "Writer.__setstate__" in proc.stderr
+    assert "torch.save" in proc.stderr and "--trust" in proc.stderr
+    assert "aten::save" in proc.stdout  # the ast view still shows what the code does
+    doc = graph_json(setstate_file_writer_archive, check=1)
+    assert doc["load"] == "refused" and doc["gate"]["safe_to_load"] is False
+    run_cli("ops", setstate_file_writer_archive, check=1)
+    assert not setstate_marker.exists()
+
+
+def test_trust_loads_the_hostile_archive(setstate_file_writer_archive, setstate_marker):
+    # proves it is the gate, not luck, that kept the file from being written above
+    doc = graph_json(setstate_file_writer_archive, "--trust")
+    assert doc["load"] in ("meta", "full")
+    assert setstate_marker.exists()
+
+
+def test_parent_never_imports_torch(sample_archives):
+    code = ("import sys, io, contextlib\nfrom tsinspect.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            f"    rc = main(['graph', {str(sample_archives['gate_scripted'])!r}, '--json'])\n"
+            "assert rc == 0 and 'prim::If' in buf.getvalue(), rc\n"
+            "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_timeout_and_bad_selection_are_one_line_errors(sample_archives):
+    proc = run_cli("graph", sample_archives["gate_scripted"], "--timeout", "0.01", check=2)
+    assert "did not finish loading" in proc.stderr
+    proc = run_cli("graph", sample_archives["gate_scripted"], "--module", "nope", check=2)
+    assert "no submodule 'nope'" in proc.stderr
+    proc = run_cli("graph", sample_archives["gate_state_dict"], check=2)
+    assert "no TorchScript code" in proc.stderr
+
+
+def test_ops_inventory_counts_and_sites(sample_archives):
+    out = run_cli("ops", sample_archives["gate_scripted"]).stdout
+    row = next(line for line in out.splitlines() if " aten::size " in line)
+    assert row.split()[0] == "2" and "Gate.forward code/__torch__/models.py:" in row
+    doc = json.loads(run_cli("ops", sample_archives["gate_scripted"], "--json").stdout)
+    assert doc["schema"] == "tsinspect.ops/1" and doc["from"] == "ir"
+    linear = next(r for r in doc["ops"] if r["op"] == "aten::linear")
+    assert linear["count"] == 1 and linear["uses"][0]["module_paths"] == ["proj"]
+    assert linear["uses"][0]["source"].endswith(".py:134") or linear["uses"][0]["source"]
