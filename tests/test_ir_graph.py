@@ -28,9 +28,13 @@ def walk(nodes):
             stack.extend(reversed(block["nodes"]))
 
 
-def method(doc: dict, path: str, name: str) -> dict:
+def methods(doc: dict, path: str) -> list[dict]:
     module = next(m for m in doc["modules"] if m["path"] == path)
-    return next(m for m in module["methods"] if m["name"] == name)
+    return doc["types"][module["type"]]["methods"]
+
+
+def method(doc: dict, path: str, name: str) -> dict:
+    return next(m for m in methods(doc, path) if m["name"] == name)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +120,7 @@ def test_quantized_falls_back_to_full_load_and_notes_benign_setstate(quantized_a
     doc = json.loads(proc.stdout)
     assert doc["load"] == "full"
     assert any("meta loading failed" in n and "empty_quantized" in n for n in doc["notes"])
-    conv = next(m for m in doc["modules"] if m["path"] == "conv")
-    names = [m["name"] for m in conv["methods"]]
+    names = [m["name"] for m in methods(doc, "conv")]
     assert "forward" in names and "__setstate__" in names
     kinds = {n["kind"] for n in walk(method(doc, "conv", "forward")["graph"]["nodes"])}
     assert "quantized::conv2d" in kinds
@@ -128,11 +131,11 @@ def test_quantized_falls_back_to_full_load_and_notes_benign_setstate(quantized_a
 def test_silero_vad_every_method_of_every_module(silero_vad_archive):
     doc = graph_json(silero_vad_archive)
     assert doc["load"] == "meta" and doc["error"] is None
-    root = doc["modules"][0]
-    assert root["path"] == ""
-    assert {"forward", "audio_forward", "reset_states", "_validate_input"} <= {m["name"] for m in root["methods"]}
+    assert doc["modules"][0]["path"] == ""
+    assert {"forward", "audio_forward", "reset_states", "_validate_input"} <= {m["name"] for m in methods(doc, "")}
     assert {"_model", "_model_8k"} <= {m["path"] for m in doc["modules"]}
-    assert all(m["graph"] is not None for mod in doc["modules"] for m in mod["methods"])
+    assert {m["type"] for m in doc["modules"]} == set(doc["types"])
+    assert all(m["graph"] is not None for t in doc["types"].values() for m in t["methods"])
     ops = json.loads(run_cli("ops", silero_vad_archive, "--json").stdout)
     counts = {row["op"]: row["count"] for row in ops["ops"]}
     assert counts["aten::conv1d"] >= 1 and counts["aten::lstm_cell"] >= 1

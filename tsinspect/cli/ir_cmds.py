@@ -17,7 +17,7 @@ from tsinspect.archive.text import printable
 from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
-from tsinspect.ir.model import IR, Graph, Node, graph_to_json, module_to_json
+from tsinspect.ir.model import IR, Graph, Node
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
@@ -114,9 +114,14 @@ def run_graph(args: argparse.Namespace) -> int:
     print(style(f"# load: {ir.load} (torch {ir.torch_version})", "dim"))
     for note in ir.notes:
         print(style(f"# note: {printable(note)}", "dim"))
+    first_of_type: dict[str, str] = {}
     for module in ir.modules:
         title = module.path or "<root>"
         print(style(f"module {printable(title)}", "bold") + style(f"  ({printable(module.type)})", "dim"))
+        if module.type in first_of_type:
+            print(style(f"  same type as {printable(first_of_type[module.type])}: same methods", "dim"))
+            continue
+        first_of_type[module.type] = title
         for method in module.methods:
             print(f"  {style('method', 'bold')} {printable(method.schema or method.name)}")
             if method.error:
@@ -132,7 +137,7 @@ def _check_selection(args: argparse.Namespace, ir: IR) -> None:
     if args.module is not None and not ir.modules:
         raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
                          "'' is the root)")
-    if args.method is not None and not any(m.methods for m in ir.modules):
+    if args.method is not None and not any(ir.types.values()):
         where = f" in module {printable(args.module)!r}" if args.module is not None else ""
         raise UsageError(f"no method {printable(args.method)!r}{where}")
 

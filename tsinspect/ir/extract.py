@@ -191,30 +191,38 @@ def walk_graph(graph) -> dict:
     return out
 
 
-def walk_module(root, want_module: str | None, want_method: str | None, inline: bool) -> list[dict]:
-    modules = []
+def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool) -> tuple[list, dict]:
+    """(modules, types): every module instance by path, and the methods of each module type, walked once.
+
+    Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
+    """
+    modules, types = [], {}
     for path, sub in root.named_modules():
         if want_module is not None and path != want_module:
             continue
         cpp = sub._c
-        entry = {"path": path, "type": cpp._type().qualified_name(), "methods": []}
-        for name in cpp._method_names():
-            if want_method is not None and name != want_method:
-                continue
-            method = {"name": name, "schema": None, "error": None, "graph": None}
-            try:
-                fn = cpp._get_method(name)
-                method["schema"] = str(fn.schema)
-                method["graph"] = walk_graph(fn.graph)
-                if inline:
-                    inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
-                    method["inlined"] = walk_graph(inlined)
-                    del inlined
-            except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
-                method["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-            entry["methods"].append(method)
-        modules.append(entry)
-    return modules
+        type_name = cpp._type().qualified_name()
+        modules.append({"path": path, "type": type_name})
+        if type_name not in types:
+            types[type_name] = {"methods": [_walk_method(cpp, name, inline) for name in cpp._method_names()
+                                            if want_method is None or name == want_method]}
+    return modules, types
+
+
+def _walk_method(cpp, name: str, inline: bool) -> dict:
+    method = {"name": name, "schema": None, "error": None, "graph": None}
+    try:
+        fn = cpp._get_method(name)
+        method["schema"] = str(fn.schema)
+        method["graph"] = walk_graph(fn.graph)
+        if inline:
+            inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
+            method["inlined"] = walk_graph(inlined)
+            del inlined
+    except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
+        text = str(exc).strip()
+        method["error"] = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+    return method
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "modules": []}
+           "timings": {}, "modules": [], "types": {}}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
@@ -289,7 +297,7 @@ def run(args, doc: dict) -> None:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
-    doc["modules"] = walk_module(module, args.module, args.method, args.inline)
+    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 

@@ -109,6 +109,8 @@ class Method:
 
 @dataclass
 class Module:
+    """A module instance. ``methods`` is shared by every instance of the same type (IR.types)."""
+
     path: str  # "" for the root, "encoder.layers.0" for a submodule
     type: str  # qualified class name
     methods: list[Method] = field(default_factory=list)
@@ -146,38 +148,46 @@ class IR:
     def module(self, path: str) -> Module | None:
         return next((m for m in self.modules if m.path == path), None)
 
+    @property
+    def types(self) -> dict[str, list[Method]]:
+        """Methods by module type, in the order types first appear."""
+        out: dict[str, list[Method]] = {}
+        for module in self.modules:
+            out.setdefault(module.type, module.methods)
+        return out
+
     # -- JSON ---------------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "load": self.load, "torch_version": self.torch_version,
                 "notes": list(self.notes), "error": self.error.to_json() if self.error else None,
                 "timings": dict(self.timings),
-                "modules": [module_to_json(m) for m in self.modules]}
+                "modules": [{"path": m.path, "type": m.type} for m in self.modules],
+                "types": {name: {"methods": [method_to_json(m) for m in methods]}
+                          for name, methods in self.types.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> "IR":
         if data.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} document (schema {data.get('schema')!r})")
         error = LoadError.from_json(data["error"]) if data.get("error") else None
-        return cls(data.get("load", "failed"), [module_from_json(m) for m in data.get("modules", [])],
-                   data.get("torch_version"), list(data.get("notes", [])), error,
-                   dict(data.get("timings", {})))
+        types = {name: [method_from_json(m) for m in entry.get("methods", [])]
+                 for name, entry in (data.get("types") or {}).items()}
+        modules = [Module(m["path"], m["type"], types.setdefault(m["type"], [])) for m in data.get("modules", [])]
+        return cls(data.get("load", "failed"), modules, data.get("torch_version"), list(data.get("notes", [])),
+                   error, dict(data.get("timings", {})))
 
 
-def module_to_json(module: Module) -> dict:
-    return {"path": module.path, "type": module.type,
-            "methods": [{"name": m.name, "schema": m.schema, "error": m.error,
-                         "graph": graph_to_json(m.graph) if m.graph else None,
-                         **({"inlined": graph_to_json(m.inlined)} if m.inlined else {})}
-                        for m in module.methods]}
+def method_to_json(m: Method) -> dict:
+    out = {"name": m.name, "schema": m.schema, "error": m.error,
+           "graph": graph_to_json(m.graph) if m.graph else None}
+    if m.inlined:
+        out["inlined"] = graph_to_json(m.inlined)
+    return out
 
 
-def module_from_json(data: dict) -> Module:
-    methods = []
-    for m in data.get("methods", []):
-        methods.append(Method(m["name"], m.get("schema"),
-                              graph_from_json(m["graph"]) if m.get("graph") else None,
-                              graph_from_json(m["inlined"]) if m.get("inlined") else None, m.get("error")))
-    return Module(data["path"], data["type"], methods)
+def method_from_json(m: dict) -> Method:
+    return Method(m["name"], m.get("schema"), graph_from_json(m["graph"]) if m.get("graph") else None,
+                  graph_from_json(m["inlined"]) if m.get("inlined") else None, m.get("error"))
 
 
 def _values(items: list) -> list[Value]:

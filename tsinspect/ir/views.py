@@ -96,13 +96,11 @@ class OpEntry:
 def op_inventory(ir: IR, inlined: bool = False) -> list[OpEntry]:
     """Every op kind with its count and where it is used; each module type's methods are counted once."""
     paths: dict[str, list[str]] = {}
-    first: dict[str, object] = {}
     for module in ir.modules:
         paths.setdefault(module.type, []).append(module.path)
-        first.setdefault(module.type, module)
     entries: dict[str, OpEntry] = {}
-    for type_name, module in first.items():
-        for method in module.methods:
+    for type_name, methods in ir.types.items():
+        for method in methods:
             graph = method.inlined if inlined and method.inlined else method.graph
             if graph is None:
                 continue
