@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import tsinspect
@@ -24,7 +25,7 @@ from tsinspect.archive.codescan import ScanResult, scan_code
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
 from tsinspect.ir.metacopy import write_meta_copy
-from tsinspect.ir.model import IR, LoadError
+from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
 GIB = 1024 ** 3
@@ -42,13 +43,21 @@ class Options:
     full: bool = False  # skip the meta attempt
 
 
-@dataclass
 class Extraction:
-    """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index."""
+    """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index.
 
-    ir: IR
-    scan: ScanResult
-    index: CodeIndex
+    ``document`` is the ``tsinspect.ir/1`` JSON object as the child wrote it; ``ir`` (the dataclasses) is
+    built from it on first use, so ``graph --json`` never pays for a round trip through them.
+    """
+
+    def __init__(self, document: dict, scan: ScanResult, index: CodeIndex):
+        self.document = document
+        self.scan = scan
+        self.index = index
+
+    @cached_property
+    def ir(self) -> IR:
+        return IR.from_json(self.document)
 
 
 def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
@@ -59,15 +68,15 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     scan = scan_code(index)
     if not scan.safe_to_load and not options.trust:
         ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
-        return Extraction(ir, scan, index)
+        return Extraction(ir.to_json(), scan, index)
     with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
         work = Path(workdir)
         emptied = work / "archive.pt"
         copy = write_meta_copy(archive, emptied)
         run_dir = work / "cwd"
         run_dir.mkdir()
-        ir = _run_child(archive, emptied, run_dir, options, copy.rewritten)
-    return Extraction(ir, scan, index)
+        document = _run_child(archive, emptied, run_dir, options, copy.rewritten)
+    return Extraction(document, scan, index)
 
 
 def _memory_limit(archive: Archive, options: Options) -> int:
@@ -105,7 +114,7 @@ def _child_env() -> dict:
     return env
 
 
-def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options, rewritten: bool) -> IR:
+def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options, rewritten: bool) -> dict:
     cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(emptied),
            "--original", str(Path(archive.path).resolve())]
     for flag, value in (("--module", options.module), ("--method", options.method)):
@@ -130,15 +139,18 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
         proc.communicate()
         return IR("failed", error=LoadError(
             "timeout", f"torch did not finish loading the archive within {options.timeout:g} s",
-            hint="raise the limit with --timeout"))
+            hint="raise the limit with --timeout")).to_json()
     finally:
         _kill_group(proc)  # whatever the child started goes with it
     if proc.returncode != 0 or not stdout:
-        return IR("failed", error=_crash_error(proc.returncode, stderr))
+        return IR("failed", error=_crash_error(proc.returncode, stderr)).to_json()
     try:
-        return IR.from_json(json.loads(stdout))
-    except (ValueError, KeyError, TypeError) as exc:
-        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})"))
+        document = json.loads(stdout)
+        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+            raise ValueError(f"schema {document.get('schema') if isinstance(document, dict) else None!r}")
+        return document
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
