@@ -133,3 +133,16 @@ def test_meta_copy_empties_parameters_and_keeps_small_constants(sample_archives,
     assert b"meta" in pickled and b"X\x03\x00\x00\x00cpu" not in pickled
     # the rewritten pickle is still a well-formed pickle
     assert list(pickletools.genops(io.BytesIO(pickled)))[-1][0].name == "STOP"
+
+
+def test_child_deaths_become_one_line_errors():
+    import signal
+
+    from tsinspect.ir.run import _crash_error
+
+    segv = _crash_error(-signal.SIGSEGV, b"")
+    assert segv.kind == "crashed" and "SIGSEGV" in segv.message
+    assert _crash_error(-signal.SIGKILL, b"").kind == "out_of_memory"
+    assert _crash_error(-signal.SIGXCPU, b"").kind == "timeout"
+    failed = _crash_error(1, b"Traceback...\nRuntimeError: boom\n")
+    assert failed.kind == "crashed" and "RuntimeError: boom" in failed.message and "\n" not in failed.message

@@ -6,7 +6,8 @@ constants. So instead the storage persistent ids of ``data.pkl`` (module paramet
 rewritten to say device ``meta`` and their records emptied, while ``constants/`` keeps its real bytes when
 it is small (it usually is: a traced model's baked scalars). A frozen model whose weights are constants
 goes past the cap; then ``constants.pkl`` is rewritten too. If a pickle has an unexpected shape, the copy
-falls back to emptying everything and the child uses ``map_location="meta"``.
+falls back to emptying everything and the child uses ``map_location="meta"``. ``extra/`` files are emptied
+too: torch reads them only when asked by name.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
                     data = replaced[record.name]
                 elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
                     data = b""
+                elif record.kind == rk.EXTRA:
+                    data = b""  # torch reads extra files only when asked for them by name
                 else:
                     data = archive.read(record, PICKLE_CAP)
                 out.writestr(info, data)

@@ -129,11 +129,14 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
     for lib in options.libraries:
         cmd += ["--library", str(Path(lib).resolve())]
     memory = _memory_limit(archive, options)
-    proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=_limits(memory, int(options.timeout) + 5),
-                            start_new_session=True)
+    # stderr goes to a file (bounded by the file-size limit) so a chatty archive cannot fill our memory
+    log_path = run_dir.parent / "stderr.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=log,
+                                preexec_fn=_limits(memory, int(options.timeout) + 5), start_new_session=True)
     try:
-        stdout, stderr = proc.communicate(timeout=options.timeout)
+        stdout, _ = proc.communicate(timeout=options.timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         proc.communicate()
@@ -143,7 +146,7 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
     finally:
         _kill_group(proc)  # whatever the child started goes with it
     if proc.returncode != 0 or not stdout:
-        return IR("failed", error=_crash_error(proc.returncode, stderr)).to_json()
+        return IR("failed", error=_crash_error(proc.returncode, _tail(log_path))).to_json()
     try:
         document = json.loads(stdout)
         if not isinstance(document, dict) or document.get("schema") != SCHEMA:
@@ -151,6 +154,12 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
         return document
     except (ValueError, RecursionError) as exc:
         return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+
+
+def _tail(path: Path, size: int = 4096) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(path) - size))
+        return fh.read()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
