@@ -23,6 +23,7 @@ COMMANDS = {
     "extract": "tsinspect.cli.archive_cmds",
     "graph": "tsinspect.cli.ir_cmds",
     "ops": "tsinspect.cli.ir_cmds",
+    "diff": "tsinspect.cli.diff_cmd",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2

@@ -1,0 +1,182 @@
+"""The trace-vs-script test zoo: small models with known answers for ``tsinspect diff``.
+
+``SOURCE`` is written to a real file (scripting and debug info need one), imported, and every model is
+saved traced and scripted by ``build_zoo``. Statements carry ``# <tag>:`` comments; ``line_of(tag)`` gives
+their line in the written file. ``EXPECTED`` lists, per model, the findings as (kind, tag) pairs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SOURCE = '''\
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class DataIf(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # data-cond:
+            y = torch.relu(x)  # data-then:
+        else:
+            y = torch.tanh(x)  # data-else:
+        return y
+
+
+class TrainOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        x = torch.sigmoid(x)  # train-pre:
+        if self.training:  # train-cond:
+            x = self.drop(x)  # train-body:
+        return x
+
+
+class OptionalArg(nn.Module):
+    def forward(self, x, mask: Optional[torch.Tensor] = None):
+        x = torch.exp(x)  # opt-pre:
+        if mask is not None:  # opt-cond:
+            x = x * mask  # opt-body:
+        return x
+
+
+class RuntimeLoop(nn.Module):
+    def forward(self, x):
+        h = x
+        for _ in range(x.size(0)):  # loop-head:
+            h = torch.sin(h)  # loop-body:
+        return h / math.sqrt(x.size(1))  # loop-scale:
+
+
+class ShapeIf(nn.Module):
+    def forward(self, x):
+        if x.size(0) > 2:  # shape-cond:
+            h = x.sum(0)  # shape-then:
+        else:
+            h = x.mean(0)  # shape-else:
+        return h
+
+
+def pick(x):
+    if x.mean() > 0:  # helper-cond:
+        y = torch.exp(x)  # helper-then:
+    else:
+        y = torch.neg(x)  # helper-else:
+    return y
+
+
+class HelperIf(nn.Module):
+    def forward(self, x):
+        x = torch.abs(x) + 1.0  # helper-pre:
+        return pick(x)  # helper-call:
+
+
+class EarlyReturn(nn.Module):
+    def forward(self, x):
+        if x.min() < 0:  # early-cond:
+            return torch.abs(x)  # early-return:
+        y = torch.sqrt(x)  # early-rest:
+        return y * 2.0  # early-tail:
+
+
+class LoopBothSides(nn.Module):
+    def forward(self, x):
+        h = x
+        for i in range(x.size(0)):  # both-head:
+            if i % 2 == 0:  # both-cond:
+                h = torch.cos(h)  # both-then:
+            else:
+                h = torch.sin(h)  # both-else:
+        return h
+
+
+class NoFlow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.relu(self.proj(x))  # noflow-relu:
+
+
+class Exported(nn.Module):
+    def forward(self, x):
+        return torch.relu(x)  # exported-forward:
+
+    @torch.jit.export
+    def extra(self, x):  # exported-def:
+        return x * 2.0
+
+
+class ExportedTraceable(nn.Module):
+    forward = Exported.forward  # the same forward, without the exported method
+'''
+
+# model -> example input shape for the trace (positive values unless noted)
+INPUTS = {"DataIf": (2, 4), "TrainOnly": (2, 4), "OptionalArg": (2, 4), "RuntimeLoop": (3, 4),
+          "ShapeIf": (2, 4), "HelperIf": (2, 4), "EarlyReturn": (2, 4), "LoopBothSides": (3, 4),
+          "NoFlow": (2, 4), "Exported": (2, 4)}
+
+# model -> sorted [(kind, tag of the finding's line)]
+EXPECTED = {
+    "DataIf": [("dropped_branch", "data-cond")],
+    "TrainOnly": [("dropped_branch", "train-cond")],
+    "OptionalArg": [("dropped_branch", "opt-cond")],
+    "RuntimeLoop": [("baked_constant", "loop-scale"), ("unrolled_loop", "loop-head")],
+    "ShapeIf": [("dropped_branch", "shape-cond")],
+    "HelperIf": [("dropped_branch", "helper-cond")],
+    "EarlyReturn": [("dropped_branch", "early-cond")],
+    "LoopBothSides": [("per_iteration_branch", "both-cond"), ("unrolled_loop", "both-head")],
+    "NoFlow": [],
+    "Exported": [("missing_method", "exported-def")],
+}
+
+
+# model -> the class traced instead (when the trace must differ from the scripted class)
+TRACED_CLASS = {"Exported": "ExportedTraceable"}
+
+
+def line_of(tag: str) -> int:
+    hits = [n for n, text in enumerate(SOURCE.splitlines(), 1) if f"# {tag}:" in text]
+    if len(hits) != 1:
+        raise KeyError(tag)
+    return hits[0]
+
+
+def build_zoo(outdir: Path) -> dict[str, tuple[Path, Path]]:
+    """Write the zoo module into outdir and save every model traced (eval mode) and scripted.
+
+    Returns {model: (traced path, scripted path)}; the source file is outdir/zoo_models.py.
+    """
+    import warnings
+
+    import torch
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    src = outdir / "zoo_models.py"
+    src.write_text(SOURCE)
+    spec = importlib.util.spec_from_file_location("zoo_models", src)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zoo_models"] = module
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, shape in INPUTS.items():
+            model = getattr(module, name)().eval()
+            example = torch.rand(shape) + 0.5
+            traced_path, scripted_path = outdir / f"{name}_traced.pt", outdir / f"{name}_scripted.pt"
+            to_trace = getattr(module, TRACED_CLASS[name])().eval() if name in TRACED_CLASS else model
+            torch.jit.save(torch.jit.trace(to_trace, example), str(traced_path))
+            torch.jit.save(torch.jit.script(model), str(scripted_path))
+            out[name] = (traced_path, scripted_path)
+    return out

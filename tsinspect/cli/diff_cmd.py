@@ -1,0 +1,47 @@
+"""``tsinspect diff A B``: what a traced archive lost against its scripted variant (either order), or a
+structural diff of two archives of one kind. Never imports torch here; the IR comes from a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tsinspect.cli import EXIT_FINDINGS, EXIT_OK
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="what a traced archive lost against the scripted one (dropped branches, "
+                                    "unrolled loops, baked constants), or a structural diff of two archives")
+    p.add_argument("a", help="an archive (traced or scripted, in either order)")
+    p.add_argument("b", help="the other archive")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing; exit 0 (no findings) or 1")
+    p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
+                   help="use the IR extracted by torch in a child process: auto (when both archives load), "
+                        "never (torch-free only), always (fail without it)")
+    p.add_argument("--trust", action="store_true",
+                   help="let torch load archives the safety scan flags (only for files you trust)")
+    p.set_defaults(run=run_diff)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from tsinspect.diff.run import diff_archives
+
+    result = diff_archives(args.a, args.b, ir=args.ir, trust=args.trust)
+    status = EXIT_FINDINGS if result.findings else EXIT_OK
+    if args.quiet:
+        return status
+    if args.format == "json":
+        json.dump(result.to_json(), sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return status
+    from tsinspect.cli.style import style_for
+    from tsinspect.diff.text import render
+
+    style = style_for(args.color)
+    for line in render(result, style):
+        print(line)
+    return status

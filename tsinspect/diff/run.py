@@ -1,0 +1,79 @@
+"""``diff_archives``: open two archives, tell which is traced, align them (or diff their structure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.reader import open_archive
+from tsinspect.archive.summary import ArchiveSummary, summarize
+from tsinspect.archive.text import printable
+from tsinspect.diff.align import Aligner
+from tsinspect.diff.astread import read_program
+from tsinspect.diff.kinds import SCRIPTED, TRACED, UNKNOWN, KindGuess, guess_kind, same_model
+from tsinspect.diff.model import TRACE_KINDS, DiffResult
+from tsinspect.diff.program import Program
+
+
+class NotSameModel(ArchiveError):
+    """The two archives are not variants of one model."""
+
+
+@dataclass
+class Side:
+    path: str
+    summary: ArchiveSummary
+    program: Program
+    kind: KindGuess
+
+
+def load_side(path: str) -> Side:
+    with open_archive(path) as archive:
+        if archive.format not in ("torchscript", "lite"):
+            raise ArchiveError(f"{printable(path)} is a {archive.format} file, not a TorchScript archive; "
+                               "diff compares TorchScript archives")
+        summary = summarize(archive)
+        program = read_program(archive, summary)
+        kind = guess_kind(program, "traced_inputs.pkl" in archive.by_name)
+    return Side(path, summary, program, kind)
+
+
+def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False) -> DiffResult:
+    """Diff two archives. ``ir``: "auto" (use the IR when both load), "never", or "always"."""
+    a, b = load_side(path_a), load_side(path_b)
+    kinds = {a.kind.kind, b.kind.kind}
+    result = DiffResult("trace_vs_script", path_a, path_b,
+                        kinds={path_a: a.kind.to_json(), path_b: b.kind.to_json()})
+    if kinds == {TRACED, SCRIPTED} or kinds == {TRACED, UNKNOWN} or kinds == {SCRIPTED, UNKNOWN}:
+        traced, scripted = (a, b) if a.kind.kind == TRACED or b.kind.kind == SCRIPTED else (b, a)
+        if UNKNOWN in kinds:
+            result.notes.append(f"{printable(traced.path if traced.kind.kind == UNKNOWN else scripted.path)}: "
+                                "kind not certain; taken as the other kind")
+    else:
+        from tsinspect.diff.structural import structural_diff
+
+        result.mode = "structural"
+        result.same_model, result.same_model_reason = same_model(a.program, b.program)
+        result.findings = structural_diff(a, b)
+        return result
+    result.traced, result.scripted = traced.path, scripted.path
+    result.same_model, result.same_model_reason = same_model(traced.program, scripted.program)
+    if not result.same_model:
+        raise NotSameModel(f"{printable(traced.path)} (traced) and {printable(scripted.path)} (scripted) are not "
+                           f"variants of the same model: {result.same_model_reason}")
+    t_prog, s_prog = traced.program, scripted.program
+    result.analysis, result.analysis_note = "ast", "torch-free: code/ and debug info"
+    if ir != "never":
+        from tsinspect.diff.irread import programs_from_ir
+
+        got, note = programs_from_ir(traced, scripted, trust)
+        if got is not None:
+            t_prog, s_prog = got
+            result.analysis = "ir"
+        elif ir == "always":
+            raise ArchiveError(f"the IR is not available: {note}")
+        result.analysis_note = note
+    findings = Aligner(t_prog, s_prog).run()
+    findings.sort(key=lambda f: (TRACE_KINDS.index(f.kind), f.method or "", f.file or "", f.line or 0))
+    result.findings = findings
+    return result

@@ -1,0 +1,78 @@
+"""Text rendering of a DiffResult: findings grouped by method, with source excerpts marking what the
+trace kept (+) and dropped (-). ``style(text, *names)`` colours; pass the CLI's Style or ``lambda t, *s: t``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from tsinspect.archive.text import printable
+from tsinspect.diff.model import DiffResult, Finding
+
+StyleFn = Callable[..., str]
+_KIND_STYLE = {"dropped_branch": ("red", "bold"), "per_iteration_branch": ("yellow", "bold"),
+               "unrolled_loop": ("yellow", "bold"), "baked_constant": ("magenta", "bold"),
+               "missing_method": ("red", "bold"), "divergent_ops": ("cyan", "bold")}
+
+
+def render(result: DiffResult, style: StyleFn) -> Iterator[str]:
+    if result.mode == "structural":
+        yield from _structural(result, style)
+        return
+    yield f"{style('traced  ', 'bold')} {printable(result.traced or '')}"
+    yield f"{style('scripted', 'bold')} {printable(result.scripted or '')}"
+    yield style(f"analysis: {result.analysis_note or result.analysis}", "dim")
+    for note in result.notes:
+        yield style(f"note: {printable(note)}", "dim")
+    if not result.findings:
+        yield style("no differences: the trace keeps every branch and loop the script has", "green")
+        return
+    for method, findings in result.by_method():
+        yield ""
+        yield style(printable(method), "bold", "cyan")
+        for finding in findings:
+            yield from _finding(finding, style)
+    yield ""
+    yield summary_line(result)
+
+
+def summary_line(result: DiffResult) -> str:
+    counts = result.counts()
+    if not counts:
+        return "no findings"
+    total = sum(counts.values())
+    return f"{total} finding{'s' if total != 1 else ''}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
+def _finding(f: Finding, style: StyleFn) -> Iterator[str]:
+    where = f"{_short(f.file)}:{f.line}" if f.file else "-"
+    yield f"  {style(f.kind, *_KIND_STYLE.get(f.kind, ('bold',)))}  {style(printable(where), 'dim')}"
+    yield f"    {printable(f.message)}"
+    excerpt = f.excerpt or ([(f.line, f.code, "")] if f.code and f.line else [])
+    for line, text, mark in excerpt:
+        sign, colour = {"dropped": ("-", "red"), "kept": ("+", "green")}.get(mark, (" ", "dim"))
+        body = f"    {sign} {line:>5} | {printable(text)}"
+        yield style(body, colour) if mark else body
+
+
+def _structural(result: DiffResult, style: StyleFn) -> Iterator[str]:
+    yield f"{style('a', 'bold')} {printable(result.a)}"
+    yield f"{style('b', 'bold')} {printable(result.b)}"
+    kinds = {v["kind"] for v in result.kinds.values()}
+    yield style(f"both archives are {'/'.join(sorted(kinds))}: structural diff"
+                + ("" if result.same_model else f" (they do not look like one model: {result.same_model_reason})"),
+                "dim")
+    if not result.findings:
+        yield style("no differences", "green")
+        return
+    for f in result.findings:
+        yield f"  {style(f.kind, 'bold')}  {printable(f.message)}"
+        for line in f.details.get("diff", [])[:60]:
+            colour = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim"
+            yield "      " + style(printable(line), colour)
+    yield ""
+    yield summary_line(result)
+
+
+def _short(path: str | None) -> str:
+    return (path or "?").replace("\\", "/").rsplit("/", 1)[-1]
