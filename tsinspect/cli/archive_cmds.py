@@ -268,7 +268,7 @@ def run_pickle(args: argparse.Namespace) -> int:
         member = args.member or _default_pickle(archive)
         record = archive.find(member)
         if args.ops:
-            ops = disassemble(archive.read(record, PICKLE_CAP))
+            ops = _ops(disassemble(archive.read(record, PICKLE_CAP)), record.display_name)
             if args.json:
                 emit_json({"schema": "tsinspect.pickle/1", "member": record.display_name,
                            "ops": [{"offset": op.offset, "op": op.name, "arg": op.arg} for op in ops]})
@@ -286,6 +286,16 @@ def run_pickle(args: argparse.Namespace) -> int:
         for line in render_lines(walked.value, summarize, max_depth=args.depth):
             print(line)
     return 0
+
+
+def _ops(ops, member: str):
+    """The opcodes; a pickle that breaks midway ends with ArchiveError naming the record."""
+    from tsinspect.archive.pickles import PickleError
+
+    try:
+        yield from ops
+    except PickleError as exc:
+        raise ArchiveError(str(exc), member) from None
 
 
 def _default_pickle(archive: Archive) -> str:
