@@ -95,8 +95,13 @@ def label(value: Any) -> str:
     return scalar_text(value)
 
 
-def inline(value: Any, budget: int = 100) -> str | None:
+MAX_INLINE_DEPTH = 8
+
+
+def inline(value: Any, budget: int = 100, _depth: int = 0) -> str | None:
     """The whole value on one line if it is small and flat enough, else None."""
+    if _depth > MAX_INLINE_DEPTH:  # persistent ids inside persistent ids: not flat, and would recurse
+        return None
     if not is_container(value):
         text = label(value)
         return text if len(text) <= budget else None
@@ -105,7 +110,10 @@ def inline(value: Any, budget: int = 100) -> str | None:
         for item in value.items:
             if is_container(item) and not isinstance(item, PersistentRef):
                 return None
-            parts.append(inline(item, budget) or "")
+            text = inline(item, budget, _depth + 1)
+            if text is None:
+                return None
+            parts.append(text)
             if sum(map(len, parts)) + 2 * len(parts) > budget:
                 return None
         body = ", ".join(parts)
@@ -115,10 +123,10 @@ def inline(value: Any, budget: int = 100) -> str | None:
             return f"{{{body}}}"
         return f"({body},)" if len(parts) == 1 else f"({body})"
     if isinstance(value, PersistentRef):
-        pid = inline(value.pid, budget)
+        pid = inline(value.pid, budget, _depth + 1)
         return None if pid is None else f"persistent{pid}"
     if isinstance(value, Call) and not value.states and value.kwargs is None and isinstance(value.func, Global):
-        args = inline(PTuple(value.arg_list), budget)
+        args = inline(PTuple(value.arg_list), budget, _depth + 1)
         return None if args is None else f"{printable(value.func_name)}{args}"
     if isinstance(value, PDict) and not value.items:
         return "{}"
