@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
+from tsinspect.archive.text import printable
 
 MAX_CODE_FILE = 16 * 1024 * 1024
 
@@ -83,8 +84,9 @@ def index_code(archive: Archive) -> CodeIndex:
             archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
             continue
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            # the message quotes the record name and may quote source text: both come from the archive
             archive.problems.append(Problem("bad_code", record.display_name,
-                                            f"not valid Python ({type(exc).__name__}: {str(exc)[:120]})"))
+                                            f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})"))
             continue
         index.trees[record.name] = tree
         index.sources[record.name] = source
