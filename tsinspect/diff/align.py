@@ -203,12 +203,19 @@ class Aligner:
                 return  # both empty (nothing to lose) or both absent (this code never ran)
             then_ran = not then_ops
         kept, dropped = (node.then, node.orelse) if then_ran else (node.orelse, node.then)
-        dropped_ops = ops_in(dropped)
-        if dropped_ops and all(op.kind in GUARDS for op in dropped_ops):
-            self._block(kept, ctx)  # an argument check that raises: the trace just skips it
+        dropped_ops = _meaningful(dropped)
+        if node.loc is None or all(op.kind in GUARDS for op in dropped_ops) or self._config_flag(node, ctx.fn):
+            # no line to name; an argument check that only raises or formats a message; or a library
+            # function's flag argument, which each call site passes as a constant
+            self._block(kept, ctx)
             return
         self._add_dropped(node, ctx, "then" if then_ran else "else", kept, dropped)
         self._block(kept, ctx)
+
+    @staticmethod
+    def _config_flag(node: If, fn: Function) -> bool:
+        return (node.cond_text in fn.args and node.loc is not None
+                and "/torch/" in node.loc[0].replace("\\", "/"))
 
     def _loop(self, node: Loop, ctx: _Ctx) -> None:
         runs = self._body_runs(node.body)
