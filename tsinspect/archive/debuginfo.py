@@ -19,6 +19,7 @@ from typing import Any
 from tsinspect.archive.pickles import Call, PList, PTuple
 
 MAX_SOURCE_CHARS = 64 * 1024 * 1024
+MAX_LINE_CHARS = 4096  # longest source line shown as an origin's text
 _FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
 
 
@@ -69,14 +70,25 @@ class SourceMap:
         self.records = sorted(records, key=lambda r: r.offset)
         self.offsets = [r.offset for r in self.records]
         self.layout = layout
+        self._origins: dict[int, Origin | None] = {}  # record index -> origin, computed once
+        self._lines: _LineIndex | None = None
 
     def record_at(self, offset: int) -> DebugRecord | None:
         i = bisect.bisect_right(self.offsets, offset) - 1
         return self.records[i] if i >= 0 else None
 
     def origin_at(self, offset: int) -> Origin | None:
-        record = self.record_at(offset)
-        return origin_of(record) if record else None
+        i = bisect.bisect_right(self.offsets, offset) - 1
+        return self._origin(i) if i >= 0 else None
+
+    def _origin(self, i: int) -> Origin | None:
+        # Many records (and every code line) can share one huge source: compute each origin once, and
+        # count lines with an index built in one pass over each source, not once per record.
+        if i not in self._origins:
+            if self._lines is None:
+                self._lines = _LineIndex(self.records)
+            self._origins[i] = origin_of(self.records[i], self._lines)
+        return self._origins[i]
 
     def line_origins(self, code: bytes) -> list[Origin | None]:
         """One origin per line of ``code``: the first range starting on the line that has a source,
@@ -90,30 +102,74 @@ class SourceMap:
             if line.strip():
                 i = bisect.bisect_left(self.offsets, start)
                 while origin is None and i < len(self.records) and self.offsets[i] < end:
-                    origin = origin_of(self.records[i])
+                    origin = self._origin(i)
                     i += 1
                 origin = origin or self.origin_at(start)
             out.append(origin)
         return out
 
 
-def origin_of(record: DebugRecord) -> Origin | None:
+class _LineIndex:
+    """For every (source, start) of a list of records, how many lines of the source precede ``start``.
+
+    Built by counting newlines between consecutive starts, so each source text is scanned once.
+    """
+
+    def __init__(self, records: list[DebugRecord]):
+        starts: dict[int, set[int]] = {}
+        texts: dict[int, str] = {}
+        for record in records:
+            if record.source is not None:
+                key = id(record.source.text)
+                texts[key] = record.source.text
+                starts.setdefault(key, set()).add(_clip(record.start, record.source.text))
+        self.counts: dict[tuple[int, int], int] = {}
+        self.stacks: dict[int, tuple] = {}  # id(text) -> parsed traced call stack
+        for key, points in starts.items():
+            text, prev, count = texts[key], 0, 0
+            for point in sorted(points):
+                count += text.count("\n", prev, point)
+                self.counts[key, point] = count
+                prev = point
+
+    def stack(self, text: str) -> tuple[tuple[str, int, str], ...]:
+        if id(text) not in self.stacks:
+            self.stacks[id(text)] = _stack(text)
+        return self.stacks[id(text)]
+
+    def lines_before(self, text: str, start: int) -> int:
+        count = self.counts.get((id(text), start))
+        return text.count("\n", 0, start) if count is None else count
+
+
+def _clip(start: int, text: str) -> int:
+    return max(0, min(start, len(text)))
+
+
+def origin_of(record: DebugRecord, lines: _LineIndex | None = None) -> Origin | None:
     src = record.source
     if src is None or not src.filename and not src.text:
         return None
     text = src.text
-    first = text.split("\n", 1)[0]
+    newline = text.find("\n", 0, MAX_LINE_CHARS)
+    first = text[:newline if newline >= 0 else MAX_LINE_CHARS]
     frame = _FRAME.match(first)
     if frame and record.start == 0:  # a traced call stack
-        stack = tuple((m.group(1), int(m.group(2)), m.group(3))
-                      for m in map(_FRAME.match, text.splitlines()) if m)
+        stack = lines.stack(text) if lines else _stack(text)
         return Origin(stack[0][0], stack[0][1], f"{stack[0][2]}", stack)
-    start = max(0, min(record.start, len(text)))
-    line_index = text.count("\n", 0, start)
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
+    start = _clip(record.start, text)
+    line_index = lines.lines_before(text, start) if lines else text.count("\n", 0, start)
+    # the line holding ``start``, looked for at most MAX_LINE_CHARS either side (a source can be one huge line)
+    line_start = text.rfind("\n", max(0, start - MAX_LINE_CHARS), start) + 1 or max(0, start - MAX_LINE_CHARS)
+    line_end = text.find("\n", start, start + MAX_LINE_CHARS)
+    line_text = text[line_start:line_end if line_end >= 0 else min(len(text), start + MAX_LINE_CHARS)]
     return Origin(src.filename, src.start_line + line_index, line_text.strip())
+
+
+def _stack(text: str) -> tuple[tuple[str, int, str], ...]:
+    """(file, line, function) of each frame of a traced call stack, innermost first."""
+    return tuple((m.group(1), int(m.group(2)), m.group(3))
+                 for m in map(_FRAME.match, text.splitlines()) if m)
 
 
 def parse_source_map(value: Any) -> SourceMap:
@@ -162,10 +218,11 @@ class _TableSources:
                 raise DebugInfoError("source fields are not integers")
             if any(not 0 <= i < len(self.table) for i in lines) or not 0 <= parts[1] < len(self.table):
                 raise DebugInfoError("source refers past the string table")
-            text = "".join(self.table[i] for i in lines)
-            self.chars += len(text)
+            # count before joining: a short list of indices can repeat one huge table string
+            self.chars += sum(len(self.table[i]) for i in lines)
             if self.chars > MAX_SOURCE_CHARS:
                 raise DebugInfoError(f"sources add up to more than {MAX_SOURCE_CHARS} characters")
+            text = "".join(self.table[i] for i in lines)
             self.cache[key] = Source(text, self.table[parts[1]] or None, parts[2]) if lines or parts[1] else None
         return self.cache[key]
 
