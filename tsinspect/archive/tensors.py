@@ -146,6 +146,16 @@ def _text(v: Any) -> str:
     return printable(v) if isinstance(v, str) else printable(repr(v))
 
 
+# Bounds on the names collect() gives: how deep it looks, how long a key segment and a whole name can be,
+# and how many other names of one tensor it keeps. Real archives are far inside them; a hostile pickle
+# (a 1 MB dict key over thousands of items, a million nested tuples) would otherwise cost memory and time
+# quadratic in its size.
+MAX_DEPTH = 1000
+MAX_SEGMENT = 200
+MAX_NAME = 1000
+MAX_ALIASES = 100
+
+
 def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
     """Every tensor reachable from ``root``, named by its path (``proj.weight``, ``c0``, ``forward[0]``).
 
@@ -154,26 +164,45 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
     found: dict[int, TensorInfo] = {}
     out: list[TensorInfo] = []
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [(prefix, root)]
+    # a path is built only for the tensors found: on the stack it is (parent path, segment), or the prefix
+    stack: list[tuple[Any, Any, int]] = [(prefix, root, 0)]
     while stack:
-        path, value = stack.pop()
-        if not is_container(value):
+        path, value, depth = stack.pop()
+        if not is_container(value) or depth > MAX_DEPTH:
             continue
         if id(value) in found:
-            found[id(value)].aliases.append(path)
+            aliases = found[id(value)].aliases
+            if len(aliases) < MAX_ALIASES:
+                aliases.append(_path_text(path))
             continue
-        info = tensor_from(value, path)
+        info = tensor_from(value, "")
         if info is not None:
+            info.name = _path_text(path)
             found[id(value)] = info
             out.append(info)
             continue
         if id(value) in seen:
             continue
         seen.add(id(value))
-        stack.extend(reversed(list(_named_children(path, value))))
+        children = [(path if part is None else (path, part), child, depth + 1)
+                    for part, child in _named_children(value) if is_container(child)]
+        stack.extend(reversed(children))
     for info in out:
         info.record = f"{storage_dir}/{info.storage_key}" if storage_dir else info.storage_key
     return out
+
+
+def _path_text(path: Any) -> str:
+    parts: list[str] = []
+    while isinstance(path, tuple):
+        path, part = path
+        parts.append(part)
+    text = path
+    for part in reversed(parts):
+        text = _join(text, part)
+        if len(text) > MAX_NAME:
+            return text[:MAX_NAME] + "..."
+    return text
 
 
 def _join(path: str, part: str) -> str:
@@ -182,23 +211,32 @@ def _join(path: str, part: str) -> str:
     return f"{path}.{part}" if path else part
 
 
-def _named_children(path: str, value: Any):
+def _segment(key: Any) -> str:
+    text = printable(key) if isinstance(key, str) else f"[{_text(key)}]"
+    return text if len(text) <= MAX_SEGMENT else text[:MAX_SEGMENT] + "..."
+
+
+def _named_children(value: Any):
+    """(name segment, child) pairs; segment None when the child shares the parent's name."""
     if isinstance(value, Call):
         if value.func_name in _WRAPPERS:
             if value.arg_list:
-                yield path, value.arg_list[0]
+                yield None, value.arg_list[0]
             return
         for state in value.states:
-            yield from _named_children(path, state)
+            if isinstance(state, (PDict, PList, PTuple)):
+                yield from _named_children(state)
+            else:
+                yield None, state
         if value.kind != "new" or value.arg_list:
             for i, arg in enumerate(value.arg_list):
-                yield _join(path, f"[{i}]"), arg
+                yield f"[{i}]", arg
     elif isinstance(value, PDict):
         for k, v in value.items:
-            yield _join(path, printable(k) if isinstance(k, str) else f"[{_text(k)}]"), v
+            yield _segment(k), v
     elif isinstance(value, (PList, PTuple)):
         for i, item in enumerate(value.items):
-            yield _join(path, f"[{i}]"), item
+            yield f"[{i}]", item
 
 
 def decode_values(data: bytes, dtype: str, byteorder: str = "little") -> list | None:
