@@ -73,16 +73,22 @@ def is_module_object(value: Any) -> bool:
             and not value.args.items)
 
 
+# Real module trees are a few levels deep with short names; a hostile data.pkl can nest 20,000 modules
+# under one memoized 1000-character key, which would give quadratic paths and JSON too deep to encode.
+MAX_DEPTH = 100  # deeper submodules are shown as attributes
+MAX_NAME = 1000  # characters of a module or tensor path
+
+
 def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> ModuleInfo | None:
     """The tree under the pickled root object, or None when the root is not a TorchScript object."""
     if not is_module_object(root):
         return None
     top = ModuleInfo("", root.func.qualname)
-    work: list[tuple[Any, ModuleInfo]] = [(root, top)]
+    work: list[tuple[Any, ModuleInfo, int]] = [(root, top, 0)]
     seen = {id(root)}
     count = 0
     while work and count < max_modules:
-        obj, info = work.pop()
+        obj, info, depth = work.pop()
         count += 1
         cls = code.classes.get(info.type)
         if cls is not None:
@@ -96,15 +102,15 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
         for key, value in state.items:
             if not isinstance(key, str):
                 continue
-            name = printable(key)
-            path = f"{info.path}.{name}" if info.path else name
+            name = printable(key[:MAX_NAME])
+            path = (f"{info.path}.{name}" if info.path else name)[:MAX_NAME]
             if name == "training" and isinstance(value, bool):
                 info.training = value
-            elif is_module_object(value) and id(value) not in seen:
+            elif is_module_object(value) and id(value) not in seen and depth < MAX_DEPTH:
                 seen.add(id(value))
                 child = ModuleInfo(path, value.func.qualname)
                 info.children.append(child)
-                work.append((value, child))
+                work.append((value, child, depth + 1))
             elif tensor_from(value) is not None:
                 if cls is not None and key in cls.parameters:
                     info.parameters.append(path)
