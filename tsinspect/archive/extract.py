@@ -72,16 +72,16 @@ def extract(archive: Archive, dest: str | os.PathLike, members: list[str] | None
         plan.append((record, target))
     root.mkdir(parents=True, exist_ok=True)
     for record, target in plan:
-        if record.entry.is_dir:
-            _make_dirs(root, target)
-            continue
-        _make_dirs(root, target.parent)
         try:
-            _write(archive, record, target)
+            # a member can need a folder that an earlier member wrote as a file ('d', then 'd/x')
+            _make_dirs(root, target if record.entry.is_dir else target.parent)
+            if not record.entry.is_dir:
+                _write(archive, record, target)
         except ArchiveError as exc:
             result.skipped.append((record.entry.display_name, str(exc).split(": ", 1)[-1]))
             continue
-        result.written.append(str(target))
+        if not record.entry.is_dir:
+            result.written.append(str(target))
     return result
 
 
@@ -100,7 +100,10 @@ def _make_dirs(root: Path, path: Path) -> None:
 
 def _write(archive: Archive, record: Record, target: Path) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(target, flags, 0o644)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except (FileExistsError, IsADirectoryError):  # e.g. 'd/x' was written before a member named 'd'
+        raise ArchiveError(f"{printable(str(target))} already exists") from None
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in archive.zip.iter_chunks(record.entry, limit=record.entry.size):
