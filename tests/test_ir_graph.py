@@ -182,7 +182,11 @@ def test_missing_custom_class_and_newer_format(sample_archives, tmp_path):
     newer = _rewrite(sample_archives["gate_scripted"], tmp_path / "newer.pt",
                      lambda name, data: b"99\n" if name.endswith("/version") else data)
     proc = run_cli("graph", newer)
-    assert "archive format version 99 is newer" in proc.stderr
+    assert "archive format version 99 is newer than this torch reads (at most" in proc.stderr
+    older = _rewrite(sample_archives["gate_scripted"], tmp_path / "older.pt",
+                     lambda name, data: b"0\n" if name.endswith("/version") else data)
+    doc = graph_json(older)
+    assert doc["error"]["kind"] == "unsupported_version" and "older" in doc["error"]["message"]
 
 
 def test_hostile_setstate_is_refused_and_writes_nothing(setstate_file_writer_archive, setstate_marker):

@@ -29,7 +29,7 @@ SMALL_TENSOR = 16  # tensor constants up to this many elements carry their value
 _MISSING_OP = re.compile(r"Unknown builtin op: ([\w.:]+?)\.?\s*$", re.M)
 _MISSING_TYPE = re.compile(r"Unknown type name '([^']+)'")
 _MISSING_ATTR_CLASS = re.compile(r"(__torch__\.torch\.classes\.[\w.]+)")
-_VERSION = re.compile(r"version (\d+), but the maximum supported version for reading is (\d+)")
+_VERSION = re.compile(r"version (\d+), but the (maximum|minimum) supported version for reading is (\d+)")
 _CODE_AT = re.compile(r'File "(code/[^"]+)", line (\d+)')
 _FILE_LINE = re.compile(r'^\s*File "(.*)", line (\d+)')
 _FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
@@ -62,10 +62,11 @@ def classify_error(exc: BaseException) -> dict:
                 "hint": "the archive may come from a different torch version"}
     match = _VERSION.search(text)
     if match:
+        newer = match.group(2) == "maximum"
         return {"kind": "unsupported_version", "missing": None,
-                "message": f"archive format version {match.group(1)} is newer than this torch reads "
-                           f"(at most {match.group(2)})",
-                "hint": "use a newer torch in tsinspect's environment"}
+                "message": f"archive format version {match.group(1)} is {'newer' if newer else 'older'} than "
+                           f"this torch reads (at {'most' if newer else 'least'} {match.group(3)})",
+                "hint": f"use {'a newer' if newer else 'an older'} torch in tsinspect's environment"}
     if isinstance(exc, MemoryError) or any(s in text for s in ("bad_alloc", "allocate memory", "map segment")):
         return {"kind": "out_of_memory", "missing": None,
                 "message": "torch ran out of memory loading the archive (the extractor's memory limit)",
