@@ -16,6 +16,7 @@ from tsinspect import __version__
 
 # command name -> module that implements it
 COMMANDS = {
+    "open": "tsinspect.cli.open_cmd",
     "ls": "tsinspect.cli.archive_cmds",
     "info": "tsinspect.cli.archive_cmds",
     "cat": "tsinspect.cli.archive_cmds",
@@ -67,10 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None and command not in COMMANDS:
         argv.insert(argv.index(command), "open")
         command = "open"
-    if command == "open":
-        # Until the terminal UI lands, opening a file prints its summary.
-        argv[argv.index("open")] = "info"
-        command = "info"
     parser = build_parser(command)
     try:
         args = parser.parse_args(argv)

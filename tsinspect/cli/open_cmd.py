@@ -1,0 +1,36 @@
+"""``tsinspect FILE`` (``tsinspect open FILE``): the terminal UI on a terminal, the ``info`` summary otherwise.
+
+Textual is imported only here, and only when both stdin and stdout are terminals, so scripts, pipes and
+CI keep getting the plain summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("open", help="browse an archive in the terminal UI (prints the summary when not on a terminal)")
+    p.add_argument("file")
+    p.add_argument("--trust", action="store_true",
+                   help="let torch load the archive for the IR view even when the static scan finds unsafe code")
+    p.set_defaults(run=run_open)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def run_open(args: argparse.Namespace) -> int:
+    with open(args.file, "rb"):  # a missing or unreadable file is one error line, not an empty UI
+        pass
+    if interactive():
+        from tsinspect.tui import run
+
+        return run(args.file, trust=args.trust)
+    from tsinspect.cli.archive_cmds import run_info
+
+    args.json, args.all = False, False
+    return run_info(args)

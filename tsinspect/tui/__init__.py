@@ -1,0 +1,17 @@
+"""Terminal UI (Textual): ``tsinspect FILE`` browses the archive and explores the IR.
+
+The UI renders the result objects of the lower layers (``archive``, ``ir``, ``diff``); it never imports
+torch (the IR comes from the extraction child) and never computes what those layers already know.
+Only this package imports Textual.
+"""
+
+from __future__ import annotations
+
+
+def run(path: str, *, trust: bool = False, other: str | None = None) -> int:
+    """Run the app on ``path`` (and ``other``, to diff against); the exit status."""
+    from tsinspect.tui.app import InspectorApp
+
+    app = InspectorApp(path, trust=trust, other=other)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,58 @@
+"""Command palette (ctrl+p): jump to any record, tensor, module, method, node or value."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tsinspect.archive.modules import short_type
+from tsinspect.archive.text import printable
+
+MAX_NODES = 50_000  # node candidates offered (values are found through the node defining them)
+
+
+class JumpProvider(Provider):
+    def _targets(self) -> list[tuple[str, object]]:
+        """(text, callback) for everything one can jump to, as the app knows it now."""
+        app = self.app
+        loaded = app.loaded
+        if loaded is None:
+            return []
+        s = loaded.summary
+        out: list[tuple[str, object]] = []
+        for r in s.records:
+            if r.inside:
+                out.append((f"record: {r.display_name}", partial(app.show_record, ("record", r.name))))
+        for t in s.tensors + s.constants:
+            out.append((f"tensor: {printable(t.name)} {t.dtype}{t.shape}", partial(app.show_record, ("tensor", t.name))))
+        for m in s.modules.walk() if s.modules else []:
+            out.append((f"module: {printable(m.path or '<root>')} {printable(short_type(m.type))}",
+                        partial(app.show_module, m.path)))
+        view = app.query_one("IRView")
+        if view.state == "loaded":
+            count = 0
+            for module in view.extraction.ir.modules:
+                prefix = printable(module.path + "." if module.path else "")
+                for method in module.methods:
+                    out.append((f"method: {prefix}{printable(method.name)}",
+                                partial(app.show_node, (module.path, method.name, None))))
+                    graph = view.graph_of(module.path, method.name)
+                    for node, _ in graph.walk() if graph and count < MAX_NODES else []:
+                        count += 1
+                        values = ", ".join("%" + v.name for v in node.outputs)
+                        text = f"node: {values + ' = ' if values else ''}{node.kind}  in {prefix}{method.name} #{node.id}"
+                        out.append((printable(text), partial(app.show_node, (module.path, method.name, node.id))))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, title in (("archive", "Archive view"), ("modules", "Modules view"), ("ir", "IR view"),
+                            ("safety", "Safety view")):
+            yield DiscoveryHit(f"view: {title}", partial(self.app.action_view, name))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback in self._targets():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, text=text)

@@ -1,0 +1,54 @@
+"""Messages the workers post to the app (they never touch widgets themselves)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class ArchiveLoaded(Message):
+    """The archive was opened and summarised (``state`` is a tsinspect.tui.state.Loaded)."""
+
+    state: Any
+
+
+@dataclass
+class ArchiveFailed(Message):
+    """The file could not be opened as an archive; ``message`` is one line for the user."""
+
+    message: str
+
+
+@dataclass
+class IRLoaded(Message):
+    """The extraction child answered (``extraction`` is a tsinspect.ir.run.Extraction; its IR may be
+    refused or failed)."""
+
+    extraction: Any
+
+
+@dataclass
+class IRFailed(Message):
+    """Asking for the IR raised (the archive has no TorchScript code, or could not be reread)."""
+
+    message: str
+
+
+@dataclass
+class RecordReady(Message):
+    """A record's content, prepared off the event loop, ready to show (``kind`` picks the pane)."""
+
+    name: str
+    kind: str
+    payload: Any
+
+
+@dataclass
+class DiffReady(Message):
+    """The comparison of two archives finished (``result`` from tsinspect.diff)."""
+
+    result: Any
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""One module per view: archive, modules, IR, safety, diff."""

@@ -1,0 +1,1 @@
+"""Reusable widgets: a lazily populated tree and a code pane with a blame gutter."""

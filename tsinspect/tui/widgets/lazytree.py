@@ -1,0 +1,113 @@
+"""A Tree whose nodes get their children only when first expanded.
+
+Children are added in chunks with a yield to the event loop between them, and a node with more than
+``PAGE`` children gets range folders instead (``1001-2000``), so a 50k-node graph never builds 50k
+tree lines at once. ``reveal`` expands the way down to an item by keys, for jumps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Sequence
+
+from rich.text import Text
+from textual import on
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+
+class Item:
+    """What a tree node stands for. Subclasses say how it looks and what is below it."""
+
+    key: Hashable = None
+
+    def label(self) -> Text:
+        return Text("")
+
+    def expandable(self) -> bool:
+        return False
+
+    def children(self) -> Sequence["Item"]:
+        return ()
+
+
+class Range(Item):
+    """A folder standing for a slice of a long list of children."""
+
+    def __init__(self, items: Sequence[Item], start: int, stop: int):
+        self.items, self.start, self.stop = items, start, stop
+
+    def label(self) -> Text:
+        return Text(f"{self.start + 1}-{self.stop}", style="dim italic", end="")
+
+    def expandable(self) -> bool:
+        return True
+
+    def children(self) -> Sequence[Item]:
+        return self.items[self.start:self.stop]
+
+    def holds(self, key: Hashable) -> bool:
+        return any(item.key == key for item in self.children())
+
+
+class LazyTree(Tree[Item]):
+    PAGE = 1000
+    CHUNK = 250
+
+    def __init__(self, label: str = "", **kwargs):
+        super().__init__(Text(label), **kwargs)
+        self._filled: dict[int, asyncio.Event] = {}
+
+    def show(self, root: Item, label: Text | None = None) -> None:
+        """Replace the content with the children of ``root`` (the root node itself may be hidden)."""
+        self._filled.clear()
+        self.reset(label or root.label(), root)
+        self.run_worker(self.populate(self.root), group="tree-fill")
+        self.root.expand()
+
+    @on(Tree.NodeExpanded)
+    def _expanded(self, event: Tree.NodeExpanded) -> None:
+        if event.node.id not in self._filled:
+            self.run_worker(self.populate(event.node), group="tree-fill")
+
+    async def populate(self, node: TreeNode[Item]) -> None:
+        """Add the node's children once, in chunks; waits if another call is already adding them."""
+        done = self._filled.get(node.id)
+        if done is not None:
+            await done.wait()
+            return
+        done = self._filled[node.id] = asyncio.Event()
+        items = list(node.data.children()) if node.data is not None else []
+        if len(items) > self.PAGE:
+            size = max(self.PAGE, -(-len(items) // self.PAGE))
+            items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
+        for start in range(0, len(items), self.CHUNK):
+            for item in items[start:start + self.CHUNK]:
+                node.add(item.label(), data=item, allow_expand=item.expandable())
+            if start + self.CHUNK < len(items):
+                await asyncio.sleep(0)
+        done.set()
+
+    async def reveal(self, keys: Sequence[Hashable], expand: bool = False) -> TreeNode[Item] | None:
+        """Expand the path of items with these keys (from the root down) and move the cursor to the last
+        (expanding that one too with ``expand``)."""
+        node = self.root
+        for key in keys:
+            await self.populate(node)
+            node.expand()
+            child = next((c for c in node.children if c.data is not None and c.data.key == key), None)
+            if child is None:  # look inside range folders
+                folder = next((c for c in node.children if isinstance(c.data, Range) and c.data.holds(key)), None)
+                if folder is None:
+                    return None
+                await self.populate(folder)
+                folder.expand()
+                child = next((c for c in folder.children if c.data is not None and c.data.key == key), None)
+                if child is None:
+                    return None
+            node = child
+        if expand:
+            await self.populate(node)
+            node.expand()
+        self.call_after_refresh(self.move_cursor, node)
+        return node
