@@ -23,6 +23,16 @@ def printable(text: str, keep_lines: bool = False) -> str:
     return pattern.sub(_escape, text)
 
 
+# What json.dumps(ensure_ascii=False) leaves raw and a terminal may act on: DEL, C1 controls (U+009B is
+# CSI on 8-bit terminals), bidirectional overrides. In serialized JSON they can only sit inside strings.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """Serialized JSON with the characters above written as ``\\uXXXX`` escapes: the same JSON value."""
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def decode_name(raw: bytes) -> tuple[str, bool]:
     """Decode a member name; returns the text and whether it was valid UTF-8."""
     try:

@@ -10,7 +10,7 @@ from typing import Any
 from tsinspect.archive import records as rk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import human_bytes, json_safe, printable
 from tsinspect.cli.style import Style, style_for
 
 PREVIEW_CAP = 64 * 1024
@@ -53,7 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def emit_json(obj: Any) -> None:
     """Indented for a person at a terminal; compact (and several times faster to encode) for a pipe."""
-    json.dump(obj, sys.stdout, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
+    text = json.dumps(obj, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
+    # strings from the archive are in there: json escapes C0 controls, json_safe the C1 and bidi ones
+    sys.stdout.write(json_safe(text))
     sys.stdout.write("\n")
 
 
