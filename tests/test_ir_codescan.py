@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -158,3 +159,20 @@ def test_scan_does_not_import_torch(setstate_file_writer_archive):
 def test_unsafe_findings_sort_first(tmp_path, setstate_file_writer_archive):
     result = scan(setstate_file_writer_archive)
     assert result.findings[0].verdict == UNSAFE
+
+
+def test_unparsable_duplicated_or_hidden_code_is_unsafe(tmp_path):
+    path = tmp_path / "odd.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("odd/code/__torch__/a.py", "class A(Module):\n  def forward(self) -> None:\n    return None\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name we want
+            z.writestr("odd/code/__torch__/a.py", "class A(Module):\n  def forward(self) -> None:\n    return None\n")
+        z.writestr("odd/code/__torch__/b.py", "def broken(:\n")
+        z.writestr("odd/code/__torch__/c.py",
+                   "if True:\n  class C(Module):\n    def __setstate__(self, s: int) -> None:\n      ops.x.y()\n")
+    result = scan(path)
+    kinds = {(f.kind, f.file) for f in result.unsafe}
+    assert ("ambiguous_code", "code/__torch__/a.py") in kinds
+    assert ("unreadable_code", "code/__torch__/b.py") in kinds
+    assert ("setstate", "code/__torch__/c.py") in kinds

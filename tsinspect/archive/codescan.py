@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
+from tsinspect.archive.records import CODE
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
 
@@ -44,7 +45,7 @@ LOAD_TIME = ("__setstate__",)
 class Finding:
     """One thing the scan found: ``verdict`` is unsafe, benign or info; ``file``/``line`` point into code/."""
 
-    kind: str  # setstate, getstate, file_io, raw_memory, unknown_op, unresolved_call
+    kind: str  # setstate, getstate, file_io, raw_memory, ambiguous_code, unreadable_code
     verdict: str
     file: str
     line: int
@@ -102,7 +103,24 @@ class ScanResult:
 
 
 def scan_archive(archive: Archive, index: CodeIndex | None = None) -> ScanResult:
-    return scan_code(index if index is not None else index_code(archive))
+    """scan_code, plus what only the archive shows: code the scan could not read, or could read twice.
+
+    Code that does not parse or is stored under a duplicated name is unsafe: torch might compile a
+    version of it the scan never saw.
+    """
+    index = index if index is not None else index_code(archive)
+    result = scan_code(index)
+    seen: set[str] = set()
+    for record in archive.records_of(CODE):
+        if record.name in seen:
+            result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
+                                              "the archive holds several members of this name; torch may "
+                                              "compile one the scan did not read"))
+        elif record.name not in index.trees:
+            result.findings.insert(0, Finding("unreadable_code", UNSAFE, record.name, 0, record.display_name,
+                                              "the scan could not parse it (see the archive's problems)"))
+        seen.add(record.name)
+    return result
 
 
 def scan_code(index: CodeIndex) -> ScanResult:
@@ -120,6 +138,12 @@ def scan_code(index: CodeIndex) -> ScanResult:
     for finding in scanner.anywhere():
         if (finding.file, finding.line) not in scanner.covered:
             result.findings.append(finding)
+    indexed = {(m.file, m.line) for m in index.methods if m.name in LOAD_TIME}
+    for file, tree in index.trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name in LOAD_TIME and (file, node.lineno) not in indexed:
+                result.findings.append(Finding("setstate", UNSAFE, file, node.lineno, node.name,
+                                               "a __setstate__ outside a top-level class, which the scan cannot judge"))
     result.findings.sort(key=lambda f: (f.verdict != UNSAFE, f.file, f.line))
     return result
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pickletools
 import struct
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,22 +49,23 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
             replaced[name] = new
     rewritten = bool(replaced) or "data.pkl" not in by_name
     keep_constants = keep_constants and rewritten
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicate names; keep them as they are
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
-            for record in archive.records:
-                if record.entry.is_dir:
-                    continue
-                info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
-                if record.inside and record.name in replaced and by_name.get(record.name) is record:
-                    data = replaced[record.name]
-                elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
-                    data = b""
-                elif record.kind == rk.EXTRA:
-                    data = b""  # torch reads extra files only when asked for them by name
-                else:
-                    data = archive.read(record, PICKLE_CAP)
-                out.writestr(info, data)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
+        written: set[str] = set()
+        for record in archive.records:
+            # one member per name (the one tsinspect read and rewrote), so torch cannot pick another
+            if record.entry.is_dir or record.entry.name in written:
+                continue
+            written.add(record.entry.name)
+            info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
+            if record.inside and record.name in replaced:
+                data = replaced[record.name]
+            elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
+                data = b""
+            elif record.kind == rk.EXTRA:
+                data = b""  # torch reads extra files only when asked for them by name
+            else:
+                data = archive.read(record, PICKLE_CAP)
+            out.writestr(info, data)
     return CopyInfo(rewritten, keep_constants)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import tsinspect
 from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, index_code
-from tsinspect.archive.codescan import ScanResult, scan_code
+from tsinspect.archive.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
 from tsinspect.ir.metacopy import write_meta_copy
@@ -65,7 +65,7 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
-    scan = scan_code(index)
+    scan = scan_archive(archive, index)
     if not scan.safe_to_load and not options.trust:
         ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
         return Extraction(ir.to_json(), scan, index)
