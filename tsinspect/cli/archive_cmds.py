@@ -168,7 +168,8 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
         yield head("methods")
         for m in s.methods:
             owner = short_type(m.owner) + "." if m.owner else ""
-            yield f"  {printable(owner)}{style(printable(m.name), 'green')}  {style(f'{m.file}:{m.line}', 'dim')}"
+            where = f"{printable(m.file)}:{m.line}"
+            yield f"  {printable(owner)}{style(printable(m.name), 'green')}  {style(where, 'dim')}"
     if s.extra_files:
         yield head("extra files") + ", ".join(f"{r.display_name[6:]} ({human_bytes(r.size)})" for r in s.extra_files)
     yield head("problems") + (style(f"{len(s.problems)} (see below)", "yellow") if s.problems else "none")
