@@ -86,9 +86,10 @@ def _say(err: Style, label: str, colour: str, message: str) -> None:
 
 
 def _emit(obj) -> None:
-    """Indented at a terminal, compact on a pipe (the C encoder: several times faster on big graphs)."""
-    json.dump(obj, sys.stdout, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """As archive_cmds.emit_json: indented at a terminal, compact on a pipe, C1/bidi characters escaped."""
+    from tsinspect.cli.archive_cmds import emit_json
+
+    emit_json(obj)
 
 
 # ----- graph
@@ -177,7 +178,7 @@ def _where(node: Node) -> str:
 def graph_lines(graph: Graph, style: Style, indent: int = 0):
     """The graph as an indented tree: blocks under their prim::If/prim::Loop, source per node."""
     pad = " " * indent
-    yield pad + "graph(" + ", ".join(f"%{v.name} : {printable(v.type)}" for v in graph.inputs) + "):"
+    yield pad + printable("graph(" + ", ".join(f"%{v.name} : {v.type}" for v in graph.inputs) + "):")
     # explicit stack of (remaining items, depth); an item is a node or a ("block"/"ret", ...) marker
     stack: list[tuple[list, int]] = [(list(graph.nodes), 1)]
     while stack:
@@ -191,25 +192,25 @@ def graph_lines(graph: Graph, style: Style, indent: int = 0):
             marker, *rest = item
             if marker == "block":
                 index, block = rest
-                params = ", ".join(f"%{v.name} : {printable(v.type)}" for v in block.inputs)
-                yield lead + style(f"block{index}({params}):", "blue")
+                params = ", ".join(f"%{v.name} : {v.type}" for v in block.inputs)
+                yield lead + style(printable(f"block{index}({params}):"), "blue")
                 stack.append(([*block.nodes, ("ret", block.outputs)], depth + 1))
             else:
-                yield lead + style("-> (" + ", ".join("%" + o for o in rest[0]) + ")", "dim")
+                yield lead + style(printable("-> (" + ", ".join("%" + o for o in rest[0]) + ")"), "dim")
             continue
         where = _where(item)
         text = printable(node_text(item))
         yield lead + text + (style(f"  # {printable(where)}", "dim") if where else "")
         if item.blocks:
             stack.append(([("block", i, b) for i, b in enumerate(item.blocks)], depth + 1))
-    yield pad + "  return (" + ", ".join("%" + o for o in graph.outputs) + ")"
+    yield pad + printable("  return (" + ", ".join("%" + o for o in graph.outputs) + ")")
 
 
 def ast_lines(result: Extraction, style: Style):
     yield style(f"# load: {result.document.get('load')}; methods of code/ and the ops they call (from the code, not torch)",
                 "dim")
     for method in ast_methods(result.index):
-        yield style(f"{printable(method.qualname)}", "bold") + style(f"  {method.file}:{method.line}", "dim")
+        yield style(printable(method.qualname), "bold") + style(printable(f"  {method.file}:{method.line}"), "dim")
         for use in method.ops:
             yield f"  {use.line:5d}  {printable(use.op)}"
 
