@@ -237,3 +237,10 @@ def test_ops_inventory_counts_and_sites(sample_archives):
     linear = next(r for r in doc["ops"] if r["op"] == "aten::linear")
     assert linear["count"] == 1 and linear["uses"][0]["module_paths"] == ["proj"]
     assert linear["uses"][0]["source"].endswith(".py:134") or linear["uses"][0]["source"]
+
+
+def test_memory_limit_reaches_the_child(sample_archives):
+    # 300 MiB of address space is too little to even import torch: the limit is really applied
+    proc = run_cli("graph", sample_archives["plain_scripted"], "--memory-limit", "300", check=2)
+    assert "out of memory" in proc.stderr and "--memory-limit" in proc.stderr
+    assert "Linear.forward" in proc.stdout  # the ast view still comes

@@ -242,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inline", action="store_true")
     parser.add_argument("--library", action="append", default=[])
     parser.add_argument("--full", action="store_true", help="skip the meta attempt")
+    parser.add_argument("--limit-memory", type=int, help="address-space limit in bytes")
+    parser.add_argument("--limit-cpu", type=int, help="CPU-time limit in seconds")
+    parser.add_argument("--limit-file-size", type=int, help="largest file this process may write, in bytes")
     parser.add_argument("--rewritten", action="store_true",
                         help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
     args = parser.parse_args(argv)
+    set_limits(args.limit_memory, args.limit_cpu, args.limit_file_size)
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -261,6 +265,24 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
     return 0
 
+
+
+def set_limits(memory: int | None, cpu_seconds: int | None, file_size: int | None) -> None:
+    """Lower this process's limits (before torch is imported; never raised above a hard limit)."""
+    import resource
+
+    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_seconds),
+              (resource.RLIMIT_FSIZE, file_size)]
+    for limit, value in wanted:
+        if value is None:
+            continue
+        try:
+            _soft, hard = resource.getrlimit(limit)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(limit, (value, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def run(args, doc: dict) -> None:

@@ -29,6 +29,7 @@ from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
 GIB = 1024 ** 3
+FILE_SIZE_LIMIT = 256 * 1024 * 1024  # largest file the child may write
 
 
 @dataclass
@@ -87,23 +88,6 @@ def _memory_limit(archive: Archive, options: Options) -> int:
     return 8 * GIB + 3 * size
 
 
-def _limits(memory: int, cpu_seconds: int):
-    def apply() -> None:
-        import resource
-
-        for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0),
-                             (resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_FSIZE, 256 * 1024 * 1024)):
-            try:
-                soft, hard = resource.getrlimit(limit)
-                if hard != resource.RLIM_INFINITY:
-                    value = min(value, hard)
-                resource.setrlimit(limit, (value, hard))
-            except (ValueError, OSError):
-                pass
-
-    return apply
-
-
 def _child_env() -> dict:
     """The parent's environment without Python variables that could redirect imports in the child."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -128,13 +112,15 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
         cmd.append("--rewritten")
     for lib in options.libraries:
         cmd += ["--library", str(Path(lib).resolve())]
-    memory = _memory_limit(archive, options)
+    # the child sets these limits on itself before importing torch (no preexec_fn: the TUI has threads)
+    cmd += ["--limit-memory", str(_memory_limit(archive, options)), "--limit-cpu", str(int(options.timeout) + 5),
+            "--limit-file-size", str(FILE_SIZE_LIMIT)]
     # stderr goes to a file (bounded by the file-size limit) so a chatty archive cannot fill our memory
     log_path = run_dir.parent / "stderr.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=log,
-                                preexec_fn=_limits(memory, int(options.timeout) + 5), start_new_session=True)
+                                start_new_session=True)
     try:
         stdout, _ = proc.communicate(timeout=options.timeout)
     except subprocess.TimeoutExpired:
