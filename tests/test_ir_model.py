@@ -92,7 +92,7 @@ def _persid_pickle(shared_device_elsewhere: bool) -> bytes:
 
 
 def _persids_and_strings(data: bytes):
-    devices, strings = [], []
+    strings = []
     memo = {}
     ops = list(pickletools.genops(data))
     for i, (op, arg, _) in enumerate(ops):

@@ -1,9 +1,10 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
 Steps: statically scan ``code/`` (tsinspect.archive.codescan) and refuse unless safe or trusted; copy the
-archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the child there with
-resource limits and a timeout; read its JSON into tsinspect.ir.model objects. Crashes, timeouts and
-memory exhaustion of the child become a LoadError on the result, never an exception here.
+archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the
+child in an empty working directory with resource limits and a timeout; keep its ``tsinspect.ir/1`` JSON.
+Crashes, timeouts and memory exhaustion of the child become an ``error`` in that document, never an
+exception here.
 """
 
 from __future__ import annotations
