@@ -54,7 +54,8 @@ def main() -> None:
 
         OUT.mkdir(exist_ok=True)
         files = [build_encoder(24), *sorted((REPO / "samples").glob("gate_*.pt"))]
-    print("| file | size MiB | torch.jit.load(f).graph s / MiB | graph --json s / MiB (child + parent) | time x | memory x |")
+    print("| file | size MiB | torch.jit.load(f).graph s / MiB | graph --json s / MiB (child + parent) "
+          "| time x | memory x |")
     print("|---|---|---|---|---|---|")
     for path in files:
         load = [PY, "-W", "ignore", "-c", f"import torch; torch.jit.load({str(path)!r}).graph"]

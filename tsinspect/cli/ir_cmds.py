@@ -25,7 +25,8 @@ HANDLED = {"missing_op", "missing_class", "unsupported_version"}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("graph", help="print the IR graph of methods (loads the archive with torch in a sandboxed child)")
+    p = sub.add_parser("graph",
+                       help="print the IR graph of methods (loads the archive with torch in a sandboxed child)")
     p.add_argument("file")
     p.add_argument("--method", help="only this method (default: every method)")
     p.add_argument("--module", help="only this submodule, by path such as encoder.layers.0 ('' is the root)")
@@ -210,7 +211,8 @@ def ast_lines(result: Extraction, style: Style):
     yield style(f"# load: {result.document.get('load')}; methods of code/ and the ops they call (from the code, not torch)",
                 "dim")
     for method in ast_methods(result.index):
-        yield style(printable(method.qualname), "bold") + style(printable(f"  {method.file}:{method.line}"), "dim")
+        where = printable(f"  {method.file}:{method.line}")
+        yield style(printable(method.qualname), "bold") + style(where, "dim")
         for use in method.ops:
             yield f"  {use.line:5d}  {printable(use.op)}"
 
