@@ -208,8 +208,8 @@ def graph_lines(graph: Graph, style: Style, indent: int = 0):
 
 
 def ast_lines(result: Extraction, style: Style):
-    yield style(f"# load: {result.document.get('load')}; methods of code/ and the ops they call (from the code, not torch)",
-                "dim")
+    load = result.document.get("load")
+    yield style(f"# load: {load}; methods of code/ and the ops they call (from the code, not torch)", "dim")
     for method in ast_methods(result.index):
         where = printable(f"  {method.file}:{method.line}")
         yield style(printable(method.qualname), "bold") + style(where, "dim")
