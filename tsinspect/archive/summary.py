@@ -44,6 +44,18 @@ class ArchiveSummary:
         storages = {(t.record, t.storage_key): t.storage_nbytes for t in self.tensors + self.constants}
         return sum(storages.values())
 
+    def bytes_by_module(self) -> dict[str, tuple[int, int]]:
+        """Module path ("" for the root) -> (tensors, bytes of distinct storages) over its whole subtree."""
+        storages: dict[str, dict] = {}
+        counts: Counter = Counter()
+        for t in self.tensors:
+            parts = t.name.split(".")[:-1]
+            for depth in range(len(parts) + 1):
+                path = ".".join(parts[:depth])
+                storages.setdefault(path, {})[(t.record, t.storage_key)] = t.storage_nbytes
+                counts[path] += 1
+        return {path: (counts[path], sum(held.values())) for path, held in storages.items()}
+
     def dtype_counts(self) -> dict[str, int]:
         return dict(Counter(t.dtype for t in self.tensors).most_common())
 

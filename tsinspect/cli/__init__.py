@@ -25,6 +25,7 @@ COMMANDS = {
     "graph": "tsinspect.cli.ir_cmds",
     "ops": "tsinspect.cli.ir_cmds",
     "diff": "tsinspect.cli.diff_cmd",
+    "report": "tsinspect.cli.report_cmd",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2

@@ -93,3 +93,18 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
 
 def ast_view_json(index: CodeIndex) -> dict:
     return {"methods": [m.to_json() for m in ast_methods(index)]}
+
+
+def ast_op_inventory(index: CodeIndex):
+    """``op_inventory`` from code/ alone (torch did not load the archive): real ops (``ns::name``) only,
+    each use with its ``code/`` line and no node id or original source."""
+    from tsinspect.ir.views import OpEntry, OpUseSite
+
+    entries: dict[str, OpEntry] = {}
+    for method in ast_methods(index):
+        for use in method.ops:
+            if "::" in use.op:
+                entry = entries.setdefault(use.op, OpEntry(use.op))
+                entry.count += 1
+                entry.uses.append(OpUseSite(method.owner or "", [], method.name, -1, f"{method.file}:{use.line}", None))
+    return sorted(entries.values(), key=lambda e: (-e.count, e.kind))

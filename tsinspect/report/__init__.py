@@ -1,0 +1,1 @@
+"""Reports: HTML, Markdown and JSON renderings of one ``model.Report`` (the lower layers' result objects)."""

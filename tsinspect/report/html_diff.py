@@ -1,0 +1,65 @@
+"""The HTML of a diff (``tsinspect.diff.model.DiffResult``): findings by method with source excerpts."""
+
+from __future__ import annotations
+
+from tsinspect.report.html import e
+
+_MARKS = {"kept": ("+", "kept"), "dropped": ("-", "dropped")}
+
+
+def diff_section(w) -> str:
+    """``w`` is the HTML writer of html.py (for its links and tables)."""
+    d = w.r.diff
+    out = ['<section id="diff"><h2>Trace vs script</h2>' if d.mode == "trace_vs_script"
+           else '<section id="diff"><h2>Structural diff</h2>']
+    out.append(w.table(["archive", "kind", "evidence"], [
+        f'<tr><td class="mono name">{e(path)}</td><td>{e(kind.get("kind", ""))}</td>'
+        f'<td>{e("; ".join(kind.get("evidence", [])))}</td></tr>' for path, kind in d.kinds.items()],
+        filterable=False))
+    notes = [d.analysis_note or d.analysis, *d.notes]
+    if not d.same_model:
+        notes.append(f"they do not look like one model: {d.same_model_reason}")
+    out += [f'<p class="note">{e(note)}</p>' for note in notes]
+    if not d.findings:
+        message = ("no differences: the trace keeps every branch and loop the script has"
+                   if d.mode == "trace_vs_script" else "no differences")
+        out.append(f'<div class="box good">{e(message)}</div>')
+        return "".join(out) + "</section>"
+    counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
+    out.append(f'<div class="box warn">{len(d.findings)} finding(s): {e(counts)}</div>')
+    if d.mode != "trace_vs_script":
+        out += [_structural(f) for f in d.findings]
+        return "".join(out) + "</section>"
+    linkable = w.s.path == d.scripted  # code/ locations of findings are in the scripted archive
+    for method, findings in d.by_method():
+        out.append(f'<h3 class="mono">{e(method)}</h3>')
+        out += [_finding(w, f, linkable) for f in findings]
+    return "".join(out) + "</section>"
+
+
+def _finding(w, f, linkable: bool) -> str:
+    where = w.origin(f.file, f.line) if f.file else ""
+    code_at = f.details.get("code_location") if isinstance(f.details, dict) else None
+    if code_at and linkable:
+        file, _, line = code_at.rpartition(":")
+        where += f" · {w.code_link(file, int(line) if line.isdigit() else None)}"
+    excerpt = f.excerpt or ([(f.line, f.code, "")] if f.code and f.line else [])
+    rows = []
+    for line, text, mark in excerpt:
+        sign, cls = _MARKS.get(mark, (" ", ""))
+        rows.append(f'<tr class="line {cls}"><td class="mark">{sign}</td><td class="ln">{line}</td>'
+                    f'<td class="src">{e(text)}</td></tr>')
+    table = (f'<div class="scroll excerpt"><table class="code mono"><tbody>{"".join(rows)}</tbody></table></div>'
+             if rows else "")
+    return (f'<details class="searchable" open><summary><span class="badge bad">{e(f.kind)}</span> '
+            f'<span class="mono">{where}</span></summary><div style="padding:.5rem .75rem">'
+            f"<p>{e(f.message)}</p>{table}</div></details>")
+
+
+def _structural(f) -> str:
+    lines = f.details.get("diff", []) if isinstance(f.details, dict) else []
+    body = "".join(f'<span class="line {"dropped" if s.startswith("-") else "kept" if s.startswith("+") else ""}">'
+                   f"{e(s)}</span>" for s in lines[:200])
+    pre = f'<pre class="ir excerpt">{body}</pre>' if body else ""
+    return (f'<details class="searchable" open><summary><span class="badge warn">{e(f.kind)}</span> '
+            f'{e(f.message)}</summary>{pre}</details>')

@@ -1,0 +1,43 @@
+"""The Markdown of a diff (``tsinspect.diff.model.DiffResult``): findings by method with source excerpts."""
+
+from __future__ import annotations
+
+from tsinspect.archive.text import printable
+from tsinspect.report import common
+from tsinspect.report.markdown import fence, md, table
+
+_SIGNS = {"kept": "+", "dropped": "-"}
+
+
+def diff_section(d) -> str:
+    out = ["## Trace vs script" if d.mode == "trace_vs_script" else "## Structural diff"]
+    out.append(table(["archive", "kind", "evidence"], [[md(path), md(kind.get("kind", "")),
+                                                        md("; ".join(kind.get("evidence", [])))]
+                                                       for path, kind in d.kinds.items()]))
+    notes = [d.analysis_note or d.analysis, *d.notes]
+    if not d.same_model:
+        notes.append(f"they do not look like one model: {d.same_model_reason}")
+    out += [f"*{md(note)}*" for note in notes]
+    if not d.findings:
+        out.append("**No differences**" + (": the trace keeps every branch and loop the script has."
+                                           if d.mode == "trace_vs_script" else "."))
+        return "\n\n".join(out)
+    counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
+    out.append(f"> **{len(d.findings)} finding(s):** {md(counts)}")
+    if d.mode != "trace_vs_script":
+        for f in d.findings:
+            out.append(f"- **{md(f.kind)}** {md(f.message)}")
+            lines = f.details.get("diff", []) if isinstance(f.details, dict) else []
+            if lines:
+                out.append(fence(printable("\n".join(lines[:200]), keep_lines=True), "diff"))
+        return "\n\n".join(out)
+    for method, findings in d.by_method():
+        out.append(f"### {md(method)}")
+        for f in findings:
+            where = f" at {md(common.basename(f.file))}:{f.line}" if f.file else ""
+            out.append(f"**{md(f.kind)}**{where}: {md(f.message)}")
+            excerpt = f.excerpt or ([(f.line, f.code, "")] if f.code and f.line else [])
+            if excerpt:
+                body = "\n".join(f"{_SIGNS.get(mark, ' ')} {line:>5} | {text}" for line, text, mark in excerpt)
+                out.append(fence(printable(body, keep_lines=True), "diff"))
+    return "\n\n".join(out)
