@@ -300,3 +300,15 @@ def test_silero_vad_opens_with_modules_and_ir(silero_vad_archive):
             view = app.query_one("IRView")
             assert view.search("aten::stft") or view.search("aten::conv1d")
     run(body())
+
+
+def test_bare_file_prints_the_summary_when_not_on_a_terminal():
+    from helpers import run_cli
+
+    out = run_cli(SAMPLES / "gate_scripted.pt").stdout
+    assert "torchscript" in out and "modules" in out
+    script = ("import sys\nfrom tsinspect.cli import main\n"
+              f"main([{str(SAMPLES / 'gate_scripted.pt')!r}])\n"
+              "print('textual' in sys.modules, 'torch' in sys.modules, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "False False"

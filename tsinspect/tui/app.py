@@ -111,7 +111,9 @@ class InspectorApp(App):
 
         try:
             with open_archive(self.path) as archive:  # its own file handle: the UI keeps reading the other
-                self.post_message(IRLoaded(extract_ir(archive, Options(inline=True, trust=trust))))
+                extraction = extract_ir(archive, Options(inline=True, trust=trust))
+            extraction.ir  # build the dataclasses here, off the event loop
+            self.post_message(IRLoaded(extraction))
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 

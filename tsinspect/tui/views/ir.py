@@ -25,7 +25,6 @@ from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import printable
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
-from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 
@@ -232,7 +231,7 @@ class IRView(Vertical):
         self.extraction = None
         self.inlined = False
         self.state = "waiting"  # waiting, loading, loaded, refused, failed, none
-        self._views: dict[int, GraphView] = {}
+        self._views: dict = {}  # id(graph) -> tsinspect.ir.views.GraphView
         self._paths: dict[int, dict[int, list]] = {}
 
     def compose(self) -> ComposeResult:
@@ -336,8 +335,11 @@ class IRView(Vertical):
             return None
         return method.inlined if self.inlined and method.inlined else method.graph
 
-    def view_of(self, graph: Graph) -> GraphView:
+    def view_of(self, graph: Graph):
+        """The def-use view of a graph (networkx, imported on first use to keep start-up quick)."""
         if id(graph) not in self._views:
+            from tsinspect.ir.views import GraphView
+
             self._views[id(graph)] = GraphView(graph)
         return self._views[id(graph)]
 
@@ -384,7 +386,7 @@ class IRView(Vertical):
         options.add_options(links)
         options.display = bool(links)
 
-    def _node_detail(self, node: Node, view: GraphView, target: tuple) -> tuple[Content, list[Option]]:
+    def _node_detail(self, node: Node, view, target: tuple) -> tuple[Content, list[Option]]:
         rows: list[Content | str] = [Content.assemble(("node ", render.DIM), (f"#{node.id} ", render.DIM),
                                                       (printable(node.kind), "bold"))]
         for out in node.outputs:
@@ -415,7 +417,7 @@ class IRView(Vertical):
         links += self._value_links([v.name for v in node.outputs], view, target, uses=True)
         return render.lines(*rows), links
 
-    def _value_links(self, names: list[str], view: GraphView, target: tuple, uses: bool) -> list[Option]:
+    def _value_links(self, names: list[str], view, target: tuple, uses: bool) -> list[Option]:
         links = []
         for name in names:
             if not uses:

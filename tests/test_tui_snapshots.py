@@ -1,0 +1,60 @@
+"""SVG snapshots of the main screens, on the committed samples (fixed bytes, fixed terminal size).
+
+The screens show paths relative to the repository (the test runs from there) and the paths baked into
+the samples' debug info, never the machine's. Accept a changed screen, after looking at the
+``.actual.svg`` next to the snapshot, with ``TSINSPECT_UPDATE_SNAPSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import REPO
+from tui_driver import check_snapshot, press, run, settle, started
+
+SAMPLE = "samples/gate_scripted.pt"
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def snapshot(name: str, *keys: str, jump=None) -> None:
+    async def body():
+        async with started(SAMPLE) as (app, pilot):
+            if jump is not None:
+                jump(app)
+                await settle(app, pilot)
+            await press(app, pilot, *keys)
+            check_snapshot(app, name)
+    run(body())
+
+
+def test_archive_overview():
+    snapshot("archive_overview")
+
+
+def test_code_with_blame():
+    snapshot("archive_code", jump=lambda app: app.show_code("code/__torch__/models.py", 12))
+
+
+def test_tensor_table():
+    snapshot("archive_tensors", "enter", jump=lambda app: app.show_record(("tensor", "proj.weight")))
+
+
+def test_modules():
+    snapshot("modules", "m", "down")
+
+
+def test_ir_node():
+    snapshot("ir_node", jump=lambda app: app.show_node(("", "forward", 13)))
+
+
+def test_safety():
+    snapshot("safety", "s")
+
+
+def test_help():
+    snapshot("help", "f1")

@@ -1,0 +1,76 @@
+"""The real thing: ``tsinspect FILE`` in a real terminal (tmux), driven by keys, read off the screen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from helpers import REPO, SAMPLES
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+
+
+class Terminal:
+    def __init__(self, *args: str, width: int = 140, height: int = 40):
+        self.name = f"tsinspect-test-{uuid.uuid4().hex[:8]}"
+        env = {"TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
+        command = " ".join([sys.executable, "-m", "tsinspect", *args])
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                        *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], command],
+                       check=True, cwd=REPO)
+        subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """Poll the screen until ``text`` shows (the app is a separate process: there is nothing to await)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def exited(self) -> bool:
+        out = subprocess.run(["tmux", "list-panes", "-t", self.name, "-F", "#{pane_dead}"], capture_output=True,
+                             text=True).stdout
+        return out.strip() == "1"
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def test_tsinspect_file_in_a_real_terminal():
+    term = Terminal(os.path.relpath(SAMPLES / "gate_scripted.pt", REPO))
+    try:
+        screen = term.wait_for("IR: meta load")
+        assert "samples/gate_scripted.pt" in screen and "torchscript" in screen
+        assert "a Archive" in screen and "f1 Help" in screen  # the footer lists the keys
+        term.keys("g")
+        screen = term.wait_for("prim::If")
+        assert "forward" in screen
+        term.keys("s")
+        term.wait_for("Findings of the static scan")
+        term.keys("F1")
+        term.wait_for("command palette")
+        term.keys("F1")  # closes the help (escape would merge with the next key into alt+q)
+        term.wait_for("Findings of the static scan")
+        term.keys("q")
+        deadline = time.monotonic() + 20
+        while not term.exited() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert term.exited()
+    finally:
+        term.close()
