@@ -34,8 +34,10 @@ def _unsafe_reason(record: Record) -> str | None:
     if b"\\" in raw or raw.startswith(b"/") or (len(raw) > 1 and raw[1:2] == b":"):
         return "name is absolute or uses backslashes"
     parts = entry.name.split("/")
-    if ".." in parts or "." in parts[:-1]:
+    if ".." in parts:
         return "name climbs out with '..'"
+    if "." in parts or not any(parts):  # '', 'a/.', '.': the target would be DEST or a folder above it
+        return "name is empty or has '.' components"
     if any(ord(c) < 32 for c in entry.name):
         return "name contains control characters"
     if entry.is_symlink:
