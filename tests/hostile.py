@@ -481,6 +481,9 @@ def _symlink_through() -> bytes:
 case("directory_and_file_same_name", expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(top() + b"extra/d", b"file"), Member(top() + b"extra/d/x", b"y")]))
 
+case("empty_and_dot_names", kinds=("outside_top_folder",), expect={"extract": 1})(
+    lambda: build_zip(scripted() + [Member(b"", b"empty name"), Member(b".", b"dot"), Member(b"./", b""),
+                                    Member(top() + b".", b"dot in folder"), Member(top() + b"./x", b"x")]))
 case("file_after_directory_same_name", expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(top() + b"extra/e/x", b"y"), Member(top() + b"extra/e", b"file")]))
 
