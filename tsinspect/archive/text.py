@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls, DEL, and the bidirectional overrides that can make text read differently than it runs.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_KEEP_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, DEL, the bidirectional overrides that can make text read differently than it runs, and
+# lone surrogates (pickle strings are decoded with 'surrogatepass'; they cannot be written as UTF-8).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_KEEP_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escape(match: re.Match) -> str:
@@ -24,8 +26,9 @@ def printable(text: str, keep_lines: bool = False) -> str:
 
 
 # What json.dumps(ensure_ascii=False) leaves raw and a terminal may act on: DEL, C1 controls (U+009B is
-# CSI on 8-bit terminals), bidirectional overrides. In serialized JSON they can only sit inside strings.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# CSI on 8-bit terminals), bidirectional overrides; and lone surrogates, which cannot be encoded as UTF-8.
+# In serialized JSON they can only sit inside strings.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def json_safe(text: str) -> str:
