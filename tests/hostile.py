@@ -613,6 +613,14 @@ case("pickle_escapes_in_strings")(
     lambda: with_data_pkl(PROTO2 + MARK + uni("\x1b[31mkey\x1b]0;title\x07") + uni("\x1b[2J\x9b31m\u202evalue")
                           + glob("\x1b[31mmod", "na\x1b]0;t\x07me") + MARK + uni("\x1b[5m") + TUPLE + REDUCE
                           + b"d" + STOP))
+SURROGATE = b"X\x03\x00\x00\x00\xed\xa0\x80"  # BINUNICODE of a lone surrogate: pickle decodes with surrogatepass
+case("pickle_lone_surrogates")(
+    lambda: with_data_pkl(PROTO2 + MARK + SURROGATE + SURROGATE + SURROGATE + TUPLE1 + b"d" + STOP))
+case("tensor_lone_surrogate_storage_key", kinds=("missing_storage",), code=None)(
+    lambda: build_zip(edit(sample_members("gate_state_dict.pt"), "data.pkl", data=(
+        PROTO2 + MARK + SURROGATE + glob("torch._utils", "_rebuild_tensor_v2") + MARK + MARK + uni("storage")
+        + glob("torch", "FloatStorage") + SURROGATE + SURROGATE + i32(4) + TUPLE + BINPERSID + i32(0)
+        + ints([4]) + ints([1]) + TUPLE + REDUCE + b"d" + STOP))))
 case("pickle_invalid_utf8_string", **PICKLE_BAD)(
     lambda: with_data_pkl(PROTO2 + b"X\x03\x00\x00\x00\xff\xfe\xfd" + STOP))
 case("pickle_global_invalid_utf8")(lambda: with_data_pkl(PROTO2 + b"c\xff\xfe\n\x1b[31m\n" + STOP))
@@ -675,6 +683,8 @@ def _debug_esc() -> bytes:
     return _with_debug(debug_pkl(table, [(0, [0], 1, 3, 0, 5), (100, [2], 1, 1, 0, 5)]))
 
 
+case("debug_lone_surrogates")(
+    lambda: _with_debug(debug_pkl(["def f(\ud800):\n", "\udc00.py"], [(0, [0], 1, 1, 0, 3)])))
 case("debug_offsets_past_code")(
     lambda: _with_debug(debug_pkl(["a\n", "f.py"], [(1 << 40, [0], 1, 1, 1 << 40, -5), (-7, [0], 1, 1, -9, 1)])))
 
