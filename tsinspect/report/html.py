@@ -88,8 +88,8 @@ class _Writer:
     def origin(file: str | None, line: int | None, text: str = "") -> str:
         if not file:
             return ""
-        title = f"{file}:{line}" + (f"\n{text}" if text else "")
-        return f'<span title="{e(title)}">{e(common.basename(file))}:{e(line)}</span>'
+        title = e(f"{file}:{line}") + (f"&#10;{e(text)}" if text else "")
+        return f'<span title="{title}">{e(common.basename(file))}:{e(line)}</span>'
 
     @staticmethod
     def table(head: list[str], rows: list[str], filterable: bool = True, cls: str = "") -> str:
@@ -182,13 +182,13 @@ class _Writer:
         out = [f'<section id="summary"><h2>Summary</h2><dl class="facts">{body}</dl>']
         rows = common.weight_rows(s)
         if rows:
-            total = max(s.weight_bytes, 1)
+            total, largest = max(s.weight_bytes, 1), max(max(w.bytes for w in rows), 1)
             out.append("<h3>Where the weights' bytes go</h3>")
             out.append(self.table(["module", ">tensors", ">bytes", ">share", ""], [
                 f'<tr><td class="name mono">{e(w.label)}</td><td class="num">{w.tensors}</td>'
                 f'<td class="num">{human_bytes(w.bytes)}</td><td class="num">{100 * w.bytes / total:.1f}%</td>'
-                f'<td><span class="bar" style="width:{max(1, round(160 * w.bytes / total))}px"></span></td></tr>'
-                for w in rows], filterable=False))
+                f'<td><span class="bar" style="width:{max(1, round(160 * w.bytes / largest))}px"></span></td></tr>'
+                for w in rows], filterable=False, cls="compact"))
         return "".join(out) + "</section>"
 
     def verdict_text(self) -> str:
@@ -310,7 +310,7 @@ class _Writer:
     def section_ops(self) -> str:
         ir, limit = self.r.ir, self.r.limits.ops
         source = ("from the IR" if ir.ops_from == "ir" else
-                  "from code/ (torch did not load the archive, so these are the calls the code makes)")
+                  "from code/ (not from the IR: the calls the code makes)")
         rows = []
         for entry in ir.ops[:limit]:
             sites = "; ".join(e(label) + "".join(f" {e(file)}:" + ",".join(self.line_link(file, n) for n in lines)
@@ -329,6 +329,7 @@ class _Writer:
         out = ['<section id="ir"><h2>IR</h2>']
         if ir.skipped:
             out.append(f'<p class="muted">No IR: {e(ir.skipped)}.</p>')
+            out.append(self.fallback() if ir.fallback else "")
             return "".join(out) + "</section>"
         doc = ir.document
         if not ir.loaded:

@@ -24,10 +24,14 @@ _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
 def md(text) -> str:
-    """Archive text for running Markdown or a table cell: one line, nothing it contains is markup."""
+    """Archive text inside a line or a table cell: one line, nothing it contains is markup."""
     flat = printable(str(text)).replace("\n", " ")
-    flat = _INLINE.sub(lambda m: _ENTITIES.get(m.group(), "\\" + m.group()), flat)
-    return _LEADING.sub(lambda m: m.group() + "\\" if m.group().isdigit() else "\\" + m.group(), flat, count=1)
+    return _INLINE.sub(lambda m: _ENTITIES.get(m.group(), "\\" + m.group()), flat)
+
+
+def md_paragraph(text) -> str:
+    """Like ``md``, for text that starts a line: it cannot start a heading or a list either."""
+    return _LEADING.sub(lambda m: m.group() + "\\" if m.group().isdigit() else "\\" + m.group(), md(text), count=1)
 
 
 def fence(body: str, lang: str = "") -> str:
@@ -105,11 +109,11 @@ class _Writer:
         out = ["## Summary", table(["", ""], [[f"**{k}**", v] for k, v in facts])]
         rows = common.weight_rows(s)
         if rows:
-            total = max(s.weight_bytes, 1)
+            total, largest = max(s.weight_bytes, 1), max(max(w.bytes for w in rows), 1)
             out.append("### Where the weights' bytes go")
             out.append(table(["module", ">tensors", ">bytes", ">share", ""], [
                 [md(w.label), str(w.tensors), human_bytes(w.bytes), f"{100 * w.bytes / total:.1f}%",
-                 "█" * max(1, round(20 * w.bytes / total))] for w in rows]))
+                 "█" * max(1, round(20 * w.bytes / largest))] for w in rows]))
         return "\n\n".join(out)
 
     def ir_status(self) -> str:
@@ -202,7 +206,7 @@ class _Writer:
 
     def section_ops(self) -> str:
         ir, limit = self.r.ir, self.r.limits.ops
-        source = "from the IR" if ir.ops_from == "ir" else "from code/ (torch did not load the archive)"
+        source = "from the IR" if ir.ops_from == "ir" else "from code/ (not from the IR: the calls the code makes)"
         rows = [[str(entry.count), md(entry.kind),
                  md("; ".join(label + "".join(f" {file}:{','.join(map(str, lines))}" for file, lines in files)
                               for label, files in common.op_sites(entry)))] for entry in ir.ops[:limit]]
@@ -213,14 +217,16 @@ class _Writer:
     def section_ir(self) -> str:
         ir = self.r.ir
         out = ["## IR"]
-        if ir.skipped:
-            return f"## IR\n\nNo IR: {md(ir.skipped)}."
         doc = ir.document
-        if not ir.loaded:
+        if ir.skipped:
+            out.append(f"No IR: {md(ir.skipped)}.")
+        elif not ir.loaded:
             error = doc.get("error") or {}
             out.append(f"> **Not loaded ({md(doc.get('load'))}):** {md(error.get('message', ''))}"
                        + (f" {md(error['hint'])}." if error.get("hint") else ""))
-            out.append("The methods of code/ and the ops they call, read with `ast` (nothing was loaded or run):")
+        if not ir.loaded:
+            if ir.fallback:
+                out.append("The methods of code/ and the ops they call, read with `ast` (nothing was loaded or run):")
             for m in ir.fallback:
                 body = "\n".join(f"{m.file}:{u.line}  {u.op}" for u in m.ops)
                 out.append(details(html.escape(printable(m.qualname)) + f" ({len(m.ops)} calls)",
@@ -228,7 +234,7 @@ class _Writer:
             return "\n\n".join(out)
         out.append(f"Loaded by torch {md(doc.get('torch_version'))} in a child process ({md(doc.get('load'))} "
                    "tensors). One block per method of each module type.")
-        out += [md(note) for note in doc.get("notes", [])]
+        out += [md_paragraph(note) for note in doc.get("notes", [])]
         for type_name, paths, methods in common.ir_types(self.r):
             out.append(f"### {md(short_type(type_name))} ({md(common.instances(paths))})")
             out += [self.ir_method(m) for m in methods] or ["*No methods.*"]

@@ -160,9 +160,11 @@ def code_file(archive: Archive, name: str) -> CodeFile:
 def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> IRPart:
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         return IRPart(skipped=f"a {archive.format} file has no TorchScript code and no IR")
-    if not options.enabled:
-        return IRPart(skipped="not asked for (--no-ir)")
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
+
+    if not options.enabled:
+        return IRPart(skipped="not asked for (--no-ir)", fallback=ast_methods(summary.code),
+                      ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 
     run_options = Options(trust=options.trust, libraries=options.libraries, memory_limit=options.memory_limit)
