@@ -69,6 +69,17 @@ def test_scripted_graph_json_keeps_control_flow_with_sources(scripted_doc):
     assert call["source"]["line"] == sample_line("proj")
 
 
+def test_graph_json_has_the_free_functions_methods_call(scripted_doc):
+    """Dropout.forward calls torch.nn.functional.dropout (prim::CallFunction): its graph is in "functions"."""
+    (name,) = scripted_doc["functions"]
+    assert name == "__torch__.torch.nn.functional.dropout"
+    function = scripted_doc["functions"][name]
+    assert function["error"] is None and function["schema"].startswith("dropout(")
+    nodes = list(walk(function["graph"]["nodes"]))
+    assert "prim::RaiseException" in {n["kind"] for n in nodes}
+    assert all(n["source"]["file"].endswith("functional.py") for n in nodes if n["kind"] == "aten::dropout")
+
+
 def test_scripted_graph_text_nests_blocks_with_source_lines(sample_archives):
     out = run_cli("graph", sample_archives["gate_scripted"], "--module", "").stdout
     lines = out.splitlines()

@@ -233,6 +233,57 @@ def _walk_method(cpp, name: str, inline: bool) -> dict:
     return method
 
 
+def load_module(path: str, map_location: str | None):
+    """``torch.jit.load(path, map_location)`` that also returns the compilation unit (None when this torch
+    offers no way to keep it): the unit holds the free functions the methods call (``prim::CallFunction``),
+    whose graphs no module method has."""
+    import torch
+
+    try:
+        cu = torch._C.CompilationUnit()
+        location = torch.device(map_location) if map_location else None
+        cpp = torch._C.import_ir_module(cu, path, location, {}, False)
+    except (AttributeError, TypeError):  # private API of another torch version: no functions then
+        return torch.jit.load(path, map_location=map_location), None
+    return torch.jit._recursive.wrap_cpp_module(cpp), cu
+
+
+def walk_functions(cu, types: dict, limit: int = 10_000) -> dict:
+    """{qualified name: METHOD} for every free function that a walked graph calls, transitively."""
+    out: dict = {}
+    todo = [m["graph"] for t in types.values() for m in t["methods"] if m.get("graph")]
+    while todo and len(out) < limit:
+        for name in called_functions(todo.pop()):
+            if name in out:
+                continue
+            out[name] = method = {"name": name, "schema": None, "error": None, "graph": None}
+            try:
+                fn = cu.find_function(name)
+                if fn is None:
+                    raise LookupError("not in the compilation unit")
+                method["schema"] = str(fn.schema)
+                method["graph"] = walk_graph(fn.graph)
+                todo.append(method["graph"])
+            except Exception as exc:  # noqa: BLE001 - one bad function must not lose the others
+                text = str(exc).strip()
+                method["error"] = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+    return out
+
+
+def called_functions(graph: dict) -> list[str]:
+    """Qualified names of the functions a JSON graph calls: the type of ``prim::CallFunction``'s first input."""
+    types, calls = {}, []
+    todo = [graph["nodes"]]
+    while todo:
+        for node in todo.pop():
+            if node["kind"] == "prim::Constant" and "name" in node["attributes"] and node["outputs"]:
+                types[node["outputs"][0]["name"]] = node["outputs"][0]["type"]
+            elif node["kind"] == "prim::CallFunction" and node["inputs"]:
+                calls.append(node["inputs"][0])
+            todo.extend(b["nodes"] for b in node["blocks"])
+    return [types[c] for c in calls if c in types]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tsinspect.ir.extract")
     parser.add_argument("--archive", required=True, help="the archive to meta-load (storages may be empty)")
@@ -255,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "modules": [], "types": {}}
+           "timings": {}, "modules": [], "types": {}, "functions": {}}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
@@ -303,12 +354,10 @@ def run(args, doc: dict) -> None:
     equal_calls = _meta_equal()
     module = None
     started = time.perf_counter()
+    cu = None
     if not args.full:
         try:
-            if args.rewritten:
-                module = torch.jit.load(args.archive)
-            else:
-                module = torch.jit.load(args.archive, map_location="meta")
+            module, cu = load_module(args.archive, None if args.rewritten else "meta")
             doc["load"] = "meta"
         except Exception as exc:  # noqa: BLE001
             error = classify_error(exc)
@@ -318,7 +367,7 @@ def run(args, doc: dict) -> None:
             doc["notes"].append(f"meta loading failed ({error['message']}); loaded the original file fully")
     if module is None:
         try:
-            module = torch.jit.load(args.original or args.archive)
+            module, cu = load_module(args.original or args.archive, None)
             doc["load"] = "full"
         except Exception as exc:  # noqa: BLE001
             doc["error"] = classify_error(exc)
@@ -329,6 +378,7 @@ def run(args, doc: dict) -> None:
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
     doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
+    doc["functions"] = walk_functions(cu, doc["types"]) if cu is not None else {}
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 

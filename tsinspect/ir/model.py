@@ -144,6 +144,7 @@ class IR:
     notes: list[str] = field(default_factory=list)
     error: LoadError | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    functions: dict[str, Method] = field(default_factory=dict)  # free functions the methods call, by qualname
 
     def module(self, path: str) -> Module | None:
         return next((m for m in self.modules if m.path == path), None)
@@ -163,7 +164,8 @@ class IR:
                 "timings": dict(self.timings),
                 "modules": [{"path": m.path, "type": m.type} for m in self.modules],
                 "types": {name: {"methods": [method_to_json(m) for m in methods]}
-                          for name, methods in self.types.items()}}
+                          for name, methods in self.types.items()},
+                "functions": {name: method_to_json(m) for name, m in self.functions.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> "IR":
@@ -173,8 +175,9 @@ class IR:
         types = {name: [method_from_json(m) for m in entry.get("methods", [])]
                  for name, entry in (data.get("types") or {}).items()}
         modules = [Module(m["path"], m["type"], types.setdefault(m["type"], [])) for m in data.get("modules", [])]
+        functions = {name: method_from_json(m) for name, m in (data.get("functions") or {}).items()}
         return cls(data.get("load", "failed"), modules, data.get("torch_version"), list(data.get("notes", [])),
-                   error, dict(data.get("timings", {})))
+                   error, dict(data.get("timings", {})), functions)
 
 
 def method_to_json(m: Method) -> dict:
