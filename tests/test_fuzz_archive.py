@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import struct
 import sys
 import zipfile
@@ -27,6 +28,9 @@ from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.summary import summarize
 from tsinspect.archive.tensors import collect, tensor_from
+from tsinspect.archive.text import json_safe
+from tsinspect.cli.archive_cmds import info_lines
+from tsinspect.cli.style import Style
 from tsinspect.archive.zipread import open_zip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -127,7 +131,12 @@ def test_archive_summary_on_mutated_samples(scratch: Path, data) -> None:
     scratch.write_bytes(data.draw(mutated(hostile.sample_bytes(sample))))
     try:
         with open_archive(str(scratch)) as archive:
-            json.dumps(summarize(archive).to_json())
+            summary = summarize(archive)
+            _shown(json_safe(json.dumps(summary.to_json(), ensure_ascii=False)))
+            for line in info_lines(summary, Style(False), show_all=True):
+                _shown(line)
+            for problem in summary.problems:
+                _shown(str(problem))
     except ArchiveError:
         pass
 
@@ -166,15 +175,15 @@ PICKLES = _sample_pickles()
 
 
 def _exercise(data: bytes) -> None:
-    """Everything the CLI does with a pickle; only PickleError may escape."""
-    for _ in itertools.islice(disassemble(data, SMALL_LIMITS), 100_000):
-        pass
+    """Everything the CLI does with a pickle; only PickleError may escape, all output is safe to show."""
+    for op in itertools.islice(disassemble(data, SMALL_LIMITS), 100_000):
+        _shown(op.arg)
     result = walk(data, SMALL_LIMITS)
     value = result.value
     summarize_tensor = lambda v: (lambda t: None if t is None else (t.describe(), t.to_json()))(tensor_from(v))  # noqa: E731
-    for _ in itertools.islice(render_lines(value, summarize_tensor), 20_000):
-        pass
-    json.dumps(to_json(value, summarize_tensor))
+    for line in itertools.islice(render_lines(value, summarize_tensor), 20_000):
+        _shown(line)
+    _shown(json_safe(json.dumps(to_json(value, summarize_tensor), ensure_ascii=False)))
     for tensor in collect(value, "data"):
         tensor.to_json()
     tree = module_tree(value, CodeIndex())
@@ -193,6 +202,15 @@ def test_pickle_walker_on_mutated_pickles(data) -> None:
         pass
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]")
+
+
+def _shown(text: str) -> None:
+    """Text the CLI prints: encodable as UTF-8 and free of raw control characters."""
+    text.encode("utf-8")
+    assert not _CONTROL.search(text), text[:300]
+
+
 def _u32(n: int) -> bytes:
     return struct.pack("<I", n)
 
@@ -207,7 +225,8 @@ _OPS = [b"N", b"]", b")", b"}", b"\x8f", b"(", b"t", b"l", b"d", b"\x91", b"a", 
         b"\x96" + struct.pack("<Q", 1) + b"c", b"\x97", b"\x98", b"c__torch__.M\nM\n",
         b"ctorch._utils\n_rebuild_tensor_v2\n", b"ctorch\nFloatStorage\n", b"\x8c\x07storage", b"\x93",
         b"i__torch__\nX\n", b"\x82\x01", b"\x83\x01\x00", b"\x84\x01\x00\x00\x00",
-        b"\x95" + struct.pack("<Q", 4), b"."]
+        b"\x95" + struct.pack("<Q", 4), b"X" + _u32(3) + b"\xed\xa0\x80", b"X" + _u32(5) + b"\x1b[2J",
+        b"X" + _u32(2) + "\x9b".encode(), b"\x8c\x03\xe2\x80\xae", b"."]
 
 
 @FUZZ
