@@ -118,12 +118,21 @@ class Exported(nn.Module):
 
 class ExportedTraceable(nn.Module):
     forward = Exported.forward  # the same forward, without the exported method
+
+
+class RawMemory(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # raw-cond:
+            x = torch.relu(x)  # raw-then:
+        else:
+            x = torch.neg(x)  # raw-else:
+        return x.as_strided((2, 2), (1, 1))  # raw-view: the safety gate refuses to load either archive
 '''
 
 # model -> example input shape for the trace (positive values unless noted)
 INPUTS = {"DataIf": (2, 4), "TrainOnly": (2, 4), "OptionalArg": (2, 4), "RuntimeLoop": (3, 4),
           "ShapeIf": (2, 4), "HelperIf": (2, 4), "EarlyReturn": (2, 4), "LoopBothSides": (3, 4),
-          "NoFlow": (2, 4), "Exported": (2, 4)}
+          "NoFlow": (2, 4), "Exported": (2, 4), "RawMemory": (2, 4)}
 
 # model -> sorted [(kind, tag of the finding's line)]
 EXPECTED = {
@@ -137,7 +146,11 @@ EXPECTED = {
     "LoopBothSides": [("per_iteration_branch", "both-cond"), ("unrolled_loop", "both-head")],
     "NoFlow": [],
     "Exported": [("missing_method", "exported-def")],
+    "RawMemory": [("dropped_branch", "raw-cond")],
 }
+
+# models whose archives the safety gate refuses to load with torch without --trust
+GATED = {"RawMemory"}
 
 
 # model -> the class traced instead (when the trace must differ from the scripted class)

@@ -1,4 +1,5 @@
-"""tsinspect diff: the trace-vs-script zoo in both argument orders, the Gate samples, structural diffs."""
+"""tsinspect diff: the trace-vs-script zoo in both argument orders and through both analyses (torch-free
+``--ir never`` and the IR), the Gate samples, falling back from the IR, structural diffs."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from helpers import run_cli, sample_line
+from tsinspect.diff.irread import extract_path, programs_from_ir
+from tsinspect.diff.run import diff_archives, load_side
+from tsinspect.ir.model import IR, LoadError
+from tsinspect.ir.run import Extraction
 
 _spec = importlib.util.spec_from_file_location("tsinspect_diff_zoo", Path(__file__).with_name("diff_zoo.py"))
 zoo_mod = importlib.util.module_from_spec(_spec)
@@ -22,17 +28,53 @@ def zoo(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return zoo_mod.build_zoo(tmp_path_factory.mktemp("diff_zoo"))
 
 
+@pytest.fixture(scope="session")
+def ir_extract():
+    """``extract_path`` with a cache: each archive's IR is extracted once per session (a child that imports
+    torch costs a second or two), whatever the number of tests and argument orders that diff it."""
+    cache: dict = {}
+    lock = threading.Lock()
+
+    def extract(path, options):
+        key = (str(path), repr(options))
+        with lock:
+            event = cache.get(key)
+            if event is None:
+                cache[key] = event = [threading.Event(), None]
+                mine = True
+            else:
+                mine = False
+        if mine:
+            event[1] = extract_path(path, options)
+            event[0].set()
+        event[0].wait()
+        return event[1]
+
+    return extract
+
+
 def diff_json(a, b, *extra, check=None) -> tuple[int, dict]:
     proc = run_cli("diff", a, b, "--format", "json", "--ir", "never", *extra, check=check)
     return proc.returncode, json.loads(proc.stdout)
 
 
+def diff_doc(a, b, analysis, extract, trust=False) -> tuple[int, dict]:
+    """The diff as JSON: torch-free through the CLI, or through the IR in this process (so that the IR of each
+    archive is extracted once per session; the CLI's IR path has its own tests below)."""
+    if analysis == "never":
+        return diff_json(a, b)
+    result = diff_archives(str(a), str(b), ir="always", trust=trust, extract=extract)
+    return (1 if result.findings else 0), json.loads(json.dumps(result.to_json()))
+
+
+@pytest.mark.parametrize("analysis", ["never", "ir"])
 @pytest.mark.parametrize("order", ["traced_first", "scripted_first"])
 @pytest.mark.parametrize("model", list(zoo_mod.EXPECTED))
-def test_zoo_findings_exact_lines(zoo, model, order):
+def test_zoo_findings_exact_lines(zoo, ir_extract, model, order, analysis):
     traced, scripted = zoo[model]
     a, b = (traced, scripted) if order == "traced_first" else (scripted, traced)
-    status, doc = diff_json(a, b)
+    status, doc = diff_doc(a, b, analysis, ir_extract, trust=model in zoo_mod.GATED)
+    assert doc["analysis"] == ("ast" if analysis == "never" else "ir")
     expected = sorted((kind, zoo_mod.line_of(tag)) for kind, tag in zoo_mod.EXPECTED[model])
     assert sorted((f["kind"], f["line"]) for f in doc["findings"]) == expected
     assert status == (1 if expected else 0)
@@ -43,7 +85,11 @@ def test_zoo_findings_exact_lines(zoo, model, order):
         assert finding["file"].endswith("zoo_models.py") and finding["message"]
 
 
-def test_zoo_details(zoo):
+@pytest.mark.parametrize("analysis", ["never", "ir"])
+def test_zoo_details(zoo, ir_extract, analysis):
+    def diff_json(traced, scripted):
+        return diff_doc(traced, scripted, analysis, ir_extract)
+
     _, doc = diff_json(*zoo["RuntimeLoop"])
     loop = next(f for f in doc["findings"] if f["kind"] == "unrolled_loop")
     assert loop["details"]["count"] == 3
@@ -63,15 +109,59 @@ def test_zoo_details(zoo):
     assert "early return" in doc["findings"][0]["message"]
 
 
-def test_gate_samples_both_orders(sample_archives):
+@pytest.mark.parametrize("ir", ["never", "auto", "always"])
+def test_gate_samples_both_orders(sample_archives, ir):
     traced, scripted = sample_archives["gate_traced"], sample_archives["gate_scripted"]
     want = sorted([("dropped_branch", sample_line("if-cond")), ("dropped_branch", sample_line("train-cond")),
                    ("unrolled_loop", sample_line("loop"))])
-    for a, b in ((traced, scripted), (scripted, traced)):
-        status, doc = diff_json(a, b)
-        assert status == 1
+    # the IR modes run the CLI once (each run extracts both archives), in the order not covered by the other
+    orders = [(traced, scripted), (scripted, traced)]
+    for a, b in orders if ir == "never" else orders[ir == "always":][:1]:
+        proc = run_cli("diff", a, b, "--format", "json", "--ir", ir, check=1)
+        doc = json.loads(proc.stdout)
         assert sorted((f["kind"], f["line"]) for f in doc["findings"]) == want
-        assert doc["analysis"] == "ast"
+        assert doc["analysis"] == ("ast" if ir == "never" else "ir")
+        loop = next(f for f in doc["findings"] if f["kind"] == "unrolled_loop")
+        assert loop["details"]["count"] == 2 and loop["details"]["baked_values"] == ["0.0", "1.0"]
+        if ir != "never":
+            assert doc["analysis_note"].startswith("IR: both archives loaded by torch in a child process")
+
+
+def test_ir_falls_back_when_the_gate_refuses(zoo):
+    traced, scripted = zoo["RawMemory"]
+    want = [("dropped_branch", zoo_mod.line_of("raw-cond"))]
+    status, doc = diff_json(traced, scripted, "--ir", "auto")
+    assert status == 1 and [(f["kind"], f["line"]) for f in doc["findings"]] == want
+    assert doc["analysis"] == "ast"
+    note = doc["analysis_note"]
+    assert note.startswith("torch-free: code/ and debug info; the IR could not be had:")
+    assert str(traced) in note and str(scripted) in note and "as_strided" in note and "--trust" in note
+    text = run_cli("diff", traced, scripted, "--ir", "auto", check=1).stdout
+    assert "analysis: torch-free: code/ and debug info; the IR could not be had:" in text
+    proc = run_cli("diff", traced, scripted, "--ir", "always", check=2)
+    assert proc.stdout == "" and "the IR is not available" in proc.stderr and "--trust" in proc.stderr
+    status, doc = diff_json(traced, scripted, "--ir", "always", "--trust")
+    assert doc["analysis"] == "ir" and [(f["kind"], f["line"]) for f in doc["findings"]] == want
+
+
+@pytest.mark.parametrize("error", [
+    LoadError("missing_op", "torch has no operator torchvision::nms (used at code/__torch__/m.py:9)",
+              "torchvision::nms", "load the library that defines torchvision::* ops"),
+    LoadError("timeout", "torch did not finish loading the archive within 120 s", hint="raise the limit"),
+])
+def test_ir_falls_back_when_torch_cannot_load(zoo, ir_extract, error):
+    traced, scripted = load_side(str(zoo["DataIf"][0])), load_side(str(zoo["DataIf"][1]))
+
+    def extract(path, options):  # the scripted archive fails to load, the traced one loads
+        if path == scripted.path:
+            got = ir_extract(path, options)
+            return Extraction(IR("failed", error=error).to_json(), got.scan, got.index)
+        return ir_extract(path, options)
+
+    programs, note = programs_from_ir(traced, scripted, False, extract)
+    assert programs is None
+    assert note == (f"torch-free: code/ and debug info; the IR could not be had: {scripted.path}: "
+                    f"{error.message}; {error.hint}")
 
 
 def test_text_report_and_quiet(sample_archives):
@@ -109,5 +199,6 @@ def test_structural_same_kind(sample_archives):
 
 def test_diff_layer_imports_neither_torch_nor_textual():
     code = ("import sys; import tsinspect.cli.diff_cmd, tsinspect.diff.run, tsinspect.diff.text, "
-            "tsinspect.diff.structural; assert 'torch' not in sys.modules and 'textual' not in sys.modules")
+            "tsinspect.diff.structural, tsinspect.diff.irread, tsinspect.diff.irprogram; "
+            "assert 'torch' not in sys.modules and 'textual' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,65 @@
-"""Programs from the IR (placeholder until wired): returns (None, reason) so the torch-free path runs."""
+"""Programs from the IR: both archives are loaded by torch in child processes (tsinspect.ir.run, after the
+safety gate), in parallel, and their graphs become Programs (``irprogram``). Returns ``(None, reason)``
+when either archive's IR cannot be had (the gate refuses without ``trust``, torch lacks an op or class,
+a timeout, a crash): the caller then keeps the torch-free Programs, and ``reason`` says why.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
-def programs_from_ir(traced, scripted, trust: bool):
-    return None, "torch-free: code/ and debug info (IR path not used)"
+from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.reader import open_archive
+from tsinspect.archive.text import printable
+from tsinspect.diff.irprogram import program_from_ir
+from tsinspect.diff.program import Program
+from tsinspect.ir.run import Extraction, Options, extract_ir
+
+Extract = Callable[[str, Options], Extraction]
+LOADED = ("meta", "full")
+
+
+def extract_path(path: str, options: Options) -> Extraction:
+    with open_archive(path) as archive:
+        return extract_ir(archive, options)
+
+
+def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = None):
+    """``traced``/``scripted``: run.Side objects. ``extract`` replaces ``extract_path`` (a cache, in tests).
+
+    Returns ``((traced program, scripted program), note)`` or ``(None, reason)``.
+    """
+    extract = extract or extract_path
+    # the traced root's inlined graphs hold every op as often as it ran; the scripted side keeps its calls
+    jobs = [(traced, Options(module="", inline=True, trust=trust)), (scripted, Options(trust=trust))]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_try, extract, side.path, options) for side, options in jobs]
+        got = [f.result() for f in futures]
+    problems = [f"{printable(side.path)}: {why}" for (side, _), (_, why) in zip(jobs, got) if why]
+    if problems:
+        return None, "torch-free: code/ and debug info; the IR could not be had: " + "; ".join(problems)
+    programs = []
+    for (side, _), (extraction, _) in zip(jobs, got):
+        program = program_from_ir(extraction.ir, extraction.index, side.program, side is traced)
+        if side.program.functions and not program.functions:
+            return None, (f"torch-free: code/ and debug info; the IR of {printable(side.path)} holds no readable "
+                          "graph")
+        programs.append(program)
+    loads = [extraction.document.get("load") for extraction, _ in got]
+    how = "meta" if loads == ["meta", "meta"] else f"traced: {loads[0]}, scripted: {loads[1]}"
+    return (programs[0], programs[1]), f"IR: both archives loaded by torch in a child process ({how})"
+
+
+def _try(extract: Extract, path: str, options: Options) -> tuple[Extraction | None, str | None]:
+    """(extraction, None) when torch loaded the archive, else (None, why not)."""
+    try:
+        extraction = extract(path, options)
+    except ArchiveError as exc:
+        return None, str(exc)
+    document = extraction.document
+    if document.get("load") in LOADED:
+        return extraction, None
+    error = document.get("error") or {}
+    why = error.get("message") or f"not loaded ({document.get('load')})"
+    return None, why + (f"; {error['hint']}" if error.get("hint") else "")

@@ -38,8 +38,9 @@ def load_side(path: str) -> Side:
     return Side(path, summary, program, kind)
 
 
-def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False) -> DiffResult:
-    """Diff two archives. ``ir``: "auto" (use the IR when both load), "never", or "always"."""
+def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False, extract=None) -> DiffResult:
+    """Diff two archives. ``ir``: "auto" (use the IR when both load), "never", or "always". ``extract``:
+    how to get an archive's IR (``irread.extract_path`` by default; a cache in tests)."""
     a, b = load_side(path_a), load_side(path_b)
     kinds = {a.kind.kind, b.kind.kind}
     result = DiffResult("trace_vs_script", path_a, path_b,
@@ -66,7 +67,7 @@ def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = Fals
     if ir != "never":
         from tsinspect.diff.irread import programs_from_ir
 
-        got, note = programs_from_ir(traced, scripted, trust)
+        got, note = programs_from_ir(traced, scripted, trust, extract)
         if got is not None:
             t_prog, s_prog = got
             result.analysis = "ir"
