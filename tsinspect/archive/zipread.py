@@ -51,6 +51,7 @@ class ZipEntry:
     create_system: int
     data_offset: int | None = None  # where the member's bytes start; None when the local header is bad
     valid_name: bool = True
+    overlaps: bool = False  # its bytes lie inside another member's: never read (overlapping zip bomb)
 
     @property
     def display_name(self) -> str:
@@ -105,6 +106,9 @@ class ZipArchive:
             raise ArchiveError("its local header is missing or corrupt", entry.display_name)
         if entry.encrypted:
             raise ArchiveError("member is encrypted", entry.display_name)
+        if entry.overlaps:
+            # thousands of entries can share one small deflate bomb: reading each would be unbounded work
+            raise ArchiveError("its bytes overlap another member's; not read", entry.display_name)
         end = entry.data_offset + entry.compressed_size
         if end > self.file_size:
             raise ArchiveError(
@@ -372,6 +376,7 @@ def _check_overlaps(entries: list[ZipEntry], shift: int, problems: list[Problem]
     reach, owner = -1, None
     for start, end, entry in spans:
         if owner is not None and start < reach:
+            entry.overlaps = True
             problems.append(Problem("overlapping_entries", entry.display_name,
                                     f"its bytes overlap those of {owner.display_name!r}"))
         if end > reach:
