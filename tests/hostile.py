@@ -439,6 +439,18 @@ def _bomb_pkl() -> bytes:
                           crc=0))
 
 
+@case("overlapping_deflate_bomb", kinds=("overlapping_entries", "unreadable_record"), expect={"extract": 1})
+def _overlap_bomb() -> bytes:
+    """2,000 code records sharing one local header whose 15 KB of deflate inflate to 15 MiB (180 KB file):
+    reading each of them would inflate 30 GB."""
+    members = scripted()
+    bomb = Member(top() + b"code/__torch__/b0.py", b"", DEFLATED, payload=deflate_bomb(15), size=15 << 20, crc=0)
+    offset = build_zip(members + [bomb]).rfind(b"PK\x03\x04")  # where the bomb's local header is written
+    shared = [replace(bomb, name=top() + b"code/__torch__/b%d.py" % i, write_local=False, offset=offset)
+              for i in range(1, 2000)]
+    return build_zip(members + [bomb] + shared)
+
+
 @case("overlapping_entries", kinds=("overlapping_entries",))
 def _overlap() -> bytes:
     members = scripted()
