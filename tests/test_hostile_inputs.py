@@ -265,3 +265,22 @@ def test_extract_skips_every_unsafe_member(tmp_path: Path) -> None:
     assert len(skipped) == len(evil) + 1, skipped
     written = {p.relative_to(ws.dest).as_posix() for p in ws.dest.rglob("*") if p.is_file()}
     assert written == {m.name.decode() for m in members}
+
+
+def test_hostile_arguments_are_escaped(tmp_path: Path) -> None:
+    """Member names and paths typed by the user (or pasted from a listing) are escaped in errors too."""
+    sample = str(hostile.SAMPLES / "gate_scripted.pt")
+    argvs = [["cat", sample, "\x1b[31mnope"], ["pickle", sample, "\x1b]0;title\x07"],
+             ["info", str(tmp_path / "no\x1b[2Jfile.pt")], ["ls", str(tmp_path / "\u202eevil.pt")],
+             ["extract", sample, str(tmp_path / "dest"), "a\x1b[1m"],
+             ["cat", sample, "code/__torch__/models.py.debug_pkl", "--blame"]]
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(argvs)], capture_output=True,
+                          timeout=TIMEOUT, preexec_fn=_limit_memory, env=_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    for argv, (rc, out, err, _) in zip(argvs, json.loads(proc.stdout)):
+        out, err = base64.b64decode(out), base64.b64decode(err)
+        assert rc == 2 and out == b"", (argv, rc, out, err)
+        lines = err.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tsinspect: error: "), (argv, err)
+        assert not any(bad in err for bad in UNSAFE), (argv, err)
+    assert not (tmp_path / "dest").exists()
