@@ -188,6 +188,18 @@ def test_diff_in_every_format(diff_reports):
     assert doc["diff"]["counts"] == {"dropped_branch": 2, "unrolled_loop": 1}
 
 
+def test_structural_diff(sample_archives, tmp_path):
+    text = report(tmp_path, sample_archives["gate_scripted"], "md", "--no-ir", "--diff",
+                  sample_archives["plain_scripted"], check=1)
+    assert "[Structural diff](#structural-diff)" in text and "\n## Structural diff\n" in text
+    assert "- **module_type_changed** module &lt;root&gt;: models.Gate -&gt; models.Plain" in text
+    assert "```diff\n@@ " in text
+    page = report(tmp_path, sample_archives["gate_scripted"], "html", "--no-ir", "--diff",
+                  sample_archives["plain_scripted"], check=1)
+    assert '<section id="diff"><h2>Structural diff</h2>' in page and '<span class="line dropped">-' in page
+    anchors_resolve(page)
+
+
 # ----- output handling
 
 

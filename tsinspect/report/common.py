@@ -21,7 +21,21 @@ def sections(report: Report) -> list[tuple[str, str]]:
         skip.add("modules")
     if not report.code:
         skip.update(("code", "ops", "ir"))
-    return [(anchor, title) for anchor, title in SECTIONS if anchor not in skip]
+    structural = report.diff is not None and report.diff.mode != "trace_vs_script"
+    return [(anchor, "Structural diff" if anchor == "diff" and structural else title)
+            for anchor, title in SECTIONS if anchor not in skip]
+
+
+def diff_notes(diff) -> list[str]:
+    """What the diff section says before its findings: the analysis or the kind of diff, and notes."""
+    if diff.mode == "trace_vs_script":
+        head = [diff.analysis_note or diff.analysis]
+    else:
+        kinds = "/".join(sorted({v.get("kind", "?") for v in diff.kinds.values()}))
+        head = [f"both archives are {kinds}: a structural diff"]
+    if not diff.same_model:
+        head.append(f"they do not look like one model: {diff.same_model_reason}")
+    return head + list(diff.notes)
 
 
 def basename(path: str | None) -> str:

@@ -334,11 +334,11 @@ class _Writer:
         doc = ir.document
         if not ir.loaded:
             error = doc.get("error") or {}
-            hint = e(f" {error['hint']}.") if error.get("hint") else ""
+            message, hint = error.get("message", ""), error.get("hint") or ""
+            text = e(message.rstrip(".") + (f"; {hint}" if hint and hint not in message else "")) + "."
             if doc.get("load") == "refused":
-                hint += ' See <a href="#safety">the findings</a>.'
-            out.append(f'<div class="box bad">Not loaded ({e(doc.get("load"))}): {e(error.get("message", ""))}'
-                       f"{hint}</div>")
+                text += ' See <a href="#safety">the findings</a>.'
+            out.append(f'<div class="box bad">Not loaded ({e(doc.get("load"))}): {text}</div>')
             out.append(self.fallback())
             return "".join(out) + "</section>"
         out.append(f'<p class="note">Loaded by torch {e(doc.get("torch_version"))} in a child process '
@@ -379,8 +379,12 @@ class _Writer:
             lines = "".join(f'<span class="line">{self.code_link(m.file, u.line)}  <span class="kind">{e(u.op)}</span>'
                             f"</span>" for u in m.ops)
             out.append(f'<details class="searchable"><summary class="mono">{e(m.qualname)} <span class="muted">'
-                       f'{len(m.ops)} calls</span></summary><pre class="ir">{lines}</pre></details>')
+                       f'{_count(len(m.ops), "call")}</span></summary><pre class="ir">{lines}</pre></details>')
         return "".join(out)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def render_html(report: Report) -> str:

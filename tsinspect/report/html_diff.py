@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tsinspect.report import common
 from tsinspect.report.html import e
 
 _MARKS = {"kept": ("+", "kept"), "dropped": ("-", "dropped")}
@@ -16,9 +17,7 @@ def diff_section(w) -> str:
         f'<tr><td class="mono name">{e(path)}</td><td>{e(kind.get("kind", ""))}</td>'
         f'<td>{e("; ".join(kind.get("evidence", [])))}</td></tr>' for path, kind in d.kinds.items()],
         filterable=False))
-    notes = [d.analysis_note or d.analysis, *d.notes]
-    if not d.same_model:
-        notes.append(f"they do not look like one model: {d.same_model_reason}")
+    notes = common.diff_notes(d)
     out += [f'<p class="note">{e(note)}</p>' for note in notes]
     if not d.findings:
         message = ("no differences: the trace keeps every branch and loop the script has"

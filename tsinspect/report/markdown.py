@@ -222,14 +222,15 @@ class _Writer:
             out.append(f"No IR: {md(ir.skipped)}.")
         elif not ir.loaded:
             error = doc.get("error") or {}
-            out.append(f"> **Not loaded ({md(doc.get('load'))}):** {md(error.get('message', ''))}"
-                       + (f" {md(error['hint'])}." if error.get("hint") else ""))
+            message, hint = error.get("message", ""), error.get("hint") or ""
+            out.append(f"> **Not loaded ({md(doc.get('load'))}):** "
+                       + md(message.rstrip(".") + (f"; {hint}" if hint and hint not in message else "") + "."))
         if not ir.loaded:
             if ir.fallback:
                 out.append("The methods of code/ and the ops they call, read with `ast` (nothing was loaded or run):")
             for m in ir.fallback:
                 body = "\n".join(f"{m.file}:{u.line}  {u.op}" for u in m.ops)
-                out.append(details(html.escape(printable(m.qualname)) + f" ({len(m.ops)} calls)",
+                out.append(details(html.escape(printable(m.qualname)) + f" ({len(m.ops)} call{'' if len(m.ops) == 1 else 's'})",
                                    fence(printable(body, keep_lines=True))))
             return "\n\n".join(out)
         out.append(f"Loaded by torch {md(doc.get('torch_version'))} in a child process ({md(doc.get('load'))} "

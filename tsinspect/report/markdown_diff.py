@@ -14,9 +14,7 @@ def diff_section(d) -> str:
     out.append(table(["archive", "kind", "evidence"], [[md(path), md(kind.get("kind", "")),
                                                         md("; ".join(kind.get("evidence", [])))]
                                                        for path, kind in d.kinds.items()]))
-    notes = [d.analysis_note or d.analysis, *d.notes]
-    if not d.same_model:
-        notes.append(f"they do not look like one model: {d.same_model_reason}")
+    notes = common.diff_notes(d)
     out += [f"*{md(note)}*" for note in notes]
     if not d.findings:
         out.append("**No differences**" + (": the trace keeps every branch and loop the script has."
