@@ -14,6 +14,7 @@ from tsinspect.archive.text import human_bytes, json_safe, printable
 from tsinspect.cli.style import Style, style_for
 
 PREVIEW_CAP = 64 * 1024
+BLAME_MAX_LINES = 1_000_000  # generated code files have thousands of lines; plain `cat` has no such limit
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -227,6 +228,10 @@ def _cat_blame(archive: Archive, record, args: argparse.Namespace) -> int:
     from tsinspect.archive.debuginfo import load_source_map
 
     code = archive.read(record, CODE_CAP)
+    newlines = code.count(b"\n")
+    if newlines > BLAME_MAX_LINES:  # 64 MB of newlines deflate to 64 KB; each line costs time and memory
+        raise ArchiveError(f"has {newlines} lines, over the --blame/--json limit of {BLAME_MAX_LINES}",
+                           record.display_name)
     source_map = None
     try:
         source_map = load_source_map(archive, record.name)
