@@ -718,6 +718,8 @@ case("code_escapes")(lambda: build_zip(edit(scripted(), _CODE, data=(
     member(scripted(), _CODE).data + b"\n# \x1b[31mred\x1b]0;title\x07\n_s = '\x1b[2J'\n"))))
 case("code_bidi_and_c1")(lambda: build_zip(edit(scripted(), _CODE, data=(
     member(scripted(), _CODE).data + "\n# \u202e evil \u2066 \x9b2J\n".encode()))))
+case("code_60m_newlines", code="code/__torch__/models.py", expect={"cat_blame": 2}, kinds=("unreadable_record",))(
+    lambda: build_zip(edit(scripted(), _CODE, data=b"\n" * (60 << 20), method=DEFLATED)))
 case("code_long_line")(lambda: build_zip(edit(scripted(), _CODE, data=b"x = '" + b"a" * (4 << 20) + b"'\n",
                                               method=DEFLATED)))
 
