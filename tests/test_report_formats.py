@@ -247,6 +247,21 @@ def test_large_archive_sections_are_bounded(many_tensors_archive, tmp_path):
     assert len(doc["info"]["tensors"]) == 800
 
 
+def test_code_and_ir_budgets(sample_archives):
+    from tsinspect.report.html import render_html
+    from tsinspect.report.markdown import render_markdown
+    from tsinspect.report.model import Limits, build_report
+
+    small = build_report(str(sample_archives["gate_scripted"]),
+                         limits=Limits(code_lines=30, code_chars=10_000, ir_lines=5, ir_total_lines=8))
+    page, text = render_html(small), render_markdown(small)
+    assert page.count('id="code-0-L26"') == 1 and 'id="code-1-L1"' not in page  # models.py fits, linear.py not
+    assert page.count("Not shown: the report shows 30 lines of code") == 3
+    assert text.count("Not shown (the report's code budget is spent)") == 3
+    assert page.count("... more nodes: the JSON report has the whole graph") == 3  # 5 + 3 + 0 lines shown
+    assert text.count("... more nodes") == 3
+
+
 # ----- fixtures
 
 

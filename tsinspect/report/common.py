@@ -38,6 +38,18 @@ def diff_notes(diff) -> list[str]:
     return head + list(diff.notes)
 
 
+def shown_code(report: Report) -> set[str]:
+    """The code files shown in full: in order, while they fit the line and character budgets."""
+    lines, chars = report.limits.code_lines, report.limits.code_chars
+    shown = set()
+    for f in report.code:
+        size = sum(map(len, f.lines))
+        if len(f.lines) <= lines and size <= chars:
+            shown.add(f.name)
+            lines, chars = lines - len(f.lines), chars - size
+    return shown
+
+
 def basename(path: str | None) -> str:
     return (path or "?").replace("\\", "/").rsplit("/", 1)[-1]
 

@@ -68,6 +68,7 @@ class _Writer:
         self.r = report
         self.s = report.summary
         self.code_ids = {f.name: i for i, f in enumerate(report.code)}
+        self.ir_left = report.limits.ir_total_lines
 
     # -- small pieces ---------------------------------------------------------------------------------
     def code_link(self, file: str | None, line: int | None) -> str:
@@ -287,17 +288,16 @@ class _Writer:
         out = ['<section id="code"><h2>Code</h2><p class="note">The TorchScript code the archive carries '
                "(<code>code/</code>), each line with the original file:line its debug info records "
                "(hover for the full path and source line).</p>"]
-        budget = self.r.limits.code_lines
+        shown = common.shown_code(self.r)
         small = sum(len(f.lines) for f in self.r.code) <= 400
         for i, f in enumerate(self.r.code):
             head = (f'<summary id="code-{i}"><span class="mono">{e(f.name)}</span> <span class="muted">'
                     f'{len(f.lines)} lines{", " + e(f.note) if f.note else ""}</span></summary>')
-            if len(f.lines) > budget:
+            if f.name not in shown:
                 out.append(f'<details>{head}<p class="note" style="padding:0 .75rem">Not shown: the report shows '
                            f'{self.r.limits.code_lines} lines of code in all; the JSON report has every line.</p>'
                            "</details>")
                 continue
-            budget -= len(f.lines)
             rows = []
             for n, (text, origin) in enumerate(zip(highlight_lines("\n".join(f.lines)), f.origins), 1):
                 where = self.origin(origin.file, origin.line, origin.text) if origin else ""
@@ -355,7 +355,7 @@ class _Writer:
         head = f'<summary class="mono">{e(method.schema or method.name)}'
         if method.error or method.graph is None:
             return f'<details>{head} <span class="bad">{e(method.error or "no graph")}</span></summary></details>'
-        lines, limit = [], self.r.limits.ir_lines
+        lines, limit = [], min(self.r.limits.ir_lines, self.ir_left)
         for count, (depth, pieces, source) in enumerate(graph_lines(method.graph)):
             if count == limit:
                 lines.append(f'<span class="line muted">... more nodes: the JSON report has the whole graph'
@@ -368,6 +368,7 @@ class _Writer:
                     parts.append(self.origin(source.file, source.line))
                 text += f'<span class="where">  # {" &lt;- ".join(parts)}</span>'
             lines.append(f'<span class="line">{"  " * depth}{text}</span>')
+        self.ir_left = max(0, self.ir_left - len(lines))
         nodes = sum(1 for _ in method.graph.walk())
         return (f'<details class="searchable">{head} <span class="muted">{nodes} nodes</span></summary>'
                 f'<pre class="ir">{"".join(lines)}</pre></details>')

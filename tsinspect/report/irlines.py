@@ -16,12 +16,15 @@ Piece = tuple[str, str]
 Line = tuple[int, list[Piece], Source | None]
 
 
-def _attr(value: Any) -> str:
+def _attr(value: Any, limit: int = 200) -> str:
+    """An attribute value, at most ``limit`` characters (the JSON report has it whole)."""
     if isinstance(value, dict) and "tensor" in value:
         t = value["tensor"]
         dims = ", ".join(str(d) for d in t.get("shape", []))
-        return f"<{t.get('dtype')}[{dims}]" + (f" {t['value']}>" if "value" in t else ">")
-    return json.dumps(value) if isinstance(value, str) else str(value)
+        text = f"<{t.get('dtype')}[{dims}]" + (f" {t['value']}>" if "value" in t else ">")
+    else:
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _values(names: list[str]) -> list[Piece]:

@@ -64,6 +64,7 @@ def _where(file: str | None, line: int | None) -> str:
 class _Writer:
     def __init__(self, report: Report):
         self.r, self.s = report, report.summary
+        self.ir_left = report.limits.ir_total_lines
 
     def document(self) -> str:
         s = self.s
@@ -185,15 +186,14 @@ class _Writer:
     def section_code(self) -> str:
         out = ["## Code", "The TorchScript code of `code/`; the comment after each line is the original file:line "
                "its debug info records."]
-        budget = self.r.limits.code_lines
+        shown = common.shown_code(self.r)
         small = sum(len(f.lines) for f in self.r.code) <= 400
         for f in self.r.code:
             note = f", {html.escape(printable(f.note))}" if f.note else ""
             title = f"{html.escape(printable(f.name))} ({len(f.lines)} lines{note})"
-            if len(f.lines) > budget:
+            if f.name not in shown:
                 out.append(details(title, "Not shown (the report's code budget is spent); the JSON report has it."))
                 continue
-            budget -= len(f.lines)
             width = max((len(printable(t, keep_lines=True)) for t in f.lines), default=0)
             lines = []
             for text, origin in zip(f.lines, f.origins):
@@ -245,7 +245,7 @@ class _Writer:
         title = html.escape(printable(method.schema or method.name))
         if method.error or method.graph is None:
             return details(title, md(method.error or "no graph"))
-        lines, limit = [], self.r.limits.ir_lines
+        lines, limit = [], min(self.r.limits.ir_lines, self.ir_left)
         for count, (depth, pieces, source) in enumerate(graph_lines(method.graph)):
             if count == limit:
                 lines.append("... more nodes: the JSON report has the whole graph")
@@ -256,6 +256,7 @@ class _Writer:
                 where += [f"{common.basename(source.file)}:{source.line}"] if source.file else []
                 text += "  # " + " <- ".join(where)
             lines.append(text)
+        self.ir_left = max(0, self.ir_left - len(lines))
         nodes = sum(1 for _ in method.graph.walk())
         return details(f"{title} ({nodes} nodes)", fence(printable("\n".join(lines), keep_lines=True)))
 

@@ -31,7 +31,9 @@ class Limits:
     tensors: int = 200
     modules: int = 500
     code_lines: int = 20_000  # over all code files
+    code_chars: int = 2_000_000  # over all code files
     ir_lines: int = 3_000  # per method
+    ir_total_lines: int = 60_000  # over all methods
     ops: int = 300
 
 
