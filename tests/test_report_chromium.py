@@ -20,7 +20,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian package 'chromium') on PATH")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--mute-audio", "--virtual-time-budget=3000"]
+         "--disable-dev-shm-usage", "--mute-audio", "--virtual-time-budget=3000"]
 
 
 @pytest.fixture(scope="module")
