@@ -149,7 +149,7 @@ def _versions(archive: Archive) -> dict[str, str | int]:
         raw = archive.read_optional(archive.by_name.get(name), SMALL_CAP)
         if raw is not None:
             text = printable(raw.decode("utf-8", "replace").strip())[:100]
-            out[key] = int(text) if text.isdigit() else text
+            out[key] = int(text) if text.isascii() and text.isdigit() else text  # '²'.isdigit() is True
     if "version" in archive.by_name and ".data/version" in archive.by_name:
         archive.problems.append(Problem("two_version_records", None,
                                         "both 'version' and '.data/version' exist; torch reads '.data/version'"))
