@@ -704,6 +704,11 @@ case("debug_lone_surrogates")(
 case("debug_offsets_past_code")(
     lambda: _with_debug(debug_pkl(["a\n", "f.py"], [(1 << 40, [0], 1, 1, 1 << 40, -5), (-7, [0], 1, 1, -9, 1)])))
 
+case("version_record_unicode_digit")(lambda: build_zip(edit(scripted(), "version", data="\u00b2".encode())))
+case("version_record_escapes_and_bomb", kinds=("unreadable_record",))(
+    lambda: build_zip(edit(edit(scripted(), "version", data=b"\x1b[31m3\x9b"), "byteorder", method=DEFLATED,
+                           payload=deflate_bomb(2), data=b"", size=6, crc=0)))
+
 # ----- hostile code text
 
 _CODE = "code/__torch__/models.py"
