@@ -87,6 +87,7 @@ def test_html_escapes_hostile_names(hostile_archive, tmp_path):
     assert "<img" not in page and "alert(2)</script>" not in page and "<script>alert" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;|`.weight" in page
     assert "b&lt;/td&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "\x1b" not in page and "\u202e" not in page and "esc\\x1b[31mred\\u202eevil" in page
     anchors_resolve(page)
 
 
@@ -118,6 +119,7 @@ def test_markdown_escapes_hostile_names(hostile_archive, tmp_path):
     row = next(line for line in text.splitlines() if "onerror" in line and ".weight" in line)
     assert row.startswith("| &lt;img src=x onerror=alert(1)&gt;\\|\\`.weight |")
     assert len(re.findall(r"(?<!\\)\|", row)) == 8  # 7 cells: the name's own | and ` are escaped
+    assert "\x1b" not in text and "\u202e" not in text and "esc\\\\x1b\\[31mred\\\\u202eevil" in text
 
 
 # ----- JSON
@@ -278,6 +280,7 @@ def hostile_archive(tmp_path_factory) -> Path:
                 super().__init__()
                 self.add_module("<img src=x onerror=alert(1)>|`", torch.nn.Linear(2, 2))
                 self.register_buffer("b</td><script>alert(2)</script>", torch.zeros(3))
+                self.register_buffer("esc\x1b[31mred\u202eevil", torch.zeros(1))
 
             def forward(self, x):
                 return x
