@@ -127,12 +127,31 @@ class RawMemory(nn.Module):
         else:
             x = torch.neg(x)  # raw-else:
         return x.as_strided((2, 2), (1, 1))  # raw-view: the safety gate refuses to load either archive
+
+
+@torch.jit.script
+class Clipper:
+    def __init__(self, limit: float):
+        self.limit = limit
+
+    def apply(self, x):
+        if x.max() > self.limit:  # class-cond:
+            x = torch.clamp(x, max=self.limit)  # class-then:
+        else:
+            x = torch.abs(x)  # class-else:
+        return x
+
+
+class UsesClass(nn.Module):
+    def forward(self, x):
+        return Clipper(10.0).apply(x)  # class-call: a method of a TorchScript class
 '''
 
 # model -> example input shape for the trace (positive values unless noted)
 INPUTS = {"DataIf": (2, 4), "TrainOnly": (2, 4), "OptionalArg": (2, 4), "RuntimeLoop": (3, 4),
           "ShapeIf": (2, 4), "HelperIf": (2, 4), "EarlyReturn": (2, 4), "LoopBothSides": (3, 4),
-          "NoFlow": (2, 4), "Exported": (2, 4), "RawMemory": (2, 4)}
+          "NoFlow": (2, 4), "Exported": (2, 4), "RawMemory": (2, 4),
+          "UsesClass": (2, 4)}
 
 # model -> sorted [(kind, tag of the finding's line)]
 EXPECTED = {
@@ -147,6 +166,7 @@ EXPECTED = {
     "NoFlow": [],
     "Exported": [("missing_method", "exported-def")],
     "RawMemory": [("dropped_branch", "raw-cond")],
+    "UsesClass": [("dropped_branch", "class-cond")],
 }
 
 # models whose archives the safety gate refuses to load with torch without --trust
@@ -179,11 +199,11 @@ def build_zoo(outdir: Path) -> dict[str, tuple[Path, Path]]:
     spec = importlib.util.spec_from_file_location("zoo_models", src)
     module = importlib.util.module_from_spec(spec)
     sys.modules["zoo_models"] = module
-    spec.loader.exec_module(module)
     torch.manual_seed(0)
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)  # @torch.jit.script on a class compiles (and warns) at import
         for name, shape in INPUTS.items():
             model = getattr(module, name)().eval()
             example = torch.rand(shape) + 0.5

@@ -105,6 +105,9 @@ def test_zoo_details(zoo, ir_extract, analysis):
     assert marks[zoo_mod.line_of("data-else")] == "dropped" and marks[zoo_mod.line_of("data-then")] == "kept"
     _, doc = diff_json(*zoo["HelperIf"])
     assert doc["findings"][0]["method"] == "zoo_models.pick"
+    _, doc = diff_json(*zoo["UsesClass"])
+    assert doc["findings"][0]["method"] == "zoo_models.Clipper.apply"
+    assert doc["findings"][0]["details"]["dropped_lines"] == [zoo_mod.line_of("class-then")]
     _, doc = diff_json(*zoo["EarlyReturn"])
     assert "early return" in doc["findings"][0]["message"]
 

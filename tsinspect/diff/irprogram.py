@@ -1,7 +1,7 @@
 """A Program (the diff's view of an archive) built from the IR the extraction child printed.
 
-Scripted archives: the non-inlined graph of every method of every module type, plus the free functions
-they call (``IR.functions``), so that call sites keep their own lines (an inlined graph only knows the
+Scripted archives: the non-inlined graph of every method of every module type, plus the free functions and
+TorchScript class methods they call (``IR.functions``), so that call sites keep their own lines (an inlined graph only knows the
 callee's lines) and helpers stay functions of their own. ``prim::If`` becomes an ``If`` (its line is the
 condition's), ``prim::Loop`` a ``Loop`` (its line is the header's; the trip count names the argument and
 dimension when it is ``aten::size``/``aten::len`` of an argument), ``prim::CallMethod``/``CallFunction``
@@ -27,7 +27,8 @@ from tsinspect.ir.model import IR, Graph, Node, Source
 
 # nodes that are no call in the generated code: never ops of their own (they show in their users' arguments)
 STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::TupleConstruct",
-              "prim::DictConstruct", "prim::ListUnpack", "prim::TupleUnpack", "prim::TupleIndex", "prim::Return"}
+              "prim::DictConstruct", "prim::ListUnpack", "prim::TupleUnpack", "prim::TupleIndex", "prim::Return",
+              "prim::CreateObject"}
 BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::len": "len", "aten::str": "str"}
 INT_MAX = 9223372036854775807  # a while loop's trip count
 MAX_DEPTH = 200  # block nesting we follow
@@ -52,9 +53,11 @@ def program_from_ir(ir: IR, index: CodeIndex, base: Program, traced: bool) -> Pr
                 program.functions.append(_GraphReader(graph, fn, traced, has_self=True).read())
     for qualname, method in ({} if traced else ir.functions).items():
         if method.graph is not None:
-            module, _, name = qualname.rpartition(".")
-            fn = Function(None, name, where.get((module, name), ""), module=short_type(module))
-            program.functions.append(_GraphReader(method.graph, fn, traced, has_self=False).read())
+            prefix, _, name = qualname.rpartition(".")  # the module of a function, the class of a method
+            is_method = bool(method.graph.inputs) and method.graph.inputs[0].type == prefix
+            fn = Function(short_type(prefix) if is_method else None, name, where.get((prefix, name), ""),
+                          module=None if is_method else short_type(prefix))
+            program.functions.append(_GraphReader(method.graph, fn, traced, has_self=is_method).read())
     return program
 
 
@@ -65,7 +68,7 @@ def _strip(name: str) -> str:
 def constant_text(node: Node) -> str:
     """A prim::Constant's value as the code would write it (tensors: their value when the IR has it)."""
     if "value" not in node.attributes:
-        return node.attributes.get("name", "None") if "name" in node.attributes else "None"
+        return node.attributes.get("name", "None")  # None, or a function's name
     value = node.attributes["value"]
     if isinstance(value, dict) and "tensor" in value:
         t = value["tensor"]

@@ -248,12 +248,13 @@ def load_module(path: str, map_location: str | None):
     return torch.jit._recursive.wrap_cpp_module(cpp), cu
 
 
-def walk_functions(cu, types: dict, limit: int = 10_000) -> dict:
-    """{qualified name: METHOD} for every free function that a walked graph calls, transitively."""
+def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000) -> dict:
+    """{qualified name: METHOD} for everything a walked graph calls outside the module types, transitively:
+    free functions and methods of TorchScript classes (``__torch__.m.Clipper.apply``)."""
     out: dict = {}
     todo = [m["graph"] for t in types.values() for m in t["methods"] if m.get("graph")]
     while todo and len(out) < limit:
-        for name in called_functions(todo.pop()):
+        for name in called_functions(todo.pop(), module_types):
             if name in out:
                 continue
             out[name] = method = {"name": name, "schema": None, "error": None, "graph": None}
@@ -270,18 +271,25 @@ def walk_functions(cu, types: dict, limit: int = 10_000) -> dict:
     return out
 
 
-def called_functions(graph: dict) -> list[str]:
-    """Qualified names of the functions a JSON graph calls: the type of ``prim::CallFunction``'s first input."""
-    types, calls = {}, []
+def called_functions(graph: dict, module_types: set[str]) -> list[str]:
+    """Qualified names of what a JSON graph calls outside the module types: the type of ``prim::CallFunction``'s
+    first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
+    types = {v["name"]: v["type"] for v in graph["inputs"]}
+    functions, methods = [], []
     todo = [graph["nodes"]]
     while todo:
         for node in todo.pop():
-            if node["kind"] == "prim::Constant" and "name" in node["attributes"] and node["outputs"]:
-                types[node["outputs"][0]["name"]] = node["outputs"][0]["type"]
-            elif node["kind"] == "prim::CallFunction" and node["inputs"]:
-                calls.append(node["inputs"][0])
-            todo.extend(b["nodes"] for b in node["blocks"])
-    return [types[c] for c in calls if c in types]
+            types.update((v["name"], v["type"]) for v in node["outputs"])
+            for block in node["blocks"]:
+                types.update((v["name"], v["type"]) for v in block["inputs"])
+                todo.append(block["nodes"])
+            if node["kind"] == "prim::CallFunction" and node["inputs"]:
+                functions.append(node["inputs"][0])
+            elif node["kind"] == "prim::CallMethod" and node["inputs"]:
+                methods.append((node["inputs"][0], node["attributes"].get("name")))
+    out = [types[v] for v in functions if v in types]
+    out += [f"{types[v]}.{name}" for v, name in methods if v in types and types[v] not in module_types and name]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,7 +386,8 @@ def run(args, doc: dict) -> None:
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
     doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
-    doc["functions"] = walk_functions(cu, doc["types"]) if cu is not None else {}
+    module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}
+    doc["functions"] = walk_functions(cu, doc["types"], module_types) if cu is not None else {}
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 
