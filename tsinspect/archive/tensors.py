@@ -28,6 +28,7 @@ STORAGE_DTYPES: dict[str, tuple[str, int, str | None]] = {
     "UntypedStorage": ("uint8", 1, "B"),
 }
 _REBUILD = {"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_qtensor"}
+MAX_DIMS = 64
 # Calls that wrap a value without changing what it is: follow their first argument without a name segment.
 _WRAPPERS = {"torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tensorlist",
              "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
@@ -100,6 +101,9 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
     if shape is None or stride is None or len(shape) != len(stride):
         problem = problem or "size and stride are not matching integer tuples"
         shape, stride = shape or [], stride or []
+    if len(shape) > MAX_DIMS:  # the element count of 10,000 dimensions would not even print
+        problem = problem or f"{len(shape)} dimensions"
+        shape, stride = [], []
     info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
     if value.func_name.endswith("_rebuild_qtensor"):
         info.quantization = _quantization(args[4] if len(args) > 4 else None)
@@ -133,7 +137,9 @@ def _quantization(params: Any) -> str | None:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    # sizes, strides, offsets and numels are int64 in torch; bigger ones (a LONG1 of 2**2000) are malformed,
+    # and their products would not even print (more than 4300 digits)
+    return isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < (1 << 63)
 
 
 def _ints(v: Any) -> list[int] | None:

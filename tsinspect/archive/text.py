@@ -46,6 +46,8 @@ def decode_name(raw: bytes) -> tuple[str, bool]:
 
 def human_bytes(n: int) -> str:
     """1536 -> '1.5 KiB'."""
+    if abs(n) >= 1 << 80:  # only a hostile pickle declares this much; float() fails past 2**1024
+        return f"~2^{abs(n).bit_length() - 1} B" if n > 0 else f"-2^{abs(n).bit_length() - 1} B"
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
