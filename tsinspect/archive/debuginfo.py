@@ -20,7 +20,7 @@ from tsinspect.archive.pickles import Call, PList, PTuple
 
 MAX_SOURCE_CHARS = 64 * 1024 * 1024
 MAX_LINE_CHARS = 4096  # longest source line shown as an origin's text
-_FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
+_FRAME = re.compile(r"^(.*)\((\d{1,9})\): (.*)$")  # a line number int() can read (not 5000 digits)
 
 
 @dataclass(frozen=True)
