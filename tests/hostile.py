@@ -701,6 +701,8 @@ def _debug_esc() -> bytes:
 
 case("debug_lone_surrogates")(
     lambda: _with_debug(debug_pkl(["def f(\ud800):\n", "\udc00.py"], [(0, [0], 1, 1, 0, 3)])))
+case("debug_traced_frame_5000_digit_line")(
+    lambda: _with_debug(debug_pkl(["f.py(1): a\ng.py(" + "9" * 5000 + "): b\n", "f.py"], [(0, [0], 1, 1, 0, 3)])))
 case("debug_offsets_past_code")(
     lambda: _with_debug(debug_pkl(["a\n", "f.py"], [(1 << 40, [0], 1, 1, 1 << 40, -5), (-7, [0], 1, 1, -9, 1)])))
 
@@ -776,6 +778,20 @@ def _malformed_rebuild() -> bytes:
            + uni("cpu\x1b]0;t\x07") + i32(1 << 30) + TUPLE + BINPERSID + i32(-5) + ints([3]) + ints([1])
            + MARK + glob("torch", "per_tensor_affine") + EMPTY_LIST + EMPTY_DICT + TUPLE + TUPLE + REDUCE
            + b"d" + STOP)
+    return build_zip(edit(sample_members(_SD), "data.pkl", data=pkl))
+
+
+@case("tensor_huge_ints", kinds=("bad_tensor",), code=None)
+def _huge_ints() -> bytes:
+    """Sizes, numel and offset given as 2000-bit LONG1s, a 10-dimension shape of them, and 10,000 dimensions."""
+    big = i32(2 ** 2000)
+
+    def tensor(name: str, sizes: bytes, strides: bytes) -> bytes:
+        return (uni(name) + glob("torch._utils", "_rebuild_tensor_v2") + MARK + MARK + uni("storage")
+                + glob("torch", "FloatStorage") + uni("0") + uni("cpu") + big + TUPLE + BINPERSID + big
+                + sizes + strides + TUPLE + REDUCE)
+    pkl = (PROTO2 + MARK + tensor("a", MARK + big * 10 + TUPLE, ints([1] * 10))
+           + tensor("b", ints([2 ** 62] * 10_000), ints([1] * 10_000)) + b"d" + STOP)
     return build_zip(edit(sample_members(_SD), "data.pkl", data=pkl))
 
 
