@@ -39,8 +39,8 @@ import hostile  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")  # pickletools STRING
 
 SAMPLES = ["gate_scripted.pt", "gate_traced.pt", "gate_lite.ptl", "gate_state_dict.pt", "gate_extra.pt"]
-FUZZ = settings(max_examples=int(os.environ.get("TSINSPECT_FUZZ_EXAMPLES", 1000)), derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(max_examples=int(os.environ.get("TSINSPECT_FUZZ_EXAMPLES", 1000)), derandomize=True, deadline=None,
+                database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 READ_CAP = 1 << 20
 SMALL_LIMITS = Limits(max_ops=200_000, max_memo=50_000, max_marks=1_000, max_arg=1 << 20)
 
@@ -174,13 +174,17 @@ def _sample_pickles() -> list[bytes]:
 PICKLES = _sample_pickles()
 
 
+def summarize_tensor(value):
+    tensor = tensor_from(value)
+    return None if tensor is None else (tensor.describe(), tensor.to_json())
+
+
 def _exercise(data: bytes) -> None:
     """Everything the CLI does with a pickle; only PickleError may escape, all output is safe to show."""
     for op in itertools.islice(disassemble(data, SMALL_LIMITS), 100_000):
         _shown(op.arg)
     result = walk(data, SMALL_LIMITS)
     value = result.value
-    summarize_tensor = lambda v: (lambda t: None if t is None else (t.describe(), t.to_json()))(tensor_from(v))  # noqa: E731
     for line in itertools.islice(render_lines(value, summarize_tensor), 20_000):
         _shown(line)
     _shown(json_safe(json.dumps(to_json(value, summarize_tensor), ensure_ascii=False)))
