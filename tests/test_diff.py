@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -165,6 +166,24 @@ def test_ir_falls_back_when_torch_cannot_load(zoo, ir_extract, error):
     assert programs is None
     assert note == (f"torch-free: code/ and debug info; the IR could not be had: {scripted.path}: "
                     f"{error.message}; {error.hint}")
+
+
+def test_ir_names_graphs_torch_could_not_give(zoo, ir_extract):
+    """A method whose graph the extractor could not read is left out, and the analysis line says so."""
+    traced, scripted = load_side(str(zoo["Exported"][0])), load_side(str(zoo["Exported"][1]))
+
+    def extract(path, options):
+        got = ir_extract(path, options)
+        if path != scripted.path:
+            return got
+        document = copy.deepcopy(got.document)
+        (method,) = [m for t in document["types"].values() for m in t["methods"] if m["name"] == "extra"]
+        method["graph"], method["error"] = None, "RuntimeError: no graph"
+        return Extraction(document, got.scan, got.index)
+
+    (t_prog, s_prog), note = programs_from_ir(traced, scripted, False, extract)
+    assert note.endswith(f"; left out, torch gave no graph: {scripted.path}: extra")
+    assert {fn.name for fn in s_prog.functions} == {"forward"} and all(fn.body for fn in s_prog.functions)
 
 
 def test_text_report_and_quiet(sample_archives):

@@ -14,6 +14,7 @@ from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import printable
 from tsinspect.diff.irprogram import program_from_ir
 from tsinspect.diff.program import Program
+from tsinspect.ir.model import IR
 from tsinspect.ir.run import Extraction, Options, extract_ir
 
 Extract = Callable[[str, Options], Extraction]
@@ -48,7 +49,17 @@ def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = No
         programs.append(program)
     loads = [extraction.document.get("load") for extraction, _ in got]
     how = "meta" if loads == ["meta", "meta"] else f"traced: {loads[0]}, scripted: {loads[1]}"
-    return (programs[0], programs[1]), f"IR: both archives loaded by torch in a child process ({how})"
+    note = f"IR: both archives loaded by torch in a child process ({how})"
+    unread = [f"{printable(side.path)}: {name}" for (side, _), (extraction, _) in zip(jobs, got)
+              for name in _unreadable(extraction.ir)]
+    if unread:
+        note += f"; left out, torch gave no graph: {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}"
+    return (programs[0], programs[1]), note
+
+
+def _unreadable(ir: IR) -> list[str]:
+    methods = [m for ms in ir.types.values() for m in ms] + list(ir.functions.values())
+    return [m.name for m in methods if m.error]
 
 
 def _try(extract: Extract, path: str, options: Options) -> tuple[Extraction | None, str | None]:
