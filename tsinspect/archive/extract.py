@@ -7,6 +7,7 @@ inflate past their declared size or at a ratio no PyTorch archive has.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive, Record
 from tsinspect.archive.text import printable
 
+_NAME_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
 MAX_RATIO = 200  # deflate ratio beyond which a member is treated as a bomb (PyTorch code compresses ~4:1)
 
 
@@ -81,6 +83,11 @@ def extract(archive: Archive, dest: str | os.PathLike, members: list[str] | None
                 _write(archive, record, target)
         except ArchiveError as exc:
             result.skipped.append((record.entry.display_name, str(exc).split(": ", 1)[-1]))
+            continue
+        except OSError as exc:  # a name this file system will not take (a 300-byte component, 3000 levels)
+            if exc.errno not in _NAME_ERRORS:
+                raise
+            result.skipped.append((record.entry.display_name, f"cannot be written here ({exc.strerror})"))
             continue
         if not record.entry.is_dir:
             result.written.append(str(target))
