@@ -500,6 +500,9 @@ case("directory_and_file_same_name", expect={"extract": 1})(
 case("empty_and_dot_names", kinds=("outside_top_folder",), expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(b"", b"empty name"), Member(b".", b"dot"), Member(b"./", b""),
                                     Member(top() + b".", b"dot in folder"), Member(top() + b"./x", b"x")]))
+case("names_too_long_for_the_file_system", expect={"extract": 1})(
+    lambda: build_zip(scripted() + [Member(top() + b"extra/" + b"a" * 300, b"x"),
+                                    Member(top() + b"extra/" + b"d/" * 3000 + b"f", b"y")]))
 case("file_after_directory_same_name", expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(top() + b"extra/e/x", b"y"), Member(top() + b"extra/e", b"file")]))
 
