@@ -17,6 +17,7 @@ from tsinspect.archive.reader import Archive, Record
 from tsinspect.archive.text import printable
 
 _NAME_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
+MAX_DEPTH = 64
 MAX_RATIO = 200  # deflate ratio beyond which a member is treated as a bomb (PyTorch code compresses ~4:1)
 
 
@@ -40,6 +41,8 @@ def _unsafe_reason(record: Record) -> str | None:
         return "name climbs out with '..'"
     if "." in parts or not any(parts):  # '', 'a/.', '.': the target would be DEST or a folder above it
         return "name is empty or has '.' components"
+    if len(parts) > MAX_DEPTH:  # 3,000 nested folders: a tree that recursive tools (shutil.rmtree) cannot delete
+        return f"name is nested more than {MAX_DEPTH} folders deep"
     if any(ord(c) < 32 for c in entry.name):
         return "name contains control characters"
     if entry.is_symlink:
