@@ -502,7 +502,8 @@ case("empty_and_dot_names", kinds=("outside_top_folder",), expect={"extract": 1}
                                     Member(top() + b".", b"dot in folder"), Member(top() + b"./x", b"x")]))
 case("names_too_long_for_the_file_system", expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(top() + b"extra/" + b"a" * 300, b"x"),
-                                    Member(top() + b"extra/" + b"d/" * 3000 + b"f", b"y")]))
+                                    Member(top() + b"extra/" + b"d/" * 3000 + b"f", b"y"),
+                                    Member(top() + b"extra/" + (b"x" * 250 + b"/") * 60 + b"f", b"z")]))
 case("file_after_directory_same_name", expect={"extract": 1})(
     lambda: build_zip(scripted() + [Member(top() + b"extra/e/x", b"y"), Member(top() + b"extra/e", b"file")]))
 
