@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from tsinspect.diff.model import Finding
+from tsinspect.diff.model import Finding, TracedLine
 from tsinspect.diff.program import Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
@@ -33,6 +33,7 @@ PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten
             "aten::is_floating_point", "prim::is_cuda", "prim::isinstance", "aten::_set_item", "aten::dict",
             "prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex", "aten::__and__", "aten::__or__"}
 GUARDS = {"prim::RaiseException", "aten::format", "aten::warn", "prim::Uninitialized"}
+MAX_TRACED_LINES = 60  # traced code lines given per finding
 SHAPE_WORDS = ("torch.size(", "len(", "torch.dim(", "torch.numel(", "ops.prim.shape")
 
 
@@ -89,11 +90,17 @@ class TraceIndex:
         self.at: dict[Loc, list[Op]] = defaultdict(list)  # placed loc -> traced ops
         self.kinds: Counter = Counter()
         self.unplaced: Counter = Counter()
+        self.code_at: dict[Loc, set[str]] = defaultdict(set)  # frame -> traced code/ lines ("file:line") below it
         for fn in traced.functions:
             for op in ops_in(fn.body):
-                if op.is_call or not op.stack:
+                if not op.stack:
                     continue
                 stack = tuple((match(f), n) for f, n in op.stack)
+                if op.code:
+                    for loc in stack:
+                        self.code_at[loc].add(op.code)
+                if op.is_call:
+                    continue
                 place = next((loc for loc in stack if loc in known), None)
                 self.kinds[op.kind] += 1
                 for loc in set(stack):
@@ -149,6 +156,7 @@ class Aligner:
 
     def __post_init__(self) -> None:
         self.index = TraceIndex(self.traced, self.scripted)
+        self._code_cache: dict[str, list[str]] = {}
 
     def run(self) -> list[Finding]:
         for fn in self.scripted.functions:
@@ -158,6 +166,8 @@ class Aligner:
         self._baked()
         self._missing_methods()
         self._divergent()
+        for finding in self.findings:
+            finding.traced, finding.traced_total = self._traced_side(finding)
         return self.findings
 
     # -- functions -----------------------------------------------------------------------------------
@@ -255,6 +265,39 @@ class Aligner:
     def _excerpt(self, first: int, last: int, file: str, marks: dict[int, str]) -> list[tuple[int, str, str]]:
         table = self.scripted.sources.get(file, {})
         return [(n, table[n], marks.get(n, "")) for n in range(first, min(last, first + 40) + 1) if n in table]
+
+    def _traced_side(self, finding: Finding) -> tuple[list[TracedLine], int]:
+        """The traced code/ lines holding ops recorded at the finding's source lines (its excerpt's): the
+        first MAX_TRACED_LINES of them, and how many there are."""
+        if not finding.file:
+            return [], 0
+        lines = [n for n, _, _ in finding.excerpt] or ([finding.line] if finding.line else [])
+        found: dict[tuple[str, int], list[int]] = {}
+        for n in lines:
+            for ref in self.index.code_at.get((finding.file, n), ()):
+                file, _, line = ref.rpartition(":")
+                if line.isdigit():
+                    found.setdefault((file, int(line)), []).append(n)
+        out = []
+        for file, line in sorted(found)[:MAX_TRACED_LINES]:
+            code = self._code_lines(file)
+            text = code[line - 1] if 0 < line <= len(code) else ""
+            out.append(TracedLine(file, line, text, sorted(set(found[(file, line)]))))
+        return out, len(found)
+
+    def _code_lines(self, file: str) -> list[str]:
+        """Lines of a code record of the traced archive (read once, only for the files findings name)."""
+        if file not in self._code_cache:
+            from tsinspect.archive.problems import ArchiveError
+            from tsinspect.archive.reader import open_archive
+
+            try:
+                with open_archive(self.traced.path) as archive:
+                    text = archive.text(file) if file in archive.by_name else ""
+            except (ArchiveError, OSError):
+                text = ""
+            self._code_cache[file] = text.split("\n")
+        return self._code_cache[file]
 
     def _lines(self, items: list[Item]) -> list[int]:
         return sorted({item.loc[1] for item in _items(items) if item.loc})

@@ -15,6 +15,20 @@ TRACE_KINDS = ("dropped_branch", "per_iteration_branch", "unrolled_loop", "baked
 
 
 @dataclass
+class TracedLine:
+    """A line of the traced archive's generated code holding ops recorded at the finding's source lines."""
+
+    file: str  # the code record, "code/__torch__/models.py"
+    line: int
+    text: str  # the generated line ("" when the result does not carry the code)
+    source_lines: list[int] = field(default_factory=list)  # the finding's file's lines it ran from
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "text": self.text,
+                "source_lines": list(self.source_lines)}
+
+
+@dataclass
 class Finding:
     kind: str
     method: str | None
@@ -24,11 +38,14 @@ class Finding:
     code: str | None = None  # the original source line at `line`
     details: dict[str, Any] = field(default_factory=dict)
     excerpt: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, mark: "kept"/"dropped"/"")
+    traced: list[TracedLine] = field(default_factory=list)  # the traced code/ lines for the excerpt's lines
+    traced_total: int = 0  # how many there are (``traced`` holds the first ones only)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "method": self.method, "file": self.file, "line": self.line,
                 "message": self.message, "code": self.code, "details": self.details,
-                "excerpt": [{"line": n, "text": t, "mark": m or None} for n, t, m in self.excerpt]}
+                "excerpt": [{"line": n, "text": t, "mark": m or None} for n, t, m in self.excerpt],
+                "traced": [t.to_json() for t in self.traced], "traced_total": self.traced_total}
 
 
 @dataclass
