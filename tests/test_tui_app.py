@@ -312,3 +312,125 @@ def test_bare_file_prints_the_summary_when_not_on_a_terminal():
               "print('textual' in sys.modules, 'torch' in sys.modules, file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.stderr.strip().splitlines()[-1] == "False False"
+
+
+# ----- diff view
+
+
+def _finding_lines(app) -> list[int]:
+    tree = app.query_one("#diff-findings")
+    return [int(leaf.label.plain.split()[0].rsplit(":", 1)[1]) for group in tree.root.children for leaf in group.children]
+
+
+def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code():
+    async def body():
+        # the traced archive first: the app browses the scripted one, whichever order
+        async with started(SAMPLES / "gate_traced.pt", other=str(SAMPLES / "gate_scripted.pt"),
+                           diff_ir="never") as (app, pilot):
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
+            assert app.query_one("#views").active == "diff"
+            assert app.path.endswith("gate_scripted.pt") and app.loaded.summary.path.endswith("gate_scripted.pt")
+            assert "diff with gate_traced.pt: 3 findings" in status(app)
+            header = text_of(app, "#diff-status")
+            assert "traced gate_traced.pt  scripted gate_scripted.pt  (browsed)" in header
+            assert "3 findings: 2 dropped_branch, 1 unrolled_loop" in header
+            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("train-cond"), sample_line("loop")]
+            # the first finding is shown: the then branch dropped, the else branch kept, the traced line beside
+            assert app.focused is app.query_one("#diff-findings")
+            assert text_of(app, "#diff-detail").startswith(f"dropped_branch  models.py:{sample_line('if-cond')}")
+            script = text_of(app, "#diff-script").splitlines()
+            assert script[0].startswith(f"   {sample_line('if-cond')}   │ if h.sum() > 0:")
+            assert script[1].startswith(f"   {sample_line('if-then')} - │     h = torch.relu(h)")
+            assert script[3].startswith(f"   {sample_line('else-body')} + │     h = torch.tanh(h) * -1.0")
+            trace = text_of(app, "#diff-trace")
+            assert f"← {sample_line('else-body')} │ h = torch.mul(torch.tanh((proj).forward(x, )), CONSTANTS.c0)" in trace
+            assert f"nothing in the trace for the dropped line {sample_line('if-then')}" in trace
+            assert "/work" not in text_of(app, "#diff-script-title") + text_of(app, "#diff-detail")
+            # down: the training branch, whose dropped side left nothing in the trace
+            await press(app, pilot, "down")
+            assert "self.training" in text_of(app, "#diff-detail")
+            assert f"{sample_line('train-body')} - │" in text_of(app, "#diff-script")
+            assert "No line of the traced code/ ran from lines" in text_of(app, "#diff-trace")
+            # down: the unrolled loop, its body twice in the trace
+            await press(app, pilot, "down")
+            assert "unrolled" in text_of(app, "#diff-detail")
+            assert text_of(app, "#diff-trace").count(f"← {sample_line('loop-body')} │") == 2
+            # c: the finding's line in the scripted code/, in the archive view (it browses the scripted archive)
+            await press(app, pilot, "c")
+            assert app.query_one("#views").active == "archive"
+            assert f"models.py:{sample_line('loop')}" in text_of(app, "#code-origin")
+            # search and the command palette find findings
+            await press(app, pilot, "d", "slash")
+            await typed(app, pilot, "self.training", "enter")
+            assert app.query_one("DiffView").current().line == sample_line("train-cond")
+            await press(app, pilot, "a", "ctrl+p")
+            await typed(app, pilot, "diff: unrolled_loop")
+            await until(app, pilot, lambda: app.screen.query("CommandList").first().option_count > 0
+                        if app.screen.query("CommandList") else False, "palette hits")
+            await press(app, pilot, "enter")
+            assert app.query_one("#views").active == "diff"
+            assert app.query_one("DiffView").current().line == sample_line("loop")
+    run(body())
+
+
+def test_compare_dialog_validates_the_path_then_diffs_against_the_browsed_archive(tmp_path):
+    notes = tmp_path / "notes.pt"
+    notes.write_text("just text\n")
+
+    async def attempt(app, pilot, path: str) -> str:
+        field = app.screen.query_one("#compare-path")
+        field.value = path
+        await press(app, pilot, "enter")
+        await until(app, pilot, lambda: type(app.screen).__name__ != "CompareScreen"
+                    or "checking" not in text_of(app.screen, "#compare-error"), "the check")
+        return text_of(app.screen, "#compare-error") if type(app.screen).__name__ == "CompareScreen" else ""
+
+    async def body():
+        async with started(SAMPLES / "gate_traced.pt", diff_ir="never") as (app, pilot):
+            await press(app, pilot, "d")
+            assert "No second archive" in text_of(app, "#diff-status")
+            await press(app, pilot, "ctrl+o")
+            assert type(app.screen).__name__ == "CompareScreen"
+            assert (await attempt(app, pilot, str(tmp_path / "missing.pt"))).endswith("missing.pt: no such file")
+            assert "is a folder" in await attempt(app, pilot, str(tmp_path))
+            assert "not a PyTorch archive" in await attempt(app, pilot, str(notes))
+            assert "not a TorchScript archive" in await attempt(app, pilot, str(SAMPLES / "gate_state_dict.pt"))
+            assert "the archive being browsed" in await attempt(app, pilot, str(SAMPLES / "gate_traced.pt"))
+            assert type(app.screen).__name__ == "CompareScreen" and app.other is None
+            assert await attempt(app, pilot, str(SAMPLES / "gate_scripted.pt")) == ""
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
+            assert app.query_one("#views").active == "diff"
+            assert app.path.endswith("gate_traced.pt")  # the archive the user browses stays
+            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("train-cond"), sample_line("loop")]
+            assert "(browsed)" not in text_of(app, "#diff-status")
+            await press(app, pilot, "c")  # the scripted code is not in the archive browsed: said, not jumped
+            assert app.query_one("#views").active == "diff"
+            # escape cancels the dialog and keeps the comparison
+            await press(app, pilot, "ctrl+o", "escape")
+            assert type(app.screen).__name__ != "CompareScreen" and app.query_one("DiffView").state == "loaded"
+    run(body())
+
+
+def test_a_diff_that_fails_is_explained_in_the_diff_view():
+    async def body():
+        async with started(SAMPLES / "plain_traced.pt", other=str(SAMPLES / "gate_scripted.pt"),
+                           diff_ir="never") as (app, pilot):
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "failed", "the diff")
+            assert "not variants of the same model" in text_of(app, "#diff-status")
+            assert app.path.endswith("plain_traced.pt") and app.loaded is not None  # the first one is browsed
+            assert "diff with gate_scripted.pt failed" in status(app)
+            await press(app, pilot, "a", "d")
+            assert app.is_running
+    run(body())
+
+
+def test_diff_tui_prints_the_report_when_not_on_a_terminal():
+    from helpers import run_cli
+
+    proc = run_cli("diff", SAMPLES / "gate_traced.pt", SAMPLES / "gate_scripted.pt", "--tui", "--ir", "never",
+                   check=1)
+    assert "dropped_branch" in proc.stdout and "3 findings: 2 dropped_branch, 1 unrolled_loop" in proc.stdout
+    assert proc.stderr.strip() == ("tsinspect: --tui needs a terminal (stdin and stdout); printing the report "
+                                   "instead")
+    missing = run_cli("diff", SAMPLES / "gate_traced.pt", "missing.pt", "--tui", check=2)
+    assert missing.stderr.startswith("tsinspect: error: missing.pt")

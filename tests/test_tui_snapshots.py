@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import REPO
-from tui_driver import check_snapshot, press, run, settle, started
+from tui_driver import check_snapshot, press, run, settle, started, until
 
 SAMPLE = "samples/gate_scripted.pt"
 
@@ -58,3 +58,13 @@ def test_safety():
 
 def test_help():
     snapshot("help", "f1")
+
+
+def test_diff_view():
+    """``tsinspect diff samples/gate_traced.pt samples/gate_scripted.pt --tui --ir never``: the first finding."""
+    async def body():
+        async with started("samples/gate_traced.pt", other="samples/gate_scripted.pt", diff_ir="never") as (app, pilot):
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
+            await settle(app, pilot)
+            check_snapshot(app, "diff")
+    run(body())

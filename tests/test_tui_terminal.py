@@ -74,3 +74,21 @@ def test_tsinspect_file_in_a_real_terminal():
         assert term.exited()
     finally:
         term.close()
+
+
+def test_diff_tui_in_a_real_terminal():
+    term = Terminal("diff", "samples/gate_traced.pt", "samples/gate_scripted.pt", "--tui", "--ir", "never")
+    try:
+        term.wait_for("3 findings: 2 dropped_branch, 1 unrolled_loop")
+        screen = term.wait_for("^o Compare")  # the footer lists the diff view's keys
+        assert "Diff [d]" in screen and "c Code line" in screen
+        assert "- │" in screen and "+ │" in screen  # the dropped and kept lines of the first finding
+        term.keys("Down")
+        term.wait_for("self.training, which the trace froze")
+        term.keys("q")
+        deadline = time.monotonic() + 20
+        while not term.exited() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert term.exited()
+    finally:
+        term.close()

@@ -24,11 +24,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "never (torch-free only), always (fail without it)")
     p.add_argument("--trust", action="store_true",
                    help="let torch load archives the safety scan flags (only for files you trust)")
+    p.add_argument("--tui", action="store_true",
+                   help="show the findings in the terminal UI, browsing the scripted archive (prints the report "
+                        "when not on a terminal)")
     p.set_defaults(run=run_diff)
 
 
 def run_diff(args: argparse.Namespace) -> int:
     from tsinspect.diff.run import diff_archives
+
+    if args.tui:
+        from tsinspect.cli.open_cmd import interactive
+
+        for path in (args.a, args.b):
+            with open(path, "rb"):  # a missing or unreadable file is one error line, not a UI
+                pass
+        if interactive():
+            from tsinspect.tui import run
+
+            return run(args.a, trust=args.trust, other=args.b, diff_ir=args.ir)
+        print("tsinspect: --tui needs a terminal (stdin and stdout); printing the report instead", file=sys.stderr)
 
     result = diff_archives(args.a, args.b, ir=args.ir, trust=args.trust)
     status = EXIT_FINDINGS if result.findings else EXIT_OK

@@ -8,10 +8,11 @@ Only this package imports Textual.
 from __future__ import annotations
 
 
-def run(path: str, *, trust: bool = False, other: str | None = None) -> int:
-    """Run the app on ``path`` (and ``other``, to diff against); the exit status."""
+def run(path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto") -> int:
+    """Run the app on ``path`` (and ``other``, to diff against: the app then opens on the diff view and
+    browses the scripted one of the two); the exit status."""
     from tsinspect.tui.app import InspectorApp
 
-    app = InspectorApp(path, trust=trust, other=other)
+    app = InspectorApp(path, trust=trust, other=other, diff_ir=diff_ir)
     app.run()
     return app.return_code or 0

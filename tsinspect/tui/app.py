@@ -1,7 +1,12 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child). They
-post messages; the handlers here own every state change. Views call ``show_code``/``show_node`` to jump.
+Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child), and
+``compare`` (the diff of the browsed archive with a second one). They post messages; the handlers here own
+every state change. Views call ``show_code``/``show_node`` to jump.
+
+Started with a second archive (``tsinspect diff A B --tui``) the app opens on the diff view and runs the
+diff first, then browses the scripted archive of the two (the diff layer says which is which; the first
+one given when the diff fails or both are of one kind).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from tsinspect.archive.text import printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
 from tsinspect.tui.help import HelpScreen
-from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, IRFailed, IRLoaded
+from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, DiffReady, IRFailed, IRLoaded
 from tsinspect.tui.views.archive import ArchiveView
+from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
 from tsinspect.tui.views.ir import IRView
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
-VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView}
+VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView}
 
 
 class InspectorApp(App):
@@ -37,16 +43,25 @@ class InspectorApp(App):
         Binding("m", "view('modules')", "Modules", tooltip="The module hierarchy", id="view-modules"),
         Binding("g", "view('ir')", "IR", tooltip="Methods, graphs and nodes", id="view-ir"),
         Binding("s", "view('safety')", "Safety", tooltip="Problems and the static scan", id="view-safety"),
+        # the tab says [d]; kept out of the footer so that F1 and q still show on an 80-column terminal
+        Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
+                id="view-diff"),
         Binding("slash", "search", "Search", tooltip="Find in the current view", id="search"),
         Binding("n", "next_match(1)", "Next match", show=False, id="next-match"),
         Binding("N", "next_match(-1)", "Previous match", show=False, id="previous-match"),
+        Binding("ctrl+o", "compare", "Compare", show=False, tooltip="Diff this archive with another one (its "
+                "traced or scripted variant)", id="compare"),
         Binding("f1", "help", "Help", tooltip="Every key", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, path: str, *, trust: bool = False, other: str | None = None):
+    def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto"):
         super().__init__()
         self.path, self.trust, self.other = str(path), trust, other
+        self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
+        self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
+        self.diff_pair: tuple[str, str] | None = None  # (a, b) of the comparison running or shown
+        self.browse_after_diff = other is not None  # the first diff decides which archive is browsed
         self.loaded = None  # tsinspect.tui.state.Loaded once the archive is read
         self.extraction = None  # tsinspect.ir.run.Extraction once the child answered
         self.matches: list = []
@@ -56,7 +71,7 @@ class InspectorApp(App):
     def compose(self) -> ComposeResult:
         yield Static(Content.assemble(("tsinspect ", "bold"), printable(Path(self.path).name),
                                       ("  reading...", render.DIM)), id="status")
-        with TabbedContent(initial="archive", id="views"):
+        with TabbedContent(initial="diff" if self.other else "archive", id="views"):
             with TabPane(Content("Archive [a]"), id="archive"):
                 yield ArchiveView()
             with TabPane(Content("Modules [m]"), id="modules"):
@@ -65,6 +80,8 @@ class InspectorApp(App):
                 yield IRView()
             with TabPane(Content("Safety [s]"), id="safety"):
                 yield SafetyView()
+            with TabPane(Content("Diff [d]"), id="diff"):
+                yield DiffView()
         search = Input(placeholder="find in this view: op kind, value, record, module name; enter, then n / N",
                        id="search")
         search.display = False
@@ -72,7 +89,10 @@ class InspectorApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load_archive()
+        if self.other:
+            self.start_diff(self.path, self.other)
+        else:
+            self.load_archive()
 
     # ----- loading
 
@@ -93,7 +113,10 @@ class InspectorApp(App):
         self.loaded = message.state
         for view in VIEWS.values():
             self.query_one(view).show_archive()
-        self.query_one("#records").focus()
+        if self.current_view() == "diff":  # opened by diff --tui: the focus stays with the findings
+            self.query_one(DiffView).focus_main()
+        else:
+            self.query_one("#records").focus()
         if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE):
             self.load_ir(self.trust)
         self.update_status()
@@ -134,8 +157,75 @@ class InspectorApp(App):
         self.query_one(IRView).show_error(message.message)
         self.update_status()
 
+    # ----- diff
+
+    def start_diff(self, a: str, b: str) -> None:
+        """Compare ``a`` with ``b`` in a worker; the diff view shows it running, then the result."""
+        self.diff_pair, self.diff = (a, b), None
+        self.query_one(DiffView).show_loading(a, b)
+        self.compare(a, b)
+        self.update_status()
+
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
+    def compare(self, a: str, b: str) -> None:
+        from tsinspect.archive.problems import ArchiveError
+        from tsinspect.diff.run import diff_archives
+
+        try:
+            self.post_message(DiffReady(a, b, diff_archives(a, b, ir=self.diff_ir, trust=self.trust)))
+        except ArchiveError as exc:
+            self.post_message(DiffReady(a, b, error=str(exc)))
+        except OSError as exc:
+            self.post_message(DiffReady(a, b, error=f"{exc.filename + ': ' if exc.filename else ''}"
+                                                    f"{exc.strerror or exc}"))
+        except Exception as exc:  # keep the UI up and say what happened
+            self.post_message(DiffReady(a, b, error=f"internal error ({type(exc).__name__}: {exc})"))
+
+    @on(DiffReady)
+    def _diff_ready(self, message: DiffReady) -> None:
+        if (message.a, message.b) != self.diff_pair:
+            return  # an older comparison, replaced since
+        view = self.query_one(DiffView)
+        if self.browse_after_diff:
+            self.browse_after_diff = False
+            if message.result is not None and message.result.scripted:
+                self.path = message.result.scripted
+            self.load_archive()
+        if message.result is None:
+            view.show_error(message.a, message.b, message.error or "unknown error")
+        else:
+            self.diff = message.result
+            view.show_result(message.result, self.path)
+            if self.current_view() == "diff":
+                view.focus_main()
+        self.update_status()
+
+    def action_compare(self) -> None:
+        if isinstance(self.screen, CompareScreen):
+            return
+        folder = str(Path(self.path).parent)
+        start = "" if folder == "." else folder.rstrip("/") + "/"
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.other = path
+                self.action_view("diff")
+                self.start_diff(self.path, path)
+
+        self.push_screen(CompareScreen(self.path, start), chosen)
+
+    def show_finding(self, index: int) -> None:
+        self.query_one("#views", TabbedContent).active = "diff"
+        view = self.query_one(DiffView)
+        view.show_finding(index)
+        view.focus_main()
+
+    # ----- status
+
     def update_status(self, error: str | None = None) -> None:
         parts: list = [("tsinspect ", "bold"), printable(Path(self.path).name)]
+        if self.loaded is None and not error and self.browse_after_diff and self.diff_pair:
+            parts.append(("  comparing first, to browse the scripted archive of the two...", render.DIM))
         if error:
             parts.append(("  cannot open: " + printable(error), render.BAD))
         elif self.loaded is not None:
@@ -145,7 +235,23 @@ class InspectorApp(App):
             parts.append(self.query_one(IRView).status())
             if self.loaded.scan.unsafe:
                 parts.append(("  unsafe code found (s)", render.BAD))
+        if self.diff_pair is not None:
+            parts.append(self._diff_status())
         self.query_one("#status", Static).update(Content.assemble(*parts))
+
+    def _diff_status(self) -> tuple[str, str]:
+        a, b = self.diff_pair
+        other = basename(b if a == self.path else a)
+        state = self.query_one(DiffView).state
+        if state == "loading":
+            return f"  diff with {other}...", render.DIM
+        if state == "failed":
+            return f"  diff with {other} failed (d)", render.WARN
+        if self.diff is None:
+            return "", ""
+        count = len(self.diff.findings)
+        return (f"  diff with {other}: {count} finding{'s' if count != 1 else ''} (d)",
+                render.BAD if count else render.GOOD)
 
     # ----- views and jumps
 
@@ -219,7 +325,8 @@ class InspectorApp(App):
 
     def _go_to_match(self) -> None:
         target = self.matches[self.match_index]
-        jump = {"archive": self.show_record, "modules": self.show_module, "ir": self.show_node}
+        jump = {"archive": self.show_record, "modules": self.show_module, "ir": self.show_node,
+                "diff": self.show_finding}
         jump[self.match_view](target)
 
     # ----- help

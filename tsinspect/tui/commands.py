@@ -1,4 +1,5 @@
-"""Command palette (ctrl+p): jump to any record, tensor, module, method, node or value."""
+"""Command palette (ctrl+p): jump to any record, tensor, module, method, node, value or diff finding, and
+compare with another archive."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ class JumpProvider(Provider):
     def _targets(self) -> list[tuple[str, object]]:
         """(text, callback) for everything one can jump to, as the app knows it now."""
         app = self.app
+        out: list[tuple[str, object]] = [("diff: compare with another archive...", app.action_compare)]
+        for i, f in enumerate(app.query_one("DiffView").findings):
+            where = f"{f.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{f.line}" if f.file and f.line else ""
+            out.append((printable(f"diff: {f.kind} {where} {f.method or ''}"), partial(app.show_finding, i)))
         loaded = app.loaded
         if loaded is None:
-            return []
+            return out
         s = loaded.summary
-        out: list[tuple[str, object]] = []
         for r in s.records:
             if r.inside:
                 out.append((f"record: {r.display_name}", partial(app.show_record, ("record", r.name))))
@@ -47,8 +51,9 @@ class JumpProvider(Provider):
 
     async def discover(self) -> Hits:
         for name, title in (("archive", "Archive view"), ("modules", "Modules view"), ("ir", "IR view"),
-                            ("safety", "Safety view")):
+                            ("safety", "Safety view"), ("diff", "Diff view")):
             yield DiscoveryHit(f"view: {title}", partial(self.app.action_view, name))
+        yield DiscoveryHit("diff: compare with another archive...", self.app.action_compare)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)

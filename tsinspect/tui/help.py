@@ -13,6 +13,8 @@ KEYS = [  # (where, key, what)
     ("everywhere", "m", "modules view: the module hierarchy"),
     ("everywhere", "g", "IR view: methods, graphs and nodes"),
     ("everywhere", "s", "safety view: problems in the archive and the static scan's findings"),
+    ("everywhere", "d", "diff view: what a trace lost against the scripted model, finding by finding"),
+    ("everywhere", "ctrl+o", "compare this archive with another one (its traced or scripted variant)"),
     ("everywhere", "/", "search the current view (records, modules, op kinds or value names)"),
     ("everywhere", "n / N", "next / previous search match"),
     ("everywhere", "ctrl+p", "command palette: jump to any record, tensor, module, method, node or value"),
@@ -28,6 +30,8 @@ KEYS = [  # (where, key, what)
     ("IR, links", "enter", "follow a link: an input's definition, an output's use, the code line"),
     ("IR", "t", "when the scan refused: load with torch anyway, after confirming"),
     ("safety, findings", "enter", "show the finding's line of code"),
+    ("diff, findings", "up / down", "the highlighted finding: its source (- dropped, + kept) beside the traced code"),
+    ("diff", "c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
 ]
 
 INTRO = """\

@@ -48,7 +48,18 @@ class RecordReady(Message):
 
 @dataclass
 class DiffReady(Message):
-    """The comparison of two archives finished (``result`` from tsinspect.diff)."""
+    """The comparison of archives ``a`` and ``b`` finished: ``result`` (a tsinspect.diff.model.DiffResult),
+    or ``error``, one line for the user."""
 
-    result: Any
+    a: str
+    b: str
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class CompareChecked(Message):
+    """The compare dialog's check of ``path``: ``error`` says why it cannot be compared (None: it can)."""
+
+    path: str
     error: str | None = None
