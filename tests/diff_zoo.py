@@ -145,13 +145,21 @@ class Clipper:
 class UsesClass(nn.Module):
     def forward(self, x):
         return Clipper(10.0).apply(x)  # class-call: a method of a TorchScript class
+
+
+class ListShape(nn.Module):
+    def forward(self, x):
+        n = int(x.size(1))  # list-n: the trace bakes n
+        shape = [x.size(0), 2, n // 2]  # list-shape:
+        y = x.reshape(shape)  # list-reshape: the code passes the list as a temporary
+        return y.sum(1).reshape(shape[0], -1) + float(len(shape))  # list-use:
 '''
 
 # model -> example input shape for the trace (positive values unless noted)
 INPUTS = {"DataIf": (2, 4), "TrainOnly": (2, 4), "OptionalArg": (2, 4), "RuntimeLoop": (3, 4),
           "ShapeIf": (2, 4), "HelperIf": (2, 4), "EarlyReturn": (2, 4), "LoopBothSides": (3, 4),
           "NoFlow": (2, 4), "Exported": (2, 4), "RawMemory": (2, 4),
-          "UsesClass": (2, 4)}
+          "UsesClass": (2, 4), "ListShape": (3, 4)}
 
 # model -> sorted [(kind, tag of the finding's line)]
 EXPECTED = {
@@ -167,6 +175,13 @@ EXPECTED = {
     "Exported": [("missing_method", "exported-def")],
     "RawMemory": [("dropped_branch", "raw-cond")],
     "UsesClass": [("dropped_branch", "class-cond")],
+    "ListShape": [("baked_constant", "list-use")],
+}
+
+# where the IR path finds more: model -> its findings there
+EXPECTED_IR = {
+    # the IR sees the list's elements, the code only the temporary holding it
+    "ListShape": [("baked_constant", "list-reshape"), ("baked_constant", "list-use")],
 }
 
 # models whose archives the safety gate refuses to load with torch without --trust

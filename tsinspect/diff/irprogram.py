@@ -1,12 +1,12 @@
 """A Program (the diff's view of an archive) built from the IR the extraction child printed.
 
 Scripted archives: the non-inlined graph of every method of every module type, plus the free functions and
-TorchScript class methods they call (``IR.functions``), so that call sites keep their own lines (an inlined graph only knows the
-callee's lines) and helpers stay functions of their own. ``prim::If`` becomes an ``If`` (its line is the
-condition's), ``prim::Loop`` a ``Loop`` (its line is the header's; the trip count names the argument and
-dimension when it is ``aten::size``/``aten::len`` of an argument), ``prim::CallMethod``/``CallFunction``
-a call, every other node with a line an op. Ops on the line of an ``If``/``Loop`` right before it are its
-condition/header, as in the code.
+TorchScript class methods they call (``IR.functions``), so that call sites keep their own lines (an inlined
+graph only knows the callee's lines) and helpers stay functions of their own. ``prim::If`` becomes an
+``If`` (its line is the condition's), ``prim::Loop`` a ``Loop`` (its line is the header's; the trip count
+names the argument and dimension when it is ``aten::size``/``aten::len`` of an argument),
+``prim::CallMethod``/``CallFunction`` a call, every other node with a line an op. Ops on the line of an
+``If``/``Loop`` right before it are its condition/header, as in the code.
 
 Traced archives: the inlined graph of each method of the root module, so every op appears as often as it
 ran (a submodule called three times contributes its ops three times), each with its recorded call stack.
@@ -29,7 +29,7 @@ from tsinspect.ir.model import IR, Graph, Node, Source
 STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::TupleConstruct",
               "prim::DictConstruct", "prim::ListUnpack", "prim::TupleUnpack", "prim::TupleIndex", "prim::Return",
               "prim::CreateObject"}
-BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::len": "len", "aten::str": "str"}
+BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::str": "str"}  # as the code
 INT_MAX = 9223372036854775807  # a while loop's trip count
 MAX_DEPTH = 200  # block nesting we follow
 _SUFFIX = re.compile(r"\.\d+$")
