@@ -131,7 +131,7 @@ def test_color_follows_no_color_and_pipes():
     assert "\x1b[" not in plain and "\x1b[" in forced
 
 
-@pytest.mark.parametrize("command", [["ls"], ["info"], ["cat", "code/__torch__/models.py"], ["pickle"]])
+@pytest.mark.parametrize("command", [["ls"], ["info"], ["cat", "code/__torch__/models.py"], ["pickle"], ["scan"]])
 def test_archive_commands_never_import_torch_or_textual(command):
     code = ("import sys; from tsinspect.cli import main; "
             f"rc = main({[command[0], str(SCRIPTED), *command[1:]]!r}); "

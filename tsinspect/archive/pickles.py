@@ -34,6 +34,9 @@ class PickleError(Exception):
 
     def __init__(self, message: str, offset: int | None = None):
         self.offset = offset
+        # what the walk saw before it broke (a real unpickler would have run those calls already)
+        self.globals: list = []
+        self.calls: list = []
         super().__init__(f"{message} at byte {offset}" if offset is not None else message)
 
 
@@ -338,11 +341,14 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WalkResult:
                 push(Opaque(f"extension code {arg}"))
             else:
                 raise PickleError(f"unsupported opcode {name}", pos)
-    except PickleError:
-        raise
+    except PickleError as exc:
+        error = exc
     except (ValueError, EOFError, OverflowError, MemoryError, struct.error) as exc:
-        raise PickleError(f"malformed pickle ({_one_line(exc)})", pos) from None
-    raise PickleError("pickle ends without STOP", pos)
+        error = PickleError(f"malformed pickle ({_one_line(exc)})", pos)
+    else:
+        error = PickleError("pickle ends without STOP", pos)
+    error.globals, error.calls = globals_seen, calls
+    raise error from None
 
 
 def _one_line(exc: BaseException) -> str:

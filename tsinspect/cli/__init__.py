@@ -26,6 +26,7 @@ COMMANDS = {
     "ops": "tsinspect.cli.ir_cmds",
     "diff": "tsinspect.cli.diff_cmd",
     "report": "tsinspect.cli.report_cmd",
+    "scan": "tsinspect.cli.scan_cmd",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
