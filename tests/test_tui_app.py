@@ -363,7 +363,10 @@ def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code()
             await press(app, pilot, "d", "slash")
             await typed(app, pilot, "self.training", "enter")
             assert app.query_one("DiffView").current().line == sample_line("train-cond")
-            await press(app, pilot, "a", "ctrl+p")
+            await press(app, pilot, "enter")  # enter on a finding: its code line, as c does
+            assert app.query_one("#views").active == "archive"
+            assert f"models.py:{sample_line('train-cond')}" in text_of(app, "#code-origin")
+            await press(app, pilot, "ctrl+p")
             await typed(app, pilot, "diff: unrolled_loop")
             await until(app, pilot, lambda: app.screen.query("CommandList").first().option_count > 0
                         if app.screen.query("CommandList") else False, "palette hits")

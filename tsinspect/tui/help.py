@@ -31,7 +31,7 @@ KEYS = [  # (where, key, what)
     ("IR", "t", "when the scan refused: load with torch anyway, after confirming"),
     ("safety, findings", "enter", "show the finding's line of code"),
     ("diff, findings", "up / down", "the highlighted finding: its source (- dropped, + kept) beside the traced code"),
-    ("diff", "c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
+    ("diff", "enter / c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
 ]
 
 INTRO = """\

@@ -263,6 +263,11 @@ class DiffView(Vertical):
         if event.node.data is not None:
             self._show(event.node.data)
 
+    @on(Tree.NodeSelected, "#diff-findings")
+    def _selected(self, event: Tree.NodeSelected) -> None:
+        if event.node.data is not None:  # enter on a finding: its line of code, as in the safety view
+            self.action_code()
+
     def current(self):
         node = self.query_one("#diff-findings", Tree).cursor_node
         return node.data if node is not None else None
