@@ -320,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    json.dump(doc, out, separators=(",", ":"))
+    # one json.dumps, not json.dump: dump streams through the pure-Python encoder (13x slower on a
+    # 50k-node inlined graph, 6.5 s against 0.5 s for its 19 MB)
+    out.write(json.dumps(doc, separators=(",", ":")))
     out.flush()
     return 0
 
