@@ -244,5 +244,19 @@ def _computed(marker: str) -> bytes:
     return hostile.with_data_pkl(PROTO2 + MARK + uni("storage") + TUPLE + BINPERSID + NONE + TUPLE1 + REDUCE + STOP)
 
 
+@evil("hidden_local_entry", "a local entry data.pkl with the payload that no central-directory entry points to")
+def _hidden(marker: str) -> bytes:
+    hidden = Member(top() + b"data.pkl", os_system(marker))
+    data = bytearray(build_zip([hidden] + scripted()))
+    cd = data.find(b"PK\x01\x02")  # the hidden member's central record comes first: cut it out
+    length = 46 + len(hidden.name)
+    del data[cd:cd + length]
+    end = data.rfind(b"PK\x05\x06")
+    count, = struct.unpack_from("<H", data, end + 8)
+    cd_size, = struct.unpack_from("<I", data, end + 12)
+    struct.pack_into("<HHI", data, end + 8, count - 1, count - 1, cd_size - length)
+    return bytes(data)
+
+
 BY_ID = {e.id: e for e in EVIL}
 assert len(BY_ID) == len(EVIL), "evil ids must be unique"

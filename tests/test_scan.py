@@ -264,3 +264,16 @@ def test_truncated_payload_is_still_unsafe(tmp_path):
         path.write_bytes(hostile.with_data_pkl(payload[:end]))
         result = scan_file(path)
         assert result.verdict == "unsafe", (end, [f.to_json() for f in result.findings])
+
+
+def test_every_finding_kind_is_documented(tmp_path):
+    from helpers import REPO
+
+    docs = (REPO / "docs/safety.md").read_text() + (REPO / "docs/cli.md").read_text()
+    seen: set[str] = set()
+    for i, case in enumerate(evil_cases.EVIL + [c for c in hostile.CASES if c.id != "entry_flood"]):
+        path = tmp_path / f"{i}.pt"
+        path.write_bytes(case.build(str(tmp_path / "marker")))
+        seen |= kinds(scan_file(path))
+    missing = sorted(kind for kind in seen if f"`{kind}`" not in docs)
+    assert not missing, missing

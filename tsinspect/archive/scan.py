@@ -353,6 +353,7 @@ class _Scan:
         try:
             if zip_ is not None:
                 self._members(zip_)
+                self._hidden(zip_)
                 self._trailing(zip_)
             if archive.zip is not None:
                 self._code()
@@ -361,7 +362,7 @@ class _Scan:
                 severity = INFO if problem.kind in _INFO_PROBLEMS else SUSPICIOUS
                 why = _PROBLEM_WHY.get(problem.kind)
                 result.add(Finding(problem.kind, severity, problem.member,
-                                   problem.detail + (f" ({why})" if why else "")))
+                                   problem.detail + (f"; {why}" if why else "")))
         finally:
             if appended is not None:
                 appended.close()
@@ -427,6 +428,59 @@ class _Scan:
             _scan_stream(self.result, data, entry.display_name, policy, MAX_PICKLES_PER_MEMBER, legacy=False,
                          quiet_failure=not named)
 
+    def _hidden(self, zip_: ZipArchive) -> None:
+        """Local entries no central-directory entry points to, in the gaps between members: invisible to zip
+        tools that read the directory (and to torch), seen by streaming unzippers that walk local headers."""
+        spans = sorted((e.header_offset + zip_.shift, e.data_offset + e.compressed_size)
+                       for e in zip_.entries if e.data_offset is not None)
+        gaps, pos = [], zip_.shift
+        for start, end in spans:
+            if start > pos:
+                gaps.append((pos, start))
+            pos = max(pos, end)
+        if zip_.cd_start > pos:
+            gaps.append((pos, zip_.cd_start))
+        budget = PICKLE_CAP
+        with open(zip_.path, "rb") as fh:
+            for start, end in gaps:
+                if end - start < 30 or budget <= 0:
+                    continue
+                fh.seek(start)
+                data = fh.read(min(end - start, budget))
+                budget -= len(data)
+                at = data.find(b"PK\x03\x04")
+                while at >= 0:
+                    self._hidden_entry(data, at, start)
+                    at = data.find(b"PK\x03\x04", at + 4)
+
+    def _hidden_entry(self, data: bytes, at: int, base: int) -> None:
+        import struct
+        import zlib
+
+        if at + 30 > len(data):
+            return
+        _, _, flags, method, _, _, _, csize, size, nlen, elen = struct.unpack_from("<4sHHHHHIIIHH", data, at)
+        name = data[at + 30:at + 30 + nlen].decode("utf-8", "backslashreplace")
+        start = at + 30 + nlen + elen
+        shown = printable(name)
+        self.result.add(Finding("hidden_entry", SUSPICIOUS, shown,
+                                f"a local header at byte {base + at} that no directory entry points to: streaming "
+                                "unzippers see it, torch and directory-based tools do not", offset=base + at))
+        raw = data[start:start + csize] if csize else data[start:]
+        try:
+            if method == 8:
+                inflater = zlib.decompressobj(-15)
+                body = inflater.decompress(raw, PICKLE_CAP)
+            elif method == 0 and csize:
+                body = raw
+            else:
+                return
+        except zlib.error:
+            return
+        if _pickle_name(name) or _looks_like_pickle(body):
+            _scan_stream(self.result, body, f"{shown} (hidden at byte {base + at})", _zip_policy_names([name]),
+                         MAX_PICKLES_PER_MEMBER, legacy=False, quiet_failure=not _pickle_name(name))
+
     # -- code/ -----------------------------------------------------------------------------------------
     def _code(self) -> None:
         from tsinspect.archive import codescan
@@ -468,9 +522,13 @@ class _Scan:
 
 def _zip_policy(zip_: ZipArchive) -> str:
     """Which loader reads this zip's pickles: TorchScript archives go to torch.jit.load, the rest to torch.load."""
-    first = zip_.entries[0].name if zip_.entries else ""
+    return _zip_policy_names([e.name for e in zip_.entries])
+
+
+def _zip_policy_names(entry_names: list[str]) -> str:
+    first = entry_names[0] if entry_names else ""
     prefix = first.split("/", 1)[0] + "/" if "/" in first else ""
-    names = {e.name[len(prefix):] for e in zip_.entries if e.name.startswith(prefix)}
+    names = {n[len(prefix):] for n in entry_names if n.startswith(prefix)}
     fmt = rk.detect_zip_format(names, None)
     return TORCHSCRIPT if fmt in (rk.TORCHSCRIPT, rk.LITE) else WEIGHTS_ONLY
 

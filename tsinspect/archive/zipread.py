@@ -88,6 +88,7 @@ class ZipArchive:
     shift: int  # bytes of foreign data before the zip's first byte (0 for a normal archive)
     _fh: BinaryIO = field(repr=False)
     _crc_checked: set[int] = field(default_factory=set, repr=False)
+    cd_start: int = 0  # where the central directory starts in the file (the members' bytes lie before it)
 
     def close(self) -> None:
         self._fh.close()
@@ -243,7 +244,7 @@ def _parse(path: str, fh: BinaryIO) -> ZipArchive:
         _check_local_header(fh, entry, shift, cd_start, problems)
     _check_names(entries, problems)
     _check_overlaps(entries, shift, problems)
-    return ZipArchive(str(path), file_size, entries, problems, shift, fh)
+    return ZipArchive(str(path), file_size, entries, problems, shift, fh, cd_start=cd_start)
 
 
 def _find_end_record(fh: BinaryIO, file_size: int) -> tuple[int, tuple]:
