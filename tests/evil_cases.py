@@ -258,5 +258,21 @@ def _hidden(marker: str) -> bytes:
     return bytes(data)
 
 
+@evil("legacy_tar_pickle", "the pre-1.0 tar format of torch.save, payload in its 'pickle' member", filename="old.pt")
+def _tar(marker: str) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("sys_info", pickle.dumps({"protocol_version": 1001}, protocol=2)),
+                           ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
+                           ("tensors", pickle.dumps(0, protocol=2)), ("pickle", os_system(marker))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 BY_ID = {e.id: e for e in EVIL}
 assert len(BY_ID) == len(EVIL), "evil ids must be unique"

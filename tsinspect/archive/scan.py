@@ -316,6 +316,9 @@ def _scan_unopenable(result: ScanResult, reason: str) -> None:
     except OSError:
         result.error = reason
         return
+    if _scan_tar(result):
+        result.format = rk.LEGACY
+        return
     probe = ScanResult(result.path)
     seen = _scan_stream(probe, data, None, WEIGHTS_ONLY, LEGACY_PICKLES, legacy=True, quiet_failure=True)
     if seen and (probe.pickles and any(f.kind != "malformed_pickle" for f in probe.findings)):
@@ -325,6 +328,48 @@ def _scan_unopenable(result: ScanResult, reason: str) -> None:
         result.add(Finding("not_an_archive", INFO, None, f"{reason}; torch.load would still unpickle it"))
     else:
         result.error = reason
+
+
+MAX_TAR_MEMBERS = 1000
+TAR_PICKLES = ("storages", "tensors", "pickle")  # what torch.load's legacy tar reader unpickles
+
+
+def _scan_tar(result: ScanResult) -> bool:
+    """The pre-1.0 torch.save format: a tar whose storages, tensors and pickle members torch.load unpickles
+    (with a full unpickler only: weights_only refuses the format). False when the file is not a tar."""
+    import tarfile
+
+    try:
+        tar = tarfile.open(result.path, mode="r:")
+    except (tarfile.TarError, OSError, ValueError, EOFError, UnicodeError):
+        return False
+    with tar:
+        result.add(Finding("legacy_tar", SUSPICIOUS, None,
+                           "the pre-1.0 tar format of torch.save: torch.load refuses it with weights_only=True and "
+                           "reads its pickles with a full unpickler otherwise"))
+        try:
+            for index, info in enumerate(tar):
+                if index >= MAX_TAR_MEMBERS:
+                    result.add(Finding("truncated", INFO, None, f"only the first {MAX_TAR_MEMBERS} tar members "
+                                       "were looked at"))
+                    break
+                if not info.isreg():
+                    continue
+                result.members += 1
+                name = printable(info.name)
+                if info.size > PICKLE_CAP:
+                    if info.name in TAR_PICKLES:
+                        result.add(Finding("unreadable_pickle", SUSPICIOUS, name, "over the cap; not scanned"))
+                    continue
+                handle = tar.extractfile(info)
+                data = handle.read(PICKLE_CAP) if handle is not None else b""
+                if info.name in TAR_PICKLES or _looks_like_pickle(data[:2]):
+                    # storages and tensors hold pickles between raw bytes: walk the leading run of pickles
+                    _scan_stream(result, data, name, WEIGHTS_ONLY, MAX_PICKLES_PER_MEMBER, legacy=True,
+                                 quiet_failure=info.name not in TAR_PICKLES)
+        except (tarfile.TarError, OSError, ValueError, EOFError, UnicodeError) as exc:
+            result.add(Finding("malformed_tar", SUSPICIOUS, None, f"the tar breaks: {str(exc)[:200]}"))
+    return True
 
 
 class _Scan:
@@ -377,6 +422,8 @@ class _Scan:
         limit = min(PICKLE_CAP, zip_.shift) if zip_ is not None and zip_.shift else PICKLE_CAP
         with open(self.archive.path, "rb") as fh:
             data = fh.read(limit)
+        if _scan_tar(self.result):
+            return  # torch.load tries the tar format first
         if zip_ is None and self.archive.container != "pickle":
             return
         _scan_stream(self.result, data, None, WEIGHTS_ONLY, LEGACY_PICKLES, legacy=True,
