@@ -15,6 +15,7 @@ meta kernels), the original file ``--original`` is loaded normally.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -81,6 +82,7 @@ def _meta_fallback_worthy(error: dict) -> bool:
     return error["kind"] in ("load_failed", "out_of_memory")
 
 
+@functools.lru_cache(maxsize=8192)  # inlined graphs repeat one range per copy of a layer (shared, never mutated)
 def parse_source(text: str) -> dict | None:
     """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
     if not text or not text.strip():
