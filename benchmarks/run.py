@@ -1,82 +1,353 @@
-"""Benchmarks: tsinspect against what a user would do instead, on archives built here with torch.
+"""Benchmarks: tsinspect against what a user would do instead, on large archives built here with torch.
 
-    python benchmarks/run.py [--layers 1,6,24] [--repeat 3]
+    python benchmarks/run.py [--layers 1,6,12,24] [--repeat 3] [--quick] [--plot docs/performance.png]
 
-Builds scripted nn.TransformerEncoder archives (d_model 1024; 24 layers is about 1.2 GB) in benchmarks/out/
-(ignored by git), then measures, each in a fresh process, wall time and peak memory of:
-  tsinspect info --json FILE        vs   python -c "torch.jit.load(FILE)"   vs   unzip -l FILE
-and prints a Markdown table (copied into docs/performance.md). Nothing here is asserted by the tests.
+Builds, once, into benchmarks/out/ (ignored by git; about 2.5 GB of disk):
+  - scripted nn.TransformerEncoder archives, d_model 1024, 16 heads, feed-forward 4096, at each --layers
+    (24 layers is 1.2 GB of weights);
+  - nn.Transformer, 6 encoder + 6 decoder layers, d_model 512 (the defaults), traced and scripted;
+  - a "deep" scripted nn.TransformerEncoder of 35 layers at d_model 32: a ~50k-node inlined graph over
+    1 MiB of weights (the same graph as 35 large layers, none of the bytes).
+Then measures each command in a fresh process (benchmarks/measure.py: wall time, and the peak resident
+memory of the largest process of the command's tree: ru_maxrss over RUSAGE_CHILDREN, which takes the
+maximum over every descendant that was waited for, so for `graph`, `diff` and `report` it is
+max(tsinspect, its torch extraction children)):
+  info     tsinspect info --json F          vs  torch.jit.load(F) (the process, with import torch); unzip -l F
+  graph    tsinspect graph --json F         vs  print(torch.jit.load(F).graph)
+  inline   tsinspect graph --inline --json  vs  print(torch.jit.load(F).inlined_graph)
+  report   tsinspect report F -o X.html     vs  torch.jit.load(F)
+  tui      the app driven headless (App.run_test) in a fresh process: time from the command to the first
+           screen (the archive read and shown) and to the IR view with the IR loaded ("g" pressed)
+  diff     tsinspect diff TRACED SCRIPTED (IR path, and --ir never)  vs  loading both and printing .code
+Wall times are the best of --repeat runs, memory the largest. Prints the Markdown tables of
+docs/performance.md, writes benchmarks/out/results.json, and with matplotlib installed draws the scaling
+plot (--plot). Nothing here is asserted by the tests. --quick: 1 layer, small Transformer and deep model,
+one run (a smoke test of this script).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 OUT = HERE / "out"
+PY = sys.executable
+TSI = [PY, "-m", "tsinspect"]
 
-
-def build_encoder(layers: int) -> Path:
-    path = OUT / f"encoder_{layers}.pt"
-    if path.exists():
-        return path
-    script = f"""
-import warnings, torch
+ENCODER = """
+import sys, warnings, torch
 warnings.simplefilter("ignore")
 torch.manual_seed(0)
-layer = torch.nn.TransformerEncoderLayer(d_model=1024, nhead=16, dim_feedforward=4096, batch_first=True)
-model = torch.nn.TransformerEncoder(layer, num_layers={layers}, enable_nested_tensor=False).eval()
-torch.jit.script(model).save({str(path)!r})
+layers, d, heads, ff = map(int, sys.argv[2:6])
+layer = torch.nn.TransformerEncoderLayer(d_model=d, nhead=heads, dim_feedforward=ff, batch_first=True)
+model = torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False).eval()
+torch.jit.script(model).save(sys.argv[1])
 """
-    subprocess.run([sys.executable, "-c", script], check=True)
+
+TRANSFORMER = """
+import sys, warnings, torch
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+d = int(sys.argv[3])
+model = torch.nn.Transformer(d_model=d, nhead=8 if d >= 64 else 4, num_encoder_layers=6, num_decoder_layers=6,
+                             dim_feedforward=4 * d, batch_first=True).eval()
+src, tgt = torch.rand(2, 5, d), torch.rand(2, 3, d)
+# check_trace=False: the trace check re-traces and fails on renamed values, which says nothing about the model
+torch.jit.save(torch.jit.trace(model, (src, tgt), check_trace=False), sys.argv[1])
+torch.jit.save(torch.jit.script(model), sys.argv[2])
+"""
+
+# The TUI in a fresh process, headless; prints absolute times (time.time()) of the first screen and the IR.
+TUI = """
+import asyncio, json, resource, sys, time
+from tsinspect.tui.app import InspectorApp
+
+async def main(path):
+    app = InspectorApp(path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        while app.loaded is None:
+            await pilot.pause(0.005)
+        await pilot.pause()  # the views have taken the archive and the screen is refreshed
+        first = time.time()
+        await pilot.press("g")
+        view = app.query_one("IRView")
+        while view.state in ("waiting", "loading"):
+            await pilot.pause(0.005)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        ir = time.time()
+        state = view.state
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(json.dumps({"first": first, "ir": ir, "state": state, "ui_mib": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_mib": peak / 1024}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def build(path: Path, script: str, *args) -> Path:
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        print(f"building {path.name} ...", file=sys.stderr)
+        tmp = path.with_suffix(".part")
+        subprocess.run([PY, "-c", script, str(tmp), *map(str, args)], check=True)
+        tmp.rename(path)
     return path
 
 
+def build_encoder(layers: int) -> Path:
+    return build(OUT / f"encoder_{layers}.pt", ENCODER, layers, 1024, 16, 4096)
+
+
+def build_deep(layers: int) -> Path:
+    return build(OUT / f"deep_{layers}_d32.pt", ENCODER, layers, 32, 4, 64)
+
+
+def build_transformer(d: int) -> tuple[Path, Path]:
+    traced, scripted = OUT / f"transformer_6_6_d{d}_traced.pt", OUT / f"transformer_6_6_d{d}_scripted.pt"
+    if not (traced.exists() and scripted.exists()):
+        OUT.mkdir(exist_ok=True)
+        print(f"building {traced.name}, {scripted.name} ...", file=sys.stderr)
+        subprocess.run([PY, "-c", TRANSFORMER, str(traced), str(scripted), str(d)], check=True)
+    return traced, scripted
+
+
+def measure_once(cmd: list[str]) -> dict:
+    out = subprocess.run([PY, str(HERE / "measure.py"), *cmd], capture_output=True, text=True, check=True).stdout
+    run = json.loads(out)
+    if run["rc"] not in (0, 1):  # diff exits 1 when it finds something
+        raise SystemExit(f"{' '.join(cmd)} failed ({run['rc']}): {run['stderr']}")
+    return run
+
+
 def measure(cmd: list[str], repeat: int) -> dict:
+    runs = [measure_once(cmd) for _ in range(repeat)]
+    return {"wall_s": min(r["wall_s"] for r in runs), "peak_mib": max(r["peak_mib"] for r in runs)}
+
+
+def torch_cmd(code: str, *paths: Path) -> list[str]:
+    return [PY, "-W", "ignore", "-c", "import sys, torch\n" + code, *map(str, paths)]
+
+
+LOAD = "torch.jit.load(sys.argv[1])"
+LOAD_GRAPH = "print(torch.jit.load(sys.argv[1]).graph)"
+LOAD_INLINED = "print(torch.jit.load(sys.argv[1]).inlined_graph)"
+LOAD_CODE_BOTH = "print(torch.jit.load(sys.argv[1]).code); print(torch.jit.load(sys.argv[2]).code)"
+
+
+def tui(path: Path, repeat: int) -> dict:
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, str(HERE / "measure.py"), *cmd], capture_output=True, text=True,
-                             check=True).stdout
-        runs.append(json.loads(out))
-        if runs[-1]["rc"] != 0:
-            raise SystemExit(f"{cmd} failed: {runs[-1]['stderr']}")
-    best = min(runs, key=lambda r: r["wall_s"])
-    return {"wall_s": best["wall_s"], "peak_mib": max(r["peak_mib"] for r in runs)}
+        start = time.time()
+        proc = subprocess.run([PY, "-c", TUI, str(path)], capture_output=True, text=True, timeout=600)
+        if proc.returncode:
+            raise SystemExit(f"TUI probe failed on {path}: {proc.stderr[-1000:]}")
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs.append({"first_s": doc["first"] - start, "ir_s": doc["ir"] - start, "state": doc["state"],
+                     "peak_mib": doc["peak_mib"], "ui_mib": doc["ui_mib"]})
+    return {"first_s": round(min(r["first_s"] for r in runs), 3), "ir_s": round(min(r["ir_s"] for r in runs), 3),
+            "state": runs[0]["state"], "peak_mib": max(r["peak_mib"] for r in runs),
+            "ui_mib": max(r["ui_mib"] for r in runs)}
+
+
+def inlined_nodes(path: Path) -> int:
+    """Nodes (with those inside blocks) of the root forward's inlined graph, as tsinspect extracts it."""
+    doc = json.loads(subprocess.run([*TSI, "graph", "--inline", "--json", str(path)], capture_output=True,
+                                    text=True, check=True).stdout)
+    root = next(m["type"] for m in doc["modules"] if m["path"] == "")
+    method = next(m for m in doc["types"][root]["methods"] if m["name"] == "forward")
+    stack, count = list(method["inlined"]["nodes"]), 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        for block in node.get("blocks") or []:
+            stack.extend(block["nodes"])
+    return count
+
+
+def archive_row(name: str, path: Path, repeat: int, tmp: Path) -> dict:
+    html = tmp / "report.html"
+    row = {"name": name, "size_mib": round(path.stat().st_size / 2**20, 1), "nodes": inlined_nodes(path)}
+    steps = [
+        ("info", [*TSI, "info", "--json", str(path)]),
+        ("jit_load", torch_cmd(LOAD, path)),
+        ("graph", [*TSI, "graph", "--json", str(path)]),
+        ("jit_graph", torch_cmd(LOAD_GRAPH, path)),
+        ("inline", [*TSI, "graph", "--inline", "--json", str(path)]),
+        ("jit_inlined", torch_cmd(LOAD_INLINED, path)),
+        ("report", [*TSI, "report", str(path), "-o", str(html), "--force"]),
+    ]
+    if shutil.which("unzip"):
+        steps.insert(2, ("unzip_l", ["unzip", "-l", str(path)]))
+    for key, cmd in steps:
+        row[key] = measure(cmd, repeat)
+        print(f"  {name} {key}: {row[key]}", file=sys.stderr)
+    row["tui"] = tui(path, repeat)
+    print(f"  {name} tui: {row['tui']}", file=sys.stderr)
+    return row
+
+
+def diff_row(traced: Path, scripted: Path, repeat: int) -> dict:
+    row = {"name": traced.name.replace("_traced", ""), "size_mib": round(
+        (traced.stat().st_size + scripted.stat().st_size) / 2**20, 1)}
+    for key, cmd in (("diff", [*TSI, "diff", str(traced), str(scripted)]),
+                     ("diff_no_ir", [*TSI, "diff", str(traced), str(scripted), "--ir", "never"]),
+                     ("jit_code", torch_cmd(LOAD_CODE_BOTH, traced, scripted))):
+        row[key] = measure(cmd, repeat)
+        print(f"  diff {key}: {row[key]}", file=sys.stderr)
+    doc = json.loads(subprocess.run([*TSI, "diff", str(traced), str(scripted), "--json"], capture_output=True,
+                                    text=True).stdout)
+    row["analysis"], row["findings"] = doc["analysis"], sum(doc["counts"].values())
+    return row
+
+
+# ----- output
+
+
+def t(m: dict) -> str:
+    return f"{m['wall_s']:.2f} s"
+
+
+def tm(m: dict) -> str:
+    return f"{m['wall_s']:.2f} s, {m['peak_mib']:.0f} MiB"
+
+
+def x(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def tables(results: dict) -> str:
+    rows, lines = results["archives"], []
+    say = lines.append
+    say(f"Machine: {results['machine']}; {results['date']}; load average before/after the run "
+        f"{results['load_before']} / {results['load_after']}; best of {results['repeat']} runs.\n")
+    say("**info** (`tsinspect info --json` against a process doing `torch.jit.load`, and `unzip -l`)\n")
+    say("| archive | size | inlined nodes | `info --json` | `torch.jit.load` | time x | memory x | `unzip -l` |")
+    say("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        unzip = t(r["unzip_l"]) if "unzip_l" in r else "n/a"
+        say(f"| {r['name']} | {r['size_mib']:.0f} MiB | {r['nodes']:,} | {tm(r['info'])} | {tm(r['jit_load'])} | "
+            f"{x(r['info']['wall_s'], r['jit_load']['wall_s'])} | "
+            f"{x(r['info']['peak_mib'], r['jit_load']['peak_mib'])} | {unzip} |")
+    say("\n**graph** (`tsinspect graph --json` against `print(torch.jit.load(f).graph)`; `--inline` against "
+        "`print(torch.jit.load(f).inlined_graph)`; memory is the largest process)\n")
+    say("| archive | `graph --json` | `.graph` | time x | memory x | `graph --inline --json` | `.inlined_graph` "
+        "| time x | memory x |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        g, j, i, ji = r["graph"], r["jit_graph"], r["inline"], r["jit_inlined"]
+        say(f"| {r['name']} | {tm(g)} | {tm(j)} | {x(g['wall_s'], j['wall_s'])} | "
+            f"{x(g['peak_mib'], j['peak_mib'])} | {tm(i)} | {tm(ji)} | {x(i['wall_s'], ji['wall_s'])} | "
+            f"{x(i['peak_mib'], ji['peak_mib'])} |")
+    say("\n**report** (HTML, with the IR) and **TUI** (headless; from the command to the first screen, and to "
+        "the IR view with the IR loaded)\n")
+    say("| archive | `report -o x.html` | time x `torch.jit.load` | TUI first screen | TUI IR | TUI memory "
+        "(UI process / largest) |")
+    say("|---|---|---|---|---|---|")
+    for r in rows:
+        u = r["tui"]
+        say(f"| {r['name']} | {tm(r['report'])} | {x(r['report']['wall_s'], r['jit_load']['wall_s'])} | "
+            f"{u['first_s']:.2f} s | {u['ir_s']:.2f} s ({u['state']}) | {u['ui_mib']:.0f} / {u['peak_mib']:.0f} MiB |")
+    d = results["diff"]
+    say("\n**diff** (`tsinspect diff TRACED SCRIPTED`, against loading both with torch and printing `.code`)\n")
+    say("| pair | both archives | `diff` (IR path) | `diff --ir never` | load both + `.code` | time x | findings |")
+    say("|---|---|---|---|---|---|---|")
+    say(f"| {d['name']} | {d['size_mib']:.0f} MiB | {tm(d['diff'])} | {tm(d['diff_no_ir'])} | {tm(d['jit_code'])} "
+        f"| {x(d['diff']['wall_s'], d['jit_code']['wall_s'])} | {d['findings']} ({d['analysis']}) |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    enc = [r for r in results["archives"] if r["name"].startswith("encoder")]
+    deep = [r for r in results["archives"] if r["name"].startswith("deep")]
+    layers = [r["layers"] for r in enc]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.6))
+    series = [("info", "tsinspect info", "C0", "-"), ("graph", "tsinspect graph", "C1", "-"),
+              ("inline", "tsinspect graph --inline", "C2", "-"), ("report", "tsinspect report", "C4", "-"),
+              ("jit_load", "torch.jit.load", "C3", "--"), ("jit_inlined", "torch.jit.load + .inlined_graph", "C5", "--")]
+    for key, label, colour, style in series:
+        a.plot(layers, [r[key]["wall_s"] for r in enc], style, marker="o", color=colour, label=label)
+        b.plot(layers, [r[key]["peak_mib"] for r in enc], style, marker="o", color=colour, label=label)
+    a.plot(layers, [r["tui"]["first_s"] for r in enc], ":", marker="s", color="C7", label="TUI first screen")
+    a.plot(layers, [r["tui"]["ir_s"] for r in enc], ":", marker="^", color="C8", label="TUI IR view")
+    a.set(title="Wall time (best of runs)", xlabel="encoder layers (d_model 1024; 24 = 1.2 GB)", ylabel="seconds")
+    b.set(title="Peak memory of the largest process", xlabel="encoder layers (d_model 1024)", ylabel="MiB")
+    a.legend(fontsize=8)
+    b.legend(fontsize=8)
+    for key, label, colour in (("inline", "tsinspect graph --inline", "C2"), ("tui", "TUI IR view", "C8"),
+                               ("jit_inlined", "torch.jit.load + .inlined_graph", "C5")):
+        def sec(r):
+            return r["tui"]["ir_s"] if key == "tui" else r[key]["wall_s"]
+        c.plot([r["nodes"] for r in enc], [sec(r) for r in enc], "-", marker="o", color=colour, label=label)
+        c.plot([r["nodes"] for r in deep], [sec(r) for r in deep], "*", markersize=14, color=colour)
+    c.set(title="Time against inlined graph size\n(circles: d_model 1024; stars: d_model 32, 1 MiB of weights)",
+          xlabel="nodes in the inlined forward graph", ylabel="seconds")
+    c.legend(fontsize=8)
+    for axis in (a, b, c):
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    fig.suptitle(f"tsinspect benchmarks ({results['machine']}, {results['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--layers", default="1,6,24")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--layers", default="1,6,12,24", help="encoder sizes (d_model 1024), comma-separated")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command; the best time is kept")
+    parser.add_argument("--deep-layers", type=int, default=35, help="layers of the d_model 32 encoder (35: ~50k nodes)")
+    parser.add_argument("--transformer-d", type=int, default=512, help="d_model of the nn.Transformer pair")
+    parser.add_argument("--quick", action="store_true", help="1 layer, small models, one run: a smoke test")
+    parser.add_argument("--plot", type=Path, help="write the scaling plot here (needs matplotlib)")
+    parser.add_argument("--build-only", action="store_true", help="build the archives and stop")
     args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    tsinspect = [sys.executable, "-m", "tsinspect"]
-    rows = []
-    for layers in map(int, args.layers.split(",")):
-        path = build_encoder(layers)
-        load = "import warnings, torch; warnings.simplefilter('ignore'); torch.jit.load({!r})".format(str(path))
-        row = {"layers": layers, "size_mib": round(path.stat().st_size / 2**20),
-               "info": measure([*tsinspect, "info", "--json", str(path)], args.repeat),
-               "jit_load": measure([sys.executable, "-c", load], args.repeat)}
-        if shutil.which("unzip"):
-            row["unzip_l"] = measure(["unzip", "-l", str(path)], args.repeat)
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
-    print(f"\nMachine: {platform.machine()}, {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
-    print("| layers | archive | `info --json` | `torch.jit.load` | ratio (time) | `unzip -l` |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        unzip = f"{r['unzip_l']['wall_s']:.2f} s" if "unzip_l" in r else "n/a"
-        print(f"| {r['layers']} | {r['size_mib']} MiB | {r['info']['wall_s']:.2f} s, {r['info']['peak_mib']:.0f} MiB "
-              f"| {r['jit_load']['wall_s']:.2f} s, {r['jit_load']['peak_mib']:.0f} MiB "
-              f"| {r['info']['wall_s'] / r['jit_load']['wall_s']:.3f} | {unzip} |")
+    if args.quick:
+        args.layers, args.repeat, args.deep_layers, args.transformer_d = "1", 1, 2, 32
+    sizes = [int(n) for n in args.layers.split(",")]
+    archives = [(f"encoder_{n}", n, build_encoder(n)) for n in sizes]
+    archives.append((f"deep_{args.deep_layers}_d32", args.deep_layers, build_deep(args.deep_layers)))
+    pair = build_transformer(args.transformer_d)
+    if args.build_only:
+        return
+    load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                          f"torch {torch_version()}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "repeat": args.repeat, "load_before": load_before, "archives": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, layers, path in archives:
+            row = archive_row(name, path, args.repeat, Path(tmp))
+            row["layers"] = layers
+            results["archives"].append(row)
+        results["diff"] = diff_row(*pair, args.repeat)
+    results["load_after"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    print(tables(results))
+    if args.plot and plot(results, args.plot):
+        print(f"\nplot written to {args.plot}", file=sys.stderr)
+
+
+def torch_version() -> str:
+    return subprocess.run([PY, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 if __name__ == "__main__":
