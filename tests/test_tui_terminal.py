@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 class Terminal:
     def __init__(self, *args: str, width: int = 140, height: int = 40):
         self.name = f"tsinspect-test-{uuid.uuid4().hex[:8]}"
-        env = {"TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
+        # the tmux server inherits this process's environment, where pytest has set COLUMNS=80 and LINES=24;
+        # they would override the pane's real size
+        env = {"TERM": "xterm-256color", "PYTHONPATH": str(REPO), "COLUMNS": str(width), "LINES": str(height)}
         command = " ".join([sys.executable, "-m", "tsinspect", *args])
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
                         *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], command],
