@@ -7,6 +7,7 @@ declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass, field
 
 from tsinspect.archive.problems import ArchiveError, Problem
@@ -15,6 +16,24 @@ from tsinspect.archive.records import CODE
 from tsinspect.archive.text import printable
 
 MAX_CODE_FILE = 16 * 1024 * 1024
+# CPython before 3.12 keeps ast's recursion-depth counter per interpreter, not per thread: a parse in a
+# worker thread while another thread builds an AST (Textual's main thread parses action strings with
+# ast.literal_eval while composing the footer) fails at random with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905; it failed the TUI's IR view in 2 of 6 starts).
+# Our own parses go one at a time, and a parse that hit the race is retried.
+_PARSE_LOCK = threading.Lock()
+_PARSE_ATTEMPTS = 5
+
+
+def _parse(source: str, filename: str) -> ast.Module:
+    with _PARSE_LOCK:
+        for attempt in range(_PARSE_ATTEMPTS):
+            try:
+                return ast.parse(source, filename=filename)
+            except SystemError as exc:
+                if "recursion depth mismatch" not in str(exc) or attempt == _PARSE_ATTEMPTS - 1:
+                    raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -79,7 +98,7 @@ def index_code(archive: Archive) -> CodeIndex:
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
-            tree = ast.parse(source, filename=record.name)
+            tree = _parse(source, record.name)
         except ArchiveError as exc:
             archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
             continue
