@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
-from tsinspect.archive.text import human_bytes, json_safe, printable
+from tsinspect.archive.text import human_bytes, printable
+from tsinspect.cli.output import emit_json, warn_problems
 from tsinspect.cli.style import Style, style_for
 
 PREVIEW_CAP = 64 * 1024
@@ -50,27 +49,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("members", nargs="*", help="records to extract (default: all)")
     p.add_argument("--json", action="store_true", help="print what was written as JSON (schema tsinspect.extract/1)")
     p.set_defaults(run=run_extract)
-
-
-def emit_json(obj: Any) -> None:
-    """Indented for a person at a terminal; compact (and several times faster to encode) for a pipe."""
-    text = json.dumps(obj, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
-    # strings from the archive are in there: json escapes C0 controls, json_safe the C1 and bidi ones
-    sys.stdout.write(json_safe(text))
-    sys.stdout.write("\n")
-
-
-def warn_problems(problems: list[Problem], style: Style, limit: int = 20) -> None:
-    err = style_for_stderr(style)
-    for problem in problems[:limit]:
-        print(f"tsinspect: {err('warning', 'yellow')}: {problem}", file=sys.stderr)
-    if len(problems) > limit:
-        print(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
-              file=sys.stderr)
-
-
-def style_for_stderr(style: Style) -> Style:
-    return Style(style.enabled and sys.stderr.isatty())
 
 
 def _require_zip(archive: Archive) -> None:

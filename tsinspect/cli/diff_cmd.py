@@ -5,10 +5,10 @@ structural diff of two archives of one kind. Never imports torch here; the IR co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from tsinspect.cli import EXIT_FINDINGS, EXIT_OK
+from tsinspect.cli.output import emit_json
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +50,7 @@ def run_diff(args: argparse.Namespace) -> int:
     if args.quiet:
         return status
     if args.format == "json":
-        json.dump(result.to_json(), sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        emit_json(result.to_json())
         return status
     from tsinspect.cli.style import style_for
     from tsinspect.diff.text import render

@@ -15,6 +15,7 @@ from collections import defaultdict
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import printable
 from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
+from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.model import Graph, LoadError, Node
@@ -86,12 +87,6 @@ def _say(err: Style, label: str, colour: str, message: str) -> None:
     print(f"tsinspect: {err(label, colour)}: {printable(message)}", file=sys.stderr)
 
 
-def _emit(obj) -> None:
-    """As archive_cmds.emit_json: indented at a terminal, compact on a pipe, C1/bidi characters escaped."""
-    from tsinspect.cli.archive_cmds import emit_json
-
-    emit_json(obj)
-
 
 # ----- graph
 
@@ -107,7 +102,7 @@ def run_graph(args: argparse.Namespace) -> int:
         doc["gate"] = result.scan.to_json()
         if not loaded:
             doc["fallback"] = ast_view_json(result.index)
-        _emit(doc)
+        emit_json(doc)
         return status
     style = style_for(args.color)
     if not loaded:
@@ -242,7 +237,7 @@ def run_ops(args: argparse.Namespace) -> int:
                 for op, uses in sorted(counts.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
         origin = "ast"
     if args.json:
-        _emit({"schema": "tsinspect.ops/1", "path": args.file, "load": ir.load, "from": origin,
+        emit_json({"schema": "tsinspect.ops/1", "path": args.file, "load": ir.load, "from": origin,
                "error": ir.error.to_json() if ir.error else None, "ops": rows})
         return status
     style = style_for(args.color)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tsinspect.archive.text import printable
-from tsinspect.cli.archive_cmds import emit_json, style_for_stderr
+from tsinspect.cli.output import emit_json, stderr_style
 from tsinspect.cli.style import style_for
 
 _COLOURS = {"clean": "green", "suspicious": "yellow", "unsafe": "red", "error": "red", "info": "dim"}
@@ -29,7 +29,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
     results = []
     style = style_for(args.color)
-    err = style_for_stderr(style)
+    err = stderr_style(style)
     for path in args.files:
         result = scan_file(path)
         results.append(result)

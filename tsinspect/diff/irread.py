@@ -13,7 +13,6 @@ from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import printable
 from tsinspect.diff.irprogram import program_from_ir
-from tsinspect.diff.program import Program
 from tsinspect.ir.model import IR
 from tsinspect.ir.run import Extraction, Options, extract_ir
 

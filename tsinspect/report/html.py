@@ -358,8 +358,8 @@ class _Writer:
         lines, limit = [], min(self.r.limits.ir_lines, self.ir_left)
         for count, (depth, pieces, source) in enumerate(graph_lines(method.graph)):
             if count == limit:
-                lines.append(f'<span class="line muted">... more nodes: the JSON report has the whole graph'
-                             f"</span>")
+                lines.append('<span class="line muted">... more nodes: the JSON report has the whole graph'
+                             "</span>")
                 break
             text = "".join(f'<span class="{role}">{e(t)}</span>' if role else e(t) for t, role in pieces)
             if source is not None and (source.code_file or source.file):

@@ -1,0 +1,33 @@
+"""What every command writes: JSON on stdout, warnings on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tsinspect.archive.problems import Problem
+from tsinspect.archive.text import json_safe
+from tsinspect.cli.style import Style
+
+
+def emit_json(obj: Any) -> None:
+    """Indented for a person at a terminal; compact (and several times faster to encode) for a pipe."""
+    text = json.dumps(obj, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
+    # strings from the archive are in there: json escapes C0 controls, json_safe the C1 and bidi ones
+    sys.stdout.write(json_safe(text))
+    sys.stdout.write("\n")
+
+
+def stderr_style(style: Style) -> Style:
+    """The command's colour choice, applied to stderr only when stderr is a terminal too."""
+    return Style(style.enabled and sys.stderr.isatty())
+
+
+def warn_problems(problems: list[Problem], style: Style, limit: int = 20) -> None:
+    err = stderr_style(style)
+    for problem in problems[:limit]:
+        print(f"tsinspect: {err('warning', 'yellow')}: {problem}", file=sys.stderr)
+    if len(problems) > limit:
+        print(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
+              file=sys.stderr)
