@@ -341,7 +341,7 @@ def main() -> None:
             results["archives"].append(row)
         results["diff"] = diff_row(*pair, args.repeat)
     results["load_after"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    (OUT / ("results-quick.json" if args.quick else "results.json")).write_text(json.dumps(results, indent=1))
     print(tables(results))
     if args.plot and plot(results, args.plot):
         print(f"\nplot written to {args.plot}", file=sys.stderr)
