@@ -8,7 +8,6 @@ the output is the ``ast`` view of ``code/`` instead, and stderr says why.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 
@@ -18,7 +17,8 @@ from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
 from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
-from tsinspect.ir.model import Graph, LoadError, Node
+from tsinspect.ir.lines import graph_lines, where
+from tsinspect.ir.model import Graph, LoadError
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
@@ -127,7 +127,7 @@ def run_graph(args: argparse.Namespace) -> int:
                 print(f"    {style('error', 'red')}: {printable(method.error)}")
                 continue
             graph = method.inlined if args.inline and method.inlined else method.graph
-            for line in graph_lines(graph, style, indent=4):
+            for line in graph_text(graph, style, indent=4):
                 print(line)
     return status
 
@@ -141,65 +141,15 @@ def _check_selection(args: argparse.Namespace, doc: dict) -> None:
         raise UsageError(f"no method {printable(args.method)!r}{where}")
 
 
-def _attr_text(value) -> str:
-    if isinstance(value, dict) and "tensor" in value:
-        t = value["tensor"]
-        shape = ",".join(str(d) for d in t.get("shape", []))
-        shown = f"{t.get('dtype')}[{shape}]"
-        return f"<{shown} {t['value']}>" if "value" in t else f"<{shown}>"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return str(value)
+_ROLE_STYLES = {"block": ("blue",), "ret": ("dim",)}
 
 
-def node_text(node: Node) -> str:
-    outs = ", ".join(f"%{v.name} : {v.type}" for v in node.outputs)
-    attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attributes.items())
-    call = f"{node.kind}{'[' + attrs + ']' if attrs else ''}({', '.join('%' + i for i in node.inputs)})"
-    return f"{outs} = {call}" if outs else call
-
-
-def _where(node: Node) -> str:
-    src = node.source
-    if src is None:
-        return ""
-    parts = []
-    if src.code_file:
-        parts.append(f"{src.code_file}:{src.code_line}")
-    if src.file:
-        parts.append(f"{src.file.rsplit('/', 1)[-1]}:{src.line}")
-    return " <- ".join(parts)
-
-
-def graph_lines(graph: Graph, style: Style, indent: int = 0):
+def graph_text(graph: Graph, style: Style, indent: int = 0):
     """The graph as an indented tree: blocks under their prim::If/prim::Loop, source per node."""
-    pad = " " * indent
-    yield pad + printable("graph(" + ", ".join(f"%{v.name} : {v.type}" for v in graph.inputs) + "):")
-    # explicit stack of (remaining items, depth); an item is a node or a ("block"/"ret", ...) marker
-    stack: list[tuple[list, int]] = [(list(graph.nodes), 1)]
-    while stack:
-        items, depth = stack[-1]
-        if not items:
-            stack.pop()
-            continue
-        item = items.pop(0)
-        lead = pad + "  " * depth
-        if isinstance(item, tuple):
-            marker, *rest = item
-            if marker == "block":
-                index, block = rest
-                params = ", ".join(f"%{v.name} : {v.type}" for v in block.inputs)
-                yield lead + style(printable(f"block{index}({params}):"), "blue")
-                stack.append(([*block.nodes, ("ret", block.outputs)], depth + 1))
-            else:
-                yield lead + style(printable("-> (" + ", ".join("%" + o for o in rest[0]) + ")"), "dim")
-            continue
-        where = _where(item)
-        text = printable(node_text(item))
-        yield lead + text + (style(f"  # {printable(where)}", "dim") if where else "")
-        if item.blocks:
-            stack.append(([("block", i, b) for i, b in enumerate(item.blocks)], depth + 1))
-    yield pad + printable("  return (" + ", ".join("%" + o for o in graph.outputs) + ")")
+    for depth, pieces, source in graph_lines(graph):
+        text = "".join(style(printable(t), *_ROLE_STYLES.get(role, ())) for t, role in pieces)
+        at = where(source)
+        yield " " * indent + "  " * depth + text + (style(f"  # {printable(at)}", "dim") if at else "")
 
 
 def ast_lines(result: Extraction, style: Style):

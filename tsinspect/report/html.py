@@ -20,7 +20,7 @@ import tsinspect
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import human_bytes, printable
 from tsinspect.report import common
-from tsinspect.report.irlines import graph_lines
+from tsinspect.ir.lines import graph_lines
 from tsinspect.report.model import Report
 
 LIGHT_STYLE, DARK_STYLE = "default", "github-dark"

@@ -14,7 +14,7 @@ import tsinspect
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import human_bytes, printable
 from tsinspect.report import common
-from tsinspect.report.irlines import graph_lines, text_of
+from tsinspect.ir.lines import graph_lines, text_of
 from tsinspect.report.model import Report
 
 # Markdown punctuation that can start markup anywhere on a line; "_" only at a word boundary.

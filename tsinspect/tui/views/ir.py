@@ -8,8 +8,6 @@ reason is shown in place with the ``ast`` view of code/ (methods and the ops the
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -24,6 +22,7 @@ from textual.widgets.option_list import Option
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import printable
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
+from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
@@ -31,28 +30,16 @@ from tsinspect.tui.widgets.lazytree import Item, LazyTree
 MAX_USES = 50  # uses listed per value
 
 
-def attr_text(value: Any) -> str:
-    if isinstance(value, dict) and "tensor" in value:
-        t = value["tensor"]
-        dims = ",".join(str(d) for d in t.get("shape", []))
-        return f"<{t.get('dtype')}[{dims}]" + (f" {t['value']}>" if "value" in t else ">")
-    return json.dumps(value) if isinstance(value, str) else str(value)
+_ROLE_STYLES = {"value": "cyan", "type": "dim", "kind": "bold", "attr": "yellow"}
 
 
 def node_label(node: Node) -> Text:
     """``%h.1 : Tensor = aten::linear(%x.1, %w)`` with its parts styled."""
     text = Text(no_wrap=True, end="")
-    for i, out in enumerate(node.outputs):
-        text.append(", " if i else "")
-        text.append("%" + printable(out.name), style="cyan")
-        text.append(" : " + printable(out.type), style="dim")
-    if node.outputs:
-        text.append(" = ")
-    text.append(printable(node.kind), style="bold")
-    if node.attributes:
-        attrs = ", ".join(f"{printable(k)}={printable(attr_text(v))}" for k, v in node.attributes.items())
-        text.append("[" + (attrs if len(attrs) <= 80 else attrs[:77] + "...") + "]", style="yellow")
-    text.append("(" + ", ".join("%" + printable(i) for i in node.inputs) + ")")
+    for piece, role in node_pieces(node):
+        if role == "attr" and len(piece) > 82:
+            piece = piece[:78] + "...]"
+        text.append(printable(piece), style=_ROLE_STYLES.get(role, ""))
     return text
 
 

@@ -1,7 +1,7 @@
-"""A method's IR as lines of styled pieces, for the HTML and Markdown writers.
+"""A method's IR as lines of styled pieces: the one rendering of nodes that the CLI, the TUI and the reports style.
 
 Each line is ``(depth, pieces, source)``: pieces are ``(text, role)`` with role ``value``, ``type``,
-``kind``, ``attr``, ``block`` or ``""``; ``source`` is the node's ``tsinspect.ir.model.Source`` or None.
+``kind``, ``attr``, ``block``, ``ret`` or ``""``; ``source`` is the node's ``tsinspect.ir.model.Source`` or None.
 Blocks nest under their ``prim::If``/``prim::Loop``. Iterative, so deep nesting costs no recursion.
 """
 
@@ -16,7 +16,7 @@ Piece = tuple[str, str]
 Line = tuple[int, list[Piece], Source | None]
 
 
-def _attr(value: Any, limit: int = 200) -> str:
+def attr_text(value: Any, limit: int = 200) -> str:
     """An attribute value, at most ``limit`` characters (the JSON report has it whole)."""
     if isinstance(value, dict) and "tensor" in value:
         t = value["tensor"]
@@ -50,7 +50,7 @@ def node_pieces(node: Node) -> list[Piece]:
         pieces.append((" = ", ""))
     pieces.append((node.kind, "kind"))
     if node.attributes:
-        pieces.append(("[" + ", ".join(f"{k}={_attr(v)}" for k, v in node.attributes.items()) + "]", "attr"))
+        pieces.append(("[" + ", ".join(f"{k}={attr_text(v)}" for k, v in node.attributes.items()) + "]", "attr"))
     return pieces + [("(", "")] + _values(node.inputs) + [(")", "")]
 
 
@@ -73,9 +73,21 @@ def graph_lines(graph: Graph) -> Iterator[Line]:
             yield depth, [(f"block{index}(", "block")] + _params(block.inputs) + [("):", "block")], None
             stack.append(([("ret", block.outputs), *reversed(block.nodes)], depth + 1))
         else:
-            yield depth, [("-> (", "")] + _values(item[1]) + [(")", "")], None
+            yield depth, [("-> (", "ret")] + _values(item[1]) + [(")", "ret")], None
     yield 1, [("return (", "")] + _values(graph.outputs) + [(")", "")], None
 
 
 def text_of(pieces: list[Piece]) -> str:
     return "".join(text for text, _ in pieces)
+
+
+def where(source: Source | None) -> str:
+    """``code/__torch__/m.py:12 <- m.py:23``: the node's line in code/ and in the original source."""
+    if source is None:
+        return ""
+    parts = []
+    if source.code_file:
+        parts.append(f"{source.code_file}:{source.code_line}")
+    if source.file:
+        parts.append(f"{source.file.rsplit('/', 1)[-1]}:{source.line}")
+    return " <- ".join(parts)
