@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.summary import ArchiveSummary
+from tsinspect.archive.text import human_bytes
 from tsinspect.report.model import Report
 
 SECTIONS = (("summary", "Summary"), ("diff", "Trace vs script"), ("safety", "Safety and problems"),
@@ -24,6 +25,35 @@ def sections(report: Report) -> list[tuple[str, str]]:
     structural = report.diff is not None and report.diff.mode != "trace_vs_script"
     return [(anchor, "Structural diff" if anchor == "diff" and structural else title)
             for anchor, title in SECTIONS if anchor not in skip]
+
+
+def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
+    """The summary's (label, plain text) rows about the archive itself; writers escape the text."""
+    facts = [("file", s.path), ("size", f"{human_bytes(s.file_size)} ({s.file_size:,} bytes)"),
+             ("format", s.format + (f" ({s.container} container)" if s.container != "zip" else ""))]
+    if s.prefix:
+        facts.append(("top folder", s.prefix.rstrip("/")))
+    if s.note:
+        facts.append(("note", s.note))
+    if s.versions:
+        facts.append(("versions", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.versions.items())))
+    if s.records:
+        facts.append(("records", record_kinds(s)))
+    if s.modules is not None:
+        facts.append(("modules", f"{sum(1 for _ in s.modules.walk())}, root {short_type(s.modules.type)}"))
+    if s.tensors:
+        dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
+        facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {dtypes}"))
+    if s.constants:
+        facts.append(("constants", f"{len(s.constants)} tensors in constants.pkl"))
+    if s.traced_inputs:
+        facts.append(("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
+    if s.methods:
+        facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
+    if s.extra_files:
+        facts.append(("extra files", ", ".join(f"{x.name[len('extra/'):]} ({human_bytes(x.size)})"
+                                               for x in s.extra_files)))
+    return facts
 
 
 def diff_notes(diff) -> list[str]:

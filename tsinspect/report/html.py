@@ -151,31 +151,7 @@ class _Writer:
     # -- sections -------------------------------------------------------------------------------------
     def section_summary(self) -> str:
         s = self.s
-        facts = [("file", e(s.path)), ("size", f"{human_bytes(s.file_size)} ({s.file_size:,} bytes)"),
-                 ("format", e(s.format) + (f" ({e(s.container)} container)" if s.container != "zip" else ""))]
-        if s.prefix:
-            facts.append(("top folder", e(s.prefix.rstrip("/"))))
-        if s.note:
-            facts.append(("note", e(s.note)))
-        if s.versions:
-            facts.append(("versions", e(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.versions.items()))))
-        if s.records:
-            facts.append(("records", e(common.record_kinds(s))))
-        if s.modules is not None:
-            facts.append(("modules", f"{sum(1 for _ in s.modules.walk())}, root {e(short_type(s.modules.type))}"))
-        if s.tensors:
-            dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
-            facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {e(dtypes)}"))
-        if s.constants:
-            facts.append(("constants", f"{len(s.constants)} tensors in constants.pkl"))
-        if s.traced_inputs:
-            facts.append(("traced with", e(", ".join(f"{t.name}: {t.dtype}{common.shape(t.shape)}"
-                                                     for t in s.traced_inputs))))
-        if s.methods:
-            facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
-        if s.extra_files:
-            facts.append(("extra files", e(", ".join(f"{x.name[len('extra/'):]} ({human_bytes(x.size)})"
-                                                     for x in s.extra_files))))
+        facts = [(label, e(text)) for label, text in common.archive_facts(s)]
         facts.append(("safety", self.verdict_text()))
         facts.append(("IR", self.ir_status()))
         facts.append(("problems", f'<span class="warn">{len(s.problems)}</span>' if s.problems else "none"))

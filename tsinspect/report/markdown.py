@@ -78,30 +78,7 @@ class _Writer:
 
     def section_summary(self) -> str:
         s, r = self.s, self.r
-        facts = [("file", md(s.path)), ("size", f"{human_bytes(s.file_size)} ({s.file_size:,} bytes)"),
-                 ("format", md(s.format))]
-        if s.prefix:
-            facts.append(("top folder", md(s.prefix.rstrip("/"))))
-        if s.note:
-            facts.append(("note", md(s.note)))
-        if s.versions:
-            facts.append(("versions", md(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.versions.items()))))
-        if s.records:
-            facts.append(("records", md(common.record_kinds(s))))
-        if s.modules is not None:
-            facts.append(("modules", f"{sum(1 for _ in s.modules.walk())}, root {md(short_type(s.modules.type))}"))
-        if s.tensors:
-            dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
-            facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {md(dtypes)}"))
-        if s.constants:
-            facts.append(("constants", f"{len(s.constants)} tensors in constants.pkl"))
-        if s.traced_inputs:
-            facts.append(("traced with", md(", ".join(f"{t.name}: {t.dtype}{common.shape(t.shape)}"
-                                                      for t in s.traced_inputs))))
-        if s.methods:
-            facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
-        if s.extra_files:
-            facts.append(("extra files", md(", ".join(x.name[len("extra/"):] for x in s.extra_files))))
+        facts = [(label, md(text)) for label, text in common.archive_facts(s)]
         unsafe = len(r.scan.unsafe)
         facts.append(("safety", f"**{unsafe} unsafe finding(s)**" if unsafe else "no file or raw-memory operations"
                       if r.code else "no code/"))
