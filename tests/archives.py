@@ -31,25 +31,13 @@ SILERO_VAD_REQUIREMENT = "silero-vad==6.2.3"
 SILERO_VAD_MEMBER = "silero_vad/data/silero_vad.jit"
 
 
-class _Quiet:
-    """Silence the DeprecationWarnings/FutureWarnings torch emits while building."""
-
-    def __enter__(self):
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", message=".*NumPy.*")
-        return self
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
+def _Quiet():
+    """samples/build.py's context that silences torch's deprecation and tracer warnings while building."""
+    return load_samples_build()._Quiet()
 
 
 def _torch():
-    with _Quiet():
-        import torch
-    return torch
+    return load_samples_build().torch  # build.py imports torch with its import-time warning silenced
 
 
 def load_samples_build():
@@ -62,8 +50,7 @@ def load_samples_build():
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         try:
-            with _Quiet():
-                spec.loader.exec_module(mod)
+            spec.loader.exec_module(mod)
         except BaseException:
             del sys.modules[name]
             raise

@@ -50,6 +50,14 @@ class Terminal:
                              text=True).stdout
         return out.strip() == "1"
 
+    def quit(self) -> None:
+        """Press q and wait for the app to exit."""
+        self.keys("q")
+        deadline = time.monotonic() + 20
+        while not self.exited() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.exited()
+
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
@@ -69,11 +77,7 @@ def test_tsinspect_file_in_a_real_terminal():
         term.wait_for("command palette")
         term.keys("F1")  # closes the help (escape would merge with the next key into alt+q)
         term.wait_for("Findings of the static scan")
-        term.keys("q")
-        deadline = time.monotonic() + 20
-        while not term.exited() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert term.exited()
+        term.quit()
     finally:
         term.close()
 
@@ -87,10 +91,6 @@ def test_diff_tui_in_a_real_terminal():
         assert "- │" in screen and "+ │" in screen  # the dropped and kept lines of the first finding
         term.keys("Down")
         term.wait_for("self.training, which the trace froze")
-        term.keys("q")
-        deadline = time.monotonic() + 20
-        while not term.exited() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert term.exited()
+        term.quit()
     finally:
         term.close()
