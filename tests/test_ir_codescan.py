@@ -1,4 +1,4 @@
-"""The static safety gate (tsinspect.archive.codescan): what a __setstate__ reaches, file and memory ops."""
+"""The static safety gate (tsinspect.safety.codescan): what a __setstate__ reaches, file and memory ops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from tsinspect.archive.codescan import BENIGN, UNSAFE, scan_archive
+from tsinspect.safety.codescan import BENIGN, UNSAFE, scan_archive
 from tsinspect.archive.reader import open_archive
 
 
@@ -149,7 +149,7 @@ class M(Module):
 
 def test_scan_does_not_import_torch(setstate_file_writer_archive):
     code = ("import sys\nfrom tsinspect.archive.reader import open_archive\n"
-            "from tsinspect.archive.codescan import scan_archive\n"
+            "from tsinspect.safety.codescan import scan_archive\n"
             f"r = scan_archive(open_archive({str(setstate_file_writer_archive)!r}))\n"
             "assert not r.safe_to_load\nprint('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

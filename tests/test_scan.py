@@ -12,7 +12,7 @@ import evil_cases
 import hostile
 from helpers import SAMPLES, run_cli
 from tsinspect.archive.pickles import Global
-from tsinspect.archive.scan import (TORCHSCRIPT, WEIGHTS_ONLY, danger, exit_status, is_allowed, scan_file,
+from tsinspect.safety.scan import (TORCHSCRIPT, WEIGHTS_ONLY, danger, exit_status, is_allowed, scan_file,
                                     scan_files)
 
 COMMITTED = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".pt", ".ptl"))
@@ -161,7 +161,7 @@ def test_hostile_corpus(case, tmp_path):
     ("torch._utils", "_rebuild_parameter", WEIGHTS_ONLY), ("torch", "bfloat16", WEIGHTS_ONLY),
     ("torch.cuda", "HalfStorage", WEIGHTS_ONLY), ("__builtin__", "set", WEIGHTS_ONLY)])
 def test_allowed_globals(module, name, policy):
-    from tsinspect.archive.scan import normalize
+    from tsinspect.safety.scan import normalize
 
     assert is_allowed(normalize(Global(module, name)), policy)
 

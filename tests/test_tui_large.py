@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import SAMPLES
 from tsinspect.archive.code import CodeIndex
-from tsinspect.archive.codescan import ScanResult
+from tsinspect.safety.codescan import ScanResult
 from tsinspect.ir.model import IR, Graph, Method, Module, Node, Value
 from tsinspect.ir.run import Extraction
 from tui_driver import cursor_label, run, settle, started

@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    from tsinspect.archive.scan import exit_status, report_json, scan_file
+    from tsinspect.safety.scan import exit_status, report_json, scan_file
 
     results = []
     style = style_for(args.color)

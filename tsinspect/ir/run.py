@@ -1,6 +1,6 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
-Steps: statically scan ``code/`` (tsinspect.archive.codescan) and refuse unless safe or trusted; copy the
+Steps: statically scan ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted; copy the
 archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the
 child in an empty working directory with resource limits and a timeout; keep its ``tsinspect.ir/1`` JSON.
 Crashes, timeouts and memory exhaustion of the child become an ``error`` in that document, never an
@@ -22,7 +22,7 @@ from pathlib import Path
 import tsinspect
 from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, index_code
-from tsinspect.archive.codescan import ScanResult, scan_archive
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
 from tsinspect.ir.metacopy import write_meta_copy

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import tsinspect
 from tsinspect.archive import records as rk
-from tsinspect.archive.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_code
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive

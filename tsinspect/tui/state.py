@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from tsinspect.archive.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_code
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive

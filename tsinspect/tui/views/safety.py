@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from tsinspect.archive.codescan import BENIGN, UNSAFE
+from tsinspect.safety.codescan import BENIGN, UNSAFE
 from tsinspect.archive.text import printable
 from tsinspect.tui import render
 

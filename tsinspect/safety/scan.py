@@ -12,7 +12,7 @@ called) and each GLOBAL and each call site is checked against what the loader th
 Pickles are found by content as well as by name: every zip entry that starts like a pickle (duplicates, NUL
 names, entries outside the top folder, whatever its local header calls it), a pickle stream before a zip
 (torch.load reads any file not starting with ``PK\\x03\\x04`` as a legacy pickle stream) and pickles after a
-pickle. ``code/`` goes through :mod:`tsinspect.archive.codescan` (load-time ``__setstate__`` judged
+pickle. ``code/`` goes through :mod:`tsinspect.safety.codescan` (load-time ``__setstate__`` judged
 transitively, file and raw-memory ops) and zip structure tricks come from the zip reader's problems.
 
 Verdicts: ``unsafe`` (something that runs code or touches files when loaded by some loader: a known
@@ -530,7 +530,7 @@ class _Scan:
 
     # -- code/ -----------------------------------------------------------------------------------------
     def _code(self) -> None:
-        from tsinspect.archive import codescan
+        from tsinspect.safety import codescan
         from tsinspect.archive.code import index_code
 
         if not self.archive.records_of(rk.CODE):
