@@ -13,7 +13,8 @@ run as a child process with torch (this process never imports torch). Compared, 
   modules      the module tree (paths, types), training flags, the methods of each module type
   ops          per module-type method, the ops (not prim::) of the torch-free op view vs torch's graph
   blame        per code line, the original file:line of ``cat --blame`` vs the source range torch gives
-               the line's first node (the one starting at the smallest column)
+               the line's first node (the one starting at the smallest column; constants, which torch pools
+               across statements, do not count)
   nodes        (full run only) graph node counts of tsinspect's IR extraction vs torch's own load
 Exit status 1 when anything differs. --fast skips the IR extraction (what tests/test_fidelity.py runs).
 """

@@ -288,8 +288,10 @@ def script_truth(path: str, fast: bool) -> dict:
                 count += 1
                 if not node.kind().startswith("prim::"):
                     counts[node.kind()] = counts.get(node.kind(), 0) + 1
-                where = node_origin(node.sourceRange())
-                if where:
+                # a constant's range is that of whichever equal constant survived pooling, maybe from
+                # another statement (or the only node left of a folded one): it says nothing about its line
+                where = None if node.kind() == "prim::Constant" else node_origin(node.sourceRange())
+                if where and where[3]:
                     code_file, code_line, column, file, line = where
                     blame.setdefault(code_file, {}).setdefault(str(code_line), []).append(
                         [column if column is not None else 10**6, file, line, node.kind()])
