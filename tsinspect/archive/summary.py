@@ -96,6 +96,9 @@ def summarize(archive: Archive) -> ArchiveSummary:
         # constants.pkl is a tuple; code refers to its items as CONSTANTS.c<i>
         items = consts.value.items if isinstance(consts.value, PTuple) else []
         constants = [t for i, item in enumerate(items) for t in _tensors(archive, "constants.pkl", item, f"c{i}")]
+    bytecode = archive.pickle_optional("bytecode.pkl")
+    if bytecode is not None:
+        tensors += _new_views(tensors + constants, _tensors(archive, "bytecode.pkl", bytecode.value, "bytecode"))
     inputs = archive.pickle_optional("traced_inputs.pkl")
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
     return ArchiveSummary(
@@ -129,6 +132,27 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
                 f"{record.display_name} holds {record.size} bytes, the pickle declares "
                 f"{tensor.storage_numel} x {tensor.itemsize}"))
     return found
+
+
+def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorInfo]:
+    """The tensors of ``found`` that are no view already ``known``; the others become aliases of it.
+
+    A lite archive's ``bytecode.pkl`` repeats most tensors of ``constants.pkl`` over the same storages, and
+    holds some (a quantized model's weights) that only it references.
+    """
+    def view(t: TensorInfo) -> tuple:
+        return t.record, t.storage_key, t.offset, tuple(t.shape), tuple(t.stride), t.dtype
+
+    index = {view(t): t for t in known}
+    new = []
+    for t in found:
+        same = index.get(view(t))
+        if same is None:
+            index[view(t)] = t
+            new.append(t)
+        else:
+            same.aliases += [t.name, *t.aliases]
+    return new
 
 
 def _storage_record(archive: Archive, name: str | None) -> Record | None:
