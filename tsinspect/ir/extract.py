@@ -29,7 +29,9 @@ SMALL_TENSOR = 16  # tensor constants up to this many elements carry their value
 
 _MISSING_OP = re.compile(r"Unknown builtin op: ([\w.:]+?)\.?\s*$", re.M)
 _MISSING_TYPE = re.compile(r"Unknown type name '([^']+)'")
-_MISSING_ATTR_CLASS = re.compile(r"(__torch__\.torch\.classes\.[\w.]+)")
+_MISSING_CUSTOM_CLASS = re.compile(r"Unknown custom class type ([\w.]+)")
+_ARGUMENT_TYPE = re.compile(r"^\s*([\w:.]+)\(.*\n\s*Expected a value of type '([^' ]+)[^']*' for argument '(\w+)' "
+                            r"but instead found type '([^']+)'", re.M)
 _VERSION = re.compile(r"version (\d+), but the (maximum|minimum) supported version for reading is (\d+)")
 _CODE_AT = re.compile(r'File "(code/[^"]+)", line (\d+)')
 _FILE_LINE = re.compile(r'^\s*File "(.*)", line (\d+)')
@@ -50,9 +52,11 @@ def classify_error(exc: BaseException) -> dict:
                 "hint": f"load the library that defines {op.split('::')[0]}::* ops into the extractor with "
                         f"--library PATH.so (for example the _C.so of a matching torchvision/torchaudio "
                         f"install, or your extension's .so)"}
-    match = _MISSING_TYPE.search(text)
-    if match or ("torch.classes" in text and _MISSING_ATTR_CLASS.search(text)):
-        name = match.group(1) if match else _MISSING_ATTR_CLASS.search(text).group(1)
+    match = _MISSING_TYPE.search(text) or _MISSING_CUSTOM_CLASS.search(text)
+    if match:
+        name = match.group(1)
+        if match.re is _MISSING_CUSTOM_CLASS:
+            name = f"__torch__.torch.classes.{name}"
         if "torch.classes." in name:
             namespace = name.split("torch.classes.", 1)[1].split(".")[0]
             return {"kind": "missing_class", "missing": name,
@@ -72,6 +76,14 @@ def classify_error(exc: BaseException) -> dict:
         return {"kind": "out_of_memory", "missing": None,
                 "message": "torch ran out of memory loading the archive (the extractor's memory limit)",
                 "hint": "raise the limit with --memory-limit"}
+    match = _ARGUMENT_TYPE.search(text)
+    if match:  # a class named in the schema text is no missing class: the archive's call does not fit
+        op, wanted, arg, found = match.groups()
+        return {"kind": "load_failed", "missing": None,
+                "message": f"{type(exc).__name__}: the archive calls {op} with {found} for argument '{arg}', "
+                           f"which this torch declares as {wanted}{at}",
+                "hint": "the archive was written by a torch whose operator signatures differ from this one's; "
+                        "load it with a torch of its time"}
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = first.split(". ", 1)[0]  # torch appends paragraphs of generic advice
     return {"kind": "load_failed", "missing": None, "message": f"{type(exc).__name__}: {first[:300]}{at}",
