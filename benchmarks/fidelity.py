@@ -77,12 +77,13 @@ def mirror_archives(dest: Path) -> tuple[list[Path], list[str]]:
 
 def run_truth(paths: list[Path], timeout: float = 900) -> dict[str, dict]:
     """Truth for each path from one torch child (one ``import torch`` for all)."""
-    proc = subprocess.run([sys.executable, str(TRUTH), *map(str, paths)], capture_output=True, text=True,
+    absolute = {str(p.resolve()): str(p) for p in paths}
+    proc = subprocess.run([sys.executable, str(TRUTH), *absolute], capture_output=True, text=True,
                           timeout=timeout, cwd=tempfile.gettempdir())
     out = {}
     for line in proc.stdout.splitlines():
         doc = json.loads(line)
-        out[doc["path"]] = doc
+        out[absolute[doc["path"]]] = doc
     for path in paths:
         out.setdefault(str(path), {"path": str(path), "error": f"no truth (child exit {proc.returncode}): "
                                                                f"{proc.stderr[-300:]}"})

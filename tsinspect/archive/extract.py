@@ -56,7 +56,7 @@ def _unsafe_reason(record: Record) -> str | None:
 
 def extract(archive: Archive, dest: str | os.PathLike, members: list[str] | None = None) -> ExtractResult:
     """Write the chosen records (all by default) under ``dest`` with their full names."""
-    if archive.zip is None:
+    if archive.members is None:
         raise ArchiveError("nothing to extract: not a zip archive")
     chosen = [archive.find(m) for m in members] if members else list(archive.records)
     root = Path(dest)
@@ -118,7 +118,7 @@ def _write(archive: Archive, record: Record, target: Path) -> None:
         raise ArchiveError(f"{printable(str(target))} already exists") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in archive.zip.iter_chunks(record.entry, limit=record.entry.size):
+            for chunk in archive.members.iter_chunks(record.entry, limit=record.entry.size):
                 out.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from tsinspect.archive import records as rk
+from tsinspect.archive.legacy import LegacyStream, open_legacy
 from tsinspect.archive.pickles import PickleError, WalkResult, walk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.text import printable
@@ -45,6 +46,7 @@ class Archive:
         self.path = str(path)
         self.problems: list[Problem] = []
         self.zip: ZipArchive | None = None
+        self.legacy: LegacyStream | None = None  # a pre-zip torch.save stream, its parts as records
         self.records: list[Record] = []
         self.prefix = ""
         self.note: str | None = None  # what the container is when it is not a zip tsinspect can browse
@@ -69,6 +71,8 @@ class Archive:
             self.container = "zip"
         elif self.container == "pickle":
             self._note_appended_zip()
+            self.legacy = open_legacy(self.path, self.problems)
+            self.records = [Record(e.name, rk.classify(e.name), e) for e in self.legacy.entries] if self.legacy else []
         if self.zip is not None:
             # one list: problems found later while reading records (CRC, sizes) land here too
             self.problems[:0] = self.zip.problems
@@ -76,8 +80,9 @@ class Archive:
             self._index_records()
 
     def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
+        for source in (self.zip, self.legacy):
+            if source is not None:
+                source.close()
 
     def __enter__(self) -> "Archive":
         return self
@@ -151,9 +156,14 @@ class Archive:
 
     def read(self, record: Record | str, limit: int) -> bytes:
         record = self.find(record) if isinstance(record, str) else record
-        if self.zip is None:
+        if self.members is None:
             raise ArchiveError("the file has no records to read", record.display_name)
-        return self.zip.read(record.entry, limit)
+        return self.members.read(record.entry, limit)
+
+    @property
+    def members(self) -> ZipArchive | LegacyStream | None:
+        """What reads the records' bytes: the zip, or the legacy stream."""
+        return self.zip or self.legacy
 
     def read_optional(self, record: Record | None, limit: int) -> bytes | None:
         """Like read, but a damaged record becomes a problem and None."""

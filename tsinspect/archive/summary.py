@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
-from tsinspect.archive.pickles import PTuple
+from tsinspect.archive.pickles import PDict, PTuple
 from tsinspect.archive.problems import Problem
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
@@ -177,6 +177,14 @@ def _versions(archive: Archive) -> dict[str, str | int]:
     if "version" in archive.by_name and ".data/version" in archive.by_name:
         archive.problems.append(Problem("two_version_records", None,
                                         "both 'version' and '.data/version' exist; torch reads '.data/version'"))
+    if archive.legacy is not None:  # a pre-zip torch.save stream: its protocol and the writer's byte order
+        protocol = archive.pickle_optional("protocol_version.pkl")
+        if protocol is not None and isinstance(protocol.value, int):
+            out["legacy_protocol"] = protocol.value
+        info = archive.pickle_optional("sys_info.pkl")
+        little = info.value.get("little_endian") if info and isinstance(info.value, PDict) else None
+        if isinstance(little, bool):
+            out["byteorder"] = "little" if little else "big"
     bytecode = archive.pickle_optional("bytecode.pkl")
     if bytecode is not None and isinstance(bytecode.value, PTuple) and bytecode.value.items:
         first = bytecode.value.items[0]

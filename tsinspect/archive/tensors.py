@@ -118,6 +118,8 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
             grad = args[5] if len(args) > 5 else None
         info.requires_grad = grad if isinstance(grad, bool) else None
         info.quantization = _quantization_text(info.qparams)
+    elif value.func_name == "torch._utils._rebuild_tensor":  # torch < 0.4: no autograd flag, so False
+        info.requires_grad = False
     else:
         info.requires_grad = args[4] if len(args) > 4 and isinstance(args[4], bool) else None
     info.problem = problem or _view_problem(info)
@@ -269,6 +271,10 @@ def _segment(key: Any) -> str:
 def _named_children(value: Any):
     """(name segment, child) pairs; segment None when the child shares the parent's name."""
     if isinstance(value, Call):
+        pairs = _ordered_dict_pairs(value)
+        if pairs is not None:
+            yield from ((_segment(k), v) for k, v in pairs)
+            return
         if value.func_name in _WRAPPERS:
             if value.arg_list:
                 yield None, value.arg_list[0]
@@ -287,6 +293,17 @@ def _named_children(value: Any):
     elif isinstance(value, (PList, PTuple)):
         for i, item in enumerate(value.items):
             yield f"[{i}]", item
+
+
+def _ordered_dict_pairs(call: Call) -> list | None:
+    """``OrderedDict([[key, value], ...])`` (how older torch.save pickled state dicts) as its pairs."""
+    if call.func_name != "collections.OrderedDict" or len(call.arg_list) != 1:
+        return None
+    items = call.arg_list[0]
+    if not isinstance(items, (PList, PTuple)):
+        return None
+    pairs = [p.items for p in items.items if isinstance(p, (PList, PTuple)) and len(p.items) == 2]
+    return pairs if len(pairs) == len(items.items) else None
 
 
 def decode_values(data: bytes, dtype: str, byteorder: str = "little") -> list | None:

@@ -52,7 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _require_zip(archive: Archive) -> None:
-    if archive.zip is None:
+    if archive.members is None:
         raise ArchiveError(f"{printable(archive.path)} is {archive.note or 'a ' + archive.format + ' file'}; "
                            "it has no records to show")
 
