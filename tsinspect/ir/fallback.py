@@ -47,6 +47,11 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
     ``aliases`` maps local names to what they were assigned (``_0 = __torch__.torch.nn.functional.dropout``).
     """
     func = call.func
+    if isinstance(func, ast.Name) and func.id == "annotate" and call.args and isinstance(call.args[0], ast.Name) \
+            and call.args[0].id == "number":
+        return "aten::ScalarImplicit"  # an implicit Tensor -> Scalar conversion, printed as annotate(number, x)
+    if _is_constant_device(call):
+        return None  # torch.device("cpu") is a constant in the graph, not an op
     parts = []
     while isinstance(func, ast.Attribute):
         parts.append(func.attr)
@@ -70,22 +75,74 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
     return None
 
 
+def _is_constant_device(call: ast.Call) -> bool:
+    return (isinstance(call.func, ast.Attribute) and call.func.attr == "device" and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "torch" and not call.keywords
+            and all(isinstance(a, ast.Constant) for a in call.args) and len(call.args) >= 1)
+
+
+_TYPE_NAMES = {"Optional", "Tuple", "List", "Dict", "Union", "Future", "RRef", "Await", "Final", "Any"}
+
+
+def subscript_op(node: ast.Subscript, source_lines: list[str]) -> str | None:
+    """The op a subscript in generated code stands for. TorchScript prints tensor indexing as explicit ops
+    (``torch.select``) and a tuple's ``prim::TupleIndex`` as ``(t)[i]``; a list or dict item is ``x[i]``
+    (``aten::__getitem__``), an expression's item ``(torch.size(x))[i]``, a list slice ``x[a:b]``."""
+    value = node.value
+    if not isinstance(node.ctx, ast.Load) or isinstance(value, ast.Name) and value.id in _TYPE_NAMES:
+        return None  # an assignment target, or a type (Optional[Tensor], Tuple[int, int]) in an annotation
+    line = source_lines[node.lineno - 1].encode("utf-8") if 0 < node.lineno <= len(source_lines) else b""
+    parenthesised = line[node.col_offset:node.col_offset + 1] == b"("  # ast columns count UTF-8 bytes
+    if parenthesised and isinstance(value, (ast.Name, ast.Tuple)):
+        return None  # prim::TupleIndex / prim::TupleSlice
+    return "aten::slice" if isinstance(node.slice, ast.Slice) else "aten::__getitem__"
+
+
+def _static_none_test(test: ast.expr) -> bool | None:
+    """``torch.__is__(None, None)`` / ``torch.__isnot__(None, None)``: decided when torch compiles the
+    code, which then emits only the branch taken (no prim::If, no ops of the other side)."""
+    if (isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and isinstance(test.func.value, ast.Name)
+            and test.func.value.id == "torch" and test.func.attr in ("__is__", "__isnot__") and len(test.args) == 2
+            and all(isinstance(a, ast.Constant) and a.value is None for a in test.args)):
+        return test.func.attr == "__is__"
+    return None
+
+
+def _live_nodes(root: ast.AST):
+    """Every node under ``root`` that torch would compile: branches decided statically are pruned."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If):
+            taken = _static_none_test(node.test)
+            if taken is not None:
+                stack.extend(reversed(node.body if taken else node.orelse))
+                continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
 def ast_methods(index: CodeIndex) -> list[AstMethod]:
     out = []
     for method in index.methods:
         view = AstMethod(method.owner, method.name, method.file, method.line)
+        lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
-        for node in ast.walk(method.node):
+        nodes = list(_live_nodes(method.node))
+        for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and isinstance(node.value, ast.Attribute)):
                 dotted = ast.unparse(node.value)
                 if dotted.startswith("__torch__."):
                     aliases[node.targets[0].id] = dotted
-        for node in ast.walk(method.node):
+        for node in nodes:
+            op = None
             if isinstance(node, ast.Call):
                 op = op_of_call(node, aliases)
-                if op:
-                    view.ops.append(OpUse(op, node.lineno))
+            elif isinstance(node, ast.Subscript) and lines:
+                op = subscript_op(node, lines)
+            if op:
+                view.ops.append(OpUse(op, node.lineno))
         view.ops.sort(key=lambda u: u.line)
         out.append(view)
     return out
