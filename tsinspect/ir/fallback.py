@@ -84,7 +84,7 @@ def _is_constant_device(call: ast.Call) -> bool:
 _TYPE_NAMES = {"Optional", "Tuple", "List", "Dict", "Union", "Future", "RRef", "Await", "Final", "Any"}
 
 
-def subscript_op(node: ast.Subscript, source_lines: list[str]) -> str | None:
+def subscript_op(node: ast.Subscript, source_lines: list[str], value_is_tuple=lambda value: False) -> str | None:
     """The op a subscript in generated code stands for. TorchScript prints tensor indexing as explicit ops
     (``torch.select``) and a tuple's ``prim::TupleIndex`` as ``(t)[i]``; a list or dict item is ``x[i]``
     (``aten::__getitem__``), an expression's item ``(torch.size(x))[i]``, a list slice ``x[a:b]``."""
@@ -93,14 +93,16 @@ def subscript_op(node: ast.Subscript, source_lines: list[str]) -> str | None:
         return None  # an assignment target, or a type (Optional[Tensor], Tuple[int, int]) in an annotation
     line = source_lines[node.lineno - 1].encode("utf-8") if 0 < node.lineno <= len(source_lines) else b""
     parenthesised = line[node.col_offset:node.col_offset + 1] == b"("  # ast columns count UTF-8 bytes
-    if parenthesised and isinstance(value, (ast.Name, ast.Tuple)):
+    if parenthesised and (isinstance(value, (ast.Name, ast.Tuple)) or value_is_tuple(value)):
         return None  # prim::TupleIndex / prim::TupleSlice
     return "aten::slice" if isinstance(node.slice, ast.Slice) else "aten::__getitem__"
 
 
-def _static_none_test(test: ast.expr) -> bool | None:
-    """``torch.__is__(None, None)`` / ``torch.__isnot__(None, None)``: decided when torch compiles the
-    code, which then emits only the branch taken (no prim::If, no ops of the other side)."""
+def _static_test(test: ast.expr) -> bool | None:
+    """``True``, ``False``, ``torch.__is__(None, None)``, ``torch.__isnot__(None, None)``: decided when torch
+    compiles the code, which then emits only the branch taken (no prim::If, no ops of the other side)."""
+    if isinstance(test, ast.Constant) and isinstance(test.value, bool):
+        return test.value
     if (isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and isinstance(test.func.value, ast.Name)
             and test.func.value.id == "torch" and test.func.attr in ("__is__", "__isnot__") and len(test.args) == 2
             and all(isinstance(a, ast.Constant) and a.value is None for a in test.args)):
@@ -115,17 +117,29 @@ def _live_nodes(root: ast.AST):
         node = stack.pop()
         yield node
         if isinstance(node, ast.If):
-            taken = _static_none_test(node.test)
+            taken = _static_test(node.test)
             if taken is not None:
                 stack.extend(reversed(node.body if taken else node.orelse))
                 continue
         stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
+def _returns_tuple(value: ast.expr, own_methods: dict) -> bool:
+    """Whether ``value`` calls a method of the same class, ``(self).m(...)``, declared to return a tuple."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and isinstance(value.func.value, ast.Name) and value.func.value.id == "self"):
+        return False
+    called = own_methods.get(value.func.attr)
+    returns = called.node.returns if called is not None else None
+    return isinstance(returns, ast.Subscript) and isinstance(returns.value, ast.Name) and returns.value.id == "Tuple"
+
+
 def ast_methods(index: CodeIndex) -> list[AstMethod]:
     out = []
     for method in index.methods:
         view = AstMethod(method.owner, method.name, method.file, method.line)
+        owner = index.classes.get(method.owner) if method.owner else None
+        own_methods = {m.name: m for m in owner.methods} if owner else {}
         lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
         nodes = list(_live_nodes(method.node))
@@ -140,7 +154,7 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
             if isinstance(node, ast.Call):
                 op = op_of_call(node, aliases)
             elif isinstance(node, ast.Subscript) and lines:
-                op = subscript_op(node, lines)
+                op = subscript_op(node, lines, lambda value: _returns_tuple(value, own_methods))
             if op:
                 view.ops.append(OpUse(op, node.lineno))
         view.ops.sort(key=lambda u: u.line)
