@@ -116,6 +116,10 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
         else:  # (storage, offset, size, stride, quantizer params, requires_grad, hooks)
             info.qparams = _qparams(args[4] if len(args) > 4 else None)
             grad = args[5] if len(args) > 5 else None
+            if info.qparams and "axis" in info.qparams:  # until collect() names them: what they are
+                for key, (_, part) in zip(("scales", "zero_points"), _per_channel_tensors(value)):
+                    sub = tensor_from(part) if part is not value else None
+                    info.qparams[key] = f"{sub.describe()} storage {sub.storage_key}" if sub else None
         info.requires_grad = grad if isinstance(grad, bool) else None
         info.quantization = _quantization_text(info.qparams)
     elif value.func_name == "torch._utils._rebuild_tensor":  # torch < 0.4: no autograd flag, so False
@@ -170,8 +174,7 @@ def _quantization_text(q: dict | None) -> str | None:
     if q is None:
         return None
     if "axis" in q:
-        return (f"{q['scheme']} axis={q['axis']} scales={q['scales']} zero_points={q['zero_points']}"
-                if q["scales"] else f"{q['scheme']} axis={q['axis']}")
+        return f"{q['scheme']} axis={q['axis']} scales={q['scales']} zero_points={q['zero_points']}"
     if "scale" in q:
         return f"{q['scheme']} scale={q['scale']} zero_point={q['zero_point']}"
     return q["scheme"]
