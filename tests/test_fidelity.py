@@ -110,3 +110,19 @@ def test_signature_mismatch_is_no_missing_class():
     assert "conv_relu.py:37" in error["message"]
     missing = classify_error(RuntimeError("Unknown type name '__torch__.torch.classes.xnnpack.LinearOpContext':"))
     assert missing["kind"] == "missing_class"
+
+
+def test_tui_previews_a_legacy_stream_tensor():
+    from textual.widgets import DataTable
+    from tui_driver import press, run, settle, started, text_of
+
+    async def body():
+        async with started(REPO / "tests" / "real" / "facenet_pnet.pt") as (app, pilot):
+            app.show_record(("tensor", "conv1.bias"))
+            await settle(app, pilot)
+            table = app.query_one("#tensor-table", DataTable)
+            assert table.row_count == 13
+            table.focus()
+            await press(app, pilot, "enter")
+            assert "first 10 of 10 values" in text_of(app, "#tensor-preview")
+    run(body())
