@@ -146,7 +146,7 @@ def view(path: Path) -> dict:
 def _tensor_view(t) -> dict:
     return {"name": t.name, "dtype": t.dtype, "shape": t.shape, "stride": t.stride, "offset": t.offset,
             "record": t.record, "storage_nbytes": t.storage_nbytes, "requires_grad": t.requires_grad,
-            "quantization": t.qparams, "aliases": t.aliases}
+            "quantization": getattr(t, "qparams", None), "aliases": t.aliases}
 
 
 def ir_node_counts(path: Path) -> dict[str, int] | str:
