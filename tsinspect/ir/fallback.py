@@ -8,6 +8,7 @@ no torch and works on any archive whose ``code/`` parses.
 from __future__ import annotations
 
 import ast
+import operator
 from dataclasses import dataclass, field
 
 from tsinspect.archive.code import CodeIndex, module_of
@@ -110,17 +111,104 @@ def _static_test(test: ast.expr) -> bool | None:
     return None
 
 
-def _live_nodes(root: ast.AST):
+# Scalar ops torch's cleanup passes (constant propagation over immutable types) evaluate at compile time when
+# every input is a constant: they leave no node, and an ``if`` on their result keeps only the side taken.
+_FOLDABLE = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
+             "remainder": operator.mod, "neg": operator.neg, "eq": operator.eq, "ne": operator.ne,
+             "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "__is__": operator.is_,
+             "__isnot__": operator.is_not, "__not__": operator.not_, "__and__": operator.and_,
+             "__or__": operator.or_}
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class _Constants:
+    """Which calls of a method torch folds, and which ``if`` it decides, by a walk in statement order that
+    knows the names bound to constants (TorchScript code is in SSA-like form: most names are bound once)."""
+
+    def __init__(self, method: ast.FunctionDef):
+        self.env: dict[str, object] = {}
+        self.folded: set[int] = set()
+        self.decided: dict[int, bool] = {}
+        self._run(method.body)
+
+    def value(self, expr: ast.expr) -> tuple[bool, object]:
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, _SCALARS):
+            return True, expr.value
+        if isinstance(expr, ast.Name) and expr.id in self.env:
+            return True, self.env[expr.id]
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+            known, v = self.value(expr.operand)
+            return (True, -v) if known and isinstance(v, (int, float)) and not isinstance(v, bool) else (False, None)
+        if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and isinstance(expr.func.value, ast.Name)
+                and expr.func.value.id == "torch" and expr.func.attr in _FOLDABLE and not expr.keywords):
+            args = [self.value(a) for a in expr.args]
+            if args and all(known for known, _ in args):
+                try:
+                    result = _FOLDABLE[expr.func.attr](*(v for _, v in args))
+                except (TypeError, ValueError, ArithmeticError):
+                    return False, None
+                if isinstance(result, _SCALARS):
+                    self.folded.add(id(expr))
+                    return True, result
+        return False, None
+
+    def _fold_calls(self, node: ast.AST) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                self.value(sub)
+
+    def _run(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.If):
+                taken = _static_test(stmt.test)
+                if taken is None:
+                    known, v = self.value(stmt.test)
+                    taken = v if known and isinstance(v, bool) else None
+                self._fold_calls(stmt.test)
+                if taken is not None:
+                    self.decided[id(stmt)] = taken
+                    self._run(stmt.body if taken else stmt.orelse)
+                else:
+                    before = dict(self.env)
+                    self._run(stmt.body)
+                    self.env = dict(before)
+                    self._run(stmt.orelse)
+                    self._forget(stmt, before)
+            elif isinstance(stmt, (ast.For, ast.While)):
+                self._forget(stmt, self.env)  # a loop rebinds its names on every trip
+                self._fold_calls(stmt.iter if isinstance(stmt, ast.For) else stmt.test)
+                self._run(stmt.body)
+                self._forget(stmt, self.env)
+            elif isinstance(stmt, ast.FunctionDef | ast.ClassDef):
+                continue
+            else:
+                self._fold_calls(stmt)
+                self._forget(stmt, self.env)
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    target, value = stmt.targets[0], stmt.value
+                    pairs = [(target, value)] if isinstance(target, ast.Name) else list(zip(target.elts, value.elts)) \
+                        if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) \
+                        and len(target.elts) == len(value.elts) else []
+                    for name, item in pairs:  # a, b = True, x binds a to True
+                        known, v = self.value(item)
+                        if known and isinstance(name, ast.Name):
+                            self.env[name.id] = v
+
+    def _forget(self, stmt: ast.stmt, env: dict) -> None:
+        """Names ``stmt`` binds anywhere below it are no longer known constants."""
+        kept = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        self.env = {k: v for k, v in env.items() if k not in kept}
+
+
+def _live_nodes(root: ast.AST, decided: dict[int, bool]):
     """Every node under ``root`` that torch would compile: branches decided statically are pruned."""
     stack = [root]
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(node, ast.If):
-            taken = _static_test(node.test)
-            if taken is not None:
-                stack.extend(reversed(node.body if taken else node.orelse))
-                continue
+        if isinstance(node, ast.If) and id(node) in decided:
+            stack.extend(reversed(node.body if decided[id(node)] else node.orelse))
+            continue
         stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
@@ -142,7 +230,8 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
         own_methods = {m.name: m for m in owner.methods} if owner else {}
         lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
-        nodes = list(_live_nodes(method.node))
+        constants = _Constants(method.node)
+        nodes = list(_live_nodes(method.node, constants.decided))
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and isinstance(node.value, ast.Attribute)):
@@ -151,7 +240,7 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
                     aliases[node.targets[0].id] = dotted
         for node in nodes:
             op = None
-            if isinstance(node, ast.Call):
+            if isinstance(node, ast.Call) and id(node) not in constants.folded:
                 op = op_of_call(node, aliases)
             elif isinstance(node, ast.Subscript) and lines:
                 op = subscript_op(node, lines, lambda value: _returns_tuple(value, own_methods))
