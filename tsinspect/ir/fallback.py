@@ -129,7 +129,10 @@ class _Constants:
         self.env: dict[str, object] = {}
         self.folded: set[int] = set()
         self.decided: dict[int, bool] = {}
-        self._run(method.body)
+        try:
+            self._run(method.body)
+        except RecursionError:  # code nested deeper than real archives: count every op, fold nothing
+            self.folded, self.decided = set(), {}
 
     def value(self, expr: ast.expr) -> tuple[bool, object]:
         if isinstance(expr, ast.Constant) and isinstance(expr.value, _SCALARS):
