@@ -118,7 +118,9 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
             grad = args[5] if len(args) > 5 else None
             if info.qparams and "axis" in info.qparams:  # until collect() names them: what they are
                 for key, (_, part) in zip(("scales", "zero_points"), _per_channel_tensors(value)):
-                    sub = tensor_from(part) if part is not value else None
+                    # scales and zero points are plain tensors: never recurse into a quantized one
+                    quantized = isinstance(part, Call) and part.func_name.endswith("_rebuild_qtensor")
+                    sub = None if quantized else tensor_from(part)
                     info.qparams[key] = f"{sub.describe()} storage {sub.storage_key}" if sub else None
         info.requires_grad = grad if isinstance(grad, bool) else None
         info.quantization = _quantization_text(info.qparams)
