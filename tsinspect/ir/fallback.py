@@ -119,6 +119,12 @@ _FOLDABLE = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "flo
              "__isnot__": operator.is_not, "__not__": operator.not_, "__and__": operator.and_,
              "__or__": operator.or_}
 _SCALARS = (bool, int, float, str, type(None))
+_ARITHMETIC = {"add", "sub", "mul", "floordiv", "remainder", "neg"}
+
+
+def _small_number(v: object) -> bool:
+    """An int64 or a float: what torch's arithmetic works on (never "ab" * 10**9 or a 10,000-digit int)."""
+    return isinstance(v, float) or isinstance(v, int) and -(1 << 63) <= v < (1 << 63)
 
 
 class _Constants:
@@ -145,12 +151,13 @@ class _Constants:
         if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and isinstance(expr.func.value, ast.Name)
                 and expr.func.value.id == "torch" and expr.func.attr in _FOLDABLE and not expr.keywords):
             args = [self.value(a) for a in expr.args]
-            if args and all(known for known, _ in args):
+            arithmetic = expr.func.attr in _ARITHMETIC
+            if args and all(known and (not arithmetic or _small_number(v)) for known, v in args):
                 try:
                     result = _FOLDABLE[expr.func.attr](*(v for _, v in args))
                 except (TypeError, ValueError, ArithmeticError):
                     return False, None
-                if isinstance(result, _SCALARS):
+                if isinstance(result, _SCALARS) and (not arithmetic or _small_number(result)):
                     self.folded.add(id(expr))
                     return True, result
         return False, None
