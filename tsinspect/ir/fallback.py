@@ -193,16 +193,18 @@ class _Constants:
                 continue
             else:
                 self._fold_calls(stmt)
-                self._forget(stmt, self.env)
+                bound = {}
                 if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                     target, value = stmt.targets[0], stmt.value
                     pairs = [(target, value)] if isinstance(target, ast.Name) else list(zip(target.elts, value.elts)) \
                         if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) \
                         and len(target.elts) == len(value.elts) else []
-                    for name, item in pairs:  # a, b = True, x binds a to True
+                    for name, item in pairs:  # a, b = True, x binds a to True (values before the binding)
                         known, v = self.value(item)
                         if known and isinstance(name, ast.Name):
-                            self.env[name.id] = v
+                            bound[name.id] = v
+                self._forget(stmt, self.env)
+                self.env.update(bound)
 
     def _forget(self, stmt: ast.stmt, env: dict) -> None:
         """Names ``stmt`` binds anywhere below it are no longer known constants."""
