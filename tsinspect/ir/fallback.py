@@ -65,7 +65,8 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
         if parts[0] == "torch" and len(parts) == 2:
             return f"aten::{parts[1]}"
         if parts[0] == "ops" and len(parts) == 3:
-            return f"{parts[1]}::{parts[2]}"
+            op = f"{parts[1]}::{parts[2]}"
+            return _SCRIPTED_BUILTINS.get(op, op)
         if len(parts) == 1:
             return _BUILTIN_OPS.get(parts[0], f"call {parts[0]}")
         if parts[0] == "__torch__":
@@ -74,6 +75,10 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
     if isinstance(call.func, ast.Attribute):
         return f"method {call.func.attr}"
     return None
+
+
+# Builtins torch implements in TorchScript and inlines where they are called: the op their body runs.
+_SCRIPTED_BUILTINS = {"prim::shape": "aten::size"}  # def shape(a: Tensor) -> List[int]: return a.size()
 
 
 def _is_constant_device(call: ast.Call) -> bool:
