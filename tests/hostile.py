@@ -292,7 +292,7 @@ def _trunc_cd() -> bytes:
 case("truncated_mid_end_record", error="not a zip", **NOT_ZIP)(lambda: sample_bytes(_G)[:-9])
 
 
-@case("truncated_central_directory_kept_end", error="central directory", **NOT_ZIP)
+@case("truncated_central_directory_kept_end", error="zip64 locator", **NOT_ZIP)
 def _trunc_cd_keep_end() -> bytes:
     """Bytes cut out of the middle of the directory, end record intact (its offsets now lie)."""
     data = sample_bytes(_G)
