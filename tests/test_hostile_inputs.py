@@ -41,6 +41,7 @@ COMMANDS = {
     "pickle": ["pickle", "FILE"],
     "pickle_ops": ["pickle", "FILE", "--ops"],
     "pickle_json": ["pickle", "FILE", "--json"],
+    "scan": ["scan", "FILE"],
     "extract": ["extract", "FILE", "DEST"],  # last: the only command that writes
 }
 # commands whose stdout is the record's raw bytes when it is a pipe (documented: `cat` of a record)

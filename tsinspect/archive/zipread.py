@@ -341,32 +341,33 @@ def _parse(path: str, fh: BinaryIO, end_record: int | None = None) -> ZipArchive
         problems.append(Problem("several_end_records", None,
                                 f"another end record at byte {other} names a different directory: torch reads "
                                 f"the one at byte {eocd_pos}, stricter zip tools the other"))
-    zip64 = _zip64_end(fh, eocd_pos, file_size, problems)
-    if zip64 is not None:
-        count, on_disk, cd_size, cd_offset = zip64
     if disk != 0 or cd_disk != 0:
         raise ArchiveError("multi-disk (split) zip archives are not supported")
-    if count != on_disk:
+    torch_view = _zip64_end(fh, eocd_pos, file_size, problems, refusals) or (count, on_disk, cd_size, cd_offset)
+    count, on_disk, cd_size, cd_offset = torch_view
+    shift = 0
+    # torch (miniz) takes the directory offset as absolute. When nothing is there (data before the zip: torch
+    # then refuses the file, or never reads it as a zip when it does not start like one), find the directory
+    # as zipfile does, from where it ends, and say the zip is shifted.
+    if not (starts_like_zip and _directory_at(fh, cd_offset, cd_size, count, file_size)):
+        zf_count, zf_cd_size, zf_cd_offset, zf_end = _zipfile_view(fh, eocd_pos, eocd)
+        zf_shift = zf_end - zf_cd_size - zf_cd_offset
+        if zf_shift >= 0 and _directory_at(fh, zf_cd_offset + zf_shift, zf_cd_size, zf_count, file_size):
+            if starts_like_zip:
+                refusals.append("its central directory is not where the end record says (zip tools that allow "
+                                "for data before the zip find it further on)")
+            count, cd_size, cd_offset, shift = zf_count, zf_cd_size, zf_cd_offset, zf_shift
+        elif refusals and not starts_like_zip:
+            raise ArchiveError(refusals[0])
+    if count != on_disk and shift == 0:
         refusals.append(f"the end record declares {count} entries but {on_disk} on this disk")
     if cd_size > MAX_CENTRAL_DIRECTORY:
         raise ArchiveError(f"central directory is {cd_size} bytes, over the cap of {MAX_CENTRAL_DIRECTORY}")
-    directory_end = eocd_pos - (_EOCD64_LOCATOR.size + _EOCD64.size if zip64 is not None else 0)
-    # torch (miniz) takes the directory offset as absolute: a file that starts like a zip is read that way.
-    # Other data before the zip (a polyglot: torch does not read it as a zip at all) is located as zipfile
-    # does, from where the directory ends.
-    shift = 0 if starts_like_zip else directory_end - cd_size - cd_offset
-    if starts_like_zip and (cd_offset + cd_size > file_size or not _directory_at(fh, cd_offset, count)):
-        alt = directory_end - cd_size - cd_offset  # where zipfile would look
-        if 0 < alt and cd_size <= directory_end and _directory_at(fh, cd_offset + alt, count):
-            refusals.append("its central directory is not where the end record says (torch's reader fails; "
-                            "zip tools that allow for prepended data find it further on)")
-            shift = alt
-        elif cd_offset + cd_size > file_size or cd_size > directory_end:
-            raise ArchiveError(f"central directory declares {cd_size} bytes at offset {cd_offset}, "
-                               "past the end of the file")
-    if shift < 0 or cd_offset + shift + cd_size > file_size:
-        raise ArchiveError("central directory offset points past its end record (lying directory)")
+    if cd_offset + shift + cd_size > file_size:
+        raise ArchiveError(f"central directory declares {cd_size} bytes at offset {cd_offset}, "
+                           "past the end of the file")
     if shift:
+        problems[:] = [p for p in problems if not p.kind.startswith("zip64_record")]  # torch's view, not used
         problems.append(Problem("data_before_zip", None,
                                 f"{shift} bytes of other data precede the zip (a polyglot or a prefixed file)"))
     cd_start = cd_offset + shift
@@ -389,11 +390,28 @@ def _parse(path: str, fh: BinaryIO, end_record: int | None = None) -> ZipArchive
     return archive
 
 
-def _directory_at(fh: BinaryIO, offset: int, count: int) -> bool:
+def _directory_at(fh: BinaryIO, offset: int, size: int, count: int, file_size: int) -> bool:
+    """Whether a directory of ``size`` bytes fits at ``offset`` and starts with an entry (if it has any)."""
+    if offset < 0 or offset + size > file_size:
+        return False
     if count == 0:
         return True
     fh.seek(offset)
     return fh.read(4) == b"PK\x01\x02"
+
+
+def _zipfile_view(fh: BinaryIO, eocd_pos: int, eocd: tuple) -> tuple[int, int, int, int]:
+    """(count, directory size, directory offset, where the directory ends) as Python's zipfile reads them: a
+    zip64 end record right before the locator, else the 32-bit fields."""
+    count, cd_size, cd_offset = eocd[4], eocd[5], eocd[6]
+    rec_pos = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size
+    if rec_pos >= 0:
+        fh.seek(rec_pos)
+        raw = fh.read(_EOCD64.size + 4)
+        if raw[:4] == b"PK\x06\x06" and raw[_EOCD64.size:] == b"PK\x06\x07":
+            rec = _EOCD64.unpack(raw[:_EOCD64.size])
+            return rec[7], rec[8], rec[9], rec_pos
+    return count, cd_size, cd_offset, eocd_pos
 
 
 def _find_end_record(fh: BinaryIO, file_size: int) -> tuple[int, int, bytes]:
@@ -435,7 +453,8 @@ def _other_end_records(tail: bytes, tail_start: int, file_size: int, chosen: int
     return found
 
 
-def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Problem]) -> tuple | None:
+def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Problem],
+               refusals: list[str]) -> tuple | None:
     """(count, count on this disk, directory size, directory offset) from the zip64 end record, found as
     miniz finds it: through the locator right before the end record, at the offset the locator gives.
     None when there is no zip64 record (torch then uses the 32-bit fields)."""
@@ -446,7 +465,8 @@ def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Probl
     if sig != b"PK\x06\x07":
         return None
     if rec_pos > file_size - _EOCD64.size:
-        raise ArchiveError(f"the zip64 locator points at byte {rec_pos}, past the end of the file")
+        refusals.append(f"the zip64 locator points at byte {rec_pos}, past the end of the file")
+        return None
     fh.seek(rec_pos)
     rec = _EOCD64.unpack(fh.read(_EOCD64.size))
     if rec[0] != b"PK\x06\x06":
@@ -460,9 +480,9 @@ def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Probl
                                 f"the zip64 end record is at byte {rec_pos} (where the locator points), not right "
                                 f"before the locator (byte {expected}): tools that look there read another directory"))
     if disks != 1 or rec[4] or rec[5]:
-        raise ArchiveError("multi-disk (split) zip archives are not supported")
+        refusals.append("a multi-disk (split) zip64 archive")
     if rec[1] < _EOCD64.size - 12:
-        raise ArchiveError("the zip64 end record declares an impossible size")
+        refusals.append("the zip64 end record declares an impossible size")
     return rec[7], rec[6], rec[8], rec[9]
 
 

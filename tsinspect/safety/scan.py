@@ -45,6 +45,8 @@ TORCHSCRIPT, WEIGHTS_ONLY = "torchscript", "weights_only"
 LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)"}
 
 MAX_FINDINGS = 500  # per file; then one finding saying how many more
+HIDDEN_PICKLE_CAP = 16 * 1024 * 1024  # bytes inflated for one local entry no directory names
+HIDDEN_INFLATE_BUDGET = 64 * 1024 * 1024  # and for all of them: 100 headers sharing one bomb stay cheap
 MAX_PICKLES_PER_MEMBER = 16
 LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage keys
 
@@ -507,7 +509,7 @@ class _Scan:
         if zip_.cd_start > pos:
             gaps.append((pos, zip_.cd_start))
         budget = PICKLE_CAP
-        self._hidden_zip, self._hidden_stop = zip_, None
+        self._hidden_zip, self._hidden_stop, self._hidden_budget = zip_, None, HIDDEN_INFLATE_BUDGET
         with open(zip_.path, "rb") as fh:
             for start, end in gaps:
                 if end - start < 30 or budget <= 0:
@@ -538,12 +540,15 @@ class _Scan:
         raw = data[start:start + csize] if csize else data[start:]
         if method == 8:
             try:
-                body = self._hidden_zip.inflate(raw, PICKLE_CAP, shown)
+                body = self._hidden_zip.inflate(raw, min(HIDDEN_PICKLE_CAP, self._hidden_budget), shown)
             except InflateBudgetSpent as exc:
                 self._hidden_stop = str(exc).split(": ", 1)[-1]
                 return
             except ArchiveError:
                 return
+            self._hidden_budget -= len(body)
+            if self._hidden_budget <= 0:
+                self._hidden_stop = f"they inflate past {HIDDEN_INFLATE_BUDGET} bytes together"
         elif method == 0 and csize:
             body = raw
         else:
