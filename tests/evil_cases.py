@@ -29,14 +29,16 @@ class Evil:
     build: Callable[[str], bytes]
     verdict: str = "unsafe"
     filename: str = "model.pt"
+    kinds: tuple[str, ...] = ("dangerous_global", "dangerous_call")  # unsafe findings scan must give
 
 
 EVIL: list[Evil] = []
 
 
-def evil(id: str, what: str, verdict: str = "unsafe", filename: str = "model.pt"):
+def evil(id: str, what: str, verdict: str = "unsafe", filename: str = "model.pt",
+         kinds: tuple[str, ...] = ("dangerous_global", "dangerous_call")):
     def register(fn: Callable[[str], bytes]) -> Callable[[str], bytes]:
-        EVIL.append(Evil(id, what, fn, verdict, filename))
+        EVIL.append(Evil(id, what, fn, verdict, filename, kinds))
         return fn
     return register
 
@@ -347,7 +349,7 @@ def _save_in_forward(marker: str) -> bytes:
 
 @proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
 @evil("code_folder_upper_case", "code/__torch__/models.py replaced by CODE/__torch__/models.PY whose forward "
-      "writes a file: torch compiles it (case-insensitive lookup)")
+      "writes a file: torch compiles it (case-insensitive lookup)", kinds=("file_io",))
 def _code_upper(marker: str) -> bytes:
     members = scripted()
     t = top()
@@ -359,7 +361,7 @@ def _code_upper(marker: str) -> bytes:
 
 @proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
 @evil("code_case_twin", "a benign code/__torch__/models.py and a code/__torch__/models.PY twin that writes a "
-      "file: torch's lookup lands on the twin")
+      "file: torch's lookup lands on the twin", kinds=("file_io",))
 def _code_twin(marker: str) -> bytes:
     members = scripted()
     twin = Member(top() + b"code/__torch__/models.PY", _save_in_forward(marker))

@@ -435,10 +435,11 @@ MAX_ALTERNATIVES = 4
 
 
 def _other_end_records(tail: bytes, tail_start: int, file_size: int, chosen: int) -> list[int]:
-    """End records a stricter zip tool could take instead: earlier ones whose comment reaches exactly the end
-    of the file, when torch's choice does not, and which name another directory."""
+    """End records a stricter zip tool could take instead when torch's choice has a comment running past the
+    end of the file: earlier ones whose comment fits (latest first, the one such a tool takes) and which
+    name another directory."""
     chosen_rec = _EOCD.unpack_from(tail, chosen - tail_start)
-    if chosen + _EOCD.size + chosen_rec[7] == file_size:
+    if chosen + _EOCD.size + chosen_rec[7] <= file_size:
         return []
     found: list[int] = []
     pos = chosen - tail_start
@@ -448,7 +449,7 @@ def _other_end_records(tail: bytes, tail_start: int, file_size: int, chosen: int
             break
         if pos + _EOCD.size <= len(tail):
             rec = _EOCD.unpack_from(tail, pos)
-            if tail_start + pos + _EOCD.size + rec[7] == file_size and rec[5:7] != chosen_rec[5:7]:
+            if tail_start + pos + _EOCD.size + rec[7] <= file_size and rec[5:7] != chosen_rec[5:7]:
                 found.append(tail_start + pos)
     return found
 
