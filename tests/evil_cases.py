@@ -306,11 +306,13 @@ def _state_dict_members() -> list[Member]:
 
 
 def _shadowing_order(members: list[Member], extra: Member) -> list[Member]:
-    """``members`` with ``extra`` inserted where miniz's lookup finds it instead of its same-named twin."""
+    """``members`` with ``extra`` inserted where miniz's lookup finds it instead of its same-named twin, after
+    the twin if any such place exists (a benign copy first, as a reader going in order would take)."""
     import tempfile
     from tsinspect.archive.zipread import open_zip
 
-    for at in range(len(members) + 1):
+    twin = max(i for i, m in enumerate(members) if m.name.lower() == extra.name.lower())
+    for at in list(range(twin + 1, len(members) + 1)) + list(range(twin + 1)):
         trial = members[:at] + [extra] + members[at:]
         with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
             fh.write(build_zip(trial))

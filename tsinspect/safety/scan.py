@@ -540,6 +540,8 @@ class _Scan:
         raw = data[start:start + csize] if csize else data[start:]
         if method == 8:
             try:
+                if not _pickle_name(name) and not _looks_like_pickle(self._hidden_zip.inflate(raw, 2, shown)):
+                    return  # not a pickle by name or by its first bytes: nothing more to inflate
                 body = self._hidden_zip.inflate(raw, min(HIDDEN_PICKLE_CAP, self._hidden_budget), shown)
             except InflateBudgetSpent as exc:
                 self._hidden_stop = str(exc).split(": ", 1)[-1]
