@@ -370,6 +370,18 @@ def _code_twin(marker: str) -> bytes:
     return build_zip(_shadowing_order(members, twin))
 
 
+@proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
+@evil("top_folder_case_variant", "code/__torch__/models.py stored under GATE_SCRIPTED/ (the top folder in upper "
+      "case) with a forward that writes a file: torch's lookup ignores case in the folder too",
+      kinds=("file_io",))
+def _top_case(marker: str) -> bytes:
+    members = scripted()
+    t = top()
+    old = t + b"code/__torch__/models.py"
+    return build_zip([replace(m, name=t.upper() + b"code/__torch__/models.py", data=_save_in_forward(marker))
+                      if m.name == old else m for m in members])
+
+
 def _two_directories(benign: list[Member], evil_members: list[Member]) -> bytes:
     """Local entries of both lists, then the benign directory and an end record whose comment reaches the end
     of the file exactly, then the evil directory and an end record whose comment length runs past the end."""

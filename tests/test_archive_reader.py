@@ -276,3 +276,22 @@ def test_end_record_and_zip64_as_torch_picks_them(tmp_path):
         with open_archive(path) as archive:
             assert kind in {p.kind for p in archive.problems}
             assert b"system" in archive.read(archive.lookup("data.pkl"), 1 << 20)  # the payload's directory
+
+
+def test_shared_tensors_are_shown_once_then_referenced(tmp_path):
+    """Issue 18 item 8: a tensor the memo hands out twice (an LSTM's _flat_weights) is one tensor, printed
+    once with an anchor and then as a reference, in text and in JSON."""
+    import json
+
+    import hostile
+    from helpers import run_cli
+
+    path = tmp_path / "shared.pt"
+    path.write_bytes(hostile.shared_deep_tensors(tensors=3, depth=2, refs=3))
+    text = run_cli("pickle", path).stdout
+    assert text.count("Tensor float32[4x4]") == 3, text
+    assert text.count("*1 (shown above)") == 2 and "&3" in text, text
+    value = json.loads(run_cli("pickle", path, "--json").stdout)["value"]
+    inner = value[0]
+    assert [item.get("$ref") for item in inner[3:]] == [1, 2, 3, 1, 2, 3]
+    assert all("$tensor" in item["value"] for item in inner[:3])

@@ -245,7 +245,8 @@ def test_pickle_walker_on_random_opcodes(ops: list[bytes], proto: bytes) -> None
 _NAME = st.text(alphabet="aAbB./_\xe9", min_size=1, max_size=6)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(_NAME, min_size=1, max_size=30), queries=st.lists(_NAME, max_size=10))
 def test_lookup_finds_a_case_insensitive_match_exactly_when_one_exists(tmp_path, names, queries) -> None:
     """Whatever the directory, ``locate`` answers with an entry equal to the name but for ASCII case when

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -147,11 +148,16 @@ class Archive:
             self.problems.append(Problem("no_top_folder", None,
                                          "the first entry is not in a folder; torch refuses such archives"))
         self._by_index = by_index
+        def key(raw: bytes) -> bytes:  # what a lookup compares: cut at a NUL, ASCII case ignored
+            return raw.split(b"\0", 1)[0].lower()
+
+        keys = Counter(key(e.raw_name) for e in entries if e.torch_visible)
         shadowed = 0
         for record in self.records:
-            if not record.inside or record.hidden or record.entry.is_dir:
-                continue
-            chosen = self.zip.locate(record.entry.raw_name)
+            raw = record.entry.raw_name
+            if not record.inside or record.hidden or record.entry.is_dir or keys[key(raw)] < 2:
+                continue  # a name no other entry shares (but for case) is its own record
+            chosen = self.zip.locate(raw)
             if chosen is not None and chosen.index != record.entry.index:
                 record.shadowed_by = by_index[chosen.index]
                 shadowed += 1
@@ -249,9 +255,9 @@ class Archive:
             self.problems.append(Problem("bad_pickle", printable(name), str(exc).split(": ", 1)[-1]))
             return None
 
-    def records_of(self, kind: str, shadowed: bool = False) -> list[Record]:
-        """Records of a kind that torch reads (with ``shadowed``: every entry of that kind in the folder)."""
-        return [r for r in self.records if r.kind == kind and (r.torch_reads or shadowed and r.inside)]
+    def records_of(self, kind: str) -> list[Record]:
+        """The records of a kind that torch reads (shadowed twins are in ``records``, marked)."""
+        return [r for r in self.records if r.kind == kind and r.torch_reads]
 
 
 class RecordIndex(Mapping):

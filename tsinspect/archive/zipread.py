@@ -490,8 +490,9 @@ def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Probl
 def _torch_entry_refusals(entry: ZipEntry, file_size: int) -> list[str]:
     """miniz's per-entry checks when it indexes the directory: any one makes torch refuse the whole zip."""
     out = []
+    sizes_differ = entry.method == STORED and entry.size != entry.compressed_size
     if entry.size != 0xFFFFFFFF and entry.compressed_size != 0xFFFFFFFF and (
-            (entry.method == STORED and entry.size != entry.compressed_size) or (entry.size and not entry.compressed_size)):
+            sizes_differ or (entry.size and not entry.compressed_size)):
         out.append(f"{entry.display_name!r} declares {entry.compressed_size} stored bytes for {entry.size}")
     if entry.header_offset + _LOCAL.size + entry.compressed_size > file_size:
         out.append(f"{entry.display_name!r} runs past the end of the file")
