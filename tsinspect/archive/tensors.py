@@ -174,6 +174,17 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
     # a path is built only for the tensors found: on the stack it is (parent path, segment), or the prefix
     stack: list[tuple[Any, Any, int]] = [(prefix, root, 0)]
     alias_budget = MAX_ALIASES_TOTAL
+    parents: dict[int, tuple[Any, str]] = {}  # id(parent path) -> (it, its text): siblings share one walk up
+
+    def path_text(path: Any) -> str:
+        if not isinstance(path, tuple):
+            return path
+        parent, part = path
+        known = parents.get(id(parent))
+        if known is None or known[0] is not parent:
+            known = parents[id(parent)] = (parent, _path_text(parent))
+        return _path_text((known[1], part))
+
     while stack:
         path, value, depth = stack.pop()
         if not is_container(value) or depth > MAX_DEPTH:
@@ -182,11 +193,11 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
             aliases = found[id(value)].aliases
             if len(aliases) < MAX_ALIASES and alias_budget > 0:
                 alias_budget -= 1
-                aliases.append(_path_text(path))
+                aliases.append(path_text(path))
             continue
         info = tensor_from(value, "")
         if info is not None:
-            info.name = _path_text(path)
+            info.name = path_text(path)
             found[id(value)] = info
             out.append(info)
             continue
