@@ -49,7 +49,6 @@ MAX_GLOBAL_NAME = 1024  # chars of a GLOBAL's module or name kept; no importable
 class Global:
     module: str
     name: str
-    oversized: bool = False  # the pickle's module or name was longer than MAX_GLOBAL_NAME and was cut
 
     @property
     def qualname(self) -> str:
@@ -360,7 +359,7 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WalkResult:
 def _global(module: str, name: str) -> Global:
     if len(module) <= MAX_GLOBAL_NAME and len(name) <= MAX_GLOBAL_NAME:
         return Global(module, name)
-    return Global(_cut(module), _cut(name), oversized=True)
+    return Global(_cut(module), _cut(name))  # "...(N chars)" marks the cut; no module has such a name
 
 
 def _cut(text: str) -> str:
