@@ -62,7 +62,7 @@ class Archive:
         self.records: list[Record] = []
         self.prefix = ""
         self.note: str | None = None  # what the container is when it is not a zip tsinspect can browse
-        self._pickles: dict[int, WalkResult] = {}  # by entry index
+        self._pickles: dict[int, WalkResult] = {}  # by id() of the record
         self._prefix_raw = b""
         self._by_index: dict[int, Record] = {}
         try:
@@ -174,7 +174,9 @@ class Archive:
         This is the one resolution every view uses: case-insensitive, and of several matching entries the
         one miniz's search finds (see :meth:`ZipArchive.locate`).
         """
-        if self.zip is None or not self.records or not self.prefix:
+        if self.zip is None:  # records of another container (a legacy stream's parts): names are exact
+            return next((r for r in self.records if r.name == name), None)
+        if not self.prefix:
             return None
         entry = self.zip.locate(self._prefix_raw + name.encode("utf-8", "surrogateescape"))
         return None if entry is None else self._by_index[entry.index]
@@ -182,7 +184,7 @@ class Archive:
     def torch_records(self) -> list[Record]:
         """The records torch can read, one per name (the entry it reads), in directory order: what a copy of
         the archive must hold for torch to see exactly what tsinspect saw."""
-        return [r for r in self.records if r.torch_reads and not r.entry.is_dir]
+        return [r for r in self.records if r.torch_reads and not getattr(r.entry, "is_dir", False)]
 
     @cached_property
     def by_name(self) -> "RecordIndex":
@@ -236,7 +238,7 @@ class Archive:
     def pickle(self, name: str) -> WalkResult:
         """The walked pickle record ``name`` (cached); ArchiveError naming the record if it is bad."""
         record = self.find(name)
-        key = record.entry.index
+        key = id(record)  # records live as long as the archive: one walk per entry, whatever name found it
         if key not in self._pickles:
             data = self.read(record, PICKLE_CAP)
             try:
