@@ -382,6 +382,18 @@ def _top_case(marker: str) -> bytes:
                       if m.name == old else m for m in members])
 
 
+def _moved_directory(directory: bytes, shift: int) -> bytes:
+    """A central directory whose local header offsets all point ``shift`` bytes further on."""
+    out = bytearray(directory)
+    pos = 0
+    while pos < len(out):
+        off = struct.unpack_from("<I", out, pos + 42)[0]
+        struct.pack_into("<I", out, pos + 42, off + shift)
+        nlen, elen, clen = struct.unpack_from("<HHH", out, pos + 28)
+        pos += 46 + nlen + elen + clen
+    return bytes(out)
+
+
 def _two_directories(benign: list[Member], evil_members: list[Member]) -> bytes:
     """Local entries of both lists, then the benign directory and an end record whose comment reaches the end
     of the file exactly, then the evil directory and an end record whose comment length runs past the end."""
@@ -396,13 +408,7 @@ def _two_directories(benign: list[Member], evil_members: list[Member]) -> bytes:
     out = bytearray(evil_locals)
     shift = len(out)
     benign_dir_at = shift + cd_benign
-    benign_dir = bytearray(first[cd_benign:])
-    pos = 0
-    while pos < len(benign_dir):  # move the benign directory's offsets by the evil locals in front
-        off = struct.unpack_from("<I", benign_dir, pos + 42)[0]
-        struct.pack_into("<I", benign_dir, pos + 42, off + shift)
-        nlen, elen, clen = struct.unpack_from("<HHH", benign_dir, pos + 28)
-        pos += 46 + nlen + elen + clen
+    benign_dir = _moved_directory(first[cd_benign:], shift)  # the evil locals sit in front of the benign ones
     out += first[:cd_benign]
     out += benign_dir
     n_benign = len(benign)
@@ -435,13 +441,7 @@ def _zip64_moved(marker: str) -> bytes:
     # the evil zip's locals and directory first, then the benign locals (offsets moved) and directory
     out = bytearray(evil_zip[:evil_end])
     shift = len(out)
-    benign_dir = bytearray(benign[benign_cd:benign.rfind(b"PK\x05\x06")])
-    pos = 0
-    while pos < len(benign_dir):
-        off = struct.unpack_from("<I", benign_dir, pos + 42)[0]
-        struct.pack_into("<I", benign_dir, pos + 42, off + shift)
-        nlen, elen, clen = struct.unpack_from("<HHH", benign_dir, pos + 28)
-        pos += 46 + nlen + elen + clen
+    benign_dir = _moved_directory(benign[benign_cd:benign.rfind(b"PK\x05\x06")], shift)
     out += benign[:benign_cd]
     benign_dir_at = len(out)
     out += benign_dir
