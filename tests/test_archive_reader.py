@@ -295,3 +295,21 @@ def test_shared_tensors_are_shown_once_then_referenced(tmp_path):
     inner = value[0]
     assert [item.get("$ref") for item in inner[3:]] == [1, 2, 3, 1, 2, 3]
     assert all("$tensor" in item["value"] for item in inner[:3])
+
+
+def test_pickle_json_is_bounded_by_values_and_string_length():
+    """A long string the memo hands out many times is written once ($id, then $ref) and cut ($str); past
+    max_values the rest of the tree is one $truncated marker, and what is written is still JSON."""
+    import json
+    import pickle
+
+    from tsinspect.archive.pickles import walk
+    from tsinspect.archive.pickletree import MAX_JSON_STR, to_json
+
+    big = "s" * (MAX_JSON_STR * 3)
+    value = walk(pickle.dumps([big] * 50 + list(range(100)), protocol=2)).value
+    out = to_json(value)
+    assert out[0] == {"$id": 1, "value": {"$str": big[:MAX_JSON_STR], "length": len(big)}}
+    assert out[1:50] == [{"$ref": 1}] * 49 and len(json.dumps(out)) < 2 * MAX_JSON_STR
+    cut = to_json(value, max_values=20)
+    assert cut[-1] == {"$truncated": "output stopped after 20 values"} and json.dumps(cut)
