@@ -21,7 +21,9 @@ STORAGE_DIRS = {"data.pkl": "data", "constants.pkl": "constants", "traced_inputs
 
 
 def classify(name: str) -> str:
-    """Kind of a record, by its path inside the archive's top folder."""
+    """Kind of a record, by its path inside the archive's top folder, ignoring ASCII case as torch's lookups
+    do (``CODE/__torch__/m.PY`` is code torch compiles, ``Data.Pkl`` the pickle it reads)."""
+    name = ascii_lower(name)
     if name.endswith("/"):
         return DIRECTORY
     if name.endswith(".debug_pkl"):
@@ -39,6 +41,14 @@ def classify(name: str) -> str:
     if _STORAGE.match(name):
         return TENSOR_DATA
     return OTHER
+
+
+def ascii_lower(name: str) -> str:
+    """``name`` with only A-Z lowered (miniz's MZ_TOLOWER; str.lower() would also fold other letters)."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def detect_zip_format(names: set[str], archive_format: bytes | None) -> str:

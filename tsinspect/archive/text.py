@@ -16,6 +16,11 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def has_unsafe_chars(text: str) -> bool:
+    """Whether ``text`` holds anything :func:`printable` would escape (C0/C1 controls, DEL, bidi, surrogates)."""
+    return _UNSAFE.search(text) is not None
+
+
 def printable(text: str, keep_lines: bool = False) -> str:
     """Escape control characters (``\\x1b`` becomes the four characters ``\\x1b``).
 
@@ -34,6 +39,14 @@ _UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u
 def json_safe(text: str) -> str:
     """Serialized JSON with the characters above written as ``\\uXXXX`` escapes: the same JSON value."""
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def json_dumps(obj: object, **options) -> str:
+    """``json.dumps`` for anything holding archive strings, wherever it goes (stdout, a report file): UTF-8
+    text kept readable, every character a terminal or an editor may act on escaped (see json_safe)."""
+    import json
+
+    return json_safe(json.dumps(obj, ensure_ascii=False, **options))
 
 
 def decode_name(raw: bytes) -> tuple[str, bool]:

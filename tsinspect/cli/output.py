@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from tsinspect.archive.problems import Problem
-from tsinspect.archive.text import json_safe
+from tsinspect.archive.text import json_dumps
 from tsinspect.cli.style import Style
 
 
 def emit_json(obj: Any) -> None:
     """Indented for a person at a terminal; compact (and several times faster to encode) for a pipe."""
-    text = json.dumps(obj, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
-    # strings from the archive are in there: json escapes C0 controls, json_safe the C1 and bidi ones
-    sys.stdout.write(json_safe(text))
+    # strings from the archive are in there: json escapes C0 controls, json_dumps the C1 and bidi ones
+    sys.stdout.write(json_dumps(obj, indent=1 if sys.stdout.isatty() else None))
     sys.stdout.write("\n")
 
 

@@ -5,7 +5,6 @@ trace-vs-script diff with another). Written only to OUT, never over an existing 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -66,7 +65,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 def render(report, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(report.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        from tsinspect.archive.text import json_dumps
+
+        return json_dumps(report.to_json(), separators=(",", ":")) + "\n"
     if fmt == "md":
         from tsinspect.report.markdown import render_markdown
 

@@ -39,26 +39,26 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
     constants_size = sum(r.size for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/"))
     keep_constants = constants_size <= CONSTANTS_CAP
     rewrite = ["data.pkl"] + ([] if keep_constants else ["constants.pkl"])
-    replaced: dict[str, bytes] = {}
+    replaced: dict[int, bytes] = {}  # by entry index
     for name in rewrite:
         if name in by_name:
             new = rewrite_storage_device(archive.read(by_name[name], PICKLE_CAP))
             if new is None:
                 replaced = {}
                 break
-            replaced[name] = new
+            replaced[by_name[name].entry.index] = new
     rewritten = bool(replaced) or "data.pkl" not in by_name
     keep_constants = keep_constants and rewritten
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
         written: set[str] = set()
-        for record in archive.records:
-            # one member per name (the one tsinspect read and rewrote), so torch cannot pick another
-            if record.entry.is_dir or record.entry.name in written:
+        for record in archive.torch_records():
+            # the entries torch reads, one per name (case-insensitively), so torch cannot pick another
+            if record.entry.name in written:
                 continue
             written.add(record.entry.name)
             info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
-            if record.inside and record.name in replaced:
-                data = replaced[record.name]
+            if record.entry.index in replaced:
+                data = replaced[record.entry.index]
             elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
                 data = b""
             elif record.kind == rk.EXTRA:
