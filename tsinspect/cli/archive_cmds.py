@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 
 from tsinspect.archive import records as rk
@@ -164,7 +166,7 @@ def _shape(shape: list[int]) -> str:
 def run_cat(args: argparse.Namespace) -> int:
     with open_archive(args.file) as archive:
         _require_zip(archive)
-        record = archive.find(args.member)
+        record = find_record(archive, args.member)
         if args.blame or args.json:
             if record.kind != rk.CODE:
                 raise ArchiveError("--blame and --json need a code record (code/...py)", record.display_name)
@@ -183,6 +185,26 @@ def run_cat(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
     return 0
+
+
+_MANGLE = re.compile(r"/___torch_mangle_\d+(?=\.py$|/)|\.___torch_mangle_\d+")
+
+
+def find_record(archive: Archive, name: str):
+    """``archive.find``, and when the name is not there, an error naming the records it may have meant:
+    TorchScript saves a second class of one name as ``models/___torch_mangle_2.py``, so the name the
+    user knows (``code/__torch__/models.py``) is not a record; other near names come from difflib."""
+    try:
+        return archive.find(name)
+    except ArchiveError:
+        wanted = name[len(archive.prefix):] if archive.prefix and name.startswith(archive.prefix) else name
+        names = [r.display_name for r in archive.records]
+        close = [n for n in names if n != wanted and _MANGLE.sub("", n) == _MANGLE.sub("", wanted)]
+        close = close or difflib.get_close_matches(wanted, names, n=3, cutoff=0.7)
+        if not close:
+            raise
+        raise ArchiveError(f"no such record in the archive; did you mean {' or '.join(close[:4])}?",
+                           printable(name)) from None
 
 
 def _as_text(data: bytes) -> str | None:
@@ -252,7 +274,7 @@ def run_pickle(args: argparse.Namespace) -> int:
     with open_archive(args.file) as archive:
         _require_zip(archive)
         member = args.member or _default_pickle(archive)
-        record = archive.find(member)
+        record = find_record(archive, member)
         if args.ops:
             ops = _ops(disassemble(archive.read(record, PICKLE_CAP)), record.display_name)
             if args.json:
