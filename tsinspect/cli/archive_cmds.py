@@ -10,7 +10,8 @@ import sys
 from tsinspect.archive import records as rk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import counted, human_bytes, printable
+from tsinspect.cli import add_command
 from tsinspect.cli.output import emit_json, warn_problems
 from tsinspect.cli.style import Style, style_for
 
@@ -24,10 +25,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ls/1)")
     p.set_defaults(run=run_ls)
 
-    p = sub.add_parser("info", help="summarise an archive: format, versions, modules, tensors, methods, problems")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.info/1)")
-    p.add_argument("--all", action="store_true", help="list every tensor, not the first 20")
+    p = add_command(
+        sub, "info", "summarise an archive: format, versions, traced or scripted, modules, tensors, methods, problems",
+        "Summarise each archive without running it: format and versions, whether it was traced or scripted "
+        "(and how sure that is), the module tree, tensors, constants, the example inputs of a trace, methods, "
+        "extra files and problems. Repeated modules and tensors (layers.0-23) are shown once; --all shows "
+        "every one. Several files, or folders (walked for archives as scan does), give JSON Lines with --json.",
+        ["tsinspect info model.pt", "tsinspect info model.pt --json", "tsinspect info models/ --json > info.jsonl"])
+    p.add_argument("files", nargs="+", metavar="PATH", help="archives, or folders to walk for archives")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (schema tsinspect.info/1): one document, or one line per file for several")
+    p.add_argument("--all", action="store_true", help="every module, tensor and method, none grouped or cut")
     p.set_defaults(run=run_info)
 
     p = sub.add_parser("cat", help="print one record (code with --blame shows the original file:line of each line)")
@@ -87,18 +95,61 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    import os
+
+    paths = getattr(args, "files", None) or [args.file]
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        with open_archive(paths[0]) as archive:
+            summary = _summary(archive)
+            if args.json:
+                emit_json(summary.to_json())
+                return 0
+            style = style_for(args.color)
+            for line in info_lines(summary, style, args.all):
+                print(line)
+            warn_problems(summary.problems, style)
+        return 0
+    return _info_many(paths, args)
+
+
+def _summary(archive):
     from tsinspect.archive.summary import summarize
 
-    with open_archive(args.file) as archive:
-        summary = summarize(archive)
-        if args.json:
-            emit_json(summary.to_json())
-            return 0
-        style = style_for(args.color)
-        for line in info_lines(summary, style, args.all):
-            print(line)
-        warn_problems(summary.problems, style)
-    return 0
+    return summarize(archive)
+
+
+def _info_many(paths: list[str], args: argparse.Namespace) -> int:
+    """Several files or folders: JSON Lines (one tsinspect.info/1 object per file, or {"path", "error"}), or
+    the text summaries one after another. A file that cannot be read is reported and the others go on."""
+    import json
+
+    from tsinspect.archive.text import json_safe
+    from tsinspect.cli import report_error
+    from tsinspect.cli.files import find_files
+    from tsinspect.cli.progress import Progress, print_above
+
+    found = find_files(paths)
+    style = style_for(args.color)
+    status = 0
+    with Progress("reading", total=len(found.files)) as progress:
+        for n, path in enumerate(found.files):
+            progress.advance()
+            try:
+                with open_archive(path) as archive:
+                    summary = _summary(archive)
+            except Exception as exc:  # noqa: BLE001 - reported like any command's error, then the next file
+                status = report_error(exc)
+                if args.json:
+                    print_above(json_safe(json.dumps({"schema": "tsinspect.info/1", "path": printable(path),
+                                                      "error": str(exc)}, ensure_ascii=False)))
+                continue
+            if args.json:
+                print_above(json_safe(json.dumps(summary.to_json(), ensure_ascii=False)))
+                continue
+            lines = list(info_lines(summary, style, args.all))
+            print_above("\n".join(([""] if n else []) + lines))
+            warn_problems(summary.problems, style)
+    return status
 
 
 def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
@@ -119,41 +170,132 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
         kinds[r.kind] = kinds.get(r.kind, 0) + 1
     if s.records:
         yield head("records") + f"{len(s.records)}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
+    if s.made_by is not None:
+        yield head("made by") + s.made_by.describe()
     if s.modules is not None:
-        yield head("modules")
-        for module in s.modules.walk():
-            depth = module.path.count(".") + (1 if module.path else 0)
-            params = len(module.parameters) + len(module.buffers)
-            extra = f"  {params} tensors" if params else ""
-            methods = f"  [{', '.join(module.methods)}]" if module.methods else ""
-            yield (f"  {'  ' * depth}{style(module.name, 'cyan')}  {printable(short_type(module.type))}"
-                   f"{extra}{style(methods, 'dim')}")
+        yield head("modules") + counted(sum(1 for _ in s.modules.walk()), "module")
+        yield from _limited(module_lines(s.modules, style, show_all), None if show_all else MODULE_LINES, style)
     if s.tensors:
         yield (head("tensors") + f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: "
                + ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items()))
-        shown = s.tensors if show_all else s.tensors[:tensor_limit]
-        width = min(48, max(len(t.name) for t in shown))
-        for t in shown:
+        groups = [(t.name, [t]) for t in s.tensors] if show_all else tensor_groups(s.tensors)
+        shown = groups if show_all else groups[:tensor_limit]
+        width = min(48, max(len(name) for name, _ in shown))
+        for name, group in shown:
+            t = group[0]
             kind = s.tensor_kinds.get(t.name, "")
             note = style(f"  ! {t.problem}", "red") if t.problem else ""
-            yield (f"  {printable(t.name):<{width}}  {t.dtype:<9} {_shape(t.shape):<16} "
-                   f"{human_bytes(t.nbytes):>10}  {style(kind, 'dim')}{note}")
-        if len(s.tensors) > len(shown):
-            yield style(f"  ... {len(s.tensors) - len(shown)} more (--all)", "dim")
+            times = f" x{len(group)}" if len(group) > 1 else ""
+            yield (f"  {printable(name):<{width}}  {t.dtype:<9} {_shape(t.shape):<16} "
+                   f"{human_bytes(t.nbytes):>10}{times}  {style(kind, 'dim')}{note}")
+        if len(groups) > len(shown):
+            rest = sum(len(g) for _, g in groups[len(shown):])
+            yield style(f"  ... {counted(rest, 'more tensor')} (--all)", "dim")
     if s.constants:
         yield head("constants") + ", ".join(f"{t.name} {t.dtype}{_shape(t.shape)}" for t in s.constants[:20]) + (
             " ..." if len(s.constants) > 20 else "")
     if s.traced_inputs:
         yield head("traced with") + ", ".join(f"{t.name}: {t.dtype}{_shape(t.shape)}" for t in s.traced_inputs)
     if s.methods:
-        yield head("methods")
-        for m in s.methods:
-            owner = short_type(m.owner) + "." if m.owner else ""
-            where = f"{printable(m.file)}:{m.line}"
-            yield f"  {printable(owner)}{style(printable(m.name), 'green')}  {style(where, 'dim')}"
+        yield head("methods") + counted(len(s.methods), "method")
+        groups: dict[tuple, list] = {}
+        for m in s.methods:  # one line per method of a class, however many mangled copies of the class
+            groups.setdefault((m.owner if show_all else short_type(m.owner or ""), m.name), []).append(m)
+        lines = (f"  {printable(short_type(m.owner) + '.' if m.owner else '')}{style(printable(m.name), 'green')}"
+                 f"  {style(f'{printable(m.file)}:{m.line}', 'dim')}"
+                 + style(f" (and {counted(len(copies) - 1, 'copy', 'copies')} of the class)" if len(copies) > 1
+                         else "", "dim")
+                 for copies in groups.values() for m in copies[:1])
+        yield from _limited(lines, None if show_all else METHOD_LINES, style)
     if s.extra_files:
         yield head("extra files") + ", ".join(f"{r.display_name[6:]} ({human_bytes(r.size)})" for r in s.extra_files)
     yield head("problems") + (style(f"{len(s.problems)} (see below)", "yellow") if s.problems else "none")
+
+
+MODULE_LINES, METHOD_LINES = 60, 30  # without --all; each module's repeated children are grouped too
+
+
+def _limited(lines, limit: int | None, style: Style):
+    for n, line in enumerate(lines):
+        if limit is not None and n == limit:
+            rest = 1 + sum(1 for _ in lines)
+            yield style(f"  ... {counted(rest, 'more line')} (--all)", "dim")
+            return
+        yield line
+
+
+def module_lines(root, style: Style, show_all: bool = False):
+    """The module tree, one line per module; without ``show_all``, a run of sibling modules with the same
+    structure (``layers.0`` ... ``layers.23``) is one line and only the first of them is expanded."""
+    from tsinspect.archive.modules import short_type
+
+    signatures = _signatures(root)
+    stack = [(root, 0, None)]
+    while stack:
+        module, depth, names = stack.pop()
+        count = len(module.parameters) + len(module.buffers)
+        label = style(printable(module.name if names is None else _names(names)), "cyan")
+        times = f" x{len(names)}" if names else ""
+        tensors = f"  {counted(count, 'tensor')}{' each' if names else ''}" if count else ""
+        methods = f"  [{', '.join(module.methods)}]" if module.methods else ""
+        yield f"  {'  ' * depth}{label}  {printable(short_type(module.type))}{times}{tensors}{style(methods, 'dim')}"
+        groups: list[list] = []
+        for child in module.children:
+            if not show_all and groups and signatures[id(groups[-1][0])] == signatures[id(child)]:
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+        for group in reversed(groups):
+            stack.append((group[0], depth + 1, [m.name for m in group] if len(group) > 1 else None))
+
+
+_INDEX = re.compile(r"(?<![^.])\d+(?=\.)")  # a numeric path component: layers.3.linear1.weight
+
+
+def tensor_groups(tensors) -> list[tuple[str, list]]:
+    """Tensors that differ only in the numbers of their paths and share dtype, shape and problem, as
+    ``(encoder.layers.0-23.linear1.weight, [24 tensors])``, in the order of the first of each group."""
+    groups: dict[tuple, list] = {}
+    for t in tensors:
+        key = (_INDEX.sub("*", t.name), t.dtype, tuple(t.shape), t.problem)
+        groups.setdefault(key, []).append(t)
+    out = []
+    for (pattern, *_), group in groups.items():
+        if len(group) == 1:
+            out.append((group[0].name, group))
+            continue
+        numbers = [[int(n) for n in _INDEX.findall(t.name)] for t in group]
+        if len(numbers[0]) == 1:  # one varying index: show its range
+            first, last = numbers[0][0], numbers[-1][0]
+            label = _INDEX.sub(f"{first}-{last}" if [n[0] for n in numbers] == list(range(first, last + 1))
+                               else "*", pattern.replace("*", "0", 1), count=1)
+        else:
+            label = pattern
+        out.append((label, group))
+    return out
+
+
+def _signatures(root) -> dict[int, tuple]:
+    """id(module) -> a hashable summary of its structure (type, tensors, methods, children's), bottom up."""
+    from tsinspect.archive.modules import short_type
+
+    order = list(root.walk())
+    ids: dict[tuple, int] = {}  # structure -> small int, so signatures stay small however deep the tree
+    out: dict[int, tuple] = {}
+    for module in reversed(order):  # children before parents
+        key = (short_type(module.type), len(module.parameters) + len(module.buffers), tuple(module.methods),
+               tuple(ids[out[id(c)]] for c in module.children))
+        ids.setdefault(key, len(ids))
+        out[id(module)] = key
+    return out
+
+
+def _names(names: list[str]) -> str:
+    if all(n.isdigit() for n in names):
+        numbers = [int(n) for n in names]
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]}, ... {names[-1]}"
 
 
 def _shape(shape: list[int]) -> str:
