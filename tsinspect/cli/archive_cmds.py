@@ -20,8 +20,12 @@ BLAME_MAX_LINES = 1_000_000  # generated code files have thousands of lines; pla
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list the records of an archive")
-    p.add_argument("file")
+    p = add_command(
+        sub, "ls", "list the records of an archive",
+        "List every zip entry in directory order: kind, size, stored size and name relative to the archive's "
+        "top folder (entries outside it are flagged). Problems of the zip structure are warnings on stderr.",
+        ["tsinspect ls model.pt", "tsinspect ls model.pt --json"])
+    p.add_argument("file", help="a PyTorch archive (.pt, .ptl, torch.save zip)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ls/1)")
     p.set_defaults(run=run_ls)
 
@@ -38,23 +42,42 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="every module, tensor and method, none grouped or cut")
     p.set_defaults(run=run_info)
 
-    p = sub.add_parser("cat", help="print one record (code with --blame shows the original file:line of each line)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "cat", "print one record (code with --blame shows the original file:line of each line)",
+        "Print one record: text as is, binary records as raw bytes to a pipe and as a hex dump to a terminal. "
+        "--blame puts the original file:line of each generated code line beside it, from its .debug_pkl. A "
+        "name that is not a record gets the names it may have meant (TorchScript saves a second class of one "
+        "name as models/___torch_mangle_2.py).",
+        ["tsinspect cat model.pt code/__torch__/models.py --blame", "tsinspect cat model.pt extra/config.json",
+         "tsinspect cat model.pt data/0 > weight.bin"])
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("member", help="record name, with or without the archive's top folder")
     p.add_argument("--blame", action="store_true", help="show the original source file:line beside each code line")
     p.add_argument("--json", action="store_true", help="print JSON lines with their origins (schema tsinspect.cat/1)")
     p.set_defaults(run=run_cat)
 
-    p = sub.add_parser("pickle", help="show a pickle record as a tree, without running it")
-    p.add_argument("file")
+    p = add_command(
+        sub, "pickle", "show a pickle record as a tree, without running it",
+        "Show a pickle record (default data.pkl) as a tree of plain values and inert placeholders: globals stay "
+        "names, calls stay calls, tensors are summarised. Nothing is imported or called. --ops lists the "
+        "opcodes with their byte offsets.",
+        ["tsinspect pickle model.pt", "tsinspect pickle model.pt constants.pkl --depth 3",
+         "tsinspect pickle model.pt --ops"])
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("member", nargs="?", default=None, help="pickle record (default: data.pkl)")
     p.add_argument("--ops", action="store_true", help="print the opcodes instead of the tree")
-    p.add_argument("--depth", type=int, default=64, help="levels to show (default 64)")
+    p.add_argument("--depth", type=int, default=64, metavar="N", help="levels to show (default 64)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.pickle/1)")
     p.set_defaults(run=run_pickle)
 
-    p = sub.add_parser("extract", help="copy records into a directory (regular files only, never outside it)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "extract", "copy records into a directory (regular files only, never outside it)",
+        "Copy records (all, or the ones named) to DEST/<entry name>: only regular files, only inside DEST, never "
+        "over an existing file and never through a link. Members with unsafe names, links, duplicates or "
+        "bomb-like compression are skipped with a warning.",
+        ["tsinspect extract model.pt out/", "tsinspect extract model.pt out/ code/__torch__/models.py"],
+        {"1": "written, but some members were skipped as unsafe"})
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("dest", help="destination directory (created if missing; existing files are never replaced)")
     p.add_argument("members", nargs="*", help="records to extract (default: all)")
     p.add_argument("--json", action="store_true", help="print what was written as JSON (schema tsinspect.extract/1)")

@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 
 from tsinspect.archive.reader import open_archive
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import counted, printable
 from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError, add_command
 from tsinspect.cli.progress import Progress
 from tsinspect.cli.output import emit_json
@@ -233,7 +233,7 @@ def run_ops(args: argparse.Namespace) -> int:
         return status
     style = style_for(args.color)
     total = sum(r["count"] for r in rows)
-    print(style(f"# {len(rows)} ops, {total} uses (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
+    print(style(f"# {counted(len(rows), 'op')}, {counted(total, 'use')} (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
                 "dim"))
     width = max((len(r["op"]) for r in rows), default=10)
     for row in rows:

@@ -203,7 +203,7 @@ class _Writer:
         if not self.r.code:
             return "no code/: nothing runs at load time"
         if scan.unsafe:
-            return (f'<span class="bad">{len(scan.unsafe)} unsafe finding(s)</span>: code/ runs file or raw-memory '
+            return (f'<span class="bad">{counted(len(scan.unsafe), "unsafe finding")}</span>: code/ runs file or raw-memory '
                     f'operations (<a href="#safety">details</a>)')
         return '<span class="good">no file or raw-memory operations in code/</span>'
 

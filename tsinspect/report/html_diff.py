@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tsinspect.archive.text import counted
 from tsinspect.report import common
 from tsinspect.report.html import e
 
@@ -25,7 +26,7 @@ def diff_section(w) -> str:
         out.append(f'<div class="box good">{e(message)}</div>')
         return "".join(out) + "</section>"
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    out.append(f'<div class="box warn">{len(d.findings)} finding(s): {e(counts)}</div>')
+    out.append(f'<div class="box warn">{counted(len(d.findings), "finding")}: {e(counts)}</div>')
     if d.mode != "trace_vs_script":
         out += [_structural(w, f) for f in d.findings]
         return "".join(out) + "</section>"
