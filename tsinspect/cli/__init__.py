@@ -53,6 +53,15 @@ def _global_options(parser: argparse.ArgumentParser, default) -> None:
                            help="no progress line on stderr (it is shown only when stderr is a terminal)")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal; the epilog (exit codes, examples) kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line + "\n" for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 def add_command(sub: argparse._SubParsersAction, name: str, summary: str, description: str,
                 examples: list[str], exits: dict[str, str] | None = None) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does, its exit codes and examples."""
@@ -60,7 +69,7 @@ def add_command(sub: argparse._SubParsersAction, name: str, summary: str, descri
     epilog = ("exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(codes.items()))
               + "\n\nexamples:\n" + "\n".join(f"  {example}" for example in examples))
     return sub.add_parser(name, help=summary, description=description, epilog=epilog,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=_HelpFormatter)
 
 
 def add_ir_option(p: argparse.ArgumentParser) -> None:
@@ -78,7 +87,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         description="Inspect TorchScript archives (.pt/.ptl) without running them.",
         epilog="Run 'tsinspect COMMAND --help' for a command's options. 'tsinspect FILE' opens FILE.\n"
                "Exit status: 0 ok, 1 findings (differences, unsafe findings, a refused load), 2 error.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

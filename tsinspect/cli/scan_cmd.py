@@ -27,8 +27,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "scan", "check files and folders for pickles, load-time code and zip tricks that run code or "
                      "fool tools",
-        "Judge each FILE without loading it: every pickle any loader could reach against what torch's own "
-        "restricted unpicklers accept, load-time code in code/, and zip structure tricks. A FOLDER is walked "
+        "Judge each file without loading it: every pickle any loader could reach against what torch's own "
+        "restricted unpicklers accept, load-time code in code/, and zip structure tricks. A folder is walked "
         "for archives, recognised by their first bytes (zip, pickle, tar) or a model/pickle extension; links "
         "inside it are not followed. Files are judged in parallel, one worker process per core.",
         ["tsinspect scan model.pt", "tsinspect scan models/ --jsonl > verdicts.jsonl",

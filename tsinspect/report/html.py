@@ -165,19 +165,22 @@ class _Writer:
         """Every finding in one table at the top, each row linking to its details (collapsed below)."""
         if not self.findings:
             return ""
+        severities = any(x.severity for x in self.findings)
         rows = []
         for n, x in enumerate(self.findings, 1):
             origin = "your code" if x.origin == USER else x.origin
+            method = (x.method or "").rsplit(".", 1)[-1]
+            where = e(x.where) + (f'<br><span class="muted">{e(method)}</span>' if method else "")
+            severity = f"<td>{e(x.severity or '')}</td>" if severities else ""
             rows.append(f'<tr><td class="num"><a href="#{x.anchor}">{n}</a></td>'
-                        f'<td><a href="#{x.anchor}">{e(x.kind)}</a></td><td>{e(x.severity or "")}</td>'
-                        f'<td>{e(origin)}</td><td class="mono">{e(x.where)}</td>'
-                        f'<td class="mono">{e(x.method or "")}</td><td>{e(_short(x.message))}</td></tr>')
+                        f'<td><a href="#{x.anchor}">{e(x.kind)}</a></td>{severity}<td>{e(origin)}</td>'
+                        f'<td class="mono">{where}</td><td class="what">{e(_short(x.message))}</td></tr>')
         user = sum(1 for x in self.findings if x.origin == USER)
         mine = f", {user} in your code" if user else ""
+        head = ["#", "kind"] + (["severity"] if severities else []) + ["origin", "where", "what"]
         return (f'<section id="findings"><h2>Findings <span class="muted">({len(self.findings)}{mine})</span></h2>'
                 f'<p class="note">In the order to read them: your code first. Each links to its details below.</p>'
-                f'{self.table(["#", "kind", "severity", "origin", "where", "method", "what"], rows, cls="compact")}'
-                "</section>")
+                f'{self.table(head, rows, cls="index")}</section>')
 
     def section_summary(self) -> str:
         s = self.s
@@ -390,7 +393,7 @@ class _Writer:
         return "".join(out)
 
 
-def _short(text: str, limit: int = 160) -> str:
+def _short(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
