@@ -157,12 +157,12 @@ def test_refused_gate_is_reported_in_place(setstate_file_writer_archive, setstat
 
 def test_no_ir_report_is_torch_free(sample_archives, tmp_path):
     doc = json.loads(report(tmp_path, sample_archives["gate_scripted"], "json", "--no-ir"))
-    assert doc["ir"] is None and "--no-ir" in doc["ir_skipped"]
+    assert doc["ir"] is None and "--ir never" in doc["ir_skipped"]
     assert doc["ops"]["from"] == "ast" and doc["code"]
     assert any(op["op"] == "aten::relu" and op["uses"][0]["code"] == "code/__torch__/models.py:13"
                for op in doc["ops"]["ops"])
     page = report(tmp_path, sample_archives["gate_scripted"], "html", "--no-ir")
-    assert "No IR: not asked for (--no-ir)." in page and "The methods of code/ and the ops they call" in page
+    assert "No IR: not asked for (--ir never)." in page and "The methods of code/ and the ops they call" in page
 
 
 def test_state_dict_report(sample_archives, tmp_path):

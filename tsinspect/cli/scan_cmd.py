@@ -65,12 +65,11 @@ def run_scan(args: argparse.Namespace) -> int:
         for result in judge(found.files, args.jobs):
             progress.advance()
             results.append(result)
+            if result.error is not None:  # said once, on stderr; the listing says ERROR
+                print_above(f"tsinspect: {err('error', 'red')}: {printable(result.error)}", sys.stderr)
             if args.jsonl:
                 print_above(_json_line({"schema": FILE_SCHEMA, **result.to_json()}))
-            elif args.json:
-                if result.error is not None:
-                    print_above(f"tsinspect: {err('error', 'red')}: {printable(result.error)}", sys.stderr)
-            else:
+            elif not args.json:
                 for line in _lines(result, style, args.all):
                     print_above(line)
     if args.json:
@@ -115,8 +114,7 @@ def _lines(result, style, show_all: bool):
     counts = result.counts()
     tally = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     fmt = f" [{result.format}]" if result.format else ""
-    detail = f"  {printable(result.error)}" if result.error is not None else (f"  ({tally})" if tally else "")
-    yield f"{verdict} {style(printable(result.path), 'bold')}{fmt}{detail}"
+    yield f"{verdict} {style(printable(result.path), 'bold')}{fmt}" + (f"  ({tally})" if tally else "")
     shown = [f for f in result.findings if show_all or f.severity != "info"]
     for f in shown:
         yield (f"    {style(f'{f.severity:<10}', _COLOURS[f.severity])} {f.kind:<18} "
@@ -130,6 +128,7 @@ def _tally(results, found, seconds: float) -> str:
     by_verdict: dict[str, int] = {}
     for r in results:
         by_verdict[r.verdict] = by_verdict.get(r.verdict, 0) + 1
-    parts = [f"{by_verdict[v]} {v}" for v in ("clean", "suspicious", "unsafe", "error") if v in by_verdict]
+    parts = [counted(by_verdict[v], v) if v == "error" else f"{by_verdict[v]} {v}"
+             for v in ("clean", "suspicious", "unsafe", "error") if v in by_verdict]
     skipped = f"; {counted(found.skipped, 'other file')} skipped" if found.skipped else ""
     return f"{counted(len(results), 'file')}: {', '.join(parts) or 'none'}{skipped} ({seconds:.1f} s)"

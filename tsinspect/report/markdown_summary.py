@@ -56,7 +56,7 @@ def render_summary(report: Report, link: str | None = None, budget: int = BUDGET
         by_origin: dict[str, int] = {}
         for e in rest:
             by_origin[e.origin] = by_origin.get(e.origin, 0) + 1
-        parts = ", ".join(f"{n} {'in your code' if o == USER else 'in ' + o}" for o, n in by_origin.items())
+        parts = ", ".join(f"{n} {_place(o)}" for o, n in by_origin.items())
         blocks.append(f"*{counted(len(rest), 'more finding')} not shown here ({md(parts)}): see the full report.*")
     text = "\n\n".join([head, *blocks, tail]) + "\n"
     assert length(text) <= budget, length(text)  # the blocks were sized to fit; a bug otherwise
@@ -88,6 +88,10 @@ def _head(report: Report, found) -> str:
     return "\n\n".join(lines)
 
 
+def _place(origin: str) -> str:
+    return {USER: "in your code", "archive": "about the archive as a whole"}.get(origin, f"in {origin}")
+
+
 def _diff_line(d, found) -> str:
     if not d.findings:
         return "no differences" + (": the trace keeps every branch and loop the script has"
@@ -97,7 +101,7 @@ def _diff_line(d, found) -> str:
     for e in found:
         if e.part == "diff" and e.origin != USER:
             libs[e.origin] = libs.get(e.origin, 0) + 1
-    lib = "; " + ", ".join(f"{n} in {o}" for o, n in libs.items()) if libs else ""
+    lib = "; " + ", ".join(f"{n} {_place(o)}" for o, n in libs.items()) if libs else ""
     mode = "trace vs script" if d.mode == "trace_vs_script" else "structural diff"
     return f"**{counted(len(d.findings), 'finding')}** ({mode}): {md(_cut(kinds + lib, 400))}"
 
