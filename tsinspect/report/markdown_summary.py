@@ -154,7 +154,7 @@ def _excerpt(f) -> str:
 
 def _tail(report: Report, link: str | None) -> str:
     s = report.summary
-    if link and re.match(r"https?://[^\s]+$", link) and len(link) <= 2000:
+    if link and re.match(r"https?://", link) and printable(link) == link and len(link) <= 2000:
         pointer = f"[Full report]({quote(link, safe=_URL_SAFE)})"
     elif link:
         pointer = f"Full report: {md(_cut(link, 1000))}"
