@@ -6,8 +6,10 @@ Builds, once, into benchmarks/out/registry/ (ignored by git): COUNT files, a mix
 made with torch: scripted and traced small models (MLPs, convnets, an LSTM, a 2-layer
 nn.TransformerEncoder), torch.save state dicts and whole-checkpoint dicts, each with its own random
 sizes, plus a few README/JSON files the walk must skip. Then times, in fresh processes, the whole command
-``tsinspect scan FOLDER --jsonl`` with one worker (``-j 1``) and with the default (one per core), and
-prints files/s and the ratio. Wall times are the best of --repeat runs. Nothing here is asserted by tests.
+``tsinspect scan FOLDER --jsonl`` with one worker (``-j 1``) and with the default (one per core), against
+what a user had to do before ``scan`` took folders: one ``tsinspect scan FILE`` process per file (``find
+-exec``), timed on the first --loop files. Prints files/s and the ratios. Wall times are the best of
+--repeat runs. Nothing here is asserted by tests.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--loop", type=int, default=60, help="files timed one process each")
     args = parser.parse_args()
     folder = build(args.count)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -121,12 +124,23 @@ def main() -> None:
         for r in results:
             verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
         rows[label] = (best, len(results), verdicts)
+    files = sorted(str(f) for f in folder.rglob("*") if f.suffix in (".pt", ".pth", ".weights"))[:args.loop]
+
+    def loop() -> float:
+        start = time.perf_counter()
+        for f in files:
+            subprocess.run([sys.executable, "-m", "tsinspect", "scan", f, "--jsonl"], capture_output=True)
+        return time.perf_counter() - start
+
+    per_file = min(loop() for _ in range(args.repeat))
+    rows[f"one process per file (first {len(files)})"] = (per_file, len(files), {})
     print(f"{args.count} archives ({size / 2**20:.1f} MiB) in {folder}, {os.cpu_count()} cores")
     print("| workers | files | wall time | files/s | verdicts |\n|---|---:|---:|---:|---|")
     for label, (seconds, n, verdicts) in rows.items():
         print(f"| {label} | {n} | {seconds:.2f} s | {n / seconds:.0f} | {verdicts} |")
-    (one, _, _), (many, _, _) = rows.values()
-    print(f"\nparallel / one worker: {one / many:.2f}x")
+    (one, n, _), (many, _, _), (looped, m, _) = rows.values()
+    print(f"\nparallel vs one worker: {one / many:.2f}x; folder scan (default) vs one process per file: "
+          f"{(n / many) / (m / looped):.1f}x the files/s")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import re
 from urllib.parse import quote
 
 from tsinspect.archive.text import counted, human_bytes, printable
-from tsinspect.report import common
 from tsinspect.report.findings import USER, entries
 from tsinspect.report.markdown import details, fence, md, table
 from tsinspect.report.model import Report
