@@ -73,7 +73,7 @@ def test_every_subcommand_help_has_description_exit_codes_and_examples():
 
 
 @pytest.mark.parametrize("content,expected", [
-    (b"", "is an empty file"),
+    (b"", "is an empty file, not a PyTorch archive"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is a PNG image, not a PyTorch archive"),
     (b"hello, this is a text file\n", "is a text file, not a PyTorch archive"),
     (b"version https://git-lfs.github.com/spec/v1\noid sha256:00\n", "is a Git LFS pointer"),
@@ -184,7 +184,7 @@ def test_info_of_a_folder_is_json_lines(sample_archives, tmp_path):
     proc = run_cli("info", folder, "--json", check=2)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(Path(d["path"]).name, d.get("error")) for d in lines] == [
-        ("a.weights", None), ("broken.pt", f"{folder / 'broken.pt'} is an empty file")]
+        ("a.weights", None), ("broken.pt", f"{folder / 'broken.pt'} is an empty file, not a PyTorch archive")]
     assert lines[0]["schema"] == "tsinspect.info/1" and lines[0]["made_by"]["kind"] == "traced"
     assert proc.stderr.count("tsinspect: error:") == 1
 

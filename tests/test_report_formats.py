@@ -122,6 +122,17 @@ def test_markdown_escapes_hostile_names(hostile_archive, tmp_path):
     assert "\x1b" not in text and "\u202e" not in text and "esc\\\\x1b\\[31mred\\\\u202eevil" in text
 
 
+def test_markdown_summary_escapes_hostile_names(hostile_archive, sample_archives, tmp_path):
+    proc = run_cli("report", hostile_archive, "--diff", sample_archives["plain_scripted"], "--ir", "never",
+                   "--summary", "-o", "-", check=1)
+    text = proc.stdout
+    assert "onerror" in text and "structural diff" in text  # the names are there, as text
+    outside = re.sub(r"(?ms)^ *```.*?^ *```$", "", text)
+    assert "<img" not in outside and "<script" not in outside and "</td>" not in outside
+    assert "\x1b" not in text and "\u202e" not in text
+    assert text.count("<details>") == text.count("</details>")
+
+
 # ----- JSON
 
 

@@ -86,7 +86,7 @@ _PICKLE0 = re.compile(rb"^(c[\w.]+\n|\((dp|lp|t|S'|V)|[]}]q?)")
 def what_it_is(head: bytes) -> str | None:
     """What a file that is not an archive is, from its first bytes, for the error message."""
     if not head:
-        return "an empty file"
+        return "an empty file, not a PyTorch archive"
     for magic, name in _MAGICS:
         if head.startswith(magic):
             return name + ", not a PyTorch archive"
@@ -102,6 +102,6 @@ def what_it_is(head: bytes) -> str | None:
         if text.lstrip().startswith(("{", "[")):
             return "a text file (JSON?), not a PyTorch archive"
         if text.startswith("version https:"):
-            return "a Git LFS pointer (text), not the archive itself: fetch it with git lfs pull"
+            return "a Git LFS pointer, not a PyTorch archive: fetch the file itself with git lfs pull"
         return "a text file, not a PyTorch archive"
     return None

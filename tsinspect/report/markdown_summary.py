@@ -9,7 +9,6 @@ archive text in a block is bounded first, so one hostile name cannot take the wh
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from urllib.parse import quote
@@ -125,7 +124,7 @@ def _ir(report: Report) -> str:
 
 
 def _block(entry) -> str:
-    where = f" at `{md(_cut(entry.where, 200))}`" if entry.where else ""
+    where = f" at {code_span(_cut(entry.where, 200))}" if entry.where else ""
     sev = f" ({md(entry.severity)})" if entry.severity else ""
     origin = "" if entry.origin in (USER, "archive") else f" [{md(entry.origin)}]"
     method = f" in {md(_cut(entry.method, 200))}" if entry.method else ""
@@ -137,6 +136,15 @@ def _block(entry) -> str:
         lines.append("")
         lines.append("  " + details("source", fence(excerpt, "diff")).replace("\n", "\n  "))
     return "\n".join(lines)
+
+
+def code_span(text: str) -> str:
+    """Archive text as inline code: backslashes and markup are literal there, so nothing is escaped but
+    the delimiter, which is longer than any run of backticks inside."""
+    flat = printable(text).replace("\n", " ")
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{ticks}{pad}{flat}{pad}{ticks}"
 
 
 def _excerpt(f) -> str:
@@ -159,10 +167,10 @@ def _tail(report: Report, link: str | None) -> str:
         pointer = f"Full report: {md(_cut(link, 1000))}"
     else:
         other = f" --diff {_arg(report.diff.b if report.diff.a == s.path else report.diff.a)}" if report.diff else ""
-        pointer = f"Full report: `tsinspect report {_arg(s.path)}{other} -o report.html`"
+        pointer = "Full report: " + code_span(f"tsinspect report {_arg(s.path)}{other} -o report.html")
     return f"---\n<sub>{pointer} · generated {md(report.generated)} by tsinspect</sub>"
 
 
 def _arg(path: str) -> str:
-    """A path for the suggested command line: short and free of backticks."""
-    return html.escape(_cut(printable(os.path.basename(path) if len(path) > 120 else path), 120)).replace("`", "'")
+    """A path for the suggested command line, shortened to its name when long."""
+    return _cut(os.path.basename(path) if len(path) > 120 else path, 120)
