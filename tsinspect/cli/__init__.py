@@ -152,6 +152,7 @@ def report_error(exc: BaseException) -> int:
             raise exc
         message = f"internal error ({type(exc).__name__}: {exc}); please report it with the file if you can"
     from tsinspect.archive.text import printable
+    from tsinspect.cli.progress import print_above
 
-    print(f"tsinspect: error: {printable(message)}", file=sys.stderr)
+    print_above(f"tsinspect: error: {printable(message)}", sys.stderr)
     return EXIT_ERROR

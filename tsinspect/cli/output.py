@@ -8,6 +8,7 @@ from typing import Any
 
 from tsinspect.archive.problems import Problem
 from tsinspect.archive.text import json_safe
+from tsinspect.cli.progress import print_above
 from tsinspect.cli.style import Style
 
 
@@ -27,7 +28,7 @@ def stderr_style(style: Style) -> Style:
 def warn_problems(problems: list[Problem], style: Style, limit: int = 20) -> None:
     err = stderr_style(style)
     for problem in problems[:limit]:
-        print(f"tsinspect: {err('warning', 'yellow')}: {problem}", file=sys.stderr)
+        print_above(f"tsinspect: {err('warning', 'yellow')}: {problem}", sys.stderr)
     if len(problems) > limit:
-        print(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
-              file=sys.stderr)
+        print_above(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
+                    sys.stderr)
