@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 
@@ -213,6 +212,8 @@ def find_record(archive: Archive, name: str):
     try:
         return archive.find(name)
     except ArchiveError:
+        import difflib
+
         wanted = name[len(archive.prefix):] if archive.prefix and name.startswith(archive.prefix) else name
         names = [r.display_name for r in archive.records]
         close = [n for n in names if n != wanted and _MANGLE.sub("", n) == _MANGLE.sub("", wanted)]
