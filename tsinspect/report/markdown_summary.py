@@ -55,7 +55,8 @@ def render_summary(report: Report, link: str | None = None, budget: int = BUDGET
         for e in rest:
             by_origin[e.origin] = by_origin.get(e.origin, 0) + 1
         parts = ", ".join(f"{n} {_place(o)}" for o, n in by_origin.items())
-        blocks.append(f"*{counted(len(rest), 'more finding')} not shown here ({md(_cut(parts, 300))}): see the full report.*")
+        blocks.append(f"*{counted(len(rest), 'more finding')} not shown here ({md(_cut(parts, 300))}): "
+                      "see the full report.*")
     text = "\n\n".join([head, *blocks, tail]) + "\n"
     assert length(text) <= budget, length(text)  # the blocks were sized to fit; a bug otherwise
     return text
