@@ -77,7 +77,8 @@ def sniff(head: bytes) -> tuple[str, str | None]:
 # first bytes of files people mistake for a model, or save under a model's name
 _MAGICS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
            (b"%PDF-", "a PDF document"), (b"\x1f\x8b", "a gzip file"), (b"BZh", "a bzip2 file"),
-           (b"\xfd7zXZ\x00", "an xz file"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"\x7fELF", "an ELF executable"),
+           (b"\xfd7zXZ\x00", "an xz file"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+           (b"\x7fELF", "an ELF executable"),
            (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5?)"), (b"GGUF", "a GGUF model (llama.cpp)"),
            (b"\x93NUMPY", "a NumPy .npy array"))
 _PICKLE0 = re.compile(rb"^(c[\w.]+\n|\((dp|lp|t|S'|V)|[]}]q?)")

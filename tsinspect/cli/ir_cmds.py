@@ -233,7 +233,8 @@ def run_ops(args: argparse.Namespace) -> int:
         return status
     style = style_for(args.color)
     total = sum(r["count"] for r in rows)
-    print(style(f"# {counted(len(rows), 'op')}, {counted(total, 'use')} (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
+    source = "the IR, load: " + ir.load if origin == "ir" else "code/"
+    print(style(f"# {counted(len(rows), 'op')}, {counted(total, 'use')} (from {source})",
                 "dim"))
     width = max((len(r["op"]) for r in rows), default=10)
     for row in rows:

@@ -76,7 +76,8 @@ def _extra_files(sa, sb) -> list[Finding]:
     for name in sorted(files_a.keys() | files_b.keys()):
         ra, rb = files_a.get(name), files_b.get(name)
         if rb is None:
-            out.append(Finding("extra_file_removed", None, None, None, f"{name} ({counted(ra.size, 'byte')}) only in a"))
+            out.append(Finding("extra_file_removed", None, None, None,
+                               f"{name} ({counted(ra.size, 'byte')}) only in a"))
         elif ra is None:
             out.append(Finding("extra_file_added", None, None, None, f"{name} ({counted(rb.size, 'byte')}) only in b"))
         elif (ra.size, ra.entry.crc) != (rb.size, rb.entry.crc):

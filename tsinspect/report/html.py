@@ -206,7 +206,8 @@ class _Writer:
         if not self.r.code:
             return "no code/: nothing runs at load time"
         if scan.unsafe:
-            return (f'<span class="bad">{counted(len(scan.unsafe), "unsafe finding")}</span>: code/ runs file or raw-memory '
+            return (f'<span class="bad">{counted(len(scan.unsafe), "unsafe finding")}</span>: '
+                    'code/ runs file or raw-memory '
                     f'operations (<a href="#safety">details</a>)')
         return '<span class="good">no file or raw-memory operations in code/</span>'
 
@@ -237,7 +238,8 @@ class _Writer:
         if scan.findings:
             out.append("<h3>Findings of the static scan of code/</h3>")
             out.append(self.table(["verdict", "kind", "where", "what", "detail"], [
-                f'<tr{self.anchor_attr(f)}><td><span class="badge {e(f.verdict)}">{e(f.verdict)}</span></td><td>{e(f.kind)}</td>'
+                f'<tr{self.anchor_attr(f)}><td><span class="badge {e(f.verdict)}">{e(f.verdict)}</span></td>'
+                f'<td>{e(f.kind)}</td>'
                 f'<td class="mono">{self.code_link(f.file, f.line)}</td><td class="mono">{e(f.what)}</td>'
                 f'<td>{e(f.detail)}{e(" (via " + " -> ".join(f.via) + ")") if f.via else ""}</td></tr>'
                 for f in scan.findings]))

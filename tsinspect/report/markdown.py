@@ -80,7 +80,8 @@ class _Writer:
         s, r = self.s, self.r
         facts = [(label, md(text)) for label, text in common.archive_facts(s)]
         unsafe = len(r.scan.unsafe)
-        facts.append(("safety", f"**{counted(unsafe, 'unsafe finding')}**" if unsafe else "no file or raw-memory operations"
+        facts.append(("safety", f"**{counted(unsafe, 'unsafe finding')}**" if unsafe
+                      else "no file or raw-memory operations"
                       if r.code else "no code/"))
         facts.append(("IR", self.ir_status()))
         facts.append(("problems", str(len(s.problems)) if s.problems else "none"))
