@@ -2,8 +2,9 @@
 
 Signals (measured on torch 2.13 archives of the same models, traced and scripted):
 - ``traced_inputs.pkl`` holds the example inputs of a trace: only ``torch.jit.trace`` writes it.
-- the code a trace generates has no ``if``/``for``/``while``: a trace records one path. Scripted code keeps
-  the source's control flow (and turns ``assert`` into an ``if``).
+- the ``forward`` a trace generates has no ``if``/``for``/``while``: a trace records one path. Scripted code
+  keeps the source's control flow (and turns ``assert`` into an ``if``). Other methods do not count: a
+  traced quantized model keeps the scripted ``set_weight_bias``/``__setstate__`` of its modules.
 - a trace names the arguments it could not name from the source ``argument_1``, ``argument_2``, ...
 - a trace records ``int(x.size(0))`` as ``ops.prim.NumToTensor(torch.size(x, 0))``.
 A trace that calls scripted submodules (or a script calling traced ones) shows both kinds: ``mixed``.
@@ -41,7 +42,10 @@ def made_by(code: CodeIndex, has_traced_inputs: bool) -> MadeBy | None:
     methods = [m for m in code.methods if m.owner]
     if not methods and not has_traced_inputs:
         return None
-    control = [m for m in methods if any(isinstance(n, (ast.If, ast.For, ast.While)) for n in ast.walk(m.node))]
+    # only forward methods count: a trace's scripted helpers (a quantized module's set_weight_bias,
+    # __setstate__) keep their control flow whatever made the model
+    forwards = [m for m in methods if m.name == "forward" or m.name.startswith("forward__")]
+    control = [m for m in forwards if any(isinstance(n, (ast.If, ast.For, ast.While)) for n in ast.walk(m.node))]
     named = [m for m in methods if any(_ARGUMENT_N.match(a) for a in m.args)]
     num_to_tensor = sum(source.count("ops.prim.NumToTensor(torch.size(") for source in code.sources.values())
     traced, scripted = [], []
@@ -52,7 +56,7 @@ def made_by(code: CodeIndex, has_traced_inputs: bool) -> MadeBy | None:
     if num_to_tensor:
         traced.append(f"sizes recorded as NumToTensor(size), {counted(num_to_tensor, 'time')}")
     if control:
-        scripted.append(f"{len(control)} of {len(methods)} methods keep if/for/while statements")
+        scripted.append(f"{len(control)} of {len(forwards)} forward methods keep if/for/while statements")
     if traced and scripted:
         return MadeBy(MIXED, "likely", traced + scripted)
     if traced:
