@@ -7,6 +7,8 @@
   a structural diff with 3,000 findings, far over a GitHub comment when rendered in full.
 - ``mixed_traced``/``mixed_scripted``: a model of this file (a data-dependent ``if``) around
   nn.MultiheadAttention, traced and scripted: findings in the user's file and in torch's.
+- ``quantized_traced``: a statically quantized Conv2d (eager mode) traced: its quantized module keeps the
+  scripted ``__setstate__``/``set_weight_bias`` (with ``if``) in code/, as traced d2go models do.
 """
 
 from __future__ import annotations
@@ -42,6 +44,32 @@ class Mixed(nn.Module):
         return self.attn(x, x, x)[0]
 
 
+class QuantConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        import torch.ao.quantization as tq
+
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.conv(self.quant(x)))
+
+
+def _quantized() -> nn.Module:
+    import warnings
+
+    import torch.ao.quantization as tq
+
+    warnings.simplefilter("ignore", UserWarning)
+    model = QuantConv().eval()
+    model.qconfig = tq.get_default_qconfig("fbgemm")
+    prepared = tq.prepare(model)
+    prepared(torch.rand(1, 1, 5, 5))
+    return tq.convert(prepared)
+
+
 def build_all(out: Path) -> dict[str, Path]:
     torch.manual_seed(0)
     paths = {}
@@ -63,4 +91,5 @@ def build_all(out: Path) -> dict[str, Path]:
         example = torch.rand(3, 1, 8)
         save("mixed_traced", torch.jit.trace(mixed, example, check_trace=False))
         save("mixed_scripted", torch.jit.script(mixed))
+        save("quantized_traced", torch.jit.trace(_quantized(), torch.rand(1, 1, 5, 5)))
     return paths

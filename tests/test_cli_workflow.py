@@ -152,7 +152,7 @@ def test_structural_diff_reports_extra_files(built):
 # ----- info: traced or scripted, short on big models
 
 
-def test_info_says_traced_or_scripted_and_how_sure(sample_archives):
+def test_info_says_traced_or_scripted_and_how_sure(sample_archives, built):
     made = {name: json.loads(run_cli("info", sample_archives[name], "--json").stdout)["made_by"]
             for name in ("gate_traced", "gate_scripted", "plain_scripted", "gate_state_dict")}
     assert made["gate_traced"]["kind"] == "traced" and made["gate_traced"]["confidence"] == "certain"
@@ -160,6 +160,9 @@ def test_info_says_traced_or_scripted_and_how_sure(sample_archives):
     assert made["plain_scripted"] == {"kind": "unknown", "confidence": "weak",
                                       "evidence": [made["plain_scripted"]["evidence"][0]]}
     assert made["gate_state_dict"] is None
+    # a traced quantized model keeps its modules' scripted set_weight_bias (with an if): still traced, not mixed
+    quantized = json.loads(run_cli("info", built["quantized_traced"], "--json").stdout)["made_by"]
+    assert quantized["kind"] == "traced" and not any("if/for/while" in e for e in quantized["evidence"])
     text = run_cli("info", sample_archives["gate_traced"]).stdout
     assert re.search(r"^made by +traced \(certain: traced_inputs.pkl", text, re.M)
 
