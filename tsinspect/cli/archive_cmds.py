@@ -12,7 +12,7 @@ from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
 from tsinspect.cli import add_command
 from tsinspect.cli.info_text import info_lines
-from tsinspect.cli.output import emit_json, warn_problems
+from tsinspect.cli.output import emit_json, json_line, warn_problems
 from tsinspect.cli.style import style_for
 
 PREVIEW_CAP = 64 * 1024
@@ -144,9 +144,6 @@ def _summary(archive):
 def _info_many(paths: list[str], args: argparse.Namespace) -> int:
     """Several files or folders: JSON Lines (one tsinspect.info/1 object per file, or {"path", "error"}), or
     the text summaries one after another. A file that cannot be read is reported and the others go on."""
-    import json
-
-    from tsinspect.archive.text import json_safe
     from tsinspect.cli import report_error
     from tsinspect.cli.files import find_files
     from tsinspect.cli.progress import Progress, print_above
@@ -163,11 +160,10 @@ def _info_many(paths: list[str], args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - reported like any command's error, then the next file
                 status = report_error(exc)
                 if args.json:
-                    print_above(json_safe(json.dumps({"schema": "tsinspect.info/1", "path": printable(path),
-                                                      "error": str(exc)}, ensure_ascii=False)))
+                    print_above(json_line({"schema": "tsinspect.info/1", "path": printable(path), "error": str(exc)}))
                 continue
             if args.json:
-                print_above(json_safe(json.dumps(summary.to_json(), ensure_ascii=False)))
+                print_above(json_line(summary.to_json()))
                 continue
             lines = list(info_lines(summary, style, args.all))
             print_above("\n".join(([""] if n else []) + lines))

@@ -20,6 +20,11 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def json_line(obj: Any) -> str:
+    """One compact JSON Lines record (``--jsonl``, several files with ``--json``)."""
+    return json_safe(json.dumps(obj, ensure_ascii=False))
+
+
 def stderr_style(style: Style) -> Style:
     """The command's colour choice, applied to stderr only when stderr is a terminal too."""
     return Style(style.enabled and sys.stderr.isatty())

@@ -15,7 +15,7 @@ import time
 
 from tsinspect.archive.text import counted, printable
 from tsinspect.cli import add_command
-from tsinspect.cli.output import emit_json, stderr_style
+from tsinspect.cli.output import emit_json, json_line, stderr_style
 from tsinspect.cli.progress import Progress, print_above
 from tsinspect.cli.style import style_for
 
@@ -57,7 +57,7 @@ def run_scan(args: argparse.Namespace) -> int:
     err = stderr_style(style)
     found = find_files(args.files)
     for folder in found.unreadable:
-        print(f"tsinspect: {err('warning', 'yellow')}: cannot list {printable(folder)}; its files were not judged",
+        print(f"tsinspect: {err('error', 'red')}: cannot list {printable(folder)}; its files were not judged",
               file=sys.stderr)
     results = []
     start = time.monotonic()
@@ -68,7 +68,7 @@ def run_scan(args: argparse.Namespace) -> int:
             if result.error is not None:  # said once, on stderr; the listing says ERROR
                 print_above(f"tsinspect: {err('error', 'red')}: {printable(result.error)}", sys.stderr)
             if args.jsonl:
-                print_above(_json_line({"schema": FILE_SCHEMA, **result.to_json()}))
+                print_above(json_line({"schema": FILE_SCHEMA, **result.to_json()}))
             elif not args.json:
                 for line in _lines(result, style, args.all):
                     print_above(line)
@@ -79,7 +79,7 @@ def run_scan(args: argparse.Namespace) -> int:
     if not found.files:
         print(f"tsinspect: {err('warning', 'yellow')}: no archives found"
               + (f" ({counted(found.skipped, 'other file')} skipped)" if found.skipped else ""), file=sys.stderr)
-    return exit_status(results)
+    return 2 if found.unreadable else exit_status(results)  # files that were not judged are not clean
 
 
 def judge(files: list[str], jobs: int = 0):
@@ -99,14 +99,6 @@ def judge(files: list[str], jobs: int = 0):
     chunk = max(1, min(16, len(files) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         yield from pool.map(scan_file, files, chunksize=chunk)
-
-
-def _json_line(obj: dict) -> str:
-    import json
-
-    from tsinspect.archive.text import json_safe
-
-    return json_safe(json.dumps(obj, ensure_ascii=False))
 
 
 def _lines(result, style, show_all: bool):
