@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -99,13 +100,20 @@ def build(count: int) -> Path:
     return OUT
 
 
-def timed(cmd: list[str]) -> tuple[float, list[dict]]:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """User + system time of every child process waited for so far. Worker processes are children of
+    multiprocessing's forkserver, which is not waited for: the parallel run's CPU time is not counted."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, list[dict], float]:
+    start, cpu = time.perf_counter(), cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd}: exit {proc.returncode}: {proc.stderr[-500:]}")
-    return seconds, [json.loads(line) for line in proc.stdout.splitlines()]
+    return seconds, [json.loads(line) for line in proc.stdout.splitlines()], cpu_seconds() - cpu
 
 
 def main() -> None:
@@ -116,31 +124,36 @@ def main() -> None:
     args = parser.parse_args()
     folder = build(args.count)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    load = os.getloadavg()[0]
     base = [sys.executable, "-m", "tsinspect", "scan", str(folder), "--jsonl"]
     rows = {}
     for label, extra in (("1 worker", ["-j", "1"]), (f"{os.cpu_count()} workers (default)", [])):
-        best, results = min((timed(base + extra) for _ in range(args.repeat)), key=lambda r: r[0])
+        best, results, cpu = min((timed(base + extra) for _ in range(args.repeat)), key=lambda r: r[0])
         verdicts: dict[str, int] = {}
         for r in results:
             verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
-        rows[label] = (best, len(results), verdicts)
+        rows[label] = (best, len(results), verdicts, cpu)
     files = sorted(str(f) for f in folder.rglob("*") if f.suffix in (".pt", ".pth", ".weights"))[:args.loop]
 
-    def loop() -> float:
-        start = time.perf_counter()
+    def loop() -> tuple[float, float]:
+        start, cpu = time.perf_counter(), cpu_seconds()
         for f in files:
             subprocess.run([sys.executable, "-m", "tsinspect", "scan", f, "--jsonl"], capture_output=True)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, cpu_seconds() - cpu
 
-    per_file = min(loop() for _ in range(args.repeat))
-    rows[f"one process per file (first {len(files)})"] = (per_file, len(files), {})
+    per_file, cpu = min((loop() for _ in range(args.repeat)), key=lambda r: r[0])
+    rows[f"one process per file (first {len(files)})"] = (per_file, len(files), {}, cpu)
     print(f"{args.count} archives ({size / 2**20:.1f} MiB) in {folder}, {os.cpu_count()} cores")
-    print("| workers | files | wall time | files/s | verdicts |\n|---|---:|---:|---:|---|")
-    for label, (seconds, n, verdicts) in rows.items():
-        print(f"| {label} | {n} | {seconds:.2f} s | {n / seconds:.0f} | {verdicts} |")
-    (one, n, _), (many, _, _), (looped, m, _) = rows.values()
+    print(f"load average at the start: {load:.1f}, at the end: {os.getloadavg()[0]:.1f}")
+    print("| workers | files | wall time | files/s | CPU time (all processes) | verdicts |\n"
+          "|---|---:|---:|---:|---:|---|")
+    for label, (seconds, n, verdicts, cpu) in rows.items():
+        shown = "-" if "workers" in label else f"{cpu:.2f} s"
+        print(f"| {label} | {n} | {seconds:.2f} s | {n / seconds:.0f} | {shown} | {verdicts} |")
+    (one, n, _, _), (many, _, _, _), (looped, m, _, _) = rows.values()
     print(f"\nparallel vs one worker: {one / many:.2f}x; folder scan (default) vs one process per file: "
-          f"{(n / many) / (m / looped):.1f}x the files/s")
+          f"{(n / many) / (m / looped):.1f}x the files/s; CPU per file: {1000 * rows['1 worker'][3] / n:.1f} ms "
+          f"in one folder scan, {1000 * cpu / m:.0f} ms as a process of its own")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ def shown_code(report: Report) -> set[str]:
     return shown
 
 
+def shorten(text, limit: int) -> str:
+    """At most ``limit`` characters, with an ellipsis when cut."""
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def basename(path: str | None) -> str:
     return (path or "?").replace("\\", "/").rsplit("/", 1)[-1]
 

@@ -174,7 +174,7 @@ class _Writer:
             severity = f"<td>{e(x.severity or '')}</td>" if severities else ""
             rows.append(f'<tr><td class="num"><a href="#{x.anchor}">{n}</a></td>'
                         f'<td><a href="#{x.anchor}">{e(x.kind)}</a></td>{severity}<td>{e(origin)}</td>'
-                        f'<td class="mono">{where}</td><td class="what">{e(_short(x.message))}</td></tr>')
+                        f'<td class="mono">{where}</td><td class="what">{e(common.shorten(x.message, 140))}</td></tr>')
         user = sum(1 for x in self.findings if x.origin == USER)
         mine = f", {user} in your code" if user else ""
         head = ["#", "kind"] + (["severity"] if severities else []) + ["origin", "where", "what"]
@@ -393,10 +393,6 @@ class _Writer:
             out.append(f'<details class="searchable"><summary class="mono">{e(m.qualname)} <span class="muted">'
                        f'{counted(len(m.ops), "call")}</span></summary><pre class="ir">{lines}</pre></details>')
         return "".join(out)
-
-
-def _short(text: str, limit: int = 140) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def render_html(report: Report) -> str:

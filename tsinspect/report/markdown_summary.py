@@ -14,6 +14,7 @@ import re
 from urllib.parse import quote
 
 from tsinspect.archive.text import counted, human_bytes, printable
+from tsinspect.report.common import shorten
 from tsinspect.report.findings import USER, entries
 from tsinspect.report.markdown import details, fence, md, table
 from tsinspect.report.model import Report
@@ -31,8 +32,7 @@ def length(text: str) -> int:
 
 
 def _cut(text, limit: int = MAX_TEXT) -> str:
-    text = str(text or "")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return shorten(text, limit)
 
 
 def render_summary(report: Report, link: str | None = None, budget: int = BUDGET) -> str:
