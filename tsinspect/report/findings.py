@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import tsinspect.diff.model as diff_model
 from tsinspect.report.common import basename
 
 USER = "user"
+# the diff result's words for its severities ("silent" -> "silent wrong result"), where it has them
+_SEVERITY_TEXT = getattr(diff_model, "SEVERITY_TEXT", {})
 _SITE = re.compile(r"(?:site|dist)-packages/([A-Za-z0-9_]+)/")
 
 
@@ -31,9 +34,10 @@ class Entry:
 
 
 def origin_of(finding) -> str:
-    given = getattr(finding, "origin", None)
+    """"user", or the library a finding is in ("torch", a package name), or "archive" (no source file)."""
+    given = getattr(finding, "origin", None)  # the diff result's own (tsinspect.diff.model): user/torch/package
     if given:
-        return str(given)
+        return USER if given == USER else str(getattr(finding, "package", None) or given)
     file = (getattr(finding, "file", None) or "").replace("\\", "/")
     if not file:
         return "archive"
@@ -52,7 +56,8 @@ def entries(report) -> list[Entry]:
         ordered = sorted(diff.findings, key=lambda f: origin_of(f) != USER)  # stable: keeps the diff's order
         for f in ordered:
             where = f"{basename(f.file)}:{f.line}" if f.file else ""
-            out.append(Entry(f"finding-{len(out) + 1}", "diff", f.kind, getattr(f, "severity", None),
+            severity = getattr(f, "severity", None)
+            out.append(Entry(f"finding-{len(out) + 1}", "diff", f.kind, _SEVERITY_TEXT.get(severity, severity),
                              origin_of(f), where, f.method, f.message, getattr(f, "fix", None), f))
     for f in report.scan.unsafe:  # benign and info findings are counted, not indexed (140 in a quantized model)
         where = f"{f.file}:{f.line}" if f.file else ""
