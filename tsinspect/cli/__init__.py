@@ -72,15 +72,6 @@ def add_command(sub: argparse._SubParsersAction, name: str, summary: str, descri
                           formatter_class=_HelpFormatter)
 
 
-def add_ir_option(p: argparse.ArgumentParser) -> None:
-    """``--ir auto|never|always``: the one spelling of this choice on every command (diff, report);
-    ``--no-ir`` stays as a hidden alias of ``--ir never``."""
-    p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
-                   help="use the IR extracted by torch in a sandboxed child: auto (when the archive loads), "
-                        "never (torch-free), always (fail without it)")
-    p.add_argument("--no-ir", action="store_const", const="never", dest="ir", help=argparse.SUPPRESS)
-
-
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsinspect",

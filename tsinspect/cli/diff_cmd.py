@@ -8,8 +8,7 @@ import argparse
 import sys
 
 from tsinspect.archive.text import printable
-
-from tsinspect.cli import EXIT_FINDINGS, EXIT_OK, add_command, add_ir_option
+from tsinspect.cli import EXIT_FINDINGS, EXIT_OK, add_command
 from tsinspect.cli.output import emit_json
 from tsinspect.cli.progress import Progress
 
@@ -29,7 +28,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; exit 0 (no findings) or 1")
-    add_ir_option(p)
+    p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
+                   help="use the IR extracted by torch in a child process: auto (when both archives load), "
+                        "never (torch-free only), always (fail without it)")
+    p.add_argument("--no-ir", action="store_const", const="never", dest="ir", help=argparse.SUPPRESS)
     p.add_argument("--trust", action="store_true",
                    help="let torch load archives the safety scan flags (only for files you trust)")
     p.add_argument("--tui", action="store_true",

@@ -21,7 +21,11 @@ def emit_json(obj: Any) -> None:
 
 
 def json_line(obj: Any) -> str:
-    """One compact JSON Lines record (``--jsonl``, several files with ``--json``)."""
+    """One compact JSON Lines record (``--jsonl``, several files with ``--json``), escaped as emit_json's."""
+    import json
+
+    from tsinspect.archive.text import json_safe
+
     return json_safe(json.dumps(obj, ensure_ascii=False))
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from tsinspect.archive.text import human_bytes, printable
-from tsinspect.cli import EXIT_FINDINGS, EXIT_OK, UsageError, add_command, add_ir_option
+from tsinspect.cli import EXIT_FINDINGS, EXIT_OK, UsageError, add_command
 from tsinspect.cli.progress import Progress
 
 FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
@@ -43,7 +43,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--link", metavar="URL", help="with --summary: where the full report is (e.g. a CI artifact)")
     p.add_argument("--diff", metavar="OTHER", help="add the diff with OTHER (the traced or scripted variant)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    add_ir_option(p)
+    # --ir as diff spells it (one spelling on every command); --no-ir, the old spelling, stays as a hidden alias
+    p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
+                   help="use the IR extracted by torch in a sandboxed child: auto (when the archive loads), "
+                        "never (torch-free: no IR section, operators from code/), always (fail without it)")
+    p.add_argument("--no-ir", action="store_const", const="never", dest="ir", help=argparse.SUPPRESS)
     p.add_argument("--trust", action="store_true",
                    help="load even when the safety scan finds load-time code that touches files or raw memory")
     p.add_argument("--library", action="append", default=[], metavar="PATH.so",
@@ -69,12 +73,13 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError("--max-tensors must not be negative")
     options = IROptions(enabled=args.ir != "never", trust=args.trust, libraries=args.library, timeout=args.timeout,
                         memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None)
-    with Progress("building the report") as progress:
-        report = build_report(args.file, options, args.diff, Limits(tensors=args.max_tensors), stage=progress.stage)
+    with Progress("building the report" + (" and the diff" if args.diff else "")
+                  + (", IR from torch in a sandboxed child" if args.ir != "never" else "")) as progress:
+        report = build_report(args.file, options, args.diff, Limits(tensors=args.max_tensors))
         if args.ir == "always" and not report.ir.loaded:
             raise UsageError(f"no IR (--ir always): {report.ir.skipped or _load_message(report.ir.document)}")
         progress.stage(f"writing {fmt}")
-        text = render(report, fmt, args.summary, args.link)
+        text = summary_text(report, args.link) if args.summary else render(report, fmt)
     if output == "-":
         sys.stdout.write(text)
     else:
@@ -119,13 +124,15 @@ def _load_message(document: dict | None) -> str:
     return error.get("message") or (document or {}).get("load") or "not loaded"
 
 
-def render(report, fmt: str, summary: bool = False, link: str | None = None) -> str:
+def summary_text(report, link: str | None) -> str:
+    from tsinspect.report.markdown_summary import render_summary
+
+    return render_summary(report, link)
+
+
+def render(report, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
-    if summary:
-        from tsinspect.report.markdown_summary import render_summary
-
-        return render_summary(report, link)
     if fmt == "md":
         from tsinspect.report.markdown import render_markdown
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tsinspect.archive.text import counted
 from tsinspect.report import common
 from tsinspect.report.html import e
 
@@ -26,7 +25,7 @@ def diff_section(w) -> str:
         out.append(f'<div class="box good">{e(message)}</div>')
         return "".join(out) + "</section>"
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    out.append(f'<div class="box warn">{counted(len(d.findings), "finding")}: {e(counts)}</div>')
+    out.append(f'<div class="box warn">{common.counted(len(d.findings), "finding")}: {e(counts)}</div>')
     if d.mode != "trace_vs_script":
         out += [_structural(w, f) for f in d.findings]
         return "".join(out) + "</section>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tsinspect.archive.text import counted, printable
+from tsinspect.archive.text import printable
 from tsinspect.report import common
 from tsinspect.report.markdown import fence, md, table
 
@@ -21,7 +21,7 @@ def diff_section(d) -> str:
                                            if d.mode == "trace_vs_script" else "."))
         return "\n\n".join(out)
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    out.append(f"> **{counted(len(d.findings), 'finding')}:** {md(counts)}")
+    out.append(f"> **{common.counted(len(d.findings), 'finding')}:** {md(counts)}")
     if d.mode != "trace_vs_script":
         for f in d.findings:
             out.append(f"- **{md(f.kind)}** {md(f.message)}")

@@ -126,23 +126,18 @@ class IROptions:
 
 
 def build_report(path: str, ir_options: IROptions | None = None, diff_with: str | None = None,
-                 limits: Limits | None = None, stage=lambda what: None) -> Report:
-    """Open ``path`` and gather every section; ``diff_with`` adds the diff of the two archives.
-    ``stage(text)`` is told what long step starts (the CLI's progress line)."""
+                 limits: Limits | None = None) -> Report:
+    """Open ``path`` and gather every section; ``diff_with`` adds the diff of the two archives."""
     ir_options = ir_options or IROptions()
     with open_archive(path) as archive:
-        stage("reading the archive")
         summary = summarize(archive)
         scan = scan_code(summary.code)
         code = [code_file(archive, name) for name in summary.code_files]
-        if ir_options.enabled and archive.format in (rk.TORCHSCRIPT, rk.LITE):
-            stage("extracting the IR (torch, in a sandboxed child)")
         ir = _ir_part(archive, summary, ir_options)
     diff = None
     if diff_with is not None:
         from tsinspect.diff.run import diff_archives
 
-        stage(f"diffing with {printable(diff_with)}")
         diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust)
     return Report(summary, scan, code, ir, diff, limits or Limits(), _now())
 
