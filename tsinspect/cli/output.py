@@ -9,8 +9,7 @@ from typing import Any
 from tsinspect.archive.problems import Problem
 from tsinspect.archive.text import json_safe
 from tsinspect.cli.style import Style
-
-from tsinspect.cli.progress import print_above  # noqa: I001 - apart from the imports above, which change
+from tsinspect.cli.progress import print_above
 
 
 def emit_json(obj: Any) -> None:
