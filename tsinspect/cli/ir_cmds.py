@@ -78,10 +78,9 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
                       libraries=args.library, timeout=args.timeout,
                       memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
-    with open_archive(args.file) as archive:
+    with Progress("extracting the IR (torch, in a sandboxed child)"), open_archive(args.file) as archive:
         _check_names(archive, args)
-        with Progress("extracting the IR (torch, in a sandboxed child)"):
-            result = extract_ir(archive, options)
+        result = extract_ir(archive, options)
     doc, scan = result.document, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
     err = Style(style_for(args.color).enabled and sys.stderr.isatty())
