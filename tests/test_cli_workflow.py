@@ -9,11 +9,10 @@ import pty
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SAMPLES, run_cli
+from helpers import REPO, run_cli
 
 GITHUB_LIMIT = 65_536
 
