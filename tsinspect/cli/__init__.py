@@ -132,18 +132,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_error(exc: BaseException) -> int:
-    from tsinspect.archive.problems import ArchiveError
-
-    if isinstance(exc, (ArchiveError, UsageError)):
-        message = str(exc)
-    elif isinstance(exc, OSError):
-        message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-    else:
-        if os.environ.get("TSINSPECT_DEBUG"):
-            raise exc
-        message = f"internal error ({type(exc).__name__}: {exc}); please report it with the file if you can"
     from tsinspect.archive.text import printable
     from tsinspect.cli.progress import print_above
 
-    print_above(f"tsinspect: error: {printable(message)}", sys.stderr)
+    print_above(f"tsinspect: error: {printable(error_message(exc))}", sys.stderr)
     return EXIT_ERROR
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line that says what went wrong (raised again under TSINSPECT_DEBUG when it is our bug)."""
+    from tsinspect.archive.problems import ArchiveError
+
+    if isinstance(exc, (ArchiveError, UsageError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+    if os.environ.get("TSINSPECT_DEBUG"):
+        raise exc
+    return f"internal error ({type(exc).__name__}: {exc}); please report it with the file if you can"

@@ -144,7 +144,7 @@ def _summary(archive):
 def _info_many(paths: list[str], args: argparse.Namespace) -> int:
     """Several files or folders: JSON Lines (one tsinspect.info/1 object per file, or {"path", "error"}), or
     the text summaries one after another. A file that cannot be read is reported and the others go on."""
-    from tsinspect.cli import report_error
+    from tsinspect.cli import error_message, report_error
     from tsinspect.cli.files import find_files
     from tsinspect.cli.progress import Progress, print_above
 
@@ -160,7 +160,8 @@ def _info_many(paths: list[str], args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - reported like any command's error, then the next file
                 status = report_error(exc)
                 if args.json:
-                    print_above(json_line({"schema": "tsinspect.info/1", "path": printable(path), "error": str(exc)}))
+                    print_above(json_line({"schema": "tsinspect.info/1", "path": printable(path),
+                                           "error": printable(error_message(exc))}))
                 continue
             if args.json:
                 print_above(json_line(summary.to_json()))
@@ -168,6 +169,8 @@ def _info_many(paths: list[str], args: argparse.Namespace) -> int:
             lines = list(info_lines(summary, style, args.all))
             print_above("\n".join(([""] if n else []) + lines))
             warn_problems(summary.problems, style)
+    if not found.files:
+        print("tsinspect: warning: no archives found", file=sys.stderr)
     return status
 
 
