@@ -153,15 +153,15 @@ def test_silero_vad_every_method_of_every_module(silero_vad_archive):
 
 
 def test_missing_custom_op_names_it_and_shows_ast_view(custom_op_archive):
-    proc = run_cli("graph", custom_op_archive)
+    proc = run_cli("graph", custom_op_archive, check=1)  # torch could not load it: exit 1, like a refused load
     assert "torch has no operator torchvision::nms" in proc.stderr and "--library PATH.so" in proc.stderr
     assert "torchvision::nms" in proc.stdout and "Detect.forward" in proc.stdout
-    doc = graph_json(custom_op_archive)
+    doc = graph_json(custom_op_archive, check=1)
     assert doc["load"] == "failed"
     assert doc["error"]["kind"] == "missing_op" and doc["error"]["missing"] == "torchvision::nms"
     (fwd,) = [m for m in doc["fallback"]["methods"] if m["name"] == "forward"]
     assert "torchvision::nms" in [u["op"] for u in fwd["ops"]]
-    ops = json.loads(run_cli("ops", custom_op_archive, "--json").stdout)
+    ops = json.loads(run_cli("ops", custom_op_archive, "--json", check=1).stdout)
     assert ops["from"] == "ast" and {"torchvision::nms", "aten::index"} <= {r["op"] for r in ops["ops"]}
 
 
@@ -185,18 +185,18 @@ def test_missing_custom_class_and_newer_format(sample_archives, tmp_path):
         return data
 
     path = _rewrite(sample_archives["gate_scripted"], tmp_path / "missing_class.pt", add_class)
-    doc = graph_json(path)
+    doc = graph_json(path, check=1)
     assert doc["error"]["kind"] == "missing_class"
     assert doc["error"]["missing"] == "__torch__.torch.classes.xnnpack_x.LinearOpContext"
     assert "--library" in doc["error"]["hint"]
 
     newer = _rewrite(sample_archives["gate_scripted"], tmp_path / "newer.pt",
                      lambda name, data: b"99\n" if name.endswith("/version") else data)
-    proc = run_cli("graph", newer)
+    proc = run_cli("graph", newer, check=1)
     assert "archive format version 99 is newer than this torch reads (at most" in proc.stderr
     older = _rewrite(sample_archives["gate_scripted"], tmp_path / "older.pt",
                      lambda name, data: b"0\n" if name.endswith("/version") else data)
-    doc = graph_json(older)
+    doc = graph_json(older, check=1)
     assert doc["error"]["kind"] == "unsupported_version" and "older" in doc["error"]["message"]
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tsinspect.archive import records as rk
+from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
 from tsinspect.archive.pickles import PDict, PTuple
@@ -37,6 +38,7 @@ class ArchiveSummary:
     tensor_kinds: dict[str, str]  # tensor name -> parameter / buffer / attribute
     problems: list[Problem]
     code: CodeIndex = field(repr=False)
+    made_by: MadeBy | None = None  # traced or scripted, and how sure (archive.madeby)
 
     @property
     def weight_bytes(self) -> int:
@@ -80,6 +82,7 @@ class ArchiveSummary:
             "weight_bytes": self.weight_bytes,
             "modules": self.modules.to_json() if self.modules else None,
             "methods": [m.to_json() for m in self.methods],
+            "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
         }
 
@@ -108,7 +111,8 @@ def summarize(archive: Archive) -> ArchiveSummary:
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,
         modules=modules, methods=code.methods, tensor_kinds=parameter_kinds(modules),
-        problems=archive.problems, code=code)
+        problems=archive.problems, code=code,
+        made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 
 def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:

@@ -165,7 +165,7 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> I
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
 
     if not options.enabled:
-        return IRPart(skipped="not asked for (--no-ir)", fallback=ast_methods(summary.code),
+        return IRPart(skipped="not asked for (--ir never)", fallback=ast_methods(summary.code),
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 
