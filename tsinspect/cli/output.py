@@ -20,11 +20,7 @@ def emit_json(obj: Any) -> None:
 
 def json_line(obj: Any) -> str:
     """One compact JSON Lines record (``--jsonl``, several files with ``--json``), escaped as emit_json's."""
-    import json
-
-    from tsinspect.archive.text import json_safe
-
-    return json_safe(json.dumps(obj, ensure_ascii=False))
+    return json_dumps(obj)
 
 
 def stderr_style(style: Style) -> Style:
