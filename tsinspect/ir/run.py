@@ -78,8 +78,9 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
     scan = scan_archive(archive, index)
-    skip_gate = os.environ.get(SKIP_GATE_ENV) == "1"
-    if not scan.safe_to_load and not options.trust and not skip_gate:
+    refused = not scan.safe_to_load and not options.trust
+    skip_gate = refused and os.environ.get(SKIP_GATE_ENV) == "1"
+    if refused and not skip_gate:
         ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
         return Extraction(ir.to_json(), scan, index)
     with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
@@ -87,7 +88,7 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/, its cwd, nothing else
         copies.mkdir()
         run_dir.mkdir()
-        notes = [f"static gate skipped ({SKIP_GATE_ENV}=1)"] if skip_gate else []
+        notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
         if not options.full:
             meta = copies / "meta.pt"
             copy = write_meta_copy(archive, meta)

@@ -226,7 +226,7 @@ def support() -> Confinement:
 
 def _summary(layers: list[str], reasons: list[str]) -> Confinement:
     state = "on" if not reasons else ("partial" if layers else "off")
-    return Confinement(state, layers, "; ".join(reasons) or None)
+    return Confinement(state, sorted(layers), "; ".join(reasons) or None)
 
 
 def confine(readable=(), *, pid: int | None = None) -> Confinement:
