@@ -181,7 +181,12 @@ class IR:
         modules = [Module(m["path"], m["type"], types.setdefault(m["type"], [])) for m in data.get("modules", [])]
         functions = {name: method_from_json(m) for name, m in (data.get("functions") or {}).items()}
         return cls(data.get("load", "failed"), modules, data.get("torch_version"), list(data.get("notes", [])),
-                   error, dict(data.get("timings", {})), functions, Confinement.from_json(data.get("sandbox")))
+                   error, dict(data.get("timings", {})), functions, ir_sandbox(data))
+
+
+def ir_sandbox(document: dict) -> Confinement | None:
+    """The ``sandbox`` object of an IR document (None when no child ran or it wrote none)."""
+    return Confinement.from_json(document.get("sandbox"))
 
 
 def method_to_json(m: Method) -> dict:
