@@ -141,15 +141,22 @@ def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_arch
         commands.append(cmd)
         return real_popen(cmd, *args, **kwargs)
 
+    def extract() -> dict:
+        with open_archive(str(quantized_archive)) as archive:
+            doc = ir_run.extract_ir(archive).document
+        assert doc["load"] == "full" and doc["sandbox"]["state"] == "on"
+        assert any("quantized::conv2d" in json.dumps(t) for t in doc["types"].values())
+        return doc
+
     monkeypatch.setattr(ir_run.subprocess, "Popen", popen)
-    with open_archive(str(quantized_archive)) as archive:
-        doc = ir_run.extract_ir(archive).document
-    assert doc["load"] == "full" and doc["sandbox"]["state"] == "on"
-    assert "loaded a full copy" in doc["notes"][0]
-    assert any("quantized::conv2d" in json.dumps(t) for t in doc["types"].values())
-    # meta attempt, then the full copy: neither child was given the user's file or its folder
-    assert len(commands) == 2 and "--full" in commands[1]
-    for cmd in commands:
+    # data.pkl rebuilds quantized tensors: straight to the full copy, one child
+    assert "quantized tensors have no meta kernels" in extract()["notes"][0]
+    assert len(commands) == 1 and "--full" in commands[0]
+    # unpredicted, the meta attempt fails in a first child and a second one loads the full copy
+    monkeypatch.setattr(ir_run, "_holds_quantized_tensors", lambda archive: False)
+    assert "aten::empty_quantized" in extract()["notes"][0]
+    assert len(commands) == 3 and "--full" not in commands[1] and "--full" in commands[2]
+    for cmd in commands:  # no child was given the user's file or its folder
         assert not any(str(quantized_archive.parent) in arg for arg in cmd)
 
 

@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_sandbox:
         sandbox = Confinement("off", [], args.no_sandbox)
     else:
-        sandbox = confine([os.path.dirname(os.path.abspath(args.archive))] + args.library)
+        # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
+        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in [args.archive, *args.library]])
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
