@@ -294,3 +294,28 @@ def test_filter_refuses_other_architectures_and_unknown_calls():
     assert verdict(nr["prlimit64"], args=(0, 9, 0, 1, 0, 0)) == allow  # reading a limit
     assert verdict(nr["prlimit64"], args=(0, 9, 1 << 32, 0, 0, 0)) == perm  # setting one
     assert verdict(nr["ioctl"], args=(0, 0x5412, 0, 0, 0, 0)) == perm  # TIOCSTI
+
+
+# --- where the sandbox cannot be set up --------------------------------------------------------------------
+
+def test_unsupported_architecture_is_reported_not_guessed(monkeypatch):
+    monkeypatch.setattr(sandbox.platform, "machine", lambda: "aarch64")
+    assert "x86_64 system call numbers only (this is aarch64)" in sandbox.seccomp_supported()
+    state = sandbox.support()
+    assert "seccomp" not in state.layers and state.state in ("partial", "off")
+    assert state.message.startswith(f"sandbox {state.state}") and "aarch64" in state.message
+
+
+def test_not_linux_is_off(monkeypatch):
+    monkeypatch.setattr(sandbox.sys, "platform", "darwin")
+    state = sandbox.confine([])
+    assert state.to_json() == {"state": "off", "layers": [], "reason": "the sandbox needs Linux (this is darwin)"}
+    assert state.message == "sandbox off: the sandbox needs Linux (this is darwin)"
+
+
+def test_an_unconfined_child_is_reported_by_the_cli(sample_archives):
+    proc = run_cli("graph", sample_archives["gate_scripted"], env={ir_run.SANDBOX_ENV: "off"})
+    assert proc.stdout.splitlines()[0].endswith("; sandbox off: disabled by TSINSPECT_SANDBOX=off")
+    assert "tsinspect: warning: sandbox off: disabled by TSINSPECT_SANDBOX=off" in proc.stderr
+    proc = run_cli("ops", sample_archives["gate_scripted"], "--json", env={ir_run.SANDBOX_ENV: "off"})
+    assert "tsinspect: warning: sandbox off: disabled by TSINSPECT_SANDBOX=off" in proc.stderr

@@ -233,16 +233,21 @@ def confine(readable=(), *, pid: int | None = None) -> Confinement:
     """Confine this process (all its threads, for seccomp) for good; never raises.
 
     ``readable``: folders and files that must stay readable besides Python, its libraries and a few system
-    files (the folder holding the archive copy, ``--library`` files). Call it before importing torch.
+    files (the folder holding the archive copy, ``--library`` folders). Call it before importing torch.
     """
-    libc = _libc()
-    layers, reasons = [], []
+    if not sys.platform.startswith("linux"):
+        return Confinement("off", [], f"the sandbox needs Linux (this is {sys.platform})")
     try:
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    except OSError as exc:
-        return Confinement("off", [], f"cannot set no_new_privs: {exc.strerror}")
-    abi, why = landlock_abi()
+        return _confine(_libc(), readable, os.getpid() if pid is None else pid)
+    except Exception as exc:  # noqa: BLE001 - an odd C library: run, and say the sandbox is off
+        return Confinement("off", [], f"cannot set up the sandbox: {type(exc).__name__}: {exc}")
+
+
+def _confine(libc, readable, pid: int) -> Confinement:
+    layers, reasons = [], []
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return Confinement("off", [], f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
+    abi, why = landlock_abi()  # first: the seccomp filter refuses the Landlock calls
     if abi:
         try:
             _landlock(libc, abi, _readable_paths(readable))
@@ -254,7 +259,7 @@ def confine(readable=(), *, pid: int | None = None) -> Confinement:
     why = seccomp_supported()
     if why is None:
         try:
-            _install_filter(libc, seccomp_program(os.getpid() if pid is None else pid))
+            _install_filter(libc, seccomp_program(pid))
             layers.append("seccomp")
         except OSError as exc:
             reasons.append(f"seccomp failed: {exc.strerror}")
