@@ -294,12 +294,16 @@ def test_filter_refuses_other_architectures_and_unknown_calls():
     assert verdict(nr["prlimit64"], args=(0, 9, 0, 1, 0, 0)) == allow  # reading a limit
     assert verdict(nr["prlimit64"], args=(0, 9, 1 << 32, 0, 0, 0)) == perm  # setting one
     assert verdict(nr["ioctl"], args=(0, 0x5412, 0, 0, 0, 0)) == perm  # TIOCSTI
+    assert verdict(nr["ioctl"], args=(0, 0x5401, 0, 0, 0, 0)) == allow  # TCGETS
+    assert verdict(nr["prctl"], args=(15, 0, 0, 0, 0, 0)) == allow  # PR_SET_NAME
+    assert verdict(nr["prctl"], args=(0x53564D41, 0, 0, 0, 0, 0)) == allow  # PR_SET_VMA
+    assert verdict(nr["prctl"], args=(35, 0, 0, 0, 0, 0)) == perm  # PR_SET_MM
 
 
 # --- where the sandbox cannot be set up --------------------------------------------------------------------
 
 def test_unsupported_architecture_is_reported_not_guessed(monkeypatch):
-    monkeypatch.setattr(sandbox.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(sandbox, "_machine", lambda: "aarch64")
     assert "x86_64 system call numbers only (this is aarch64)" in sandbox.seccomp_supported()
     state = sandbox.support()
     assert "seccomp" not in state.layers and state.state in ("partial", "off")

@@ -10,7 +10,8 @@ through ``ctypes`` (nothing to install), each blocking what it can on its own:
   every socket call, opening a file for writing, creating, appending or truncating (``O_WRONLY``,
   ``O_RDWR``, ``O_CREAT``, ``O_TRUNC``, ``O_APPEND``, ``O_TMPFILE``), ``creat``, rename, link, unlink,
   mkdir, rmdir, mknod, chmod, chown, utime, xattr changes, ``truncate``, ``ptrace`` and reads or writes of
-  other processes' memory, signals to other processes, raising resource limits, ``TIOCSTI``. Unlisted
+  other processes' memory, signals to other processes, raising resource limits, ``TIOCSTI``, ``prctl``
+  options beyond a short list. Unlisted
   (ENOSYS): namespaces, mounts, ``bpf``, ``io_uring``, ``memfd_create``, ``userfaultfd``, key rings, ...
   Syscalls of another ABI (i386 ``int 0x80``) kill the process; x32 numbers fail.
 - **Landlock** (any architecture, Linux 5.13+): the file system is readable only under the given folders,
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import stat
 import struct
 import sys
@@ -63,6 +63,10 @@ _O_WRITE_MASK = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000 | 0o20000000  # WRONLY RDWR 
 _CLONE_THREAD = 0x10000
 _CLONE_NEW_ANY = 0x7E020080  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET NEWTIME
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+# prctl options a C library, Python or torch use on themselves: PDEATHSIG set/get, GET_DUMPABLE, thread
+# name set/get, seccomp get/set (only ever narrows), CAPBSET_READ, NO_NEW_PRIVS set/get, GET_THP_DISABLE,
+# SET_VMA (naming anonymous memory). The rest (PR_SET_MM with root's CAP_SYS_RESOURCE, ...) is refused.
+_PRCTL_OPTIONS = (1, 2, 3, 15, 16, 21, 22, 23, 38, 39, 42, 0x53564D41)
 
 # x86_64 system call numbers (asm/unistd_64.h)
 _X86_64 = {
@@ -119,8 +123,8 @@ _ALLOW = (
     "fallocate", "fsync", "fdatasync", "flock", "fadvise64", "statfs", "fstatfs", "getxattr", "lgetxattr",
     "fgetxattr", "close_range", "umask", "uname", "sysinfo", "getrandom", "getrusage", "times", "time",
     "gettimeofday", "clock_getres", "getrlimit", "getuid", "getgid", "geteuid", "getegid", "getgroups",
-    "getresuid", "getresgid", "getppid", "getpgrp", "getpgid", "getsid", "capget", "prctl", "arch_prctl",
-    "set_tid_address", "set_robust_list", "get_robust_list", "rseq", "restart_syscall", "exit", "exit_group",
+    "getresuid", "getresgid", "getppid", "getpgrp", "getpgid", "getsid", "capget", "arch_prctl",
+    "set_tid_address", "set_robust_list", "rseq", "restart_syscall", "exit", "exit_group",
     "sched_getaffinity", "sched_setaffinity", "sched_getparam", "sched_getscheduler",
     "sched_get_priority_max", "sched_get_priority_min", "getcpu", "membarrier", "mbind", "set_mempolicy",
     "get_mempolicy", "futex_waitv", "futex_wake", "futex_wait", "futex_requeue", "map_shadow_stack",
@@ -136,7 +140,7 @@ _REFUSE = (  # EPERM: what a payload would try
     "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "truncate", "utime",
     "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
     "fremovexattr", "setxattrat", "removexattrat", "ptrace", "process_vm_readv", "process_vm_writev",
-    "tkill", "pidfd_open", "pidfd_send_signal", "setrlimit", "memfd_create",
+    "tkill", "pidfd_open", "pidfd_send_signal", "setrlimit", "memfd_create", "get_robust_list",
 )
 _NOT_THERE = ("clone3", "openat2")  # ENOSYS: the C library falls back to clone / openat, which are checked
 
@@ -198,11 +202,15 @@ def landlock_abi() -> tuple[int, str | None]:
         return 0, why.get(exc.errno, f"Landlock refused: {exc.strerror}")
 
 
+def _machine() -> str:
+    return os.uname().machine
+
+
 def seccomp_supported() -> str | None:
     """None when this process can install the seccomp filter, else why not."""
     if not sys.platform.startswith("linux"):
         return f"seccomp is Linux only (this is {sys.platform})"
-    machine = platform.machine()
+    machine = _machine()
     if machine != "x86_64" or sys.maxsize < 2 ** 32:
         return f"the seccomp filter knows x86_64 system call numbers only (this is {machine or 'unknown'})"
     try:
@@ -351,6 +359,9 @@ def seccomp_program(pid: int) -> bytes:
     # prlimit64(pid, resource, new, old): reading only (new == NULL)
     rule("prlimit64", [_insn(_LD_ABS_W, _arg_low(2)), _insn(_JEQ, 0, 0, 3), _insn(_LD_ABS_W, _arg_low(2) + 4),
                        _insn(_JEQ, 0, 0, 1), allow, perm])
+    rule("prctl", [_insn(_LD_ABS_W, _arg_low(0))]
+         + [_insn(_JEQ, option, len(_PRCTL_OPTIONS) - i, 0) for i, option in enumerate(_PRCTL_OPTIONS)]
+         + [perm, allow])
     rule("ioctl", [_insn(_LD_ABS_W, _arg_low(1)), _insn(_JEQ, _TIOCSTI, 2, 0), _insn(_JEQ, _TIOCLINUX, 1, 0),
                    allow, perm])
     for name in _ALLOW[12:]:
