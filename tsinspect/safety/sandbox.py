@@ -160,18 +160,19 @@ class Confinement:
     def from_json(cls, data) -> "Confinement | None":
         if not isinstance(data, dict) or data.get("state") not in ("on", "partial", "off"):
             return None
-        layers = [str(x) for x in data.get("layers") or [] if isinstance(x, str)]
+        layers = data.get("layers")  # written by the child: trust no shape
+        layers = [x for x in layers if isinstance(x, str)] if isinstance(layers, list) else []
         reason = data.get("reason")
         return cls(data["state"], layers, str(reason) if reason is not None else None)
 
     @property
     def message(self) -> str:
-        """One line for a user: ``sandbox on: seccomp, landlock 7`` or ``sandbox off: <why>``."""
+        """One line for a user: ``sandbox on: landlock 7, seccomp`` or ``sandbox off: <why>``."""
         if self.state == "on":
             return f"sandbox on: {', '.join(self.layers)}"
         if self.state == "partial":
-            return f"sandbox partial ({', '.join(self.layers)}): {self.reason}"
-        return f"sandbox off: {self.reason}"
+            return f"sandbox partial ({', '.join(self.layers)}): {self.reason or 'no reason given'}"
+        return f"sandbox off: {self.reason or 'no reason given'}"
 
 
 def _libc():
@@ -224,12 +225,10 @@ def seccomp_supported() -> str | None:
 
 def support() -> Confinement:
     """What :func:`confine` would set up on this machine, without setting anything up."""
-    layers, reasons = [], []
-    why = seccomp_supported()
-    (reasons.append(why) if why else layers.append("seccomp"))
-    abi, why = landlock_abi()
-    (layers.append(f"landlock {abi}") if abi else reasons.append(why))
-    return _summary(layers, reasons)
+    seccomp_why = seccomp_supported()
+    abi, landlock_why = landlock_abi()
+    layers = ([] if seccomp_why else ["seccomp"]) + ([f"landlock {abi}"] if abi else [])
+    return _summary(layers, [why for why in (seccomp_why, landlock_why) if why])
 
 
 def _summary(layers: list[str], reasons: list[str]) -> Confinement:
@@ -285,8 +284,8 @@ def _readable_paths(extra) -> tuple[list[str], list[str]]:
                "/sys/devices/system/cpu", "/proc/self"}
     folders.update(p for p in sys.path if p)
     folders.update(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p)
-    files = {"/etc/ld.so.cache", "/etc/localtime", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
-             "/proc/sys/vm/overcommit_memory", "/usr/lib/ssl/openssl.cnf", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"}
+    files = {"/etc/ld.so.cache", "/etc/localtime", "/usr/lib/ssl/openssl.cnf", "/proc/cpuinfo", "/proc/meminfo",
+             "/proc/stat", "/proc/sys/vm/overcommit_memory", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"}
     for path in extra:
         (folders if os.path.isdir(path) else files).add(str(path))
     return sorted(folders), sorted(files)
