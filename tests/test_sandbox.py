@@ -323,3 +323,27 @@ def test_an_unconfined_child_is_reported_by_the_cli(sample_archives):
     assert "tsinspect: warning: sandbox off: disabled by TSINSPECT_SANDBOX=off" in proc.stderr
     proc = run_cli("ops", sample_archives["gate_scripted"], "--json", env={ir_run.SANDBOX_ENV: "off"})
     assert "tsinspect: warning: sandbox off: disabled by TSINSPECT_SANDBOX=off" in proc.stderr
+
+
+_RAW = r"""
+import ctypes, mmap, sys
+from tsinspect.safety import sandbox
+assert sandbox.confine([]).state == "on"
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.syscall(59, b"/bin/sh", None, None), ctypes.get_errno(), flush=True)  # execve, past the C library
+code = bytes.fromhex("b814000000cd80c3")  # mov eax, 20 (getpid in the i386 table); int 0x80; ret
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))()
+print("survived int 0x80", flush=True)
+"""
+
+
+@needs_sandbox
+def test_raw_system_calls_and_the_i386_abi_do_not_get_around_the_filter():
+    import signal
+
+    proc = subprocess.run([sys.executable, "-c", _RAW], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert proc.stdout.splitlines()[0] == "-1 1"  # EPERM
+    assert proc.returncode == -signal.SIGSYS and "survived" not in proc.stdout
