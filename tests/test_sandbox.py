@@ -122,6 +122,27 @@ def test_a_socket_opened_at_load_connects_nowhere(base, tmp_path):
         conn.close()
 
 
+# the judge's corpus of archives whose payload torch.jit.load itself runs (tests/evil_code_cases.py, checked
+# against torch by tests/test_judge_code.py): with the gate skipped, none may act inside the sandbox
+try:
+    import evil_code_cases
+    JIT_CASES = [c for c in evil_code_cases.CASES if c.loader == evil_code_cases.JIT and c.runs]
+except ImportError:  # that corpus lives on another branch until merged
+    JIT_CASES = []
+
+
+@needs_sandbox
+@pytest.mark.skipif(not JIT_CASES, reason="tests/evil_code_cases.py is not in this tree")
+@pytest.mark.parametrize("case", JIT_CASES, ids=lambda c: c.id)
+def test_the_judges_corpus_does_not_act_inside_the_sandbox(case, tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / case.filename
+    path.write_bytes(case.build(str(marker)))
+    doc = graph_doc(path, GATE_OFF)
+    assert doc["sandbox"]["state"] == "on"
+    assert not marker.exists()
+
+
 # --- benign archives give their IR inside the sandbox -------------------------------------------------
 
 @needs_sandbox
