@@ -10,9 +10,9 @@ through ``ctypes`` (nothing to install), each blocking what it can on its own:
   every socket call, opening a file for writing, creating, appending or truncating (``O_WRONLY``,
   ``O_RDWR``, ``O_CREAT``, ``O_TRUNC``, ``O_APPEND``, ``O_TMPFILE``), ``creat``, rename, link, unlink,
   mkdir, rmdir, mknod, chmod, chown, utime, xattr changes, ``truncate``, ``ptrace`` and reads or writes of
-  other processes' memory, signals to other processes, raising resource limits, ``TIOCSTI``, ``prctl``
-  options beyond a short list. Unlisted
-  (ENOSYS): namespaces, mounts, ``bpf``, ``io_uring``, ``memfd_create``, ``userfaultfd``, key rings, ...
+  other processes' memory, signals to other processes, raising resource limits, ``memfd_create``,
+  ``TIOCSTI``, ``prctl`` options beyond a short list. Unlisted (ENOSYS): namespaces, mounts, ``bpf``,
+  ``io_uring``, ``userfaultfd``, key rings, ``setuid``, ...
   Syscalls of another ABI (i386 ``int 0x80``) kill the process; x32 numbers fail.
 - **Landlock** (any architecture, Linux 5.13+): the file system is readable only under the given folders,
   the interpreter's and its libraries' folders and a few system files; nothing is writable, removable or
@@ -367,7 +367,9 @@ def seccomp_program(pid: int) -> bytes:
         rule(name, [allow])
     for name in _REFUSE:
         rule(name, [perm])
-    prog.append(nosys)  # _NOT_THERE and everything unlisted
+    for name in _NOT_THERE:
+        rule(name, [nosys])
+    prog.append(nosys)  # everything unlisted
     return b"".join(prog)
 
 
