@@ -105,7 +105,7 @@ class N(Module):
   __buffers__ = []
   training : bool
   def __setstate__(self: __torch__.n.N, state: Tuple[Tensor]) -> NoneType:
-    _0 = (state)[0].mystery()
+    _0 = mystery((state)[0])
     return None
 """})
     result = scan(path)
