@@ -543,10 +543,11 @@ class _Scan:
         from tsinspect.safety import codescan
         from tsinspect.archive.code import index_code
 
-        if not self.archive.records_of(rk.CODE):
+        if not self.archive.records_of(rk.CODE) and not any(
+                r.name.lower() == "bytecode.pkl" for r in self.archive.records):
             return
         index = index_code(self.archive)
-        scan = codescan.scan_archive(self.archive, index)
+        scan = codescan.scan_archive(self.archive, index, pickles=False)  # _members judges the pickles
         prefix = self.archive.prefix
         for f in scan.findings:
             if f.verdict == codescan.UNSAFE:
