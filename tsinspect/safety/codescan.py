@@ -181,18 +181,22 @@ class _Judge:
     # -- default arguments and class constants: evaluated when the importer compiles the class --------------
     def defaults_and_constants(self) -> list[Finding]:
         out = []
-        for method in self.index.methods:
-            args = method.node.args
-            positional = args.args[len(args.args) - len(args.defaults):]
-            pairs = list(zip(positional, args.defaults)) + [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults)
-                                                            if d is not None]
-            owner = _short_class(method.owner) + "." if method.owner else ""
-            for arg, default in pairs:
-                sites = self.resolver.calls(default, None, env={})
-                if sites:
-                    out.append(self.load_time("default_argument", method.file, default.lineno,
-                                              f"{owner}{method.name}({arg.arg}=...)", sites,
-                                              "the default value is evaluated when torch compiles the method"))
+        owners = {id(m.node): _short_class(m.owner) + "." for m in self.index.methods if m.owner}
+        for file, tree in self.index.trees.items():
+            for node in ast.walk(tree):  # nested defs (closures) too: compiled with their function
+                if not isinstance(node, ast.FunctionDef):
+                    continue
+                args = node.args
+                positional = args.args[len(args.args) - len(args.defaults):]
+                pairs = list(zip(positional, args.defaults)) + [
+                    (a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+                for arg, default in pairs:
+                    sites = self.resolver.calls(default, None, env={})
+                    if sites:
+                        out.append(self.load_time(
+                            "default_argument", file, default.lineno,
+                            f"{owners.get(id(node), '')}{node.name}({arg.arg}=...)", sites,
+                            "the default value is evaluated when torch compiles the method"))
         for file, tree in self.index.trees.items():
             for cls in (s for s in tree.body if isinstance(s, ast.ClassDef)):
                 for item in cls.body:

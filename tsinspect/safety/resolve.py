@@ -31,7 +31,7 @@ BUILTINS = frozenset({
 SPECIAL_CALLERS = frozenset({"fork", "awaitable"})  # call their first argument
 PASS_THROUGH = frozenset({"annotate", "unchecked_cast"})  # the value is the second argument
 # builtin casts that call the operand's dunder method when it is a class object
-CAST_DUNDERS = {"int": "__int__", "float": "__float__", "bool": "__bool__", "str": "__str__",
+CAST_DUNDERS = {"int": "__int__", "float": "__float__", "bool": "__bool__", "str": "__str__", "print": "__str__",
                 "complex": "__complex__", "len": "__len__", "hex": "__hex__", "oct": "__oct__",
                 "round": "__round__", "hash": "__hash__"}
 _BINOP = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.FloorDiv: "floordiv",
@@ -184,6 +184,8 @@ class Resolver:
             method = base.info.method(name)
             return Callable_(Code(method)) if method else VALUE
         if isinstance(base, Instance):
+            if any(b in ("Interface", "ModuleInterface") for b in base.info.bases):
+                return _MethodOf(name)  # the object's own class decides: any code/ method of that name
             method = base.info.method(name)
             if method is not None:
                 return Callable_(Code(method))
@@ -339,6 +341,8 @@ def _implicit_dunders(node: ast.AST) -> list[str]:
         return ["__iter__", "__next__", "__len__", "__getitem__"]
     if isinstance(node, (ast.If, ast.While, ast.IfExp, ast.BoolOp, ast.Assert)):
         return ["__bool__", "__len__"]
+    if isinstance(node, ast.FormattedValue):
+        return ["__str__", "__format__"]
     return []
 
 
