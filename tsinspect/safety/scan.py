@@ -46,7 +46,6 @@ _RANK = {INFO: 0, SUSPICIOUS: 1, UNSAFE: 2}
 TORCHSCRIPT, WEIGHTS_ONLY, PYTHON = "torchscript", "weights_only", "python"
 LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)",
           PYTHON: "Python's pickle.loads"}
-MAX_NESTING = 3  # pickles inside pickles (OpaqueObject states) walked this deep
 
 MAX_FINDINGS = 500  # per file; then one finding saying how many more
 MAX_PICKLES_PER_MEMBER = 16
@@ -628,8 +627,10 @@ def _end_of_zip(fh, size: int) -> int | None:
 # ---------------------------------------------------------------------------------------------- one stream
 
 
-def _torchbind(result: ScanResult, member: str | None, base: int, globals_: list, value, depth: int) -> None:
-    """TorchBind objects whose native __setstate__ torch runs; an OpaqueObject's state is a Python pickle."""
+def _torchbind(result: ScanResult, member: str | None, base: int, globals_: list, value) -> None:
+    """TorchBind objects whose native __setstate__ torch runs; an OpaqueObject's state is a Python pickle,
+    walked once more with the pickle.loads policy (anything in it that could unpickle further, such as
+    pickle.loads or torch.storage._load_from_bytes, is a dangerous global itself)."""
     from tsinspect.safety import torchbind
 
     for item in torchbind.restored_objects(globals_, value):
@@ -639,11 +640,7 @@ def _torchbind(result: ScanResult, member: str | None, base: int, globals_: list
                            offset=base + item.offset))
         for i, nested in enumerate(item.nested):
             where = f"{member or '(file)'} (state {i + 1} of {printable(item.qualname.rsplit('.', 1)[-1])})"
-            if depth >= MAX_NESTING:
-                result.add(Finding("nested_pickle", UNSAFE, where, f"pickles nested deeper than {MAX_NESTING} levels "
-                                   "were not walked"))
-                break
-            if not _scan_stream(result, nested, where, PYTHON, 1, legacy=False, quiet_failure=True, depth=depth + 1):
+            if not _scan_stream(result, nested, where, PYTHON, 1, legacy=False, quiet_failure=True):
                 result.add(Finding("nested_pickle", SUSPICIOUS, where, "the decoded state is not a pickle the scan "
                                    "can walk; pickle.loads may still read it"))
 
@@ -671,7 +668,7 @@ def _opcodes(data: bytes, start: int) -> tuple[dict[str, tuple[int, int]], int |
 
 
 def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: str, max_pickles: int, *,
-                 legacy: bool, quiet_failure: bool, base: int = 0, depth: int = 0) -> bool:
+                 legacy: bool, quiet_failure: bool, base: int = 0) -> bool:
     """Judge the pickles of ``data`` one after another. Returns whether a first pickle was found at all.
 
     ``quiet_failure``: a first pickle that does not parse is not a finding (the bytes are not a pickle).
@@ -705,7 +702,7 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
                                "may read both", offset=offset))
         _judge(result, member, policy, offset, census, protocol, globals_, calls)
         if policy == TORCHSCRIPT:
-            _torchbind(result, member, offset, globals_, value, depth)
+            _torchbind(result, member, offset, globals_, value)
         if error is not None:
             where = base + start + (error.offset or 0)
             result.add(Finding("malformed_pickle", SUSPICIOUS, member,

@@ -5,7 +5,7 @@ hands the object's state to that class's C++ ``__setstate__``. For the packed-we
 repacking; for ``aten.OpaqueObject`` it is ``pickle.loads(base64.b64decode(state))``: a full Python
 unpickle of bytes the archive chose. So every such global is judged by its class (allowlist), and an
 OpaqueObject's state is decoded the way torch decodes it and handed back to the caller as a nested
-pickle to judge with the same walker (bounded: the caller passes a depth and the size cap applies).
+pickle to judge with the same walker (bounded: at most 16 states per pickle, each under the walk's caps).
 """
 
 from __future__ import annotations
