@@ -296,3 +296,19 @@ class M(Module):
 """})
     (bad,) = scan(path).unsafe
     assert "__torch__.torch.classes.evil_lib.Thing.fetch" in bad.detail and "TorchBind" in bad.detail
+
+
+def test_a_name_assigned_several_meanings_keeps_them_all(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.m.M, x: Tensor) -> Tensor:
+    s = ops.c10d
+    _0 = s.allreduce_([x])
+    s = torch
+    _1 = s.relu(x)
+    return x
+"""})
+    assert ("network", "s.allreduce_") in {(f.kind, f.what) for f in scan(path).unsafe}

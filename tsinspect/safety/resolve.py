@@ -95,6 +95,13 @@ class Value:
 
 VALUE = Value()
 
+
+@dataclass(frozen=True)
+class Union:
+    """A local name assigned several meanings (``s = torch`` here, ``s = ops.c10d`` there): all of them."""
+
+    meanings: tuple
+
 # -- call targets -------------------------------------------------------------------------------------
 
 
@@ -170,6 +177,8 @@ class Resolver:
         return Namespace(qualname)
 
     def attr(self, base, name: str):
+        if isinstance(base, Union):
+            return _union(self.attr(m, name) for m in base.meanings)
         if isinstance(base, BuiltinModule):
             if name == "autograd":
                 return BuiltinModule("aten")
@@ -258,7 +267,7 @@ class Resolver:
         if isinstance(target, ast.Name):
             meaning = self.value(value, env, owner)
             if meaning is not VALUE and not isinstance(meaning, _MethodOf):
-                env[target.id] = meaning
+                env[target.id] = _union((env[target.id], meaning)) if target.id in env else meaning
         elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
                 and len(target.elts) == len(value.elts):
             for t, v in zip(target.elts, value.elts):
@@ -285,6 +294,11 @@ class Resolver:
         return CallSite(node.lineno, text, tuple(self._targets(callee, node, env, owner, text)))
 
     def _targets(self, callee, node: ast.Call, env: dict, owner, text: str) -> list:
+        if isinstance(callee, Union):
+            targets: list = []
+            for meaning in callee.meanings:
+                targets += [t for t in self._targets(meaning, node, env, owner, text) if t not in targets]
+            return targets
         if isinstance(callee, Callable_):
             return [callee.target]
         if isinstance(callee, ClassRef):
@@ -320,6 +334,15 @@ class _MethodOf:
     """``<value of unknown type>.name``."""
 
     name: str
+
+
+def _union(meanings) -> object:
+    flat: list = []
+    for m in meanings:
+        for item in (m.meanings if isinstance(m, Union) else (m,)):
+            if item not in flat:
+                flat.append(item)
+    return flat[0] if len(flat) == 1 else Union(tuple(flat))
 
 
 def _implicit_dunders(node: ast.AST) -> list[str]:
