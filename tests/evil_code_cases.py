@@ -189,7 +189,7 @@ def _load_from_bytes(marker: str) -> bytes:
 # ----- 4. lite archives: bytecode.pkl, whatever code/ says
 
 
-def _lite_writer(marker: str, keep_code: bool) -> bytes:
+def _lite_writer(marker: str, keep_code: bool, flatbuffer: bool = False) -> bytes:
     import torch
     from typing import Tuple
 
@@ -213,9 +213,11 @@ def _lite_writer(marker: str, keep_code: bool) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "writer.ptl")
-        torch.jit.script(Writer(marker))._save_for_lite_interpreter(path)
+        torch.jit.script(Writer(marker))._save_for_lite_interpreter(path, _use_flatbuffer=flatbuffer)
         with open(path, "rb") as fh:
             saved = fh.read()
+    if flatbuffer:
+        return saved
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(saved)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
@@ -240,6 +242,13 @@ def _lite_benign_code(marker: str) -> bytes:
       loader=LITE, torch=True, filename="model.ptl")
 def _lite_no_code(marker: str) -> bytes:
     return _lite_writer(marker, keep_code=False)
+
+
+
+@case("lite_flatbuffer_setstate", "a FlatBuffer mobile model whose __setstate__ calls aten::save (torch.jit.load "
+      "runs it too)", torch=True, filename="model.ptl")
+def _flatbuffer(marker: str) -> bytes:
+    return _lite_writer(marker, keep_code=False, flatbuffer=True)
 
 
 BY_ID = {c.id: c for c in CASES}

@@ -67,7 +67,7 @@ def test_silero_vad_is_clean(silero_vad_archive):
     assert result.verdict == "clean", [f.to_json() for f in result.findings]
 
 
-@pytest.mark.parametrize("name,verdict", [("legacy", "clean"), ("pt2", "clean"), ("flatbuffer", "clean"),
+@pytest.mark.parametrize("name,verdict", [("legacy", "clean"), ("pt2", "clean"), ("flatbuffer", "unsafe"),
                                           ("torch.package", "suspicious"), ("whole_module", "suspicious")])
 def test_format_zoo(format_zoo, name, verdict):
     result = scan_file(format_zoo[name])

@@ -7,7 +7,9 @@ module's objects, their ``<class>.__setstate__`` functions. So an archive whose 
 absent is judged by its bytecode: an operator table entry that touches files, raw memory or the network is
 unsafe wherever it is, and a ``__setstate__`` may only use ops of torch's computing namespaces; if it
 calls other functions (CALL, INTERFACE_CALL, FORK, ...) the judge takes every function as reachable.
-A bytecode.pkl the judge cannot read is unsafe.
+A bytecode.pkl the judge cannot read is unsafe, and so is a FlatBuffer model (``PTMF``), whose program
+torch.jit.load runs too (checked: a ``__setstate__`` writing a file ran from one) and this judge does not
+read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from tsinspect.archive.reader import PICKLE_CAP, Archive
 from tsinspect.archive.text import printable
 from tsinspect.safety import ops
 
+FLATBUFFER_WHY = ("a FlatBuffer mobile model (PTMF): torch.jit.load and the lite loader run its program (operator "
+                  "tables, __setstate__ functions), which the judge cannot read; unknown, so unsafe")
 # instructions that run another function or method
 CALLING = frozenset({"CALL", "TAIL_CALL", "INTERFACE_CALL", "FORK", "AWAITABLE", "ENTER", "EXIT", "PROFILE_OP"})
 MAX_FUNCTIONS = 100_000
@@ -25,6 +29,8 @@ MAX_FUNCTIONS = 100_000
 def judge_archive(archive: Archive) -> list:
     from tsinspect.safety.codescan import Finding, UNSAFE
 
+    if archive.container == "flatbuffer":
+        return [Finding("bytecode", UNSAFE, "(file)", 0, "FlatBuffer program", FLATBUFFER_WHY)]
     records = [r for r in archive.records if not r.entry.is_dir and r.name.lower() == "bytecode.pkl"]
     findings = []
     for record in records:

@@ -391,8 +391,9 @@ class _Scan:
         archive, result = self.archive, self.result
         head = self._file_head()
         if archive.container == "flatbuffer":
-            result.add(Finding("not_scanned", INFO, None,
-                               "a FlatBuffer mobile model (PTMF): it holds no pickles and no code/ text to scan"))
+            from tsinspect.safety.bytecode import FLATBUFFER_WHY
+
+            result.add(Finding("not_scanned", UNSAFE, None, FLATBUFFER_WHY))
             return
         if not head.startswith(b"PK\x03\x04"):
             # torch.load reads such a file as a legacy pickle stream (a polyglot hides one before a zip)
