@@ -312,3 +312,29 @@ class M(Module):
     return x
 """})
     assert ("network", "s.allreduce_") in {(f.kind, f.what) for f in scan(path).unsafe}
+
+
+def test_code_nested_too_deeply_to_judge_is_unsafe_not_an_error(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": "def f(x: int) -> int:\n  y = x" + ".a" * 900 + "()\n"
+                                                    "  return 1\n"})
+    result = scan(path)
+    assert not result.safe_to_load and result.unsafe[0].kind == "unreadable_code"
+    assert "nested too deeply" in result.refusal()
+
+
+def test_a_method_called_on_a_value_of_unknown_type_reaches_every_method_of_that_name(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def __setstate__(self: __torch__.m.M, state: Tuple[Tensor, int]) -> NoneType:
+    _0 = ((state)[0]).refresh()
+    return None
+class Cache:
+  v : int
+  def refresh(self: __torch__.m.Cache) -> int:
+    return ops.evil_lib.fetch()
+"""})
+    (bad,) = scan(path).unsafe
+    assert bad.what == "M.__setstate__" and bad.via == ("M.__setstate__", "Cache.refresh")

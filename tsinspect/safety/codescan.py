@@ -23,12 +23,14 @@ from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
 from tsinspect.safety import ops
-from tsinspect.safety.resolve import Builtin, CallSite, Code, Custom, Op, Resolver, Unknown
+from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
 LOAD_TIME = ("__setstate__",)
 KNOWN_NAMESPACES = ops.TORCH_NAMESPACES  # ops.<ns> that ship with torch itself
 # class-body assignments the importer reads as declarations, not as constants it evaluates
+BENIGN_WALK = 64  # methods a benign load-time entry's walk visits to list the ops it calls
+NAMED_CHAINS = 50  # unsafe load-time entries whose call chain is walked and named
 _DECLARATIONS = frozenset({"__parameters__", "__buffers__", "__annotations__", "__forward_hooks__",
                            "__forward_pre_hooks__"})
 
@@ -124,6 +126,14 @@ def scan_archive(archive: Archive, index: CodeIndex | None = None, pickles: bool
 
 
 def scan_code(index: CodeIndex) -> ScanResult:
+    try:
+        return _scan_code(index)
+    except RecursionError:  # expressions nested deeper than the judge's recursive resolution goes
+        return ScanResult([Finding("unreadable_code", UNSAFE, "code/", 0, "code/",
+                                   "expressions nested too deeply for the scan to resolve; unjudged, so unsafe")])
+
+
+def _scan_code(index: CodeIndex) -> ScanResult:
     judge = _Judge(index)
     result = ScanResult()
     for info in index.classes.values():
@@ -157,6 +167,9 @@ class _Judge:
         self.resolver = Resolver(index)
         self.covered: set[tuple[str, int]] = set()  # hazards already named by a load-time finding
         self._sites: dict[int, list[CallSite]] = {}
+        self._tainted: set[str] | None = None
+        self._tainted_names: set[str] = set()
+        self._named = 0
 
     def sites_of(self, method: MethodInfo) -> list[CallSite]:
         key = id(method.node)
@@ -213,9 +226,19 @@ class _Judge:
     # -- what load-time code reaches ------------------------------------------------------------------------
     def load_time(self, kind: str, file: str, line: int, what: str, sites: list[CallSite],
                   why: str = "", start: MethodInfo | None = None) -> Finding:
-        chain0 = (what,)
-        queue = deque([(file, sites, chain0)])
+        """Judge load-time code by what it reaches. Whether it reaches anything bad comes from the
+        archive-wide taint (computed once, linear); the walk then only names the chain (following tainted
+        methods) or, when benign, the ops it calls (within BENIGN_WALK methods)."""
+        tainted = self._taint()
+        unsafe = any(self._bad(t, s.text) or self._leads_to(t, tainted) for s in sites for t in s.targets)
+        if unsafe:
+            self._named += 1
+            if self._named > NAMED_CHAINS:  # the verdict stands; naming more chains would cost a walk each
+                return Finding(kind, UNSAFE, file, line, what, "runs at load time and reaches code the scan "
+                               f"judges unsafe (the chain is named for the first {NAMED_CHAINS} only)", (what,))
+        queue = deque([(file, sites, (what,))])
         visited = {start.qualname} if start is not None else set()
+        expanded: set[str] = set()  # method names already followed to every method of that name
         benign_ops: list[str] = []
         while queue:
             current_file, current_sites, chain = queue.popleft()
@@ -223,10 +246,17 @@ class _Judge:
                 for target in site.targets:
                     verdict = self._judge_target(target, site.text)
                     if verdict is None:  # code/ to follow
-                        if target.method.qualname not in visited:
-                            visited.add(target.method.qualname)
-                            queue.append((target.method.file, self.sites_of(target.method),
-                                          chain + (_short_method(target.method),)))
+                        if isinstance(target, ByName):
+                            if target.name in expanded:
+                                continue
+                            expanded.add(target.name)
+                        for method in self._methods(target):
+                            if not unsafe and len(visited) >= BENIGN_WALK:
+                                break
+                            if method.qualname in visited or (unsafe and method.qualname not in tainted):
+                                continue
+                            visited.add(method.qualname)
+                            queue.append((method.file, self.sites_of(method), chain + (_short_method(method),)))
                         continue
                     name, bad_kind, why_bad = verdict
                     if bad_kind == ops.OK:
@@ -237,15 +267,61 @@ class _Judge:
                     return Finding(kind, UNSAFE, file, line, what,
                                    f"runs at load time and reaches {name} at {current_file}:{site.line}, {why_bad}"
                                    + (f", via {' -> '.join(chain)}" if len(chain) > 1 else ""), chain)
+        if unsafe:  # the taint says it reaches something bad the walk could not name (same-named functions)
+            return Finding(kind, UNSAFE, file, line, what, "runs at load time and reaches a call the scan judges "
+                           "unsafe through methods or functions of the same name", (what,))
         shown = [o for o in benign_ops if o.startswith("ops.") and not o.startswith(("ops.aten.", "ops.prim."))]
         detail = ((why + "; " if why else "") + "runs at load time; only assigns attributes" +
                   (f" and calls {', '.join(shown[:4])}" if shown else "") + "; no file or raw-memory access")
         return Finding(kind, BENIGN, file, line, what, detail, tuple(sorted(visited)))
 
+    def _methods(self, target) -> tuple:
+        return tuple(self.resolver.by_name.get(target.name, ())) if isinstance(target, ByName) else (target.method,)
+
+    def _bad(self, target, spelled: str) -> bool:
+        verdict = self._judge_target(target, spelled)
+        return verdict is not None and verdict[1] != ops.OK
+
+    def _leads_to(self, target, tainted: set[str]) -> bool:
+        if isinstance(target, ByName):
+            return target.name in self._tainted_names
+        return isinstance(target, Code) and target.method.qualname in tainted
+
+    def _taint(self) -> set[str]:
+        """Qualnames of the code/ methods and functions from which something bad is reachable: methods with a
+        bad call of their own, then backwards over calls (``ByName`` edges go through one node per name)."""
+        if self._tainted is not None:
+            return self._tainted
+        callers: dict[tuple[str, str], set[tuple[str, str]]] = {}  # callee node -> caller nodes
+        work = []
+        for method in self.index.methods:
+            node = ("m", method.qualname)
+            for site in self.sites_of(method):
+                for target in site.targets:
+                    if isinstance(target, ByName):
+                        callers.setdefault(("n", target.name), set()).add(node)
+                    elif isinstance(target, Code):
+                        callers.setdefault(("m", target.method.qualname), set()).add(node)
+                    elif self._bad(target, site.text):
+                        work.append(node)
+        seen = set(work)
+        while work:
+            node = work.pop()
+            parents = set(callers.get(node, ()))
+            if node[0] == "m":  # whoever calls any method of this name may reach it
+                name = node[1].rsplit(".", 1)[-1]
+                parents |= callers.get(("n", name), set())
+            for parent in parents - seen:
+                seen.add(parent)
+                work.append(parent)
+        self._tainted = {qualname for kind, qualname in seen if kind == "m"}
+        self._tainted_names = {qualname.rsplit(".", 1)[-1] for qualname in self._tainted}
+        return self._tainted
+
     @staticmethod
     def _judge_target(target, spelled: str) -> tuple[str, str, str] | None:
         """(shown name, ops verdict kind, why) or None for code to follow."""
-        if isinstance(target, Code):
+        if isinstance(target, (Code, ByName)):
             return None
         if isinstance(target, Op):
             kind, why = ops.judge_load_time_op(target.name)

@@ -116,6 +116,13 @@ class Code:
 
 
 @dataclass(frozen=True)
+class ByName:
+    """Every method of ``code/`` called ``name`` (one target however many there are: no quadratic lists)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Custom:
     qualname: str
     method: str
@@ -131,7 +138,7 @@ class Unknown:
     text: str
 
 
-Target = Op | Code | Custom | Builtin | Unknown
+Target = Op | Code | ByName | Custom | Builtin | Unknown
 
 
 @dataclass(frozen=True)
@@ -282,10 +289,9 @@ class Resolver:
             if isinstance(node, ast.Call):
                 sites.append(self._call(node, env, owner))
             elif implicit:
-                for dunder in _implicit_dunders(node):
-                    targets = tuple(Code(m) for m in self.by_name.get(dunder, ()))
-                    if targets:
-                        sites.append(CallSite(getattr(node, "lineno", 0), dunder, targets, implicit=True))
+                targets = tuple(ByName(d) for d in _implicit_dunders(node) if d in self.by_name)
+                if targets:
+                    sites.append(CallSite(getattr(node, "lineno", 0), targets[0].name, targets, implicit=True))
         return sites
 
     def _call(self, node: ast.Call, env: dict, owner) -> CallSite:
@@ -314,8 +320,8 @@ class Resolver:
                 return self._targets(inner, node, env, owner, _short(node.args[0]))
             targets: list = [Builtin(callee.name)]
             dunder = CAST_DUNDERS.get(callee.name)
-            if dunder:
-                targets += [Code(m) for m in self.by_name.get(dunder, ())]
+            if dunder in self.by_name:
+                targets.append(ByName(dunder))
             return targets
         if isinstance(callee, _MethodOf):
             return self._method_of(callee)
@@ -326,7 +332,7 @@ class Resolver:
 
     def _method_of(self, method: "_MethodOf") -> list:
         """``value.name(...)`` on a value of unknown type: the builtin method, or any code/ method of that name."""
-        return [Op(f"aten::{method.name}")] + [Code(m) for m in self.by_name.get(method.name, ())]
+        return [Op(f"aten::{method.name}")] + ([ByName(method.name)] if method.name in self.by_name else [])
 
 
 @dataclass(frozen=True)
