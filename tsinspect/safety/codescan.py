@@ -215,9 +215,9 @@ class _Judge:
                 for item in cls.body:
                     target = item.target if isinstance(item, ast.AnnAssign) else (
                         item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else None)
-                    if item_value(item) is None or not isinstance(target, ast.Name) or target.id in _DECLARATIONS:
+                    if _item_value(item) is None or not isinstance(target, ast.Name) or target.id in _DECLARATIONS:
                         continue
-                    sites = self.resolver.calls(item_value(item), None, env={})
+                    sites = self.resolver.calls(_item_value(item), None, env={})
                     if sites:
                         out.append(self.load_time("class_constant", file, item.lineno, f"{cls.name}.{target.id}",
                                                   sites, "the value is evaluated when torch compiles the class"))
@@ -336,7 +336,7 @@ class _Judge:
         return target.text, ops.UNKNOWN, "a call the scan cannot resolve"
 
 
-def item_value(item: ast.stmt) -> ast.expr | None:
+def _item_value(item: ast.stmt) -> ast.expr | None:
     return item.value if isinstance(item, (ast.Assign, ast.AnnAssign)) else None
 
 

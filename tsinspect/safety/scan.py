@@ -740,9 +740,9 @@ def _judge(result: ScanResult, member: str | None, policy: str, base: int, censu
             result.add(Finding("dangerous_global", UNSAFE, member, f"imports {shown}: {why}", offset=base + offset))
         else:
             kinds[glob.qualname] = SUSPICIOUS
-            why = ("which it imports and may call" if policy == PYTHON else
-                   "which it does not accept: loading it needs code execution (a full pickle load)")
-            result.add(Finding("unknown_global", SUSPICIOUS, member, f"imports {shown}, {why} ({loader})",
+            why = ("imports and may call it" if policy == PYTHON else
+                   "does not accept: loading it needs code execution (a full pickle load)")
+            result.add(Finding("unknown_global", SUSPICIOUS, member, f"imports {shown}, which {loader} {why}",
                                offset=base + offset))
     grouped: dict[str, list[int]] = {}
     for name, offset in calls:
