@@ -5,12 +5,14 @@ builtin module ``aten`` (and ``torch.autograd``, at any depth, is ``aten`` again
 builtin module ``<ns>`` (``ops.x.autograd`` is ``aten`` too), ``__torch__.a.b.C`` names classes and
 functions of ``code/`` and ``__torch__.torch.classes.<ns>.<C>`` TorchBind classes; ``fork``/``awaitable``
 call their first argument; ``getattr(x, "name")`` is ``x.name``; names bound to any of these by
-assignment keep meaning them (``s = torch; s.save(...)`` is ``aten::save``). A method called on a value
-of unknown type is the builtin ``aten::<name>`` with that value as ``self``, or a method of some
-``code/`` class of that name. Operators and implicit calls (``a + b``, ``with x:``, ``if obj:``) call
-the dunder methods of ``code/`` classes. Every call is turned into the targets torch would emit:
-:class:`Op`, :class:`Code` (a method or function of ``code/``), :class:`Custom`, :class:`Builtin` or
-:class:`Unknown`. Where the type is not known the result over-approximates, never under.
+assignment keep meaning them, all of them when assigned several (``s = torch; s.save(...)`` is
+``aten::save``). A method called on a value of unknown type is the builtin ``aten::<name>`` with that
+value as ``self``, or a method of some ``code/`` class of that name. Operators and implicit calls
+(``a + b``, ``with x:``, ``if obj:``) call the dunder methods of ``code/`` classes. Every call is turned
+into the targets torch would emit: :class:`Op`, :class:`Code` (a method or function of ``code/``),
+:class:`ByName` (every ``code/`` method of a name), :class:`Custom` (a TorchBind method),
+:class:`Builtin` or :class:`Unknown`. Where the type is not known the result over-approximates, never
+under.
 """
 
 from __future__ import annotations
@@ -146,7 +148,6 @@ class CallSite:
     line: int
     text: str  # the callee as written, shortened
     targets: tuple  # of Target
-    implicit: bool = False  # an operator or statement calling a dunder method, not a call expression
 
 
 def _strip_optional(annotation: str) -> str:
@@ -291,7 +292,7 @@ class Resolver:
             elif implicit:
                 targets = tuple(ByName(d) for d in _implicit_dunders(node) if d in self.by_name)
                 if targets:
-                    sites.append(CallSite(getattr(node, "lineno", 0), targets[0].name, targets, implicit=True))
+                    sites.append(CallSite(getattr(node, "lineno", 0), targets[0].name, targets))
         return sites
 
     def _call(self, node: ast.Call, env: dict, owner) -> CallSite:
