@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import tsinspect
 from tsinspect.archive import records as rk
-from tsinspect.safety.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
@@ -138,7 +138,7 @@ def build_report(path: str, ir_options: IROptions | None = None, diff_with: str 
     ir_options = ir_options or IROptions()
     with open_archive(path) as archive:
         summary = summarize(archive)
-        scan = scan_code(summary.code)
+        scan = scan_archive(archive, summary.code)
         code = [code_file(archive, name) for name in summary.code_files]
         ir = _ir_part(archive, summary, ir_options)
     diff = None
