@@ -261,3 +261,18 @@ def test_memory_limit_reaches_the_child(sample_archives):
     proc = run_cli("graph", sample_archives["plain_scripted"], "--memory-limit", "300", check=2)
     assert "out of memory" in proc.stderr and "--memory-limit" in proc.stderr
     assert "Linear.forward" in proc.stdout  # the ast view still comes
+
+
+def test_an_archive_torchs_zip_reader_refuses_is_not_loaded_from_a_copy(tmp_path):
+    """A zip64 locator pointing past the end: torch refuses the file, so the IR child must not load
+    tsinspect's (well-formed) copy of it; graph says torch's reason and exits 1."""
+    import hostile
+
+    case = next(c for c in hostile.CASES if c.id == "zip64_locator_points_nowhere")
+    path = tmp_path / "locator.pt"
+    path.write_bytes(case.build(str(tmp_path / "marker")))
+    proc = subprocess.run([sys.executable, "-c", "import torch, sys; torch.jit.load(sys.argv[1])", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0  # the ground truth: torch itself refuses it
+    proc = run_cli("graph", path, check=1)
+    assert "torch's zip reader refuses this file" in proc.stdout + proc.stderr

@@ -24,7 +24,7 @@ from tsinspect.ir.model import Graph, LoadError, ir_sandbox
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
-HANDLED = {"missing_op", "missing_class", "unsupported_version"}
+HANDLED = {"missing_op", "missing_class", "unsupported_version", "torch_refuses_zip"}
 
 
 _LOAD_EXITS = {"1": "the safety scan refused the load, or torch could not load the archive (missing op, class "

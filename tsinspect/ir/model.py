@@ -125,7 +125,7 @@ class Module:
 class LoadError:
     """Why torch could not load the archive, and what the user can do about it."""
 
-    kind: str  # missing_op, missing_class, unsupported_version, out_of_memory, timeout, crashed, load_failed
+    kind: str  # missing_op, missing_class, unsupported_version, torch_refuses_zip, out_of_memory, timeout, crashed, load_failed
     message: str
     missing: str | None = None
     hint: str | None = None

@@ -83,6 +83,10 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     if refused and not skip_gate:
         ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
         return Extraction(ir.to_json(), scan, index)
+    torch_error = archive.zip.torch_error if archive.zip is not None else None
+    if torch_error:  # a copy would load where the original does not: show torch's answer instead
+        ir = IR("failed", error=LoadError("torch_refuses_zip", f"torch's zip reader refuses this file: {torch_error}"))
+        return Extraction(ir.to_json(), scan, index)
     with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
         work = Path(workdir)
         copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/, its cwd, nothing else
