@@ -2,7 +2,7 @@
 
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory with resource limits; it loads the archive, walks every method graph of every module,
-and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
+and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout, after a header line. Anything the archive's
 code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
 
 Meta path: ``--archive`` is a copy whose tensor storages are empty (tsinspect.ir.metacopy): with
@@ -15,7 +15,7 @@ meta kernels), the original file ``--original`` is loaded normally.
 from __future__ import annotations
 
 import argparse
-import functools
+import gc
 import json
 import os
 import re
@@ -82,7 +82,6 @@ def _meta_fallback_worthy(error: dict) -> bool:
     return error["kind"] in ("load_failed", "out_of_memory")
 
 
-@functools.lru_cache(maxsize=8192)  # inlined graphs repeat one range per copy of a layer (shared, never mutated)
 def parse_source(text: str) -> dict | None:
     """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
     if not text or not text.strip():
@@ -156,16 +155,61 @@ def _attributes(node) -> dict:
     return out
 
 
-def _value(v) -> dict:
-    return {"name": v.debugName(), "type": str(v.type())}
+# Most frequent node kinds that never own blocks: blocks() (a pybind iterator, about 10 us a call) is asked
+# only of the other prim:: and onnx:: kinds, so a kind missing here costs time, never nodes.
+NO_BLOCKS = frozenset({
+    "prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::ListUnpack",
+    "prim::TupleConstruct", "prim::TupleUnpack", "prim::TupleIndex", "prim::DictConstruct", "prim::CallMethod",
+    "prim::CallFunction", "prim::RaiseException", "prim::unchecked_cast", "prim::Uninitialized", "prim::device",
+    "prim::dtype", "prim::type", "prim::is_nested", "prim::requires_grad", "prim::NumToTensor", "prim::Print",
+    "prim::isinstance", "prim::layout", "prim::min", "prim::max", "prim::data", "prim::Enter", "prim::Exit",
+    "prim::CreateObject", "prim::unchecked_unwrap_optional", "prim::TupleSlice", "prim::ListIndex",
+    "prim::StringIndex", "prim::grad", "prim::is_cuda", "prim::name", "prim::rpc_async", "prim::AutogradZero",
+})
 
 
-def walk_graph(graph) -> dict:
-    """A torch Graph as the JSON graph object, iteratively; nodes numbered in pre-order."""
-    out = {"inputs": [_value(v) for v in graph.inputs()], "outputs": [v.debugName() for v in graph.outputs()],
-           "nodes": []}
-    counter = 0
-    todo = [(iter(list(graph.nodes())), out["nodes"])]
+class Tables:
+    """The document-wide tables of the compact transport (docs/ir.md): repeated strings (kinds, types,
+    scopes, schemas) and distinct source locations are written once and referred to by index."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.sources: list[dict] = []
+        self._source_of: dict[str, int | None] = {}  # Node.sourceRange() text -> index in sources
+
+    def string(self, text: str) -> int:
+        index = self.strings.get(text)
+        if index is None:
+            index = self.strings[text] = len(self.strings)
+        return index
+
+    def source(self, text: str) -> int | None:
+        try:
+            return self._source_of[text]
+        except KeyError:
+            parsed = parse_source(text)
+            index = None
+            if parsed is not None:
+                index = len(self.sources)
+                self.sources.append(parsed)
+            self._source_of[text] = index
+            return index
+
+    def to_json(self) -> dict:
+        return {"strings": list(self.strings), "sources": self.sources}
+
+
+def walk_graph(graph, tables: Tables) -> list:
+    """A torch Graph as the compact GRAPH array ``[inputs, outputs, nodes]`` (docs/ir.md), iteratively.
+
+    A NODE is ``[kind, inputs, outputs, attributes, blocks, source, scope, schema]``; strings that repeat
+    are indices into ``tables``. Only ``*At`` accessors are used: every ``inputs()``/``outputs()``/``blocks()``
+    iterator costs about 10 us through pybind, against 1-2 us for ``inputsAt``.
+    """
+    string, source = tables.string, tables.source
+    values = [[v.debugName(), string(str(v.type()))] for v in graph.inputs()]
+    out = [values, [v.debugName() for v in graph.outputs()], []]
+    todo = [(iter(list(graph.nodes())), out[2])]
     while todo:
         nodes, dest = todo[-1]
         node = next(nodes, None)
@@ -176,32 +220,38 @@ def walk_graph(graph) -> dict:
         schema = None
         if not kind.startswith("prim::"):  # prim nodes have no schema
             try:
-                schema = str(node.schema())
+                text = str(node.schema())
+                schema = None if text == "(no schema)" else string(text)
             except Exception:  # noqa: BLE001
                 schema = None
-        # inputsAt/outputsAt are several times faster than iterating inputs()/outputs() through pybind
-        item = {"id": counter, "kind": kind,
-                "inputs": [node.inputsAt(i).debugName() for i in range(node.inputsSize())],
-                "outputs": [_value(node.outputsAt(i)) for i in range(node.outputsSize())],
-                "attributes": _attributes(node) if node.hasAttributes() else {},
-                "blocks": [], "source": parse_source(node.sourceRange()), "scope": node.scopeName(),
-                "schema": schema if schema and schema != "(no schema)" else None}
-        counter += 1
+        outputs = []
+        for i in range(node.outputsSize()):
+            v = node.outputsAt(i)
+            outputs.append([v.debugName(), string(str(v.type()))])
+        scope = node.scopeName()
+        item = [string(kind), [node.inputsAt(i).debugName() for i in range(node.inputsSize())], outputs,
+                _attributes(node) if node.hasAttributes() else None, None, source(node.sourceRange()),
+                string(scope) if scope else None, schema]
         dest.append(item)
-        # only control-flow nodes (prim::If, prim::Loop, prim::With, prim::Closure) have blocks; operators never
-        blocks = list(node.blocks()) if kind.startswith(("prim::", "onnx::")) else []
-        pending = []
-        for block in blocks:
-            b = {"inputs": [_value(v) for v in block.inputs()], "outputs": [v.debugName() for v in block.outputs()],
-                 "nodes": []}
-            item["blocks"].append(b)
-            pending.append((iter(list(block.nodes())), b["nodes"]))
-        # blocks are numbered right after their owner, block 0 first
-        todo.extend(reversed(pending))
+        if kind in NO_BLOCKS or kind.startswith("aten::"):
+            continue
+        blocks = list(node.blocks())
+        if blocks:
+            item[4] = []
+            pending = []
+            for block in blocks:
+                # a block's parameters are its param node's outputs, its results its return node's inputs
+                params, results = block.paramNode(), block.returnNode()
+                b = [[[v.debugName(), string(str(v.type()))] for v in map(params.outputsAt, range(params.outputsSize()))],
+                     [results.inputsAt(i).debugName() for i in range(results.inputsSize())], []]
+                item[4].append(b)
+                pending.append((iter(list(block.nodes())), b[2]))
+            todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
     return out
 
 
-def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool) -> tuple[list, dict]:
+def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool,
+                 tables: Tables) -> tuple[list, dict]:
     """(modules, types): every module instance by path, and the methods of each module type, walked once.
 
     Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
@@ -214,20 +264,20 @@ def walk_modules(root, want_module: str | None, want_method: str | None, inline:
         type_name = cpp._type().qualified_name()
         modules.append({"path": path, "type": type_name})
         if type_name not in types:
-            types[type_name] = {"methods": [_walk_method(cpp, name, inline) for name in cpp._method_names()
+            types[type_name] = {"methods": [_walk_method(cpp, name, inline, tables) for name in cpp._method_names()
                                             if want_method is None or name == want_method]}
     return modules, types
 
 
-def _walk_method(cpp, name: str, inline: bool) -> dict:
+def _walk_method(cpp, name: str, inline: bool, tables: Tables) -> dict:
     method = {"name": name, "schema": None, "error": None, "graph": None}
     try:
         fn = cpp._get_method(name)
         method["schema"] = str(fn.schema)
-        method["graph"] = walk_graph(fn.graph)
+        method["graph"] = walk_graph(fn.graph, tables)
         if inline:
             inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
-            method["inlined"] = walk_graph(inlined)
+            method["inlined"] = walk_graph(inlined, tables)
             del inlined
     except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
         text = str(exc).strip()
@@ -250,13 +300,15 @@ def load_module(path: str, map_location: str | None):
     return torch.jit._recursive.wrap_cpp_module(cpp), cu
 
 
-def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000) -> dict:
+def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limit: int = 10_000) -> dict:
     """{qualified name: METHOD} for everything a walked graph calls outside the module types, transitively:
     free functions and methods of TorchScript classes (``__torch__.m.Clipper.apply``)."""
     out: dict = {}
     todo = [m["graph"] for t in types.values() for m in t["methods"] if m.get("graph")]
+    strings = None
     while todo and len(out) < limit:
-        for name in called_functions(todo.pop(), module_types):
+        strings = list(tables.strings)  # the table grows as functions are walked
+        for name in called_functions(todo.pop(), strings, module_types):
             if name in out:
                 continue
             out[name] = method = {"name": name, "schema": None, "error": None, "graph": None}
@@ -265,7 +317,7 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
                 if fn is None:
                     raise LookupError("not in the compilation unit")
                 method["schema"] = str(fn.schema)
-                method["graph"] = walk_graph(fn.graph)
+                method["graph"] = walk_graph(fn.graph, tables)
                 todo.append(method["graph"])
             except Exception as exc:  # noqa: BLE001 - one bad function must not lose the others
                 text = str(exc).strip()
@@ -273,22 +325,24 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
     return out
 
 
-def called_functions(graph: dict, module_types: set[str]) -> list[str]:
-    """Qualified names of what a JSON graph calls outside the module types: the type of ``prim::CallFunction``'s
-    first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
-    types = {v["name"]: v["type"] for v in graph["inputs"]}
+def called_functions(graph: list, strings: list[str], module_types: set[str]) -> list[str]:
+    """Qualified names of what a compact graph calls outside the module types: the type of
+    ``prim::CallFunction``'s first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object
+    of a class."""
+    types = {name: strings[t] for name, t in graph[0]}
     functions, methods = [], []
-    todo = [graph["nodes"]]
+    todo = [graph[2]]
     while todo:
-        for node in todo.pop():
-            types.update((v["name"], v["type"]) for v in node["outputs"])
-            for block in node["blocks"]:
-                types.update((v["name"], v["type"]) for v in block["inputs"])
-                todo.append(block["nodes"])
-            if node["kind"] == "prim::CallFunction" and node["inputs"]:
-                functions.append(node["inputs"][0])
-            elif node["kind"] == "prim::CallMethod" and node["inputs"]:
-                methods.append((node["inputs"][0], node["attributes"].get("name")))
+        for kind, inputs, outputs, attributes, blocks, *_ in todo.pop():
+            types.update((name, strings[t]) for name, t in outputs)
+            for block in blocks or ():
+                types.update((name, strings[t]) for name, t in block[0])
+                todo.append(block[2])
+            kind = strings[kind]
+            if kind == "prim::CallFunction" and inputs:
+                functions.append(inputs[0])
+            elif kind == "prim::CallMethod" and inputs:
+                methods.append((inputs[0], (attributes or {}).get("name")))
     out = [types[v] for v in functions if v in types]
     out += [f"{types[v]}.{name}" for v, name in methods if v in types and types[v] not in module_types and name]
     return out
@@ -315,19 +369,38 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Nothing this process builds forms cycles worth collecting: without the collector, 51k walked nodes no
+    # longer trigger full collections that rescan every object allocated so far.
+    gc.disable()
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "modules": [], "types": {}, "functions": {}}
+           "timings": {}, "modules": [], "types": {}, "functions": {}, "strings": [], "sources": []}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    # one json.dumps, not json.dump: dump streams through the pure-Python encoder (13x slower on a
-    # 50k-node inlined graph, 6.5 s against 0.5 s for its 19 MB)
-    out.write(json.dumps(doc, separators=(",", ":")))
+    out.write(encode(doc))
     out.flush()
     return 0
 
+
+def encode(doc: dict) -> str:
+    """The transport (docs/ir.md): a one-line header (the document without its graphs, plus the method names
+    of each type), a newline, then the whole document. The parent reads the header alone and relays the
+    document to ``graph --json`` as it is.
+
+    One ``json.dumps``, not ``json.dump`` (which streams through the pure-Python encoder, 13x slower); ASCII
+    only, so no control, C1 or bidi character of an archive string reaches a terminal unescaped.
+    """
+    started = time.perf_counter()
+    body = json.dumps(doc, separators=(",", ":"))
+    header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
+    header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
+    header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
+    return json.dumps(header, separators=(",", ":")) + "\n" + body
+
+
+GRAPH_FIELDS = ("types", "functions", "strings", "sources")
 
 
 def set_limits(memory: int | None, cpu_seconds: int | None, file_size: int | None) -> None:
@@ -389,9 +462,11 @@ def run(args, doc: dict) -> None:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
-    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
+    tables = Tables()
+    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline, tables)
     module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}
-    doc["functions"] = walk_functions(cu, doc["types"], module_types) if cu is not None else {}
+    doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
+    doc.update(tables.to_json())
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 

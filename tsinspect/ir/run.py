@@ -2,13 +2,14 @@
 
 Steps: statically scan ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted; copy the
 archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the
-child in an empty working directory with resource limits and a timeout; keep its ``tsinspect.ir/1`` JSON.
+child in an empty working directory with resource limits and a timeout; keep its ``tsinspect.ir/2`` JSON.
 Crashes, timeouts and memory exhaustion of the child become an ``error`` in that document, never an
 exception here.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TextIO
 
 import tsinspect
 from tsinspect.archive import records as rk
@@ -48,18 +50,88 @@ class Options:
 class Extraction:
     """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index.
 
-    ``document`` is the ``tsinspect.ir/1`` JSON object as the child wrote it; ``ir`` (the dataclasses) is
-    built from it on first use, so ``graph --json`` never pays for a round trip through them.
+    ``document`` is the ``tsinspect.ir/2`` JSON object or the child's output as it came (a header line,
+    then the document's text, see tsinspect.ir.extract.encode). ``header`` (the document without its
+    graphs) is read at once; the document is decoded on first use and ``ir`` (the dataclasses) built on
+    first use, so ``graph --json`` relays the child's text without decoding it (``write_json``).
     """
 
-    def __init__(self, document: dict, scan: ScanResult, index: CodeIndex):
-        self.document = document
+    def __init__(self, document: dict | bytes, scan: ScanResult, index: CodeIndex):
         self.scan = scan
         self.index = index
+        self._body: bytes | None = None
+        if isinstance(document, dict):
+            self.header = self.__dict__["document"] = document
+        else:
+            header, _, self._body = document.partition(b"\n")
+            self.header = json.loads(header)
+
+    @property
+    def loaded(self) -> bool:
+        return self.header.get("load") in ("meta", "full")
+
+    @property
+    def method_names(self) -> dict[str, list[str]]:
+        """Method names by module type (from the header: no graph is decoded)."""
+        if "method_names" in self.header:
+            return self.header["method_names"]
+        return {name: [m["name"] for m in t.get("methods", [])] for name, t in (self.header.get("types") or {}).items()}
+
+    @cached_property
+    def document(self) -> dict:
+        return _decode(self._body)
 
     @cached_property
     def ir(self) -> IR:
-        return IR.from_json(self.document)
+        """Built with the collector paused, then frozen (gc.freeze): a 51k-node IR is about a million objects
+        that never form cycles, and every full collection would scan them all again."""
+        document = self.__dict__.get("document") or _decode(self._body)
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            ir = IR.from_json(document)
+        finally:
+            if enabled:
+                gc.enable()
+        gc.freeze()
+        return ir
+
+    def write_json(self, out: TextIO, **extra) -> None:
+        """The document as compact ASCII JSON with the ``extra`` fields first: the child's text as it came."""
+        if self._body is None or "document" in self.__dict__:
+            out.write(json.dumps(dict(extra, **self.document), separators=(",", ":")))
+        else:
+            body = self._body.decode("ascii")  # the child writes ASCII only (extract.encode)
+            out.write(json.dumps(extra, separators=(",", ":"))[:-1] + "," + body[1:] if extra else body)
+        out.write("\n")
+
+
+def _decode(body: bytes) -> dict:
+    """The child's document, decoded with the collector paused (json.loads makes a million containers on a
+    51k-node graph: the collector would scan them all several times over while they are being made)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_output(stdout: bytes) -> dict | bytes:
+    """The child's output when its header is a ``tsinspect.ir/2`` one, else an error document."""
+    try:
+        header, newline, body = stdout.partition(b"\n")
+        doc = json.loads(header)
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise ValueError(f"schema {doc.get('schema') if isinstance(doc, dict) else None!r}")
+        if not (newline and body.startswith(b"{") and body.rstrip().endswith(b"}")):
+            raise ValueError("no document after the header")
+        return stdout
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
 
 
 def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
@@ -134,13 +206,7 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
         _kill_group(proc)  # whatever the child started goes with it
     if proc.returncode != 0 or not stdout:
         return IR("failed", error=_crash_error(proc.returncode, _tail(log_path))).to_json()
-    try:
-        document = json.loads(stdout)
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            raise ValueError(f"schema {document.get('schema') if isinstance(document, dict) else None!r}")
-        return document
-    except (ValueError, RecursionError) as exc:
-        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+    return read_output(stdout)
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:
