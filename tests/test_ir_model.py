@@ -67,6 +67,29 @@ def test_def_use_reachability_and_counts(gate_ir):
     assert counts["prim::If"] == 2 and counts["prim::Loop"] == 1 and counts["aten::size"] == 2
 
 
+def test_def_use_index_agrees_with_networkx(gate_ir):
+    import networkx as nx
+
+    for methods in gate_ir.types.values():
+        for method in methods:
+            view = GraphView(method.graph)
+            assert set(view.nodes) == {n.id for n, _ in method.graph.walk()}
+            for vertex in [*view.nodes, "input", "return"]:
+                assert view.downstream(vertex) == nx.descendants(view.digraph, vertex)
+                assert view.upstream(vertex) == nx.ancestors(view.digraph, vertex)
+    with pytest.raises(KeyError):
+        view.downstream(10**9)
+
+
+def test_views_need_no_networkx_until_digraph_is_asked():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tsinspect.ir.views import GraphView; from tsinspect.ir.model import Graph, Value; "
+            "GraphView(Graph([Value('x', 'Tensor')], ['x'])).downstream('input'); print('networkx' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
 def test_source_properties():
     src = Source("code/__torch__.py", 12, "/a/models.py", 23)
     assert src.code_where == "code/__torch__.py:12" and src.where == "/a/models.py:23"

@@ -250,21 +250,24 @@ def walk_graph(graph, tables: Tables) -> list:
     return out
 
 
-def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool,
+def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
                  tables: Tables) -> tuple[list, dict]:
     """(modules, types): every module instance by path, and the methods of each module type, walked once.
 
     Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
+    ``inline``: True for the inlined graphs of every type, a module path for those of that module's type only.
     """
     modules, types = [], {}
-    for path, sub in root.named_modules():
+    found = [(path, sub, sub._c._type().qualified_name()) for path, sub in root.named_modules()]
+    inlined = {t for path, _, t in found if inline is True or path == inline}
+    for path, sub, type_name in found:
         if want_module is not None and path != want_module:
             continue
-        cpp = sub._c
-        type_name = cpp._type().qualified_name()
         modules.append({"path": path, "type": type_name})
         if type_name not in types:
-            types[type_name] = {"methods": [_walk_method(cpp, name, inline, tables) for name in cpp._method_names()
+            cpp = sub._c
+            types[type_name] = {"methods": [_walk_method(cpp, name, type_name in inlined, tables)
+                                            for name in cpp._method_names()
                                             if want_method is None or name == want_method]}
     return modules, types
 
@@ -355,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module")
     parser.add_argument("--method")
     parser.add_argument("--inline", action="store_true")
+    parser.add_argument("--inline-module", help="the inlined graphs of this module path's methods only")
     parser.add_argument("--library", action="append", default=[])
     parser.add_argument("--full", action="store_true", help="skip the meta attempt")
     parser.add_argument("--limit-memory", type=int, help="address-space limit in bytes")
@@ -463,7 +467,8 @@ def run(args, doc: dict) -> None:
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
     tables = Tables()
-    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline, tables)
+    inline = True if args.inline else args.inline_module
+    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, inline, tables)
     module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}
     doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
     doc.update(tables.to_json())

@@ -27,6 +27,7 @@ from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
+from tsinspect.collector import paused
 from tsinspect.ir.metacopy import write_meta_copy
 from tsinspect.ir.model import IR, SCHEMA, LoadError
 
@@ -40,6 +41,7 @@ class Options:
     module: str | None = None
     method: str | None = None
     inline: bool = False
+    inline_module: str | None = None  # the inlined graphs of this module path's methods only ("" the root)
     trust: bool = False
     libraries: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
@@ -47,24 +49,31 @@ class Options:
     full: bool = False  # skip the meta attempt
 
 
+class Transport(dict):
+    """The child's header (the document without its graphs, see tsinspect.ir.extract.encode) as a dict, with
+    the document's text as it came in ``body``. Notes the parent adds go into the header."""
+
+    def __init__(self, header: dict, body: bytes):
+        super().__init__(header)
+        self.body = body
+        self.child_notes = list(header.get("notes") or [])
+
+
 class Extraction:
     """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index.
 
-    ``document`` is the ``tsinspect.ir/2`` JSON object or the child's output as it came (a header line,
-    then the document's text, see tsinspect.ir.extract.encode). ``header`` (the document without its
-    graphs) is read at once; the document is decoded on first use and ``ir`` (the dataclasses) built on
-    first use, so ``graph --json`` relays the child's text without decoding it (``write_json``).
+    ``document`` is the ``tsinspect.ir/2`` JSON object. Given the child's ``Transport``, only its header
+    is read at once (``header``); the document is decoded on first use and ``ir`` (the dataclasses) built
+    on first use, so ``graph --json`` relays the child's text without decoding it (``write_json``).
     """
 
-    def __init__(self, document: dict | bytes, scan: ScanResult, index: CodeIndex):
+    def __init__(self, document: dict, scan: ScanResult, index: CodeIndex):
         self.scan = scan
         self.index = index
-        self._body: bytes | None = None
-        if isinstance(document, dict):
-            self.header = self.__dict__["document"] = document
-        else:
-            header, _, self._body = document.partition(b"\n")
-            self.header = json.loads(header)
+        self.header = document
+        self._body = document.body if isinstance(document, Transport) else None
+        if self._body is None:
+            self.__dict__["document"] = document
 
     @property
     def loaded(self) -> bool:
@@ -79,26 +88,30 @@ class Extraction:
 
     @cached_property
     def document(self) -> dict:
-        return _decode(self._body)
+        return self._decoded()
+
+    def _decoded(self) -> dict:
+        document = _decode(self._body)
+        if document.get("schema") == SCHEMA:
+            document["notes"] = list(self.header.get("notes") or [])
+        return document
 
     @cached_property
     def ir(self) -> IR:
         """Built with the collector paused, then frozen (gc.freeze): a 51k-node IR is about a million objects
-        that never form cycles, and every full collection would scan them all again."""
-        document = self.__dict__.get("document") or _decode(self._body)
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        that never form cycles, and every full collection would scan them all again. The decoded document is
+        kept only if it was asked for."""
+        document = self.__dict__.get("document") or self._decoded()
+        with paused():
             ir = IR.from_json(document)
-        finally:
-            if enabled:
-                gc.enable()
         gc.freeze()
         return ir
 
     def write_json(self, out: TextIO, **extra) -> None:
-        """The document as compact ASCII JSON with the ``extra`` fields first: the child's text as it came."""
-        if self._body is None or "document" in self.__dict__:
+        """The document as compact ASCII JSON with the ``extra`` fields first: the child's text as it came
+        when the parent added nothing to it."""
+        relay = self._body is not None and self.header.get("notes") == self.header.child_notes
+        if not relay or "document" in self.__dict__:
             out.write(json.dumps(dict(extra, **self.document), separators=(",", ":")))
         else:
             body = self._body.decode("ascii")  # the child writes ASCII only (extract.encode)
@@ -109,19 +122,15 @@ class Extraction:
 def _decode(body: bytes) -> dict:
     """The child's document, decoded with the collector paused (json.loads makes a million containers on a
     51k-node graph: the collector would scan them all several times over while they are being made)."""
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        return json.loads(body)
+        with paused():
+            return json.loads(body)
     except (ValueError, RecursionError) as exc:
         return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
-    finally:
-        if enabled:
-            gc.enable()
 
 
-def read_output(stdout: bytes) -> dict | bytes:
-    """The child's output when its header is a ``tsinspect.ir/2`` one, else an error document."""
+def read_output(stdout: bytes) -> dict:
+    """The child's output as a Transport when its header is a ``tsinspect.ir/2`` one, else an error document."""
     try:
         header, newline, body = stdout.partition(b"\n")
         doc = json.loads(header)
@@ -129,7 +138,7 @@ def read_output(stdout: bytes) -> dict | bytes:
             raise ValueError(f"schema {doc.get('schema') if isinstance(doc, dict) else None!r}")
         if not (newline and body.startswith(b"{") and body.rstrip().endswith(b"}")):
             raise ValueError("no document after the header")
-        return stdout
+        return Transport(doc, body)
     except (ValueError, RecursionError) as exc:
         return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
 
@@ -179,6 +188,8 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
             cmd += [flag, value]
     if options.inline:
         cmd.append("--inline")
+    elif options.inline_module is not None:
+        cmd += ["--inline-module", options.inline_module]
     if options.full:
         cmd.append("--full")
     if rewritten:
