@@ -167,12 +167,12 @@ def inlined_nodes(path: Path) -> int:
                                     text=True, check=True).stdout)
     root = next(m["type"] for m in doc["modules"] if m["path"] == "")
     method = next(m for m in doc["types"][root]["methods"] if m["name"] == "forward")
-    stack, count = list(method["inlined"]["nodes"]), 0
+    stack, count = list(method["inlined"][2]), 0  # tsinspect.ir/2: GRAPH [inputs, outputs, nodes]
     while stack:
         node = stack.pop()
         count += 1
-        for block in node.get("blocks") or []:
-            stack.extend(block["nodes"])
+        for block in node[4] or []:  # NODE [kind, inputs, outputs, attributes, blocks, ...]
+            stack.extend(block[2])
     return count
 
 
@@ -355,9 +355,15 @@ def interleaved(ours: list[str], theirs: list[str], repeat: int) -> dict:
         a.append(measure_cached(ours))
         b.append(measure_cached(theirs))
     ratios = sorted(x["wall_s"] / y["wall_s"] for x, y in zip(a, b))
-    return {"ours": {"wall_s": min(r["wall_s"] for r in a), "peak_mib": max(r["peak_mib"] for r in a)},
-            "theirs": {"wall_s": min(r["wall_s"] for r in b), "peak_mib": max(r["peak_mib"] for r in b)},
+    cpu = sorted(x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b))
+
+    def side(runs: list[dict]) -> dict:
+        return {"wall_s": min(r["wall_s"] for r in runs), "cpu_s": min(r["cpu_s"] for r in runs),
+                "peak_mib": max(r["peak_mib"] for r in runs)}
+
+    return {"ours": side(a), "theirs": side(b),
             "time_x": round(ratios[len(ratios) // 2], 3), "time_x_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+            "cpu_x": round(cpu[len(cpu) // 2], 3), "cpu_x_range": [round(cpu[0], 3), round(cpu[-1], 3)],
             "memory_x": round(max(r["peak_mib"] for r in a) / max(r["peak_mib"] for r in b), 3)}
 
 
@@ -404,26 +410,38 @@ def curve_tables(c: dict) -> str:
     say(f"Machine: {c['machine']}; {c['date']}; load average before/after {c['load_before']} / {c['load_after']}; "
         f"{c['repeat']} interleaved pairs per ratio (median pair ratio, range in brackets; best times).\n")
     say(f"Fixed cost: `graph --json` on the smallest archive {f['ours']['wall_s']:.2f} s against `import torch` "
-        f"alone {f['theirs']['wall_s']:.2f} s ({f['time_x']:.2f}x); the child's own timings: "
+        f"alone {f['theirs']['wall_s']:.2f} s ({f['time_x']:.2f}x; CPU {f['ours']['cpu_s']:.2f} s against "
+        f"{f['theirs']['cpu_s']:.2f} s, {f['cpu_x']:.2f}x); the child's own timings: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in f["child"].items()) + ".\n")
-    say("| layers | inlined nodes | `graph --json` | `.graph` | time x | memory x | `graph --inline --json` "
-        "| `.inlined_graph` | time x | memory x | child: walk / encode |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    say("Each command: best wall time, best CPU time (user + system, the whole process tree), largest peak "
+        "memory. Ratios are ours / torch's: wall and CPU, median of the pairs [lowest-highest].\n")
+    say("| layers | inlined nodes | `graph --json` | load + print `.graph` | wall x | CPU x | memory x "
+        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x | child: walk / encode |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in c["nodes"]:
         g, i = r["graph"], r["inline"]
-        say(f"| {r['layers']} | {r['nodes']:,} | {tm(g['ours'])} | {tm(g['theirs'])} | {g['time_x']:.2f}x "
-            f"[{g['time_x_range'][0]:.2f}-{g['time_x_range'][1]:.2f}] | {g['memory_x']:.2f}x | {tm(i['ours'])} | "
-            f"{tm(i['theirs'])} | {i['time_x']:.2f}x [{i['time_x_range'][0]:.2f}-{i['time_x_range'][1]:.2f}] | "
-            f"{i['memory_x']:.2f}x | {r['child'].get('walk', 0):.2f} / {r['child'].get('encode', 0):.2f} s |")
-    say("\n| parameters | size | `info --json` | `torch.jit.load` | time x | memory x | `graph --json` | "
-        "`.graph` | time x |")
-    say("|---|---|---|---|---|---|---|---|---|")
+        say(f"| {r['layers']} | {r['nodes']:,} | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
+            f"{rx(g, 'cpu')} | {g['memory_x']:.2f}x | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
+            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {r['child'].get('walk', 0):.2f} / "
+            f"{r['child'].get('encode', 0):.2f} s |")
+    say("\n| parameters | size | `info --json` | `torch.jit.load` | wall x | CPU x | memory x | `graph --json` | "
+        "load + print `.graph` | wall x | CPU x |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in c["params"]:
         i, g = r["info"], r["graph"]
-        say(f"| {r['params']:,} | {r['size_mib']:.1f} MiB | {tm(i['ours'])} | {tm(i['theirs'])} | {i['time_x']:.2f}x "
-            f"[{i['time_x_range'][0]:.2f}-{i['time_x_range'][1]:.2f}] | {i['memory_x']:.2f}x | {tm(g['ours'])} | "
-            f"{tm(g['theirs'])} | {g['time_x']:.2f}x |")
+        say(f"| {r['params']:,} | {r['size_mib']:.1f} MiB | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
+            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
+            f"{rx(g, 'cpu')} |")
     return "\n".join(lines)
+
+
+def tcm(m: dict) -> str:
+    return f"{m['wall_s']:.2f} s (CPU {m['cpu_s']:.2f} s), {m['peak_mib']:.0f} MiB"
+
+
+def rx(pair: dict, what: str) -> str:
+    low, high = pair[f"{what}_x_range"]
+    return f"{pair[f'{what}_x']:.2f}x [{low:.2f}-{high:.2f}]"
 
 
 def plot_curves(c: dict, path: Path) -> bool:
