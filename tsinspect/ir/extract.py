@@ -199,19 +199,40 @@ class Tables:
         return {"strings": list(self.strings), "sources": self.sources}
 
 
-def walk_graph(graph, tables: Tables) -> list:
+class Walked:
+    """A walked graph: its GRAPH array already as JSON text (``text``, docs/ir.md), and what it calls
+    (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
+    a ``prim::CallMethod`` on an object of that type)."""
+
+    __slots__ = ("text", "calls")
+
+    def __init__(self, text: str, calls: list[tuple[str, str | None]]):
+        self.text, self.calls = text, calls
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII only: see encode()
+
+
+def walk_graph(graph, tables: Tables) -> Walked:
     """A torch Graph as the compact GRAPH array ``[inputs, outputs, nodes]`` (docs/ir.md), iteratively.
 
     A NODE is ``[kind, inputs, outputs, attributes, blocks, source, scope, schema]``; strings that repeat
     are indices into ``tables``. Only ``*At`` accessors are used: every ``inputs()``/``outputs()``/``blocks()``
-    iterator costs about 10 us through pybind, against 1-2 us for ``inputsAt``.
+    iterator costs several times more through pybind. Each top-level node is written as JSON text as soon as
+    its blocks are walked, so the objects of only one node's subtree are alive at a time (a 51k-node
+    inlined graph as Python lists is 47 MB, as text 4 MB).
     """
     string, source = tables.string, tables.source
-    values = [[v.debugName(), string(str(v.type()))] for v in graph.inputs()]
-    out = [values, [v.debugName() for v in graph.outputs()], []]
-    todo = [(iter(list(graph.nodes())), out[2])]
+    inputs = _dumps([[v.debugName(), string(str(v.type()))] for v in graph.inputs()])
+    outputs = _dumps([v.debugName() for v in graph.outputs()])
+    texts: list[str] = []
+    calls: list[tuple[str, str | None]] = []
+    top: list = []  # the top-level node being walked, with its blocks
+    todo = [(iter(list(graph.nodes())), top)]
     while todo:
         nodes, dest = todo[-1]
+        if len(todo) == 1 and top:
+            texts.append(_dumps(top.pop()))
         node = next(nodes, None)
         if node is None:
             todo.pop()
@@ -224,16 +245,19 @@ def walk_graph(graph, tables: Tables) -> list:
                 schema = None if text == "(no schema)" else string(text)
             except Exception:  # noqa: BLE001
                 schema = None
-        outputs = []
+        outs = []
         for i in range(node.outputsSize()):
             v = node.outputsAt(i)
-            outputs.append([v.debugName(), string(str(v.type()))])
+            outs.append([v.debugName(), string(str(v.type()))])
         scope = node.scopeName()
-        item = [string(kind), [node.inputsAt(i).debugName() for i in range(node.inputsSize())], outputs,
-                _attributes(node) if node.hasAttributes() else None, None, source(node.sourceRange()),
-                string(scope) if scope else None, schema]
+        attributes = _attributes(node) if node.hasAttributes() else None
+        item = [string(kind), [node.inputsAt(i).debugName() for i in range(node.inputsSize())], outs,
+                attributes, None, source(node.sourceRange()), string(scope) if scope else None, schema]
         dest.append(item)
         if kind in NO_BLOCKS or kind.startswith("aten::"):
+            if kind in ("prim::CallFunction", "prim::CallMethod") and item[1]:
+                method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
+                calls.append((str(node.inputsAt(0).type()), method))
             continue
         blocks = list(node.blocks())
         if blocks:
@@ -247,7 +271,7 @@ def walk_graph(graph, tables: Tables) -> list:
                 item[4].append(b)
                 pending.append((iter(list(block.nodes())), b[2]))
             todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
-    return out
+    return Walked(f"[{inputs},{outputs},[{','.join(texts)}]]", calls)
 
 
 def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
@@ -308,10 +332,8 @@ def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limi
     free functions and methods of TorchScript classes (``__torch__.m.Clipper.apply``)."""
     out: dict = {}
     todo = [m["graph"] for t in types.values() for m in t["methods"] if m.get("graph")]
-    strings = None
     while todo and len(out) < limit:
-        strings = list(tables.strings)  # the table grows as functions are walked
-        for name in called_functions(todo.pop(), strings, module_types):
+        for name in called_functions(todo.pop(), module_types):
             if name in out:
                 continue
             out[name] = method = {"name": name, "schema": None, "error": None, "graph": None}
@@ -328,27 +350,11 @@ def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limi
     return out
 
 
-def called_functions(graph: list, strings: list[str], module_types: set[str]) -> list[str]:
-    """Qualified names of what a compact graph calls outside the module types: the type of
-    ``prim::CallFunction``'s first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object
-    of a class."""
-    types = {name: strings[t] for name, t in graph[0]}
-    functions, methods = [], []
-    todo = [graph[2]]
-    while todo:
-        for kind, inputs, outputs, attributes, blocks, *_ in todo.pop():
-            types.update((name, strings[t]) for name, t in outputs)
-            for block in blocks or ():
-                types.update((name, strings[t]) for name, t in block[0])
-                todo.append(block[2])
-            kind = strings[kind]
-            if kind == "prim::CallFunction" and inputs:
-                functions.append(inputs[0])
-            elif kind == "prim::CallMethod" and inputs:
-                methods.append((inputs[0], (attributes or {}).get("name")))
-    out = [types[v] for v in functions if v in types]
-    out += [f"{types[v]}.{name}" for v, name in methods if v in types and types[v] not in module_types and name]
-    return out
+def called_functions(graph: Walked, module_types: set[str]) -> list[str]:
+    """Qualified names of what a walked graph calls outside the module types: the function of a
+    ``prim::CallFunction``, ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
+    return ([t for t, method in graph.calls if method is None]
+            + [f"{t}.{method}" for t, method in graph.calls if method and t not in module_types])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,11 +399,23 @@ def encode(doc: dict) -> str:
     of each type), a newline, then the whole document. The parent reads the header alone and relays the
     document to ``graph --json`` as it is.
 
-    One ``json.dumps``, not ``json.dump`` (which streams through the pure-Python encoder, 13x slower); ASCII
-    only, so no control, C1 or bidi character of an archive string reaches a terminal unescaped.
+    The graphs are JSON text already (``Walked``): they go in where placeholders holding a random token
+    stand, which no string of the archive can forge. ``json.dumps``, not ``json.dump`` (which streams
+    through the pure-Python encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an
+    archive string reaches a terminal unescaped.
     """
     started = time.perf_counter()
-    body = json.dumps(doc, separators=(",", ":"))
+    token = os.urandom(8).hex()
+    graphs: list[str] = []
+
+    def placeholder(obj):
+        if not isinstance(obj, Walked):
+            raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+        graphs.append(obj.text)
+        return f"{token}:{len(graphs) - 1}"
+
+    body = json.dumps(doc, separators=(",", ":"), default=placeholder)
+    body = re.sub(f'"{token}:([0-9]+)"', lambda m: graphs[int(m.group(1))], body)
     header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
     header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
     header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
