@@ -23,6 +23,11 @@ Wall times are the best of --repeat runs, memory the largest. Prints the Markdow
 docs/performance.md, writes benchmarks/out/results.json, and with matplotlib installed draws the scaling
 plot (--plot). Nothing here is asserted by the tests. --quick: 1 layer, small Transformer and deep model,
 one run (a smoke test of this script).
+
+--curves measures only the curves of issue 14, each command alternately with torch's (interleaved pairs, the
+median pair ratio, wall and CPU time), with bytecode caching on: graph and graph --inline on d_model 32
+encoders of 1.7k to 205k inlined nodes, info and graph on nn.Sequential archives of 1,000 to 10,000
+parameters, and the fixed cost against `import torch` alone (benchmarks/out/results-curves.json).
 """
 
 from __future__ import annotations
@@ -368,7 +373,7 @@ def interleaved(ours: list[str], theirs: list[str], repeat: int) -> dict:
 
 
 def child_timings(path: Path, *flags: str) -> dict:
-    """The extraction child's own timings (import, load, walk, encode) from the header of its output."""
+    """The extraction child's own wall-clock timings (import, load, walk) from the document's ``timings``."""
     doc = json.loads(subprocess.run([*TSI, "graph", "--json", *flags, str(path)], capture_output=True, text=True,
                                     check=True, env=CACHED_ENV).stdout)
     return doc.get("timings", {})
@@ -416,14 +421,14 @@ def curve_tables(c: dict) -> str:
     say("Each command: best wall time, best CPU time (user + system, the whole process tree), largest peak "
         "memory. Ratios are ours / torch's: wall and CPU, median of the pairs [lowest-highest].\n")
     say("| layers | inlined nodes | `graph --json` | load + print `.graph` | wall x | CPU x | memory x "
-        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x | child: walk / encode |")
+        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x | child: import / load / walk |")
     say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in c["nodes"]:
         g, i = r["graph"], r["inline"]
         say(f"| {r['layers']} | {r['nodes']:,} | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
             f"{rx(g, 'cpu')} | {g['memory_x']:.2f}x | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
-            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {r['child'].get('walk', 0):.2f} / "
-            f"{r['child'].get('encode', 0):.2f} s |")
+            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {r['child'].get('import', 0):.2f} / "
+            f"{r['child'].get('load', 0):.2f} / {r['child'].get('walk', 0):.2f} s |")
     say("\n| parameters | size | `info --json` | `torch.jit.load` | wall x | CPU x | memory x | `graph --json` | "
         "load + print `.graph` | wall x | CPU x |")
     say("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -459,21 +464,23 @@ def plot_curves(c: dict, path: Path) -> bool:
             ("graph", "ours", "tsinspect graph --json", "C1", "-"), ("graph", "theirs", "load + print .graph", "C3", "--"),
             ("inline", "ours", "tsinspect graph --inline --json", "C2", "-"),
             ("inline", "theirs", "load + print .inlined_graph", "C5", "--")):
-        a.plot(nodes, [r[key][side]["wall_s"] for r in c["nodes"]], style, marker="o", color=colour, label=label)
-    a.axhline(c["fixed"]["theirs"]["wall_s"], color="C7", linestyle=":", label="import torch alone")
-    a.set(title="Wall time against inlined graph size (d_model 32 encoders)", xlabel="nodes in the inlined forward",
-          ylabel="seconds")
+        a.plot(nodes, [r[key][side]["cpu_s"] for r in c["nodes"]], style, marker="o", color=colour, label=label)
+    a.axhline(c["fixed"]["theirs"]["cpu_s"], color="C7", linestyle=":", label="import torch alone")
+    a.set(title="CPU time against inlined graph size (d_model 32 encoders)", xlabel="nodes in the inlined forward",
+          ylabel="CPU seconds (process tree, best of runs)")
     params = [r["params"] for r in c["params"]]
     for key, side, label, colour, style in (
             ("info", "ours", "tsinspect info --json", "C0", "-"), ("info", "theirs", "torch.jit.load", "C3", "--"),
             ("graph", "ours", "tsinspect graph --json", "C1", "-"), ("graph", "theirs", "load + print .graph", "C5", "--")):
-        b.plot(params, [r[key][side]["wall_s"] for r in c["params"]], style, marker="o", color=colour, label=label)
-    b.set(title="Wall time against parameters (nn.Sequential of Linear(2, 2))", xlabel="parameters", ylabel="seconds")
+        b.plot(params, [r[key][side]["cpu_s"] for r in c["params"]], style, marker="o", color=colour, label=label)
+    b.set(title="CPU time against parameters (nn.Sequential of Linear(2, 2))", xlabel="parameters",
+          ylabel="CPU seconds (process tree, best of runs)")
     for axis in (a, b):
         axis.grid(alpha=0.3)
         axis.set_ylim(bottom=0)
         axis.legend(fontsize=8)
-    fig.suptitle(f"tsinspect against torch ({c['machine']}, {c['date']}, load {c['load_before']})", fontsize=10)
+    fig.suptitle(f"tsinspect against torch ({c['machine']}, {c['date']}, load {c['load_before']}; CPU time: wall time "
+                 "moved by 2-3x between runs at this load)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     return True
