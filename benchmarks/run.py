@@ -486,6 +486,66 @@ def plot_curves(c: dict, path: Path) -> bool:
     return True
 
 
+# ----- the TUI's event loop (issue 14): a heartbeat task in the app's own loop wakes every 10 ms; how late it
+# wakes is how long the UI could not answer. Phases: the IR's arrival ("g" until loaded), the inline toggle
+# ("i"), moving down the tree, and one full garbage collection (what an automatic one would cost).
+
+HEARTBEAT = """
+import asyncio, gc, json, sys, time
+from tsinspect.tui.app import InspectorApp
+
+async def main(path):
+    app = InspectorApp(path)
+    late, phase = {}, ["first screen"]
+
+    async def beat():
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            late.setdefault(phase[0], []).append(now - last - 0.01)
+            last = now
+
+    async with app.run_test(size=(140, 40)) as pilot:
+        task = asyncio.get_running_loop().create_task(beat())
+        while app.loaded is None:
+            await pilot.pause(0.01)
+        phase[0] = "IR arrival"
+        await pilot.press("g")
+        view = app.query_one("IRView")
+        while view.state in ("waiting", "loading"):
+            await pilot.pause(0.01)
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        phase[0] = "inline toggle"
+        await pilot.press("i")
+        await pilot.pause(0.5)
+        phase[0] = "down x20"
+        for _ in range(20):
+            await pilot.press("down")
+        await pilot.pause(0.3)
+        phase[0] = "full collection"
+        started = time.perf_counter()
+        gc.collect()
+        collect = time.perf_counter() - started
+        await pilot.pause(0.1)
+        task.cancel()
+    print(json.dumps({"state": view.state, "max_stall_ms": {k: round(max(v) * 1000) for k, v in late.items()},
+                      "stalls_over_100ms": {k: sum(x > 0.1 for x in v) for k, v in late.items()},
+                      "full_collection_ms": round(collect * 1000), "gc_tracked": len(gc.get_objects())}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def heartbeat(path: Path) -> dict:
+    proc = subprocess.run([PY, "-c", HEARTBEAT, str(path)], capture_output=True, text=True, timeout=900,
+                          env=CACHED_ENV)
+    if proc.returncode:
+        raise SystemExit(f"heartbeat probe failed on {path}: {proc.stderr[-1000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", default="1,6,12,24", help="encoder sizes (d_model 1024), comma-separated")
@@ -499,7 +559,15 @@ def main() -> None:
                         help="only the curves: graph from 1k to 200k nodes, info from 1k to 10k parameters")
     parser.add_argument("--curve-layers", default=CURVE_LAYERS, help="layers of the d_model 32 encoders of the curve")
     parser.add_argument("--curve-params", default=CURVE_PARAMS, help="parameter counts of the parameter curve")
+    parser.add_argument("--heartbeat", metavar="LAYERS",
+                        help="only the TUI's event-loop stalls on d_model 32 encoders of these layers (e.g. 35,140)")
     args = parser.parse_args()
+    if args.heartbeat:
+        for n in map(int, args.heartbeat.split(",")):
+            path = build_deep(n)
+            print(json.dumps({"layers": n, "nodes": inlined_nodes(path), "load": os.getloadavg()[0],
+                              **heartbeat(path)}))
+        return
     if args.curves:
         result = curves(args.repeat, args.curve_layers, args.curve_params)
         (OUT / "results-curves.json").write_text(json.dumps(result, indent=1))
