@@ -421,7 +421,8 @@ def curve_tables(c: dict) -> str:
     say("Each command: best wall time, best CPU time (user + system, the whole process tree), largest peak "
         "memory. Ratios are ours / torch's: wall and CPU, median of the pairs [lowest-highest].\n")
     say("| layers | inlined nodes | `graph --json` | load + print `.graph` | wall x | CPU x | memory x "
-        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x | child: import / load / walk |")
+        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x "
+        "| child: import / load / walk |")
     say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in c["nodes"]:
         g, i = r["graph"], r["inline"]
@@ -461,7 +462,8 @@ def plot_curves(c: dict, path: Path) -> bool:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
     nodes = [r["nodes"] for r in c["nodes"]]
     for key, side, label, colour, style in (
-            ("graph", "ours", "tsinspect graph --json", "C1", "-"), ("graph", "theirs", "load + print .graph", "C3", "--"),
+            ("graph", "ours", "tsinspect graph --json", "C1", "-"),
+            ("graph", "theirs", "load + print .graph", "C3", "--"),
             ("inline", "ours", "tsinspect graph --inline --json", "C2", "-"),
             ("inline", "theirs", "load + print .inlined_graph", "C5", "--")):
         a.plot(nodes, [r[key][side]["cpu_s"] for r in c["nodes"]], style, marker="o", color=colour, label=label)
@@ -471,7 +473,8 @@ def plot_curves(c: dict, path: Path) -> bool:
     params = [r["params"] for r in c["params"]]
     for key, side, label, colour, style in (
             ("info", "ours", "tsinspect info --json", "C0", "-"), ("info", "theirs", "torch.jit.load", "C3", "--"),
-            ("graph", "ours", "tsinspect graph --json", "C1", "-"), ("graph", "theirs", "load + print .graph", "C5", "--")):
+            ("graph", "ours", "tsinspect graph --json", "C1", "-"),
+            ("graph", "theirs", "load + print .graph", "C5", "--")):
         b.plot(params, [r[key][side]["cpu_s"] for r in c["params"]], style, marker="o", color=colour, label=label)
     b.set(title="CPU time against parameters (nn.Sequential of Linear(2, 2))", xlabel="parameters",
           ylabel="CPU seconds (process tree, best of runs)")

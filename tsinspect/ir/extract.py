@@ -2,7 +2,7 @@
 
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory with resource limits; it loads the archive, walks every method graph of every module,
-and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout, after a header line. Anything the archive's
+and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
 code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
 
 Meta path: ``--archive`` is a copy whose tensor storages are empty (tsinspect.ir.metacopy): with
@@ -266,7 +266,8 @@ def walk_graph(graph, tables: Tables) -> Walked:
             for block in blocks:
                 # a block's parameters are its param node's outputs, its results its return node's inputs
                 params, results = block.paramNode(), block.returnNode()
-                b = [[[v.debugName(), string(str(v.type()))] for v in map(params.outputsAt, range(params.outputsSize()))],
+                b = [[[v.debugName(), string(str(v.type()))]
+                      for v in map(params.outputsAt, range(params.outputsSize()))],
                      [results.inputsAt(i).debugName() for i in range(results.inputsSize())], []]
                 item[4].append(b)
                 pending.append((iter(list(block.nodes())), b[2]))
