@@ -20,6 +20,7 @@ from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
 from tsinspect.archive.summary import ArchiveSummary, summarize
 from tsinspect.archive.text import printable
+from tsinspect.safety.sandbox import Confinement
 
 SCHEMA = "tsinspect.report/1"
 
@@ -57,7 +58,7 @@ class CodeFile:
 class IRPart:
     """The IR as the safety gate and the extractor gave it, or why there is none."""
 
-    document: dict | None = None  # tsinspect.ir/1 (load may be "refused" or "failed")
+    document: dict | None = None  # tsinspect.ir/2 (load may be "refused" or "failed")
     ir: object = None  # tsinspect.ir.model.IR when loaded
     ops: list = field(default_factory=list)  # tsinspect.ir.views.OpEntry, from the IR or from code/
     ops_from: str | None = None  # "ir" or "ast"
@@ -67,6 +68,12 @@ class IRPart:
     @property
     def loaded(self) -> bool:
         return bool(self.document) and self.document.get("load") in ("meta", "full")
+
+    @property
+    def sandbox_warning(self) -> str | None:
+        """``sandbox off: <why>`` when the torch child ran without its full sandbox."""
+        sandbox = Confinement.from_json(self.document.get("sandbox")) if self.document else None
+        return sandbox.message if sandbox and sandbox.state != "on" else None
 
 
 @dataclass
@@ -172,7 +179,7 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, resu
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
 
     if not options.enabled:
-        return IRPart(skipped="not asked for (--no-ir)", fallback=ast_methods(summary.code),
+        return IRPart(skipped="not asked for (--ir never)", fallback=ast_methods(summary.code),
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 

@@ -34,7 +34,7 @@ from tsinspect.archive.pickles import Global, PickleError, walk
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
-from tsinspect.archive.zipread import STORED, ZipArchive, ZipEntry, open_zip
+from tsinspect.archive.zipread import STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip
 
 SCHEMA = "tsinspect.scan/1"
 CLEAN, SUSPICIOUS, UNSAFE, ERROR = "clean", "suspicious", "unsafe", "error"
@@ -45,6 +45,8 @@ TORCHSCRIPT, WEIGHTS_ONLY = "torchscript", "weights_only"
 LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)"}
 
 MAX_FINDINGS = 500  # per file; then one finding saying how many more
+HIDDEN_PICKLE_CAP = 16 * 1024 * 1024  # bytes inflated for one local entry no directory names
+HIDDEN_INFLATE_BUDGET = 64 * 1024 * 1024  # and for all of them: 100 headers sharing one bomb stay cheap
 MAX_PICKLES_PER_MEMBER = 16
 LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage keys
 
@@ -400,6 +402,7 @@ class _Scan:
                 self._members(zip_)
                 self._hidden(zip_)
                 self._trailing(zip_)
+                self._other_directories(zip_)
             if archive.zip is not None:
                 self._code()
             problems = archive.problems if appended is None else archive.problems + appended.problems
@@ -446,10 +449,12 @@ class _Scan:
                          legacy=False, quiet_failure=True, base=tail_start)
 
     # -- zip entries -----------------------------------------------------------------------------------
-    def _members(self, zip_: ZipArchive) -> None:
+    def _members(self, zip_: ZipArchive, skip: frozenset = frozenset(), label: str = "") -> None:
+        """Judge every entry that is a pickle by name or content: shadowed copies, case variants, entries
+        torch cannot reach, all of them (some tool, or another torch loader, may read each)."""
         zip_policy = _zip_policy(zip_)
         for entry in zip_.entries:
-            if entry.is_dir:
+            if entry.is_dir or entry.header_offset in skip:
                 continue
             self.result.members += 1
             named = _pickle_name(entry.name)
@@ -472,8 +477,24 @@ class _Scan:
             policy = zip_policy
             if "/ts_code/" in entry.name:
                 policy = TORCHSCRIPT
-            _scan_stream(self.result, data, entry.display_name, policy, MAX_PICKLES_PER_MEMBER, legacy=False,
-                         quiet_failure=not named)
+            _scan_stream(self.result, data, label + entry.display_name, policy, MAX_PICKLES_PER_MEMBER,
+                         legacy=False, quiet_failure=not named)
+
+    def _other_directories(self, zip_: ZipArchive) -> None:
+        """The directories of other end records (stricter zip tools read one of them, torch the last)."""
+        seen = frozenset(e.header_offset for e in zip_.entries)
+        for position in zip_.alternatives:
+            try:
+                other = open_zip(zip_.path, end_record=position)
+            except ArchiveError as exc:
+                self.result.add(Finding("unreadable_directory", SUSPICIOUS, None,
+                                        f"the directory of the end record at byte {position}: {exc}"))
+                continue
+            with other:
+                other.inflate_budget = zip_.inflate_budget  # one budget per file, whatever directory is read
+                self.result.members += len(other.entries)
+                self._members(other, skip=seen, label=f"(directory at byte {position}) ")
+                zip_.inflate_budget = other.inflate_budget
 
     def _hidden(self, zip_: ZipArchive) -> None:
         """Local entries no central-directory entry points to, in the gaps between members: invisible to zip
@@ -488,6 +509,7 @@ class _Scan:
         if zip_.cd_start > pos:
             gaps.append((pos, zip_.cd_start))
         budget = PICKLE_CAP
+        self._hidden_zip, self._hidden_stop, self._hidden_budget = zip_, None, HIDDEN_INFLATE_BUDGET
         with open(zip_.path, "rb") as fh:
             for start, end in gaps:
                 if end - start < 30 or budget <= 0:
@@ -496,13 +518,15 @@ class _Scan:
                 data = fh.read(min(end - start, budget))
                 budget -= len(data)
                 at = data.find(b"PK\x03\x04")
-                while at >= 0:
+                while at >= 0 and self._hidden_stop is None:
                     self._hidden_entry(data, at, start)
                     at = data.find(b"PK\x03\x04", at + 4)
+        if self._hidden_stop is not None:
+            self.result.add(Finding("unreadable_pickle", SUSPICIOUS, None,
+                                    f"hidden local entries not all scanned: {self._hidden_stop}"))
 
     def _hidden_entry(self, data: bytes, at: int, base: int) -> None:
         import struct
-        import zlib
 
         if at + 30 > len(data):
             return
@@ -514,15 +538,22 @@ class _Scan:
                                 f"a local header at byte {base + at} that no directory entry points to: streaming "
                                 "unzippers see it, torch and directory-based tools do not", offset=base + at))
         raw = data[start:start + csize] if csize else data[start:]
-        try:
-            if method == 8:
-                inflater = zlib.decompressobj(-15)
-                body = inflater.decompress(raw, PICKLE_CAP)
-            elif method == 0 and csize:
-                body = raw
-            else:
+        if method == 8:
+            try:
+                if not _pickle_name(name) and not _looks_like_pickle(self._hidden_zip.inflate(raw, 2, shown)):
+                    return  # not a pickle by name or by its first bytes: nothing more to inflate
+                body = self._hidden_zip.inflate(raw, min(HIDDEN_PICKLE_CAP, self._hidden_budget), shown)
+            except InflateBudgetSpent as exc:
+                self._hidden_stop = str(exc).split(": ", 1)[-1]
                 return
-        except zlib.error:
+            except ArchiveError:
+                return
+            self._hidden_budget -= len(body)
+            if self._hidden_budget <= 0:
+                self._hidden_stop = f"they inflate past {HIDDEN_INFLATE_BUDGET} bytes together"
+        elif method == 0 and csize:
+            body = raw
+        else:
             return
         if _pickle_name(name) or _looks_like_pickle(body):
             _scan_stream(self.result, body, f"{shown} (hidden at byte {base + at})", _zip_policy_names([name]),
@@ -573,6 +604,7 @@ def _zip_policy(zip_: ZipArchive) -> str:
 
 
 def _zip_policy_names(entry_names: list[str]) -> str:
+    entry_names = [rk.ascii_lower(n) for n in entry_names]  # torch's lookups ignore ASCII case
     first = entry_names[0] if entry_names else ""
     prefix = first.split("/", 1)[0] + "/" if "/" in first else ""
     names = {n[len(prefix):] for n in entry_names if n.startswith(prefix)}
@@ -581,7 +613,7 @@ def _zip_policy_names(entry_names: list[str]) -> str:
 
 
 def _pickle_name(name: str) -> bool:
-    base = name.split("\0", 1)[0]
+    base = rk.ascii_lower(name.split("\0", 1)[0])  # Data.Pkl is the data.pkl torch reads
     return base.endswith((".pkl", ".debug_pkl", ".pickle"))
 
 
