@@ -119,13 +119,15 @@ pair("TransformerEncoder+padding", "torch.nn.TransformerEncoder(enable_nested_te
      common(_pad_inputs, (3, 6)) + [
          Variant("no_padding", lambda: _pad_inputs(3, 6, torch.float32, [6, 6, 6])),
          Variant("no_padding_no_grad", lambda: _pad_inputs(3, 6, torch.float32, [6, 6, 6]), grad=False),
-         Variant("mask_none", lambda: (rand(3, 6, 16), None))],
+         Variant("mask_none", lambda: (rand(3, 6, 16), None)),
+         Variant("unbatched", lambda: tuple(x[0] for x in _pad_inputs(1, 6, torch.float32)))],
      user=("wrappers.py",),
      truth=[DROPOUT, DROPOUT_MODULE, *MHA_DROPOUT,
             Truth("nested", TR, (493, 521, 527, 528, 529, 545), ("no_grad",), "with grad disabled the scripted encoder takes the nested-tensor fast path: padded positions come out as 0"),
             Truth("mask-none", FN, (6593, 6795, 6832, 6934, 6993, 7001), ("mask_none",), "the padding mask was given while tracing; None fails in the trace"),
             Truth("mask-none", TR, (472,), ("mask_none",), "elif src_key_padding_mask is None"),
-            Truth("mask-none", ACT, (1329, 1388, 1547, 1565), ("mask_none",), "key_padding_mask is not None")])
+            Truth("mask-none", ACT, (1329, 1388, 1547, 1565), ("mask_none",), "key_padding_mask is not None"),
+            *MHA_UNBATCHED, Truth("unbatched", TR, (49,), ("unbatched",), "_get_seq_len")])
 
 
 def _causal():
@@ -135,8 +137,10 @@ def _causal():
 
 pair("TransformerEncoder+causal", "torch.nn.TransformerEncoder (norm_first) with a causal mask built from "
      "the input length, in wrappers.CausalEncoder", _causal, lambda: (rand(2, 6, 16),),
-     common(lambda b, t, dt: (rand(b, t, 16, dtype=dt),), (2, 6)), user=("wrappers.py",),
-     truth=[DROPOUT, DROPOUT_MODULE, *MHA_DROPOUT])
+     common(lambda b, t, dt: (rand(b, t, 16, dtype=dt),), (2, 6), unbatched=lambda: (rand(6, 16),)),
+     user=("wrappers.py",),
+     truth=[DROPOUT, DROPOUT_MODULE, *MHA_DROPOUT, *MHA_UNBATCHED,
+                                  Truth("unbatched", TR, (49,), ("unbatched",), "_get_seq_len")])
 
 
 def _mha():

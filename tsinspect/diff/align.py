@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from tsinspect.diff.dynamic import Dynamic
 from tsinspect.diff.model import Finding, TracedLine
-from tsinspect.diff.program import Function, If, Item, Loc, Loop, Op, Program, ops_in
+from tsinspect.diff.program import Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
 PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten::ScalarImplicit",
@@ -31,10 +32,14 @@ PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten
             "prim::dtype", "aten::numel", "aten::item", "prim::tolist", "aten::eq", "aten::ne", "aten::lt",
             "aten::gt", "aten::le", "aten::ge", "aten::remainder", "aten::floordiv", "prim::min", "prim::max",
             "aten::is_floating_point", "prim::is_cuda", "prim::isinstance", "aten::_set_item", "aten::dict",
-            "prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex", "aten::__and__", "aten::__or__"}
+            "prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex", "aten::__and__", "aten::__or__",
+            "prim::is_nested", "aten::is_nested", "prim::requires_grad", "aten::is_grad_enabled", "aten::dtype",
+            "aten::contiguous"}
 GUARDS = {"prim::RaiseException", "aten::format", "aten::warn", "prim::Uninitialized"}
 MAX_TRACED_LINES = 60  # traced code lines given per finding
 SHAPE_WORDS = ("torch.size(", "len(", "torch.dim(", "torch.numel(", "ops.prim.shape")
+OPEN_BOUND = "9223372036854775807"  # a slice's open end, the same in both
+DEVICE_WORDS = ("dtype", "device", "layout")  # a trace is tied to its example's device and dtype anyway
 
 
 class FileMatcher:
@@ -144,6 +149,7 @@ class _Ctx:
     fn: Function
     runs: float  # times the function ran in the trace
     in_loop: bool = False
+    entered: bool = False  # this code ran in the trace, even if it recorded no op (a call that returned early)
 
 
 @dataclass
@@ -156,16 +162,27 @@ class Aligner:
 
     def __post_init__(self) -> None:
         self.index = TraceIndex(self.traced, self.scripted)
+        self.dynamic = Dynamic(self.traced, self.scripted)
         self._code_cache: dict[str, list[str]] = {}
 
     def run(self) -> list[Finding]:
+        done: set[int] = set()
         for fn in self.scripted.functions:
-            if not self._reached(fn):
-                continue
-            self._block(fn.body, _Ctx(fn, self._runs(fn)))
+            if self._reached(fn):
+                done.add(id(fn))
+                self._block(fn.body, _Ctx(fn, self._runs(fn), entered=True))
+        # functions that recorded no op but were called from code the trace kept: they returned early
+        while True:
+            called = {op.callee or op.kind[5:] for _, op in self.kept_ops if op.is_call}
+            todo = [fn for fn in self.scripted.functions if id(fn) not in done
+                    and (fn.qualname in called or fn.name in called and not fn.owner)]
+            if not todo:
+                break
+            for fn in todo:
+                done.add(id(fn))
+                self._block(fn.body, _Ctx(fn, 1, entered=True))
         self._baked()
         self._missing_methods()
-        self._divergent()
         for finding in self.findings:
             finding.traced, finding.traced_total = self._traced_side(finding)
         return self.findings
@@ -187,12 +204,14 @@ class Aligner:
         for item in items:
             if isinstance(item, If):
                 self._if(item, ctx)
+                ctx = _Ctx(ctx.fn, ctx.runs, ctx.in_loop, ctx.entered)
             elif isinstance(item, Loop):
                 self._loop(item, ctx)
             elif ctx.in_loop:
                 continue
             else:
                 self.kept_ops.append((ctx.fn, item))
+                ctx.entered = ctx.entered or self.index.ran(item)
 
     def _if(self, node: If, ctx: _Ctx) -> None:
         then_ops, else_ops = _meaningful(node.then), _meaningful(node.orelse)
@@ -208,24 +227,35 @@ class Aligner:
             self._block(node.then, ctx)
             self._block(node.orelse, ctx)
             return
+        varies = self.dynamic.decides(ctx.fn, node)
+        if then_ran and else_ran:
+            if varies:
+                self._add_per_iteration(node, ctx)
+            self._block(node.then, ctx)
+            self._block(node.orelse, ctx)
+            return
         if not then_ran and not else_ran:
-            if bool(then_ops) == bool(else_ops):
-                return  # both empty (nothing to lose) or both absent (this code never ran)
-            then_ran = not then_ops
+            # an empty side won when the other would have left ops; or, where the code ran, a side of calls
+            # only (which may return before recording an op) against one with ops of its own
+            if not then_ops or not else_ops:
+                if not then_ops and not else_ops:
+                    return  # nothing to lose
+                then_ran = not then_ops
+            else:
+                quiet = [all(op.is_call for op in ops) for ops in (then_ops, else_ops)]
+                if quiet[0] == quiet[1] or not ctx.entered:
+                    return  # nothing tells the sides apart, or this code never ran
+                then_ran = quiet[0]
         kept, dropped = (node.then, node.orelse) if then_ran else (node.orelse, node.then)
         dropped_ops = _meaningful(dropped)
-        if node.loc is None or all(op.kind in GUARDS for op in dropped_ops) or self._config_flag(node, ctx.fn):
-            # no line to name; an argument check that only raises or formats a message; or a library
-            # function's flag argument, which each call site passes as a constant
+        if node.loc is None or not varies or _raises(dropped) or _fast_path(dropped_ops, _meaningful(kept)):
+            # no line to name; a condition no input can change (the module's configuration, an argument the
+            # traced forward does not accept, an identity check); an argument check that only raises; or a
+            # fast path that computes the same result through one of torch's fused kernels
             self._block(kept, ctx)
             return
         self._add_dropped(node, ctx, "then" if then_ran else "else", kept, dropped)
         self._block(kept, ctx)
-
-    @staticmethod
-    def _config_flag(node: If, fn: Function) -> bool:
-        return (node.cond_text in fn.args and node.loc is not None
-                and "/torch/" in node.loc[0].replace("\\", "/"))
 
     def _loop(self, node: Loop, ctx: _Ctx) -> None:
         runs = self._body_runs(node.body)
@@ -299,13 +329,15 @@ class Aligner:
             self._code_cache[file] = text.split("\n")
         return self._code_cache[file]
 
-    def _lines(self, items: list[Item]) -> list[int]:
-        return sorted({item.loc[1] for item in _items(items) if item.loc})
+    @staticmethod
+    def _lines(items: list[Item], file: str | None) -> list[int]:
+        """The lines of ``items`` in ``file`` (the ops of a helper in another file have lines of their own)."""
+        return sorted({item.loc[1] for item in _items(items) if item.loc and item.loc[0] == file})
 
     def _add_dropped(self, node: If, ctx: _Ctx, kept_name: str, kept: list[Item], dropped: list[Item]) -> None:
         dropped_name = "else" if kept_name == "then" else "then"
-        kept_lines, dropped_lines = self._lines(kept), self._lines(dropped)
         file, line = node.loc if node.loc else (None, None)
+        kept_lines, dropped_lines = self._lines(kept, file), self._lines(dropped, file)
         why = _why(node, self._src(node.loc) or "")
         kept_text = _lines_text(kept_lines) if kept_lines else "which does nothing"
         dropped_text = _lines_text(dropped_lines) if dropped_lines else "which does nothing"
@@ -328,14 +360,14 @@ class Aligner:
         self.findings.append(Finding(
             "per_iteration_branch", ctx.fn.qualname, file, line,
             f"both sides of this if are in the trace: the condition was decided once per {where} while tracing "
-            f"and each decision is now fixed (lines {_span(self._lines(node.then))} / "
-            f"{_span(self._lines(node.orelse))}); not a dropped branch, but inputs that would decide "
+            f"and each decision is now fixed (lines {_span(self._lines(node.then, file))} / "
+            f"{_span(self._lines(node.orelse, file))}); not a dropped branch, but inputs that would decide "
             f"differently still follow the traced pattern",
             self._src(node.loc), {"condition": node.cond_text, "code_location": node.code}))
 
     def _add_unrolled(self, node: Loop, ctx: _Ctx, k: int) -> None:
         file, line = node.loc if node.loc else (None, None)
-        body_lines = self._lines(node.body)
+        body_lines = self._lines(node.body, file)
         details: dict = {"count": k, "header": node.header_text, "body_lines": body_lines,
                          "code_location": node.code}
         message = f"the trace unrolled this loop: its body ({_lines_text(body_lines)}) appears {k} time(s)"
@@ -377,14 +409,12 @@ class Aligner:
                 by_line[op.loc].append((fn, op))
         for loc, pairs in by_line.items():
             traced = self.index.at.get(loc, [])
-            baked = []
+            baked: list[tuple[str, str]] = []
             for fn, op in pairs:
-                for t in (t for t in traced if t.kind == op.kind and len(t.args) == len(op.args)):
-                    for i, (s_arg, t_arg) in enumerate(zip(op.args, t.args)):
-                        if s_arg != "const" and t_arg == "const":
-                            value = t.consts[t.args[:i].count("const")] if t.consts else "?"
-                            if (s_arg, value) not in baked:
-                                baked.append((s_arg, value))
+                for t in (t for t in traced if t.kind == op.kind):  # trailing defaults may be left out
+                    for s_arg, t_arg in _frozen_args(op.argv, t.argv):
+                        if self.dynamic.varies(fn, s_arg.deps) and (s_arg.text, t_arg) not in baked:
+                            baked.append((s_arg.text, t_arg))
             if not baked:
                 continue
             fn = pairs[0][0]
@@ -416,35 +446,33 @@ class Aligner:
                 f"{fn.name}() on the traced archive fails (trace a model that exports it with @torch.jit.export)",
                 self._src((loc[0], line)) if loc and line else None, {"code_location": fn.code}))
 
-    def _divergent(self) -> None:
-        script_only: dict[str, list[tuple[Function, Op]]] = defaultdict(list)
-        for fn, op in self.kept_ops:
-            if op.is_call or op.loc is None or op.kind in PLUMBING or op.kind in GUARDS or op.loc in self.explained:
-                continue
-            if not self.index.ran(op):
-                script_only[op.kind].append((fn, op))
-        scripted_kinds = {op.kind for fn in self.scripted.functions for op in ops_in(fn.body)}
-        trace_only = sorted(k for k in self.index.kinds if k not in scripted_kinds and k not in PLUMBING)
-        if not script_only and not trace_only:
-            return
-        parts = []
-        if script_only:
-            parts.append("only in the script: " + ", ".join(
-                f"{kind} (line {', '.join(str(op.loc[1]) for _, op in uses[:3])})"
-                for kind, uses in sorted(script_only.items())))
-        if trace_only:
-            parts.append("only in the trace: " + ", ".join(f"{k} x{self.index.kinds[k]}" for k in trace_only))
-        first = next(iter(script_only.values()), [(None, None)])[0]
-        fn, op = first
-        root = next((f for f in self.scripted.functions if f.owner == self.scripted.root_type), None)
-        self.findings.append(Finding(
-            "divergent_ops", (fn or root).qualname if (fn or root) else None, op.loc[0] if op else None,
-            op.loc[1] if op else None, "; ".join(parts), self._src(op.loc) if op else None,
-            {"script_only": sorted(script_only), "trace_only": trace_only}))
+
+def _frozen_args(script: tuple[Arg, ...], trace: tuple[Arg, ...]):
+    """(script argument, traced value) for each argument computed in the script and a constant in the trace;
+    list literals element by element. A slice's open end is no frozen value."""
+    for s_arg, t_arg in zip(script, trace):
+        if s_arg.items is not None and t_arg.items is not None and len(s_arg.items) == len(t_arg.items):
+            yield from _frozen_args(s_arg.items, t_arg.items)
+        elif s_arg.const is None and t_arg.const is not None and t_arg.const != OPEN_BOUND and not any(
+                w in s_arg.text for w in DEVICE_WORDS):
+            yield s_arg, t_arg.const
 
 
 def _traced_methods(program: Program) -> set[str]:
     return {fn.name for fn in program.functions if fn.owner == program.root_type}
+
+
+def _fast_path(dropped: list[Op], kept: list[Op]) -> bool:
+    """The dropped side runs a private fused kernel of torch's (``aten::_native_multi_head_attention``,
+    ``aten::_transformer_encoder_layer_fwd``) the kept side does not: a fast path, equal by torch's contract."""
+    kept_kinds = {op.kind for op in kept}
+    return any(op.kind.startswith("aten::_") and op.kind not in kept_kinds for op in dropped)
+
+
+def _raises(items: list[Item]) -> bool:
+    """The side ends in raising whatever it computed first (an argument check): nothing of it reaches an
+    output."""
+    return any(isinstance(item, Op) and item.kind == "prim::RaiseException" for item in items)
 
 
 def _meaningful(items: list[Item]) -> list[Op]:

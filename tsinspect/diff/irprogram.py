@@ -22,7 +22,7 @@ import re
 
 from tsinspect.archive.code import CodeIndex, module_of
 from tsinspect.archive.modules import short_type
-from tsinspect.diff.program import Function, If, Item, Loc, Loop, Op, Program
+from tsinspect.diff.program import GRAD, NO_DEPS, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program
 from tsinspect.ir.model import IR, Graph, Node, Source
 
 # nodes that are no call in the generated code: never ops of their own (they show in their users' arguments)
@@ -113,13 +113,21 @@ class _GraphReader:
     def __init__(self, graph: Graph, fn: Function, traced: bool, has_self: bool):
         self.graph, self.fn, self.traced = graph, fn, traced
         self.defs: dict[str, Node] = {}
+        self.types: dict[str, str] = {v.name: v.type for v in graph.inputs}
+        self.block_owner: dict[str, Node] = {}  # a block's input -> the node that owns the block
         for node, _ in graph.walk():
             for value in node.outputs:
                 self.defs[value.name] = node
+                self.types[value.name] = value.type
+            for block in node.blocks:
+                for value in block.inputs:
+                    self.block_owner[value.name] = node
+        self._deps: dict[str, frozenset] = {}
         inputs = graph.inputs[1:] if has_self else graph.inputs
         self.self_name = graph.inputs[0].name if has_self and graph.inputs else None
         self.args = {v.name for v in inputs}
         fn.args = [_strip(v.name) for v in inputs]
+        fn.optional = {_strip(v.name) for v in inputs if v.type.endswith("?") or v.type.startswith("Optional[")}
 
     def read(self) -> Function:
         self.fn.body = self.block(self.graph.nodes, 0)
@@ -137,7 +145,8 @@ class _GraphReader:
                 items.append(If(loc, self.code(node.source), self._leading(items, loc),
                                 self.block(node.blocks[0].nodes, depth + 1),
                                 self.block(node.blocks[1].nodes, depth + 1),
-                                self._reads_training(cond), self.render(cond)))
+                                self._reads_training(cond), self.render(cond), self.deps(cond),
+                                self._identity(cond), self._none_check(cond)))
             elif node.kind == "prim::Loop" and node.blocks and not self.traced:
                 loc = self.loc(node.source)
                 items.append(Loop(loc, self.code(node.source), self._leading(items, loc),
@@ -162,15 +171,20 @@ class _GraphReader:
     def op(self, node: Node) -> Op:
         inputs = node.inputs
         kind = node.kind
+        callee = None
         if kind == "prim::CallMethod":
             name = node.attributes.get("name", "?")
             if inputs and inputs[0] == self.self_name:
                 self.fn.calls.add(name)
+            owner = self.types.get(inputs[0]) if inputs else None
+            callee = f"{short_type(owner)}.{name}" if owner else None
             kind, inputs = f"call {name}", inputs[1:]
         elif kind == "prim::CallFunction":
             target = self.defs.get(inputs[0]) if inputs else None
             name = target.outputs[0].type if target is not None and target.outputs else "?"
-            kind, inputs = f"call {name.rsplit('.', 1)[-1]}", inputs[1:]
+            prefix, _, short = name.rpartition(".")
+            callee = f"{short_type(prefix)}.{short}" if prefix else None
+            kind, inputs = f"call {short}", inputs[1:]
         loc, stack = self.loc(node.source), self.stack(node.source)
         args, consts = [], []
         for value in self._flat(self._explicit(node, inputs)):
@@ -180,7 +194,122 @@ class _GraphReader:
                 consts.append(constant_text(target))
             else:
                 args.append(self.render(value)[:80])
-        return Op(kind, loc, stack, self.code(node.source), tuple(args), tuple(consts))
+        argv = tuple(self.arg(v) for v in (inputs if callee else self._explicit(node, inputs)))
+        return Op(kind, loc, stack, self.code(node.source), tuple(args), tuple(consts), argv, callee)
+
+    def arg(self, value: str) -> Arg:
+        target = self.defs.get(value)
+        if target is not None and target.kind == "prim::Constant":
+            return Arg(constant_text(target), constant_text(target))
+        if target is not None and target.kind in ("prim::ListConstruct", "prim::TupleConstruct"):
+            items = tuple(self.arg(v) for v in target.inputs)
+            const = (f"[{', '.join(i.const for i in items)}]" if all(i.const is not None for i in items)
+                     else None)
+            return Arg(self.render(value)[:80], const, frozenset().union(*(i.deps for i in items)), items)
+        return Arg(self.render(value)[:80], None, self.deps(value), nulls=self.nulls(value))
+
+    def nulls(self, value: str, depth: int = 0) -> frozenset:
+        """The parameters that decide whether ``value`` is None: operators never return None; a call may pass
+        an argument's None-ness on; an if chooses it when one side gives None."""
+        if value in self.args:
+            return frozenset({_strip(value)})
+        node = self.defs.get(value)
+        if node is None or depth > 50:
+            return NO_DEPS
+        if node.kind == "prim::unchecked_cast" and node.inputs:
+            return self.nulls(node.inputs[0], depth + 1)
+        if node.kind in ("prim::CallFunction", "prim::CallMethod"):
+            return frozenset().union(*(self.nulls(v, depth + 1) for v in node.inputs[1:]))
+        if node.kind == "prim::If" and len(node.blocks) == 2:
+            i = next((i for i, v in enumerate(node.outputs) if v.name == value), 0)
+            outs = [b.outputs[i] for b in node.blocks if i < len(b.outputs)]
+            out = frozenset().union(*(self.nulls(v, depth + 1) for v in outs))
+            if len(outs) == 2 and self._is_none(outs[0]) != self._is_none(outs[1]):
+                out |= self.deps(node.inputs[0])
+            return out
+        return NO_DEPS
+
+    def _is_none(self, value: str) -> bool:
+        node = self.defs.get(value)
+        return node is not None and node.kind == "prim::Constant" and "value" not in node.attributes \
+            and node.outputs[0].type in ("NoneType", "None")
+
+    def _none_check(self, value: str, depth: int = 0) -> frozenset | None:
+        """For a condition made only of ``x is None`` tests (and not/and/or of them): what decides them."""
+        node = self.defs.get(value)
+        if node is None or depth > 20:
+            return None
+        if node.kind == "aten::__not__" and node.inputs:
+            return self._none_check(node.inputs[0], depth + 1)
+        if node.kind in ("aten::__is__", "aten::__isnot__") and len(node.inputs) == 2:
+            none = [v for v in node.inputs if self._is_none(v)]
+            other = [v for v in node.inputs if not self._is_none(v)]
+            return self.nulls(other[0]) if none and other else None
+        if node.kind == "prim::If" and len(node.blocks) == 2:  # a and b, a or b
+            i = next((i for i, v in enumerate(node.outputs) if v.name == value), 0)
+            parts = [node.inputs[0]] + [b.outputs[i] for b in node.blocks if i < len(b.outputs)]
+            out: set[str] = set()
+            for part in parts:
+                target = self.defs.get(part)
+                if target is not None and target.kind == "prim::Constant":
+                    continue
+                got = self._none_check(part, depth + 1)
+                if got is None:
+                    return None
+                out |= got
+            return frozenset(out)
+        return None
+
+    def deps(self, value: str) -> frozenset:
+        """What a value is computed from: the function's parameters, self.training, grad mode."""
+        if value in self._deps:
+            return self._deps[value]
+        stack = [value]
+        while stack and len(self._deps) < 200_000:
+            current = stack[-1]
+            if current in self._deps:
+                stack.pop()
+                continue
+            sources = self._sources(current)
+            todo = [v for v in sources if v not in self._deps and v not in stack]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            node = self.defs.get(current)
+            own: set[str] = set()
+            if current in self.args:
+                own.add(_strip(current))
+            elif node is not None and node.kind == "prim::GetAttr" and node.attributes.get("name") == "training":
+                own.add(TRAINING)
+            elif node is not None and node.kind == "aten::is_grad_enabled":
+                own.add(GRAD)
+            self._deps[current] = frozenset(own).union(*(self._deps.get(v, NO_DEPS) for v in sources))
+        return self._deps.get(value, NO_DEPS)
+
+    def _sources(self, value: str) -> list[str]:
+        """The values ``value`` is computed from (an if's and a loop's outputs: the condition, the trip count
+        and what the blocks return)."""
+        if value == self.self_name or value in self.args:
+            return []
+        node = self.defs.get(value) or self.block_owner.get(value)
+        if node is None or node.kind == "prim::Constant":
+            return []
+        if node.kind == "prim::GetAttr":
+            return [] if node.inputs and node.inputs[0] == self.self_name else list(node.inputs)
+        out = list(node.inputs)
+        for block in node.blocks:
+            out.extend(block.outputs)
+        return [v for v in out if v != value]
+
+    def _identity(self, value: str) -> bool:
+        """The condition only compares two objects by identity (``k is v``), neither of them None."""
+        node = self.defs.get(value)
+        if node is not None and node.kind == "aten::__not__" and node.inputs:
+            node = self.defs.get(node.inputs[0])
+        if node is None or node.kind not in ("aten::__is__", "aten::__isnot__"):
+            return False
+        return not any((d := self.defs.get(v)) is not None and d.kind == "prim::Constant" for v in node.inputs)
 
     def _explicit(self, node: Node, inputs: list[str]) -> list[str]:
         """``inputs`` without the trailing ones that equal their schema default, which the code omits."""
