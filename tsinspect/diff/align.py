@@ -39,6 +39,10 @@ GUARDS = {"prim::RaiseException", "aten::format", "aten::warn", "prim::Uninitial
 MAX_TRACED_LINES = 60  # traced code lines given per finding
 SHAPE_WORDS = ("torch.size(", "len(", "torch.dim(", "torch.numel(", "ops.prim.shape")
 OPEN_BOUND = "9223372036854775807"  # a slice's open end, the same in both
+# arithmetic on Python numbers that a trace does in Python, leaving only its result
+SCALAR_MATH = {"aten::ceil", "aten::floor", "aten::round", "aten::div", "aten::mul", "aten::sub", "aten::add",
+               "aten::neg", "aten::pow", "aten::sqrt", "aten::log", "aten::exp", "prim::min", "prim::max",
+               "aten::floordiv", "aten::remainder"}
 DEVICE_WORDS = ("dtype", "device", "layout")  # a trace is tied to its example's device and dtype anyway
 
 
@@ -158,7 +162,6 @@ class Aligner:
     scripted: Program
     findings: list[Finding] = field(default_factory=list)
     kept_ops: list[tuple[Function, Op]] = field(default_factory=list)
-    explained: set[Loc] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.index = TraceIndex(self.traced, self.scripted)
@@ -204,7 +207,6 @@ class Aligner:
         for item in items:
             if isinstance(item, If):
                 self._if(item, ctx)
-                ctx = _Ctx(ctx.fn, ctx.runs, ctx.in_loop, ctx.entered)
             elif isinstance(item, Loop):
                 self._loop(item, ctx)
             elif ctx.in_loop:
@@ -220,13 +222,6 @@ class Aligner:
         cond = {node.loc} if node.loc else set()
         then_ran = any(self.index.ran(op, else_lines | cond) for op in then_ops)
         else_ran = any(self.index.ran(op, then_lines | cond) for op in else_ops)
-        if node.loc:
-            self.explained.add(node.loc)
-        if then_ran and else_ran:
-            self._add_per_iteration(node, ctx)
-            self._block(node.then, ctx)
-            self._block(node.orelse, ctx)
-            return
         varies = self.dynamic.decides(ctx.fn, node)
         if then_ran and else_ran:
             if varies:
@@ -264,8 +259,6 @@ class Aligner:
             return
         k = runs / ctx.runs if ctx.runs else runs
         k = int(round(k))
-        if node.loc:
-            self.explained.add(node.loc)
         self._add_unrolled(node, ctx, k)
         if k:
             self._block(node.body, _Ctx(ctx.fn, ctx.runs, True))
@@ -415,10 +408,10 @@ class Aligner:
                     for s_arg, t_arg in _frozen_args(op.argv, t.argv):
                         if self.dynamic.varies(fn, s_arg.deps) and (s_arg.text, t_arg) not in baked:
                             baked.append((s_arg.text, t_arg))
+            baked = baked or self._folded(loc, pairs, traced)
             if not baked:
                 continue
             fn = pairs[0][0]
-            self.explained.add(loc)
             parts = [f"{expr} became {value}" for expr, value in baked]
             words = " ".join(expr for expr, _ in baked)
             what = ("a shape" if any(w in words for w in SHAPE_WORDS) else
@@ -429,6 +422,20 @@ class Aligner:
                 f"inputs for which it differs get the traced value",
                 self._src(loc), {"values": [{"script": e, "trace": v} for e, v in baked]},
                 self._excerpt(loc[1], loc[1], loc[0], {loc[1]: "dropped"})))
+
+    def _folded(self, loc: Loc, pairs: list[tuple[Function, Op]], traced: list[Op]) -> list[tuple[str, str]]:
+        """Python arithmetic the script does at run time (``math.ceil(t / self.chunk)``) and the trace did
+        while tracing: the script's op has no traced counterpart at its line, and the traced ops there take a
+        constant the script's do not."""
+        folded = [op for fn, op in pairs if op.kind in SCALAR_MATH and not self.index.matched[(*loc, op.kind)]
+                  and any(self.dynamic.varies(fn, a.deps) for a in op.argv)]
+        if not folded or not traced:
+            return []
+        script_consts = {c for _, op in pairs for c in op.consts}
+        values = list(dict.fromkeys(c for t in traced for c in t.consts if c not in script_consts))
+        op = folded[0]
+        text = f"{op.kind.split('::', 1)[-1]}({', '.join(a.text for a in op.argv)})"
+        return [(text, ", ".join(values))] if values else []
 
     def _missing_methods(self) -> None:
         traced = _traced_methods(self.traced)
@@ -470,9 +477,11 @@ def _fast_path(dropped: list[Op], kept: list[Op]) -> bool:
 
 
 def _raises(items: list[Item]) -> bool:
-    """The side ends in raising whatever it computed first (an argument check): nothing of it reaches an
-    output."""
-    return any(isinstance(item, Op) and item.kind == "prim::RaiseException" for item in items)
+    """The side raises, whatever it computed first, or only warns (an argument check): nothing of it reaches
+    an output."""
+    ops = _meaningful(items)
+    return (any(isinstance(item, Op) and item.kind == "prim::RaiseException" for item in items)
+            or bool(ops) and all(op.kind in GUARDS for op in ops))
 
 
 def _meaningful(items: list[Item]) -> list[Op]:

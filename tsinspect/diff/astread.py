@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from dataclasses import replace
 
 from tsinspect.archive.code import module_of
 from tsinspect.archive.debuginfo import SourceMap, load_source_map, origin_of
@@ -22,6 +23,10 @@ from tsinspect.diff.program import GRAD, NO_DEPS, TRAINING, Arg, Function, If, I
 from tsinspect.ir.fallback import op_of_call
 
 MAX_DEPTH = 200  # nesting of generated statements we follow
+# calls that test a type, a dtype or a device, which the trace's example fixed (its inputs are tensors of one
+# dtype and device): a value computed from them varies with no input the traced model is meant to take
+TYPE_TESTS = {"isinstance", "ops.prim.dtype", "ops.prim.device", "torch.is_floating_point", "ops.prim.is_cuda",
+              "ops.prim.is_nested", "torch.is_complex"}
 _DEF = re.compile(r"\s*(?:async\s+)?def\s+(\w+)")
 
 
@@ -178,6 +183,8 @@ class _FileReader:
         literal = self.scope.single.get(node.id) if isinstance(node, ast.Name) else None
         if isinstance(literal, (ast.List, ast.Tuple)):  # a list built once, just before: its elements
             return self.arg(literal, name)
+        if literal is not None and re.fullmatch(r"_\d+", node.id):  # a temporary: say what it holds
+            return replace(self.arg(literal, name), nulls=self.scope.nulls(node))
         if isinstance(node, (ast.List, ast.Tuple)):
             items = tuple(self.arg(e) for e in node.elts)
             const = (f"[{', '.join(i.const for i in items)}]" if all(i.const is not None for i in items)
@@ -274,6 +281,9 @@ class _Scope:
                     out.add(TRAINING)
             elif isinstance(n, ast.Call) and _unparse(n.func) == "torch.is_grad_enabled":
                 out.add(GRAD)
+            elif isinstance(n, ast.Call) and _unparse(n.func) in TYPE_TESTS or (
+                    isinstance(n, ast.Attribute) and n.attr in ("dtype", "device", "is_cuda", "is_nested")):
+                pass  # a type test: every input of a trace is a tensor of its example's dtype and device
             else:
                 todo.extend(ast.iter_child_nodes(n))
         return frozenset(out)

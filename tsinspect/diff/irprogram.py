@@ -32,6 +32,10 @@ STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListCon
 BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::str": "str"}  # as the code
 INT_MAX = 9223372036854775807  # a while loop's trip count
 MAX_DEPTH = 200  # block nesting we follow
+# nodes whose value is fixed for a trace: constants, and tests of a type, dtype or device (a trace's inputs are
+# tensors of its example's dtype and device)
+TYPE_TESTS = {"prim::Constant", "prim::isinstance", "prim::dtype", "prim::device", "aten::is_floating_point",
+              "prim::is_cuda", "prim::is_nested", "aten::is_complex", "prim::layout"}
 _SUFFIX = re.compile(r"\.\d+$")
 
 
@@ -293,8 +297,8 @@ class _GraphReader:
         if value == self.self_name or value in self.args:
             return []
         node = self.defs.get(value) or self.block_owner.get(value)
-        if node is None or node.kind == "prim::Constant":
-            return []
+        if node is None or node.kind in TYPE_TESTS:
+            return []  # a type test: every input of a trace is a tensor of its example's dtype and device
         if node.kind == "prim::GetAttr":
             return [] if node.inputs and node.inputs[0] == self.self_name else list(node.inputs)
         out = list(node.inputs)
