@@ -456,7 +456,11 @@ class Aligner:
 
 def _frozen_args(script: tuple[Arg, ...], trace: tuple[Arg, ...]):
     """(script argument, traced value) for each argument computed in the script and a constant in the trace;
-    list literals element by element. A slice's open end is no frozen value."""
+    list literals element by element. A slice's open end is no frozen value. The trace leaves out trailing
+    arguments equal to their defaults: those it froze to the default."""
+    for s_arg in script[len(trace):]:
+        if s_arg.const is None and s_arg.name is None and trace:
+            yield s_arg, "its default"
     for s_arg, t_arg in zip(script, trace):
         if s_arg.items is not None and t_arg.items is not None and len(s_arg.items) == len(t_arg.items):
             yield from _frozen_args(s_arg.items, t_arg.items)
