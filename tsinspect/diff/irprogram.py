@@ -32,6 +32,7 @@ STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListCon
 BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::str": "str"}  # as the code
 INT_MAX = 9223372036854775807  # a while loop's trip count
 MAX_DEPTH = 200  # block nesting we follow
+MAX_ROUNDS = 50  # of the dependency fixpoint (a few suffice)
 # nodes whose value is fixed for a trace: constants, and tests of a type, dtype or device (a trace's inputs are
 # tensors of its example's dtype and device)
 TYPE_TESTS = {"prim::Constant", "prim::isinstance", "prim::dtype", "prim::device", "aten::is_floating_point",
@@ -118,15 +119,11 @@ class _GraphReader:
         self.graph, self.fn, self.traced = graph, fn, traced
         self.defs: dict[str, Node] = {}
         self.types: dict[str, str] = {v.name: v.type for v in graph.inputs}
-        self.block_owner: dict[str, Node] = {}  # a block's input -> the node that owns the block
         for node, _ in graph.walk():
             for value in node.outputs:
                 self.defs[value.name] = node
                 self.types[value.name] = value.type
-            for block in node.blocks:
-                for value in block.inputs:
-                    self.block_owner[value.name] = node
-        self._deps: dict[str, frozenset] = {}
+        self._deps: dict[str, frozenset] | None = None
         inputs = graph.inputs[1:] if has_self else graph.inputs
         self.self_name = graph.inputs[0].name if has_self and graph.inputs else None
         self.args = {v.name for v in inputs}
@@ -266,45 +263,37 @@ class _GraphReader:
 
     def deps(self, value: str) -> frozenset:
         """What a value is computed from: the function's parameters, self.training, grad mode."""
-        if value in self._deps:
-            return self._deps[value]
-        stack = [value]
-        while stack and len(self._deps) < 200_000:
-            current = stack[-1]
-            if current in self._deps:
-                stack.pop()
-                continue
-            sources = self._sources(current)
-            todo = [v for v in sources if v not in self._deps and v not in stack]
-            if todo:
-                stack.extend(todo)
-                continue
-            stack.pop()
-            node = self.defs.get(current)
-            own: set[str] = set()
-            if current in self.args:
-                own.add(_strip(current))
-            elif node is not None and node.kind == "prim::GetAttr" and node.attributes.get("name") == "training":
-                own.add(TRAINING)
-            elif node is not None and node.kind == "aten::is_grad_enabled":
-                own.add(GRAD)
-            self._deps[current] = frozenset(own).union(*(self._deps.get(v, NO_DEPS) for v in sources))
+        if self._deps is None:
+            self._deps = self._all_deps()
         return self._deps.get(value, NO_DEPS)
 
-    def _sources(self, value: str) -> list[str]:
-        """The values ``value`` is computed from (an if's and a loop's outputs: the condition, the trip count
-        and what the blocks return)."""
-        if value == self.self_name or value in self.args:
-            return []
-        node = self.defs.get(value) or self.block_owner.get(value)
-        if node is None or node.kind in TYPE_TESTS:
-            return []  # a type test: every input of a trace is a tensor of its example's dtype and device
-        if node.kind == "prim::GetAttr":
-            return [] if node.inputs and node.inputs[0] == self.self_name else list(node.inputs)
-        out = list(node.inputs)
-        for block in node.blocks:
-            out.extend(block.outputs)
-        return [v for v in out if v != value]
+    def _all_deps(self) -> dict[str, frozenset]:
+        """Every value's sources, by a fixpoint over the graph (loops carry values around): a node's outputs
+        depend on its inputs, an if's and a loop's also on what their blocks return, a block's inputs on its
+        owner's inputs and on what the block returns."""
+        deps: dict[str, frozenset] = {v: frozenset({_strip(v)}) for v in self.args}
+        nodes = [node for node, _ in self.graph.walk()]
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for node in nodes:
+                if node.kind in TYPE_TESTS:
+                    continue
+                if node.kind == "prim::GetAttr":
+                    own = {TRAINING} if node.attributes.get("name") == "training" else set()
+                    sources = [] if node.inputs and node.inputs[0] == self.self_name else node.inputs
+                else:
+                    own = {GRAD} if node.kind == "aten::is_grad_enabled" else set()
+                    sources = node.inputs + [v for block in node.blocks for v in block.outputs]
+                value = frozenset(own).union(*(deps.get(v, NO_DEPS) for v in sources))
+                targets = [o.name for o in node.outputs] + [v.name for b in node.blocks for v in b.inputs]
+                for name in targets:
+                    old = deps.get(name, NO_DEPS)
+                    if not value <= old:
+                        deps[name] = old | value
+                        changed = True
+            if not changed:
+                break
+        return deps
 
     def _identity(self, value: str) -> bool:
         """The condition only compares two objects by identity (``k is v``), neither of them None."""
