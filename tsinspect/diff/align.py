@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from tsinspect.diff.dynamic import Dynamic
 from tsinspect.diff.model import Finding, TracedLine
-from tsinspect.diff.program import Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
+from tsinspect.diff.program import TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
 PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten::ScalarImplicit",
@@ -331,7 +331,7 @@ class Aligner:
         dropped_name = "else" if kept_name == "then" else "then"
         file, line = node.loc if node.loc else (None, None)
         kept_lines, dropped_lines = self._lines(kept, file), self._lines(dropped, file)
-        why = _why(node, self._src(node.loc) or "")
+        why, fix, severity = _why(node, self._src(node.loc) or "", self.dynamic.mode_only(ctx.fn, node.deps))
         kept_text = _lines_text(kept_lines) if kept_lines else "which does nothing"
         dropped_text = _lines_text(dropped_lines) if dropped_lines else "which does nothing"
         message = (f"the trace kept the {kept_name} branch ({kept_text}) and dropped the {dropped_name} branch "
@@ -339,13 +339,15 @@ class Aligner:
         early = [n for n in dropped_lines if (self._src((file, n)) or "").lstrip().startswith("return")]
         if early and dropped_name == "then":
             message += f"; the early return at line {early[0]} is never taken"
+        elif kept_name == "then" and (self._src((file, line + 1)) or "").lstrip().startswith("return"):
+            message += f"; the early return at line {line + 1} is always taken"
         marks = {n: "dropped" for n in _fill(dropped_lines)} | {n: "kept" for n in kept_lines}
         last = max([line or 0] + kept_lines + dropped_lines)
         self.findings.append(Finding(
             "dropped_branch", ctx.fn.qualname, file, line, message, self._src(node.loc),
             {"kept": kept_name, "dropped": dropped_name, "kept_lines": kept_lines, "dropped_lines": dropped_lines,
              "condition": node.cond_text, "code_location": node.code},
-            self._excerpt(line, last, file, marks) if file else []))
+            self._excerpt(line, last, file, marks) if file else [], severity=severity, fix=fix))
 
     def _add_per_iteration(self, node: If, ctx: _Ctx) -> None:
         file, line = node.loc if node.loc else (None, None)
@@ -356,7 +358,9 @@ class Aligner:
             f"and each decision is now fixed (lines {_span(self._lines(node.then, file))} / "
             f"{_span(self._lines(node.orelse, file))}); not a dropped branch, but inputs that would decide "
             f"differently still follow the traced pattern",
-            self._src(node.loc), {"condition": node.cond_text, "code_location": node.code}))
+            self._src(node.loc), {"condition": node.cond_text, "code_location": node.code},
+            severity="mode" if self.dynamic.mode_only(ctx.fn, node.deps) else "silent",
+            fix="script the function holding this if (@torch.jit.script) so each call decides again"))
 
     def _add_unrolled(self, node: Loop, ctx: _Ctx, k: int) -> None:
         file, line = node.loc if node.loc else (None, None)
@@ -381,7 +385,8 @@ class Aligner:
         marks = {n: "dropped" if k == 0 else "" for n in body_lines}
         self.findings.append(Finding("unrolled_loop", ctx.fn.qualname, file, line, message, self._src(node.loc),
                                      details, self._excerpt(line, max([line] + body_lines), file, marks)
-                                     if file else []))
+                                     if file else [], fix="script the function holding this loop "
+                                     "(@torch.jit.script) so it runs as many times as the input needs"))
 
     def _trip_input(self, node: Loop, fn: Function):
         if node.trip is None:
@@ -403,14 +408,17 @@ class Aligner:
         for loc, pairs in by_line.items():
             traced = self.index.at.get(loc, [])
             baked: list[tuple[str, str]] = []
+            sources: list[tuple[Function, frozenset]] = []
             for fn, op in pairs:
                 for t in (t for t in traced if t.kind == op.kind):  # trailing defaults may be left out
                     for s_arg, t_arg in _frozen_args(op.argv, t.argv):
                         if self.dynamic.varies(fn, s_arg.deps) and (s_arg.text, t_arg) not in baked:
                             baked.append((s_arg.text, t_arg))
+                            sources.append((fn, s_arg.deps))
             baked = baked or self._folded(loc, pairs, traced)
             if not baked:
                 continue
+            mode = all(self.dynamic.mode_only(fn, deps) for fn, deps in sources)
             fn = pairs[0][0]
             parts = [f"{expr} became {value}" for expr, value in baked]
             words = " ".join(expr for expr, _ in baked)
@@ -421,7 +429,10 @@ class Aligner:
                 f"{what} computed at run time in the script is a constant in the trace: {'; '.join(parts)}; "
                 f"inputs for which it differs get the traced value",
                 self._src(loc), {"values": [{"script": e, "trace": v} for e, v in baked]},
-                self._excerpt(loc[1], loc[1], loc[0], {loc[1]: "dropped"})))
+                self._excerpt(loc[1], loc[1], loc[0], {loc[1]: "dropped"}), severity="mode" if mode else "silent",
+                fix=("trace in the mode the model will run in (model.eval() before tracing, and keep it)" if mode
+                     else "keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or "
+                          "min() on them), or script this function")))
 
     def _folded(self, loc: Loc, pairs: list[tuple[Function, Op]], traced: list[Op]) -> list[tuple[str, str]]:
         """Python arithmetic the script does at run time (``math.ceil(t / self.chunk)``) and the trace did
@@ -450,8 +461,10 @@ class Aligner:
             self.findings.append(Finding(
                 "missing_method", fn.qualname, loc[0] if loc else None, line,
                 f"the scripted model has the method {fn.name}() and the traced one does not: code that calls "
-                f"{fn.name}() on the traced archive fails (trace a model that exports it with @torch.jit.export)",
-                self._src((loc[0], line)) if loc and line else None, {"code_location": fn.code}))
+                f"{fn.name}() on the traced archive fails",
+                self._src((loc[0], line)) if loc and line else None, {"code_location": fn.code}, severity="raises",
+                fix=f"trace it too (torch.jit.trace_module(model, {{'forward': x, '{fn.name}': args}})) or script "
+                    "the model"))
 
 
 def _frozen_args(script: tuple[Arg, ...], trace: tuple[Arg, ...]):
@@ -492,15 +505,24 @@ def _meaningful(items: list[Item]) -> list[Op]:
     return [op for op in ops_in(items) if op.kind not in PLUMBING or op.kind in GUARDS]
 
 
-def _why(node: If, source: str) -> str:
-    cond = node.cond_text
-    if node.reads_training:
-        return "the condition reads self.training, which the trace froze to the mode it was traced in"
-    if "__isnot__" in cond or "__is__" in cond:
-        return "the condition checks an Optional argument for None, and the trace fixed whether it was passed"
-    if any(w in cond for w in SHAPE_WORDS) or any(w in source for w in (".size(", ".shape", "len(", ".dim(")):
-        return "the condition depends on a shape, which the trace evaluated once for the example input"
-    return "the condition depends on values computed while tracing, which the trace evaluated once"
+def _why(node: If, source: str, mode_only: bool) -> tuple[str, str, str]:
+    """Why the condition was frozen, how to fix it, and the harm (severity)."""
+    if mode_only:
+        what = "self.training" if node.reads_training or TRAINING in node.deps else "the grad mode"
+        return (f"the condition depends on {what} alone, which the trace froze to the mode it was traced in",
+                "trace in the mode the model will run in (model.eval() before tracing, and keep it), or script it",
+                "mode")
+    if node.none_check is not None:
+        return ("the condition checks an Optional argument for None, and the trace fixed whether it was passed",
+                "always pass this argument to the traced model (it was traced with a value), or script the model",
+                "raises")
+    if any(w in node.cond_text for w in SHAPE_WORDS) or any(
+            w in source for w in (".size(", ".shape", "len(", ".dim(", ".ndim")):
+        return ("the condition depends on a shape, which the trace evaluated once for the example input",
+                "script the function holding this if (@torch.jit.script), or trace one model per input shape",
+                "silent")
+    return ("the condition depends on values computed while tracing, which the trace evaluated once",
+            "compute both sides and choose with torch.where, or script the function holding this if", "silent")
 
 
 def _span(lines: list[int]) -> str:

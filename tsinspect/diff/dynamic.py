@@ -30,9 +30,11 @@ class Dynamic:
             by_name[fn.name].append(fn)
         arity = {fn.name: len(fn.args) for fn in traced.functions if fn.owner == traced.root_type}
         self.accepted: dict[str, list[str]] = {}  # root method -> the arguments the traced one accepts
+        self.scripted_args: dict[str, list[str]] = {}
         for fn in scripted.functions:
             if fn.owner == scripted.root_type and fn.name in arity:
                 self.accepted[fn.name] = fn.args[:arity[fn.name]]
+                self.scripted_args[fn.name] = list(fn.args)
                 self.params[fn.qualname].update(self.accepted[fn.name])
                 self.nullable[fn.qualname].update(a for a in self.accepted[fn.name] if a in fn.optional)
         calls = [(fn, op) for fn in scripted.functions for op in ops_in(fn.body) if op.is_call]
@@ -55,6 +57,9 @@ class Dynamic:
                                 changed = True
             if not changed:
                 break
+
+    def signatures(self) -> dict[str, dict[str, list[str]]]:
+        return {name: {"traced": args, "scripted": self.scripted_args[name]} for name, args in self.accepted.items()}
 
     def varies(self, fn: Function, deps: frozenset) -> bool:
         """Whether a value of ``fn`` computed from ``deps`` can differ between inputs or modes."""
