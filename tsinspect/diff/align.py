@@ -186,6 +186,9 @@ class Aligner:
                 self._block(fn.body, _Ctx(fn, 1, entered=True))
         self._baked()
         self._missing_methods()
+        seen: set[tuple] = set()  # one finding per kind and line (a line may hold several ifs: a and b)
+        self.findings = [f for f in self.findings if (f.kind, f.file, f.line) not in seen
+                         and not seen.add((f.kind, f.file, f.line))]
         for finding in self.findings:
             finding.traced, finding.traced_total = self._traced_side(finding)
         return self.findings
