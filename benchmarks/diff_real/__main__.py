@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "diff_real"  # ignored by git
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pairs(only):
@@ -130,7 +129,7 @@ def _diff(a, b, ir) -> tuple[dict, float]:
     if ir != "never":
         cmd.append("--trust")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ | {"NO_COLOR": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=OUT, env=os.environ | {"NO_COLOR": "1"})
     took = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{pair_name}: tsinspect diff failed: {proc.stderr.strip()}")

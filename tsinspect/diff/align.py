@@ -11,7 +11,11 @@ it did). Then, walking the scripted code:
 - a loop whose body ran k times per run of its function: ``unrolled_loop``;
 - an op whose argument is computed in the script and a constant at the same line of the trace:
   ``baked_constant``;
-- exported methods the trace lacks: ``missing_method``; what else differs in ops: ``divergent_ops``.
+- exported methods the trace lacks: ``missing_method``.
+
+Only what some input the traced model accepts (or the mode) can change is a finding (``dynamic``): not the
+module's configuration, not arguments the traced forward cannot take, not identity checks, sides that only
+raise, or torch's fused fast paths.
 """
 
 from __future__ import annotations
@@ -97,8 +101,6 @@ class TraceIndex:
         self.frames: Counter = Counter()  # (file, line) -> traced ops below that frame
         self.under: dict[Loc, Counter] = defaultdict(Counter)  # frame -> Counter of placed keys below it
         self.at: dict[Loc, list[Op]] = defaultdict(list)  # placed loc -> traced ops
-        self.kinds: Counter = Counter()
-        self.unplaced: Counter = Counter()
         self.code_at: dict[Loc, set[str]] = defaultdict(set)  # frame -> traced code/ lines ("file:line") below it
         for fn in traced.functions:
             for op in ops_in(fn.body):
@@ -111,7 +113,6 @@ class TraceIndex:
                 if op.is_call:
                     continue
                 place = next((loc for loc in stack if loc in known), None)
-                self.kinds[op.kind] += 1
                 for loc in set(stack):
                     self.frames[loc] += 1
                     if place:
@@ -119,8 +120,6 @@ class TraceIndex:
                 if place:
                     self.matched[(*place, op.kind)] += 1
                     self.at[place].append(op)
-                else:
-                    self.unplaced[op.kind] += 1
 
     def ran(self, op: Op, ambiguous: set[Loc] = frozenset()) -> bool:
         """Whether the trace holds this scripted op (calls: anything ran below the call site)."""
@@ -421,7 +420,7 @@ class Aligner:
             baked = baked or self._folded(loc, pairs, traced)
             if not baked:
                 continue
-            mode = all(self.dynamic.mode_only(fn, deps) for fn, deps in sources)
+            mode = bool(sources) and all(self.dynamic.mode_only(fn, deps) for fn, deps in sources)
             fn = pairs[0][0]
             parts = [f"{expr} became {value}" for expr, value in baked]
             words = " ".join(expr for expr, _ in baked)

@@ -301,11 +301,10 @@ class _Scope:
                 return frozenset().union(*(self.nulls(a) for a in node.args))
         return NO_DEPS
 
-    def none_check(self, test: ast.expr) -> frozenset | None:
-        """For a condition made only of ``x is None``/``x is not None`` tests: what decides their outcome."""
-        out: set[str] = set()
-        parts = [test]
-        while parts:
+    def _leaves(self, test: ast.expr) -> list[ast.expr]:
+        """The tests a condition is made of, through not/and/or and the temporaries holding them."""
+        out, parts = [], [test]
+        while parts and len(out) < 1000:
             n = parts.pop()
             if isinstance(n, ast.BoolOp):
                 parts.extend(n.values)
@@ -315,33 +314,22 @@ class _Scope:
                 parts.append(self.single[n.id])
             elif isinstance(n, ast.Call) and _unparse(n.func) == "torch.__not__" and len(n.args) == 1:
                 parts.append(n.args[0])
-            elif (isinstance(n, ast.Call) and _unparse(n.func) in ("torch.__is__", "torch.__isnot__")
-                  and len(n.args) == 2 and any(_is_none(a) for a in n.args)):
-                out |= self.nulls(next(a for a in n.args if not _is_none(a)))
             else:
+                out.append(n)
+        return out
+
+    def none_check(self, test: ast.expr) -> frozenset | None:
+        """For a condition made only of ``x is None`` tests: the parameters that decide their outcome."""
+        out: set[str] = set()
+        for n in self._leaves(test):
+            if not (_is_test(n) and any(_is_none(a) for a in n.args)):
                 return None
+            out |= self.nulls(next((a for a in n.args if not _is_none(a)), n.args[0]))
         return frozenset(out)
 
     def identity(self, test: ast.expr) -> bool:
-        """``k is v`` / ``q is not k``, alone or joined by and/or/not: compares objects, none of them None."""
-        parts = [test]
-        while parts:
-            n = parts.pop()
-            if isinstance(n, ast.BoolOp):
-                parts.extend(n.values)
-            elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not):
-                parts.append(n.operand)
-            elif isinstance(n, ast.Name) and n.id in self.single:
-                parts.append(self.single[n.id])
-            elif isinstance(n, ast.Call) and _unparse(n.func) == "torch.__not__" and len(n.args) == 1:
-                parts.append(n.args[0])
-            elif isinstance(n, ast.Call) and _unparse(n.func) in ("torch.__is__", "torch.__isnot__"):
-                if any(isinstance(a, ast.Constant) for a in n.args):
-                    return False
-            elif not (isinstance(n, ast.Compare) and all(isinstance(o, (ast.Is, ast.IsNot)) for o in n.ops)
-                      and not any(isinstance(c, ast.Constant) for c in [n.left, *n.comparators])):
-                return False
-        return True
+        """A condition made only of ``a is b`` tests between objects, none of them a constant (None)."""
+        return all(_is_test(n) and not any(isinstance(a, ast.Constant) for a in n.args) for n in self._leaves(test))
 
     def type_of(self, node: ast.expr) -> str | None:
         """The class of a submodule (``self.attr``, ``getattr(self.layers, "0")``, a local holding one), from
@@ -357,6 +345,11 @@ class _Scope:
             return None
         info = self.classes.get(owner) if owner else None
         return info.attributes.get(attr) if info else None
+
+
+def _is_test(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Call) and _unparse(node.func) in ("torch.__is__", "torch.__isnot__")
+            and len(node.args) == 2)
 
 
 def _is_none(node: ast.expr) -> bool:
