@@ -244,7 +244,7 @@ class _Scope:
                 elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and stmt.value is not None:
                     targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                     if len(targets) == 1 and isinstance(targets[0], ast.Name):
-                        text = _unparse(stmt.value)
+                        text = _dotted(stmt.value)
                         if text.startswith("__torch__.") and isinstance(stmt.value, ast.Attribute):
                             self.aliases[targets[0].id] = text
                         elif self.type_of(stmt.value):
@@ -279,9 +279,9 @@ class _Scope:
             elif isinstance(n, ast.Attribute) and _is_self(n.value):
                 if n.attr == "training":
                     out.add(TRAINING)
-            elif isinstance(n, ast.Call) and _unparse(n.func) == "torch.is_grad_enabled":
+            elif isinstance(n, ast.Call) and _dotted(n.func) == "torch.is_grad_enabled":
                 out.add(GRAD)
-            elif isinstance(n, ast.Call) and _unparse(n.func) in TYPE_TESTS or (
+            elif isinstance(n, ast.Call) and _dotted(n.func) in TYPE_TESTS or (
                     isinstance(n, ast.Attribute) and n.attr in ("dtype", "device", "is_cuda", "is_nested")):
                 pass  # a type test: every input of a trace is a tensor of its example's dtype and device
             else:
@@ -295,7 +295,7 @@ class _Scope:
             return self.null_env.get(node.id, NO_DEPS)
         if isinstance(node, ast.Call):
             kind = op_of_call(node, self.aliases) or ""
-            if _unparse(node.func) == "unchecked_cast" and len(node.args) == 2:
+            if _dotted(node.func) == "unchecked_cast" and len(node.args) == 2:
                 return self.nulls(node.args[1])
             if kind.startswith("call "):
                 return frozenset().union(*(self.nulls(a) for a in node.args))
@@ -312,7 +312,7 @@ class _Scope:
                 parts.append(n.operand)
             elif isinstance(n, ast.Name) and n.id in self.single:
                 parts.append(self.single[n.id])
-            elif isinstance(n, ast.Call) and _unparse(n.func) == "torch.__not__" and len(n.args) == 1:
+            elif isinstance(n, ast.Call) and _dotted(n.func) == "torch.__not__" and len(n.args) == 1:
                 parts.append(n.args[0])
             else:
                 out.append(n)
@@ -338,7 +338,7 @@ class _Scope:
             return self.local_types.get(node.id)
         if isinstance(node, ast.Attribute):
             owner, attr = self.type_of(node.value), node.attr
-        elif (isinstance(node, ast.Call) and _unparse(node.func) == "getattr" and len(node.args) == 2
+        elif (isinstance(node, ast.Call) and _dotted(node.func) == "getattr" and len(node.args) == 2
               and isinstance(node.args[1], ast.Constant)):
             owner, attr = self.type_of(node.args[0]), str(node.args[1].value)
         else:
@@ -347,8 +347,20 @@ class _Scope:
         return info.attributes.get(attr) if info else None
 
 
+def _dotted(node: ast.expr) -> str:
+    """``torch.__is__`` for a name or attribute chain (cheaper than unparsing); "" for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return ""
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
 def _is_test(node: ast.expr) -> bool:
-    return (isinstance(node, ast.Call) and _unparse(node.func) in ("torch.__is__", "torch.__isnot__")
+    return (isinstance(node, ast.Call) and _dotted(node.func) in ("torch.__is__", "torch.__isnot__")
             and len(node.args) == 2)
 
 

@@ -207,6 +207,8 @@ class _GraphReader:
             const = (f"[{', '.join(i.const for i in items)}]" if all(i.const is not None for i in items)
                      else None)
             return Arg(self.render(value)[:80], const, frozenset().union(*(i.deps for i in items)), items)
+        if self.traced:  # what a traced value depends on is never asked: only the script's values can vary
+            return Arg(self.render(value)[:80])
         return Arg(self.render(value)[:80], None, self.deps(value), nulls=self.nulls(value))
 
     def nulls(self, value: str, depth: int = 0) -> frozenset:
