@@ -164,11 +164,14 @@ class ConfigConst(nn.Module):
         super().__init__()
         self.heads = 2
         self.scaled = True
+        self.steps = 3
 
     def forward(self, x):
         y = x.view(x.size(0), self.heads, -1) / math.sqrt(self.heads)  # config-view: configuration, no finding
         if self.scaled:  # config-if: configuration, no finding
             y = y * 2.0
+        for _ in range(self.steps):  # config-loop: runs 3 times for every input, no finding
+            y = torch.sin(y)
         return y
 
 

@@ -261,7 +261,8 @@ class Aligner:
             return
         k = runs / ctx.runs if ctx.runs else runs
         k = int(round(k))
-        self._add_unrolled(node, ctx, k)
+        if self.dynamic.varies(ctx.fn, node.deps):  # else it runs k times for every input, as the trace does
+            self._add_unrolled(node, ctx, k)
         if k:
             self._block(node.body, _Ctx(ctx.fn, ctx.runs, True))
 

@@ -145,7 +145,8 @@ class _FileReader:
                 loc, _ = self.where(stmt)
                 head = stmt.iter if isinstance(stmt, ast.For) else stmt.test
                 items.append(Loop(loc, self.code(stmt), self.ops(head, fn),
-                                  self.block(stmt.body + stmt.orelse, fn, depth + 1), _unparse(head), _trip(head)))
+                                  self.block(stmt.body + stmt.orelse, fn, depth + 1), _unparse(head), _trip(head),
+                                  self.scope.deps(head)))
             else:
                 if isinstance(stmt, ast.Assign) and _is_self_training(stmt.value):
                     fn.training_names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))

@@ -152,7 +152,7 @@ class _GraphReader:
                 loc = self.loc(node.source)
                 items.append(Loop(loc, self.code(node.source), self._leading(items, loc),
                                   self.block(node.blocks[0].nodes, depth + 1), self._header(node),
-                                  self._trip(node)))
+                                  self._trip(node), self._loop_deps(node)))
             elif node.kind not in STRUCTURAL:
                 items.append(self.op(node))
                 for block in node.blocks:  # prim::With, prim::Closure: their ops run in place
@@ -296,6 +296,11 @@ class _GraphReader:
             if not changed:
                 break
         return deps
+
+    def _loop_deps(self, node: Node) -> frozenset:
+        """A loop's trip count, first condition and the condition its body computes for the next round."""
+        values = node.inputs[:2] + [b.outputs[0] for b in node.blocks[:1] if b.outputs]
+        return frozenset().union(*(self.deps(v) for v in values))
 
     def _identity(self, value: str) -> bool:
         """The condition only compares two objects by identity (``k is v``), neither of them None."""

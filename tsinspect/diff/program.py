@@ -66,6 +66,7 @@ class Loop:
     body: list["Item"] = field(default_factory=list)
     header_text: str = ""
     trip: tuple[str, int] | None = None  # (argument name, dim) when the trip count is arg.size(dim) / len(arg)
+    deps: frozenset = NO_DEPS  # what the trip count (or the while condition) is computed from (as Arg.deps)
 
 
 Item = Union[Op, If, Loop]
