@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tsinspect.diff.program import GRAD, TRAINING, Function, If, Op, Program, ops_in
+from tsinspect.diff.program import GRAD, TRAINING, Function, If, Program, ops_in
 
 MODES = frozenset({TRAINING, GRAD})
 MAX_ROUNDS = 100
 
 
 class Dynamic:
+    """The parameters of each scripted function that can vary (``params``) or be None or not (``nullable``)."""
+
     def __init__(self, traced: Program, scripted: Program):
         self.params: dict[str, set[str]] = defaultdict(set)  # function qualname -> its parameters that vary
         self.nullable: dict[str, set[str]] = defaultdict(set)  # ... -> those that may be None or not
@@ -77,6 +79,3 @@ class Dynamic:
     def mode_only(self, fn: Function, deps: frozenset) -> bool:
         """Whether it varies with the mode (training, grad) alone, never with the inputs."""
         return not deps & self.params.get(fn.qualname, set())
-
-    def arg_varies(self, fn: Function, op: Op, i: int) -> bool:
-        return i < len(op.argv) and self.varies(fn, op.argv[i].deps)
