@@ -223,6 +223,17 @@ class CeilPad(nn.Module):
         return torch.relu(F.pad(x, (0, pad)))
 
 
+def drop_path(x, p: float, training: bool):
+    if p == 0.0 or not training:  # droppath-cond: the mode, passed in as an argument
+        return x
+    return x * torch.bernoulli(torch.full_like(x, 1 - p)) / (1 - p)
+
+
+class DropPath(nn.Module):
+    def forward(self, x):
+        return torch.relu(x) + drop_path(x, 0.2, self.training)
+
+
 class GuardsAndDtype(nn.Module):
     def forward(self, x):
         if x.dim() != 2:  # guard-cond: only raises, no finding
@@ -238,7 +249,7 @@ INPUTS = {"DataIf": (2, 4), "TrainOnly": (2, 4), "OptionalArg": (2, 4), "Runtime
           "NoFlow": (2, 4), "Exported": (2, 4), "RawMemory": (2, 4),
           "UsesClass": (2, 4), "ListShape": (3, 4), "ConfigConst": (2, 4), "IdentityCheck": [(2, 4), (2, 4)],
           "OptionalTraced": [(2, 4), (2, 4)], "PadAlways": (2, 6), "HelperEarly": (2, 4), "MinTopK": (2, 6),
-          "CeilPad": (2, 6), "GuardsAndDtype": (2, 4)}
+          "CeilPad": (2, 6), "GuardsAndDtype": (2, 4), "DropPath": (2, 4)}
 
 # model -> sorted [(kind, tag of the finding's line)]
 EXPECTED = {
@@ -264,6 +275,7 @@ EXPECTED = {
     "MinTopK": [("baked_constant", "topk-call")],
     "CeilPad": [("baked_constant", "ceil-pad")],
     "GuardsAndDtype": [],
+    "DropPath": [("dropped_branch", "droppath-cond")],
 }
 
 # where the IR path differs: model -> its findings there

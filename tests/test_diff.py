@@ -116,6 +116,10 @@ def test_zoo_details(zoo, ir_extract, analysis):
     assert doc["findings"][0]["details"]["dropped_lines"] == [zoo_mod.line_of("class-then")]
     _, doc = diff_json(*zoo["EarlyReturn"])
     assert "early return" in doc["findings"][0]["message"]
+    _, doc = diff_json(*zoo["DropPath"])  # a training flag passed in: mode only, whatever else the if tests
+    assert [(f["severity"], "model.eval()" in f["fix"]) for f in doc["findings"]] == [("mode", True)]
+    _, doc = diff_json(*zoo["OptionalTraced"])  # traced with a mask: None makes the traced model raise
+    assert [f["severity"] for f in doc["findings"]] == ["raises"]
 
 
 @pytest.mark.parametrize("ir", ["never", "auto", "always"])

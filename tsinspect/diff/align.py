@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tsinspect.diff.dynamic import Dynamic
 from tsinspect.diff.model import Finding, TracedLine
-from tsinspect.diff.program import TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
+from tsinspect.diff.program import GRAD, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
 PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten::ScalarImplicit",
@@ -511,7 +511,8 @@ def _meaningful(items: list[Item]) -> list[Op]:
 def _why(node: If, source: str, mode_only: bool) -> tuple[str, str, str]:
     """Why the condition was frozen, how to fix it, and the harm (severity)."""
     if mode_only:
-        what = "self.training" if node.reads_training or TRAINING in node.deps else "the grad mode"
+        what = ("self.training" if node.reads_training or TRAINING in node.deps else
+                "the grad mode" if GRAD in node.deps else "the mode (a training flag passed in)")
         return (f"the condition depends on {what} alone, which the trace froze to the mode it was traced in",
                 "trace in the mode the model will run in (model.eval() before tracing, and keep it), or script it",
                 "mode")

@@ -20,10 +20,12 @@ MAX_ROUNDS = 100
 
 
 class Dynamic:
-    """The parameters of each scripted function that can vary (``params``) or be None or not (``nullable``)."""
+    """The parameters of each scripted function that can vary (``params``), with the inputs rather than the mode
+    alone (``inputs``), or be None or not (``nullable``)."""
 
     def __init__(self, traced: Program, scripted: Program):
         self.params: dict[str, set[str]] = defaultdict(set)  # function qualname -> its parameters that vary
+        self.inputs: dict[str, set[str]] = defaultdict(set)  # ... -> those that vary with the inputs (not the mode)
         self.nullable: dict[str, set[str]] = defaultdict(set)  # ... -> those that may be None or not
         by_key: dict[str, list[Function]] = defaultdict(list)
         by_name: dict[str, list[Function]] = defaultdict(list)
@@ -38,16 +40,17 @@ class Dynamic:
                 self.accepted[fn.name] = fn.args[:arity[fn.name]]
                 self.scripted_args[fn.name] = list(fn.args)
                 self.params[fn.qualname].update(self.accepted[fn.name])
+                self.inputs[fn.qualname].update(self.accepted[fn.name])
                 self.nullable[fn.qualname].update(a for a in self.accepted[fn.name] if a in fn.optional)
         calls = [(fn, op) for fn in scripted.functions for op in ops_in(fn.body) if op.is_call]
         for _ in range(MAX_ROUNDS):
             changed = False
             for fn, op in calls:
-                live, nullable = self.params[fn.qualname], self.nullable[fn.qualname]
+                live, inputs, nullable = self.params[fn.qualname], self.inputs[fn.qualname], self.nullable[fn.qualname]
                 targets = by_key.get(op.callee or "") or by_name.get(op.kind[5:], [])
                 for i, arg in enumerate(op.argv):
                     for table, flows in ((self.params, arg.deps & live or arg.deps & MODES),
-                                         (self.nullable, arg.nulls & nullable)):
+                                         (self.inputs, arg.deps & inputs), (self.nullable, arg.nulls & nullable)):
                         if not flows:
                             continue
                         for target in targets:
@@ -78,4 +81,4 @@ class Dynamic:
 
     def mode_only(self, fn: Function, deps: frozenset) -> bool:
         """Whether it varies with the mode (training, grad) alone, never with the inputs."""
-        return not deps & self.params.get(fn.qualname, set())
+        return not deps & self.inputs.get(fn.qualname, set())
