@@ -303,3 +303,40 @@ def test_text_counts_library_findings_unless_all(rnn_pair):
     full = run_cli("diff", traced, scripted, "--ir", "never", "--all", check=1).stdout
     assert "-- library code: torch --" in full and "rnn.py:" in full and "(--all shows them)" not in full
     assert full.index("rnn_models.Tagger.forward") < full.index("-- library code: torch --")
+
+
+UP_SOURCE = '''\
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Up(nn.Module):
+    def forward(self, x):
+        return F.interpolate(x, size=int(x.size(-1) * 1.5), mode="nearest")  # up-call:
+'''
+
+
+@pytest.mark.parametrize("analysis", ["never", "ir"])
+def test_a_library_argument_frozen_from_user_code_is_reported_at_the_call(tmp_path, ir_extract, analysis):
+    """int(x.size(-1) * 1.5) froze inside F.interpolate: the user's line says so, naming the library line."""
+    import warnings
+
+    import torch
+
+    (tmp_path / "up_models.py").write_text(UP_SOURCE)
+    spec = importlib.util.spec_from_file_location("up_models", tmp_path / "up_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Up().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(1, 2, 4)), str(tmp_path / "traced.pt"))
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "scripted.pt"))
+    _, doc = diff_doc(tmp_path / "traced.pt", tmp_path / "scripted.pt", analysis, ir_extract)
+    first = doc["findings"][0]
+    line = next(n for n, t in enumerate(UP_SOURCE.splitlines(), 1) if "# up-call:" in t)
+    assert (first["kind"], first["file"].endswith("up_models.py"), first["line"], first["origin"]) == (
+        "baked_constant", True, line, "user")
+    assert "inside torch.nn.functional.interpolate (functional.py:" in first["message"]
+    assert any(v["trace"] == "[6]" for v in first["details"]["values"])  # the output size, 4 * 1.5

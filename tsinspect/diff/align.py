@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from tsinspect.diff.dynamic import Dynamic
-from tsinspect.diff.model import Finding, TracedLine
+from tsinspect.diff.model import Finding, TracedLine, origin_of
 from tsinspect.diff.program import GRAD, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
@@ -96,7 +96,7 @@ class TraceIndex:
                     files.add(item.loc[0])
                     if isinstance(item, Op):
                         self.scripted_count[(*item.loc, item.kind)] += 1
-        match = FileMatcher(files)
+        self.match = match = FileMatcher(files)
         self.matched: Counter = Counter()  # (file, line, kind) -> traced ops placed there
         self.frames: Counter = Counter()  # (file, line) -> traced ops below that frame
         self.under: dict[Loc, Counter] = defaultdict(Counter)  # frame -> Counter of placed keys below it
@@ -427,15 +427,32 @@ class Aligner:
             words = " ".join(expr for expr, _ in baked)
             what = ("a shape" if any(w in words for w in SHAPE_WORDS) else
                     "the training flag" if "training" in words else "a Python value")
+            method, at, inside = fn.qualname, loc, ""
+            caller = self._user_caller(loc, traced) if sources and all(
+                deps <= set(f.args) and not self.dynamic.mode_only(f, deps) for f, deps in sources) else None
+            if caller:  # a library function's argument, frozen where the user's code passed it
+                method, at = caller
+                inside = f" inside {fn.qualname} ({_base(loc[0])}:{loc[1]}), from the arguments passed here"
             self.findings.append(Finding(
-                "baked_constant", fn.qualname, loc[0], loc[1],
-                f"{what} computed at run time in the script is a constant in the trace: {'; '.join(parts)}; "
+                "baked_constant", method, at[0], at[1],
+                f"{what} computed at run time in the script is a constant in the trace{inside}: {'; '.join(parts)}; "
                 f"inputs for which it differs get the traced value",
-                self._src(loc), {"values": [{"script": e, "trace": v} for e, v in baked]},
-                self._excerpt(loc[1], loc[1], loc[0], {loc[1]: "dropped"}), severity="mode" if mode else "silent",
+                self._src(at), {"values": [{"script": e, "trace": v} for e, v in baked]},
+                self._excerpt(at[1], at[1], at[0], {at[1]: "dropped"}), severity="mode" if mode else "silent",
                 fix=("trace in the mode the model will run in (model.eval() before tracing, and keep it)" if mode
                      else "keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or "
                           "min() on them), or script this function")))
+
+    def _user_caller(self, loc: Loc, traced: list[Op]) -> tuple[str, Loc] | None:
+        """Where the user's own code called the library function holding ``loc``: the first frame of the traced
+        ops' stacks in a user file, with the scripted function that holds that line."""
+        for op in traced:
+            for file, line in op.stack:
+                frame = (self.index.match(file), line)
+                if origin_of(frame[0])[0] == "user":
+                    method = next((f.qualname for f, o in self.kept_ops if o.loc == frame), None)
+                    return (method, frame) if method and self._src(frame) else None
+        return None
 
     def _folded(self, loc: Loc, pairs: list[tuple[Function, Op]], traced: list[Op]) -> list[tuple[str, str]]:
         """Python arithmetic the script does at run time (``math.ceil(t / self.chunk)``) and the trace did
@@ -527,6 +544,10 @@ def _why(node: If, source: str, mode_only: bool) -> tuple[str, str, str]:
                 "silent")
     return ("the condition depends on values computed while tracing, which the trace evaluated once",
             "compute both sides and choose with torch.where, or script the function holding this if", "silent")
+
+
+def _base(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _span(lines: list[int]) -> str:
