@@ -302,9 +302,10 @@ def test_summary_puts_the_users_findings_first(built):
     text = run_cli("report", built["mixed_traced"], "--diff", built["mixed_scripted"], "-o", "-", "--summary",
                    check=1).stdout
     findings = re.findall(r"^- \*\*(\w+)\*\*(.*)$", text, re.M)
-    assert "#### 1 finding in your code" in text
-    assert "cli_archives.py" in findings[0][1] and "[torch]" not in findings[0][1]
-    assert len(findings) > 5 and all("[torch]" in rest for _, rest in findings[1:])
+    mine = int(re.search(r"^#### (\d+) findings? in your code$", text, re.M).group(1))
+    assert 1 <= mine < len(findings)
+    assert all("cli_archives.py" in rest and "[torch]" not in rest for _, rest in findings[:mine])
+    assert all("[torch]" in rest for _, rest in findings[mine:])
     assert "Full report: `tsinspect report" in text and "-o report.html`" in text
 
 
