@@ -141,6 +141,8 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
     if s.constants:
         yield head("constants") + ", ".join(f"{t.name} {t.dtype}{_shape(t.shape)}" for t in s.constants[:20]) + (
             " ..." if len(s.constants) > 20 else "")
+    if s.pt2 is not None:
+        yield from pt2_lines(s.pt2, style, head)
     if s.traced_inputs:
         yield head("traced with") + ", ".join(f"{t.name}: {t.dtype}{_shape(t.shape)}" for t in s.traced_inputs)
     if s.methods:
@@ -152,6 +154,35 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
     if s.extra_files:
         yield head("extra files") + ", ".join(f"{r.display_name[6:]} ({human_bytes(r.size)})" for r in s.extra_files)
     yield head("problems") + (style(f"{len(s.problems)} (see below)", "yellow") if s.problems else "none")
+
+
+def pt2_lines(contents, style: Style, head):
+    """The exported programs of a pt2 archive: versions, signature, dynamic dimensions, payloads."""
+    for p in contents.programs:
+        yield (head("program") + style(printable(p.name), "green") + f"  schema {p.schema_text}, torch "
+               f"{printable(p.torch_version or '?')}, {p.node_count} nodes" + (f", {', '.join(p.verifiers)}"
+                                                                                if p.verifiers else ""))
+        for e in p.inputs:
+            bound = f" {printable(e.target)}" if e.target else ""
+            yield f"  in   {printable(e.name)}: {e.type or '?'}  {style(e.kind + bound, 'dim')}"
+        for e in p.outputs:
+            bound = f" {printable(e.target)}" if e.target else ""
+            yield f"  out  {printable(e.name)}: {e.type or '?'}  {style(e.kind + bound, 'dim')}"
+        if p.range_constraints:
+            yield head("  dynamic") + ", ".join(f"{printable(k)} in [{lo}, {'inf' if hi is None else hi}]"
+                                                 for k, (lo, hi) in p.range_constraints.items())
+        else:
+            yield head("  dynamic") + "none: every shape is fixed"
+        pickled = [t for t in p.weights + p.constants if t.pickled]
+        if pickled:
+            yield head("  pickled") + ", ".join(f"{printable(t.name)} ({t.record})" for t in pickled[:10])
+        if p.sample_inputs:
+            yield head("  sample in") + p.sample_inputs
+        if p.unknown_fields:
+            yield head("  not read") + style(", ".join(p.unknown_fields[:10]), "yellow")
+    if contents.aoti:
+        yield (head("aotinductor") + f"{len(contents.aoti)} records, " +
+               style(f"{len(contents.native)} shared libraries (native code, never loaded)", "red"))
 
 
 def _shape(shape: list[int]) -> str:
