@@ -121,3 +121,26 @@ def _plain(value):
     if isinstance(value, list) and len(value) <= 64 and all(isinstance(v, (int, float, bool)) for v in value):
         return value
     return printable(str(value))[:200]
+
+
+def pt2_ir(archive) -> IR:
+    """Every exported program of a pt2 archive as one module each (``path`` = the program's name)."""
+    from tsinspect.archive.problems import ArchiveError
+    from tsinspect.archive.pt2 import read_pt2
+
+    contents = read_pt2(archive)
+    if not contents.programs:
+        raise ArchiveError("no exported program (models/<name>.json) could be read", printable(archive.path))
+    modules, notes = [], []
+    for program in contents.programs:
+        try:
+            one = program_ir(program)
+        except GraphTooLarge as exc:
+            raise ArchiveError(str(exc), printable(program.record)) from None
+        module = one.modules[0]
+        module.path = program.name
+        modules.append(module)
+        notes += one.notes
+    if contents.native:
+        notes.append(f"{len(contents.native)} AOTInductor shared libraries (native code) are not shown, never loaded")
+    return IR("pt2", modules, torch_version=contents.programs[0].torch_version, notes=notes)
