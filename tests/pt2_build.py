@@ -103,6 +103,30 @@ def truth(path: Path) -> dict:
                                 else int(v.upper)] for k, v in ep.range_constraints.items()}}
 
 
+def legacy_layout(ep, src: Path, dest: Path) -> None:
+    """The zip torch.export.save wrote before the pt2 package format (torch.export.load still reads it): the
+    records at the zip's root, the state dict and constants as torch.save bytes, ``version`` = the schema."""
+    import io
+    import zipfile
+
+    def saved(obj) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    with zipfile.ZipFile(src) as z:
+        top = z.namelist()[0].split("/", 1)[0]
+        program = z.read(f"{top}/models/model.json")
+        inputs = z.read(f"{top}/data/sample_inputs/model.pt")
+    version = json.loads(program)["schema_version"]
+    with zipfile.ZipFile(dest, "w") as z:
+        z.writestr("serialized_exported_program.json", program)
+        z.writestr("serialized_state_dict.pt", saved(ep.state_dict))
+        z.writestr("serialized_constants.pt", saved(ep.constants))
+        z.writestr("serialized_example_inputs.pt", inputs)
+        z.writestr("version", f"{version['major']}.{version['minor']}")
+
+
 def main(outdir: Path) -> None:
     warnings.simplefilter("ignore")
     outdir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +143,8 @@ def main(outdir: Path) -> None:
         path = outdir / f"{name}.pt2"
         torch.export.save(ep, path)
         out[name] = truth(path)
+    legacy_layout(built["cond"], outdir / "cond.pt2", outdir / "legacy.pt2")
+    out["legacy"] = truth(outdir / "legacy.pt2")
     (outdir / "truth.json").write_text(json.dumps(out, indent=1))
 
 

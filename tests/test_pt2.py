@@ -64,13 +64,27 @@ def test_info_json_is_what_torch_loads(pt2, name):
     assert {t["name"] for t in doc["tensors"] + doc["constants"]} == set(want["tensors"])
 
 
-@pytest.mark.parametrize("name", ["cond", "loops", "dims"])
+@pytest.mark.parametrize("name", ["cond", "loops", "dims", "legacy"])
 def test_ops_are_what_torch_loads(pt2, name):
     paths, truth = pt2
     doc = cli_json("ops", paths[name])
     assert doc["load"] == "pt2"
     got = Counter({row["op"]: row["count"] for row in doc["ops"]})
     assert got == Counter(truth[name]["ops"])
+
+
+def test_earlier_export_zip_layout(pt2):
+    """serialized_exported_program.json & co at the zip's root, no top folder: torch.export.load reads it."""
+    paths, truth = pt2
+    doc = cli_json("info", paths["legacy"])
+    assert doc["format"] == "pt2" and doc["pt2"]["layout"] == "legacy" and doc["problems"] == []
+    program, = doc["pt2"]["programs"]
+    assert [[e["name"], e["kind"], e["target"]] for e in program["inputs"]] == truth["legacy"]["inputs"]
+    assert [(t["name"], t["record"], t["pickled"]) for t in program["weights"] + program["constants"]] == [
+        ("(state dict)", "serialized_state_dict.pt", True), ("(constants)", "serialized_constants.pt", True)]
+    assert program["sample_inputs"] == "serialized_example_inputs.pt"
+    scan = cli_json("scan", paths["legacy"])["files"][0]
+    assert scan["verdict"] == "clean" and scan["pickles_scanned"] == 3  # the three nested torch.save pickles
 
 
 def test_graph_nests_cond_branches_with_source_lines(pt2):

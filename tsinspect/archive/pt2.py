@@ -141,7 +141,7 @@ class Pt2Contents:
     programs: list[Pt2Program]
     aoti: list[str]  # records under data/aotinductor/
     native: list[str]  # of those, shared libraries (native code torch would dlopen)
-    layout: str = "pt2"  # "pt2" (torch >= 2.6 package) or "legacy" (serialized_exported_program.json)
+    layout: str = "pt2"  # "pt2" (the package format) or "legacy" (the earlier zip: serialized_exported_program.json)
 
     def to_json(self) -> dict:
         return {"archive_version": self.archive_version, "layout": self.layout,
@@ -154,6 +154,8 @@ class Pt2Contents:
 
 def read_pt2(archive: Archive) -> Pt2Contents:
     """Everything the views show, from the JSON records; problems go to ``archive.problems``."""
+    if archive.export_zip:
+        return _read_export_zip(archive)
     names = [r.name for r in archive.torch_records()]
     version_record = archive.by_name.get("archive_version")
     version = None
@@ -165,36 +167,51 @@ def read_pt2(archive: Archive) -> Pt2Contents:
                                             f"archive version {version}: tsinspect knows version "
                                             f"{KNOWN_ARCHIVE_VERSION} (torch 2.13 refuses any other)"))
     programs = []
-    layout = "pt2"
-    model_records = [n for n in names if n.startswith("models/") and n.endswith(".json")]
-    if not model_records and "serialized_exported_program.json" in names:
-        layout, model_records = "legacy", ["serialized_exported_program.json"]
-    for name in model_records:
-        model = name[len("models/"):-len(".json")] if layout == "pt2" else "model"
-        program = _read_program(archive, name, model)
-        if program is not None:
-            if layout == "pt2":
+    for name in names:
+        if name.startswith("models/") and name.endswith(".json"):
+            program = _read_program(archive, archive.by_name.get(name), name[len("models/"):-len(".json")])
+            if program is not None:
                 _payloads(archive, program, names)
-            programs.append(program)
+                programs.append(program)
     aoti = [n for n in names if n.startswith("data/aotinductor/")]
     native = [n for n in aoti if rk.classify(n) == rk.NATIVE_CODE]
-    return Pt2Contents(version, programs, aoti, native, layout)
+    return Pt2Contents(version, programs, aoti, native)
 
 
-def _load_json(archive: Archive, name: str) -> Any:
-    record = archive.by_name.get(name)
+def _read_export_zip(archive: Archive) -> Pt2Contents:
+    """The layout torch.export.save wrote before the pt2 package format: ``serialized_exported_program.json``, ``serialized_state_dict.pt``,
+    ``serialized_constants.pt`` and ``serialized_example_inputs.pt`` (torch.save zips) and ``version``
+    ("<major>.<minor>" of the schema), at the zip's root. torch.export.load reads them by exact name with
+    Python's zipfile, which takes the last of duplicate names."""
+    last = {r.entry.name: r for r in archive.records}
+    program = _read_program(archive, last["serialized_exported_program.json"], "model")
+    if program is None:
+        return Pt2Contents(None, [], [], [], layout="legacy")
+    for name, dest in (("serialized_state_dict.pt", program.weights), ("serialized_constants.pt", program.constants)):
+        if name in last:
+            dest.append(Pt2Tensor("(state dict)" if dest is program.weights else "(constants)",
+                                  "weights" if dest is program.weights else "constants", "?", [], [],
+                                  0, False, "?", name, last[name].size, pickled=True))
+    program.sample_inputs = "serialized_example_inputs.pt" if "serialized_example_inputs.pt" in last else None
+    return Pt2Contents(None, [program], [], [], layout="legacy")
+
+
+def _load_json(archive: Archive, record: Record | None) -> Any:
     raw = archive.read_optional(record, JSON_CAP)
     if raw is None:
         return None
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        archive.problems.append(Problem("bad_json", printable(name), f"not valid JSON: {str(exc)[:160]}"))
+        archive.problems.append(Problem("bad_json", record.display_name, f"not valid JSON: {str(exc)[:160]}"))
         return None
 
 
-def _read_program(archive: Archive, name: str, model: str) -> Pt2Program | None:
-    doc = _load_json(archive, name)
+def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Program | None:
+    if record is None:
+        return None
+    name = record.name
+    doc = _load_json(archive, record)
     if doc is None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("graph_module"), dict):
@@ -375,7 +392,8 @@ def expr_text(srepr: str) -> str:
 def tensor_meta(meta: Any) -> tuple[str, list, list, int | str, bool, str]:
     """(dtype, shape, stride, storage offset, requires_grad, device) of a serialized TensorMeta."""
     meta = _dict(meta)
-    dtype = DTYPES.get(meta.get("dtype"), (f"scalar_type_{meta.get('dtype')}", 0))[0]
+    code = meta.get("dtype")
+    dtype = DTYPES[code][0] if isinstance(code, int) and code in DTYPES else f"scalar_type_{printable(str(code))[:20]}"
     device = _dict(meta.get("device"))
     dev = _str(device.get("type")) or "?"
     if isinstance(device.get("index"), int):
@@ -406,11 +424,12 @@ def _payloads(archive: Archive, program: Pt2Program, names: list[str]) -> None:
                                 ("constants", "constants_config", program.constants)):
         legacy = f"data/{folder}/{program.name}.pt"
         if legacy in names:  # older layout: one torch.save of the whole state dict / constants
-            dest.append(Pt2Tensor(f"({folder})", folder, "?", [], [], 0, False, "?", legacy,
+            dest.append(Pt2Tensor("(state dict)" if folder == "weights" else "(constants)", folder, "?", [], [], 0,
+                                  False, "?", legacy,
                                   archive.by_name[legacy].size, pickled=True))
             continue
         config_name = f"data/{folder}/{program.name}_{kinds}.json"
-        config = _load_json(archive, config_name) if config_name in names else None
+        config = _load_json(archive, archive.by_name.get(config_name)) if config_name in names else None
         if config is None:
             continue
         kind_of = {e.target: e.kind for e in program.inputs if e.target}
