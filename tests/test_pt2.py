@@ -184,3 +184,23 @@ def test_bad_program_json(pt2, tmp_path):
     assert info["pt2"]["programs"] == []
     proc = run_cli("graph", bad, check=2)
     assert proc.stderr.startswith("tsinspect: error:") and len(proc.stderr.splitlines()) == 1
+
+
+def test_older_schema_read_where_torch_refuses(pt2, tmp_path):
+    paths, truth = pt2
+    with zipfile.ZipFile(paths["cond"]) as z:
+        doc = json.loads(z.read("cond/models/model.json"))
+    doc["schema_version"] = {"major": 7, "minor": 3}
+    del doc["torch_version"]  # fields later schemas added: torch's defaults apply
+    for node in doc["graph_module"]["graph"]["nodes"]:
+        del node["name"]
+    older = _rewrite(paths["cond"], tmp_path / "older.pt2", {"models/model.json": json.dumps(doc).encode()})
+    loaded = subprocess.run([sys.executable, "-c", f"import torch; torch.export.load({str(older)!r})"],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode != 0 and "does not match our current schema version" in loaded.stderr
+    info = cli_json("info", older)
+    assert [p["kind"] for p in info["problems"]] == ["pt2_schema_older"]
+    program = info["pt2"]["programs"][0]
+    assert program["torch_version"] == "<=2.4" and program["schema_version"] == "7.3"
+    ops = Counter({row["op"]: row["count"] for row in cli_json("ops", older)["ops"]})
+    assert ops == Counter(truth["cond"]["ops"])

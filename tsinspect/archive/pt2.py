@@ -251,7 +251,12 @@ def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Pro
     if schema is None:
         archive.problems.append(Problem("pt2_schema_version", printable(name), "no schema_version: not read as "
                                         "torch writes it; fields were read where present"))
-    elif schema[0] > KNOWN_SCHEMA[0] or (schema[0] == KNOWN_SCHEMA[0] and schema[1] > KNOWN_SCHEMA[1]):
+    elif schema[0] < KNOWN_SCHEMA[0] and schema != (0, 0):
+        archive.problems.append(Problem(
+            "pt2_schema_older", printable(name),
+            f"schema {program.schema_text}: torch 2.13 refuses to load it (the major version must be "
+            f"{KNOWN_SCHEMA[0]}); tsinspect reads it, giving absent fields torch's defaults"))
+    elif schema > KNOWN_SCHEMA:
         skipped = ", ".join(program.unknown_fields[:12]) or "none seen"
         archive.problems.append(Problem(
             "pt2_schema_newer", printable(name),
