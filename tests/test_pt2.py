@@ -204,3 +204,19 @@ def test_older_schema_read_where_torch_refuses(pt2, tmp_path):
     assert program["torch_version"] == "<=2.4" and program["schema_version"] == "7.3"
     ops = Counter({row["op"]: row["count"] for row in cli_json("ops", older)["ops"]})
     assert ops == Counter(truth["cond"]["ops"])
+
+
+def test_report_shows_the_exported_graph(pt2, tmp_path):
+    paths, truth = pt2
+    out = tmp_path / "r.json"
+    run_cli("report", paths["cond"], "-o", out)
+    doc = json.loads(out.read_text())
+    assert doc["ir"]["load"] == "pt2" and doc["ops"]["from"] == "ir"
+    assert Counter({o["op"]: o["count"] for o in doc["ops"]["ops"]}) == Counter(truth["cond"]["ops"])
+    assert doc["info"]["pt2"]["programs"][0]["range_constraints"] == {"s77": {"min": 2, "max": 64}}
+    md = tmp_path / "r.md"
+    run_cli("report", paths["cond"], "-o", md)
+    text = md.read_text()
+    assert "| **dynamic shapes** | s77 in \\[2, 64\\] |" in text
+    assert "without torch" in text and "in a child process" not in text
+    assert "block0(%add : f32[s77, 3]):" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.problems import ArchiveError, Problem
@@ -142,7 +143,7 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
         yield head("constants") + ", ".join(f"{t.name} {t.dtype}{_shape(t.shape)}" for t in s.constants[:20]) + (
             " ..." if len(s.constants) > 20 else "")
     if s.pt2 is not None:
-        yield from pt2_lines(s.pt2, style, head)
+        yield from pt2_lines(s.pt2, style, head, show_all)
     if s.traced_inputs:
         yield head("traced with") + ", ".join(f"{t.name}: {t.dtype}{_shape(t.shape)}" for t in s.traced_inputs)
     if s.methods:
@@ -156,13 +157,22 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
     yield head("problems") + (style(f"{len(s.problems)} (see below)", "yellow") if s.problems else "none")
 
 
-def pt2_lines(contents, style: Style, head):
-    """The exported programs of a pt2 archive: versions, signature, dynamic dimensions, payloads."""
+def pt2_lines(contents, style: Style, head, show_all: bool = False):
+    """The exported programs of a pt2 archive: versions, signature, dynamic dimensions, payloads. Inputs
+    bound to weights are counted (they are the tensors above) unless ``show_all``."""
     for p in contents.programs:
         yield (head("program") + style(printable(p.name), "green") + f"  schema {p.schema_text}, torch "
                f"{printable(p.torch_version or '?')}, {p.node_count} nodes" + (f", {', '.join(p.verifiers)}"
                                                                                 if p.verifiers else ""))
+        bound_kinds = ("parameter", "buffer", "buffer (not persistent)", "constant")
+        held = Counter(e.kind for e in p.inputs if e.kind in bound_kinds)
+        if held and not show_all:
+            text = ", ".join(f"{n} {k}" if n == 1 else f"{n} {k.replace('buffer', 'buffers', 1)}" if "buffer" in k
+                             else f"{n} {k}s" for k, n in held.items())
+            yield "  in   " + style(text + " (--all lists them)", "dim")
         for e in p.inputs:
+            if e.kind in bound_kinds and not show_all:
+                continue
             bound = f" {printable(e.target)}" if e.target else ""
             yield f"  in   {printable(e.name)}: {e.type or '?'}  {style(e.kind + bound, 'dim')}"
         for e in p.outputs:

@@ -21,7 +21,9 @@ def sections(report: Report) -> list[tuple[str, str]]:
     if report.summary.modules is None:
         skip.add("modules")
     if not report.code:
-        skip.update(("code", "ops", "ir"))
+        skip.add("code")
+        if not report.ir.loaded:  # a pt2's exported graph has no code/ but is an IR
+            skip.update(("ops", "ir"))
     structural = report.diff is not None and report.diff.mode != "trace_vs_script"
     return [(anchor, "Structural diff" if anchor == "diff" and structural else title)
             for anchor, title in SECTIONS if anchor not in skip]
@@ -45,11 +47,20 @@ def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
         dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
         facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {dtypes}"))
     if s.constants:
-        facts.append(("constants", f"{len(s.constants)} tensors in constants.pkl"))
+        facts.append(("constants", f"{len(s.constants)} tensors in " + ("data/constants/" if s.pt2 else "constants.pkl")))
     if s.traced_inputs:
         facts.append(("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
     if s.methods:
         facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
+    for p in s.pt2.programs if s.pt2 else []:
+        users = [f"{e.name}: {e.type}" for e in p.inputs if e.kind == "user_input"]
+        facts.append((f"exported program {p.name}", f"schema {p.schema_text}, torch {p.torch_version}, "
+                                                    f"{p.node_count} nodes; inputs {', '.join(users) or 'none'}"))
+        facts.append(("dynamic shapes", ", ".join(f"{k} in [{lo}, {'inf' if hi is None else hi}]"
+                                                  for k, (lo, hi) in p.range_constraints.items())
+                      or "none: every shape is fixed"))
+    if s.pt2 and s.pt2.native:
+        facts.append(("native code", f"{len(s.pt2.native)} AOTInductor shared libraries (never loaded)"))
     if s.extra_files:
         facts.append(("extra files", ", ".join(f"{x.name[len('extra/'):]} ({human_bytes(x.size)})"
                                                for x in s.extra_files)))
