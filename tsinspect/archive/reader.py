@@ -80,8 +80,9 @@ class Archive:
             except ArchiveError as exc:
                 if self.container == "zip":
                     raise ArchiveError(f"{printable(self.path)}: {exc}") from None
-                if self.note:
-                    raise ArchiveError(f"{printable(self.path)} is {self.note}") from None
+                what = self.note or rk.what_it_is(head)
+                if what:
+                    raise ArchiveError(f"{printable(self.path)} is {what}") from None
                 shown = head[:8].hex(" ")
                 raise ArchiveError(f"{printable(self.path)} is not a PyTorch archive "
                                    f"(first bytes {shown}; {exc})") from None

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tsinspect.archive import records as rk
+from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
 from tsinspect.archive.pickles import PDict, PTuple
@@ -39,6 +40,7 @@ class ArchiveSummary:
     problems: list[Problem]
     code: CodeIndex = field(repr=False)
     pt2: Pt2Contents | None = None  # a torch.export archive's programs (docs/archive-format.md)
+    made_by: MadeBy | None = None  # traced or scripted, and how sure (archive.madeby)
 
     @property
     def weight_bytes(self) -> int:
@@ -82,6 +84,7 @@ class ArchiveSummary:
             "weight_bytes": self.weight_bytes,
             "modules": self.modules.to_json() if self.modules else None,
             "methods": [m.to_json() for m in self.methods],
+            "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
             "pt2": self.pt2.to_json() if self.pt2 else None,
         }
@@ -118,7 +121,8 @@ def summarize(archive: Archive) -> ArchiveSummary:
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,
         modules=modules, methods=code.methods, tensor_kinds=kinds,
-        problems=archive.problems, code=code, pt2=pt2)
+        problems=archive.problems, code=code, pt2=pt2,
+        made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 
 def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:

@@ -67,3 +67,8 @@ def human_bytes(n: int) -> str:
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 tensor``, ``2 tensors``: the count with the noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -8,28 +8,41 @@ the output is the ``ast`` view of ``code/`` instead, and stderr says why.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections import defaultdict
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.reader import open_archive
-from tsinspect.archive.text import printable
-from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
+from tsinspect.archive.text import counted, printable
+from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError, add_command
+from tsinspect.cli.progress import Progress
 from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.lines import graph_lines, where
-from tsinspect.ir.model import Graph, LoadError
+from tsinspect.ir.model import Graph, LoadError, ir_sandbox
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
 HANDLED = {"missing_op", "missing_class", "unsupported_version"}
 
 
+_LOAD_EXITS = {"1": "the safety scan refused the load, or torch could not load the archive (missing op, class "
+                   "or version); the code/ view is printed instead",
+               "2": "an error, a timeout or the memory limit (one line on stderr)"}
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("graph",
-                       help="print the IR graph of methods (loads the archive with torch in a sandboxed child)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "graph", "print the IR graph of methods (loads the archive with torch in a sandboxed child)",
+        "Print the IR torch builds for each method, blocks nested under their prim::If/prim::Loop, each node "
+        "with its line in code/ and in your source. torch runs only in a limited child process, after a static "
+        "scan of code/ for load-time code; when the scan refuses or torch cannot load the archive, the methods "
+        "of code/ and the ops they call are printed instead (read with ast), and stderr says why.",
+        ["tsinspect graph model.pt", "tsinspect graph model.pt --module encoder.layers.0 --method forward",
+         "tsinspect graph model.pt --inline --json > ir.json"], _LOAD_EXITS)
+    p.add_argument("file", help="a TorchScript archive")
     p.add_argument("--method", help="only this method (default: every method)")
     p.add_argument("--module", help="only this submodule, by path such as encoder.layers.0 ('' is the root)")
     p.add_argument("--inline", action="store_true", help="show the inlined graph (submodule calls expanded)")
@@ -37,8 +50,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(run=run_graph)
 
-    p = sub.add_parser("ops", help="print the operator inventory: each op, how often, and where it is used")
-    p.add_argument("file")
+    p = add_command(
+        sub, "ops", "print the operator inventory: each op, how often, and where it is used",
+        "Count every operator of the IR (each module type once) and say where it is used: Class.method, code/ "
+        "file and line. Without the IR (refused or failed load) the ops are counted from code/.",
+        ["tsinspect ops model.pt", "tsinspect ops model.pt --inline --json"], _LOAD_EXITS)
+    p.add_argument("file", help="a TorchScript archive")
     p.add_argument("--inline", action="store_true", help="count ops of the inlined graphs")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ops/1)")
     _common(p)
@@ -62,7 +79,8 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
                       libraries=args.library, timeout=args.timeout,
                       memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
-    with open_archive(args.file) as archive:
+    with Progress("extracting the IR (torch, in a sandboxed child)"), open_archive(args.file) as archive:
+        _check_names(archive, args)
         result = extract_ir(archive, options)
     doc, scan = result.document, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
@@ -73,15 +91,40 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     note = scan.benign_note()
     if note:
         _say(err, "note", "cyan", note)
+    sandbox = ir_sandbox(doc)
+    if sandbox is not None and sandbox.state != "on":
+        _say(err, "warning", "yellow", sandbox.message)
     if error is not None:
         hint = f"; {error.hint}" if error.hint else ""
         tail = "; showing the methods of code/ and the ops they call instead"
-        if error.kind in HANDLED:
+        if error.kind in HANDLED:  # a fact about the archive and this torch: like a refused load, exit 1
             _say(err, "warning", "yellow", error.message + hint + tail)
-            return result, EXIT_OK
+            return result, EXIT_FINDINGS
         _say(err, "error", "red", error.message + hint + tail)
         return result, EXIT_ERROR
     return result, EXIT_OK
+
+
+def _check_names(archive, args: argparse.Namespace) -> None:
+    """A --method or --module that the archive does not have, known before torch starts: code/ declares every
+    method and data.pkl every submodule."""
+    if args.method is None and args.module is None:
+        return
+    from tsinspect.archive.summary import summarize
+
+    summary = summarize(archive)
+    if args.method is not None and any(m.owner for m in summary.methods):
+        names = sorted({m.name for m in summary.methods if m.owner})
+        if args.method not in names:
+            raise UsageError(f"no method {printable(args.method)!r}; the archive's methods: "
+                             + printable(", ".join(names[:40])) + (" ..." if len(names) > 40 else ""))
+    if args.module is not None and summary.modules is not None:
+        paths = [m.path for m in summary.modules.walk()]
+        if args.module not in paths:
+            close = difflib.get_close_matches(args.module, paths, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
+                             f"'' is the root){printable(hint)}")
 
 
 def _say(err: Style, label: str, colour: str, message: str) -> None:
@@ -140,7 +183,8 @@ def run_graph(args: argparse.Namespace) -> int:
 
 
 def _print_ir(ir, args: argparse.Namespace, style: Style) -> None:
-    print(style(f"# load: {ir.load} (torch {ir.torch_version})", "dim"))
+    sandbox = f"; {ir.sandbox.message}" if ir.sandbox else ""
+    print(style(f"# load: {ir.load} (torch {ir.torch_version}){printable(sandbox)}", "dim"))
     for note in ir.notes:
         print(style(f"# note: {printable(note)}", "dim"))
     first_of_type: dict[str, str] = {}
@@ -224,7 +268,8 @@ def run_ops(args: argparse.Namespace) -> int:
         return status
     style = style_for(args.color)
     total = sum(r["count"] for r in rows)
-    print(style(f"# {len(rows)} ops, {total} uses (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
+    source = "the IR, load: " + ir.load if origin == "ir" else "code/"
+    print(style(f"# {counted(len(rows), 'op')}, {counted(total, 'use')} (from {source})",
                 "dim"))
     width = max((len(r["op"]) for r in rows), default=10)
     for row in rows:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import tsinspect
 from tsinspect.archive import records as rk
-from tsinspect.safety.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
 from tsinspect.archive.summary import ArchiveSummary, summarize
 from tsinspect.archive.text import printable
+from tsinspect.safety.sandbox import Confinement
 
 SCHEMA = "tsinspect.report/1"
 
@@ -80,6 +81,12 @@ class IRPart:
         if doc.get("load") == "pt2":
             return f"read from the exported program's JSON without torch (written by torch {doc.get('torch_version')})"
         return f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process"
+
+    @property
+    def sandbox_warning(self) -> str | None:
+        """``sandbox off: <why>`` when the torch child ran without its full sandbox."""
+        sandbox = Confinement.from_json(self.document.get("sandbox")) if self.document else None
+        return sandbox.message if sandbox and sandbox.state != "on" else None
 
 
 @dataclass
@@ -144,7 +151,7 @@ def build_report(path: str, ir_options: IROptions | None = None, diff_with: str 
     ir_options = ir_options or IROptions()
     with open_archive(path) as archive:
         summary = summarize(archive)
-        scan = scan_code(summary.code)
+        scan = scan_archive(archive, summary.code)
         code = [code_file(archive, name) for name in summary.code_files]
         ir = _ir_part(archive, summary, ir_options)
     diff = None
@@ -187,7 +194,7 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> I
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
 
     if not options.enabled:
-        return IRPart(skipped="not asked for (--no-ir)", fallback=ast_methods(summary.code),
+        return IRPart(skipped="not asked for (--ir never)", fallback=ast_methods(summary.code),
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 

@@ -5,7 +5,9 @@ called) and each GLOBAL and each call site is checked against what the loader th
 
 - TorchScript records (``torch.jit.load``; ``torch.load`` dispatches TorchScript zips to it): the C++
   unpickler takes protocol 2, a fixed opcode set and a short list of globals, plus ``__torch__.*`` classes
-  compiled from ``code/``.
+  compiled from ``code/`` and TorchBind classes (``__torch__.torch.classes.*``), whose native
+  ``__setstate__`` runs at load: judged per class by :mod:`tsinspect.safety.torchbind`, and the Python
+  pickle an ``OpaqueObject`` state decodes to is walked in turn (what ``pickle.loads`` would run).
 - torch.save data (zip ``data.pkl``, legacy pickle streams, torch.package, pt2): the ``weights_only``
   allowlist of ``torch.load``, its default since torch 2.6.
 
@@ -42,8 +44,9 @@ CLEAN, SUSPICIOUS, UNSAFE, ERROR = "clean", "suspicious", "unsafe", "error"
 INFO = "info"
 _RANK = {INFO: 0, SUSPICIOUS: 1, UNSAFE: 2}
 
-TORCHSCRIPT, WEIGHTS_ONLY = "torchscript", "weights_only"
-LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)"}
+TORCHSCRIPT, WEIGHTS_ONLY, PYTHON = "torchscript", "weights_only", "python"
+LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)",
+          PYTHON: "Python's pickle.loads"}
 
 MAX_FINDINGS = 500  # per file; then one finding saying how many more
 HIDDEN_PICKLE_CAP = 16 * 1024 * 1024  # bytes inflated for one local entry no directory names
@@ -115,7 +118,8 @@ _DANGEROUS_QUALNAMES = frozenset({
     "types.ModuleType", "numpy.load", "torch.load", "torch.save", "torch.jit.load", "torch.jit.save",
     "torch.serialization.load", "torch.serialization.save", "torch.hub.load", "torch.ops.load_library",
     "torch._ops.ops.load_library", "torch.classes.load_library", "torch.from_file",
-    "torch.UntypedStorage.from_file", "torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline"})
+    "torch.UntypedStorage.from_file", "torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline",
+    "torch.storage._load_from_bytes", "torch.storage._load_from_bytes_v2"})
 _DANGEROUS_PREFIXES = ("numpy.testing", "numpy.f2py", "numpy.distutils", "torch.hub", "torch.utils.cpp_extension",
                        "torch.package", "torch._dynamo", "torch._inductor", "torch.utils.collect_env",
                        "torch.distributed.rpc", "torch._C._jit_", "IPython", "jupyter")
@@ -146,6 +150,9 @@ def normalize(glob: Global) -> str:
 
 
 def is_allowed(qualname: str, policy: str) -> bool:
+    """Whether the loader of ``policy`` accepts the global (TorchBind classes are judged apart, by class)."""
+    if policy == PYTHON:
+        return False  # pickle.loads imports anything: every global is worth a finding
     if policy == TORCHSCRIPT:
         return qualname in _TS_GLOBALS or (qualname.startswith("__torch__.") and ".." not in qualname)
     return qualname in _WO_GLOBALS or bool(_WO_DTYPE.match(qualname) or _WO_CLASS.match(qualname))
@@ -162,6 +169,8 @@ def danger(glob: Global) -> str | None:
     if root in ("builtins", "__builtin__", "__builtins__") and (path[0] in _DANGEROUS_BUILTINS or
                                                                  path[0].startswith("__")):
         return f"builtin {path[0]} runs code or reaches arbitrary attributes"
+    if qualname.startswith("torch.storage._load_from_bytes"):
+        return "runs a full torch.load (weights_only=False) of bytes inside the pickle: any code"
     if qualname in _DANGEROUS_QUALNAMES or any(qualname == p or qualname.startswith(p + ".") or
                                                (p.endswith("_") and qualname.startswith(p))
                                                for p in _DANGEROUS_PREFIXES):
@@ -385,8 +394,9 @@ class _Scan:
         archive, result = self.archive, self.result
         head = self._file_head()
         if archive.container == "flatbuffer":
-            result.add(Finding("not_scanned", INFO, None,
-                               "a FlatBuffer mobile model (PTMF): it holds no pickles and no code/ text to scan"))
+            from tsinspect.safety.bytecode import FLATBUFFER_WHY
+
+            result.add(Finding("not_scanned", UNSAFE, None, FLATBUFFER_WHY))
             return
         if not head.startswith(b"PK\x03\x04"):
             # torch.load reads such a file as a legacy pickle stream (a polyglot hides one before a zip)
@@ -601,10 +611,11 @@ class _Scan:
         from tsinspect.safety import codescan
         from tsinspect.archive.code import index_code
 
-        if not self.archive.records_of(rk.CODE):
+        if not self.archive.records_of(rk.CODE) and not any(
+                r.name.lower() == "bytecode.pkl" for r in self.archive.records):
             return
         index = index_code(self.archive)
-        scan = codescan.scan_archive(self.archive, index)
+        scan = codescan.scan_archive(self.archive, index, pickles=False)  # _members judges the pickles
         prefix = self.archive.prefix
         for f in scan.findings:
             if f.verdict == codescan.UNSAFE:
@@ -613,8 +624,7 @@ class _Scan:
                 continue  # runs when saving, never when loading
             else:
                 severity = INFO
-            via = f" (via {' -> '.join(f.via)})" if f.verdict == codescan.UNSAFE and len(f.via) > 1 else ""
-            self.result.add(Finding(f.kind, severity, printable(prefix + f.file), f"{f.what}: {f.detail}{via}",
+            self.result.add(Finding(f.kind, severity, printable(prefix + f.file), f"{f.what}: {f.detail}",
                                     line=f.line or None))
         self._custom_ops(index.trees, codescan.KNOWN_NAMESPACES)
 
@@ -692,6 +702,24 @@ def _end_of_zip(fh, size: int) -> int | None:
 # ---------------------------------------------------------------------------------------------- one stream
 
 
+def _torchbind(result: ScanResult, member: str | None, base: int, globals_: list, value) -> None:
+    """TorchBind objects whose native __setstate__ torch runs; an OpaqueObject's state is a Python pickle,
+    walked once more with the pickle.loads policy (anything in it that could unpickle further, such as
+    pickle.loads or torch.storage._load_from_bytes, is a dangerous global itself)."""
+    from tsinspect.safety import torchbind
+
+    for item in torchbind.restored_objects(globals_, value):
+        if item.verdict == "ok":
+            continue
+        result.add(Finding("custom_class", UNSAFE, member, f"restores {printable(item.qualname)}: {item.why}",
+                           offset=base + item.offset))
+        for i, nested in enumerate(item.nested):
+            where = f"{member or '(file)'} (state {i + 1} of {printable(item.qualname.rsplit('.', 1)[-1])})"
+            if not _scan_stream(result, nested, where, PYTHON, 1, legacy=False, quiet_failure=True):
+                result.add(Finding("nested_pickle", SUSPICIOUS, where, "the decoded state is not a pickle the scan "
+                                   "can walk; pickle.loads may still read it"))
+
+
 def _opcodes(data: bytes, start: int) -> tuple[dict[str, tuple[int, int]], int | None, int | None]:
     """Opcode census of the pickle at ``start``: {name: (first offset, count)}, the protocol, and the offset
     just past its STOP (None when it breaks before one)."""
@@ -732,9 +760,10 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
             break
         census, protocol, end = _opcodes(data, start)
         chunk = data[start:end] if end is not None else data[start:]
+        value = None
         try:
             walked = walk(chunk)
-            globals_, calls, error = walked.globals, walked.calls, None
+            globals_, calls, error, value = walked.globals, walked.calls, None, walked.value
         except PickleError as exc:
             globals_, calls, error = exc.globals, exc.calls, exc
         if error is not None and index == 0 and quiet_failure and not globals_ and not calls:
@@ -747,6 +776,8 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
                                "a second pickle follows the first: torch reads only the first, other tools "
                                "may read both", offset=offset))
         _judge(result, member, policy, offset, census, protocol, globals_, calls)
+        if policy == TORCHSCRIPT:
+            _torchbind(result, member, offset, globals_, value)
         if error is not None:
             where = base + start + (error.offset or 0)
             result.add(Finding("malformed_pickle", SUSPICIOUS, member,
@@ -760,13 +791,13 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
 def _judge(result: ScanResult, member: str | None, policy: str, base: int, census: dict, protocol: int | None,
            globals_: list, calls: list) -> None:
     loader = LOADER[policy]
-    allowed_ops = _TS_OPCODES if policy == TORCHSCRIPT else _WO_OPCODES
+    allowed_ops = {TORCHSCRIPT: _TS_OPCODES, WEIGHTS_ONLY: _WO_OPCODES}.get(policy)  # pickle.loads: all
     if policy == TORCHSCRIPT and protocol != 2:
         what = "no PROTO opcode" if protocol is None else f"protocol {protocol}"
         result.add(Finding("rejected_protocol", SUSPICIOUS, member,
                            f"{what}: {loader} takes protocol 2 only", offset=base))
     for name, (first, count) in sorted(census.items(), key=lambda item: item[1][0]):
-        if name not in allowed_ops:
+        if allowed_ops is not None and name not in allowed_ops:
             times = f" ({count} times)" if count > 1 else ""
             result.add(Finding("rejected_opcode", SUSPICIOUS, member,
                                f"opcode {name}{times}, which {loader} rejects", offset=first + base))
@@ -783,9 +814,10 @@ def _judge(result: ScanResult, member: str | None, policy: str, base: int, censu
             result.add(Finding("dangerous_global", UNSAFE, member, f"imports {shown}: {why}", offset=base + offset))
         else:
             kinds[glob.qualname] = SUSPICIOUS
-            result.add(Finding("unknown_global", SUSPICIOUS, member,
-                               f"imports {shown}, which {loader} does not accept: loading it needs code "
-                               "execution (a full pickle load)", offset=base + offset))
+            why = ("imports and may call it" if policy == PYTHON else
+                   "does not accept: loading it needs code execution (a full pickle load)")
+            result.add(Finding("unknown_global", SUSPICIOUS, member, f"imports {shown}, which {loader} {why}",
+                               offset=base + offset))
     grouped: dict[str, list[int]] = {}
     for name, offset in calls:
         if name == "BUILD":

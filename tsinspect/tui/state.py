@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from tsinspect.safety.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
@@ -64,4 +64,4 @@ def load(path: str) -> Loaded:
     """Open and summarise ``path`` and scan its code; ArchiveError when it is not an archive at all."""
     archive = open_archive(path)
     summary = summarize(archive)
-    return Loaded(path, archive, summary, scan_code(summary.code))
+    return Loaded(path, archive, summary, scan_archive(archive, summary.code))
