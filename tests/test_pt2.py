@@ -220,3 +220,26 @@ def test_report_shows_the_exported_graph(pt2, tmp_path):
     assert "| **dynamic shapes** | s77 in \\[2, 64\\] |" in text
     assert "without torch" in text and "in a child process" not in text
     assert "block0(%add : f32[s77, 3]):" in text
+
+
+def test_tui_shows_the_exported_graph_with_cond_blocks(pt2):
+    from tui_driver import cursor_label, press, run, settle, started, status, typed, until
+
+    paths, _ = pt2
+
+    async def body():
+        async with started(paths["cond"], ir=False) as (app, pilot):
+            view = app.query_one("IRView")
+            await until(app, pilot, lambda: view.state not in ("waiting", "loading"), "the IR")
+            assert view.state == "loaded" and "read without torch" in status(app) + str(view._loaded_status())
+            await press(app, pilot, "g")
+            app.show_node(("model", "forward", None))
+            await settle(app, pilot)
+            await press(app, pilot, "slash")
+            await typed(app, pilot, "higher_order::cond", "enter")
+            assert "= higher_order::cond" in cursor_label(app, "#ir-tree")
+            node = app.query_one("#ir-tree").cursor_node
+            node.expand()
+            await settle(app, pilot)
+            assert [c.label.plain.split("(")[0] for c in node.children] == ["block0", "block1"]
+    run(body())
