@@ -143,6 +143,20 @@ class Pt2Contents:
     native: list[str]  # of those, shared libraries (native code torch would dlopen)
     layout: str = "pt2"  # "pt2" (the package format) or "legacy" (the earlier zip: serialized_exported_program.json)
 
+    def facts(self) -> list[tuple[str, str]]:
+        """(label, text) rows for the summaries of reports and the TUI: each program, its dynamic shapes."""
+        out = []
+        for p in self.programs:
+            users = [f"{e.name}: {e.type}" for e in p.inputs if e.kind == "user_input"]
+            out.append(("program", f"{p.name}: schema {p.schema_text}, torch {p.torch_version}, "
+                                   f"{p.node_count} nodes; inputs {', '.join(users) or 'none'}"))
+            out.append(("dynamic", ", ".join(f"{k} in [{lo}, {'inf' if hi is None else hi}]"
+                                                    for k, (lo, hi) in p.range_constraints.items())
+                        or "none: every shape is fixed"))
+        if self.native:
+            out.append(("native code", f"{len(self.native)} AOTInductor shared libraries (never loaded)"))
+        return out
+
     def to_json(self) -> dict:
         return {"archive_version": self.archive_version, "layout": self.layout,
                 "programs": [p.to_json() for p in self.programs],

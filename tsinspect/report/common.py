@@ -53,15 +53,7 @@ def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
         facts.append(("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
     if s.methods:
         facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
-    for p in s.pt2.programs if s.pt2 else []:
-        users = [f"{e.name}: {e.type}" for e in p.inputs if e.kind == "user_input"]
-        facts.append((f"exported program {p.name}", f"schema {p.schema_text}, torch {p.torch_version}, "
-                                                    f"{p.node_count} nodes; inputs {', '.join(users) or 'none'}"))
-        facts.append(("dynamic shapes", ", ".join(f"{k} in [{lo}, {'inf' if hi is None else hi}]"
-                                                  for k, (lo, hi) in p.range_constraints.items())
-                      or "none: every shape is fixed"))
-    if s.pt2 and s.pt2.native:
-        facts.append(("native code", f"{len(s.pt2.native)} AOTInductor shared libraries (never loaded)"))
+    facts += s.pt2.facts() if s.pt2 else []
     if s.extra_files:
         facts.append(("extra files", ", ".join(f"{x.name[len('extra/'):]} ({human_bytes(x.size)})"
                                                for x in s.extra_files)))
