@@ -48,7 +48,7 @@ SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16
 # Fields of each schema dataclass torch 2.13 writes (schema 8.20); anything else is from a newer schema.
 _KNOWN_FIELDS = {
     "program": {"graph_module", "opset_version", "range_constraints", "schema_version", "verifiers",
-                "torch_version", "guards_code", "dialect", "example_inputs", "constants"},
+                "torch_version", "guards_code", "dialect", "verifier"},
     "graph_module": {"graph", "signature", "module_call_graph", "metadata", "treespec_namedtuple_fields"},
     "graph": {"inputs", "outputs", "nodes", "tensor_values", "sym_int_values", "sym_bool_values",
               "is_single_tensor_return", "custom_obj_values", "sym_float_values"},
@@ -151,7 +151,7 @@ class Pt2Contents:
             out.append(("program", f"{p.name}: schema {p.schema_text}, torch {p.torch_version}, "
                                    f"{p.node_count} nodes; inputs {', '.join(users) or 'none'}"))
             out.append(("dynamic", ", ".join(f"{k} in [{lo}, {'inf' if hi is None else hi}]"
-                                                    for k, (lo, hi) in p.range_constraints.items())
+                                             for k, (lo, hi) in p.range_constraints.items())
                         or "none: every shape is fixed"))
         if self.native:
             out.append(("native code", f"{len(self.native)} AOTInductor shared libraries (never loaded)"))
@@ -160,7 +160,8 @@ class Pt2Contents:
     def to_json(self) -> dict:
         return {"archive_version": self.archive_version, "layout": self.layout,
                 "programs": [p.to_json() for p in self.programs],
-                "aotinductor": [printable(n) for n in self.aoti], "native_libraries": [printable(n) for n in self.native]}
+                "aotinductor": [printable(n) for n in self.aoti],
+                "native_libraries": [printable(n) for n in self.native]}
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -193,8 +194,9 @@ def read_pt2(archive: Archive) -> Pt2Contents:
 
 
 def _read_export_zip(archive: Archive) -> Pt2Contents:
-    """The layout torch.export.save wrote before the pt2 package format: ``serialized_exported_program.json``, ``serialized_state_dict.pt``,
-    ``serialized_constants.pt`` and ``serialized_example_inputs.pt`` (torch.save zips) and ``version``
+    """The layout torch.export.save wrote before the pt2 package format: ``serialized_exported_program.json``,
+    ``serialized_state_dict.pt``, ``serialized_constants.pt`` and ``serialized_example_inputs.pt`` (torch.save
+    zips) and ``version``
     ("<major>.<minor>" of the schema), at the zip's root. torch.export.load reads them by exact name with
     Python's zipfile, which takes the last of duplicate names."""
     last = {r.entry.name: r for r in archive.records}
@@ -243,17 +245,17 @@ def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Pro
         schema = (sv["major"], sv["minor"])
     program = Pt2Program(
         name=model, record=name, schema_version=schema,
-        torch_version=_str(doc.get("torch_version", "<=2.4")),
-        opset_version={printable(str(k)): v for k, v in _dict(doc.get("opset_version")).items() if isinstance(v, int)},
-        verifiers=[printable(str(v)) for v in _list(doc.get("verifiers"))] or ([printable(doc["dialect"])]
-                                                                              if isinstance(doc.get("dialect"), str) else []),
+        torch_version=as_text(doc.get("torch_version", "<=2.4")),
+        opset_version={printable(str(k)): v for k, v in as_dict(doc.get("opset_version")).items() if isinstance(v, int)},
+        verifiers=[printable(str(v)) for v in as_list(doc.get("verifiers"))]
+        or [printable(doc[k]) for k in ("verifier", "dialect") if isinstance(doc.get(k), str)][:1],  # older names
         range_constraints=_ranges(doc.get("range_constraints")),
         inputs=[], outputs=[], graph=graph,
-        module_paths=[_str(e.get("fqn")) for e in _list(gm.get("module_call_graph")) if isinstance(e, dict)])
-    signature = _dict(gm.get("signature"))
-    program.inputs = [_input_entry(spec) for spec in _list(signature.get("input_specs"))]
-    program.outputs = [_output_entry(spec) for spec in _list(signature.get("output_specs"))]
-    metas = _dict(graph.get("tensor_values"))
+        module_paths=[as_text(e.get("fqn")) for e in as_list(gm.get("module_call_graph")) if isinstance(e, dict)])
+    signature = as_dict(gm.get("signature"))
+    program.inputs = [_input_entry(spec) for spec in as_list(signature.get("input_specs"))]
+    program.outputs = [_output_entry(spec) for spec in as_list(signature.get("output_specs"))]
+    metas = as_dict(graph.get("tensor_values"))
     for entry in program.inputs + program.outputs:
         if entry.name in metas:
             entry.type = type_text(metas[entry.name])
@@ -279,28 +281,28 @@ def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Pro
     return program
 
 
-def _str(value: Any) -> str:
+def as_text(value: Any) -> str:
     return printable(value) if isinstance(value, str) else ""
 
 
-def _dict(value: Any) -> dict:
+def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list:
+def as_list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
 def _ranges(value: Any) -> dict[str, tuple[int | None, int | None]]:
     out = {}
-    for sym, rng in _dict(value).items():
-        rng = _dict(rng)
+    for sym, rng in as_dict(value).items():
+        rng = as_dict(rng)
         lo, hi = rng.get("min_val"), rng.get("max_val")
         out[str(sym)] = (lo if isinstance(lo, int) else None, hi if isinstance(hi, int) else None)
     return out
 
 
-def _union(value: Any) -> tuple[str, Any]:
+def union_member(value: Any) -> tuple[str, Any]:
     """A serialized _Union: one key. (Older writers left other keys at null; take the non-null one.)"""
     if not isinstance(value, dict) or not value:
         return "", None
@@ -312,36 +314,36 @@ def _union(value: Any) -> tuple[str, Any]:
 
 
 def _input_entry(spec: Any) -> SignatureEntry:
-    tag, body = _union(spec)
-    body = _dict(body)
+    tag, body = union_member(spec)
+    body = as_dict(body)
     kind = INPUT_KINDS.get(tag, tag or "unknown")
     if tag == "user_input":
-        return SignatureEntry(_arg_name(body.get("arg")), kind)
+        return SignatureEntry(arg_name(body.get("arg")), kind)
     if tag == "constant_input":
-        _, value = _union(body.get("value"))
-        return SignatureEntry(_str(body.get("name")), kind, repr(value))
+        _, value = union_member(body.get("value"))
+        return SignatureEntry(as_text(body.get("name")), kind, repr(value))
     target = next((body[k] for k in ("parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name")
                    if isinstance(body.get(k), str)), None)
-    entry = SignatureEntry(_arg_name(body.get("arg")), kind, target)
+    entry = SignatureEntry(arg_name(body.get("arg")), kind, target)
     if tag == "buffer" and body.get("persistent") is False:
         entry.kind = "buffer (not persistent)"
     return entry
 
 
 def _output_entry(spec: Any) -> SignatureEntry:
-    tag, body = _union(spec)
-    body = _dict(body)
+    tag, body = union_member(spec)
+    body = as_dict(body)
     target = next((body[k] for k in ("buffer_name", "parameter_name", "user_input_name")
                    if isinstance(body.get(k), str)), None)
-    return SignatureEntry(_arg_name(body.get("arg")), tag or "unknown", target)
+    return SignatureEntry(arg_name(body.get("arg")), tag or "unknown", target)
 
 
-def _arg_name(arg: Any) -> str:
+def arg_name(arg: Any) -> str:
     """The value name of an Argument or a TensorArgument/TokenArgument/CustomObjArgument."""
-    arg = _dict(arg)
+    arg = as_dict(arg)
     if isinstance(arg.get("name"), str):
         return printable(arg["name"])
-    tag, body = _union(arg)
+    tag, body = union_member(arg)
     if isinstance(body, dict) and isinstance(body.get("name"), str):
         return printable(body["name"])
     if tag == "as_none":
@@ -354,11 +356,11 @@ def _arg_name(arg: Any) -> str:
 
 def sym_text(value: Any) -> int | str:
     """A serialized SymInt: its int, or its expression text ("s77", "2*s0 + 1")."""
-    tag, body = _union(value)
+    tag, body = union_member(value)
     if tag == "as_int" and isinstance(body, int):
         return body
     if tag == "as_expr":
-        text = _dict(body).get("expr_str")
+        text = as_dict(body).get("expr_str")
         return printable(expr_text(text)) if isinstance(text, str) else "?"
     return "?"
 
@@ -410,14 +412,14 @@ def expr_text(srepr: str) -> str:
 
 def tensor_meta(meta: Any) -> tuple[str, list, list, int | str, bool, str]:
     """(dtype, shape, stride, storage offset, requires_grad, device) of a serialized TensorMeta."""
-    meta = _dict(meta)
+    meta = as_dict(meta)
     code = meta.get("dtype")
     dtype = DTYPES[code][0] if isinstance(code, int) and code in DTYPES else f"scalar_type_{printable(str(code))[:20]}"
-    device = _dict(meta.get("device"))
-    dev = _str(device.get("type")) or "?"
+    device = as_dict(meta.get("device"))
+    dev = as_text(device.get("type")) or "?"
     if isinstance(device.get("index"), int):
         dev += f":{device['index']}"
-    return (dtype, [sym_text(s) for s in _list(meta.get("sizes"))], [sym_text(s) for s in _list(meta.get("strides"))],
+    return (dtype, [sym_text(s) for s in as_list(meta.get("sizes"))], [sym_text(s) for s in as_list(meta.get("strides"))],
             sym_text(meta.get("storage_offset")) if "storage_offset" in meta else 0,
             bool(meta.get("requires_grad")), dev)
 
@@ -452,9 +454,9 @@ def _payloads(archive: Archive, program: Pt2Program, names: list[str]) -> None:
         if config is None:
             continue
         kind_of = {e.target: e.kind for e in program.inputs if e.target}
-        for fqn, meta in _dict(_dict(config).get("config")).items():
-            meta = _dict(meta)
-            path = _str(meta.get("path_name"))
+        for fqn, meta in as_dict(as_dict(config).get("config")).items():
+            meta = as_dict(meta)
+            path = as_text(meta.get("path_name"))
             record_name = f"data/{folder}/{path}"
             record = archive.by_name.get(record_name)
             pickled = bool(meta.get("use_pickle")) or path.startswith(("custom_obj_", "opaque_obj_"))
@@ -514,16 +516,16 @@ class GraphTooLarge(Exception):
 def subgraphs(node: dict) -> list[tuple[str, dict]]:
     """(name, serialized graph) of each ``as_graph`` argument of a node (the branches of ``cond``, ...)."""
     out = []
-    for named in _list(node.get("inputs")):
-        tag, body = _union(_dict(named).get("arg"))
+    for named in as_list(node.get("inputs")):
+        tag, body = union_member(as_dict(named).get("arg"))
         if tag == "as_graph" and isinstance(body, dict) and isinstance(body.get("graph"), dict):
-            out.append((_str(body.get("name")) or "graph", body["graph"]))
+            out.append((as_text(body.get("name")) or "graph", body["graph"]))
     return out
 
 
 def walk_nodes(graph: dict, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH):
     """Every serialized node with its subgraph depth, in pre-order, iteratively; GraphTooLarge past the caps."""
-    stack = [(iter(_list(graph.get("nodes"))), 0)]
+    stack = [(iter(as_list(graph.get("nodes"))), 0)]
     seen = 0
     while stack:
         nodes, depth = stack[-1]
@@ -541,7 +543,7 @@ def walk_nodes(graph: dict, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEP
         if subs and depth + 1 > max_depth:
             raise GraphTooLarge(f"subgraphs nested deeper than {max_depth}; the rest is not read")
         for _, sub in reversed(subs):
-            stack.append((iter(_list(sub.get("nodes"))), depth + 1))
+            stack.append((iter(as_list(sub.get("nodes"))), depth + 1))
 
 
 def _count_nodes(program: Pt2Program) -> set[str]:
@@ -595,14 +597,3 @@ def module_path(metadata: dict) -> str:
         return ""
     last = text.split(";")[-1].split(",")
     return printable(last[1]) if len(last) >= 3 else ""
-
-
-def module_stack(metadata: dict) -> list[tuple[str, str]]:
-    """(path, type) of each module of a node's ``nn_module_stack``, outermost first."""
-    text = metadata.get("nn_module_stack")
-    out = []
-    for item in text.split(";") if isinstance(text, str) and text else []:
-        parts = item.split(",")
-        if len(parts) >= 3:
-            out.append((printable(parts[1]), printable(parts[-1])))
-    return out

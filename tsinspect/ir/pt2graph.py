@@ -8,8 +8,8 @@ as ``prim::If`` holds its branches, so every front end shows them nested.
 
 from __future__ import annotations
 
-from tsinspect.archive.pt2 import (MAX_DEPTH, MAX_NODES, GraphTooLarge, Pt2Program, _arg_name, _dict, _list,
-                                   _str, _union, module_path, source_of, subgraphs, sym_text, target_kind,
+from tsinspect.archive.pt2 import (MAX_DEPTH, MAX_NODES, GraphTooLarge, Pt2Program, arg_name, as_dict, as_list,
+                                   as_text, union_member, module_path, source_of, subgraphs, sym_text, target_kind,
                                    type_text)
 from tsinspect.archive.text import printable
 from tsinspect.ir.model import IR, Block, Graph, Method, Module, Node, Source, Value
@@ -29,13 +29,13 @@ def program_ir(program: Pt2Program) -> IR:
 
 def program_graph(program: Pt2Program) -> Graph:
     top = program.graph
-    metas = [_dict(top.get("tensor_values"))]
+    metas = [as_dict(top.get("tensor_values"))]
     kinds = {e.name: e.kind for e in program.inputs}
-    inputs = [_value(_arg_name(a), metas, kinds.get(_arg_name(a))) for a in _list(top.get("inputs"))]
-    graph = Graph(inputs, _names(_list(top.get("outputs"))))
+    inputs = [_value(arg_name(a), metas, kinds.get(arg_name(a))) for a in as_list(top.get("inputs"))]
+    graph = Graph(inputs, _names(as_list(top.get("outputs"))))
     counter = 0
     # (remaining serialized nodes, destination list, depth, tensor_values in scope)
-    todo: list[tuple[list, list, int, list]] = [(list(reversed(_list(top.get("nodes")))), graph.nodes, 0, metas)]
+    todo: list[tuple[list, list, int, list]] = [(list(reversed(as_list(top.get("nodes")))), graph.nodes, 0, metas)]
     while todo:
         items, dest, depth, scope = todo[-1]
         if not items:
@@ -52,12 +52,12 @@ def program_graph(program: Pt2Program) -> Graph:
         for name, sub in subgraphs(item):
             if depth + 1 > MAX_DEPTH:
                 raise GraphTooLarge(f"subgraphs nested deeper than {MAX_DEPTH}")
-            inner = scope + [_dict(sub.get("tensor_values"))]
-            block = Block([_value(_arg_name(a), inner) for a in _list(sub.get("inputs"))],
-                          _names(_list(sub.get("outputs"))))
+            inner = scope + [as_dict(sub.get("tensor_values"))]
+            block = Block([_value(arg_name(a), inner) for a in as_list(sub.get("inputs"))],
+                          _names(as_list(sub.get("outputs"))))
             node.attributes.setdefault("graphs", []).append(name)
             node.blocks.append(block)
-            todo.append((list(reversed(_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
+            todo.append((list(reversed(as_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
     return graph
 
 
@@ -72,31 +72,31 @@ def _value(name: str, scopes: list[dict], kind: str | None = None) -> Value:
 def _names(args: list) -> list[str]:
     out = []
     for arg in args:
-        tag, body = _union(arg)
+        tag, body = union_member(arg)
         if tag in ("as_tensors", "as_sym_ints", "as_optional_tensors"):
-            out += [_arg_name(b) for b in _list(body)]
+            out += [arg_name(b) for b in as_list(body)]
         else:
-            out.append(_arg_name(arg))
+            out.append(arg_name(arg))
     return out
 
 
 def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
-    metadata = _dict(item.get("metadata"))
+    metadata = as_dict(item.get("metadata"))
     inputs: list[str] = []
     attributes: dict = {}
-    for position, named in enumerate(_list(item.get("inputs"))):
-        named = _dict(named)
-        key = _str(named.get("name")) or f"arg{position}"
-        tag, body = _union(named.get("arg"))
+    for position, named in enumerate(as_list(item.get("inputs"))):
+        named = as_dict(named)
+        key = as_text(named.get("name")) or f"arg{position}"
+        tag, body = union_member(named.get("arg"))
         if tag in _NAMED_TAGS:
-            if tag == "as_optional_tensor" and _union(body)[0] == "as_none":
+            if tag == "as_optional_tensor" and union_member(body)[0] == "as_none":
                 attributes[key] = None
             elif isinstance(body, dict) and isinstance(body.get("name"), str):
                 inputs.append(printable(body["name"]))
             else:
                 attributes[key] = sym_text(body) if tag == "as_sym_int" else _plain(body)
         elif tag in ("as_tensors", "as_optional_tensors", "as_sym_ints"):
-            names = [_arg_name(b) for b in _list(body)]
+            names = [arg_name(b) for b in as_list(body)]
             if all(n not in ("None", "?") and not n.startswith("{") for n in names):
                 inputs += names
             else:
@@ -105,10 +105,10 @@ def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
             continue  # a block of the node
         else:
             attributes[key] = _plain(body)
-    outputs = [_value(n, scopes) for n in _names(_list(item.get("outputs"))) if n != "None"]
+    outputs = [_value(n, scopes) for n in _names(as_list(item.get("outputs"))) if n != "None"]
     file, line, stack = source_of(metadata)
     source = Source(file=file, line=line, stack=stack) if file or stack else None
-    return Node(node_id, target_kind(_str(item.get("target"))), inputs, outputs, attributes, [], source,
+    return Node(node_id, target_kind(as_text(item.get("target"))), inputs, outputs, attributes, [], source,
                 module_path(metadata))
 
 
