@@ -67,6 +67,24 @@ class TwoDims(torch.nn.Module):
         return x @ y.transpose(0, 1)
 
 
+class Flow(torch.nn.Module):
+    """Control flow on shapes: scripted, it stays; exported with static shapes, one side and an unrolled loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.lin(x)
+        if x.shape[0] > 4:  # pt2: flow if
+            y = torch.relu(y)  # pt2: flow then
+        else:
+            y = torch.sigmoid(y)  # pt2: flow else
+        for _ in range(x.shape[1]):  # pt2: flow loop
+            y = y * 2.0  # pt2: flow body
+        return y
+
+
 def _target(t) -> str:
     if isinstance(t, torch._ops.OpOverload):
         return f"{t.namespace}::{t._opname}.{t._overloadname}"
@@ -144,6 +162,8 @@ def main(outdir: Path) -> None:
         torch.export.save(ep, path)
         out[name] = truth(path)
     legacy_layout(built["cond"], outdir / "cond.pt2", outdir / "legacy.pt2")
+    torch.jit.save(torch.jit.script(Flow()), str(outdir / "flow_scripted.pt"))
+    torch.export.save(torch.export.export(Flow(), (torch.randn(5, 4),)), outdir / "flow.pt2")
     out["legacy"] = truth(outdir / "legacy.pt2")
     (outdir / "truth.json").write_text(json.dumps(out, indent=1))
 

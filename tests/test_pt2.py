@@ -245,3 +245,23 @@ def test_tui_shows_the_exported_graph_with_cond_blocks(pt2):
             await settle(app, pilot)
             assert [c.label.plain.split("(")[0] for c in node.children] == ["block0", "block1"]
     run(body())
+
+
+def test_diff_torchscript_against_its_export_names_what_the_export_fixed(pt2):
+    paths, _ = pt2
+    scripted, exported = paths["cond"].parent / "flow_scripted.pt", paths["cond"].parent / "flow.pt2"
+    doc = cli_json("diff", exported, scripted, check=1)  # either order
+    assert doc["mode"] == "export" and doc["a"] == str(scripted) and doc["b"] == str(exported)
+    got = [(f["kind"], f["line"]) for f in doc["findings"]]
+    assert got == [("specialised_branch", _line("flow if")), ("unrolled_loop", _line("flow loop")),
+                   ("fixed_shapes", None)]
+    assert "kept the if side" in doc["findings"][0]["message"]  # the example's batch of 5 is over 4
+    assert "(4 copies)" in doc["findings"][1]["message"]  # range(x.shape[1]) with 4 columns
+    text = run_cli("diff", scripted, exported, check=1).stdout
+    assert "proves neither equivalence nor a difference" in text
+
+
+def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
+    paths, _ = pt2
+    proc = run_cli("diff", paths["cond"], paths["dims"], check=2)
+    assert proc.stderr.startswith("tsinspect: error:") and "pt2" in proc.stderr
