@@ -16,7 +16,45 @@ from tsinspect.safety.sandbox import support
 
 
 def graph_json(*args, check: int = 0) -> dict:
-    return json.loads(run_cli("graph", *map(str, args), "--json", check=check).stdout)
+    """The document, its compact graphs read back through tsinspect.ir.model as one dict per node."""
+    return expand(json.loads(run_cli("graph", *map(str, args), "--json", check=check).stdout))
+
+
+def expand(doc: dict) -> dict:
+    from tsinspect.ir.model import IR
+
+    if doc.get("load") not in ("meta", "full"):
+        return doc
+    ir = IR.from_json(doc)
+
+    def values(items):
+        return [{"name": v.name, "type": v.type} for v in items]
+
+    def graph(g):
+        if g is None:
+            return None
+        out = {"inputs": values(g.inputs), "outputs": g.outputs, "nodes": []}
+        todo = [(g.nodes, out["nodes"])]
+        while todo:
+            nodes, dest = todo.pop()
+            for n in nodes:
+                item = {"id": n.id, "kind": n.kind, "inputs": n.inputs, "outputs": values(n.outputs),
+                        "attributes": n.attributes, "source": n.source.to_json() if n.source else None,
+                        "scope": n.scope, "schema": n.schema, "blocks": []}
+                for b in n.blocks:
+                    item["blocks"].append({"inputs": values(b.inputs), "outputs": b.outputs, "nodes": []})
+                    todo.append((b.nodes, item["blocks"][-1]["nodes"]))
+                dest.append(item)
+        return out
+
+    def method(m):
+        out = {"name": m.name, "schema": m.schema, "error": m.error, "graph": graph(m.graph)}
+        if m.inlined:
+            out["inlined"] = graph(m.inlined)
+        return out
+
+    return dict(doc, types={name: {"methods": [method(m) for m in ms]} for name, ms in ir.types.items()},
+                functions={name: method(m) for name, m in ir.functions.items()})
 
 
 def walk(nodes):
@@ -45,7 +83,8 @@ def scripted_doc(sample_archives):
 
 def test_scripted_graph_json_keeps_control_flow_with_sources(scripted_doc):
     doc = scripted_doc
-    assert doc["schema"] == "tsinspect.ir/1" and doc["load"] == "meta" and doc["error"] is None
+    assert doc["schema"] == "tsinspect.ir/2" and doc["load"] == "meta" and doc["error"] is None
+    assert "Tensor" in doc["strings"] and doc["sources"]  # the compact document's tables
     assert [m["path"] for m in doc["modules"]] == ["", "proj", "drop"]
     forward = method(doc, "", "forward")
     graph = forward["graph"]
@@ -129,7 +168,7 @@ def test_lite_archive_graph(sample_archives):
 
 def test_quantized_takes_the_full_load_and_notes_benign_setstate(quantized_archive):
     proc = run_cli("graph", quantized_archive, "--json")
-    doc = json.loads(proc.stdout)
+    doc = expand(json.loads(proc.stdout))
     assert doc["load"] == "full"
     assert any("quantized tensors have no meta kernels; loaded a full copy" in n for n in doc["notes"])
     names = [m["name"] for m in methods(doc, "conv")]
@@ -261,3 +300,18 @@ def test_memory_limit_reaches_the_child(sample_archives):
     proc = run_cli("graph", sample_archives["plain_scripted"], "--memory-limit", "300", check=2)
     assert "out of memory" in proc.stderr and "--memory-limit" in proc.stderr
     assert "Linear.forward" in proc.stdout  # the ast view still comes
+
+
+def test_an_archive_torchs_zip_reader_refuses_is_not_loaded_from_a_copy(tmp_path):
+    """A zip64 locator pointing past the end: torch refuses the file, so the IR child must not load
+    tsinspect's (well-formed) copy of it; graph says torch's reason and exits 1."""
+    import hostile
+
+    case = next(c for c in hostile.CASES if c.id == "zip64_locator_points_nowhere")
+    path = tmp_path / "locator.pt"
+    path.write_bytes(case.build(str(tmp_path / "marker")))
+    proc = subprocess.run([sys.executable, "-c", "import torch, sys; torch.jit.load(sys.argv[1])", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0  # the ground truth: torch itself refuses it
+    proc = run_cli("graph", path, check=1)
+    assert "torch's zip reader refuses this file" in proc.stdout + proc.stderr

@@ -143,7 +143,7 @@ def test_json_carries_everything(scripted_reports):
     assert [t["name"] for t in doc["info"]["tensors"]] == ["proj.weight", "proj.bias"]
     assert {"path": "", "tensors": 2, "bytes": 80} in doc["weights_by_module"]
     assert doc["gate"]["safe_to_load"] is True
-    assert doc["ir"]["schema"] == "tsinspect.ir/1" and doc["ir"]["load"] == "meta" and doc["ir"]["gate"]
+    assert doc["ir"]["schema"] == "tsinspect.ir/2" and doc["ir"]["load"] == "meta" and doc["ir"]["gate"]
     assert doc["ops"]["from"] == "ir" and any(op["op"] == "prim::Loop" for op in doc["ops"]["ops"])
     models = next(f for f in doc["code"] if f["file"] == "code/__torch__/models.py")
     relu = next(line for line in models["lines"] if "torch.relu" in line["text"])

@@ -122,12 +122,16 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
     work: list[tuple[Any, ModuleInfo, int]] = [(root, top, 0)]
     seen = {id(root)}
     count = 0
+    declared: dict[str, tuple[set, set]] = {}  # class -> its parameter and buffer names (thousands in some)
     while work and count < max_modules:
         obj, info, depth = work.pop()
         count += 1
         cls = code.classes.get(info.type)
         if cls is not None:
             info.methods = [m.name for m in cls.methods]
+            if info.type not in declared:
+                declared[info.type] = (set(cls.parameters), set(cls.buffers))
+        parameters, buffers = declared.get(info.type, ((), ()))
         state = obj.state
         if not isinstance(state, PDict):
             info.custom_state = obj.states != []
@@ -148,9 +152,9 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
                 info.children.append(child)
                 work.append((value, child, depth + 1))
             elif tensor_from(value) is not None:
-                if cls is not None and key in cls.parameters:
+                if key in parameters:
                     info.parameters.append(path)
-                elif cls is not None and key in cls.buffers:
+                elif key in buffers:
                     info.buffers.append(path)
                 else:
                     info.tensors.append(path)

@@ -25,7 +25,7 @@ from tsinspect.ir.model import Graph, LoadError, ir_sandbox
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
-HANDLED = {"missing_op", "missing_class", "unsupported_version"}
+HANDLED = {"missing_op", "missing_class", "unsupported_version", "torch_refuses_zip"}
 
 
 _LOAD_EXITS = {"1": "the safety scan refused the load, or torch could not load the archive (missing op, class "
@@ -46,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="only this method (default: every method)")
     p.add_argument("--module", help="only this submodule, by path such as encoder.layers.0 ('' is the root)")
     p.add_argument("--inline", action="store_true", help="show the inlined graph (submodule calls expanded)")
-    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ir/1, see docs/ir.md)")
+    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ir/2, see docs/ir.md)")
     _common(p)
     p.set_defaults(run=run_graph)
 
@@ -82,7 +82,7 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     with Progress("extracting the IR (torch, in a sandboxed child)"), open_archive(args.file) as archive:
         _check_names(archive, args)
         result = extract_ir(archive, options)
-    doc, scan = result.document, result.scan
+    doc, scan = result.header, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
     err = Style(style_for(args.color).enabled and sys.stderr.isatty())
     if doc.get("load") == "refused":
@@ -162,16 +162,17 @@ def run_graph(args: argparse.Namespace) -> int:
             _print_ir(pt2, args, style_for(args.color))
         return EXIT_OK
     result, status = _extract(args)
-    loaded = result.document.get("load") in ("meta", "full")
+    loaded = result.loaded
     if loaded:
-        _check_selection(args, result.document)
+        _check_selection(args, result)
     if args.json:
-        doc = dict(result.document)
-        doc["path"] = args.file
-        doc["gate"] = result.scan.to_json()
+        extra = {"path": args.file, "gate": result.scan.to_json()}
         if not loaded:
-            doc["fallback"] = ast_view_json(result.index)
-        emit_json(doc)
+            extra["fallback"] = ast_view_json(result.index)
+        if sys.stdout.isatty():
+            emit_json(dict(extra, **result.document))
+        else:  # the child's text relayed as it came: no decoding and encoding again of a large document
+            result.write_json(sys.stdout, **extra)
         return status
     style = style_for(args.color)
     if not loaded:
@@ -205,11 +206,11 @@ def _print_ir(ir, args: argparse.Namespace, style: Style) -> None:
                 print(line)
 
 
-def _check_selection(args: argparse.Namespace, doc: dict) -> None:
-    if args.module is not None and not doc.get("modules"):
+def _check_selection(args: argparse.Namespace, result: Extraction) -> None:
+    if args.module is not None and not result.header.get("modules"):
         raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
                          "'' is the root)")
-    if args.method is not None and not any(t.get("methods") for t in (doc.get("types") or {}).values()):
+    if args.method is not None and not any(result.method_names.values()):
         where = f" in module {printable(args.module)!r}" if args.module is not None else ""
         raise UsageError(f"no method {printable(args.method)!r}{where}")
 
@@ -228,7 +229,7 @@ def graph_text(graph: Graph, style: Style, indent: int = 0):
 
 
 def ast_lines(result: Extraction, style: Style):
-    load = result.document.get("load")
+    load = result.header.get("load")
     yield style(f"# load: {load}; methods of code/ and the ops they call (from the code, not torch)", "dim")
     for method in ast_methods(result.index):
         where = printable(f"  {method.file}:{method.line}")

@@ -3,7 +3,7 @@
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory; before anything else it lowers its resource limits and confines itself
 (tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
-walks every method graph of every module, and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to
+walks every method graph of every module, and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to
 its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
 the JSON, never as a traceback.
 
@@ -18,7 +18,7 @@ have no meta kernels).
 from __future__ import annotations
 
 import argparse
-import functools
+import gc
 import json
 import os
 import re
@@ -94,7 +94,6 @@ def classify_error(exc: BaseException) -> dict:
             "hint": None}
 
 
-@functools.lru_cache(maxsize=8192)  # inlined graphs repeat one range per copy of a layer (shared, never mutated)
 def parse_source(text: str) -> dict | None:
     """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
     if not text or not text.strip():
@@ -168,18 +167,84 @@ def _attributes(node) -> dict:
     return out
 
 
-def _value(v) -> dict:
-    return {"name": v.debugName(), "type": str(v.type())}
+# Most frequent node kinds that never own blocks: blocks() (a pybind iterator, about 10 us a call) is asked
+# only of the other prim:: and onnx:: kinds, so a kind missing here costs time, never nodes.
+NO_BLOCKS = frozenset({
+    "prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::ListUnpack",
+    "prim::TupleConstruct", "prim::TupleUnpack", "prim::TupleIndex", "prim::DictConstruct", "prim::CallMethod",
+    "prim::CallFunction", "prim::RaiseException", "prim::unchecked_cast", "prim::Uninitialized", "prim::device",
+    "prim::dtype", "prim::type", "prim::is_nested", "prim::requires_grad", "prim::NumToTensor", "prim::Print",
+    "prim::isinstance", "prim::layout", "prim::min", "prim::max", "prim::data", "prim::Enter", "prim::Exit",
+    "prim::CreateObject", "prim::unchecked_unwrap_optional", "prim::TupleSlice", "prim::ListIndex",
+    "prim::StringIndex", "prim::grad", "prim::is_cuda", "prim::name", "prim::rpc_async", "prim::AutogradZero",
+})
 
 
-def walk_graph(graph) -> dict:
-    """A torch Graph as the JSON graph object, iteratively; nodes numbered in pre-order."""
-    out = {"inputs": [_value(v) for v in graph.inputs()], "outputs": [v.debugName() for v in graph.outputs()],
-           "nodes": []}
-    counter = 0
-    todo = [(iter(list(graph.nodes())), out["nodes"])]
+class Tables:
+    """The document-wide tables of the compact transport (docs/ir.md): repeated strings (kinds, types,
+    scopes, schemas) and distinct source locations are written once and referred to by index."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.sources: list[dict] = []
+        self._source_of: dict[str, int | None] = {}  # Node.sourceRange() text -> index in sources
+
+    def string(self, text: str) -> int:
+        index = self.strings.get(text)
+        if index is None:
+            index = self.strings[text] = len(self.strings)
+        return index
+
+    def source(self, text: str) -> int | None:
+        try:
+            return self._source_of[text]
+        except KeyError:
+            parsed = parse_source(text)
+            index = None
+            if parsed is not None:
+                index = len(self.sources)
+                self.sources.append(parsed)
+            self._source_of[text] = index
+            return index
+
+    def to_json(self) -> dict:
+        return {"strings": list(self.strings), "sources": self.sources}
+
+
+class Walked:
+    """A walked graph: its GRAPH array already as JSON text (``text``, docs/ir.md), and what it calls
+    (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
+    a ``prim::CallMethod`` on an object of that type)."""
+
+    __slots__ = ("text", "calls")
+
+    def __init__(self, text: str, calls: list[tuple[str, str | None]]):
+        self.text, self.calls = text, calls
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII only: see encode()
+
+
+def walk_graph(graph, tables: Tables) -> Walked:
+    """A torch Graph as the compact GRAPH array ``[inputs, outputs, nodes]`` (docs/ir.md), iteratively.
+
+    A NODE is ``[kind, inputs, outputs, attributes, blocks, source, scope, schema]``; strings that repeat
+    are indices into ``tables``. Only ``*At`` accessors are used: every ``inputs()``/``outputs()``/``blocks()``
+    iterator costs several times more through pybind. Each top-level node is written as JSON text as soon as
+    its blocks are walked, so the objects of only one node's subtree are alive at a time (a 51k-node
+    inlined graph as Python lists is 47 MB, as text 4 MB).
+    """
+    string, source = tables.string, tables.source
+    inputs = _dumps([[v.debugName(), string(str(v.type()))] for v in graph.inputs()])
+    outputs = _dumps([v.debugName() for v in graph.outputs()])
+    texts: list[str] = []
+    calls: list[tuple[str, str | None]] = []
+    top: list = []  # the top-level node being walked, with its blocks
+    todo = [(iter(list(graph.nodes())), top)]
     while todo:
         nodes, dest = todo[-1]
+        if len(todo) == 1 and top:
+            texts.append(_dumps(top.pop()))
         node = next(nodes, None)
         if node is None:
             todo.pop()
@@ -188,58 +253,71 @@ def walk_graph(graph) -> dict:
         schema = None
         if not kind.startswith("prim::"):  # prim nodes have no schema
             try:
-                schema = str(node.schema())
+                text = str(node.schema())
+                schema = None if text == "(no schema)" else string(text)
             except Exception:  # noqa: BLE001
                 schema = None
-        # inputsAt/outputsAt are several times faster than iterating inputs()/outputs() through pybind
-        item = {"id": counter, "kind": kind,
-                "inputs": [node.inputsAt(i).debugName() for i in range(node.inputsSize())],
-                "outputs": [_value(node.outputsAt(i)) for i in range(node.outputsSize())],
-                "attributes": _attributes(node) if node.hasAttributes() else {},
-                "blocks": [], "source": parse_source(node.sourceRange()), "scope": node.scopeName(),
-                "schema": schema if schema and schema != "(no schema)" else None}
-        counter += 1
+        outs = []
+        for i in range(node.outputsSize()):
+            v = node.outputsAt(i)
+            outs.append([v.debugName(), string(str(v.type()))])
+        scope = node.scopeName()
+        attributes = _attributes(node) if node.hasAttributes() else None
+        item = [string(kind), [node.inputsAt(i).debugName() for i in range(node.inputsSize())], outs,
+                attributes, None, source(node.sourceRange()), string(scope) if scope else None, schema]
         dest.append(item)
-        # only control-flow nodes (prim::If, prim::Loop, prim::With, prim::Closure) have blocks; operators never
-        blocks = list(node.blocks()) if kind.startswith(("prim::", "onnx::")) else []
-        pending = []
-        for block in blocks:
-            b = {"inputs": [_value(v) for v in block.inputs()], "outputs": [v.debugName() for v in block.outputs()],
-                 "nodes": []}
-            item["blocks"].append(b)
-            pending.append((iter(list(block.nodes())), b["nodes"]))
-        # blocks are numbered right after their owner, block 0 first
-        todo.extend(reversed(pending))
-    return out
+        if kind in NO_BLOCKS or kind.startswith("aten::"):
+            if kind in ("prim::CallFunction", "prim::CallMethod") and item[1]:
+                method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
+                calls.append((str(node.inputsAt(0).type()), method))
+            continue
+        blocks = list(node.blocks())
+        if blocks:
+            item[4] = []
+            pending = []
+            for block in blocks:
+                # a block's parameters are its param node's outputs, its results its return node's inputs
+                params, results = block.paramNode(), block.returnNode()
+                b = [[[v.debugName(), string(str(v.type()))]
+                      for v in map(params.outputsAt, range(params.outputsSize()))],
+                     [results.inputsAt(i).debugName() for i in range(results.inputsSize())], []]
+                item[4].append(b)
+                pending.append((iter(list(block.nodes())), b[2]))
+            todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
+    return Walked(f"[{inputs},{outputs},[{','.join(texts)}]]", calls)
 
 
-def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool) -> tuple[list, dict]:
+def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
+                 tables: Tables) -> tuple[list, dict]:
     """(modules, types): every module instance by path, and the methods of each module type, walked once.
 
     Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
+    ``inline``: True for the inlined graphs of every type, a module path for those of that module's type only.
     """
     modules, types = [], {}
-    for path, sub in root.named_modules():
+    found = [(path, sub, sub._c._type().qualified_name()) for path, sub in root.named_modules()]
+    inlined = {t for path, _, t in found if inline is True or path == inline}
+    for path, sub, type_name in found:
         if want_module is not None and path != want_module:
             continue
-        cpp = sub._c
-        type_name = cpp._type().qualified_name()
         modules.append({"path": path, "type": type_name})
         if type_name not in types:
-            types[type_name] = {"methods": [_walk_method(cpp, name, inline) for name in cpp._method_names()
+            cpp = sub._c
+            types[type_name] = {"methods": [_walk_method(cpp, name, type_name in inlined, tables)
+                                            for name in cpp._method_names()
                                             if want_method is None or name == want_method]}
     return modules, types
 
 
-def _walk_method(cpp, name: str, inline: bool) -> dict:
+def _walk_method(cpp, name: str, inline: bool, tables: Tables) -> dict:
     method = {"name": name, "schema": None, "error": None, "graph": None}
     try:
         fn = cpp._get_method(name)
         method["schema"] = str(fn.schema)
-        method["graph"] = walk_graph(fn.graph)
+        method["graph"] = walk_graph(fn.graph, tables)
         if inline:
             inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
-            method["inlined"] = walk_graph(inlined)
+            method["inlined"] = walk_graph(inlined, tables)
             del inlined
     except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
         text = str(exc).strip()
@@ -262,7 +340,7 @@ def load_module(path: str, map_location: str | None):
     return torch.jit._recursive.wrap_cpp_module(cpp), cu
 
 
-def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000) -> dict:
+def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limit: int = 10_000) -> dict:
     """{qualified name: METHOD} for everything a walked graph calls outside the module types, transitively:
     free functions and methods of TorchScript classes (``__torch__.m.Clipper.apply``)."""
     out: dict = {}
@@ -277,7 +355,7 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
                 if fn is None:
                     raise LookupError("not in the compilation unit")
                 method["schema"] = str(fn.schema)
-                method["graph"] = walk_graph(fn.graph)
+                method["graph"] = walk_graph(fn.graph, tables)
                 todo.append(method["graph"])
             except Exception as exc:  # noqa: BLE001 - one bad function must not lose the others
                 text = str(exc).strip()
@@ -285,25 +363,11 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
     return out
 
 
-def called_functions(graph: dict, module_types: set[str]) -> list[str]:
-    """Qualified names of what a JSON graph calls outside the module types: the type of ``prim::CallFunction``'s
-    first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
-    types = {v["name"]: v["type"] for v in graph["inputs"]}
-    functions, methods = [], []
-    todo = [graph["nodes"]]
-    while todo:
-        for node in todo.pop():
-            types.update((v["name"], v["type"]) for v in node["outputs"])
-            for block in node["blocks"]:
-                types.update((v["name"], v["type"]) for v in block["inputs"])
-                todo.append(block["nodes"])
-            if node["kind"] == "prim::CallFunction" and node["inputs"]:
-                functions.append(node["inputs"][0])
-            elif node["kind"] == "prim::CallMethod" and node["inputs"]:
-                methods.append((node["inputs"][0], node["attributes"].get("name")))
-    out = [types[v] for v in functions if v in types]
-    out += [f"{types[v]}.{name}" for v, name in methods if v in types and types[v] not in module_types and name]
-    return out
+def called_functions(graph: Walked, module_types: set[str]) -> list[str]:
+    """Qualified names of what a walked graph calls outside the module types: the function of a
+    ``prim::CallFunction``, ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
+    return ([t for t, method in graph.calls if method is None]
+            + [f"{t}.{method}" for t, method in graph.calls if method and t not in module_types])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module")
     parser.add_argument("--method")
     parser.add_argument("--inline", action="store_true")
+    parser.add_argument("--inline-module", help="the inlined graphs of this module path's methods only")
     parser.add_argument("--library", action="append", default=[])
     parser.add_argument("--full", action="store_true", help="the copy holds the real storages: load it normally")
     parser.add_argument("--limit-memory", type=int, help="address-space limit in bytes")
@@ -334,18 +399,51 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Nothing this process builds forms cycles worth collecting: without the collector, 51k walked nodes no
+    # longer trigger full collections that rescan every object allocated so far.
+    gc.disable()
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "sandbox": sandbox.to_json(), "modules": [], "types": {}, "functions": {}}
+           "timings": {}, "sandbox": sandbox.to_json(), "modules": [], "types": {}, "functions": {}, "strings": [],
+           "sources": []}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    # one json.dumps, not json.dump: dump streams through the pure-Python encoder (13x slower on a
-    # 50k-node inlined graph, 6.5 s against 0.5 s for its 19 MB)
-    out.write(json.dumps(doc, separators=(",", ":")))
+    out.write(encode(doc))
     out.flush()
     return 0
+
+
+def encode(doc: dict) -> str:
+    """The transport (docs/ir.md): a one-line header (the document without its graphs, plus the method names
+    of each type), a newline, then the whole document. The parent reads the header alone and relays the
+    document to ``graph --json`` as it is.
+
+    The graphs are JSON text already (``Walked``): they go in where placeholders holding a random token
+    stand, which no string of the archive can forge. ``json.dumps``, not ``json.dump`` (which streams
+    through the pure-Python encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an
+    archive string reaches a terminal unescaped.
+    """
+    started = time.perf_counter()
+    token = os.urandom(8).hex()
+    graphs: list[str] = []
+
+    def placeholder(obj):
+        if not isinstance(obj, Walked):
+            raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+        graphs.append(obj.text)
+        return f"{token}:{len(graphs) - 1}"
+
+    body = json.dumps(doc, separators=(",", ":"), default=placeholder)
+    body = re.sub(f'"{token}:([0-9]+)"', lambda m: graphs[int(m.group(1))], body)
+    header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
+    header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
+    header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
+    return json.dumps(header, separators=(",", ":")) + "\n" + body
+
+
+GRAPH_FIELDS = ("types", "functions", "strings", "sources")
 
 
 def run(args, doc: dict) -> None:
@@ -373,9 +471,12 @@ def run(args, doc: dict) -> None:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
-    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
+    tables = Tables()
+    inline = True if args.inline else args.inline_module
+    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, inline, tables)
     module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}
-    doc["functions"] = walk_functions(cu, doc["types"], module_types) if cu is not None else {}
+    doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
+    doc.update(tables.to_json())
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 

@@ -58,7 +58,7 @@ class CodeFile:
 class IRPart:
     """The IR as the safety gate and the extractor gave it, or why there is none."""
 
-    document: dict | None = None  # tsinspect.ir/1 (load may be "refused" or "failed")
+    document: dict | None = None  # tsinspect.ir/2 (load may be "refused" or "failed")
     ir: object = None  # tsinspect.ir.model.IR when loaded
     ops: list = field(default_factory=list)  # tsinspect.ir.views.OpEntry, from the IR or from code/
     ops_from: str | None = None  # "ir" or "ast"
@@ -149,16 +149,22 @@ def build_report(path: str, ir_options: IROptions | None = None, diff_with: str 
                  limits: Limits | None = None) -> Report:
     """Open ``path`` and gather every section; ``diff_with`` adds the diff of the two archives."""
     ir_options = ir_options or IROptions()
+    diff, extracted = None, {}
+    if diff_with is not None:
+        from tsinspect.diff.irread import extract_path
+        from tsinspect.diff.run import diff_archives
+
+        def extract(p: str, options):  # with the report's limits; kept, so that ``path`` is extracted once
+            extracted[p] = extract_path(p, _run_options(ir_options, options))
+            return extracted[p]
+
+        diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust,
+                             extract=extract)
     with open_archive(path) as archive:
         summary = summarize(archive)
         scan = scan_archive(archive, summary.code)
         code = [code_file(archive, name) for name in summary.code_files]
-        ir = _ir_part(archive, summary, ir_options)
-    diff = None
-    if diff_with is not None:
-        from tsinspect.diff.run import diff_archives
-
-        diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust)
+        ir = _ir_part(archive, summary, ir_options, extracted.get(path))
     return Report(summary, scan, code, ir, diff, limits or Limits(), _now())
 
 
@@ -179,7 +185,8 @@ def code_file(archive: Archive, name: str) -> CodeFile:
     return CodeFile(name, lines, origins + [None] * (len(lines) - len(origins)), smap.layout if smap else None, note)
 
 
-def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> IRPart:
+def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, result=None) -> IRPart:
+    """``result``: this archive's extraction when the diff already made one (it walked every module)."""
     if archive.format == rk.PT2:  # the exported graph is data: no child, no gate
         from tsinspect.ir.pt2graph import pt2_ir
         from tsinspect.ir.views import op_inventory
@@ -198,10 +205,7 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> I
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 
-    run_options = Options(trust=options.trust, libraries=options.libraries, memory_limit=options.memory_limit)
-    if options.timeout is not None:
-        run_options.timeout = options.timeout
-    result = extract_ir(archive, run_options)
+    result = result or extract_ir(archive, _run_options(options, Options()))
     part = IRPart(result.document)
     if part.loaded:
         from tsinspect.ir.views import op_inventory
@@ -212,6 +216,14 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> I
         part.fallback = ast_methods(result.index)
         part.ops, part.ops_from = ast_op_inventory(result.index), "ast"
     return part
+
+
+def _run_options(options: IROptions, run):
+    """The extractor's options ``run`` (tsinspect.ir.run.Options) with the report's trust, libraries and limits."""
+    run.trust, run.libraries, run.memory_limit = options.trust, options.libraries, options.memory_limit
+    if options.timeout is not None:
+        run.timeout = options.timeout
+    return run
 
 
 def _now() -> str:

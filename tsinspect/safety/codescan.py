@@ -109,8 +109,10 @@ def scan_archive(archive: Archive, index: CodeIndex | None = None, pickles: bool
     index = index if index is not None else index_code(archive)
     result = scan_code(index)
     seen: set[str] = set()
-    for record in archive.records_of(CODE):
-        if record.name in seen:
+    # every code member, shadowed twins included: the IR child's copy holds only the one torch reads, but
+    # an archive that hides code behind a duplicate name is not one to load
+    for record in (r for r in archive.records if r.kind == CODE and r.inside and not r.hidden):
+        if record.name in seen or record.shadowed_by is not None:
             result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
                                               "the archive holds several members of this name; torch may "
                                               "compile one the scan did not read"))
