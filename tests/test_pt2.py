@@ -265,3 +265,13 @@ def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
     paths, _ = pt2
     proc = run_cli("diff", paths["cond"], paths["dims"], check=2)
     assert proc.stderr.startswith("tsinspect: error:") and "pt2" in proc.stderr
+
+
+def test_report_with_the_export_diff(pt2, tmp_path):
+    paths, _ = pt2
+    out = tmp_path / "d.md"
+    run_cli("report", paths["cond"].parent / "flow.pt2", "--diff", paths["cond"].parent / "flow_scripted.pt",
+            "-o", out, check=1)
+    text = out.read_text()
+    assert "## TorchScript vs export" in text and "Structural diff" not in text
+    assert "**specialised_branch**" in text and "**unrolled_loop**" in text

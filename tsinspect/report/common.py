@@ -24,8 +24,7 @@ def sections(report: Report) -> list[tuple[str, str]]:
         skip.add("code")
         if not report.ir.loaded:  # a pt2's exported graph has no code/ but is an IR
             skip.update(("ops", "ir"))
-    structural = report.diff is not None and report.diff.mode != "trace_vs_script"
-    return [(anchor, "Structural diff" if anchor == "diff" and structural else title)
+    return [(anchor, diff_title(report.diff) if anchor == "diff" and report.diff is not None else title)
             for anchor, title in SECTIONS if anchor not in skip]
 
 
@@ -60,9 +59,13 @@ def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
     return facts
 
 
+def diff_title(diff) -> str:
+    return {"trace_vs_script": "Trace vs script", "export": "TorchScript vs export"}.get(diff.mode, "Structural diff")
+
+
 def diff_notes(diff) -> list[str]:
     """What the diff section says before its findings: the analysis or the kind of diff, and notes."""
-    if diff.mode == "trace_vs_script":
+    if diff.mode in ("trace_vs_script", "export"):
         head = [diff.analysis_note or diff.analysis]
     else:
         kinds = "/".join(sorted({v.get("kind", "?") for v in diff.kinds.values()}))
