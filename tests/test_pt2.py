@@ -275,3 +275,12 @@ def test_report_with_the_export_diff(pt2, tmp_path):
     text = out.read_text()
     assert "## TorchScript vs export" in text and "Structural diff" not in text
     assert "**specialised_branch**" in text and "**unrolled_loop**" in text
+
+
+def test_native_code_is_told_by_name_or_magic_in_the_aotinductor_folder_only(pt2, tmp_path):
+    paths, _ = pt2
+    elf = b"\x7fELF\x02\x01\x01" + bytes(64)
+    hidden = _rewrite(paths["cond"], tmp_path / "hidden.pt2", {}, {"data/aotinductor/model/kernel.bin": elf})
+    assert cli_json("scan", hidden, check=1)["files"][0]["verdict"] == "unsafe"
+    weight = _rewrite(paths["cond"], tmp_path / "weight.pt2", {"data/weights/weight_0": elf[:48]})
+    assert cli_json("scan", weight)["files"][0]["verdict"] == "clean"  # a weight whose bytes start like ELF

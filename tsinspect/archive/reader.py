@@ -128,8 +128,8 @@ class Archive:
         cut = first.find(b"/")
         self._prefix_raw = first[:cut + 1] if cut >= 0 else b""
         self.prefix = decode_name(self._prefix_raw)[0]
-        # torch.export.save before the pt2 package format wrote a plain zip with no top folder, which torch.export.load
-        # still reads (with Python's zipfile, by exact name): those records are not "outside" anything
+        # torch.export.save before the pt2 package format wrote a plain zip with no top folder, which
+        # torch.export.load still reads (with Python's zipfile, by exact name): its records are not "outside"
         self.export_zip = not self._prefix_raw and any(e.raw_name == b"serialized_exported_program.json"
                                                        for e in entries)
         lowered = self._prefix_raw.lower()

@@ -584,7 +584,9 @@ class _Scan:
                 head = _head(zip_, entry, 4)[:4]
             except ArchiveError:
                 continue
-            if head.startswith(_NATIVE_MAGIC) or rk.classify(entry.name.split("/", 1)[-1]) == rk.NATIVE_CODE:
+            name = rk.ascii_lower(entry.name.split("/", 1)[-1])
+            # AOTInductor loads libraries from its folder only: a weight elsewhere may start like ELF by chance
+            if rk.classify(name) == rk.NATIVE_CODE or name.startswith("data/aotinductor/") and head in _NATIVE_MAGIC:
                 self.result.add(Finding(
                     "native_code", UNSAFE, entry.display_name,
                     "a shared library (AOTInductor compiled model): loading the package (torch._inductor."
@@ -645,9 +647,9 @@ class _Scan:
                             "it; it runs when the model runs, not at load time", line=node.lineno))
 
 
-# ELF, Mach-O (32/64, both byte orders, fat), PE ("MZ")
+# ELF, Mach-O (32/64, both byte orders, fat); PE is told by its name (.dll/.pyd: "MZ" is too short a magic)
 _NATIVE_MAGIC = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",
-                 b"\xca\xfe\xba\xbe", b"MZ")
+                 b"\xca\xfe\xba\xbe")
 
 
 def _zip_policy(zip_: ZipArchive) -> str:
