@@ -41,6 +41,12 @@ def load_side(path: str) -> Side:
 def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False, extract=None) -> DiffResult:
     """Diff two archives. ``ir``: "auto" (use the IR when both load), "never", or "always". ``extract``:
     how to get an archive's IR (``irread.extract_path`` by default; a cache in tests)."""
+    from tsinspect.diff.export import export_diff, is_pt2
+
+    pt2 = [p for p in (path_a, path_b) if is_pt2(p)]
+    if len(pt2) == 1:  # TorchScript against the exported program (a sketch: diff/export.py)
+        ts_path = path_b if pt2[0] == path_a else path_a
+        return export_diff(ts_path, pt2[0], load_side(ts_path))
     a, b = load_side(path_a), load_side(path_b)
     kinds = {a.kind.kind, b.kind.kind}
     result = DiffResult("trace_vs_script", path_a, path_b,

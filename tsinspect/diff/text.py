@@ -21,6 +21,16 @@ def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterat
     if result.mode == "structural":
         yield from _structural(result, style)
         return
+    if result.mode == "export":
+        yield f"{style('TorchScript', 'bold')} {printable(result.a)}"
+        yield f"{style('exported   ', 'bold')} {printable(result.b)}"
+        for note in result.notes:
+            yield style(f"note: {printable(note)}", "dim")
+        for finding in result.findings:
+            yield from _finding(finding, style)
+        yield ""
+        yield summary_line(result)
+        return
     yield f"{style('traced  ', 'bold')} {printable(result.traced or '')}"
     yield f"{style('scripted', 'bold')} {printable(result.scripted or '')}"
     yield style(f"analysis: {result.analysis_note or result.analysis}", "dim")

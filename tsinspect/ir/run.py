@@ -155,6 +155,11 @@ def read_output(stdout: bytes) -> dict:
 
 def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     options = options or Options()
+    if archive.format == rk.PT2:  # the exported graph is data: read without torch, no child (ir.pt2graph)
+        from tsinspect.ir.pt2graph import pt2_ir
+
+        index = CodeIndex()
+        return Extraction(pt2_ir(archive).to_json(), scan_archive(archive, index), index)
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)

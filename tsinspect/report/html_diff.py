@@ -12,8 +12,7 @@ _MARKS = {"kept": ("+", "kept"), "dropped": ("-", "dropped")}
 def diff_section(w) -> str:
     """``w`` is the HTML writer of html.py (for its links and tables)."""
     d = w.r.diff
-    out = ['<section id="diff"><h2>Trace vs script</h2>' if d.mode == "trace_vs_script"
-           else '<section id="diff"><h2>Structural diff</h2>']
+    out = [f'<section id="diff"><h2>{common.diff_title(d)}</h2>']
     out.append(w.table(["archive", "kind", "evidence"], [
         f'<tr><td class="mono name">{e(path)}</td><td>{e(kind.get("kind", ""))}</td>'
         f'<td>{e("; ".join(kind.get("evidence", [])))}</td></tr>' for path, kind in d.kinds.items()],

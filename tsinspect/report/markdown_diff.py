@@ -11,7 +11,7 @@ _SIGNS = {"kept": "+", "dropped": "-"}
 
 
 def diff_section(d) -> str:
-    out = ["## Trace vs script" if d.mode == "trace_vs_script" else "## Structural diff"]
+    out = [f"## {common.diff_title(d)}"]
     out.append(table(["archive", "kind", "evidence"], [[md(path), md(kind.get("kind", "")),
                                                         md("; ".join(kind.get("evidence", [])))]
                                                        for path, kind in d.kinds.items()]))

@@ -117,7 +117,7 @@ class InspectorApp(App):
             self.query_one(DiffView).focus_main()
         else:
             self.query_one("#records").focus()
-        if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE):
+        if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE, rk.PT2):  # pt2: read, no torch
             self.load_ir(self.trust)
         self.update_status()
 
