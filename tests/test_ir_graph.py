@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli, sample_line
+from tsinspect.safety.sandbox import support
 
 
 def graph_json(*args, check: int = 0) -> dict:
@@ -126,11 +127,11 @@ def test_lite_archive_graph(sample_archives):
     assert "prim::If" in {n["kind"] for n in walk(method(doc, "", "forward")["graph"]["nodes"])}
 
 
-def test_quantized_falls_back_to_full_load_and_notes_benign_setstate(quantized_archive):
+def test_quantized_takes_the_full_load_and_notes_benign_setstate(quantized_archive):
     proc = run_cli("graph", quantized_archive, "--json")
     doc = json.loads(proc.stdout)
     assert doc["load"] == "full"
-    assert any("meta loading failed" in n and "empty_quantized" in n for n in doc["notes"])
+    assert any("quantized tensors have no meta kernels; loaded a full copy" in n for n in doc["notes"])
     names = [m["name"] for m in methods(doc, "conv")]
     assert "forward" in names and "__setstate__" in names
     kinds = {n["kind"] for n in walk(method(doc, "conv", "forward")["graph"]["nodes"])}
@@ -212,10 +213,15 @@ def test_hostile_setstate_is_refused_and_writes_nothing(setstate_file_writer_arc
     assert not setstate_marker.exists()
 
 
-def test_trust_loads_the_hostile_archive(setstate_file_writer_archive, setstate_marker):
-    # proves it is the gate, not luck, that kept the file from being written above
+@pytest.mark.skipif("seccomp" not in support().layers, reason=support().message)
+def test_trust_loads_the_hostile_archive_inside_the_sandbox(setstate_file_writer_archive, setstate_marker):
+    # --trust overrides the gate; the sandbox still keeps the file from being written
     doc = graph_json(setstate_file_writer_archive, "--trust")
-    assert doc["load"] in ("meta", "full")
+    assert doc["load"] in ("meta", "full") and doc["sandbox"]["state"] == "on"
+    assert not setstate_marker.exists()
+    # proves it is the gate and the sandbox, not luck, that kept the file from being written
+    proc = run_cli("graph", setstate_file_writer_archive, "--trust", "--json", env={"TSINSPECT_SANDBOX": "off"})
+    assert json.loads(proc.stdout)["sandbox"]["state"] == "off"
     assert setstate_marker.exists()
 
 

@@ -18,7 +18,7 @@ from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.lines import graph_lines, where
-from tsinspect.ir.model import Graph, LoadError
+from tsinspect.ir.model import Graph, LoadError, ir_sandbox
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
@@ -72,6 +72,9 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     note = scan.benign_note()
     if note:
         _say(err, "note", "cyan", note)
+    sandbox = ir_sandbox(doc)
+    if sandbox is not None and sandbox.state != "on":
+        _say(err, "warning", "yellow", sandbox.message)
     if error is not None:
         hint = f"; {error.hint}" if error.hint else ""
         tail = "; showing the methods of code/ and the ops they call instead"
@@ -110,7 +113,8 @@ def run_graph(args: argparse.Namespace) -> int:
             print(line)
         return status
     ir = result.ir
-    print(style(f"# load: {ir.load} (torch {ir.torch_version})", "dim"))
+    sandbox = f"; {ir.sandbox.message}" if ir.sandbox else ""
+    print(style(f"# load: {ir.load} (torch {ir.torch_version}){printable(sandbox)}", "dim"))
     for note in ir.notes:
         print(style(f"# note: {printable(note)}", "dim"))
     first_of_type: dict[str, str] = {}

@@ -49,6 +49,9 @@ def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = No
     loads = [extraction.document.get("load") for extraction, _ in got]
     how = "meta" if loads == ["meta", "meta"] else f"traced: {loads[0]}, scripted: {loads[1]}"
     note = f"IR: both archives loaded by torch in a child process ({how})"
+    unconfined = {e.ir.sandbox.message for e, _ in got if e.ir.sandbox and e.ir.sandbox.state != "on"}
+    if unconfined:
+        note += "; " + "; ".join(sorted(unconfined))
     unread = [f"{printable(side.path)}: {name}" for (side, _), (extraction, _) in zip(jobs, got)
               for name in _unreadable(extraction.ir)]
     if unread:

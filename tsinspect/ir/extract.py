@@ -1,15 +1,18 @@
-"""The IR extraction child: ``python -m tsinspect.ir.extract --archive A [--original F] ...``.
+"""The IR extraction child: ``python -m tsinspect.ir.extract --archive COPY [--full] ...``.
 
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
-working directory with resource limits; it loads the archive, walks every method graph of every module,
-and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
-code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
+working directory; before anything else it lowers its resource limits and confines itself
+(tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
+walks every method graph of every module, and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to
+its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
+the JSON, never as a traceback.
 
-Meta path: ``--archive`` is a copy whose tensor storages are empty (tsinspect.ir.metacopy): with
+``--archive`` is always a copy tsinspect rebuilt from its own reading of the archive
+(tsinspect.ir.metacopy), never the user's file. Meta copy: its tensor storages are empty; with
 ``--rewritten`` its parameters and buffers already say device meta and small constants are real; without,
-it is loaded with ``map_location="meta"``.
-Full path: when meta loading fails for another reason than a missing op/class (quantized tensors have no
-meta kernels), the original file ``--original`` is loaded normally.
+it is loaded with ``map_location="meta"``. ``--full``: a full copy, storages included, loaded normally (the
+parent runs that when meta loading fails for another reason than a missing op/class: quantized tensors
+have no meta kernels).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import warnings
 
 from tsinspect.ir.model import SCHEMA
+from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
 
@@ -88,10 +92,6 @@ def classify_error(exc: BaseException) -> dict:
     first = first.split(". ", 1)[0]  # torch appends paragraphs of generic advice
     return {"kind": "load_failed", "missing": None, "message": f"{type(exc).__name__}: {first[:300]}{at}",
             "hint": None}
-
-
-def _meta_fallback_worthy(error: dict) -> bool:
-    return error["kind"] in ("load_failed", "out_of_memory")
 
 
 @functools.lru_cache(maxsize=8192)  # inlined graphs repeat one range per copy of a layer (shared, never mutated)
@@ -308,27 +308,34 @@ def called_functions(graph: dict, module_types: set[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tsinspect.ir.extract")
-    parser.add_argument("--archive", required=True, help="the archive to meta-load (storages may be empty)")
-    parser.add_argument("--original", help="the original file, for the full-load fallback")
+    parser.add_argument("--archive", required=True, help="tsinspect's copy of the archive (tsinspect.ir.metacopy)")
     parser.add_argument("--module")
     parser.add_argument("--method")
     parser.add_argument("--inline", action="store_true")
     parser.add_argument("--library", action="append", default=[])
-    parser.add_argument("--full", action="store_true", help="skip the meta attempt")
+    parser.add_argument("--full", action="store_true", help="the copy holds the real storages: load it normally")
     parser.add_argument("--limit-memory", type=int, help="address-space limit in bytes")
     parser.add_argument("--limit-cpu", type=int, help="CPU-time limit in seconds")
     parser.add_argument("--limit-file-size", type=int, help="largest file this process may write, in bytes")
     parser.add_argument("--rewritten", action="store_true",
                         help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
+    parser.add_argument("--no-sandbox", metavar="WHY", help="run unconfined (TSINSPECT_SANDBOX=off; measurement)")
     args = parser.parse_args(argv)
     set_limits(args.limit_memory, args.limit_cpu, args.limit_file_size)
+    # before torch is imported (one thread: Landlock confines the calling thread and those it starts)
+    # and before a byte of the archive is read
+    if args.no_sandbox:
+        sandbox = Confinement("off", [], args.no_sandbox)
+    else:
+        # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
+        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in [args.archive, *args.library]])
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "modules": [], "types": {}, "functions": {}}
+           "timings": {}, "sandbox": sandbox.to_json(), "modules": [], "types": {}, "functions": {}}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
@@ -339,25 +346,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write(json.dumps(doc, separators=(",", ":")))
     out.flush()
     return 0
-
-
-
-def set_limits(memory: int | None, cpu_seconds: int | None, file_size: int | None) -> None:
-    """Lower this process's limits (before torch is imported; never raised above a hard limit)."""
-    import resource
-
-    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_seconds),
-              (resource.RLIMIT_FSIZE, file_size)]
-    for limit, value in wanted:
-        if value is None:
-            continue
-        try:
-            _soft, hard = resource.getrlimit(limit)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(limit, (value, hard))
-        except (ValueError, OSError):
-            pass
 
 
 def run(args, doc: dict) -> None:
@@ -376,26 +364,10 @@ def run(args, doc: dict) -> None:
                             "hint": "pass a .so built for this torch version"}
             return
     equal_calls = _meta_equal()
-    module = None
     started = time.perf_counter()
-    cu = None
-    if not args.full:
-        try:
-            module, cu = load_module(args.archive, None if args.rewritten else "meta")
-            doc["load"] = "meta"
-        except Exception as exc:  # noqa: BLE001
-            error = classify_error(exc)
-            if not _meta_fallback_worthy(error) or not args.original:
-                doc["error"] = error
-                return
-            doc["notes"].append(f"meta loading failed ({error['message']}); loaded the original file fully")
-    if module is None:
-        try:
-            module, cu = load_module(args.original or args.archive, None)
-            doc["load"] = "full"
-        except Exception as exc:  # noqa: BLE001
-            doc["error"] = classify_error(exc)
-            return
+    # the copy is all this process knows of the archive; the parent retries with --full when meta fails
+    module, cu = load_module(args.archive, None if args.full or args.rewritten else "meta")
+    doc["load"] = "full" if args.full else "meta"
     doc["timings"]["load"] = round(time.perf_counter() - started, 4)
     if equal_calls:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from tsinspect.safety.sandbox import Confinement
+
 SCHEMA = "tsinspect.ir/1"
 
 
@@ -145,6 +147,7 @@ class IR:
     error: LoadError | None = None
     timings: dict[str, float] = field(default_factory=dict)
     functions: dict[str, Method] = field(default_factory=dict)  # free functions the methods call, by qualname
+    sandbox: Confinement | None = None  # how the child that loaded it was confined (None: no child ran)
 
     def module(self, path: str) -> Module | None:
         return next((m for m in self.modules if m.path == path), None)
@@ -165,7 +168,8 @@ class IR:
                 "modules": [{"path": m.path, "type": m.type} for m in self.modules],
                 "types": {name: {"methods": [method_to_json(m) for m in methods]}
                           for name, methods in self.types.items()},
-                "functions": {name: method_to_json(m) for name, m in self.functions.items()}}
+                "functions": {name: method_to_json(m) for name, m in self.functions.items()},
+                "sandbox": self.sandbox.to_json() if self.sandbox else None}
 
     @classmethod
     def from_json(cls, data: dict) -> "IR":
@@ -177,7 +181,12 @@ class IR:
         modules = [Module(m["path"], m["type"], types.setdefault(m["type"], [])) for m in data.get("modules", [])]
         functions = {name: method_from_json(m) for name, m in (data.get("functions") or {}).items()}
         return cls(data.get("load", "failed"), modules, data.get("torch_version"), list(data.get("notes", [])),
-                   error, dict(data.get("timings", {})), functions)
+                   error, dict(data.get("timings", {})), functions, ir_sandbox(data))
+
+
+def ir_sandbox(document: dict) -> Confinement | None:
+    """The ``sandbox`` object of an IR document (None when no child ran or it wrote none)."""
+    return Confinement.from_json(document.get("sandbox"))
 
 
 def method_to_json(m: Method) -> dict:

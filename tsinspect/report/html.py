@@ -183,7 +183,9 @@ class _Writer:
             return e(ir.skipped)
         doc = ir.document
         if ir.loaded:
-            return f"loaded with torch {e(doc.get('torch_version'))} ({e(doc.get('load'))} tensors) in a child process"
+            warning = f'; <span class="bad">{e(ir.sandbox_warning)}</span>' if ir.sandbox_warning else ""
+            return (f"loaded with torch {e(doc.get('torch_version'))} ({e(doc.get('load'))} tensors) in a child "
+                    f"process{warning}")
         error = doc.get("error") or {}
         return f'<span class="bad">{e(doc.get("load"))}</span>: {e(error.get("message", ""))}'
 

@@ -100,7 +100,9 @@ class _Writer:
             return md(ir.skipped)
         doc = ir.document
         if ir.loaded:
-            return md(f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process")
+            warning = f"; **{md(ir.sandbox_warning)}**" if ir.sandbox_warning else ""
+            return md(f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process") \
+                + warning
         return f"**{md(doc.get('load'))}**: " + md((doc.get("error") or {}).get("message", ""))
 
     def section_diff(self) -> str:

@@ -20,6 +20,7 @@ from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
 from tsinspect.archive.summary import ArchiveSummary, summarize
 from tsinspect.archive.text import printable
+from tsinspect.safety.sandbox import Confinement
 
 SCHEMA = "tsinspect.report/1"
 
@@ -67,6 +68,12 @@ class IRPart:
     @property
     def loaded(self) -> bool:
         return bool(self.document) and self.document.get("load") in ("meta", "full")
+
+    @property
+    def sandbox_warning(self) -> str | None:
+        """``sandbox off: <why>`` when the torch child ran without its full sandbox."""
+        sandbox = Confinement.from_json(self.document.get("sandbox")) if self.document else None
+        return sandbox.message if sandbox and sandbox.state != "on" else None
 
 
 @dataclass

@@ -303,9 +303,11 @@ class IRView(Vertical):
         methods = sum(len(m.methods) for m in ir.modules)
         graph = "inlined graphs (i: as saved)" if self.inlined else "graphs as saved (i: inlined)"
         notes = f"  {'; '.join(ir.notes)[:300]}" if ir.notes else ""
+        # an unconfined child is worth a warning; "sandbox on" is the normal case (graph --json says it)
+        sandbox = f"  {ir.sandbox.message}" if ir.sandbox and ir.sandbox.state != "on" else ""
         return Content.assemble(("IR ", "bold"), f"{ir.load} load by torch {ir.torch_version or '?'}, "
                                 f"{len(ir.modules)} modules, {methods} methods, {graph}",
-                                (printable(notes), render.DIM))
+                                (printable(sandbox), render.BAD), (printable(notes), render.DIM))
 
     def _set_status(self, content: Content) -> None:
         self.query_one("#ir-status", Static).update(content)
