@@ -19,6 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; exit 0 (no findings) or 1")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="also list the findings in library code (torch, other packages), not only their counts")
     p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
                    help="use the IR extracted by torch in a child process: auto (when both archives load), "
                         "never (torch-free only), always (fail without it)")
@@ -56,6 +58,6 @@ def run_diff(args: argparse.Namespace) -> int:
     from tsinspect.diff.text import render
 
     style = style_for(args.color)
-    for line in render(result, style):
+    for line in render(result, style, show_all=args.show_all):
         print(line)
     return status

@@ -11,7 +11,7 @@ from tsinspect.archive.text import printable
 from tsinspect.diff.align import Aligner
 from tsinspect.diff.astread import read_program
 from tsinspect.diff.kinds import SCRIPTED, TRACED, UNKNOWN, KindGuess, guess_kind, same_model
-from tsinspect.diff.model import TRACE_KINDS, DiffResult
+from tsinspect.diff.model import DiffResult
 from tsinspect.diff.program import Program
 
 
@@ -74,7 +74,9 @@ def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = Fals
         elif ir == "always":
             raise ArchiveError(f"the IR is not available: {note}")
         result.analysis_note = note
-    findings = Aligner(t_prog, s_prog).run()
-    findings.sort(key=lambda f: (TRACE_KINDS.index(f.kind), f.method or "", f.file or "", f.line or 0))
-    result.findings = findings
+    aligner = Aligner(t_prog, s_prog)
+    result.findings = sorted(aligner.run(), key=lambda f: f.rank())
+    result.accepts = aligner.dynamic.signatures()
+    if result.accepts_line():
+        result.notes.append(result.accepts_line())
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tsinspect.diff.model import SEVERITY_TEXT
 from tsinspect.report import common
 from tsinspect.report.html import e
 
@@ -30,8 +31,9 @@ def diff_section(w) -> str:
         out += [_structural(f) for f in d.findings]
         return "".join(out) + "</section>"
     linkable = w.s.path == d.scripted  # code/ locations of findings are in the scripted archive
-    for method, findings in d.by_method():
-        out.append(f'<h3 class="mono">{e(method)}</h3>')
+    for method, findings in d.by_method():  # the user's own files first, then library code
+        library = f" (library code: {e(findings[0].package or '?')})" if findings[0].origin != "user" else ""
+        out.append(f'<h3 class="mono">{e(method)}{library}</h3>')
         out += [_finding(w, f, linkable) for f in findings]
     return "".join(out) + "</section>"
 
@@ -50,9 +52,11 @@ def _finding(w, f, linkable: bool) -> str:
                     f'<td class="src">{e(text)}</td></tr>')
     table = (f'<div class="scroll excerpt"><table class="code mono"><tbody>{"".join(rows)}</tbody></table></div>'
              if rows else "")
+    fix = f'<p class="note">fix: {e(f.fix)}</p>' if f.fix else ""
     return (f'<details class="searchable" open><summary><span class="badge bad">{e(f.kind)}</span> '
-            f'<span class="mono">{where}</span></summary><div style="padding:.5rem .75rem">'
-            f"<p>{e(f.message)}</p>{table}</div></details>")
+            f'<span class="mono">{where}</span> <span class="note">{e(SEVERITY_TEXT.get(f.severity, f.severity))}'
+            f'</span></summary><div style="padding:.5rem .75rem">'
+            f"<p>{e(f.message)}</p>{table}{fix}</div></details>")
 
 
 def _structural(f) -> str:

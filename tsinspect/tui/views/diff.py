@@ -22,6 +22,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Input, LoadingIndicator, Static, Tree
 
 from tsinspect.archive.text import printable
+from tsinspect.diff.model import SEVERITY_TEXT
 from tsinspect.tui import render
 from tsinspect.tui.messages import CompareChecked
 
@@ -104,7 +105,12 @@ def finding_detail(finding, result) -> Content:
         (printable(finding.kind), KIND_STYLE.get(finding.kind, "bold")),
         ("  " + where(finding) if where(finding) else "", "bold"),
         (f"  in {printable(finding.method)}" if finding.method else "", render.DIM))]
+    if result.mode == "trace_vs_script":
+        origin = "your code" if finding.origin == "user" else f"library code ({finding.package})"
+        rows.append(Content.styled(f"{SEVERITY_TEXT.get(finding.severity, finding.severity)} · {origin}", render.DIM))
     rows.append(Content(printable(finding.message)))
+    if finding.fix:
+        rows.append(Content.assemble(("fix  ", "bold"), printable(finding.fix)))
     code = finding.details.get("code_location")
     if code and result.mode == "trace_vs_script":
         rows.append(Content.assemble(("scripted code  ", render.DIM), printable(code), ("  (c: show it)", render.DIM)))
