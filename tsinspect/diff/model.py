@@ -60,6 +60,7 @@ class Finding:
     traced_total: int = 0  # how many there are (``traced`` holds the first ones only)
     severity: str = "silent"  # one of SEVERITIES
     fix: str = ""  # one line on how to fix it
+    verdict: dict | None = None  # set by ``diff --verify`` (tsinspect.verify.run): verdict, text, ...
 
     @property
     def origin(self) -> str:
@@ -80,7 +81,8 @@ class Finding:
                 "origin": self.origin, "package": self.package, "severity": self.severity, "fix": self.fix,
                 "message": self.message, "code": self.code, "details": self.details,
                 "excerpt": [{"line": n, "text": t, "mark": m or None} for n, t, m in self.excerpt],
-                "traced": [t.to_json() for t in self.traced], "traced_total": self.traced_total}
+                "traced": [t.to_json() for t in self.traced], "traced_total": self.traced_total,
+                **({"verdict": self.verdict} if self.verdict is not None else {})}
 
 
 @dataclass
@@ -99,6 +101,7 @@ class DiffResult:
     notes: list[str] = field(default_factory=list)
     # trace_vs_script: per method of the traced root, the arguments it accepts and the scripted one's
     accepts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    verification: dict | None = None  # set by ``diff --verify`` (tsinspect.verify.run; docs/diff.md)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "mode": self.mode, "a": printable(self.a), "b": printable(self.b),
@@ -107,7 +110,8 @@ class DiffResult:
                 "kinds": self.kinds, "analysis": self.analysis, "analysis_note": self.analysis_note,
                 "same_model": self.same_model, "same_model_reason": self.same_model_reason,
                 "accepts": self.accepts, "findings": [f.to_json() for f in self.findings],
-                "notes": list(self.notes), "counts": self.counts(), "library": self.library_counts()}
+                "notes": list(self.notes), "counts": self.counts(), "library": self.library_counts(),
+                **({"verification": self.verification} if self.verification is not None else {})}
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

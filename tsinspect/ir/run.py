@@ -141,19 +141,39 @@ def _child_env() -> dict:
 
 
 def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(copy), *flags]
+    args = ["--archive", str(copy), *flags]
     for flag, value in (("--module", options.module), ("--method", options.method)):
         if value is not None:
-            cmd += [flag, value]
+            args += [flag, value]
     if options.inline:
-        cmd.append("--inline")
+        args.append("--inline")
     for lib in options.libraries:
-        cmd += ["--library", str(Path(lib).resolve())]
+        args += ["--library", str(Path(lib).resolve())]
+    stdout, error = run_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
+                                       options.timeout)
+    if error is not None:
+        return IR("failed", error=error).to_json()
+    try:
+        document = json.loads(stdout)
+        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+            raise ValueError(f"schema {document.get('schema') if isinstance(document, dict) else None!r}")
+        return document
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+
+
+def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int,
+                       timeout: float, doing: str = "loading the archive") -> tuple[bytes, LoadError | None]:
+    """Run ``python -m module args`` (a tsinspect torch child that limits and confines itself, see
+    tsinspect.ir.extract) in ``run_dir`` with the limits, the timeout and the environment every torch
+    child gets; its stderr goes to ``run_dir/../stderr.log``. Returns (stdout, None), or (b"", the error)
+    when it timed out, crashed or wrote nothing."""
+    cmd = [sys.executable, "-m", module, *args]
     if os.environ.get(SANDBOX_ENV) == "off":
         cmd += ["--no-sandbox", f"disabled by {SANDBOX_ENV}=off"]
     # the child sets these limits on itself, then confines itself, before importing torch (no preexec_fn:
     # the TUI has threads)
-    cmd += ["--limit-memory", str(_memory_limit(archive, options)), "--limit-cpu", str(int(options.timeout) + 5),
+    cmd += ["--limit-memory", str(memory_limit), "--limit-cpu", str(int(timeout) + 5),
             "--limit-file-size", str(FILE_SIZE_LIMIT)]
     # stderr goes to a file (bounded by the file-size limit) so a chatty archive cannot fill our memory
     log_path = run_dir.parent / "stderr.log"
@@ -162,24 +182,17 @@ def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, fl
                                 stdout=subprocess.PIPE, stderr=log,
                                 start_new_session=True)
     try:
-        stdout, _ = proc.communicate(timeout=options.timeout)
+        stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         proc.communicate()
-        return IR("failed", error=LoadError(
-            "timeout", f"torch did not finish loading the archive within {options.timeout:g} s",
-            hint="raise the limit with --timeout")).to_json()
+        return b"", LoadError("timeout", f"torch did not finish {doing} within {timeout:g} s",
+                              hint="raise the limit with --timeout")
     finally:
         _kill_group(proc)  # whatever the child started goes with it
     if proc.returncode != 0 or not stdout:
-        return IR("failed", error=_crash_error(proc.returncode, _tail(log_path))).to_json()
-    try:
-        document = json.loads(stdout)
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            raise ValueError(f"schema {document.get('schema') if isinstance(document, dict) else None!r}")
-        return document
-    except (ValueError, RecursionError) as exc:
-        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+        return b"", _crash_error(proc.returncode, _tail(log_path))
+    return stdout, None
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:
