@@ -15,6 +15,7 @@ StyleFn = Callable[..., str]
 _KIND_STYLE = {"dropped_branch": ("red", "bold"), "per_iteration_branch": ("yellow", "bold"),
                "unrolled_loop": ("yellow", "bold"), "baked_constant": ("magenta", "bold"),
                "missing_method": ("red", "bold")}
+_VERDICT_STYLE = {"confirmed": "red", "not reproduced": "green", "not tested": "yellow"}
 
 
 def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterator[str]:
@@ -26,6 +27,7 @@ def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterat
     yield style(f"analysis: {result.analysis_note or result.analysis}", "dim")
     for note in result.notes:
         yield style(f"note: {printable(note)}", "dim")
+    yield from _verification(result, style)
     if not result.findings:
         yield style("no differences: the trace keeps every branch and loop the script has", "green")
         return
@@ -68,6 +70,26 @@ def _finding(f: Finding, style: StyleFn) -> Iterator[str]:
         yield style(body, colour) if mark else body
     if f.fix:
         yield f"    {style('fix:', 'bold')} {printable(f.fix)}"
+    if f.verdict:
+        colour = _VERDICT_STYLE.get(f.verdict.get("verdict"), "dim")
+        yield f"    {style(str(f.verdict.get('verdict')) + ':', 'bold', colour)} {printable(f.verdict.get('text') or '')}"
+
+
+def _verification(result: DiffResult, style: StyleFn) -> Iterator[str]:
+    """``--verify``: how the archives were run, and the divergences no finding explains."""
+    v = result.verification
+    if not v:
+        return
+    if v.get("status") != "ran":
+        yield style(f"verify: not run: {printable(v.get('message') or '')}", "yellow")
+        return
+    verdicts = [f.verdict.get("verdict") for f in result.findings if f.verdict]
+    counts = ", ".join(f"{verdicts.count(k)} {k}" for k in _VERDICT_STYLE if verdicts.count(k))
+    yield style(f"verify: {printable(v.get('message') or '')}" + (f"; {counts}" if counts else ""), "dim")
+    for line in ([v["note"]] if v.get("note") else []) + list(v.get("skipped") or [])[:5]:
+        yield style(f"verify: {printable(line)}", "dim")
+    for line in v.get("unexplained") or []:
+        yield style(f"verify: {printable(line)}", "yellow", "bold")
 
 
 def _structural(result: DiffResult, style: StyleFn) -> Iterator[str]:

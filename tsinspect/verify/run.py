@@ -54,8 +54,8 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
             for path, archive in ((result.traced, traced), (result.scripted, scripted)):
                 scan = scan_archive(archive, index_code(archive))
                 if not scan.safe_to_load and not trust:
-                    return _not_run(result, "refused", f"the safety gate refused {printable(path)}: {scan.refusal()} "
-                                                       "(rerun with --trust to run it anyway)")
+                    return _not_run(result, "refused", f"the safety gate refused {printable(path)}: {scan.refusal()}",
+                                    "not run: the safety gate refused an archive (--trust runs it anyway)")
             base = example_inputs(summarize(traced).traced_inputs, names)
             plan = build_plan(base, result.findings, names, "traced_inputs.pkl", max_variants)
             if not plan.base:
@@ -92,10 +92,10 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
     return result
 
 
-def _not_run(result: DiffResult, status: str, why: str) -> DiffResult:
+def _not_run(result: DiffResult, status: str, why: str, short: str | None = None) -> DiffResult:
     result.verification = {"status": status, "message": why, "variants": [], "unexplained": [], "skipped": []}
     for f in result.findings:
-        f.verdict = {"verdict": NOT_TESTED, "text": why}
+        f.verdict = {"verdict": NOT_TESTED, "text": short or why}
     return result
 
 
@@ -114,8 +114,12 @@ def _judge(result: DiffResult, plan: Plan, doc: dict) -> None:
                                                                      "max_rel", "what", "seconds")},
                          "values": r.get("values", v.values), "explains": []})
     names, ranks = [i.name for i in plan.base], [len(i.shape or []) for i in plan.base]
-    for n, f in enumerate(result.findings):
+    for f in result.findings:
         f.verdict = _verdict(f, finding_keys(f, names, ranks), variants, reference)
+    # confirmed first, within the user's files and within library code
+    order = (CONFIRMED, NOT_REPRODUCED, NOT_TESTED)
+    result.findings.sort(key=lambda f: (f.rank()[0], order.index(f.verdict["verdict"]), f.rank()))
+    for n, f in enumerate(result.findings):
         for v in variants:
             if v["id"] in f.verdict.get("variants", []):
                 v["explains"].append(n)
