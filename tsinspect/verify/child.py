@@ -71,6 +71,10 @@ def run(args, doc: dict) -> None:
 
     doc["torch_version"] = torch.__version__
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    try:  # plain interpretation: no profiling runs and re-optimization per new shape (seconds per variant
+        torch._C._set_graph_executor_optimize(False)  # on big models), and no fusion to tell the two apart
+    except AttributeError:
+        pass
     models = {}
     for side, path in (("traced", args.traced), ("scripted", args.scripted)):
         try:

@@ -77,17 +77,18 @@ def finding_keys(finding, arg_names: list[str], ranks: list[int] | None = None) 
     texts += [v.get("script") or "" for v in d.get("values") or [] if isinstance(v, dict)]
     text = " ".join(texts)
     keys: set[str] = set()
-    if finding.kind in ("dropped_branch", "per_iteration_branch"):
+    if re.search(r"\btraining\b", text):
+        keys.add("train")
+    if "grad_enabled" in text:
+        keys.add("grad")
+    if finding.severity == "mode" and not keys:
+        keys = {"train", "grad"}  # the static analysis found it depends on the mode only
+    if finding.kind in ("dropped_branch", "per_iteration_branch") and "None" in (d.get("condition") or finding.code or ""):
         cond = d.get("condition") or finding.code or ""
-        if "training" in cond:
-            keys.add("train")
-        if "grad_enabled" in cond:
-            keys.add("grad")
-        if "None" in cond:
-            keys |= {f"none:{i}" for i, name in enumerate(arg_names) if re.search(rf"\b{re.escape(name)}\b", cond)}
-            keys |= set() if keys else {f"none:{i}" for i in range(1, len(arg_names))}
-        if keys:
-            return keys
+        named = {f"none:{i}" for i, name in enumerate(arg_names) if re.search(rf"\b{re.escape(name)}\b", cond)}
+        keys |= named or {f"none:{i}" for i in range(1, len(arg_names))}
+    if keys:
+        return keys
     example = d.get("example_input") or {}
     if finding.kind == "unrolled_loop" and isinstance(example.get("dim"), int):
         index = _input_index(example.get("name"), arg_names)
@@ -141,7 +142,7 @@ def build_plan(base: list[Input], findings: list, arg_names: list[str], source: 
                            {"inputs": inputs}))
     unbatched = _unbatched(base)
     if unbatched is not None:
-        wanted.append(("unbatched (dimension 0 removed)", ["unbatched"], {"inputs": unbatched}))
+        wanted.append((f"unbatched (dimension {unbatched[0]} removed)", ["unbatched"], {"inputs": unbatched[1]}))
     wanted.append(("train() instead of eval()", ["train"], {"train": True}))
     wanted.append(("torch.no_grad()", ["grad"], {"grad": False}))
     for index in range(1, len(base)):
@@ -208,7 +209,7 @@ def _thresholds(findings: list, arg_names: list[str]) -> dict[tuple[int, int], l
 
 def _resizable(base: list[Input], targets: list[set[str]]) -> list[tuple[int, int]]:
     """(input, dim) pairs to resize: those a finding names, then (for findings naming none, and to find
-    what no finding explains) dimension 0 and the last dimension of the first tensor."""
+    what no finding explains) every dimension of the first tensor."""
     named = []
     for keys in targets:
         for key in sorted(keys):
@@ -216,7 +217,7 @@ def _resizable(base: list[Input], targets: list[set[str]]) -> list[tuple[int, in
                 _, i, d = key.split(":")
                 named.append((int(i), int(d)))
     first = next((n for n, i in enumerate(base) if i.shape), None)
-    generic = [] if first is None else [(first, 0), (first, len(base[first].shape) - 1)]
+    generic = [] if first is None else [(first, d) for d in range(len(base[first].shape))]
     out = []
     for index, dim in named + generic:
         if index >= len(base) or not base[index].shape:
@@ -237,7 +238,7 @@ def _sizes(size: int, thresholds: list[int]) -> list[int]:
     for n in out:
         if n >= 1 and n != size and n not in seen:
             seen.append(n)
-    return seen[:4]
+    return seen[:3]
 
 
 def _resized(base: list[Input], index: int, dim: int, size: int, new: int) -> list[Input] | None:
@@ -254,11 +255,17 @@ def _resized(base: list[Input], index: int, dim: int, size: int, new: int) -> li
     return out
 
 
-def _unbatched(base: list[Input]) -> list[Input] | None:
+def _unbatched(base: list[Input]) -> tuple[int, list[Input]] | None:
+    """The inputs without their batch dimension: 0, or 1 (sequence-first) when every tensor has the same
+    size there."""
     tensors = [i for i in base if i.shape is not None]
-    if not tensors or any(len(i.shape) < 2 for i in tensors) or len({i.shape[0] for i in tensors}) != 1:
+    if not tensors or any(len(i.shape) < 2 for i in tensors):
         return None
-    return [Input(i.name, i.dtype, i.shape[1:] if i.shape is not None else None) for i in base]
+    for dim in (0, 1):
+        if len({i.shape[dim] for i in tensors}) == 1:
+            return dim, [Input(i.name, i.dtype, i.shape[:dim] + i.shape[dim + 1:] if i.shape is not None else None)
+                         for i in base]
+    return None
 
 
 def _elements(inputs: list[Input]) -> int:

@@ -116,6 +116,15 @@ def _judge(result: DiffResult, plan: Plan, doc: dict) -> None:
     names, ranks = [i.name for i in plan.base], [len(i.shape or []) for i in plan.base]
     for f in result.findings:
         f.verdict = _verdict(f, finding_keys(f, names, ranks), variants, reference)
+    chosen: dict[str, int] = {}
+    for f in result.findings:
+        if f.verdict["verdict"] == CONFIRMED:
+            chosen[f.verdict["variant"]] = chosen.get(f.verdict["variant"], 0) + 1
+    for f in result.findings:
+        others = chosen.get(f.verdict.get("variant"), 0) - 1
+        if f.verdict["verdict"] == CONFIRMED and others > 0:  # one input, several findings: any may be the cause
+            f.verdict["shared"] = others
+            f.verdict["text"] += f" (the same input confirms {others} other finding{'s' if others > 1 else ''})"
     # confirmed first, within the user's files and within library code
     order = (CONFIRMED, NOT_REPRODUCED, NOT_TESTED)
     result.findings.sort(key=lambda f: (f.rank()[0], order.index(f.verdict["verdict"]), f.rank()))
