@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from benchmarks.diff_real.__main__ import OUT, _pairs, _paths, score_doc
 
@@ -66,6 +67,25 @@ def measure(pair) -> dict:
             "static_s": t_static, "verify_s": t_verify, "child": v.get("child_seconds")}
 
 
+def zoo() -> None:
+    """The verdicts on the test zoo (built into OUT/zoo), per model; RawMemory's archives are refused by the
+    gate, as in the tests."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import diff_zoo
+
+    totals = {v: 0 for v in VERDICTS}
+    unexplained = 0
+    for name, (traced, scripted) in diff_zoo.build_zoo(OUT / "zoo").items():
+        doc, took = _diff(traced, scripted, "--verify")
+        verdicts = [(f["verdict"]["verdict"], f"{f['kind']}:{f['line']}") for f in doc["findings"]]
+        for verdict, _ in verdicts:
+            totals[verdict] += 1
+        lines = doc["verification"].get("unexplained", [])
+        unexplained += len(lines)
+        print(f"zoo {name:16} {took:4.1f}s  {verdicts}  {lines if lines else ''}")
+    print(f"zoo: {totals}, unexplained divergences {unexplained}")
+
+
 def build_big() -> tuple:
     """torch.nn.Transformer() at its default size, traced and scripted into OUT (once)."""
     traced, scripted = OUT / "big_Transformer_traced.pt", OUT / "big_Transformer_scripted.pt"
@@ -86,8 +106,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.verify")
     parser.add_argument("--pair", action="append", help="only this pair (repeatable)")
     parser.add_argument("--big", action="store_true", help="also the default-size nn.Transformer (time only)")
+    parser.add_argument("--zoo", action="store_true", help="also the test zoo's pairs (tests/diff_zoo.py)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    if args.zoo:
+        zoo()
     rows = []
     for pair in _pairs(args.pair):
         if not _paths(pair)[0].exists():

@@ -25,6 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("html", "md", "json"),
                    help="default: from OUT's extension (.html, .md, .json), else html")
     p.add_argument("--diff", metavar="OTHER", help="add the diff with OTHER (the traced or scripted variant)")
+    p.add_argument("--verify", action="store_true",
+                   help="with --diff: run both archives on generated inputs and give each finding a verdict")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--no-ir", action="store_true",
                    help="never load the archive with torch: no IR section, operators from code/")
@@ -52,6 +54,10 @@ def run_report(args: argparse.Namespace) -> int:
     options = IROptions(enabled=not args.no_ir, trust=args.trust, libraries=args.library, timeout=args.timeout,
                         memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None)
     report = build_report(args.file, options, args.diff, Limits(tensors=args.max_tensors))
+    if args.verify and report.diff is not None:
+        from tsinspect.verify.run import verify
+
+        verify(report.diff, trust=args.trust)
     text = render(report, fmt)
     if args.output == "-":
         sys.stdout.write(text)

@@ -15,6 +15,7 @@ TRACE_KINDS = ("dropped_branch", "per_iteration_branch", "unrolled_loop", "baked
 # did not see (None for an argument traced with a value, a method the trace lacks), a difference only in
 # another mode (training, grad)
 SEVERITIES = ("silent", "raises", "mode")
+VERDICTS = ("confirmed", "not reproduced", "not tested")  # ``diff --verify``, Finding.verdict["verdict"]
 SEVERITY_TEXT = {"silent": "silent wrong result", "raises": "raises on other inputs", "mode": "other mode only"}
 _PACKAGE_DIRS = ("site-packages", "dist-packages")
 
@@ -135,6 +136,20 @@ class DiffResult:
             if f.origin != "user":
                 out[f.package or "?"] = out.get(f.package or "?", 0) + 1
         return out
+
+    def verification_lines(self) -> tuple[list[str], list[str]]:
+        """``--verify``: (how the archives were run, with the verdict counts; the divergences no finding
+        explains). Both empty when not verified."""
+        v = self.verification
+        if not v:
+            return [], []
+        if v.get("status") != "ran":
+            return [f"verify: not run: {v.get('message') or ''}"], []
+        verdicts = [f.verdict.get("verdict") for f in self.findings if f.verdict]
+        counts = ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k))
+        head = [f"verify: {v.get('message') or ''}" + (f"; {counts}" if counts else "")]
+        head += [f"verify: {line}" for line in ([v["note"]] if v.get("note") else []) + list(v.get("skipped") or [])[:5]]
+        return head, [f"verify: {line}" for line in v.get("unexplained") or []]
 
     def accepts_line(self) -> str | None:
         """Says once which arguments the traced forward accepts (checks on the others are no findings)."""

@@ -77,19 +77,10 @@ def _finding(f: Finding, style: StyleFn) -> Iterator[str]:
 
 def _verification(result: DiffResult, style: StyleFn) -> Iterator[str]:
     """``--verify``: how the archives were run, and the divergences no finding explains."""
-    v = result.verification
-    if not v:
-        return
-    if v.get("status") != "ran":
-        yield style(f"verify: not run: {printable(v.get('message') or '')}", "yellow")
-        return
-    verdicts = [f.verdict.get("verdict") for f in result.findings if f.verdict]
-    counts = ", ".join(f"{verdicts.count(k)} {k}" for k in _VERDICT_STYLE if verdicts.count(k))
-    yield style(f"verify: {printable(v.get('message') or '')}" + (f"; {counts}" if counts else ""), "dim")
-    for line in ([v["note"]] if v.get("note") else []) + list(v.get("skipped") or [])[:5]:
-        yield style(f"verify: {printable(line)}", "dim")
-    for line in v.get("unexplained") or []:
-        yield style(f"verify: {printable(line)}", "yellow", "bold")
+    head, unexplained = result.verification_lines()
+    ran = (result.verification or {}).get("status") == "ran"
+    yield from (style(printable(line), "dim" if ran else "yellow") for line in head)
+    yield from (style(printable(line), "yellow", "bold") for line in unexplained)
 
 
 def _structural(result: DiffResult, style: StyleFn) -> Iterator[str]:
