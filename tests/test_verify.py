@@ -169,3 +169,29 @@ def test_an_archive_torch_cannot_load_keeps_the_static_result(zoo, tmp_path):
     assert "tsinspect_nowhere" in result.verification["message"]
     assert [f.kind for f in result.findings] == ["dropped_branch"]
     assert result.findings[0].verdict["verdict"] == "not tested"
+
+
+def test_the_tui_verifies_in_a_worker_and_shows_a_verdict_per_finding(zoo):
+    from tui_driver import run, started, text_of, until
+
+    traced, scripted = zoo["RuntimeLoop"]
+
+    async def body():
+        async with started(traced, other=str(scripted), diff_ir="never") as (app, pilot):
+            view = app.query_one("DiffView")
+            await until(app, pilot, lambda: view.state == "loaded", "the diff")
+            tree = app.query_one("#diff-findings")
+            first = tree.cursor_line
+            await pilot.press("v")
+            assert view.verifying and "verifying: " in text_of(app, "#diff-status")
+            await pilot.press("down")  # the worker runs in a thread; the UI keeps answering
+            assert view.verifying and tree.cursor_line == first + 1
+            await until(app, pilot, lambda: not view.verifying, "the verification")
+            assert all(f.verdict and f.verdict["verdict"] == "confirmed" for f in view.findings)
+            assert "verify: " in text_of(app, "#diff-status")
+            assert "confirmed" in text_of(app, "#diff-detail")
+            labels = [leaf.label.plain for group in app.query_one("#diff-findings").root.children
+                      for leaf in group.children]
+            assert labels and all(label.endswith("confirmed") for label in labels)
+
+    run(body())
