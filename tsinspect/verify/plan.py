@@ -102,7 +102,9 @@ def finding_keys(finding, arg_names: list[str], ranks: list[int] | None = None) 
     if _DIM.search(text):
         keys.add("unbatched")
     if finding.kind == "dropped_branch" and not keys:
-        keys |= {"values", "shape:*"}  # a test on values, or on a number computed from sizes (``t < 8``)
+        # a test on something computed: from values, from sizes (``t < 8``) or from the mode (``dropout_p > 0``
+        # where ``dropout_p = 0.0`` unless training)
+        keys |= {"values", "shape:*", "train", "grad"}
     if finding.kind == "baked_constant" and not dims and not _SHAPE_WORDS.search(text):
         keys.add("values")  # a folded Python number may come from values (float(x.sum()))
     return keys
