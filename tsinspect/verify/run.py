@@ -32,6 +32,7 @@ from tsinspect.diff.model import DiffResult, Finding
 from tsinspect.ir.metacopy import write_full_copy
 from tsinspect.ir.run import GIB, run_confined_child
 from tsinspect.safety.codescan import scan_archive
+from tsinspect.verify.child import SCHEMA
 from tsinspect.verify.plan import MAX_VARIANTS, Plan, build_plan, example_inputs, finding_keys, matches
 
 DEFAULT_TIMEOUT = 120.0
@@ -82,8 +83,8 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
         return _not_run(result, "failed", error.message)
     try:
         doc = json.loads(stdout)
-        if not isinstance(doc, dict) or doc.get("schema") != "tsinspect.verify/1":
-            raise ValueError("not a tsinspect.verify/1 document")
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document")
     except (ValueError, RecursionError) as exc:
         return _not_run(result, "failed", f"the verification child wrote unreadable output ({exc})")
     progress("verdicts")
@@ -136,10 +137,13 @@ def _judge(result: DiffResult, plan: Plan, doc: dict) -> None:
                    for v in variants if v["outcome"] == "differs" and not v["explains"]]
     note = None if reference else ("no value distribution gave the same outputs on the example shapes: the "
                                    "other variants use positive values, and only raises and shape changes count there")
+    sandbox = doc.get("sandbox") or {}
+    confined = ("in a sandboxed child" if sandbox.get("state") == "on" else
+                f"in a child, sandbox {sandbox.get('state', '?')}: {sandbox.get('reason') or 'unknown'}")
     result.verification = {
         "status": "ran", "message": f"{sum(v['outcome'] != 'skipped' for v in variants)} input variants run on "
-                                    f"both archives in a sandboxed child (inputs from {plan.source})",
-        "reference_values": reference, "note": note, "sandbox": doc.get("sandbox"),
+                                    f"both archives {confined} (inputs from {plan.source})",
+        "reference_values": reference, "note": note, "sandbox": sandbox,
         "torch_version": doc.get("torch_version"), "variants": variants, "unexplained": unexplained,
         "skipped": list(plan.skipped) + [f"{v['label']}: {v['why']}" for v in variants if v["outcome"] == "skipped"],
         "child_seconds": doc.get("seconds")}
