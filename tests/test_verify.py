@@ -4,7 +4,7 @@ the safety gate before any child, and archives torch cannot load keeping the sta
 from __future__ import annotations
 
 import json
-import os
+import math
 import zipfile
 from pathlib import Path
 
@@ -89,6 +89,16 @@ def test_threshold_variants_come_from_the_condition(zoo):
     labels = [v.label for v in plan.variants]
     assert "x.size(0) = 3 (traced with 2)" in labels  # 2 is the threshold: one more takes the other side
     assert finding_keys(result.findings[0], ["x"], [2]) == {"shape:0:0"}
+
+
+def test_the_plan_is_bounded_and_says_what_it_left_out(zoo):
+    result = diff_archives(*map(str, zoo["RuntimeLoop"]), ir="never")
+    small = build_plan([Input("x", "float32", [3, 4])], result.findings, ["x"], "test", max_variants=5)
+    assert len(small.variants) == 5 and any("over the limit of 5 variants" in s for s in small.skipped)
+    full = build_plan([Input("x", "float32", [3, 4])], result.findings, ["x"], "test")
+    assert max(math.prod(v.inputs[0].shape) for v in full.variants) <= 4 * 12
+    huge = build_plan([Input("x", "float32", [1 << 20, 1 << 10])], result.findings, ["x"], "test")
+    assert not huge.variants and "over" in huge.skipped[0]
 
 
 def test_a_missing_method_is_not_tested_and_the_text_puts_confirmed_first(zoo, tmp_path):

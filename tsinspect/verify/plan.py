@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 MAX_VARIANTS = 24
 MAX_GROWTH = 4  # a variant's inputs hold at most this many times the example's elements
+MAX_ELEMENTS = 1 << 26  # example inputs larger than this (in elements, all inputs) are not run
 # uniform [0.5, 1.5), its negation, randn; the first two keep their sign whatever the shape, so a test on
 # the values' sign takes the same side in every variant drawn like the reference
 VALUE_KINDS = ("positive", "negative", "normal", "large")  # large: positive times 1000
@@ -125,6 +126,9 @@ def build_plan(base: list[Input], findings: list, arg_names: list[str], source: 
     ``max_variants``; what was left out goes to ``skipped``."""
     plan = Plan(base, source=source)
     if not base:
+        return plan
+    if _elements(base) > MAX_ELEMENTS:
+        plan.skipped.append(f"every variant: the example inputs hold {_elements(base)} elements, over {MAX_ELEMENTS}")
         return plan
     wanted: list[tuple[str, list[str], dict]] = []  # (label, keys, changes)
     for kind in VALUE_KINDS:

@@ -62,6 +62,8 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
             if not plan.base:
                 return _not_run(result, "not_run", "no example inputs: the traced archive has no usable "
                                                    "traced_inputs.pkl (traced by an older torch?)")
+            if not plan.variants:
+                return _not_run(result, "not_run", "; ".join(plan.skipped))
             with tempfile.TemporaryDirectory(prefix="tsinspect-verify-") as workdir:
                 work = Path(workdir)
                 copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/ only
