@@ -205,3 +205,23 @@ def test_the_tui_verifies_in_a_worker_and_shows_a_verdict_per_finding(zoo):
             assert labels and all(label.endswith("confirmed") for label in labels)
 
     run(body())
+
+
+def test_the_child_skips_a_variant_whose_inputs_torch_cannot_draw(zoo, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    traced, scripted = zoo["DataIf"]
+    shutil.copy(traced, tmp_path / "t.pt")
+    shutil.copy(scripted, tmp_path / "s.pt")
+    variant = {"keys": [], "values": "positive", "train": False, "grad": True}
+    plan = {"variants": [{**variant, "id": 0, "label": "q", "inputs": [{"name": "x", "dtype": "quint8", "shape": [2, 4]}]},
+                         {**variant, "id": 1, "label": "ok", "inputs": [{"name": "x", "dtype": "float32", "shape": [2, 4]}]}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    proc = subprocess.run([sys.executable, "-m", "tsinspect.verify.child", "--plan", str(tmp_path / "plan.json"),
+                           "--traced", str(tmp_path / "t.pt"), "--scripted", str(tmp_path / "s.pt")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    doc = json.loads(proc.stdout)
+    assert doc["error"] is None and [r["outcome"] for r in doc["results"]] == ["skipped", "same"]
+    assert "cannot build its inputs" in doc["results"][0]["why"]

@@ -23,6 +23,7 @@ import sys
 import time
 import warnings
 
+from tsinspect.ir.extract import classify_error  # imported before confine(): reads only what is on sys.path
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SCHEMA = "tsinspect.verify/1"
@@ -67,8 +68,6 @@ def run(args, doc: dict) -> None:
         plan = json.load(fh)
     import torch
 
-    from tsinspect.ir.extract import classify_error
-
     doc["torch_version"] = torch.__version__
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     try:  # plain interpretation: no profiling runs and re-optimization per new shape (seconds per variant
@@ -106,7 +105,10 @@ def run(args, doc: dict) -> None:
 
 
 def _run_variant(torch, models: dict, variant: dict, values: str) -> dict:
-    inputs = _make_inputs(torch, variant, values)
+    try:
+        inputs = _make_inputs(torch, variant, values)
+    except Exception as exc:  # noqa: BLE001 - a dtype torch cannot draw (quantized, ...): this variant only
+        return {"outcome": "skipped", "why": f"cannot build its inputs: {type(exc).__name__}: {_first_line(exc)}"}
     outputs, raised = {}, {}
     for side, model in models.items():
         args = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
