@@ -15,6 +15,7 @@ TRACE_KINDS = ("dropped_branch", "per_iteration_branch", "unrolled_loop", "baked
 # did not see (None for an argument traced with a value, a method the trace lacks), a difference only in
 # another mode (training, grad)
 SEVERITIES = ("silent", "raises", "mode")
+VERDICTS = ("confirmed", "not reproduced", "not tested")  # ``diff --verify``, Finding.verdict["verdict"]
 SEVERITY_TEXT = {"silent": "silent wrong result", "raises": "raises on other inputs", "mode": "other mode only"}
 _PACKAGE_DIRS = ("site-packages", "dist-packages")
 
@@ -60,6 +61,7 @@ class Finding:
     traced_total: int = 0  # how many there are (``traced`` holds the first ones only)
     severity: str = "silent"  # one of SEVERITIES
     fix: str = ""  # one line on how to fix it
+    verdict: dict | None = None  # set by ``diff --verify`` (tsinspect.verify.run): verdict, text, ...
 
     @property
     def origin(self) -> str:
@@ -80,7 +82,8 @@ class Finding:
                 "origin": self.origin, "package": self.package, "severity": self.severity, "fix": self.fix,
                 "message": self.message, "code": self.code, "details": self.details,
                 "excerpt": [{"line": n, "text": t, "mark": m or None} for n, t, m in self.excerpt],
-                "traced": [t.to_json() for t in self.traced], "traced_total": self.traced_total}
+                "traced": [t.to_json() for t in self.traced], "traced_total": self.traced_total,
+                **({"verdict": self.verdict} if self.verdict is not None else {})}
 
 
 @dataclass
@@ -99,6 +102,7 @@ class DiffResult:
     notes: list[str] = field(default_factory=list)
     # trace_vs_script: per method of the traced root, the arguments it accepts and the scripted one's
     accepts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    verification: dict | None = None  # set by ``diff --verify`` (tsinspect.verify.run; docs/diff.md)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "mode": self.mode, "a": printable(self.a), "b": printable(self.b),
@@ -107,7 +111,8 @@ class DiffResult:
                 "kinds": self.kinds, "analysis": self.analysis, "analysis_note": self.analysis_note,
                 "same_model": self.same_model, "same_model_reason": self.same_model_reason,
                 "accepts": self.accepts, "findings": [f.to_json() for f in self.findings],
-                "notes": list(self.notes), "counts": self.counts(), "library": self.library_counts()}
+                "notes": list(self.notes), "counts": self.counts(), "library": self.library_counts(),
+                **({"verification": self.verification} if self.verification is not None else {})}
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -131,6 +136,20 @@ class DiffResult:
             if f.origin != "user":
                 out[f.package or "?"] = out.get(f.package or "?", 0) + 1
         return out
+
+    def verification_lines(self) -> tuple[list[str], list[str]]:
+        """``--verify``: (how the archives were run, with the verdict counts; the divergences no finding
+        explains). Both empty when not verified."""
+        v = self.verification
+        if not v:
+            return [], []
+        if v.get("status") != "ran":
+            return [f"verify: not run: {v.get('message') or ''}"], []
+        verdicts = [f.verdict.get("verdict") for f in self.findings if f.verdict]
+        counts = ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k))
+        head = [f"verify: {v.get('message') or ''}" + (f"; {counts}" if counts else "")]
+        head += [f"verify: {line}" for line in ([v["note"]] if v.get("note") else []) + list(v.get("skipped") or [])[:5]]
+        return head, [f"verify: {line}" for line in v.get("unexplained") or []]
 
     def accepts_line(self) -> str | None:
         """Says once which arguments the traced forward accepts (checks on the others are no findings)."""

@@ -15,6 +15,7 @@ StyleFn = Callable[..., str]
 _KIND_STYLE = {"dropped_branch": ("red", "bold"), "per_iteration_branch": ("yellow", "bold"),
                "unrolled_loop": ("yellow", "bold"), "baked_constant": ("magenta", "bold"),
                "missing_method": ("red", "bold")}
+_VERDICT_STYLE = {"confirmed": "red", "not reproduced": "green", "not tested": "yellow"}
 
 
 def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterator[str]:
@@ -36,6 +37,7 @@ def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterat
     yield style(f"analysis: {result.analysis_note or result.analysis}", "dim")
     for note in result.notes:
         yield style(f"note: {printable(note)}", "dim")
+    yield from _verification(result, style)
     if not result.findings:
         yield style("no differences: the trace keeps every branch and loop the script has", "green")
         return
@@ -78,6 +80,17 @@ def _finding(f: Finding, style: StyleFn) -> Iterator[str]:
         yield style(body, colour) if mark else body
     if f.fix:
         yield f"    {style('fix:', 'bold')} {printable(f.fix)}"
+    if f.verdict:
+        colour = _VERDICT_STYLE.get(f.verdict.get("verdict"), "dim")
+        yield f"    {style(str(f.verdict.get('verdict')) + ':', 'bold', colour)} {printable(f.verdict.get('text') or '')}"
+
+
+def _verification(result: DiffResult, style: StyleFn) -> Iterator[str]:
+    """``--verify``: how the archives were run, and the divergences no finding explains."""
+    head, unexplained = result.verification_lines()
+    ran = (result.verification or {}).get("status") == "ran"
+    yield from (style(printable(line), "dim" if ran else "yellow") for line in head)
+    yield from (style(printable(line), "yellow", "bold") for line in unexplained)
 
 
 def _structural(result: DiffResult, style: StyleFn) -> Iterator[str]:

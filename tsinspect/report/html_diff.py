@@ -19,6 +19,9 @@ def diff_section(w) -> str:
         filterable=False))
     notes = common.diff_notes(d)
     out += [f'<p class="note">{e(note)}</p>' for note in notes]
+    head, unexplained = d.verification_lines()
+    out += [f'<p class="note">{e(line)}</p>' for line in head]
+    out += [f'<div class="box warn">{e(line)}</div>' for line in unexplained]
     if not d.findings:
         message = ("no differences: the trace keeps every branch and loop the script has"
                    if d.mode == "trace_vs_script" else "no differences")
@@ -52,6 +55,10 @@ def _finding(w, f, linkable: bool) -> str:
     table = (f'<div class="scroll excerpt"><table class="code mono"><tbody>{"".join(rows)}</tbody></table></div>'
              if rows else "")
     fix = f'<p class="note">fix: {e(f.fix)}</p>' if f.fix else ""
+    if f.verdict:
+        badge = {"confirmed": "bad", "not reproduced": "good"}.get(f.verdict.get("verdict"), "warn")
+        fix += (f'<p><span class="badge {badge}">{e(f.verdict.get("verdict", ""))}</span> '
+                f'{e(f.verdict.get("text", ""))}</p>')
     return (f'<details class="searchable"{w.anchor_attr(f)}><summary><span class="badge bad">{e(f.kind)}</span> '
             f'<span class="mono">{where}</span> <span class="note">{e(SEVERITY_TEXT.get(f.severity, f.severity))}'
             f'</span></summary><div style="padding:.5rem .75rem">'

@@ -17,6 +17,8 @@ def diff_section(d) -> str:
                                                        for path, kind in d.kinds.items()]))
     notes = common.diff_notes(d)
     out += [f"*{md(note)}*" for note in notes]
+    head, unexplained = d.verification_lines()
+    out += [f"*{md(line)}*" for line in head] + [f"**{md(line)}**" for line in unexplained]
     if not d.findings:
         out.append("**No differences**" + (": the trace keeps every branch and loop the script has."
                                            if d.mode == "trace_vs_script" else "."))
@@ -43,4 +45,6 @@ def diff_section(d) -> str:
                 out.append(fence(printable(body, keep_lines=True), "diff"))
             if f.fix:
                 out.append(f"Fix: {md(f.fix)}")
+            if f.verdict:
+                out.append(f"**{md(f.verdict.get('verdict', ''))}**: {md(f.verdict.get('text', ''))}")
     return "\n\n".join(out)
