@@ -122,6 +122,18 @@ def test_a_socket_opened_at_load_connects_nowhere(base, tmp_path):
         conn.close()
 
 
+@needs_sandbox
+def test_a_flood_on_stdout_at_load_is_cut_off(base, tmp_path):
+    """Load-time code writing 300 MiB to every descriptor it may hold (the child's JSON goes to a duplicate of
+    its stdout): each write stops at the 256 MiB file-size limit, and the parent reports a failed load
+    instead of reading the flood into memory."""
+    code = ("import os\nfor fd in range(1, 10):\n  try:\n    for _ in range(300): os.write(fd, b'x' * (1 << 20))\n"
+            "  except OSError: pass")
+    evil = opaque_payload_archive(base, tmp_path / "flood.pt", code)
+    doc = graph_doc(evil, GATE_OFF)
+    assert doc["load"] == "failed" and doc["error"]["kind"] == "crashed"  # exit status 120: stdout past its limit
+
+
 # the judge's corpus of archives whose payload torch.jit.load itself runs (tests/evil_code_cases.py, checked
 # against torch by tests/test_judge_code.py): with the gate skipped, none may act inside the sandbox
 try:
