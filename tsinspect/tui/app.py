@@ -1,12 +1,14 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child), and
-``compare`` (the diff of the browsed archive with a second one). They post messages; the handlers here own
-every state change. Views call ``show_code``/``show_node`` to jump.
+Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child; the IR is
+decoded and indexed in the worker, with the garbage collector paused), ``compare`` (the diff of the
+browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
+state change. Views call ``show_code``/``show_node`` to jump.
 
-Started with a second archive (``tsinspect diff A B --tui``) the app opens on the diff view and runs the
-diff first, then browses the scripted archive of the two (the diff layer says which is which; the first
-one given when the diff fails or both are of one kind).
+Started with a second archive (``tsinspect diff A B --tui``) the app opens on the diff view at once and
+runs the diff; meanwhile ``pick_browsed`` reads both archives (torch-free) to tell the scripted one, which
+the app browses (the first one given when both are of one kind). The diff's own extraction of that
+archive then serves the IR view: torch loads each archive once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tsinspect.archive.text import printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
 from tsinspect.tui.help import HelpScreen
-from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, DiffReady, IRFailed, IRLoaded
+from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRLoaded, SearchDone
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
 from tsinspect.tui.views.ir import IRView
@@ -39,11 +41,13 @@ class InspectorApp(App):
     TITLE = "tsinspect"
     COMMANDS = App.COMMANDS | {JumpProvider}
     BINDINGS = [
-        Binding("a", "view('archive')", "Archive", tooltip="Records grouped by kind", id="view-archive"),
-        Binding("m", "view('modules')", "Modules", tooltip="The module hierarchy", id="view-modules"),
-        Binding("g", "view('ir')", "IR", tooltip="Methods, graphs and nodes", id="view-ir"),
-        Binding("s", "view('safety')", "Safety", tooltip="Problems and the static scan", id="view-safety"),
-        # the tab says [d]; kept out of the footer so that F1 and q still show on an 80-column terminal
+        # the view keys are on the tabs ("Archive [a]"); the footer keeps its room for the focused pane's keys,
+        # so that F1 and q still show on an 80-column terminal
+        Binding("a", "view('archive')", "Archive", show=False, tooltip="Records grouped by kind", id="view-archive"),
+        Binding("m", "view('modules')", "Modules", show=False, tooltip="The module hierarchy", id="view-modules"),
+        Binding("g", "view('ir')", "IR", show=False, tooltip="Methods, graphs and nodes", id="view-ir"),
+        Binding("s", "view('safety')", "Safety", show=False, tooltip="Problems and the static scan",
+                id="view-safety"),
         Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
                 id="view-diff"),
         Binding("slash", "search", "Search", tooltip="Find in the current view", id="search"),
@@ -61,7 +65,9 @@ class InspectorApp(App):
         self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
         self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
         self.diff_pair: tuple[str, str] | None = None  # (a, b) of the comparison running or shown
-        self.browse_after_diff = other is not None  # the first diff decides which archive is browsed
+        self.diff_extractions: dict = {}  # path -> Extraction of all modules, not inlined, made by the diff
+        self.ir_after_diff = False
+        self.ir_trust = trust  # the IR shown was loaded with --trust or after the user confirmed
         self.loaded = None  # tsinspect.tui.state.Loaded once the archive is read
         self.extraction = None  # tsinspect.ir.run.Extraction once the child answered
         self.matches: list = []
@@ -91,8 +97,16 @@ class InspectorApp(App):
     def on_mount(self) -> None:
         if self.other:
             self.start_diff(self.path, self.other)
+            self.pick_browsed(self.path, self.other)
         else:
             self.load_archive()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Long work shows its elapsed time."""
+        for view in (self.query_one(IRView), self.query_one(DiffView)):
+            if view.state == "loading":
+                view.tick()
 
     # ----- loading
 
@@ -108,6 +122,29 @@ class InspectorApp(App):
         except Exception as exc:  # keep the UI up and say what happened
             self.post_message(ArchiveFailed(f"internal error ({type(exc).__name__}: {exc})"))
 
+    @work(thread=True, group="pick", exit_on_error=False)
+    def pick_browsed(self, a: str, b: str) -> None:
+        """The scripted archive of the two, as the diff will tell (its torch-free part, read twice: cheap)."""
+        from tsinspect.diff.kinds import SCRIPTED, TRACED
+        from tsinspect.diff.run import load_side
+
+        path = a
+        try:
+            kind_a, kind_b = load_side(a).kind.kind, load_side(b).kind.kind
+            if {kind_a, kind_b} != {kind_a} and (kind_b == SCRIPTED or kind_a == TRACED):
+                path = b
+        except Exception:  # the diff says what is wrong; browse the first one given
+            pass
+        self.post_message(Browse(path))
+
+    @on(Browse)
+    def _browse(self, message: Browse) -> None:
+        self.path = message.path
+        self.load_archive()
+        if self.diff is not None:  # the diff was quicker: its header names the archive browsed
+            self.query_one(DiffView).show_header(self.path)
+        self.update_status()
+
     @on(ArchiveLoaded)
     def _archive_loaded(self, message: ArchiveLoaded) -> None:
         self.loaded = message.state
@@ -118,7 +155,14 @@ class InspectorApp(App):
         else:
             self.query_one("#records").focus()
         if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE):
-            self.load_ir(self.trust)
+            if self.path in self.diff_extractions:
+                self.ir_from_diff()
+            elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
+                  and self.diff_ir != "never"):
+                self.ir_after_diff = True  # the diff is extracting this archive already
+                self.query_one(IRView).show_loading(self.trust, "the diff is extracting it")
+            else:
+                self.load_ir(self.trust)
         self.update_status()
 
     @on(ArchiveFailed)
@@ -128,28 +172,35 @@ class InspectorApp(App):
         self.update_status(message.message)
 
     @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
-    def load_ir(self, trust: bool) -> None:
+    def load_ir(self, trust: bool, inline: bool = False) -> None:
+        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
+        from tsinspect.tui.defuse import index_graphs
+        from tsinspect.tui.state import paused_gc
 
         try:
-            with open_archive(self.path) as archive:  # its own file handle: the UI keeps reading the other
-                extraction = extract_ir(archive, Options(inline=True, trust=trust))
-            extraction.ir  # build the dataclasses here, off the event loop
-            self.post_message(IRLoaded(extraction))
+            with paused_gc():
+                with open_archive(self.path) as archive:  # its own file handle: the UI keeps reading the other
+                    extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+                index = index_graphs(extraction.ir)  # decode and index here, off the event loop
+            self.post_message(IRLoaded(extraction, index))
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
-    def request_ir(self, trust: bool) -> None:
-        self.extraction = None
-        self.query_one(IRView).show_loading(trust)
-        self.load_ir(trust)
+    def request_ir(self, trust: bool, inline: bool = False) -> None:
+        self.extraction, self.ir_trust = None, trust
+        self.query_one(IRView).show_loading(trust, "fetching the inlined graphs" if inline else "")
+        self.load_ir(trust, inline)
         self.update_status()
 
     @on(IRLoaded)
     def _ir_loaded(self, message: IRLoaded) -> None:
         self.extraction = message.extraction
-        self.query_one(IRView).show_ir(message.extraction)
+        view = self.query_one(IRView)
+        view.show_ir(message.extraction, message.index)
+        if self.current_view() == "ir" and (self.focused is None or view not in self.focused.ancestors):
+            view.focus_main()  # g was pressed while the IR was extracting: the tree takes the focus
         self.update_status()
 
     @on(IRFailed)
@@ -169,10 +220,21 @@ class InspectorApp(App):
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
     def compare(self, a: str, b: str) -> None:
         from tsinspect.archive.problems import ArchiveError
+        from tsinspect.diff.irread import extract_path
         from tsinspect.diff.run import diff_archives
+        from tsinspect.tui.state import paused_gc
+
+        def extract(path, options):
+            """The diff's extractions; the one of a whole archive, not inlined, is what the IR view shows."""
+            extraction = extract_path(path, options)
+            if options.module is None and options.method is None and not options.inline:
+                self.diff_extractions[path] = extraction
+            return extraction
 
         try:
-            self.post_message(DiffReady(a, b, diff_archives(a, b, ir=self.diff_ir, trust=self.trust)))
+            with paused_gc():
+                result = diff_archives(a, b, ir=self.diff_ir, trust=self.trust, extract=extract)
+            self.post_message(DiffReady(a, b, result))
         except ArchiveError as exc:
             self.post_message(DiffReady(a, b, error=str(exc)))
         except OSError as exc:
@@ -186,11 +248,9 @@ class InspectorApp(App):
         if (message.a, message.b) != self.diff_pair:
             return  # an older comparison, replaced since
         view = self.query_one(DiffView)
-        if self.browse_after_diff:
-            self.browse_after_diff = False
-            if message.result is not None and message.result.scripted:
-                self.path = message.result.scripted
-            self.load_archive()
+        if self.ir_after_diff:
+            self.ir_after_diff = False
+            self.ir_from_diff()
         if message.result is None:
             view.show_error(message.a, message.b, message.error or "unknown error")
         else:
@@ -199,6 +259,18 @@ class InspectorApp(App):
             if self.current_view() == "diff":
                 view.focus_main()
         self.update_status()
+
+    @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
+    def ir_from_diff(self) -> None:
+        """The IR view's IR from the diff's extraction of the browsed archive (decoded there already); a
+        child of its own when the diff had none (it failed, or the archive was the traced side)."""
+        from tsinspect.tui.defuse import index_graphs
+
+        extraction = self.diff_extractions.get(self.path)
+        if extraction is None:
+            self.call_from_thread(self.load_ir, self.trust)
+            return
+        self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
 
     def action_compare(self) -> None:
         if isinstance(self.screen, CompareScreen):
@@ -224,8 +296,8 @@ class InspectorApp(App):
 
     def update_status(self, error: str | None = None) -> None:
         parts: list = [("tsinspect ", "bold"), printable(Path(self.path).name)]
-        if self.loaded is None and not error and self.browse_after_diff and self.diff_pair:
-            parts.append(("  comparing first, to browse the scripted archive of the two...", render.DIM))
+        if self.loaded is None and not error and self.other:
+            parts.append(("  reading...", render.DIM))
         if error:
             parts.append(("  cannot open: " + printable(error), render.BAD))
         elif self.loaded is not None:
@@ -300,12 +372,22 @@ class InspectorApp(App):
         if not query or self.loaded is None:
             self.query_one(VIEWS[self.current_view()]).focus_main()
             return
-        self.match_view = self.current_view()
-        self.matches = self.query_one(VIEWS[self.match_view]).search(query)
-        self.match_index = 0
+        view = self.query_one(VIEWS[self.current_view()])
+        view.focus_main()
+        self.find(self.current_view(), view.search, query)
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    def find(self, view: str, search, query: str) -> None:
+        """Search off the event loop (``search``: the view's; it reads data, never widgets): a 50k-node graph
+        takes a noticeable moment."""
+        self.post_message(SearchDone(view, query, search(query)))
+
+    @on(SearchDone)
+    def _found(self, message: SearchDone) -> None:
+        self.match_view, self.matches, self.match_index = message.view, message.matches, 0
+        query = message.query
         if not self.matches:
             self.notify(f"nothing matches {query!r} in this view", severity="warning", markup=False)
-            self.query_one(VIEWS[self.match_view]).focus_main()
             return
         self.notify(f"{len(self.matches)} match(es) for {query!r}: n next, N previous", markup=False)
         self._go_to_match()

@@ -34,6 +34,16 @@ def plain(text: str, style: str = "") -> Text:
     return Text(printable(text), style=style, no_wrap=True, end="")
 
 
+def middle_cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle so both ends stay readable
+    (``__torch__/torch/nn/…/___torch_mangle_12.py``)."""
+    if len(text) <= width:
+        return text
+    width = max(width, 5)
+    tail = (width - 1) * 3 // 5
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
 def shape(dims: list[int]) -> str:
     return "[" + ", ".join(map(str, dims)) + "]"
 
@@ -97,8 +107,8 @@ def overview(loaded) -> Content:
 # ----- records
 
 
-def record_label(name: str, size: int) -> Text:
-    text = plain(name)
+def record_label(name: str, size: int, width: int = 1000) -> Text:
+    text = plain(middle_cut(name, width))
     text.append(f"  {human_bytes(size)}", style="dim")
     return text
 

@@ -38,13 +38,14 @@ GROUPS = (  # (title, record kinds)
 
 
 class RecordItem(Item):
-    def __init__(self, record: Record, strip: str = ""):
-        self.record, self.strip = record, strip
+    def __init__(self, record: Record, strip: str = "", width: int = 1000):
+        self.record, self.strip, self.width = record, strip, width
         self.key = ("record", record.name)
 
     def label(self) -> Text:
         name = self.record.name
-        return render.record_label(name[len(self.strip):] if name.startswith(self.strip) else name, self.record.size)
+        return render.record_label(name[len(self.strip):] if name.startswith(self.strip) else name, self.record.size,
+                                   self.width)
 
 
 class TensorItem(Item):
@@ -89,7 +90,8 @@ class Overview(Item):
         return self.groups
 
 
-def build_groups(summary) -> list[Group]:
+def build_groups(summary, width: int = 1000) -> list[Group]:
+    """The record groups; names longer than ``width`` are cut in the middle."""
     groups = []
     for title, kinds in GROUPS:
         records = [r for r in summary.records if r.kind in kinds or (title == "metadata" and not r.inside)]
@@ -97,7 +99,7 @@ def build_groups(summary) -> list[Group]:
             records = [r for r in records if r.kind != rk.DIRECTORY]
         if records:
             strip = {"code": "code/", "extra files": "extra/"}.get(title, "")
-            groups.append(Group(title, [RecordItem(r, strip) for r in records], sum(r.size for r in records)))
+            groups.append(Group(title, [RecordItem(r, strip, width) for r in records], sum(r.size for r in records)))
         if title == "pickles":  # tensors and constants come right after the pickles that describe them
             for name, tensors in (("tensors", summary.tensors), ("constants", summary.constants)):
                 if tensors:
@@ -231,8 +233,10 @@ class ArchiveView(Horizontal):
         self.query_one("#overview-body", Static).update(lines_error(message))
 
     def show_archive(self) -> None:
-        self.groups = build_groups(self.loaded.summary)
         tree = self.query_one("#records", LazyTree)
+        # the name's room in the tree: its width less the border, two levels of guides and the size
+        width = (tree.size.width or self.app.size.width * 2 // 5) - 2 - 8 - 11
+        self.groups = build_groups(self.loaded.summary, max(18, width))
         tree.show(Overview(self.groups), render.plain(self.loaded.summary.path.rsplit("/", 1)[-1], "bold"))
         if self.groups and self.groups[0].title == "code":
             self.run_worker(tree.reveal([self.groups[0].key], expand=True), group="tree-fill")
@@ -249,6 +253,12 @@ class ArchiveView(Horizontal):
         if self._jump is not None and item is not None and item.key == self._jump[0]:
             line, self._jump = self._jump[1], None
         self.open_item(item, line)
+
+    @on(Tree.NodeSelected, "#records")
+    def _selected(self, event: Tree.NodeSelected) -> None:
+        """enter on a tensor reads and shows its first values (on a group or record: expand, as in any tree)."""
+        if isinstance(event.node.data, TensorItem):
+            self.query_one(TensorView).action_preview()
 
     def open_item(self, item: Item | None, line: int | None = None) -> None:
         pane = self.query_one("#record-pane", ContentSwitcher)

@@ -158,6 +158,8 @@ class DiffView(Vertical):
         Binding("ctrl+o", "app.compare", "Compare", tooltip="Diff the browsed archive with another one"),
     ]
 
+    can_focus = True
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.result = None
@@ -220,7 +222,7 @@ class DiffView(Vertical):
 
     def show_result(self, result, browsed: str) -> None:
         self.state, self.result = "loaded", result
-        self.query_one("#diff-status", Static).update(header(result, browsed))
+        self.show_header(browsed)
         tree = self.query_one("#diff-findings", Tree)
         tree.clear()
         self.findings, self._leaves = list(result.findings), {}
@@ -237,6 +239,9 @@ class DiffView(Vertical):
         self.query_one("#diff-trace-pane").display = result.mode == "trace_vs_script"
         if self.findings:
             self.show_finding(0)
+
+    def show_header(self, browsed: str) -> None:
+        self.query_one("#diff-status", Static).update(header(self.result, browsed))
 
     @staticmethod
     def _label(finding) -> Text:
@@ -305,8 +310,12 @@ class DiffView(Vertical):
         pass
 
     def focus_main(self) -> None:
+        """The findings; the view itself while there are none (so the focus never stays in a hidden view, which
+        would switch the tabs back to it)."""
         if self.state == "loaded" and self.findings:
             self.query_one("#diff-findings", Tree).focus()
+        else:
+            self.focus()
 
     def search(self, query: str) -> list[int]:
         """Indices of the findings whose kind, method, file:line or message contains ``query``."""
