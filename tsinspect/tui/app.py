@@ -104,7 +104,7 @@ class InspectorApp(App):
 
     def _tick(self) -> None:
         """Long work shows its elapsed time."""
-        for view in (self.query_one(IRView), self.query_one(DiffView)):
+        for view in self.query("IRView, DiffView"):  # nothing while the app shuts down
             if view.state == "loading":
                 view.tick()
 

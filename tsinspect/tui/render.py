@@ -108,8 +108,10 @@ def overview(loaded) -> Content:
 
 
 def record_label(name: str, size: int, width: int = 1000) -> Text:
-    text = plain(middle_cut(name, width))
-    text.append(f"  {human_bytes(size)}", style="dim")
+    """``name  12.0 KiB`` in at most ``width`` cells, the name cut in the middle when needed."""
+    size_text = human_bytes(size)
+    text = plain(middle_cut(name, width - 2 - len(size_text)))
+    text.append(f"  {size_text}", style="dim")
     return text
 
 
@@ -122,8 +124,9 @@ def tensor_label(t: TensorInfo) -> Text:
 
 
 def tensor_cells(t: TensorInfo, kind: str) -> tuple[Text, ...]:
-    return (plain(t.name), Text(kind), Text(t.dtype), Text(shape(t.shape)),
-            Text(human_bytes(t.nbytes), justify="right"), plain(t.device), plain(t.record or "?"),
+    """A row of the tensor table: what tells tensors apart first (the size with its unit), the rest after."""
+    return (plain(middle_cut(t.name, 48)), Text(t.dtype), Text(shape(t.shape)),
+            Text(human_bytes(t.nbytes), justify="right"), Text(kind), plain(t.device), plain(t.record or "?"),
             plain(t.problem or "", "red"))
 
 

@@ -27,7 +27,7 @@ from tsinspect.tui.messages import RecordReady
 from tsinspect.tui.widgets.codeview import CodeView
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 
-MAX_OPS = 50_000
+MAX_OPS = 10_000  # rows of the opcode table (added at once: more would stall the screen)
 
 GROUPS = (  # (title, record kinds)
     ("code", (rk.CODE,)),
@@ -99,6 +99,8 @@ def build_groups(summary, width: int = 1000) -> list[Group]:
             records = [r for r in records if r.kind != rk.DIRECTORY]
         if records:
             strip = {"code": "code/", "extra files": "extra/"}.get(title, "")
+            if title == "code" and all(r.name.startswith("code/__torch__/") for r in records):
+                strip = "code/__torch__/"  # the names keep their room; the code pane's title has the full name
             groups.append(Group(title, [RecordItem(r, strip, width) for r in records], sum(r.size for r in records)))
         if title == "pickles":  # tensors and constants come right after the pickles that describe them
             for name, tensors in (("tensors", summary.tensors), ("constants", summary.constants)):
@@ -186,7 +188,7 @@ class TensorView(Vertical):
             (group.title, "bold"), (f"  {len(self.tensors)} tensors, {human_bytes(group.size)}", render.DIM)))
         table = self.query_one("#tensor-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("name", "kind", "dtype", "shape", "bytes", "device", "storage", "problem")
+        table.add_columns("name", "dtype", "shape", "bytes", "kind", "device", "storage", "problem")
         table.add_rows([render.tensor_cells(t, kinds.get(t.name, "constant")) for t in self.tensors])
         index = next((i for i, t in enumerate(self.tensors) if t.name == select), 0)
         table.move_cursor(row=index)
@@ -234,9 +236,9 @@ class ArchiveView(Horizontal):
 
     def show_archive(self) -> None:
         tree = self.query_one("#records", LazyTree)
-        # the name's room in the tree: its width less the border, two levels of guides and the size
-        width = (tree.size.width or self.app.size.width * 2 // 5) - 2 - 8 - 11
-        self.groups = build_groups(self.loaded.summary, max(18, width))
+        # a label's room in the tree: its width less the border, two levels of guides and the scroll bar
+        width = (tree.size.width or self.app.size.width * 2 // 5) - 2 - 8 - 2
+        self.groups = build_groups(self.loaded.summary, max(24, width))
         tree.show(Overview(self.groups), render.plain(self.loaded.summary.path.rsplit("/", 1)[-1], "bold"))
         if self.groups and self.groups[0].title == "code":
             self.run_worker(tree.reveal([self.groups[0].key], expand=True), group="tree-fill")

@@ -206,12 +206,21 @@ class DiffView(Vertical):
              "constants. From the shell: tsinspect diff A B --tui", render.DIM)))
 
     def show_loading(self, a: str, b: str) -> None:
-        self.state = "loading"
+        import time
+
+        self.state, self._loading = "loading", (a, b, time.monotonic())
         self._panes(False)
+        self.tick()
+
+    def tick(self) -> None:
+        """The running comparison, with its elapsed time (the app calls this every second)."""
+        import time
+
+        a, b, since = self._loading
         self.query_one("#diff-status", Static).update(Content.assemble(
-            (f"Comparing {basename(a)} with {basename(b)}...", "bold"),
+            (f"Comparing {basename(a)} with {basename(b)}...  {time.monotonic() - since:.0f} s", "bold"),
             ("\nReading both archives; the IR analysis loads each with torch in a child process when the safety "
-             "scan allows it (a few seconds).", render.DIM)))
+             "scan allows it (a few seconds). The other views fill in meanwhile.", render.DIM)))
 
     def show_error(self, a: str, b: str, message: str) -> None:
         self.state = "failed"

@@ -8,6 +8,7 @@ reason is shown in place with the ``ast`` view of code/ (methods and the ops the
 
 from __future__ import annotations
 
+import re
 
 from rich.text import Text
 from textual import on
@@ -187,6 +188,11 @@ class AstRoot(Item):
         return [AstMethodItem(m) for m in self.methods]
 
 
+def in_place(refusal: str) -> str:
+    """The gate's refusal without its advice to rerun with --trust: in the UI, trusting is one key here."""
+    return re.sub(r"[;,.]? *rerun with --trust[^;]*", "", refusal)
+
+
 class TrustScreen(ModalScreen[bool]):
     """Explicit confirmation before loading an archive the static scan found unsafe."""
 
@@ -199,7 +205,7 @@ class TrustScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="trust-dialog"):
             yield Static(Content.styled("Load this archive with torch anyway?", "bold"))
-            yield Static(Content(printable(self.refusal)))
+            yield Static(Content(printable(in_place(self.refusal))))
             yield Static(Content.styled(
                 "torch runs the archive's __setstate__ code while loading. tsinspect loads it in a child process "
                 "with an empty temporary working directory and resource limits, but absolute paths are not "
@@ -224,8 +230,12 @@ class IRView(Vertical):
     ]
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """The footer shows ``t`` only while the scan's refusal stands."""
-        return self.state == "refused" if action == "trust" else True
+        """The footer shows ``t`` only while the scan's refusal stands, ``i`` only with a graph to inline."""
+        if action == "trust":
+            return self.state == "refused"
+        if action == "toggle_inlined":
+            return self.state == "loaded"
+        return True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -320,7 +330,7 @@ class IRView(Vertical):
         else:
             self.state = "refused" if ir.load == "refused" else "failed"
             error = ir.error
-            parts: list = [(printable(error.message if error else "torch could not load the archive"),
+            parts: list = [(printable(in_place(error.message) if error else "torch could not load the archive"),
                             render.BAD if self.state == "refused" else render.WARN)]
             if self.state == "refused":
                 parts.append(("\nt: load it with torch anyway, after confirming. ", "bold"))
@@ -330,7 +340,6 @@ class IRView(Vertical):
                           render.DIM))
             self._set_status(Content.assemble(*parts))
             tree.show(AstRoot(ast_methods(extraction.index)))
-        self.refresh_bindings()
 
     def _loaded_status(self) -> Content:
         ir = self.extraction.ir
@@ -343,6 +352,7 @@ class IRView(Vertical):
 
     def _set_status(self, content: Content) -> None:
         self.query_one("#ir-status", Static).update(content)
+        self.refresh_bindings()  # the footer's i and t follow the state
 
     def focus_main(self) -> None:
         self.query_one("#ir-tree", LazyTree).focus()
