@@ -43,7 +43,7 @@ def test_code_record_shows_highlighted_code_with_original_lines():
     async def body():
         async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
             await press(app, pilot, "down")
-            assert cursor_label(app, "#records").startswith("__torch__/models.py")
+            assert cursor_label(app, "#records").startswith("models.py")  # code/__torch__/ is left out
             assert app.query_one("#record-pane").current == "code"
             code = text_of(app, "#code-body")
             assert f"models.py:{sample_line('if-cond')} │     if bool(torch.gt(torch.sum(h), 0)):" in code
@@ -436,7 +436,7 @@ def test_diff_tui_prints_the_report_when_not_on_a_terminal():
     assert proc.stderr.strip() == ("tsinspect: --tui needs a terminal (stdin and stdout); printing the report "
                                    "instead")
     missing = run_cli("diff", SAMPLES / "gate_traced.pt", "missing.pt", "--tui", check=2)
-    assert missing.stderr.startswith("tsinspect: error: missing.pt")
+    assert missing.stderr.startswith("tsinspect: error: ") and "missing.pt" in missing.stderr
 
 
 # ----- issue 12: the keyboard path, start-up errors, one torch load per archive
@@ -445,7 +445,7 @@ def test_diff_tui_prints_the_report_when_not_on_a_terminal():
 def test_one_tab_reaches_the_links_first_one_highlighted_and_enter_follows_it():
     async def body():
         async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
-            app.show_node(("", "forward", 13))  # %h0 = prim::If(%13)
+            app.show_node(app.query_one("IRView").search("prim::If")[0])  # %h0 = prim::If(%13)
             await settle(app, pilot)
             await press(app, pilot, "tab")
             links = app.query_one("#ir-links")

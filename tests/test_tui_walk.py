@@ -65,7 +65,7 @@ def hostile_extraction() -> Extraction:
     return Extraction(ir.to_json(), ScanResult(), CodeIndex())
 
 
-async def full_walk(app, pilot, other: str | None = None, ir_lines: int = 80) -> None:
+async def full_walk(app, pilot, other: str | None = None, ir_lines: int = 50) -> None:
     await walk_views(app, pilot)
     await step(app, pilot, "a")
     for _ in range(12):  # the record list, opening each record on the right
@@ -74,7 +74,7 @@ async def full_walk(app, pilot, other: str | None = None, ir_lines: int = 80) ->
     await step(app, pilot, "tab", "tab", "shift+tab", "shift+tab")
     view = app.query_one("IRView")
     if view.state == "loaded":
-        for module, lines in zip(view.extraction.ir.modules, (ir_lines, 20)):  # the root and its first child
+        for module, lines in zip(view.extraction.ir.modules, (ir_lines, 10)):  # the root and its first child
             if module.methods:
                 await walk_ir_method(app, pilot, (module.path, module.methods[0].name), lines)
         await step(app, pilot, "slash", *"aten", "enter", "n", "n", "N")
@@ -82,7 +82,7 @@ async def full_walk(app, pilot, other: str | None = None, ir_lines: int = 80) ->
         await until(app, pilot, lambda: view.state in ("loaded", "failed"), "the inlined graphs")
         first = view.extraction.ir.modules[0]
         if first.methods:
-            await walk_ir_method(app, pilot, (first.path, first.methods[0].name), 20)
+            await walk_ir_method(app, pilot, (first.path, first.methods[0].name), 10)
         await step(app, pilot, "i")
     elif view.state in ("failed", "refused"):
         await step(app, pilot, "g")
@@ -134,6 +134,6 @@ def test_walk_synthetic_graphs(extraction):
             app.query_one("IRView").show_ir(extraction())
             await step(app, pilot)
             await walk_ir_method(app, pilot, ("", app.query_one("IRView").extraction.ir.modules[0].methods[0].name),
-                                 300)
+                                 100)
             await step(app, pilot, "slash", *"v4", "enter", "n", "tab", "enter", "shift+tab")
     run(body())

@@ -237,8 +237,8 @@ class ArchiveView(Horizontal):
     def show_archive(self) -> None:
         tree = self.query_one("#records", LazyTree)
         # a label's room in the tree: its width less the border, two levels of guides and the scroll bar
-        width = (tree.size.width or self.app.size.width * 2 // 5) - 2 - 8 - 2
-        self.groups = build_groups(self.loaded.summary, max(24, width))
+        width = min(tree.size.width or 90, self.app.size.width * 2 // 5) - 2 - 8 - 1
+        self.groups = build_groups(self.loaded.summary, max(16, width))
         tree.show(Overview(self.groups), render.plain(self.loaded.summary.path.rsplit("/", 1)[-1], "bold"))
         if self.groups and self.groups[0].title == "code":
             self.run_worker(tree.reveal([self.groups[0].key], expand=True), group="tree-fill")
