@@ -100,6 +100,7 @@ class InspectorApp(App):
             self.pick_browsed(self.path, self.other)
         else:
             self.load_archive()
+            self.request_ir(self.trust)  # the torch child starts with the app, not after the archive is read
         self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
@@ -151,13 +152,14 @@ class InspectorApp(App):
     @on(ArchiveLoaded)
     def _archive_loaded(self, message: ArchiveLoaded) -> None:
         self.loaded = message.state
+        ir_asked = self.query_one(IRView).state != "waiting"  # the IR worker started with the app
         for view in VIEWS.values():
             self.query_one(view).show_archive()
         if self.current_view() == "diff":  # opened by diff --tui: the focus stays with the findings
             self.query_one(DiffView).focus_main()
         else:
             self.query_one("#records").focus()
-        if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE):
+        if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE) and not ir_asked:
             if self.path in self.diff_extractions:
                 self.ir_from_diff()
             elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
@@ -183,9 +185,14 @@ class InspectorApp(App):
         from tsinspect.tui.state import paused_gc
 
         try:
-            with paused_gc():
-                with open_archive(self.path) as archive:  # its own file handle: the UI keeps reading the other
-                    extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+            archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
+        except Exception:
+            return  # the archive worker says why it cannot be opened
+        try:
+            with archive, paused_gc():
+                if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
+                    return  # the archive view says what it is; the IR view says it has no IR
+                extraction = extract_ir(archive, Options(inline=inline, trust=trust))
                 index = index_graphs(extraction.ir)  # decode and index here, off the event loop
             self.post_message(IRLoaded(extraction, index))
         except Exception as exc:

@@ -276,14 +276,17 @@ class IRView(Vertical):
     def show_archive(self) -> None:
         summary = self.app.loaded.summary
         if summary.format in ("torchscript", "lite"):
-            self.show_loading(self.app.trust)
+            if self.state == "waiting":  # the extraction usually started with the app, and may be done
+                self.show_loading(self.app.trust)
         else:
             self.state = "none"
+            self.query_one("#ir-tree", LazyTree).loading = False
             self._set_status(Content.styled(f"A {summary.format} archive has no TorchScript code and no IR graphs.",
                                             render.DIM))
 
     def show_failure(self, message: str) -> None:
         self.state = "none"
+        self.query_one("#ir-tree", LazyTree).loading = False
         self._set_status(Content.styled(printable(message), render.BAD))
 
     def show_loading(self, trust: bool, what: str = "") -> None:
