@@ -180,7 +180,8 @@ async def walk_ir_method(app, pilot, target: tuple, limit: int) -> None:
             break
     await step(app, pilot, "up", "tab")
     links = app.query_one("#ir-links")
-    if app.focused is links:
+    assert app.focused is links, app.focused  # one tab from the tree
+    if any(links.targets):
         assert links.highlighted is not None and links.targets[links.highlighted] is not None, (
             links.highlighted, links.targets, [str(o.prompt) for o in links.options], tree.cursor_node.label)
         await step(app, pilot, "enter")

@@ -40,7 +40,6 @@ class LinkList(OptionList):
             more = len(links) - MAX_LINKS
             links = links[:MAX_LINKS] + [(Text(f"... {more} more links not listed", style="dim"), None)]
         self.targets = [target for _, target in links]
-        self.can_focus = any(target is not None for target in self.targets)  # tab skips an empty list
         self.clear_options()
         self.add_options([Option(label, disabled=target is None) for label, target in links])
         if self.has_focus:
