@@ -50,7 +50,9 @@ class InspectorApp(App):
                 id="view-safety"),
         Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
                 id="view-diff"),
-        Binding("slash", "search", "Search", tooltip="Find in the current view", id="search"),
+        # priority: handled as it arrives, so that a query typed fast right after "/" all lands in the field
+        # (a plain binding reaches the app only after the keys behind it were handed to the focused widget)
+        Binding("slash", "search", "Search", tooltip="Find in the current view", id="search", priority=True),
         Binding("n", "next_match(1)", "Next match", show=False, id="next-match"),
         Binding("N", "next_match(-1)", "Previous match", show=False, id="previous-match"),
         Binding("ctrl+o", "compare", "Compare", show=False, tooltip="Diff this archive with another one (its "
@@ -370,10 +372,18 @@ class InspectorApp(App):
 
     # ----- search
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """``/`` types a slash in a text field (the search itself, the compare dialog's path) and does nothing
+        over a dialog."""
+        if action == "search":
+            return self.screen is self.screen_stack[0] and not isinstance(self.focused, Input)
+        return True
+
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True
-        search.focus()
+        # at once, not after the keys already queued: "/prim" typed or pasted quickly must all reach the field
+        self.screen.set_focus(search)
 
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:

@@ -109,8 +109,8 @@ def overview(loaded) -> Content:
 
 def record_label(name: str, size: int, width: int = 1000) -> Text:
     """``name  12.0 KiB`` in at most ``width`` cells, the name cut in the middle when needed; in a narrow
-    tree (under 40 cells) the name alone: the record's pane says its size."""
-    size_text = human_bytes(size) if width >= 40 else ""
+    tree (under 30 cells) the name alone: the record's pane says its size."""
+    size_text = human_bytes(size) if width >= 30 else ""
     text = plain(middle_cut(name, width - (2 + len(size_text) if size_text else 0)))
     if size_text:
         text.append(f"  {size_text}", style="dim")
