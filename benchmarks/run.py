@@ -23,6 +23,11 @@ Wall times are the best of --repeat runs, memory the largest. Prints the Markdow
 docs/performance.md, writes benchmarks/out/results.json, and with matplotlib installed draws the scaling
 plot (--plot). Nothing here is asserted by the tests. --quick: 1 layer, small Transformer and deep model,
 one run (a smoke test of this script).
+
+--curves measures only the curves of issue 14, each command alternately with torch's (interleaved pairs, the
+median pair ratio, wall and CPU time), with bytecode caching on: graph and graph --inline on d_model 32
+encoders of 1.7k to 205k inlined nodes, info and graph on nn.Sequential archives of 1,000 to 10,000
+parameters, and the fixed cost against `import torch` alone (benchmarks/out/results-curves.json).
 """
 
 from __future__ import annotations
@@ -167,12 +172,12 @@ def inlined_nodes(path: Path) -> int:
                                     text=True, check=True).stdout)
     root = next(m["type"] for m in doc["modules"] if m["path"] == "")
     method = next(m for m in doc["types"][root]["methods"] if m["name"] == "forward")
-    stack, count = list(method["inlined"]["nodes"]), 0
+    stack, count = list(method["inlined"][2]), 0  # tsinspect.ir/2: GRAPH [inputs, outputs, nodes]
     while stack:
         node = stack.pop()
         count += 1
-        for block in node.get("blocks") or []:
-            stack.extend(block["nodes"])
+        for block in node[4] or []:  # NODE [kind, inputs, outputs, attributes, blocks, ...]
+            stack.extend(block[2])
     return count
 
 
@@ -312,6 +317,238 @@ def plot(results: dict, path: Path) -> bool:
     return True
 
 
+# ----- curves (issue 14): tsinspect against torch at sizes from 1k to 200k nodes and 1k to 10k parameters.
+# The two sides of a ratio are run alternately (a, b, a, b, ...), and the ratio of each pair is kept: on a shared
+# machine the load moves between pairs more than within one.
+
+CURVE_LAYERS = "1,7,35,70,140"  # d_model 32 encoders: 1.7k, 10k, 51k, 102k, 205k inlined nodes
+CURVE_PARAMS = "1000,2500,5000,10000"
+
+PARAMS = """
+import sys, warnings, torch
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(int(sys.argv[2]) // 2)]).eval()
+torch.jit.script(model).save(sys.argv[1])
+"""
+
+# Python writes no bytecode cache when PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it):
+# tsinspect's own modules are then compiled again by every command, torch's (installed with their cache) are
+# not. The curves measure what an installed tsinspect costs: caching on, after one warm-up run.
+CACHED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def build_params(n: int) -> Path:
+    """n parameters: a scripted nn.Sequential of n/2 Linear(2, 2) (code/ grows with n too)."""
+    return build(OUT / f"params_{n}.pt", PARAMS, n)
+
+
+def measure_cached(cmd: list[str]) -> dict:
+    out = subprocess.run([PY, str(HERE / "measure.py"), *cmd], capture_output=True, text=True, check=True,
+                         env=CACHED_ENV).stdout
+    run = json.loads(out)
+    if run["rc"] not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({run['rc']}): {run['stderr']}")
+    return run
+
+
+def interleaved(ours: list[str], theirs: list[str], repeat: int) -> dict:
+    """Both commands alternately, ``repeat`` times each: best times, largest memory, median of pair ratios."""
+    measure_cached(ours)  # warm-up: bytecode caches, the file in the page cache
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(measure_cached(ours))
+        b.append(measure_cached(theirs))
+    ratios = sorted(x["wall_s"] / y["wall_s"] for x, y in zip(a, b))
+    cpu = sorted(x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b))
+
+    def side(runs: list[dict]) -> dict:
+        return {"wall_s": min(r["wall_s"] for r in runs), "cpu_s": min(r["cpu_s"] for r in runs),
+                "peak_mib": max(r["peak_mib"] for r in runs)}
+
+    return {"ours": side(a), "theirs": side(b),
+            "time_x": round(ratios[len(ratios) // 2], 3), "time_x_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+            "cpu_x": round(cpu[len(cpu) // 2], 3), "cpu_x_range": [round(cpu[0], 3), round(cpu[-1], 3)],
+            "memory_x": round(max(r["peak_mib"] for r in a) / max(r["peak_mib"] for r in b), 3)}
+
+
+def child_timings(path: Path, *flags: str) -> dict:
+    """The extraction child's own wall-clock timings (import, load, walk) from the document's ``timings``."""
+    doc = json.loads(subprocess.run([*TSI, "graph", "--json", *flags, str(path)], capture_output=True, text=True,
+                                    check=True, env=CACHED_ENV).stdout)
+    return doc.get("timings", {})
+
+
+def curves(repeat: int, layers: str, params: str) -> dict:
+    load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                      f"torch {torch_version()}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "repeat": repeat, "load_before": load_before, "nodes": [], "params": []}
+    paths = [(n, build_deep(n)) for n in map(int, layers.split(","))]
+    smallest = paths[0][1]
+    out["fixed"] = interleaved([*TSI, "graph", "--json", str(smallest)], [PY, "-c", "import torch"], repeat)
+    out["fixed"]["child"] = child_timings(smallest)
+    print(f"  fixed cost: {out['fixed']}", file=sys.stderr)
+    for n, path in paths:
+        row = {"layers": n, "nodes": inlined_nodes(path), "size_mib": round(path.stat().st_size / 2**20, 2)}
+        row["graph"] = interleaved([*TSI, "graph", "--json", str(path)], torch_cmd(LOAD_GRAPH, path), repeat)
+        row["inline"] = interleaved([*TSI, "graph", "--inline", "--json", str(path)], torch_cmd(LOAD_INLINED, path),
+                                    repeat)
+        row["child"] = child_timings(path, "--inline")
+        print(f"  nodes {row['nodes']}: {row}", file=sys.stderr)
+        out["nodes"].append(row)
+    for n in map(int, params.split(",")):
+        path = build_params(n)
+        row = {"params": n, "size_mib": round(path.stat().st_size / 2**20, 2)}
+        row["info"] = interleaved([*TSI, "info", "--json", str(path)], torch_cmd(LOAD, path), repeat)
+        row["graph"] = interleaved([*TSI, "graph", "--json", str(path)], torch_cmd(LOAD_GRAPH, path), repeat)
+        print(f"  params {n}: {row}", file=sys.stderr)
+        out["params"].append(row)
+    out["load_after"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    return out
+
+
+def curve_tables(c: dict) -> str:
+    lines = []
+    say = lines.append
+    f = c["fixed"]
+    say(f"Machine: {c['machine']}; {c['date']}; load average before/after {c['load_before']} / {c['load_after']}; "
+        f"{c['repeat']} interleaved pairs per ratio (median pair ratio, range in brackets; best times).\n")
+    say(f"Fixed cost: `graph --json` on the smallest archive {f['ours']['wall_s']:.2f} s against `import torch` "
+        f"alone {f['theirs']['wall_s']:.2f} s ({f['time_x']:.2f}x; CPU {f['ours']['cpu_s']:.2f} s against "
+        f"{f['theirs']['cpu_s']:.2f} s, {f['cpu_x']:.2f}x); the child's own timings: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in f["child"].items()) + ".\n")
+    say("Each command: best wall time, best CPU time (user + system, the whole process tree), largest peak "
+        "memory. Ratios are ours / torch's: wall and CPU, median of the pairs [lowest-highest].\n")
+    say("| layers | inlined nodes | `graph --json` | load + print `.graph` | wall x | CPU x | memory x "
+        "| `graph --inline --json` | load + print `.inlined_graph` | wall x | CPU x | memory x "
+        "| child: import / load / walk |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in c["nodes"]:
+        g, i = r["graph"], r["inline"]
+        say(f"| {r['layers']} | {r['nodes']:,} | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
+            f"{rx(g, 'cpu')} | {g['memory_x']:.2f}x | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
+            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {r['child'].get('import', 0):.2f} / "
+            f"{r['child'].get('load', 0):.2f} / {r['child'].get('walk', 0):.2f} s |")
+    say("\n| parameters | size | `info --json` | `torch.jit.load` | wall x | CPU x | memory x | `graph --json` | "
+        "load + print `.graph` | wall x | CPU x |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in c["params"]:
+        i, g = r["info"], r["graph"]
+        say(f"| {r['params']:,} | {r['size_mib']:.1f} MiB | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
+            f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
+            f"{rx(g, 'cpu')} |")
+    return "\n".join(lines)
+
+
+def tcm(m: dict) -> str:
+    return f"{m['wall_s']:.2f} s (CPU {m['cpu_s']:.2f} s), {m['peak_mib']:.0f} MiB"
+
+
+def rx(pair: dict, what: str) -> str:
+    low, high = pair[f"{what}_x_range"]
+    return f"{pair[f'{what}_x']:.2f}x [{low:.2f}-{high:.2f}]"
+
+
+def plot_curves(c: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    nodes = [r["nodes"] for r in c["nodes"]]
+    for key, side, label, colour, style in (
+            ("graph", "ours", "tsinspect graph --json", "C1", "-"),
+            ("graph", "theirs", "load + print .graph", "C3", "--"),
+            ("inline", "ours", "tsinspect graph --inline --json", "C2", "-"),
+            ("inline", "theirs", "load + print .inlined_graph", "C5", "--")):
+        a.plot(nodes, [r[key][side]["cpu_s"] for r in c["nodes"]], style, marker="o", color=colour, label=label)
+    a.axhline(c["fixed"]["theirs"]["cpu_s"], color="C7", linestyle=":", label="import torch alone")
+    a.set(title="CPU time against inlined graph size (d_model 32 encoders)", xlabel="nodes in the inlined forward",
+          ylabel="CPU seconds (process tree, best of runs)")
+    params = [r["params"] for r in c["params"]]
+    for key, side, label, colour, style in (
+            ("info", "ours", "tsinspect info --json", "C0", "-"), ("info", "theirs", "torch.jit.load", "C3", "--"),
+            ("graph", "ours", "tsinspect graph --json", "C1", "-"),
+            ("graph", "theirs", "load + print .graph", "C5", "--")):
+        b.plot(params, [r[key][side]["cpu_s"] for r in c["params"]], style, marker="o", color=colour, label=label)
+    b.set(title="CPU time against parameters (nn.Sequential of Linear(2, 2))", xlabel="parameters",
+          ylabel="CPU seconds (process tree, best of runs)")
+    for axis in (a, b):
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
+    fig.suptitle(f"tsinspect against torch ({c['machine']}, {c['date']}, load {c['load_before']}; CPU time: wall time "
+                 "moved by 2-3x between runs at this load)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+# ----- the TUI's event loop (issue 14): a heartbeat task in the app's own loop wakes every 10 ms; how late it
+# wakes is how long the UI could not answer. Phases: the IR's arrival ("g" until loaded), the inline toggle
+# ("i"), moving down the tree, and one full garbage collection (what an automatic one would cost).
+
+HEARTBEAT = """
+import asyncio, gc, json, sys, time
+from tsinspect.tui.app import InspectorApp
+
+async def main(path):
+    app = InspectorApp(path)
+    late, phase = {}, ["first screen"]
+
+    async def beat():
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            late.setdefault(phase[0], []).append(now - last - 0.01)
+            last = now
+
+    async with app.run_test(size=(140, 40)) as pilot:
+        task = asyncio.get_running_loop().create_task(beat())
+        while app.loaded is None:
+            await pilot.pause(0.01)
+        phase[0] = "IR arrival"
+        await pilot.press("g")
+        view = app.query_one("IRView")
+        while view.state in ("waiting", "loading"):
+            await pilot.pause(0.01)
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        phase[0] = "inline toggle"
+        await pilot.press("i")
+        await pilot.pause(0.5)
+        phase[0] = "down x20"
+        for _ in range(20):
+            await pilot.press("down")
+        await pilot.pause(0.3)
+        phase[0] = "full collection"
+        started = time.perf_counter()
+        gc.collect()
+        collect = time.perf_counter() - started
+        await pilot.pause(0.1)
+        task.cancel()
+    print(json.dumps({"state": view.state, "max_stall_ms": {k: round(max(v) * 1000) for k, v in late.items()},
+                      "stalls_over_100ms": {k: sum(x > 0.1 for x in v) for k, v in late.items()},
+                      "full_collection_ms": round(collect * 1000), "gc_tracked": len(gc.get_objects())}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def heartbeat(path: Path) -> dict:
+    proc = subprocess.run([PY, "-c", HEARTBEAT, str(path)], capture_output=True, text=True, timeout=900,
+                          env=CACHED_ENV)
+    if proc.returncode:
+        raise SystemExit(f"heartbeat probe failed on {path}: {proc.stderr[-1000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", default="1,6,12,24", help="encoder sizes (d_model 1024), comma-separated")
@@ -321,7 +558,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 layer, small models, one run: a smoke test")
     parser.add_argument("--plot", type=Path, help="write the scaling plot here (needs matplotlib)")
     parser.add_argument("--build-only", action="store_true", help="build the archives and stop")
+    parser.add_argument("--curves", action="store_true",
+                        help="only the curves: graph from 1k to 200k nodes, info from 1k to 10k parameters")
+    parser.add_argument("--curve-layers", default=CURVE_LAYERS, help="layers of the d_model 32 encoders of the curve")
+    parser.add_argument("--curve-params", default=CURVE_PARAMS, help="parameter counts of the parameter curve")
+    parser.add_argument("--heartbeat", metavar="LAYERS",
+                        help="only the TUI's event-loop stalls on d_model 32 encoders of these layers (e.g. 35,140)")
     args = parser.parse_args()
+    if args.heartbeat:
+        for n in map(int, args.heartbeat.split(",")):
+            path = build_deep(n)
+            print(json.dumps({"layers": n, "nodes": inlined_nodes(path), "load": os.getloadavg()[0],
+                              **heartbeat(path)}))
+        return
+    if args.curves:
+        result = curves(args.repeat, args.curve_layers, args.curve_params)
+        (OUT / "results-curves.json").write_text(json.dumps(result, indent=1))
+        print(curve_tables(result))
+        if args.plot and plot_curves(result, args.plot):
+            print(f"\nplot written to {args.plot}", file=sys.stderr)
+        return
     if args.quick:
         args.layers, args.repeat, args.deep_layers, args.transformer_d = "1", 1, 2, 32
     sizes = [int(n) for n in args.layers.split(",")]

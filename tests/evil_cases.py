@@ -29,14 +29,16 @@ class Evil:
     build: Callable[[str], bytes]
     verdict: str = "unsafe"
     filename: str = "model.pt"
+    kinds: tuple[str, ...] = ("dangerous_global", "dangerous_call")  # unsafe findings scan must give
 
 
 EVIL: list[Evil] = []
 
 
-def evil(id: str, what: str, verdict: str = "unsafe", filename: str = "model.pt"):
+def evil(id: str, what: str, verdict: str = "unsafe", filename: str = "model.pt",
+         kinds: tuple[str, ...] = ("dangerous_global", "dangerous_call")):
     def register(fn: Callable[[str], bytes]) -> Callable[[str], bytes]:
-        EVIL.append(Evil(id, what, fn, verdict, filename))
+        EVIL.append(Evil(id, what, fn, verdict, filename, kinds))
         return fn
     return register
 
@@ -272,6 +274,183 @@ def _tar(marker: str) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+# ----- the zip torch reads (issue 11, classes 4 and 5): each is proven against torch by tests/test_torch_view.py
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How torch shows it reads the payload: ``loader`` runs in a child in a temp dir; ``records`` are names
+    whose bytes torch's own reader (``torch._C.PyTorchFileReader``) must give exactly as tsinspect's lookup
+    does; ``marker`` says whether the load creates the marker file; ``sentinel`` must be in the code torch compiled."""
+
+    loader: str  # "torch.load" (weights_only=False), "torch.jit.load", or "torch.jit.load+forward"
+    records: tuple[str, ...] = ("data.pkl",)
+    marker: bool = True
+    sentinel: str = ""
+
+
+PROOFS: dict[str, Proof] = {}
+
+
+def proven(proof: Proof):
+    def register(fn):
+        PROOFS[EVIL[-1].id] = proof
+        return fn
+    return register
+
+
+def _state_dict_members() -> list[Member]:
+    return sample_members("gate_state_dict.pt")
+
+
+def _shadowing_order(members: list[Member], extra: Member) -> list[Member]:
+    """``members`` with ``extra`` inserted where miniz's lookup finds it instead of its same-named twin, after
+    the twin if any such place exists (a benign copy first, as a reader going in order would take)."""
+    import tempfile
+    from tsinspect.archive.zipread import open_zip
+
+    twin = max(i for i, m in enumerate(members) if m.name.lower() == extra.name.lower())
+    for at in list(range(twin + 1, len(members) + 1)) + list(range(twin + 1)):
+        trial = members[:at] + [extra] + members[at:]
+        with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+            fh.write(build_zip(trial))
+            fh.flush()
+            with open_zip(fh.name) as z:
+                found = z.locate(extra.name)
+                if found is not None and found.raw_name == extra.name:
+                    return trial
+    raise AssertionError("no order makes torch read the extra member")
+
+
+@proven(Proof("torch.load"))
+@evil("case_variant_data_pkl", "a benign data.pkl and a payload DATA.PKL: torch matches names case-insensitively "
+      "and its lookup lands on DATA.PKL (torch.load(weights_only=False) runs it)")
+def _case_variant(marker: str) -> bytes:
+    members = _state_dict_members()
+    t = members[0].name.split(b"/", 1)[0] + b"/"
+    return build_zip(_shadowing_order(members, Member(t + b"DATA.PKL", os_system(marker))))
+
+
+@proven(Proof("torch.load"))
+@evil("protocol0_Data_Pkl_alone", "the only data pickle is named Data.Pkl and is protocol 0 (plain text, not "
+      "starting like a pickle): torch.load finds it for data.pkl and runs it")
+def _proto0_upper(marker: str) -> bytes:
+    members = _state_dict_members()
+    t = members[0].name.split(b"/", 1)[0] + b"/"
+    text = b"cos\nsystem\n(V" + shell(marker).encode() + b"\ntR."
+    return build_zip([replace(m, name=t + b"Data.Pkl", data=text) if m.name == t + b"data.pkl" else m
+                      for m in members])
+
+
+def _save_in_forward(marker: str) -> bytes:
+    code = member(scripted(), "code/__torch__/models.py").data.decode()
+    return code.replace("    proj = self.proj\n", f"    torch.save(x, {marker!r})\n    proj = self.proj\n").encode()
+
+
+@proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
+@evil("code_folder_upper_case", "code/__torch__/models.py replaced by CODE/__torch__/models.PY whose forward "
+      "writes a file: torch compiles it (case-insensitive lookup)", kinds=("file_io",))
+def _code_upper(marker: str) -> bytes:
+    members = scripted()
+    t = top()
+    old = t + b"code/__torch__/models.py"
+    return build_zip([replace(m, name=t + b"CODE/__torch__/models.PY",
+                              data=_save_in_forward(marker)) if m.name == old else m
+                      for m in members])
+
+
+@proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
+@evil("code_case_twin", "a benign code/__torch__/models.py and a code/__torch__/models.PY twin that writes a "
+      "file: torch's lookup lands on the twin", kinds=("file_io",))
+def _code_twin(marker: str) -> bytes:
+    members = scripted()
+    twin = Member(top() + b"code/__torch__/models.PY", _save_in_forward(marker))
+    return build_zip(_shadowing_order(members, twin))
+
+
+@proven(Proof("torch.jit.load+forward", records=("code/__torch__/models.py",), sentinel="torch.save"))
+@evil("top_folder_case_variant", "code/__torch__/models.py stored under GATE_SCRIPTED/ (the top folder in upper "
+      "case) with a forward that writes a file: torch's lookup ignores case in the folder too",
+      kinds=("file_io",))
+def _top_case(marker: str) -> bytes:
+    members = scripted()
+    t = top()
+    old = t + b"code/__torch__/models.py"
+    return build_zip([replace(m, name=t.upper() + b"code/__torch__/models.py", data=_save_in_forward(marker))
+                      if m.name == old else m for m in members])
+
+
+def _moved_directory(directory: bytes, shift: int) -> bytes:
+    """A central directory whose local header offsets all point ``shift`` bytes further on."""
+    out = bytearray(directory)
+    pos = 0
+    while pos < len(out):
+        off = struct.unpack_from("<I", out, pos + 42)[0]
+        struct.pack_into("<I", out, pos + 42, off + shift)
+        nlen, elen, clen = struct.unpack_from("<HHH", out, pos + 28)
+        pos += 46 + nlen + elen + clen
+    return bytes(out)
+
+
+def _two_directories(benign: list[Member], evil_members: list[Member]) -> bytes:
+    """Local entries of both lists, then the benign directory and an end record whose comment reaches the end
+    of the file exactly, then the evil directory and an end record whose comment length runs past the end."""
+    body = bytearray(build_zip(benign))
+    end = body.rfind(b"PK\x05\x06")
+    first = bytes(body[:end])  # benign locals + benign directory
+    cd_benign = struct.unpack_from("<I", body, end + 16)[0]
+    evil_zip = build_zip(evil_members)
+    evil_cd = struct.unpack_from("<I", evil_zip, evil_zip.rfind(b"PK\x05\x06") + 16)[0]
+    evil_locals, evil_dir = evil_zip[:evil_cd], evil_zip[evil_cd:evil_zip.rfind(b"PK\x05\x06")]
+    # evil locals go first (their offsets stay right), benign ones after them
+    out = bytearray(evil_locals)
+    shift = len(out)
+    benign_dir_at = shift + cd_benign
+    benign_dir = _moved_directory(first[cd_benign:], shift)  # the evil locals sit in front of the benign ones
+    out += first[:cd_benign]
+    out += benign_dir
+    n_benign = len(benign)
+    evil_dir_at = len(out) + 22
+    tail = evil_dir + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(evil_members), len(evil_members),
+                                  len(evil_dir), evil_dir_at, 500)
+    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n_benign, n_benign, len(benign_dir), benign_dir_at,
+                       len(tail))
+    out += tail
+    return bytes(out)
+
+
+@proven(Proof("torch.load"))
+@evil("two_end_records", "two directories: the last end record (its comment length runs past the end of the "
+      "file) names the payload data.pkl, an earlier one with a consistent comment names the benign one")
+def _two_ends(marker: str) -> bytes:
+    return _two_directories(_state_dict_members(), edit(_state_dict_members(), "data.pkl", data=os_system(marker)))
+
+
+@proven(Proof("torch.load"))
+@evil("zip64_locator_elsewhere", "a zip64 end record right before the locator names the benign directory; the "
+      "locator points at another one, naming the payload's (torch follows the locator)")
+def _zip64_moved(marker: str) -> bytes:
+    benign = bytearray(build_zip(_state_dict_members()))
+    benign_cd = struct.unpack_from("<I", benign, benign.rfind(b"PK\x05\x06") + 16)[0]
+    evil_zip = build_zip(edit(_state_dict_members(), "data.pkl", data=os_system(marker)))
+    evil_end = evil_zip.rfind(b"PK\x05\x06")
+    evil_cd = struct.unpack_from("<I", evil_zip, evil_end + 16)[0]
+    n = len(_state_dict_members())
+    # the evil zip's locals and directory first, then the benign locals (offsets moved) and directory
+    out = bytearray(evil_zip[:evil_end])
+    shift = len(out)
+    benign_dir = _moved_directory(benign[benign_cd:benign.rfind(b"PK\x05\x06")], shift)
+    out += benign[:benign_cd]
+    benign_dir_at = len(out)
+    out += benign_dir
+    evil_record_at = len(out)
+    out += struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, evil_end - evil_cd, evil_cd)
+    out += struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(benign_dir), benign_dir_at)
+    out += struct.pack("<4sIQI", b"PK\x06\x07", 0, evil_record_at, 1)
+    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return bytes(out)
 
 
 BY_ID = {e.id: e for e in EVIL}

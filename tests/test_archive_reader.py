@@ -189,3 +189,127 @@ def test_oldest_debug_info_layout_is_read():
     source_map = parse_source_map(records)
     origin = source_map.origin_at(9)
     assert (origin.file, origin.line, origin.text) == ("/src/old.py", 11, "return x + 1")
+
+
+# ----- the zip torch reads: lookup, end record, zip64, top folder (ground truth: torch's own reader)
+
+_TORCH_LOOKUP = r"""
+import json, sys
+import torch
+out = []
+for path, names in json.loads(sys.argv[1]):
+    reader = torch._C.PyTorchFileReader(path)
+    out.append([reader.get_record(n).decode() if reader.has_record(n) else None for n in names])
+print(json.dumps(out))
+"""
+
+
+def test_lookup_lands_where_torch_does_on_case_twins(tmp_path):
+    """Random archives full of names that differ only in case: for every name, the entry tsinspect's lookup
+    resolves is the one torch's reader returns (miniz's heap sort and binary search decide, not the order)."""
+    import json
+    import random
+    import subprocess
+    import sys
+
+    import hostile
+
+    rng = random.Random(11)
+    jobs, expected = [], []
+    for trial in range(25):
+        names = []
+        for _ in range(rng.randint(2, 40)):
+            base = rng.choice(["data.pkl", "code/a.py", "constants.pkl", f"x{rng.randint(0, 4)}", "bytecode.pkl"])
+            names.append("".join(c.upper() if rng.random() < 0.4 else c for c in base))
+        members = [hostile.Member(b"arch/" + n.encode(), f"#{i}".encode()) for i, n in enumerate(names)]
+        members.insert(rng.randint(0, len(members)), hostile.Member(b"arch/version", b"3"))
+        path = tmp_path / f"{trial}.pt"
+        path.write_bytes(hostile.build_zip(members))
+        queries = sorted({n.lower() for n in names}) + ["DATA.PKL", "absent"]
+        jobs.append((str(path), queries))
+        with open_archive(path) as archive:
+            expected.append([None if (r := archive.lookup(q)) is None else archive.read(r, 100).decode()
+                             for q in queries])
+    proc = subprocess.run([sys.executable, "-c", _TORCH_LOOKUP, json.dumps(jobs)], capture_output=True,
+                          text=True, timeout=300)
+    assert json.loads(proc.stdout) == expected, proc.stderr[-2000:]
+
+
+def test_shadowed_records_are_marked_and_views_show_torchs_pick(tmp_path):
+    import hostile
+
+    members = hostile.sample_members("gate_state_dict.pt")
+    top = hostile.top("gate_state_dict.pt")
+    path = tmp_path / "twin.pt"
+    path.write_bytes(hostile.build_zip(members + [hostile.Member(top + b"DATA.PKL", b"\x80\x02N.")]))
+    with open_archive(path) as archive:
+        chosen = archive.lookup("data.pkl")
+        assert archive.by_name["Data.Pkl"] is chosen and archive.find("DATA.PKL") is chosen
+        others = [r for r in archive.records if r.name.lower() == "data.pkl" and r is not chosen]
+        assert len(others) == 1 and others[0].shadowed_by is chosen and not others[0].torch_reads
+        assert [r.name for r in archive.torch_records()].count(chosen.name) == 1
+        assert {p.kind for p in archive.problems} >= {"case_shadowed_name"}
+        assert archive.pickle("data.pkl") is archive.pickle(chosen.name)  # one cache entry per entry read
+
+
+def test_entries_past_the_declared_count_are_not_torchs(tmp_path):
+    import hostile
+
+    members = hostile.sample_members("gate_state_dict.pt")
+    extra = hostile.Member(hostile.top("gate_state_dict.pt") + b"extra/past.txt", b"x")
+    path = tmp_path / "count.pt"
+    path.write_bytes(hostile.build_zip(members + [extra], count=len(members)))
+    with open_archive(path) as archive:
+        past = archive.records[-1]
+        assert past.hidden and not past.torch_reads and archive.lookup("extra/past.txt") is None
+        assert archive.zip.torch_error is None
+
+
+def test_end_record_and_zip64_as_torch_picks_them(tmp_path):
+    """The last end record even when its comment runs past the end; zip64 through the locator's offset."""
+    import evil_cases
+
+    for case_id, kind in (("two_end_records", "several_end_records"), ("zip64_locator_elsewhere",
+                                                                       "zip64_record_moved")):
+        path = tmp_path / f"{case_id}.pt"
+        path.write_bytes(evil_cases.BY_ID[case_id].build(str(tmp_path / "marker")))
+        with open_archive(path) as archive:
+            assert kind in {p.kind for p in archive.problems}
+            assert b"system" in archive.read(archive.lookup("data.pkl"), 1 << 20)  # the payload's directory
+
+
+def test_shared_tensors_are_shown_once_then_referenced(tmp_path):
+    """Issue 18 item 8: a tensor the memo hands out twice (an LSTM's _flat_weights) is one tensor, printed
+    once with an anchor and then as a reference, in text and in JSON."""
+    import json
+
+    import hostile
+    from helpers import run_cli
+
+    path = tmp_path / "shared.pt"
+    path.write_bytes(hostile.shared_deep_tensors(tensors=3, depth=2, refs=3))
+    text = run_cli("pickle", path).stdout
+    assert text.count("Tensor float32[4x4]") == 3, text
+    assert text.count("*1 (shown above)") == 2 and "&3" in text, text
+    value = json.loads(run_cli("pickle", path, "--json").stdout)["value"]
+    inner = value[0]
+    assert [item.get("$ref") for item in inner[3:]] == [1, 2, 3, 1, 2, 3]
+    assert all("$tensor" in item["value"] for item in inner[:3])
+
+
+def test_pickle_json_is_bounded_by_values_and_string_length():
+    """A long string the memo hands out many times is written once ($id, then $ref) and cut ($str); past
+    max_values the rest of the tree is one $truncated marker, and what is written is still JSON."""
+    import json
+    import pickle
+
+    from tsinspect.archive.pickles import walk
+    from tsinspect.archive.pickletree import MAX_JSON_STR, to_json
+
+    big = "s" * (MAX_JSON_STR * 3)
+    value = walk(pickle.dumps([big] * 50 + list(range(100)), protocol=2)).value
+    out = to_json(value)
+    assert out[0] == {"$id": 1, "value": {"$str": big[:MAX_JSON_STR], "length": len(big)}}
+    assert out[1:50] == [{"$ref": 1}] * 49 and len(json.dumps(out)) < 2 * MAX_JSON_STR
+    cut = to_json(value, max_values=20)
+    assert cut[-1] == {"$truncated": "output stopped after 20 values"} and json.dumps(cut)

@@ -112,7 +112,7 @@ def test_extract_chosen_members(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (("info", "no-such-file.pt"), "cannot open no-such-file.pt"),
     (("cat", str(SCRIPTED), "code/nope.py"), "code/nope.py: no such record"),
-    (("info", str(SAMPLES / "README.md")), "is not a PyTorch archive"),
+    (("info", str(SAMPLES / "README.md")), "is a text file, not a PyTorch archive"),
 ])
 def test_errors_are_one_line_and_exit_2(args, message):
     proc = run_cli(*args, check=2)

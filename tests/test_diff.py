@@ -212,8 +212,11 @@ def test_not_a_torchscript_archive(sample_archives):
 
 
 def test_structural_same_kind(sample_archives):
-    status, doc = diff_json(sample_archives["gate_scripted"], sample_archives["gate_extra"])
-    assert (status, doc["mode"], doc["findings"]) == (0, "structural", [])
+    status, doc = diff_json(sample_archives["gate_scripted"], sample_archives["gate_extra"], check=1)
+    # the same model; only the extra files differ, and the diff says so
+    assert (status, doc["mode"]) == (1, "structural")
+    assert [(f["kind"], f["message"].split(" ")[0]) for f in doc["findings"]] == [
+        ("extra_file_added", "extra/meta.json"), ("extra_file_added", "extra/notes/readme.txt")]
     status, doc = diff_json(sample_archives["gate_scripted"], sample_archives["plain_scripted"])
     assert status == 1 and doc["mode"] == "structural"
     kinds = {f["kind"] for f in doc["findings"]}

@@ -240,3 +240,25 @@ def test_pickle_walker_on_random_opcodes(ops: list[bytes], proto: bytes) -> None
         _exercise(proto + b"".join(ops) + b".")
     except PickleError:
         pass
+
+
+_NAME = st.text(alphabet="aAbB./_\xe9", min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(_NAME, min_size=1, max_size=30), queries=st.lists(_NAME, max_size=10))
+def test_lookup_finds_a_case_insensitive_match_exactly_when_one_exists(tmp_path, names, queries) -> None:
+    """Whatever the directory, ``locate`` answers with an entry equal to the name but for ASCII case when
+    there is one (which one is torch's business: test_archive_reader checks it against torch), else None;
+    non-ASCII letters are never folded (miniz lowers A-Z only)."""
+    path = tmp_path / "names.zip"
+    path.write_bytes(hostile.build_zip([hostile.Member(n.encode(), b"") for n in names]))
+    with open_zip(str(path)) as z:
+        for query in queries + names:
+            raw = query.encode()
+            found = z.locate(raw)
+            matches = [e for e in z.entries if e.raw_name.lower() == raw.lower()]
+            assert (found is None) == (not matches)
+            assert found is None or found in matches
+            assert len(z.candidates(raw)) == len(matches)

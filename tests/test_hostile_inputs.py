@@ -41,6 +41,7 @@ COMMANDS = {
     "pickle": ["pickle", "FILE"],
     "pickle_ops": ["pickle", "FILE", "--ops"],
     "pickle_json": ["pickle", "FILE", "--json"],
+    "scan": ["scan", "FILE"],
     "extract": ["extract", "FILE", "DEST"],  # last: the only command that writes
 }
 # commands whose stdout is the record's raw bytes when it is a pipe (documented: `cat` of a record)
@@ -251,7 +252,8 @@ def test_extract_skips_every_unsafe_member(tmp_path: Path) -> None:
     members = hostile.scripted()
     top = hostile.top()
     evil = [b"../../evil", b"/abs/evil", b"C:\\evil", top + b"extra/../../../evil3", top + b"data.pkl\x00x",
-            top + b"extra/\x1b[31mred", top + b"extra/\xff.txt"]
+            top + b"extra/\x1b[31mred", top + b"extra/\xff.txt", top + "extra/del\x7f.txt".encode(),
+            top + "extra/csi\x9b2J.txt".encode(), top + "extra/bidi\u202etxt.exe".encode()]
     link = hostile.Member(top + b"extra/link", b"/etc", create_system=3, external_attr=0o120777 << 16)
     data = hostile.build_zip(members + [hostile.Member(n, b"x") for n in evil] + [link])
     case = hostile.Case("extract_report", lambda marker: data)
@@ -283,3 +285,19 @@ def test_hostile_arguments_are_escaped(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("tsinspect: error: "), (argv, err)
         assert not any(bad in err for bad in UNSAFE), (argv, err)
     assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("to_stdout", [False, True], ids=["file", "stdout"])
+def test_report_json_escapes_c1_and_bidi(tmp_path: Path, to_stdout: bool) -> None:
+    """The JSON report, to a file or to stdout, carries archive strings with C1 and bidi characters escaped
+    (``\\u009b``), never raw: the same JSON value, safe to cat."""
+    path = tmp_path / "case.pt"
+    path.write_bytes(hostile.BY_ID["code_bidi_and_c1"].build(str(tmp_path / "marker")))  # raw in code text
+    out = tmp_path / "report.json"
+    target = "-" if to_stdout else str(out)
+    proc = subprocess.run([sys.executable, "-m", "tsinspect", "report", str(path), "-o", target, "--format", "json",
+                           "--no-ir"], capture_output=True, timeout=TIMEOUT, env=_env(), cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    data = proc.stdout if to_stdout else out.read_bytes()
+    assert not any(bad in data for bad in UNSAFE), [bad for bad in UNSAFE if bad in data]
+    assert "\u202e evil \u2066 \x9b2J" in json.dumps(json.loads(data), ensure_ascii=False)  # the same value

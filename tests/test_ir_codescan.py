@@ -105,7 +105,7 @@ class N(Module):
   __buffers__ = []
   training : bool
   def __setstate__(self: __torch__.n.N, state: Tuple[Tensor]) -> NoneType:
-    _0 = (state)[0].mystery()
+    _0 = mystery((state)[0])
     return None
 """})
     result = scan(path)
@@ -176,3 +176,165 @@ def test_unparsable_duplicated_or_hidden_code_is_unsafe(tmp_path):
     assert ("ambiguous_code", "code/__torch__/a.py") in kinds
     assert ("unreadable_code", "code/__torch__/b.py") in kinds
     assert ("setstate", "code/__torch__/c.py") in kinds
+
+
+# ----- names as torch's importer resolves them, and every kind of load-time code
+
+
+def unsafe_by_kind(result) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for f in result.unsafe:
+        out.setdefault(f.kind, []).append(f)
+    return out
+
+
+def test_importer_spellings_of_file_and_memory_ops_are_found_anywhere(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.m.M, x: Tensor) -> Tensor:
+    _0 = torch.autograd.autograd.save(x, "a")
+    s = ops.whatever.autograd
+    _1 = s.save(x, "b")
+    _2 = getattr(torch, "from_file")("c")
+    y = x.as_strided([2], [1])
+    _3 = ops.c10d.allreduce_([x])
+    return y
+"""})
+    found = {(f.kind, f.what) for f in scan(path).unsafe}
+    assert ("file_io", "torch.autograd.autograd.save") in found
+    assert ("file_io", "s.save") in found
+    assert ("file_io", "getattr(torch, 'from_file')") in found
+    assert ("raw_memory", "x.as_strided") in found
+    assert ("network", "ops.c10d.allreduce_") in found
+
+
+def test_default_arguments_and_class_constants_are_load_time_code(tmp_path):
+    # nothing here is a file op: only the load-time judgement (allowlist) can refuse them
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  k : Final[int] = ops.evil.make()
+  fine : Final[int] = 3
+  def forward(self: __torch__.m.M, x: Tensor, n: int=__torch__.m.helper(), m: int=4) -> Tensor:
+    return x
+def helper() -> int:
+  return ops.evil_lib.count()
+"""})
+    result = scan(path)
+    bad = unsafe_by_kind(result)
+    (constant,) = bad["class_constant"]
+    assert constant.what == "M.k" and "unknown namespace 'evil'" in constant.detail
+    (default,) = bad["default_argument"]
+    assert default.what == "M.forward(n=...)" and "ops.evil_lib.count" in default.detail
+    assert default.via == ("M.forward(n=...)", "__torch__.m.helper")
+    assert not any(f.what in ("M.fine", "M.forward(m=...)") for f in result.findings)
+
+
+def test_setstate_reaches_implementations_of_interfaces_dunders_and_fork(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class Api(Interface):
+  def run(self: __torch__.m.Api, p: str) -> int:
+    pass
+class Impl(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def run(self: __torch__.m.Impl, p: str) -> int:
+    return ops.evil.run(p)
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  api : __torch__.m.Api
+  def __setstate__(self: __torch__.m.M, state: str) -> NoneType:
+    api = self.api
+    _0 = (api).run(state)
+    return None
+class N(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def __setstate__(self: __torch__.m.N, state: str) -> NoneType:
+    fut = fork(self.later, state)
+    return None
+  def later(self: __torch__.m.N, p: str) -> int:
+    return ops.evil.later(p)
+class Box:
+  v : int
+  def __setstate__(self: __torch__.m.Box, state: int) -> NoneType:
+    if self:
+      self.v = state
+    return None
+  def __bool__(self: __torch__.m.Box) -> bool:
+    return bool(ops.evil.truth())
+"""})
+    details = {f.what: f for f in scan(path).unsafe if f.kind == "setstate"}
+    assert details["M.__setstate__"].via == ("M.__setstate__", "Impl.run")
+    assert details["N.__setstate__"].via == ("N.__setstate__", "N.later")
+    assert details["Box.__setstate__"].via == ("Box.__setstate__", "Box.__bool__")
+
+
+def test_torchbind_methods_are_allowed_only_for_the_packed_weight_classes(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  packed : __torch__.torch.classes.quantized.LinearPackedParamsBase
+  thing : __torch__.torch.classes.evil_lib.Thing
+  def __setstate__(self: __torch__.m.M, state: Tuple[Tensor, str]) -> NoneType:
+    packed = self.packed
+    _0 = (packed).unpack()
+    thing = self.thing
+    _1 = (thing).fetch((state)[1])
+    return None
+"""})
+    (bad,) = scan(path).unsafe
+    assert "__torch__.torch.classes.evil_lib.Thing.fetch" in bad.detail and "TorchBind" in bad.detail
+
+
+def test_a_name_assigned_several_meanings_keeps_them_all(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.m.M, x: Tensor) -> Tensor:
+    s = ops.c10d
+    _0 = s.allreduce_([x])
+    s = torch
+    _1 = s.relu(x)
+    return x
+"""})
+    assert ("network", "s.allreduce_") in {(f.kind, f.what) for f in scan(path).unsafe}
+
+
+def test_code_nested_too_deeply_to_judge_is_unsafe_not_an_error(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": "def f(x: int) -> int:\n  y = x" + ".a" * 900 + "()\n"
+                                                    "  return 1\n"})
+    result = scan(path)
+    assert not result.safe_to_load and result.unsafe[0].kind == "unreadable_code"
+    assert "nested too deeply" in result.refusal()
+
+
+def test_a_method_called_on_a_value_of_unknown_type_reaches_every_method_of_that_name(tmp_path):
+    path = code_archive(tmp_path, {"__torch__/m.py": """
+class M(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def __setstate__(self: __torch__.m.M, state: Tuple[Tensor, int]) -> NoneType:
+    _0 = ((state)[0]).refresh()
+    return None
+class Cache:
+  v : int
+  def refresh(self: __torch__.m.Cache) -> int:
+    return ops.evil_lib.fetch()
+"""})
+    (bad,) = scan(path).unsafe
+    assert bad.what == "M.__setstate__" and bad.via == ("M.__setstate__", "Cache.refresh")

@@ -12,10 +12,49 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli, sample_line
+from tsinspect.safety.sandbox import support
 
 
 def graph_json(*args, check: int = 0) -> dict:
-    return json.loads(run_cli("graph", *map(str, args), "--json", check=check).stdout)
+    """The document, its compact graphs read back through tsinspect.ir.model as one dict per node."""
+    return expand(json.loads(run_cli("graph", *map(str, args), "--json", check=check).stdout))
+
+
+def expand(doc: dict) -> dict:
+    from tsinspect.ir.model import IR
+
+    if doc.get("load") not in ("meta", "full"):
+        return doc
+    ir = IR.from_json(doc)
+
+    def values(items):
+        return [{"name": v.name, "type": v.type} for v in items]
+
+    def graph(g):
+        if g is None:
+            return None
+        out = {"inputs": values(g.inputs), "outputs": g.outputs, "nodes": []}
+        todo = [(g.nodes, out["nodes"])]
+        while todo:
+            nodes, dest = todo.pop()
+            for n in nodes:
+                item = {"id": n.id, "kind": n.kind, "inputs": n.inputs, "outputs": values(n.outputs),
+                        "attributes": n.attributes, "source": n.source.to_json() if n.source else None,
+                        "scope": n.scope, "schema": n.schema, "blocks": []}
+                for b in n.blocks:
+                    item["blocks"].append({"inputs": values(b.inputs), "outputs": b.outputs, "nodes": []})
+                    todo.append((b.nodes, item["blocks"][-1]["nodes"]))
+                dest.append(item)
+        return out
+
+    def method(m):
+        out = {"name": m.name, "schema": m.schema, "error": m.error, "graph": graph(m.graph)}
+        if m.inlined:
+            out["inlined"] = graph(m.inlined)
+        return out
+
+    return dict(doc, types={name: {"methods": [method(m) for m in ms]} for name, ms in ir.types.items()},
+                functions={name: method(m) for name, m in ir.functions.items()})
 
 
 def walk(nodes):
@@ -44,7 +83,8 @@ def scripted_doc(sample_archives):
 
 def test_scripted_graph_json_keeps_control_flow_with_sources(scripted_doc):
     doc = scripted_doc
-    assert doc["schema"] == "tsinspect.ir/1" and doc["load"] == "meta" and doc["error"] is None
+    assert doc["schema"] == "tsinspect.ir/2" and doc["load"] == "meta" and doc["error"] is None
+    assert "Tensor" in doc["strings"] and doc["sources"]  # the compact document's tables
     assert [m["path"] for m in doc["modules"]] == ["", "proj", "drop"]
     forward = method(doc, "", "forward")
     graph = forward["graph"]
@@ -126,11 +166,11 @@ def test_lite_archive_graph(sample_archives):
     assert "prim::If" in {n["kind"] for n in walk(method(doc, "", "forward")["graph"]["nodes"])}
 
 
-def test_quantized_falls_back_to_full_load_and_notes_benign_setstate(quantized_archive):
+def test_quantized_takes_the_full_load_and_notes_benign_setstate(quantized_archive):
     proc = run_cli("graph", quantized_archive, "--json")
-    doc = json.loads(proc.stdout)
+    doc = expand(json.loads(proc.stdout))
     assert doc["load"] == "full"
-    assert any("meta loading failed" in n and "empty_quantized" in n for n in doc["notes"])
+    assert any("quantized tensors have no meta kernels; loaded a full copy" in n for n in doc["notes"])
     names = [m["name"] for m in methods(doc, "conv")]
     assert "forward" in names and "__setstate__" in names
     kinds = {n["kind"] for n in walk(method(doc, "conv", "forward")["graph"]["nodes"])}
@@ -153,15 +193,15 @@ def test_silero_vad_every_method_of_every_module(silero_vad_archive):
 
 
 def test_missing_custom_op_names_it_and_shows_ast_view(custom_op_archive):
-    proc = run_cli("graph", custom_op_archive)
+    proc = run_cli("graph", custom_op_archive, check=1)  # torch could not load it: exit 1, like a refused load
     assert "torch has no operator torchvision::nms" in proc.stderr and "--library PATH.so" in proc.stderr
     assert "torchvision::nms" in proc.stdout and "Detect.forward" in proc.stdout
-    doc = graph_json(custom_op_archive)
+    doc = graph_json(custom_op_archive, check=1)
     assert doc["load"] == "failed"
     assert doc["error"]["kind"] == "missing_op" and doc["error"]["missing"] == "torchvision::nms"
     (fwd,) = [m for m in doc["fallback"]["methods"] if m["name"] == "forward"]
     assert "torchvision::nms" in [u["op"] for u in fwd["ops"]]
-    ops = json.loads(run_cli("ops", custom_op_archive, "--json").stdout)
+    ops = json.loads(run_cli("ops", custom_op_archive, "--json", check=1).stdout)
     assert ops["from"] == "ast" and {"torchvision::nms", "aten::index"} <= {r["op"] for r in ops["ops"]}
 
 
@@ -185,18 +225,18 @@ def test_missing_custom_class_and_newer_format(sample_archives, tmp_path):
         return data
 
     path = _rewrite(sample_archives["gate_scripted"], tmp_path / "missing_class.pt", add_class)
-    doc = graph_json(path)
+    doc = graph_json(path, check=1)
     assert doc["error"]["kind"] == "missing_class"
     assert doc["error"]["missing"] == "__torch__.torch.classes.xnnpack_x.LinearOpContext"
     assert "--library" in doc["error"]["hint"]
 
     newer = _rewrite(sample_archives["gate_scripted"], tmp_path / "newer.pt",
                      lambda name, data: b"99\n" if name.endswith("/version") else data)
-    proc = run_cli("graph", newer)
+    proc = run_cli("graph", newer, check=1)
     assert "archive format version 99 is newer than this torch reads (at most" in proc.stderr
     older = _rewrite(sample_archives["gate_scripted"], tmp_path / "older.pt",
                      lambda name, data: b"0\n" if name.endswith("/version") else data)
-    doc = graph_json(older)
+    doc = graph_json(older, check=1)
     assert doc["error"]["kind"] == "unsupported_version" and "older" in doc["error"]["message"]
 
 
@@ -212,10 +252,15 @@ def test_hostile_setstate_is_refused_and_writes_nothing(setstate_file_writer_arc
     assert not setstate_marker.exists()
 
 
-def test_trust_loads_the_hostile_archive(setstate_file_writer_archive, setstate_marker):
-    # proves it is the gate, not luck, that kept the file from being written above
+@pytest.mark.skipif("seccomp" not in support().layers, reason=support().message)
+def test_trust_loads_the_hostile_archive_inside_the_sandbox(setstate_file_writer_archive, setstate_marker):
+    # --trust overrides the gate; the sandbox still keeps the file from being written
     doc = graph_json(setstate_file_writer_archive, "--trust")
-    assert doc["load"] in ("meta", "full")
+    assert doc["load"] in ("meta", "full") and doc["sandbox"]["state"] == "on"
+    assert not setstate_marker.exists()
+    # proves it is the gate and the sandbox, not luck, that kept the file from being written
+    proc = run_cli("graph", setstate_file_writer_archive, "--trust", "--json", env={"TSINSPECT_SANDBOX": "off"})
+    assert json.loads(proc.stdout)["sandbox"]["state"] == "off"
     assert setstate_marker.exists()
 
 
@@ -255,3 +300,18 @@ def test_memory_limit_reaches_the_child(sample_archives):
     proc = run_cli("graph", sample_archives["plain_scripted"], "--memory-limit", "300", check=2)
     assert "out of memory" in proc.stderr and "--memory-limit" in proc.stderr
     assert "Linear.forward" in proc.stdout  # the ast view still comes
+
+
+def test_an_archive_torchs_zip_reader_refuses_is_not_loaded_from_a_copy(tmp_path):
+    """A zip64 locator pointing past the end: torch refuses the file, so the IR child must not load
+    tsinspect's (well-formed) copy of it; graph says torch's reason and exits 1."""
+    import hostile
+
+    case = next(c for c in hostile.CASES if c.id == "zip64_locator_points_nowhere")
+    path = tmp_path / "locator.pt"
+    path.write_bytes(case.build(str(tmp_path / "marker")))
+    proc = subprocess.run([sys.executable, "-c", "import torch, sys; torch.jit.load(sys.argv[1])", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0  # the ground truth: torch itself refuses it
+    proc = run_cli("graph", path, check=1)
+    assert "torch's zip reader refuses this file" in proc.stdout + proc.stderr

@@ -38,13 +38,13 @@ def test_deep_nesting_round_trips_without_recursion():
         nodes.append(node)
         nodes = node.blocks[0].nodes
     ir = IR("meta")
-    from tsinspect.ir.model import Method, Module, graph_from_json, graph_to_json
+    from tsinspect.ir.model import Method, Module
 
-    again = graph_from_json(graph_to_json(graph))
+    ir.modules.append(Module("", "T", [Method("forward", None, graph)]))
+    again = IR.from_json(ir.to_json()).modules[0].methods[0].graph
     flat = [(n.id, n.kind, d) for n, d in graph.walk()]  # (dataclass == would itself recurse)
     assert [(n.id, n.kind, d) for n, d in again.walk()] == flat
     assert flat[-1][2] == 2999
-    ir.modules.append(Module("", "T", [Method("forward", None, graph)]))
     assert len(list(op_inventory(ir))) == 1
 
 
@@ -65,6 +65,29 @@ def test_def_use_reachability_and_counts(gate_ir):
     assert first_if.id in view.upstream(view_node.id)
     counts = view.op_counts()
     assert counts["prim::If"] == 2 and counts["prim::Loop"] == 1 and counts["aten::size"] == 2
+
+
+def test_def_use_index_agrees_with_networkx(gate_ir):
+    import networkx as nx
+
+    for methods in gate_ir.types.values():
+        for method in methods:
+            view = GraphView(method.graph)
+            assert set(view.nodes) == {n.id for n, _ in method.graph.walk()}
+            for vertex in [*view.nodes, "input", "return"]:
+                assert view.downstream(vertex) == nx.descendants(view.digraph, vertex)
+                assert view.upstream(vertex) == nx.ancestors(view.digraph, vertex)
+    with pytest.raises(KeyError):
+        view.downstream(10**9)
+
+
+def test_views_need_no_networkx_until_digraph_is_asked():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tsinspect.ir.views import GraphView; from tsinspect.ir.model import Graph, Value; "
+            "GraphView(Graph([Value('x', 'Tensor')], ['x'])).downstream('input'); print('networkx' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_source_properties():

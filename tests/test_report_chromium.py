@@ -74,3 +74,22 @@ def test_filter_finds_rows_and_lines(page, tmp_path):
     assert re.search(r'<tr class="line hit" id="code-\d+-L13">', dom)  # h0 = torch.relu(h)
     assert re.search(r'<span class="line hit">.*aten::relu', dom)  # the IR block opened on its match
     assert current_section(dom) == ["ops"]
+
+
+@pytest.fixture(scope="module")
+def diff_page(sample_archives, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("chromium_diff") / "report.html"
+    run_cli("report", sample_archives["gate_traced"], "--diff", sample_archives["gate_scripted"], "-o", out, check=1)
+    return out
+
+
+def test_findings_index_links_open_the_collapsed_details(diff_page, tmp_path):
+    top = chromium(tmp_path, diff_page.as_uri(), "1400,900", "--dump-dom")
+    assert current_section(top) == ["findings"]
+    assert not re.search(r'<details class="searchable" id="finding-\d+"[^>]* open', top)  # collapsed below
+    dom = chromium(tmp_path, f"{diff_page.as_uri()}#finding-2", "1400,900", "--dump-dom")
+    opened = re.findall(r'<details class="searchable" id="(finding-\d+)"[^>]* open', dom)
+    assert opened == ["finding-2"] and current_section(dom) == ["diff"]
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, diff_page.as_uri(), "1400,900", f"--screenshot={shot}")
+    assert len(shot.read_bytes()) > 20_000  # the index drawn at the top, not a blank page

@@ -122,6 +122,17 @@ def test_markdown_escapes_hostile_names(hostile_archive, tmp_path):
     assert "\x1b" not in text and "\u202e" not in text and "esc\\\\x1b\\[31mred\\\\u202eevil" in text
 
 
+def test_markdown_summary_escapes_hostile_names(hostile_archive, sample_archives, tmp_path):
+    proc = run_cli("report", hostile_archive, "--diff", sample_archives["plain_scripted"], "--ir", "never",
+                   "--summary", "-o", "-", check=1)
+    text = proc.stdout
+    assert "onerror" in text and "structural diff" in text  # the names are there, as text
+    outside = re.sub(r"(?ms)^ *```.*?^ *```$", "", text)
+    assert "<img" not in outside and "<script" not in outside and "</td>" not in outside
+    assert "\x1b" not in text and "\u202e" not in text
+    assert text.count("<details>") == text.count("</details>")
+
+
 # ----- JSON
 
 
@@ -132,7 +143,7 @@ def test_json_carries_everything(scripted_reports):
     assert [t["name"] for t in doc["info"]["tensors"]] == ["proj.weight", "proj.bias"]
     assert {"path": "", "tensors": 2, "bytes": 80} in doc["weights_by_module"]
     assert doc["gate"]["safe_to_load"] is True
-    assert doc["ir"]["schema"] == "tsinspect.ir/1" and doc["ir"]["load"] == "meta" and doc["ir"]["gate"]
+    assert doc["ir"]["schema"] == "tsinspect.ir/2" and doc["ir"]["load"] == "meta" and doc["ir"]["gate"]
     assert doc["ops"]["from"] == "ir" and any(op["op"] == "prim::Loop" for op in doc["ops"]["ops"])
     models = next(f for f in doc["code"] if f["file"] == "code/__torch__/models.py")
     relu = next(line for line in models["lines"] if "torch.relu" in line["text"])
@@ -157,12 +168,12 @@ def test_refused_gate_is_reported_in_place(setstate_file_writer_archive, setstat
 
 def test_no_ir_report_is_torch_free(sample_archives, tmp_path):
     doc = json.loads(report(tmp_path, sample_archives["gate_scripted"], "json", "--no-ir"))
-    assert doc["ir"] is None and "--no-ir" in doc["ir_skipped"]
+    assert doc["ir"] is None and "--ir never" in doc["ir_skipped"]
     assert doc["ops"]["from"] == "ast" and doc["code"]
     assert any(op["op"] == "aten::relu" and op["uses"][0]["code"] == "code/__torch__/models.py:13"
                for op in doc["ops"]["ops"])
     page = report(tmp_path, sample_archives["gate_scripted"], "html", "--no-ir")
-    assert "No IR: not asked for (--no-ir)." in page and "The methods of code/ and the ops they call" in page
+    assert "No IR: not asked for (--ir never)." in page and "The methods of code/ and the ops they call" in page
 
 
 def test_state_dict_report(sample_archives, tmp_path):

@@ -14,6 +14,7 @@ from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
 from tsinspect.archive.text import printable
+from tsinspect.collector import paused
 
 MAX_CODE_FILE = 16 * 1024 * 1024
 # CPython before 3.12 keeps ast's recursion-depth counter per interpreter, not per thread: a parse in a
@@ -94,6 +95,11 @@ def module_of(record_name: str) -> str:
 
 def index_code(archive: Archive) -> CodeIndex:
     """Parse every code record; files that do not parse become problems on the archive."""
+    with paused():  # ASTs are large and acyclic
+        return _index_code(archive)
+
+
+def _index_code(archive: Archive) -> CodeIndex:
     index = CodeIndex()
     for record in archive.records_of(CODE):
         try:

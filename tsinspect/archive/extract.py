@@ -1,8 +1,9 @@
 """Copy records out of an archive, safely.
 
 Only regular files are written, only inside the destination, never over an existing file, never through a
-symbolic link; names that are absolute, climb with ``..`` or hold NUL bytes are skipped, as are members that
-inflate past their declared size or at a ratio no PyTorch archive has.
+symbolic link; names that are absolute, climb with ``..``, hold NUL bytes or characters a terminal acts on
+(C0/C1 controls, DEL, bidi overrides) are skipped, as are members that inflate past their declared size or at
+a ratio no PyTorch archive has.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive, Record
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import has_unsafe_chars, printable
 
 _NAME_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
 MAX_DEPTH = 64
@@ -43,8 +44,8 @@ def _unsafe_reason(record: Record) -> str | None:
         return "name is empty or has '.' components"
     if len(parts) > MAX_DEPTH:  # 3,000 nested folders: a tree that recursive tools (shutil.rmtree) cannot delete
         return f"name is nested more than {MAX_DEPTH} folders deep"
-    if any(ord(c) < 32 for c in entry.name):
-        return "name contains control characters"
+    if has_unsafe_chars(entry.name):  # C0 and C1 controls, DEL, bidi overrides: a terminal or `ls` acts on them
+        return "name contains control or bidirectional-override characters"
     if entry.is_symlink:
         return "member is a symbolic link"
     if entry.encrypted:
@@ -56,7 +57,7 @@ def _unsafe_reason(record: Record) -> str | None:
 
 def extract(archive: Archive, dest: str | os.PathLike, members: list[str] | None = None) -> ExtractResult:
     """Write the chosen records (all by default) under ``dest`` with their full names."""
-    if archive.zip is None:
+    if archive.members is None:
         raise ArchiveError("nothing to extract: not a zip archive")
     chosen = [archive.find(m) for m in members] if members else list(archive.records)
     root = Path(dest)
@@ -118,7 +119,7 @@ def _write(archive: Archive, record: Record, target: Path) -> None:
         raise ArchiveError(f"{printable(str(target))} already exists") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in archive.zip.iter_chunks(record.entry, limit=record.entry.size):
+            for chunk in archive.members.iter_chunks(record.entry, limit=record.entry.size):
                 out.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)

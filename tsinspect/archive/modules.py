@@ -6,12 +6,13 @@ which tensors are parameters and which buffers only the class body in ``code/`` 
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from tsinspect.archive.code import CodeIndex
-from tsinspect.archive.pickles import Call, Global, PDict, PTuple
+from tsinspect.archive.pickles import Call, Global, PDict, PList, PTuple
 from tsinspect.archive.pickletree import inline, label
 from tsinspect.archive.tensors import tensor_from
 from tsinspect.archive.text import printable
@@ -69,8 +70,42 @@ class ModuleInfo:
 
 def is_module_object(value: Any) -> bool:
     return (isinstance(value, Call) and value.kind == "new" and isinstance(value.func, Global)
-            and value.func.module.startswith("__torch__") and isinstance(value.args, PTuple)
-            and not value.args.items)
+            and value.func.module.startswith("__torch__") and not is_custom_class(value)
+            and isinstance(value.args, PTuple) and not value.args.items)
+
+
+def is_custom_class(value: Any) -> bool:
+    """A TorchBind object (``__torch__.torch.classes.<ns>.<Class>``, e.g. quantized packed weights): a C++
+    object torch rebuilds from its ``__getstate__`` value, not a module."""
+    return (isinstance(value, Call) and isinstance(value.func, Global)
+            and value.func.module.startswith("__torch__.torch.classes."))
+
+
+def _setstate_training_index(cls) -> list[int] | None:
+    """The indices ``state[i][j]...`` that a class's ``__setstate__`` assigns ``self.training`` from."""
+    method = cls.method("__setstate__") if cls is not None else None
+    if method is None or len(method.node.args.args) < 2:
+        return None
+    state_arg = method.node.args.args[1].arg
+    for node in ast.walk(method.node):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Attribute)
+                and node.targets[0].attr == "training"):
+            indices, value = [], node.value
+            while isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Constant) \
+                    and isinstance(value.slice.value, int):
+                indices.append(value.slice.value)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id == state_arg and indices:
+                return indices[::-1]
+    return None
+
+
+def _training_from_state(state: Any, indices: list[int] | None) -> bool | None:
+    for i in indices or [None]:
+        if i is None or not isinstance(state, (PTuple, PList)) or not 0 <= i < len(state.items):
+            return None
+        state = state.items[i]
+    return state if isinstance(state, bool) else None
 
 
 # Real module trees are a few levels deep with short names; a hostile data.pkl can nest 20,000 modules
@@ -87,17 +122,22 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
     work: list[tuple[Any, ModuleInfo, int]] = [(root, top, 0)]
     seen = {id(root)}
     count = 0
+    declared: dict[str, tuple[set, set]] = {}  # class -> its parameter and buffer names (thousands in some)
     while work and count < max_modules:
         obj, info, depth = work.pop()
         count += 1
         cls = code.classes.get(info.type)
         if cls is not None:
             info.methods = [m.name for m in cls.methods]
+            if info.type not in declared:
+                declared[info.type] = (set(cls.parameters), set(cls.buffers))
+        parameters, buffers = declared.get(info.type, ((), ()))
         state = obj.state
         if not isinstance(state, PDict):
             info.custom_state = obj.states != []
             if obj.states:
                 info.attributes["<state>"] = inline(state, 120) or label(state)
+                info.training = _training_from_state(state, _setstate_training_index(cls))
             continue
         for key, value in state.items:
             if not isinstance(key, str):
@@ -112,12 +152,16 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
                 info.children.append(child)
                 work.append((value, child, depth + 1))
             elif tensor_from(value) is not None:
-                if cls is not None and key in cls.parameters:
+                if key in parameters:
                     info.parameters.append(path)
-                elif cls is not None and key in cls.buffers:
+                elif key in buffers:
                     info.buffers.append(path)
                 else:
                     info.tensors.append(path)
+            elif is_custom_class(value):
+                state = value.state if value.states else None
+                info.attributes[name] = (f"{short_type(value.func.qualname)} object, state "
+                                         f"{inline(state, 100) or label(state)}")
             elif name != "_is_full_backward_hook":
                 info.attributes[name] = inline(value, 120) or label(value)
     return top

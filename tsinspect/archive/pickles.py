@@ -5,7 +5,9 @@ Nothing is imported and nothing is called. ``GLOBAL torch._utils _rebuild_tensor
 ``Call.state``, ``BINPERSID`` becomes ``PersistentRef(pid)``. Containers are small node objects compared
 by identity, so a value the memo hands out twice is the same object twice: renderers show it as a
 reference, not a copy, and cycles cannot make them loop. Opcodes, memo size, MARK depth and argument
-length are capped; a bad or hostile pickle raises :class:`PickleError` with the byte offset.
+length are capped; a bad or hostile pickle raises :class:`PickleError` with the byte offset. A memoized
+value is never copied (one 8 MB string behind 300 ``STACK_GLOBAL`` s is one string), and what consumers
+copy per use is cut: a global's module and name to :data:`MAX_GLOBAL_NAME` characters.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class PickleError(Exception):
         self.globals: list = []
         self.calls: list = []
         super().__init__(f"{message} at byte {offset}" if offset is not None else message)
+
+
+MAX_GLOBAL_NAME = 1024  # chars of a GLOBAL's module or name kept; no importable name is this long
 
 
 @dataclass(frozen=True)
@@ -289,7 +294,7 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WalkResult:
                 push(memo[arg])
             elif name == "GLOBAL":
                 module, _, attr = arg.partition(" ")
-                glob = Global(module, attr)
+                glob = _global(module, attr)
                 globals_seen.append((glob, pos))
                 push(glob)
             elif name == "STACK_GLOBAL":
@@ -297,12 +302,12 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WalkResult:
                 module = pop()
                 if not isinstance(module, str) or not isinstance(attr, str):
                     raise PickleError("STACK_GLOBAL needs two strings", pos)
-                glob = Global(module, attr)
+                glob = _global(module, attr)
                 globals_seen.append((glob, pos))
                 push(glob)
             elif name == "INST":
                 module, _, attr = arg.partition(" ")
-                glob = Global(module, attr)
+                glob = _global(module, attr)
                 globals_seen.append((glob, pos))
                 push(add_call(glob, PTuple(pop_mark()), "inst"))
             elif name == "OBJ":
@@ -349,6 +354,16 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS) -> WalkResult:
         error = PickleError("pickle ends without STOP", pos)
     error.globals, error.calls = globals_seen, calls
     raise error from None
+
+
+def _global(module: str, name: str) -> Global:
+    if len(module) <= MAX_GLOBAL_NAME and len(name) <= MAX_GLOBAL_NAME:
+        return Global(module, name)
+    return Global(_cut(module), _cut(name))  # "...(N chars)" marks the cut; no module has such a name
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_GLOBAL_NAME else f"{text[:MAX_GLOBAL_NAME]}...({len(text)} chars)"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,8 +1,10 @@
 """Views of a walked pickle: node labels and children (for trees), indented text, and JSON.
 
-All traversals are iterative and bounded: depth, items per container and lines are capped, shared
-values are shown once with an anchor (``&3``) and referenced after (``*3``), so cycles terminate.
-A ``summarize`` hook lets a caller show known shapes (tensors) as one compact leaf.
+All traversals are iterative and bounded: depth, items per container, lines, string lengths and the JSON's
+values are capped; shared values (containers, and in JSON long strings, the memo's cheapest amplifier) are
+shown once with an anchor (``&3``, JSON ``"$id"``) and referenced after (``*3``, ``{"$ref": 3}``), so cycles
+terminate and output grows with the pickle, not with what its references expand to. A ``summarize`` hook
+lets a caller show known shapes (tensors) as one compact leaf; a shared tensor is summarized once too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ Summarizer = Callable[[Any], "tuple[str, Any] | None"]
 MAX_DEPTH = 200
 MAX_ITEMS = 1000
 MAX_STR = 200
+MAX_JSON_STR = 4096  # chars of one string in JSON; longer ones become {"$str": head, "length": n}
+MAX_JSON_VALUES = 1_000_000  # values in one JSON tree, then {"$truncated": ...}
 
 
 def scalar_text(value: Any, max_chars: int = MAX_STR) -> str:
@@ -133,8 +137,9 @@ def inline(value: Any, budget: int = 100, _depth: int = 0) -> str | None:
     return None
 
 
-def shared_nodes(root: Any, limit: int = 5_000_000) -> set[int]:
-    """ids of container nodes reachable more than once (memo references and cycles)."""
+def shared_nodes(root: Any, limit: int = 5_000_000, long_strings: int | None = None) -> set[int]:
+    """ids of container nodes reachable more than once (memo references and cycles), and with
+    ``long_strings``, of strings longer than that reachable more than once."""
     seen: set[int] = set()
     shared: set[int] = set()
     stack = [root]
@@ -142,6 +147,9 @@ def shared_nodes(root: Any, limit: int = 5_000_000) -> set[int]:
     while stack and visits < limit:
         value = stack.pop()
         visits += 1
+        if long_strings is not None and isinstance(value, str) and len(value) > long_strings:
+            (shared if id(value) in seen else seen).add(id(value))
+            continue
         if not is_container(value):
             continue
         if id(value) in seen:
@@ -170,10 +178,6 @@ def render_lines(root: Any, summarize: Summarizer | None = None, max_depth: int 
         if isinstance(value, _Elided):
             yield f"{pad}... {value.count} more"
             continue
-        summary = summarize(value) if summarize else None
-        if summary is not None:
-            yield prefix + summary[0]
-            continue
         if id(value) in anchors:
             yield f"{prefix}*{anchors[id(value)]} (shown above)"
             continue
@@ -181,6 +185,10 @@ def render_lines(root: Any, summarize: Summarizer | None = None, max_depth: int 
         if id(value) in shared:
             anchors[id(value)] = len(anchors) + 1
             anchor = f" &{anchors[id(value)]}"
+        summary = summarize(value) if summarize else None
+        if summary is not None:
+            yield prefix + summary[0] + anchor
+            continue
         flat = inline(value) if anchor == "" else None
         if flat is not None:
             yield prefix + flat
@@ -202,38 +210,51 @@ class _Elided:
         self.count = count
 
 
-def to_json(root: Any, summarize: Summarizer | None = None, max_depth: int = MAX_DEPTH) -> Any:
-    """A JSON-ready structure; the encoding is documented in docs/cli.md ("Pickle JSON")."""
-    shared = shared_nodes(root)
+def to_json(root: Any, summarize: Summarizer | None = None, max_depth: int = MAX_DEPTH,
+            max_values: int = MAX_JSON_VALUES) -> Any:
+    """A JSON-ready structure; the encoding is documented in docs/cli.md ("Pickle JSON").
+
+    Children are pushed in reverse, so the stack visits them in document order and an ``"$id"`` precedes
+    its ``"$ref"`` s.
+    """
+    shared = shared_nodes(root, long_strings=MAX_JSON_STR)
     ids: dict[int, int] = {}
     holder: list = [None]
     work: list[tuple[Any, Any, Any, int]] = [(root, holder, 0, 0)]
+    values = 0
     while work:
         value, parent, key, depth = work.pop()
-        summary = summarize(value) if summarize else None
-        if summary is not None:
-            parent[key] = summary[1]
-            continue
-        if not is_container(value):
-            parent[key] = _json_scalar(value)
-            continue
+        values += 1
+        if values > max_values:
+            stop = {"$truncated": f"output stopped after {max_values} values"}
+            parent[key] = stop
+            for _, rest_parent, rest_key, _ in work:
+                rest_parent[rest_key] = stop
+            break
         if id(value) in ids:
             parent[key] = {"$ref": ids[id(value)]}
             continue
-        if depth >= max_depth:
+        summary = summarize(value) if summarize else None
+        if summary is not None:
+            out = summary[1]
+        elif not is_container(value):
+            out = _json_scalar(value)
+        elif depth >= max_depth:
             parent[key] = {"$truncated": f"nested deeper than {max_depth} levels"}
             continue
-        out, slots = _json_shell(value)
+        else:
+            out, slots = _json_shell(value)
+            work.extend((child, container, slot_key, depth + 1) for container, slot_key, child in reversed(slots))
         if id(value) in shared:
             ids[id(value)] = len(ids) + 1
             out = {"$id": ids[id(value)], "value": out}
         parent[key] = out
-        # reversed: the stack then visits children in document order, so "$id" precedes its "$ref"s
-        work.extend((child, container, slot_key, depth + 1) for container, slot_key, child in reversed(slots))
     return holder[0]
 
 
 def _json_scalar(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_JSON_STR:
+        return {"$str": value[:MAX_JSON_STR], "length": len(value)}
     if isinstance(value, float) and not math.isfinite(value):
         return {"$float": repr(value)}
     if isinstance(value, (bytes, bytearray)):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from tsinspect.archive import records as rk
+from tsinspect.archive.legacy import LegacyStream, open_legacy
 from tsinspect.archive.pickles import PickleError, WalkResult, walk
 from tsinspect.archive.problems import ArchiveError, Problem
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import decode_name, printable
 from tsinspect.archive.zipread import ZipArchive, ZipEntry, open_zip
 
 SMALL_CAP = 1024 * 1024  # version records, extra files shown as text
@@ -18,12 +21,24 @@ CODE_CAP = 64 * 1024 * 1024
 
 @dataclass
 class Record:
-    """A zip entry seen as an archive record: ``name`` is relative to the top folder."""
+    """A zip entry seen as an archive record: ``name`` is relative to the top folder.
+
+    ``shadowed_by`` is set when torch, asked for this record's name, reads another entry (a duplicate, or a
+    name that differs only in case: torch matches names case-insensitively); ``hidden`` when torch cannot
+    reach the entry at all (past the entry count the end record declares).
+    """
 
     name: str
     kind: str
     entry: ZipEntry
-    inside: bool = True  # under the archive's top folder
+    inside: bool = True  # under the archive's top folder (compared case-insensitively, as torch does)
+    shadowed_by: "Record | None" = None
+    hidden: bool = False
+
+    @property
+    def torch_reads(self) -> bool:
+        """Whether this is the entry torch reads for its name."""
+        return self.inside and self.shadowed_by is None and not self.hidden
 
     @property
     def display_name(self) -> str:
@@ -45,10 +60,13 @@ class Archive:
         self.path = str(path)
         self.problems: list[Problem] = []
         self.zip: ZipArchive | None = None
+        self.legacy: LegacyStream | None = None  # a pre-zip torch.save stream, its parts as records
         self.records: list[Record] = []
         self.prefix = ""
         self.note: str | None = None  # what the container is when it is not a zip tsinspect can browse
-        self._pickles: dict[str, WalkResult] = {}
+        self._pickles: dict[int, WalkResult] = {}  # by id() of the record
+        self._prefix_raw = b""
+        self._by_index: dict[int, Record] = {}
         try:
             with open(self.path, "rb") as fh:
                 head = fh.read(16)
@@ -61,14 +79,17 @@ class Archive:
             except ArchiveError as exc:
                 if self.container == "zip":
                     raise ArchiveError(f"{printable(self.path)}: {exc}") from None
-                if self.note:
-                    raise ArchiveError(f"{printable(self.path)} is {self.note}") from None
+                what = self.note or rk.what_it_is(head)
+                if what:
+                    raise ArchiveError(f"{printable(self.path)} is {what}") from None
                 shown = head[:8].hex(" ")
                 raise ArchiveError(f"{printable(self.path)} is not a PyTorch archive "
                                    f"(first bytes {shown}; {exc})") from None
             self.container = "zip"
         elif self.container == "pickle":
             self._note_appended_zip()
+            self.legacy = open_legacy(self.path, self.problems)
+            self.records = [Record(e.name, rk.classify(e.name), e) for e in self.legacy.entries] if self.legacy else []
         if self.zip is not None:
             # one list: problems found later while reading records (CRC, sizes) land here too
             self.problems[:0] = self.zip.problems
@@ -76,8 +97,9 @@ class Archive:
             self._index_records()
 
     def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
+        for source in (self.zip, self.legacy):
+            if source is not None:
+                source.close()
 
     def __enter__(self) -> "Archive":
         return self
@@ -96,35 +118,84 @@ class Archive:
                                      "torch.load reads the pickle, zip tools see the zip)"))
 
     def _index_records(self) -> None:
+        """Records as torch sees them: the top folder is the first entry's name up to its first '/', every
+        lookup is ``<top folder>/<name>`` matched case-insensitively (PyTorchStreamReader over miniz)."""
         entries = self.zip.entries
         if not entries:
             return
-        first = entries[0].name
-        self.prefix = first.split("/", 1)[0] + "/" if "/" in first else ""
-        outside = 0
+        first = entries[0].raw_name
+        cut = first.find(b"/")
+        self._prefix_raw = first[:cut + 1] if cut >= 0 else b""
+        self.prefix = decode_name(self._prefix_raw)[0]
+        lowered = self._prefix_raw.lower()
+        outside = case_variants = 0
+        by_index: dict[int, Record] = {}
         for entry in entries:
-            inside = entry.name.startswith(self.prefix)
-            name = entry.name[len(self.prefix):] if inside else entry.name
+            inside = bool(self._prefix_raw) and entry.raw_name.lower().startswith(lowered)
+            name = decode_name(entry.raw_name[len(self._prefix_raw):])[0] if inside else entry.name
             kind = rk.classify(name) if inside else rk.OTHER
-            self.records.append(Record(name, kind, entry, inside))
+            record = Record(name, kind, entry, inside, hidden=not entry.torch_visible)
+            self.records.append(record)
+            by_index[entry.index] = record
+            if inside and not entry.raw_name.startswith(self._prefix_raw):
+                case_variants += 1
+                if case_variants <= 20:
+                    self.problems.append(Problem(
+                        "top_folder_case", entry.display_name,
+                        f"its top folder differs from {printable(self.prefix)!r} only in case: torch.jit.load "
+                        "finds it, torch.load refuses the archive"))
             if not inside:
                 outside += 1
                 if outside <= 20:
                     self.problems.append(Problem("outside_top_folder", entry.display_name,
                                                  f"not under the top folder {printable(self.prefix)!r}; "
-                                                 "torch refuses such archives"))
+                                                 "torch never reads it (torch.load refuses such archives)"))
         if not self.prefix:
             self.problems.append(Problem("no_top_folder", None,
-                                         "records are not under one top folder; torch refuses such archives"))
+                                         "the first entry is not in a folder; torch refuses such archives"))
+        self._by_index = by_index
+        def key(raw: bytes) -> bytes:  # what a lookup compares: cut at a NUL, ASCII case ignored
+            return raw.split(b"\0", 1)[0].lower()
+
+        keys = Counter(key(e.raw_name) for e in entries if e.torch_visible)
+        shadowed = 0
+        for record in self.records:
+            raw = record.entry.raw_name
+            if not record.inside or record.hidden or record.entry.is_dir or keys[key(raw)] < 2:
+                continue  # a name no other entry shares (but for case) is its own record
+            chosen = self.zip.locate(raw)
+            if chosen is not None and chosen.index != record.entry.index:
+                record.shadowed_by = by_index[chosen.index]
+                shadowed += 1
+                if shadowed <= 20 and record.entry.raw_name != chosen.raw_name \
+                        and record.entry.raw_name.lower() == chosen.raw_name.lower():
+                    self.problems.append(Problem(
+                        "case_shadowed_name", record.display_name,
+                        f"torch matches names case-insensitively and reads "
+                        f"{record.shadowed_by.display_name!r} for this name"))
+
+    def lookup(self, name: str) -> Record | None:
+        """The record torch reads when it asks for ``name`` (relative to the top folder), or None.
+
+        This is the one resolution every view uses: case-insensitive, and of several matching entries the
+        one miniz's search finds (see :meth:`ZipArchive.locate`).
+        """
+        if self.zip is None:  # records of another container (a legacy stream's parts): names are exact
+            return next((r for r in self.records if r.name == name), None)
+        if not self.prefix:
+            return None
+        entry = self.zip.locate(self._prefix_raw + name.encode("utf-8", "surrogateescape"))
+        return None if entry is None else self._by_index[entry.index]
+
+    def torch_records(self) -> list[Record]:
+        """The records torch can read, one per name (the entry it reads), in directory order: what a copy of
+        the archive must hold for torch to see exactly what tsinspect saw."""
+        return [r for r in self.records if r.torch_reads and not getattr(r.entry, "is_dir", False)]
 
     @cached_property
-    def by_name(self) -> dict[str, Record]:
-        """First record of each name inside the top folder (duplicates are reported as problems)."""
-        index: dict[str, Record] = {}
-        for record in self.records:
-            if record.inside:
-                index.setdefault(record.name, record)
-        return index
+    def by_name(self) -> "RecordIndex":
+        """Records by name, resolved as torch resolves them (see :meth:`lookup`)."""
+        return RecordIndex(self)
 
     @cached_property
     def format(self) -> str:
@@ -136,13 +207,15 @@ class Archive:
             return rk.UNKNOWN
         fmt_record = self.by_name.get("archive_format")
         archive_format = self.read_optional(fmt_record, SMALL_CAP) if fmt_record else None
-        return rk.detect_zip_format(set(self.by_name), archive_format)
+        # torch's lookups ignore ASCII case, and the names detection asks for are all lower case
+        return rk.detect_zip_format({rk.ascii_lower(r.name) for r in self.torch_records()}, archive_format)
 
     def find(self, name: str) -> Record:
-        """A record by name, with or without the top folder; ArchiveError naming it when absent."""
-        record = self.by_name.get(name)
+        """A record by name, with or without the top folder, resolved as torch resolves it; else the entry of
+        exactly that full name (one outside the top folder). ArchiveError naming it when absent."""
+        record = self.lookup(name)
         if record is None and self.prefix and name.startswith(self.prefix):
-            record = self.by_name.get(name[len(self.prefix):])
+            record = self.lookup(name[len(self.prefix):])
         if record is None:
             record = next((r for r in self.records if r.entry.name == name), None)
         if record is None:
@@ -151,9 +224,14 @@ class Archive:
 
     def read(self, record: Record | str, limit: int) -> bytes:
         record = self.find(record) if isinstance(record, str) else record
-        if self.zip is None:
+        if self.members is None:
             raise ArchiveError("the file has no records to read", record.display_name)
-        return self.zip.read(record.entry, limit)
+        return self.members.read(record.entry, limit)
+
+    @property
+    def members(self) -> ZipArchive | LegacyStream | None:
+        """What reads the records' bytes: the zip, or the legacy stream."""
+        return self.zip or self.legacy
 
     def read_optional(self, record: Record | None, limit: int) -> bytes | None:
         """Like read, but a damaged record becomes a problem and None."""
@@ -170,14 +248,15 @@ class Archive:
 
     def pickle(self, name: str) -> WalkResult:
         """The walked pickle record ``name`` (cached); ArchiveError naming the record if it is bad."""
-        if name not in self._pickles:
-            record = self.find(name)
+        record = self.find(name)
+        key = id(record)  # records live as long as the archive: one walk per entry, whatever name found it
+        if key not in self._pickles:
             data = self.read(record, PICKLE_CAP)
             try:
-                self._pickles[name] = walk(data)
+                self._pickles[key] = walk(data)
             except PickleError as exc:
                 raise ArchiveError(str(exc), record.display_name) from None
-        return self._pickles[name]
+        return self._pickles[key]
 
     def pickle_optional(self, name: str) -> WalkResult | None:
         """The walked pickle, or None (with a problem) when absent or damaged."""
@@ -190,7 +269,28 @@ class Archive:
             return None
 
     def records_of(self, kind: str) -> list[Record]:
-        return [r for r in self.records if r.inside and r.kind == kind]
+        """The records of a kind that torch reads (shadowed twins are in ``records``, marked)."""
+        return [r for r in self.records if r.kind == kind and r.torch_reads]
+
+
+class RecordIndex(Mapping):
+    """``archive.by_name``: a read-only mapping whose lookups are torch's (:meth:`Archive.lookup`); iterating
+    gives the names of the records torch reads."""
+
+    def __init__(self, archive: Archive):
+        self._archive = archive
+
+    def __getitem__(self, name: str) -> Record:
+        record = self._archive.lookup(name) if isinstance(name, str) else None
+        if record is None:
+            raise KeyError(name)
+        return record
+
+    def __iter__(self):
+        return (r.name for r in self._archive.torch_records())
+
+    def __len__(self) -> int:
+        return len(self._archive.torch_records())
 
 
 def open_archive(path: str) -> Archive:

@@ -21,7 +21,9 @@ STORAGE_DIRS = {"data.pkl": "data", "constants.pkl": "constants", "traced_inputs
 
 
 def classify(name: str) -> str:
-    """Kind of a record, by its path inside the archive's top folder."""
+    """Kind of a record, by its path inside the archive's top folder, ignoring ASCII case as torch's lookups
+    do (``CODE/__torch__/m.PY`` is code torch compiles, ``Data.Pkl`` the pickle it reads)."""
+    name = ascii_lower(name)
     if name.endswith("/"):
         return DIRECTORY
     if name.endswith(".debug_pkl"):
@@ -39,6 +41,14 @@ def classify(name: str) -> str:
     if _STORAGE.match(name):
         return TENSOR_DATA
     return OTHER
+
+
+def ascii_lower(name: str) -> str:
+    """``name`` with only A-Z lowered (miniz's MZ_TOLOWER; str.lower() would also fold other letters)."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def detect_zip_format(names: set[str], archive_format: bytes | None) -> str:
@@ -72,3 +82,37 @@ def sniff(head: bytes) -> tuple[str, str | None]:
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle", None
     return "unknown", None
+
+
+# first bytes of files people mistake for a model, or save under a model's name
+_MAGICS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+           (b"%PDF-", "a PDF document"), (b"\x1f\x8b", "a gzip file"), (b"BZh", "a bzip2 file"),
+           (b"\xfd7zXZ\x00", "an xz file"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+           (b"\x7fELF", "an ELF executable"),
+           (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5?)"), (b"GGUF", "a GGUF model (llama.cpp)"),
+           (b"\x93NUMPY", "a NumPy .npy array"))
+_PICKLE0 = re.compile(rb"^(c[\w.]+\n|\((dp|lp|t|S'|V)|[]}]q?)")
+
+
+def what_it_is(head: bytes) -> str | None:
+    """What a file that is not an archive is, from its first bytes, for the error message."""
+    if not head:
+        return "an empty file, not a PyTorch archive"
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name + ", not a PyTorch archive"
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "a safetensors file (not a PyTorch archive)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # a multi-byte character cut at the end is still text
+        text = head[:-3].decode("utf-8", "ignore") if len(head) > 3 else ""
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        if _PICKLE0.match(head):
+            return "text that starts like a protocol-0 pickle, not a PyTorch archive (tsinspect scan judges it)"
+        if text.lstrip().startswith(("{", "[")):
+            return "a text file (JSON?), not a PyTorch archive"
+        if text.startswith("version https:"):
+            return "a Git LFS pointer, not a PyTorch archive: fetch the file itself with git lfs pull"
+        return "a text file, not a PyTorch archive"
+    return None

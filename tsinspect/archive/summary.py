@@ -6,9 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tsinspect.archive import records as rk
+from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
-from tsinspect.archive.pickles import PTuple
+from tsinspect.archive.pickles import PDict, PTuple
 from tsinspect.archive.problems import Problem
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
@@ -37,6 +38,7 @@ class ArchiveSummary:
     tensor_kinds: dict[str, str]  # tensor name -> parameter / buffer / attribute
     problems: list[Problem]
     code: CodeIndex = field(repr=False)
+    made_by: MadeBy | None = None  # traced or scripted, and how sure (archive.madeby)
 
     @property
     def weight_bytes(self) -> int:
@@ -80,6 +82,7 @@ class ArchiveSummary:
             "weight_bytes": self.weight_bytes,
             "modules": self.modules.to_json() if self.modules else None,
             "methods": [m.to_json() for m in self.methods],
+            "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
         }
 
@@ -96,6 +99,9 @@ def summarize(archive: Archive) -> ArchiveSummary:
         # constants.pkl is a tuple; code refers to its items as CONSTANTS.c<i>
         items = consts.value.items if isinstance(consts.value, PTuple) else []
         constants = [t for i, item in enumerate(items) for t in _tensors(archive, "constants.pkl", item, f"c{i}")]
+    bytecode = archive.pickle_optional("bytecode.pkl")
+    if bytecode is not None:
+        tensors += _new_views(tensors + constants, _tensors(archive, "bytecode.pkl", bytecode.value, "bytecode"))
     inputs = archive.pickle_optional("traced_inputs.pkl")
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
     return ArchiveSummary(
@@ -105,7 +111,8 @@ def summarize(archive: Archive) -> ArchiveSummary:
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,
         modules=modules, methods=code.methods, tensor_kinds=parameter_kinds(modules),
-        problems=archive.problems, code=code)
+        problems=archive.problems, code=code,
+        made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 
 def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:
@@ -131,6 +138,27 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
     return found
 
 
+def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorInfo]:
+    """The tensors of ``found`` that are no view already ``known``; the others become aliases of it.
+
+    A lite archive's ``bytecode.pkl`` repeats most tensors of ``constants.pkl`` over the same storages, and
+    holds some (a quantized model's weights) that only it references.
+    """
+    def view(t: TensorInfo) -> tuple:
+        return t.record, t.storage_key, t.offset, tuple(t.shape), tuple(t.stride), t.dtype
+
+    index = {view(t): t for t in known}
+    new = []
+    for t in found:
+        same = index.get(view(t))
+        if same is None:
+            index[view(t)] = t
+            new.append(t)
+        else:
+            same.aliases += [t.name, *t.aliases]
+    return new
+
+
 def _storage_record(archive: Archive, name: str | None) -> Record | None:
     if name is None:
         return None
@@ -153,6 +181,14 @@ def _versions(archive: Archive) -> dict[str, str | int]:
     if "version" in archive.by_name and ".data/version" in archive.by_name:
         archive.problems.append(Problem("two_version_records", None,
                                         "both 'version' and '.data/version' exist; torch reads '.data/version'"))
+    if archive.legacy is not None:  # a pre-zip torch.save stream: its protocol and the writer's byte order
+        protocol = archive.pickle_optional("protocol_version.pkl")
+        if protocol is not None and isinstance(protocol.value, int):
+            out["legacy_protocol"] = protocol.value
+        info = archive.pickle_optional("sys_info.pkl")
+        little = info.value.get("little_endian") if info and isinstance(info.value, PDict) else None
+        if isinstance(little, bool):
+            out["byteorder"] = "little" if little else "big"
     bytecode = archive.pickle_optional("bytecode.pkl")
     if bytecode is not None and isinstance(bytecode.value, PTuple) and bytecode.value.items:
         first = bytecode.value.items[0]

@@ -16,6 +16,11 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def has_unsafe_chars(text: str) -> bool:
+    """Whether ``text`` holds anything :func:`printable` would escape (C0/C1 controls, DEL, bidi, surrogates)."""
+    return _UNSAFE.search(text) is not None
+
+
 def printable(text: str, keep_lines: bool = False) -> str:
     """Escape control characters (``\\x1b`` becomes the four characters ``\\x1b``).
 
@@ -36,6 +41,14 @@ def json_safe(text: str) -> str:
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def json_dumps(obj: object, **options) -> str:
+    """``json.dumps`` for anything holding archive strings, wherever it goes (stdout, a report file): UTF-8
+    text kept readable, every character a terminal or an editor may act on escaped (see json_safe)."""
+    import json
+
+    return json_safe(json.dumps(obj, ensure_ascii=False, **options))
+
+
 def decode_name(raw: bytes) -> tuple[str, bool]:
     """Decode a member name; returns the text and whether it was valid UTF-8."""
     try:
@@ -54,3 +67,8 @@ def human_bytes(n: int) -> str:
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 tensor``, ``2 tensors``: the count with the noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -4,6 +4,12 @@ Python's ``zipfile`` hides NUL-truncated names, keeps only the last of duplicate
 sizes and raises on undecodable names; PyTorch (miniz) does not check CRCs. This reader parses the end
 record and central directory itself, keys entries by index and raw name bytes, cross-checks every local
 header, and records what is wrong as :class:`Problem` s instead of hiding it. Reads are lazy and capped.
+
+Which zip it reads is decided as PyTorch's reader (``PyTorchStreamReader`` over miniz) decides, because that
+is the archive torch runs: the *last* end record with 22 bytes after it, whatever its comment length says;
+zip64 through the locator's offset; offsets taken as absolute (torch never shifts for prepended data); the
+number of entries the end record declares; and records found by miniz's case-insensitive binary search
+(:meth:`ZipArchive.locate`). Where other zip tools would read something else, that is a problem.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from tsinspect.archive.text import decode_name, printable
 MAX_ENTRIES = 200_000
 MAX_CENTRAL_DIRECTORY = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
+INFLATE_BUDGET = 1 << 30  # inflated bytes per opened archive, all reads together (one shared deflate bomb
+# behind thousands of entries or hidden local headers costs at most this much work)
 
 _EOCD = struct.Struct("<4sHHHHIIH")  # end of central directory
 _EOCD64_LOCATOR = struct.Struct("<4sIQI")
@@ -32,6 +40,14 @@ FLAG_DATA_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
 _KNOWN_FLAGS = FLAG_ENCRYPTED | 0x2 | 0x4 | FLAG_DATA_DESCRIPTOR | FLAG_UTF8
 STORED, DEFLATED = 0, 8
+
+
+class InflateBudgetSpent(ArchiveError):
+    """The archive's members together inflated past :data:`INFLATE_BUDGET`: nothing more is inflated."""
+
+    def __init__(self, member: str | None):
+        super().__init__(f"not read: this archive's members together inflate past {INFLATE_BUDGET} bytes "
+                         "(a deflate bomb shared by many entries?)", member)
 
 
 @dataclass
@@ -52,6 +68,7 @@ class ZipEntry:
     data_offset: int | None = None  # where the member's bytes start; None when the local header is bad
     valid_name: bool = True
     overlaps: bool = False  # its bytes lie inside another member's: never read (overlapping zip bomb)
+    torch_visible: bool = True  # within the entry count the end record declares (miniz indexes no more)
 
     @property
     def display_name(self) -> str:
@@ -88,7 +105,12 @@ class ZipArchive:
     shift: int  # bytes of foreign data before the zip's first byte (0 for a normal archive)
     _fh: BinaryIO = field(repr=False)
     _crc_checked: set[int] = field(default_factory=set, repr=False)
-    cd_start: int = 0  # where the central directory starts in the file (the members' bytes lie before it)
+    cd_start: int = 0  # where the central directory starts in the file
+    end_record: int = 0  # where the end record torch reads is
+    alternatives: list[int] = field(default_factory=list)  # other end records stricter zip tools would read
+    torch_error: str | None = None  # why torch's zip reader would refuse the file (None: it opens it)
+    inflate_budget: int = INFLATE_BUDGET  # inflated bytes still allowed, all members together
+    _sorted: tuple | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self._fh.close()
@@ -143,7 +165,8 @@ class ZipArchive:
                 if inflater is None:
                     out = raw
                 else:
-                    out = inflater.decompress(raw, limit - produced + 1)
+                    out = inflater.decompress(raw, min(limit - produced, self.inflate_budget) + 1)
+                    self._charge(len(out), entry)
                 produced += len(out)
                 if produced > limit:
                     raise ArchiveError(f"inflates past the cap of {limit} bytes (declared {entry.size})",
@@ -155,6 +178,7 @@ class ZipArchive:
                     break
             if inflater is not None:
                 tail = inflater.flush()
+                self._charge(len(tail), entry)
                 produced += len(tail)
                 if produced > limit:
                     raise ArchiveError(f"inflates past the cap of {limit} bytes", entry.display_name)
@@ -173,6 +197,64 @@ class ZipArchive:
                 self._problem("crc_mismatch", entry,
                               f"CRC-32 is {crc:08x}, the directory says {entry.crc:08x} (PyTorch does not check)")
 
+    def _charge(self, inflated: int, entry: ZipEntry | None) -> None:
+        self.inflate_budget -= inflated
+        if self.inflate_budget < 0:
+            raise InflateBudgetSpent(entry.display_name if entry is not None else None)
+
+    def inflate(self, raw: bytes, limit: int, what: str | None = None) -> bytes:
+        """Raw deflate ``raw`` inflated to at most ``limit`` bytes, charged to the archive's budget (for bytes
+        outside any directory entry, such as hidden local entries); ArchiveError when the budget is spent."""
+        inflater = zlib.decompressobj(-15)
+        try:
+            out = inflater.decompress(raw, max(0, min(limit, self.inflate_budget + 1)))
+        except zlib.error as exc:
+            raise ArchiveError(f"corrupt compressed data ({exc})", what) from None
+        self.inflate_budget -= len(out)
+        if self.inflate_budget < 0:
+            raise InflateBudgetSpent(what)
+        return out
+
+    # -- lookup as torch does it -------------------------------------------------------------------------
+    def locate(self, name: bytes) -> ZipEntry | None:
+        """The entry torch reads for the full member ``name`` (top folder included), or None.
+
+        miniz (``mz_zip_reader_locate_file`` with no flags, as PyTorchStreamReader calls it) sorts the
+        declared entries by ASCII-lowercased name with a heap sort and binary-searches that order, comparing
+        case-insensitively: ``DATA.PKL`` answers for ``data.pkl``, and of several such names the one the
+        search lands on wins, whatever its place in the directory. The name is a C string (cut at a NUL).
+        """
+        keys, order = self._index()
+        key = name.split(b"\0", 1)[0].lower()
+        low, high = 0, len(order) - 1
+        while low <= high:
+            mid = low + ((high - low) >> 1)
+            probe = keys[order[mid]]
+            if probe == key:
+                return self.entries[order[mid]]
+            if probe < key:
+                low = mid + 1
+            else:
+                high = mid - 1
+        return None
+
+    def candidates(self, name: bytes) -> list[ZipEntry]:
+        """Every declared entry whose name equals ``name`` case-insensitively, in directory order."""
+        keys, _ = self._index()
+        key = name.split(b"\0", 1)[0].lower()
+        return [self.entries[i] for i, k in enumerate(keys) if k == key]
+
+    def _index(self) -> tuple:
+        if self._sorted is None:
+            visible = [e for e in self.entries if e.torch_visible]
+            keys = [e.raw_name.lower() for e in visible]  # bytes.lower() is ASCII-only, like MZ_TOLOWER
+            if len(set(keys)) == len(keys):
+                order = sorted(range(len(keys)), key=keys.__getitem__)  # no ties: any sort gives miniz's order
+            else:
+                order = _miniz_heap_sort(keys)
+            self._sorted = (keys, order)
+        return self._sorted
+
     def read(self, entry: ZipEntry, limit: int) -> bytes:
         """The member's bytes, checked; ArchiveError past ``limit``."""
         return b"".join(self.iter_chunks(entry, limit))
@@ -188,78 +270,235 @@ class ZipArchive:
         return self._fh.read(length)
 
 
-def open_zip(path: str) -> ZipArchive:
-    """Open ``path`` and parse its directory; ArchiveError when it is not a readable zip."""
+def _miniz_heap_sort(keys: list[bytes]) -> list[int]:
+    """Indices of ``keys`` in the order miniz's in-place heap sort leaves them (it is not stable, so among
+    equal keys the order depends on the whole directory; only that order says which one a lookup finds)."""
+    order = list(range(len(keys)))
+    size = len(order)
+    if size <= 1:
+        return order
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                return
+            if child + 1 < end and keys[order[child]] < keys[order[child + 1]]:
+                child += 1
+            if not keys[order[root]] < keys[order[child]]:
+                return
+            order[root], order[child] = order[child], order[root]
+            root = child
+
+    for start in range((size - 2) >> 1, -1, -1):
+        sift(start, size)
+    for end in range(size - 1, 0, -1):
+        order[0], order[end] = order[end], order[0]
+        sift(0, end)
+    return order
+
+
+def open_zip(path: str, end_record: int | None = None) -> ZipArchive:
+    """Open ``path`` and parse its directory; ArchiveError when it is not a readable zip.
+
+    ``end_record``: read the directory of the end record at this file offset instead of the one torch
+    picks (to look at what other zip tools would read, see :attr:`ZipArchive.alternatives`).
+    """
     try:
         fh = open(path, "rb")
     except OSError as exc:
         raise ArchiveError(f"cannot open {printable(str(path))}: {exc.strerror or exc}") from None
     try:
-        return _parse(path, fh)
+        return _parse(path, fh, end_record)
     except BaseException:
         fh.close()
         raise
 
 
-def _parse(path: str, fh: BinaryIO) -> ZipArchive:
+def _parse(path: str, fh: BinaryIO, end_record: int | None = None) -> ZipArchive:
     fh.seek(0, 2)
     file_size = fh.tell()
+    fh.seek(0)
+    starts_like_zip = fh.read(4) == b"PK\x03\x04"
     problems: list[Problem] = []
-    eocd_pos, eocd = _find_end_record(fh, file_size)
-    _, disk, cd_disk, _, count, cd_size, cd_offset, comment_len = eocd
+    refusals: list[str] = []  # why torch's reader would refuse this zip
+    if end_record is None:
+        eocd_pos, tail_start, tail = _find_end_record(fh, file_size)
+        alternatives = _other_end_records(tail, tail_start, file_size, eocd_pos)
+    else:
+        eocd_pos, alternatives = end_record, []
+    fh.seek(eocd_pos)
+    eocd = _EOCD.unpack(fh.read(_EOCD.size))
+    _, disk, cd_disk, on_disk, count, cd_size, cd_offset, comment_len = eocd
     trailing = file_size - (eocd_pos + _EOCD.size + comment_len)
     if trailing > 0:
         problems.append(Problem("trailing_data", None, f"{trailing} bytes follow the end of the zip"))
+    elif trailing < 0:
+        problems.append(Problem("end_comment_past_eof", None,
+                                f"the end record's comment length runs {-trailing} bytes past the end of the file "
+                                "(torch reads this end record anyway; some zip tools look for another)"))
+    for other in alternatives:
+        problems.append(Problem("several_end_records", None,
+                                f"another end record at byte {other} names a different directory: torch reads "
+                                f"the one at byte {eocd_pos}, stricter zip tools the other"))
     if disk != 0 or cd_disk != 0:
         raise ArchiveError("multi-disk (split) zip archives are not supported")
-    cd_end = eocd_pos  # where the central directory must end, whatever the records declare
-    if eocd_pos >= _EOCD64_LOCATOR.size:
-        fh.seek(eocd_pos - _EOCD64_LOCATOR.size)
-        loc = _EOCD64_LOCATOR.unpack(fh.read(_EOCD64_LOCATOR.size))
-        if loc[0] == b"PK\x06\x07":
-            rec_pos = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size
-            if rec_pos < 0:
-                raise ArchiveError("zip64 end record is out of range")
-            fh.seek(rec_pos)
-            rec = _EOCD64.unpack(fh.read(_EOCD64.size))
-            if rec[0] != b"PK\x06\x06":
-                raise ArchiveError("zip64 end record is missing where its locator points")
-            count, cd_size, cd_offset = rec[7], rec[8], rec[9]
-            cd_end = rec_pos
-    if cd_size > cd_end:
-        raise ArchiveError(f"central directory declares {cd_size} bytes, more than precede its end record")
-    cd_start = cd_end - cd_size
-    shift = cd_start - cd_offset
-    if shift < 0:
-        raise ArchiveError("central directory offset points past its end record (lying directory)")
-    if shift:
-        problems.append(Problem("data_before_zip", None,
-                                f"{shift} bytes of other data precede the zip (a polyglot or a prefixed file)"))
+    torch_view = _zip64_end(fh, eocd_pos, file_size, problems, refusals) or (count, on_disk, cd_size, cd_offset)
+    count, on_disk, cd_size, cd_offset = torch_view
+    shift = 0
+    # torch (miniz) takes the directory offset as absolute. When nothing is there (data before the zip: torch
+    # then refuses the file, or never reads it as a zip when it does not start like one), find the directory
+    # as zipfile does, from where it ends, and say the zip is shifted.
+    if not (starts_like_zip and _directory_at(fh, cd_offset, cd_size, count, file_size)):
+        zf_count, zf_cd_size, zf_cd_offset, zf_end = _zipfile_view(fh, eocd_pos, eocd)
+        zf_shift = zf_end - zf_cd_size - zf_cd_offset
+        if zf_shift >= 0 and _directory_at(fh, zf_cd_offset + zf_shift, zf_cd_size, zf_count, file_size):
+            if starts_like_zip:
+                refusals.append("its central directory is not where the end record says (zip tools that allow "
+                                "for data before the zip find it further on)")
+            count, cd_size, cd_offset, shift = zf_count, zf_cd_size, zf_cd_offset, zf_shift
+        elif refusals and not starts_like_zip:
+            raise ArchiveError(refusals[0])
+    if count != on_disk and shift == 0:
+        refusals.append(f"the end record declares {count} entries but {on_disk} on this disk")
     if cd_size > MAX_CENTRAL_DIRECTORY:
         raise ArchiveError(f"central directory is {cd_size} bytes, over the cap of {MAX_CENTRAL_DIRECTORY}")
+    if cd_offset + shift + cd_size > file_size:
+        raise ArchiveError(f"central directory declares {cd_size} bytes at offset {cd_offset}, "
+                           "past the end of the file")
+    if shift:
+        problems[:] = [p for p in problems if not p.kind.startswith("zip64_record")]  # torch's view, not used
+        problems.append(Problem("data_before_zip", None,
+                                f"{shift} bytes of other data precede the zip (a polyglot or a prefixed file)"))
+    cd_start = cd_offset + shift
     fh.seek(cd_start)
     cd = fh.read(cd_size)
     entries = _parse_central_directory(cd, count, problems)
+    if len(entries) < count:
+        refusals.append(f"the end record declares {count} entries, the directory holds {len(entries)}")
     for entry in entries:
-        _check_local_header(fh, entry, shift, cd_start, problems)
+        _check_local_header(fh, entry, shift, file_size, problems)
+        if entry.torch_visible:
+            refusals += _torch_entry_refusals(entry, file_size)
     _check_names(entries, problems)
     _check_overlaps(entries, shift, problems)
-    return ZipArchive(str(path), file_size, entries, problems, shift, fh, cd_start=cd_start)
+    archive = ZipArchive(str(path), file_size, entries, problems, shift, fh, cd_start=cd_start,
+                         end_record=eocd_pos, alternatives=alternatives)
+    if refusals:
+        archive.torch_error = refusals[0]
+        problems.append(Problem("torch_refuses_zip", None, f"torch's zip reader refuses this file: {refusals[0]}"))
+    return archive
 
 
-def _find_end_record(fh: BinaryIO, file_size: int) -> tuple[int, tuple]:
-    tail_len = min(file_size, 0xFFFF + _EOCD.size)
-    fh.seek(file_size - tail_len)
-    tail = fh.read(tail_len)
-    pos = len(tail)
-    while True:
-        pos = tail.rfind(b"PK\x05\x06", 0, pos)
+def _directory_at(fh: BinaryIO, offset: int, size: int, count: int, file_size: int) -> bool:
+    """Whether a directory of ``size`` bytes fits at ``offset`` and starts with an entry (if it has any)."""
+    if offset < 0 or offset + size > file_size:
+        return False
+    if count == 0:
+        return True
+    fh.seek(offset)
+    return fh.read(4) == b"PK\x01\x02"
+
+
+def _zipfile_view(fh: BinaryIO, eocd_pos: int, eocd: tuple) -> tuple[int, int, int, int]:
+    """(count, directory size, directory offset, where the directory ends) as Python's zipfile reads them: a
+    zip64 end record right before the locator, else the 32-bit fields."""
+    count, cd_size, cd_offset = eocd[4], eocd[5], eocd[6]
+    rec_pos = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size
+    if rec_pos >= 0:
+        fh.seek(rec_pos)
+        raw = fh.read(_EOCD64.size + 4)
+        if raw[:4] == b"PK\x06\x06" and raw[_EOCD64.size:] == b"PK\x06\x07":
+            rec = _EOCD64.unpack(raw[:_EOCD64.size])
+            return rec[7], rec[8], rec[9], rec_pos
+    return count, cd_size, cd_offset, eocd_pos
+
+
+def _find_end_record(fh: BinaryIO, file_size: int) -> tuple[int, int, bytes]:
+    """The end record miniz picks: the last signature with at least 22 bytes after it, scanning back in 4 KiB
+    windows until about 64 KiB have been searched. Its comment length is not checked (nor by zipfile).
+    Returns (position, start of the searched tail, the tail's bytes)."""
+    if file_size < _EOCD.size:
+        raise ArchiveError("not a zip archive, or a truncated one (no end-of-central-directory record)")
+    low = max(file_size - 4096, 0)
+    while low and file_size - low < 0xFFFF + _EOCD.size:
+        low = max(low - 4093, 0)
+    fh.seek(low)
+    tail = fh.read(file_size - low)
+    pos = tail.rfind(b"PK\x05\x06", 0, file_size - low - _EOCD.size + 4)
+    if pos < 0:
+        raise ArchiveError("not a zip archive, or a truncated one (no end-of-central-directory record)")
+    return low + pos, low, tail
+
+
+MAX_ALTERNATIVES = 4
+
+
+def _other_end_records(tail: bytes, tail_start: int, file_size: int, chosen: int) -> list[int]:
+    """End records a stricter zip tool could take instead when torch's choice has a comment running past the
+    end of the file: earlier ones whose comment fits (latest first, the one such a tool takes) and which
+    name another directory."""
+    chosen_rec = _EOCD.unpack_from(tail, chosen - tail_start)
+    if chosen + _EOCD.size + chosen_rec[7] <= file_size:
+        return []
+    found: list[int] = []
+    pos = chosen - tail_start
+    while len(found) < MAX_ALTERNATIVES:
+        pos = tail.rfind(b"PK\x05\x06", 0, pos + 3)
         if pos < 0:
-            raise ArchiveError("not a zip archive, or a truncated one (no end-of-central-directory record)")
+            break
         if pos + _EOCD.size <= len(tail):
             rec = _EOCD.unpack_from(tail, pos)
-            if pos + _EOCD.size + rec[7] <= len(tail):
-                return file_size - tail_len + pos, rec
+            if tail_start + pos + _EOCD.size + rec[7] <= file_size and rec[5:7] != chosen_rec[5:7]:
+                found.append(tail_start + pos)
+    return found
+
+
+def _zip64_end(fh: BinaryIO, eocd_pos: int, file_size: int, problems: list[Problem],
+               refusals: list[str]) -> tuple | None:
+    """(count, count on this disk, directory size, directory offset) from the zip64 end record, found as
+    miniz finds it: through the locator right before the end record, at the offset the locator gives.
+    None when there is no zip64 record (torch then uses the 32-bit fields)."""
+    if eocd_pos < _EOCD64_LOCATOR.size + _EOCD64.size:
+        return None
+    fh.seek(eocd_pos - _EOCD64_LOCATOR.size)
+    sig, _, rec_pos, disks = _EOCD64_LOCATOR.unpack(fh.read(_EOCD64_LOCATOR.size))
+    if sig != b"PK\x06\x07":
+        return None
+    if rec_pos > file_size - _EOCD64.size:
+        refusals.append(f"the zip64 locator points at byte {rec_pos}, past the end of the file")
+        return None
+    fh.seek(rec_pos)
+    rec = _EOCD64.unpack(fh.read(_EOCD64.size))
+    if rec[0] != b"PK\x06\x06":
+        problems.append(Problem("zip64_record_missing", None,
+                                f"the zip64 locator points at byte {rec_pos}, where no zip64 end record is; "
+                                "torch then uses the 32-bit end record"))
+        return None
+    expected = eocd_pos - _EOCD64_LOCATOR.size - _EOCD64.size
+    if rec_pos != expected:
+        problems.append(Problem("zip64_record_moved", None,
+                                f"the zip64 end record is at byte {rec_pos} (where the locator points), not right "
+                                f"before the locator (byte {expected}): tools that look there read another directory"))
+    if disks != 1 or rec[4] or rec[5]:
+        refusals.append("a multi-disk (split) zip64 archive")
+    if rec[1] < _EOCD64.size - 12:
+        refusals.append("the zip64 end record declares an impossible size")
+    return rec[7], rec[6], rec[8], rec[9]
+
+
+def _torch_entry_refusals(entry: ZipEntry, file_size: int) -> list[str]:
+    """miniz's per-entry checks when it indexes the directory: any one makes torch refuse the whole zip."""
+    out = []
+    sizes_differ = entry.method == STORED and entry.size != entry.compressed_size
+    if entry.size != 0xFFFFFFFF and entry.compressed_size != 0xFFFFFFFF and (
+            sizes_differ or (entry.size and not entry.compressed_size)):
+        out.append(f"{entry.display_name!r} declares {entry.compressed_size} stored bytes for {entry.size}")
+    if entry.header_offset + _LOCAL.size + entry.compressed_size > file_size:
+        out.append(f"{entry.display_name!r} runs past the end of the file")
+    if entry.flags & 0x2000:
+        out.append(f"{entry.display_name!r} has a masked local header (strong encryption)")
+    return out
 
 
 def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> list[ZipEntry]:
@@ -283,12 +522,13 @@ def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> 
         usize, csize, offset = _apply_zip64(cd[extra_start:extra_start + elen], usize, csize, offset)
         name, valid = decode_name(raw_name)
         entry = ZipEntry(len(entries), raw_name, name, flags, method, crc, csize, usize, offset, ext_attr,
-                         made_by >> 8, valid_name=valid)
+                         made_by >> 8, valid_name=valid, torch_visible=len(entries) < count)
         entries.append(entry)
         pos = end
     if len(entries) < MAX_ENTRIES and len(entries) != count:
+        hidden = "; torch sees only the declared ones" if len(entries) > count else ""
         problems.append(Problem("entry_count_mismatch", None,
-                                f"the end record declares {count} entries, the directory holds {len(entries)}"))
+                                f"the end record declares {count} entries, the directory holds {len(entries)}{hidden}"))
     return entries
 
 
@@ -309,7 +549,7 @@ def _apply_zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int
     return usize, csize, offset
 
 
-def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, cd_start: int,
+def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: int,
                         problems: list[Problem]) -> None:
     def problem(kind: str, detail: str) -> None:
         problems.append(Problem(kind, entry.display_name, detail))
@@ -323,8 +563,8 @@ def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, cd_start: int
     if entry.is_symlink:
         problem("symlink", "member is a symbolic link")
     pos = entry.header_offset + shift
-    if pos + _LOCAL.size > cd_start:
-        problem("bad_local_header", f"local header offset {entry.header_offset} is outside the file's data")
+    if pos + _LOCAL.size > file_size:
+        problem("bad_local_header", f"local header offset {entry.header_offset} is past the end of the file")
         return
     fh.seek(pos)
     head = fh.read(_LOCAL.size)
@@ -345,9 +585,8 @@ def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, cd_start: int
                     f"local header declares crc {crc:08x}, {csize}/{usize} bytes; directory "
                     f"{entry.crc:08x}, {entry.compressed_size}/{entry.size}")
     entry.data_offset = pos + _LOCAL.size + nlen + elen
-    if entry.data_offset + entry.compressed_size > cd_start:
-        problem("size_out_of_range",
-                f"declares {entry.compressed_size} bytes, past the start of the central directory")
+    if entry.data_offset + entry.compressed_size > file_size:
+        problem("size_out_of_range", f"declares {entry.compressed_size} bytes, past the end of the file")
 
 
 def _check_names(entries: list[ZipEntry], problems: list[Problem]) -> None:

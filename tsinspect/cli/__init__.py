@@ -36,18 +36,57 @@ class UsageError(Exception):
     """A mistake in how the command was called (exit status 2)."""
 
 
+EXIT_TEXT = {"0": "ok", "1": "findings", "2": "an error (one line on stderr)"}
+
+
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    """The options every command takes, before or after its name. On subcommands their default is
+    SUPPRESS, so a value given before the command is not reset by the subcommand's parser."""
+    group = parser.add_argument_group("global options")
+    taken = parser._option_string_actions
+    if "--color" not in taken:
+        group.add_argument("--color", choices=("auto", "always", "never"),
+                           default="auto" if default is None else default,
+                           help="colour output (default auto: off when NO_COLOR is set or output is not a terminal)")
+    if "--quiet" not in taken:
+        group.add_argument("--quiet", "-q", action="store_true", default=False if default is None else default,
+                           help="no progress line on stderr (it is shown only when stderr is a terminal)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal; the epilog (exit codes, examples) kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line + "\n" for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, summary: str, description: str,
+                examples: list[str], exits: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, its exit codes and examples."""
+    codes = dict(EXIT_TEXT, **(exits or {}))
+    epilog = ("exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(codes.items()))
+              + "\n\nexamples:\n" + "\n".join(f"  {example}" for example in examples))
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                          formatter_class=_HelpFormatter)
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsinspect",
         description="Inspect TorchScript archives (.pt/.ptl) without running them.",
-        epilog="Run 'tsinspect COMMAND --help' for a command's options. 'tsinspect FILE' opens FILE.")
+        epilog="Run 'tsinspect COMMAND --help' for a command's options. 'tsinspect FILE' opens FILE.\n"
+               "Exit status: 0 ok, 1 findings (differences, unsafe findings, a refused load), 2 error.",
+        formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour output (default: auto, off when NO_COLOR is set or output is not a terminal)")
+    _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = dict.fromkeys(COMMANDS.values()) if command is None else [COMMANDS[command]]
     for module in modules:
         importlib.import_module(module).add_parsers(sub)
+    for subparser in sub.choices.values():
+        _global_options(subparser, argparse.SUPPRESS)
     return parser
 
 
@@ -59,6 +98,8 @@ def _first_positional(argv: list[str]) -> str | None:
             skip = False
         elif arg == "--color":
             skip = True
+        elif arg == "--":
+            continue
         elif not arg.startswith("-"):
             return arg
     return None
@@ -73,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
+        from tsinspect.cli import progress
+
+        progress.configure(args.quiet)
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_OK
@@ -88,17 +132,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_error(exc: BaseException) -> int:
+    from tsinspect.archive.text import printable
+    from tsinspect.cli.progress import print_above
+
+    print_above(f"tsinspect: error: {printable(error_message(exc))}", sys.stderr)
+    return EXIT_ERROR
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line that says what went wrong (raised again under TSINSPECT_DEBUG when it is our bug)."""
     from tsinspect.archive.problems import ArchiveError
 
     if isinstance(exc, (ArchiveError, UsageError)):
-        message = str(exc)
-    elif isinstance(exc, OSError):
-        message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-    else:
-        if os.environ.get("TSINSPECT_DEBUG"):
-            raise exc
-        message = f"internal error ({type(exc).__name__}: {exc}); please report it with the file if you can"
-    from tsinspect.archive.text import printable
-
-    print(f"tsinspect: error: {printable(message)}", file=sys.stderr)
-    return EXIT_ERROR
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+    if os.environ.get("TSINSPECT_DEBUG"):
+        raise exc
+    return f"internal error ({type(exc).__name__}: {exc}); please report it with the file if you can"

@@ -3,48 +3,81 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
-from tsinspect.archive.text import human_bytes, printable
-from tsinspect.cli.output import emit_json, warn_problems
-from tsinspect.cli.style import Style, style_for
+from tsinspect.archive.text import printable
+from tsinspect.cli import add_command
+from tsinspect.cli.info_text import info_lines
+from tsinspect.cli.output import emit_json, json_line, warn_problems
+from tsinspect.cli.style import style_for
 
 PREVIEW_CAP = 64 * 1024
 BLAME_MAX_LINES = 1_000_000  # generated code files have thousands of lines; plain `cat` has no such limit
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list the records of an archive")
-    p.add_argument("file")
+    p = add_command(
+        sub, "ls", "list the records of an archive",
+        "List every zip entry in directory order: kind, size, stored size and name relative to the archive's "
+        "top folder (entries outside it are flagged). Problems of the zip structure are warnings on stderr.",
+        ["tsinspect ls model.pt", "tsinspect ls model.pt --json"])
+    p.add_argument("file", help="a PyTorch archive (.pt, .ptl, torch.save zip)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ls/1)")
     p.set_defaults(run=run_ls)
 
-    p = sub.add_parser("info", help="summarise an archive: format, versions, modules, tensors, methods, problems")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.info/1)")
-    p.add_argument("--all", action="store_true", help="list every tensor, not the first 20")
+    p = add_command(
+        sub, "info", "summarise an archive: format, versions, traced or scripted, modules, tensors, methods, problems",
+        "Summarise each archive without running it: format and versions, whether it was traced or scripted "
+        "(and how sure that is), the module tree, tensors, constants, the example inputs of a trace, methods, "
+        "extra files and problems. Repeated modules and tensors (layers.0-23) are shown once; --all shows "
+        "every one. Several files, or folders (walked for archives as scan does), give JSON Lines with --json.",
+        ["tsinspect info model.pt", "tsinspect info model.pt --json", "tsinspect info models/ --json > info.jsonl"])
+    p.add_argument("files", nargs="+", metavar="PATH", help="archives, or folders to walk for archives")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (schema tsinspect.info/1): one document, or one line per file for several")
+    p.add_argument("--all", action="store_true", help="every module, tensor and method, none grouped or cut")
     p.set_defaults(run=run_info)
 
-    p = sub.add_parser("cat", help="print one record (code with --blame shows the original file:line of each line)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "cat", "print one record (code with --blame shows the original file:line of each line)",
+        "Print one record: text as is, binary records as raw bytes to a pipe and as a hex dump to a terminal. "
+        "--blame puts the original file:line of each generated code line beside it, from its .debug_pkl. A "
+        "name that is not a record gets the names it may have meant (TorchScript saves a second class of one "
+        "name as models/___torch_mangle_2.py).",
+        ["tsinspect cat model.pt code/__torch__/models.py --blame", "tsinspect cat model.pt extra/config.json",
+         "tsinspect cat model.pt data/0 > weight.bin"])
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("member", help="record name, with or without the archive's top folder")
     p.add_argument("--blame", action="store_true", help="show the original source file:line beside each code line")
     p.add_argument("--json", action="store_true", help="print JSON lines with their origins (schema tsinspect.cat/1)")
     p.set_defaults(run=run_cat)
 
-    p = sub.add_parser("pickle", help="show a pickle record as a tree, without running it")
-    p.add_argument("file")
+    p = add_command(
+        sub, "pickle", "show a pickle record as a tree, without running it",
+        "Show a pickle record (default data.pkl) as a tree of plain values and inert placeholders: globals stay "
+        "names, calls stay calls, tensors are summarised. Nothing is imported or called. --ops lists the "
+        "opcodes with their byte offsets.",
+        ["tsinspect pickle model.pt", "tsinspect pickle model.pt constants.pkl --depth 3",
+         "tsinspect pickle model.pt --ops"])
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("member", nargs="?", default=None, help="pickle record (default: data.pkl)")
     p.add_argument("--ops", action="store_true", help="print the opcodes instead of the tree")
-    p.add_argument("--depth", type=int, default=64, help="levels to show (default 64)")
+    p.add_argument("--depth", type=int, default=64, metavar="N", help="levels to show (default 64)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.pickle/1)")
     p.set_defaults(run=run_pickle)
 
-    p = sub.add_parser("extract", help="copy records into a directory (regular files only, never outside it)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "extract", "copy records into a directory (regular files only, never outside it)",
+        "Copy records (all, or the ones named) to DEST/<entry name>: only regular files, only inside DEST, never "
+        "over an existing file and never through a link. Members with unsafe names, links, duplicates or "
+        "bomb-like compression are skipped with a warning.",
+        ["tsinspect extract model.pt out/", "tsinspect extract model.pt out/ code/__torch__/models.py"],
+        {"1": "written, but some members were skipped as unsafe"})
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("dest", help="destination directory (created if missing; existing files are never replaced)")
     p.add_argument("members", nargs="*", help="records to extract (default: all)")
     p.add_argument("--json", action="store_true", help="print what was written as JSON (schema tsinspect.extract/1)")
@@ -52,7 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _require_zip(archive: Archive) -> None:
-    if archive.zip is None:
+    if archive.members is None:
         raise ArchiveError(f"{printable(archive.path)} is {archive.note or 'a ' + archive.format + ' file'}; "
                            "it has no records to show")
 
@@ -85,77 +118,60 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    import os
+
+    paths = getattr(args, "files", None) or [args.file]
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        with open_archive(paths[0]) as archive:
+            summary = _summary(archive)
+            if args.json:
+                emit_json(summary.to_json())
+                return 0
+            style = style_for(args.color)
+            for line in info_lines(summary, style, args.all):
+                print(line)
+            warn_problems(summary.problems, style)
+        return 0
+    return _info_many(paths, args)
+
+
+def _summary(archive):
     from tsinspect.archive.summary import summarize
 
-    with open_archive(args.file) as archive:
-        summary = summarize(archive)
-        if args.json:
-            emit_json(summary.to_json())
-            return 0
-        style = style_for(args.color)
-        for line in info_lines(summary, style, args.all):
-            print(line)
-        warn_problems(summary.problems, style)
-    return 0
+    return summarize(archive)
 
 
-def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
-    """Text rendering of an ArchiveSummary."""
-    from tsinspect.archive.modules import short_type
+def _info_many(paths: list[str], args: argparse.Namespace) -> int:
+    """Several files or folders: JSON Lines (one tsinspect.info/1 object per file, or {"path", "error"}), or
+    the text summaries one after another. A file that cannot be read is reported and the others go on."""
+    from tsinspect.cli import error_message, report_error
+    from tsinspect.cli.files import find_files
+    from tsinspect.cli.progress import Progress, print_above
 
-    def head(title: str) -> str:
-        return style(f"{title:<14}", "bold")
-
-    yield (f"{style(printable(s.path), 'bold', 'cyan')}  {human_bytes(s.file_size)}, "
-           f"{style(s.format, 'green')}" + (f", top folder {printable(s.prefix)}" if s.prefix else ""))
-    if s.note:
-        yield f"{head('note')}{s.note}"
-    if s.versions:
-        yield head("versions") + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.versions.items())
-    kinds: dict[str, int] = {}
-    for r in s.records:
-        kinds[r.kind] = kinds.get(r.kind, 0) + 1
-    if s.records:
-        yield head("records") + f"{len(s.records)}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
-    if s.modules is not None:
-        yield head("modules")
-        for module in s.modules.walk():
-            depth = module.path.count(".") + (1 if module.path else 0)
-            params = len(module.parameters) + len(module.buffers)
-            extra = f"  {params} tensors" if params else ""
-            methods = f"  [{', '.join(module.methods)}]" if module.methods else ""
-            yield (f"  {'  ' * depth}{style(module.name, 'cyan')}  {printable(short_type(module.type))}"
-                   f"{extra}{style(methods, 'dim')}")
-    if s.tensors:
-        yield (head("tensors") + f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: "
-               + ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items()))
-        shown = s.tensors if show_all else s.tensors[:tensor_limit]
-        width = min(48, max(len(t.name) for t in shown))
-        for t in shown:
-            kind = s.tensor_kinds.get(t.name, "")
-            note = style(f"  ! {t.problem}", "red") if t.problem else ""
-            yield (f"  {printable(t.name):<{width}}  {t.dtype:<9} {_shape(t.shape):<16} "
-                   f"{human_bytes(t.nbytes):>10}  {style(kind, 'dim')}{note}")
-        if len(s.tensors) > len(shown):
-            yield style(f"  ... {len(s.tensors) - len(shown)} more (--all)", "dim")
-    if s.constants:
-        yield head("constants") + ", ".join(f"{t.name} {t.dtype}{_shape(t.shape)}" for t in s.constants[:20]) + (
-            " ..." if len(s.constants) > 20 else "")
-    if s.traced_inputs:
-        yield head("traced with") + ", ".join(f"{t.name}: {t.dtype}{_shape(t.shape)}" for t in s.traced_inputs)
-    if s.methods:
-        yield head("methods")
-        for m in s.methods:
-            owner = short_type(m.owner) + "." if m.owner else ""
-            where = f"{printable(m.file)}:{m.line}"
-            yield f"  {printable(owner)}{style(printable(m.name), 'green')}  {style(where, 'dim')}"
-    if s.extra_files:
-        yield head("extra files") + ", ".join(f"{r.display_name[6:]} ({human_bytes(r.size)})" for r in s.extra_files)
-    yield head("problems") + (style(f"{len(s.problems)} (see below)", "yellow") if s.problems else "none")
-
-
-def _shape(shape: list[int]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
+    found = find_files(paths)
+    style = style_for(args.color)
+    status = 0
+    with Progress("reading", total=len(found.files)) as progress:
+        for n, path in enumerate(found.files):
+            progress.advance()
+            try:
+                with open_archive(path) as archive:
+                    summary = _summary(archive)
+            except Exception as exc:  # noqa: BLE001 - reported like any command's error, then the next file
+                status = report_error(exc)
+                if args.json:
+                    print_above(json_line({"schema": "tsinspect.info/1", "path": printable(path),
+                                           "error": printable(error_message(exc))}))
+                continue
+            if args.json:
+                print_above(json_line(summary.to_json()))
+                continue
+            lines = list(info_lines(summary, style, args.all))
+            print_above("\n".join(([""] if n else []) + lines))
+            warn_problems(summary.problems, style)
+    if not found.files:
+        print("tsinspect: warning: no archives found", file=sys.stderr)
+    return status
 
 
 # ----- cat
@@ -164,7 +180,7 @@ def _shape(shape: list[int]) -> str:
 def run_cat(args: argparse.Namespace) -> int:
     with open_archive(args.file) as archive:
         _require_zip(archive)
-        record = archive.find(args.member)
+        record = find_record(archive, args.member)
         if args.blame or args.json:
             if record.kind != rk.CODE:
                 raise ArchiveError("--blame and --json need a code record (code/...py)", record.display_name)
@@ -183,6 +199,28 @@ def run_cat(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
     return 0
+
+
+_MANGLE = re.compile(r"/___torch_mangle_\d+(?=\.py$|/)|\.___torch_mangle_\d+")
+
+
+def find_record(archive: Archive, name: str):
+    """``archive.find``, and when the name is not there, an error naming the records it may have meant:
+    TorchScript saves a second class of one name as ``models/___torch_mangle_2.py``, so the name the
+    user knows (``code/__torch__/models.py``) is not a record; other near names come from difflib."""
+    try:
+        return archive.find(name)
+    except ArchiveError:
+        import difflib
+
+        wanted = name[len(archive.prefix):] if archive.prefix and name.startswith(archive.prefix) else name
+        names = [r.display_name for r in archive.records]
+        close = [n for n in names if n != wanted and _MANGLE.sub("", n) == _MANGLE.sub("", wanted)]
+        close = close or difflib.get_close_matches(wanted, names, n=3, cutoff=0.7)
+        if not close:
+            raise
+        raise ArchiveError(f"no such record in the archive; did you mean {' or '.join(close[:4])}?",
+                           printable(name)) from None
 
 
 def _as_text(data: bytes) -> str | None:
@@ -252,7 +290,7 @@ def run_pickle(args: argparse.Namespace) -> int:
     with open_archive(args.file) as archive:
         _require_zip(archive)
         member = args.member or _default_pickle(archive)
-        record = archive.find(member)
+        record = find_record(archive, member)
         if args.ops:
             ops = _ops(disassemble(archive.read(record, PICKLE_CAP)), record.display_name)
             if args.json:

@@ -7,13 +7,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tsinspect.cli import EXIT_FINDINGS, EXIT_OK
+from tsinspect.archive.text import printable
+from tsinspect.cli import EXIT_FINDINGS, EXIT_OK, add_command
 from tsinspect.cli.output import emit_json
+from tsinspect.cli.progress import Progress
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diff", help="what a traced archive lost against the scripted one (dropped branches, "
-                                    "unrolled loops, baked constants), or a structural diff of two archives")
+    p = add_command(
+        sub, "diff", "what a traced archive lost against the scripted one (dropped branches, unrolled loops, "
+                     "baked constants), or a structural diff of two archives",
+        "Compare a traced archive with the scripted one of the same model (in either order): what the trace "
+        "dropped, unrolled or baked in, by file and line of your source. Two archives of one kind get a "
+        "structural diff (modules, tensors, code, extra files).",
+        ["tsinspect diff traced.pt scripted.pt", "tsinspect diff traced.pt scripted.pt --ir never --json",
+         "tsinspect diff old.pt new.pt --quiet && echo same"],
+        {"0": "no differences", "1": "differences (findings)"})
     p.add_argument("a", help="an archive (traced or scripted, in either order)")
     p.add_argument("b", help="the other archive")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
@@ -22,6 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
                    help="use the IR extracted by torch in a child process: auto (when both archives load), "
                         "never (torch-free only), always (fail without it)")
+    p.add_argument("--no-ir", action="store_const", const="never", dest="ir", help=argparse.SUPPRESS)
     p.add_argument("--trust", action="store_true",
                    help="let torch load archives the safety scan flags (only for files you trust)")
     p.add_argument("--tui", action="store_true",
@@ -44,7 +54,9 @@ def run_diff(args: argparse.Namespace) -> int:
             return run(args.a, trust=args.trust, other=args.b, diff_ir=args.ir)
         print("tsinspect: --tui needs a terminal (stdin and stdout); printing the report instead", file=sys.stderr)
 
-    result = diff_archives(args.a, args.b, ir=args.ir, trust=args.trust)
+    _warn_same(args.a, args.b)
+    with Progress("diffing"):
+        result = diff_archives(args.a, args.b, ir=args.ir, trust=args.trust)
     status = EXIT_FINDINGS if result.findings else EXIT_OK
     if args.quiet:
         return status
@@ -58,3 +70,15 @@ def run_diff(args: argparse.Namespace) -> int:
     for line in render(result, style):
         print(line)
     return status
+
+
+def _warn_same(a: str, b: str) -> None:
+    import os
+
+    try:
+        same = os.path.samefile(a, b)
+    except OSError:
+        return  # the diff says what is wrong with the file
+    if same:
+        print(f"tsinspect: warning: {printable(a)} and {printable(b)} are the same file; "
+              "there is nothing to compare", file=sys.stderr)

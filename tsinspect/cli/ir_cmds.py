@@ -8,36 +8,53 @@ the output is the ``ast`` view of ``code/`` instead, and stderr says why.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections import defaultdict
 
 from tsinspect.archive.reader import open_archive
-from tsinspect.archive.text import printable
-from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
+from tsinspect.archive.text import counted, printable
+from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError, add_command
+from tsinspect.cli.progress import Progress
 from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.lines import graph_lines, where
-from tsinspect.ir.model import Graph, LoadError
+from tsinspect.ir.model import Graph, LoadError, ir_sandbox
 from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
-HANDLED = {"missing_op", "missing_class", "unsupported_version"}
+HANDLED = {"missing_op", "missing_class", "unsupported_version", "torch_refuses_zip"}
+
+
+_LOAD_EXITS = {"1": "the safety scan refused the load, or torch could not load the archive (missing op, class "
+                   "or version); the code/ view is printed instead",
+               "2": "an error, a timeout or the memory limit (one line on stderr)"}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("graph",
-                       help="print the IR graph of methods (loads the archive with torch in a sandboxed child)")
-    p.add_argument("file")
+    p = add_command(
+        sub, "graph", "print the IR graph of methods (loads the archive with torch in a sandboxed child)",
+        "Print the IR torch builds for each method, blocks nested under their prim::If/prim::Loop, each node "
+        "with its line in code/ and in your source. torch runs only in a limited child process, after a static "
+        "scan of code/ for load-time code; when the scan refuses or torch cannot load the archive, the methods "
+        "of code/ and the ops they call are printed instead (read with ast), and stderr says why.",
+        ["tsinspect graph model.pt", "tsinspect graph model.pt --module encoder.layers.0 --method forward",
+         "tsinspect graph model.pt --inline --json > ir.json"], _LOAD_EXITS)
+    p.add_argument("file", help="a TorchScript archive")
     p.add_argument("--method", help="only this method (default: every method)")
     p.add_argument("--module", help="only this submodule, by path such as encoder.layers.0 ('' is the root)")
     p.add_argument("--inline", action="store_true", help="show the inlined graph (submodule calls expanded)")
-    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ir/1, see docs/ir.md)")
+    p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ir/2, see docs/ir.md)")
     _common(p)
     p.set_defaults(run=run_graph)
 
-    p = sub.add_parser("ops", help="print the operator inventory: each op, how often, and where it is used")
-    p.add_argument("file")
+    p = add_command(
+        sub, "ops", "print the operator inventory: each op, how often, and where it is used",
+        "Count every operator of the IR (each module type once) and say where it is used: Class.method, code/ "
+        "file and line. Without the IR (refused or failed load) the ops are counted from code/.",
+        ["tsinspect ops model.pt", "tsinspect ops model.pt --inline --json"], _LOAD_EXITS)
+    p.add_argument("file", help="a TorchScript archive")
     p.add_argument("--inline", action="store_true", help="count ops of the inlined graphs")
     p.add_argument("--json", action="store_true", help="print JSON (schema tsinspect.ops/1)")
     _common(p)
@@ -61,9 +78,10 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
                       libraries=args.library, timeout=args.timeout,
                       memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
-    with open_archive(args.file) as archive:
+    with Progress("extracting the IR (torch, in a sandboxed child)"), open_archive(args.file) as archive:
+        _check_names(archive, args)
         result = extract_ir(archive, options)
-    doc, scan = result.document, result.scan
+    doc, scan = result.header, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
     err = Style(style_for(args.color).enabled and sys.stderr.isatty())
     if doc.get("load") == "refused":
@@ -72,15 +90,40 @@ def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
     note = scan.benign_note()
     if note:
         _say(err, "note", "cyan", note)
+    sandbox = ir_sandbox(doc)
+    if sandbox is not None and sandbox.state != "on":
+        _say(err, "warning", "yellow", sandbox.message)
     if error is not None:
         hint = f"; {error.hint}" if error.hint else ""
         tail = "; showing the methods of code/ and the ops they call instead"
-        if error.kind in HANDLED:
+        if error.kind in HANDLED:  # a fact about the archive and this torch: like a refused load, exit 1
             _say(err, "warning", "yellow", error.message + hint + tail)
-            return result, EXIT_OK
+            return result, EXIT_FINDINGS
         _say(err, "error", "red", error.message + hint + tail)
         return result, EXIT_ERROR
     return result, EXIT_OK
+
+
+def _check_names(archive, args: argparse.Namespace) -> None:
+    """A --method or --module that the archive does not have, known before torch starts: code/ declares every
+    method and data.pkl every submodule."""
+    if args.method is None and args.module is None:
+        return
+    from tsinspect.archive.summary import summarize
+
+    summary = summarize(archive)
+    if args.method is not None and any(m.owner for m in summary.methods):
+        names = sorted({m.name for m in summary.methods if m.owner})
+        if args.method not in names:
+            raise UsageError(f"no method {printable(args.method)!r}; the archive's methods: "
+                             + printable(", ".join(names[:40])) + (" ..." if len(names) > 40 else ""))
+    if args.module is not None and summary.modules is not None:
+        paths = [m.path for m in summary.modules.walk()]
+        if args.module not in paths:
+            close = difflib.get_close_matches(args.module, paths, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
+                             f"'' is the root){printable(hint)}")
 
 
 def _say(err: Style, label: str, colour: str, message: str) -> None:
@@ -93,16 +136,17 @@ def _say(err: Style, label: str, colour: str, message: str) -> None:
 
 def run_graph(args: argparse.Namespace) -> int:
     result, status = _extract(args)
-    loaded = result.document.get("load") in ("meta", "full")
+    loaded = result.loaded
     if loaded:
-        _check_selection(args, result.document)
+        _check_selection(args, result)
     if args.json:
-        doc = dict(result.document)
-        doc["path"] = args.file
-        doc["gate"] = result.scan.to_json()
+        extra = {"path": args.file, "gate": result.scan.to_json()}
         if not loaded:
-            doc["fallback"] = ast_view_json(result.index)
-        emit_json(doc)
+            extra["fallback"] = ast_view_json(result.index)
+        if sys.stdout.isatty():
+            emit_json(dict(extra, **result.document))
+        else:  # the child's text relayed as it came: no decoding and encoding again of a large document
+            result.write_json(sys.stdout, **extra)
         return status
     style = style_for(args.color)
     if not loaded:
@@ -110,7 +154,8 @@ def run_graph(args: argparse.Namespace) -> int:
             print(line)
         return status
     ir = result.ir
-    print(style(f"# load: {ir.load} (torch {ir.torch_version})", "dim"))
+    sandbox = f"; {ir.sandbox.message}" if ir.sandbox else ""
+    print(style(f"# load: {ir.load} (torch {ir.torch_version}){printable(sandbox)}", "dim"))
     for note in ir.notes:
         print(style(f"# note: {printable(note)}", "dim"))
     first_of_type: dict[str, str] = {}
@@ -132,11 +177,11 @@ def run_graph(args: argparse.Namespace) -> int:
     return status
 
 
-def _check_selection(args: argparse.Namespace, doc: dict) -> None:
-    if args.module is not None and not doc.get("modules"):
+def _check_selection(args: argparse.Namespace, result: Extraction) -> None:
+    if args.module is not None and not result.header.get("modules"):
         raise UsageError(f"no submodule {printable(args.module)!r} (module paths look like 'encoder.layers.0'; "
                          "'' is the root)")
-    if args.method is not None and not any(t.get("methods") for t in (doc.get("types") or {}).values()):
+    if args.method is not None and not any(result.method_names.values()):
         where = f" in module {printable(args.module)!r}" if args.module is not None else ""
         raise UsageError(f"no method {printable(args.method)!r}{where}")
 
@@ -153,7 +198,7 @@ def graph_text(graph: Graph, style: Style, indent: int = 0):
 
 
 def ast_lines(result: Extraction, style: Style):
-    load = result.document.get("load")
+    load = result.header.get("load")
     yield style(f"# load: {load}; methods of code/ and the ops they call (from the code, not torch)", "dim")
     for method in ast_methods(result.index):
         where = printable(f"  {method.file}:{method.line}")
@@ -192,7 +237,8 @@ def run_ops(args: argparse.Namespace) -> int:
         return status
     style = style_for(args.color)
     total = sum(r["count"] for r in rows)
-    print(style(f"# {len(rows)} ops, {total} uses (from {'the IR, load: ' + ir.load if origin == 'ir' else 'code/'})",
+    source = "the IR, load: " + ir.load if origin == "ir" else "code/"
+    print(style(f"# {counted(len(rows), 'op')}, {counted(total, 'use')} (from {source})",
                 "dim"))
     width = max((len(r["op"]) for r in rows), default=10)
     for row in rows:

@@ -12,8 +12,14 @@ import sys
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("open", help="browse an archive in the terminal UI (prints the summary when not on a terminal)")
-    p.add_argument("file")
+    from tsinspect.cli import add_command
+
+    p = add_command(
+        sub, "open", "browse an archive in the terminal UI (prints the summary when not on a terminal)",
+        "Open FILE in the terminal UI: records, code with blame, pickles, tensors, the IR. When stdin or stdout "
+        "is not a terminal, print the info summary instead. 'tsinspect FILE' is the same command.",
+        ["tsinspect model.pt", "tsinspect open model.pt --trust"])
+    p.add_argument("file", help="a PyTorch archive")
     p.add_argument("--trust", action="store_true",
                    help="let torch load the archive for the IR view even when the static scan finds unsafe code")
     p.set_defaults(run=run_open)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from tsinspect.archive.problems import Problem
-from tsinspect.archive.text import json_safe
+from tsinspect.archive.text import json_dumps
 from tsinspect.cli.style import Style
+from tsinspect.cli.progress import print_above
 
 
 def emit_json(obj: Any) -> None:
     """Indented for a person at a terminal; compact (and several times faster to encode) for a pipe."""
-    text = json.dumps(obj, indent=1 if sys.stdout.isatty() else None, ensure_ascii=False)
-    # strings from the archive are in there: json escapes C0 controls, json_safe the C1 and bidi ones
-    sys.stdout.write(json_safe(text))
+    # strings from the archive are in there: json escapes C0 controls, json_dumps the C1 and bidi ones
+    sys.stdout.write(json_dumps(obj, indent=1 if sys.stdout.isatty() else None))
     sys.stdout.write("\n")
+
+
+def json_line(obj: Any) -> str:
+    """One compact JSON Lines record (``--jsonl``, several files with ``--json``), escaped as emit_json's."""
+    return json_dumps(obj)
 
 
 def stderr_style(style: Style) -> Style:
@@ -27,7 +31,7 @@ def stderr_style(style: Style) -> Style:
 def warn_problems(problems: list[Problem], style: Style, limit: int = 20) -> None:
     err = stderr_style(style)
     for problem in problems[:limit]:
-        print(f"tsinspect: {err('warning', 'yellow')}: {problem}", file=sys.stderr)
+        print_above(f"tsinspect: {err('warning', 'yellow')}: {problem}", sys.stderr)
     if len(problems) > limit:
-        print(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
-              file=sys.stderr)
+        print_above(f"tsinspect: {err('warning', 'yellow')}: {len(problems) - limit} more problems (see --json)",
+                    sys.stderr)

@@ -286,18 +286,21 @@ class Aligner:
         return out, len(found)
 
     def _code_lines(self, file: str) -> list[str]:
-        """Lines of a code record of the traced archive (read once, only for the files findings name)."""
-        if file not in self._code_cache:
+        """Lines of a code record of the traced archive (its code/ read at once, on the first call: the archive
+        is opened once, not once per file)."""
+        if not self._code_cache:
             from tsinspect.archive.problems import ArchiveError
             from tsinspect.archive.reader import open_archive
+            from tsinspect.archive.records import CODE
 
+            self._code_cache[""] = []  # read, even when nothing could be
             try:
                 with open_archive(self.traced.path) as archive:
-                    text = archive.text(file) if file in archive.by_name else ""
+                    for record in archive.records_of(CODE):
+                        self._code_cache.setdefault(record.name, archive.text(record).split("\n"))
             except (ArchiveError, OSError):
-                text = ""
-            self._code_cache[file] = text.split("\n")
-        return self._code_cache[file]
+                pass
+        return self._code_cache.get(file, [""])
 
     def _lines(self, items: list[Item]) -> list[int]:
         return sorted({item.loc[1] for item in _items(items) if item.loc})

@@ -31,8 +31,9 @@ def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = No
     Returns ``((traced program, scripted program), note)`` or ``(None, reason)``.
     """
     extract = extract or extract_path
-    # the traced root's inlined graphs hold every op as often as it ran; the scripted side keeps its calls
-    jobs = [(traced, Options(module="", inline=True, trust=trust)), (scripted, Options(trust=trust))]
+    # the traced root's inlined graphs hold every op as often as it ran; the scripted side keeps its calls.
+    # Every module is walked (not inlined) too, so that a report of either archive can use the same extraction.
+    jobs = [(traced, Options(inline_module="", trust=trust)), (scripted, Options(trust=trust))]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_try, extract, side.path, options) for side, options in jobs]
         got = [f.result() for f in futures]
@@ -49,6 +50,9 @@ def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = No
     loads = [extraction.document.get("load") for extraction, _ in got]
     how = "meta" if loads == ["meta", "meta"] else f"traced: {loads[0]}, scripted: {loads[1]}"
     note = f"IR: both archives loaded by torch in a child process ({how})"
+    unconfined = {e.ir.sandbox.message for e, _ in got if e.ir.sandbox and e.ir.sandbox.state != "on"}
+    if unconfined:
+        note += "; " + "; ".join(sorted(unconfined))
     unread = [f"{printable(side.path)}: {name}" for (side, _), (extraction, _) in zip(jobs, got)
               for name in _unreadable(extraction.ir)]
     if unread:

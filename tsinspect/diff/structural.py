@@ -11,6 +11,7 @@ import re
 from collections import Counter
 
 from tsinspect.archive.modules import short_type
+from tsinspect.archive.text import counted
 from tsinspect.diff.model import Finding
 from tsinspect.diff.program import ops_in
 
@@ -57,12 +58,31 @@ def structural_diff(a, b) -> list[Finding]:
             out.append(Finding("code_changed", qualname, file, line,
                                f"{qualname}: generated code differs ({sum(1 for d in diff if d[:1] in '+-')} "
                                "lines)", details={"diff": diff}))
+    out += _extra_files(a.summary, b.summary)
     ops_a, ops_b = _ops(a.program), _ops(b.program)
     changes = {k: ops_b[k] - ops_a[k] for k in ops_a.keys() | ops_b.keys() if ops_a[k] != ops_b[k]}
     if changes:
         text = ", ".join(f"{k} {'+' if n > 0 else ''}{n}" for k, n in sorted(changes.items()))
         out.append(Finding("ops_changed", None, None, None, f"operator uses changed: {text}",
                            details={"changes": dict(sorted(changes.items()))}))
+    return out
+
+
+def _extra_files(sa, sb) -> list[Finding]:
+    """extra/ files added, removed or changed (size or the CRC-32 the zip directory records; nothing is read)."""
+    files_a = {r.display_name: r for r in sa.extra_files}
+    files_b = {r.display_name: r for r in sb.extra_files}
+    out = []
+    for name in sorted(files_a.keys() | files_b.keys()):
+        ra, rb = files_a.get(name), files_b.get(name)
+        if rb is None:
+            out.append(Finding("extra_file_removed", None, None, None,
+                               f"{name} ({counted(ra.size, 'byte')}) only in a"))
+        elif ra is None:
+            out.append(Finding("extra_file_added", None, None, None, f"{name} ({counted(rb.size, 'byte')}) only in b"))
+        elif (ra.size, ra.entry.crc) != (rb.size, rb.entry.crc):
+            out.append(Finding("extra_file_changed", None, None, None,
+                               f"{name}: content differs ({ra.size} -> {rb.size} bytes)"))
     return out
 
 

@@ -1,6 +1,6 @@
 """IR layer: the ``.graph`` IR of every method, extracted by torch in a child process, as plain Python.
 
 ``model`` (dataclasses + JSON), ``extract`` (the child; the only module importing torch), ``run`` (the
-parent side: safety gate, emptied copy, limits), ``views`` (networkx def-use, reachability, op counts),
+parent side: safety gate, emptied copy, limits), ``views`` (the def-use index, reachability, op counts),
 ``fallback`` (an ``ast`` view of ``code/`` for archives torch cannot load).
 """

@@ -1,21 +1,24 @@
-"""The IR extraction child: ``python -m tsinspect.ir.extract --archive A [--original F] ...``.
+"""The IR extraction child: ``python -m tsinspect.ir.extract --archive COPY [--full] ...``.
 
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
-working directory with resource limits; it loads the archive, walks every method graph of every module,
-and writes one ``tsinspect.ir/1`` JSON document (docs/ir.md) to its original stdout. Anything the archive's
-code prints goes to stderr. A load failure is reported inside the JSON, never as a traceback.
+working directory; before anything else it lowers its resource limits and confines itself
+(tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
+walks every method graph of every module, and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to
+its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
+the JSON, never as a traceback.
 
-Meta path: ``--archive`` is a copy whose tensor storages are empty (tsinspect.ir.metacopy): with
+``--archive`` is always a copy tsinspect rebuilt from its own reading of the archive
+(tsinspect.ir.metacopy), never the user's file. Meta copy: its tensor storages are empty; with
 ``--rewritten`` its parameters and buffers already say device meta and small constants are real; without,
-it is loaded with ``map_location="meta"``.
-Full path: when meta loading fails for another reason than a missing op/class (quantized tensors have no
-meta kernels), the original file ``--original`` is loaded normally.
+it is loaded with ``map_location="meta"``. ``--full``: a full copy, storages included, loaded normally (the
+parent runs that when meta loading fails for another reason than a missing op/class: quantized tensors
+have no meta kernels).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import gc
 import json
 import os
 import re
@@ -24,12 +27,15 @@ import time
 import warnings
 
 from tsinspect.ir.model import SCHEMA
+from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
 
 _MISSING_OP = re.compile(r"Unknown builtin op: ([\w.:]+?)\.?\s*$", re.M)
 _MISSING_TYPE = re.compile(r"Unknown type name '([^']+)'")
-_MISSING_ATTR_CLASS = re.compile(r"(__torch__\.torch\.classes\.[\w.]+)")
+_MISSING_CUSTOM_CLASS = re.compile(r"Unknown custom class type ([\w.]+)")
+_ARGUMENT_TYPE = re.compile(r"^\s*([\w:.]+)\(.*\n\s*Expected a value of type '([^' ]+)[^']*' for argument '(\w+)' "
+                            r"but instead found type '([^']+)'", re.M)
 _VERSION = re.compile(r"version (\d+), but the (maximum|minimum) supported version for reading is (\d+)")
 _CODE_AT = re.compile(r'File "(code/[^"]+)", line (\d+)')
 _FILE_LINE = re.compile(r'^\s*File "(.*)", line (\d+)')
@@ -50,9 +56,11 @@ def classify_error(exc: BaseException) -> dict:
                 "hint": f"load the library that defines {op.split('::')[0]}::* ops into the extractor with "
                         f"--library PATH.so (for example the _C.so of a matching torchvision/torchaudio "
                         f"install, or your extension's .so)"}
-    match = _MISSING_TYPE.search(text)
-    if match or ("torch.classes" in text and _MISSING_ATTR_CLASS.search(text)):
-        name = match.group(1) if match else _MISSING_ATTR_CLASS.search(text).group(1)
+    match = _MISSING_TYPE.search(text) or _MISSING_CUSTOM_CLASS.search(text)
+    if match:
+        name = match.group(1)
+        if match.re is _MISSING_CUSTOM_CLASS:
+            name = f"__torch__.torch.classes.{name}"
         if "torch.classes." in name:
             namespace = name.split("torch.classes.", 1)[1].split(".")[0]
             return {"kind": "missing_class", "missing": name,
@@ -72,17 +80,20 @@ def classify_error(exc: BaseException) -> dict:
         return {"kind": "out_of_memory", "missing": None,
                 "message": "torch ran out of memory loading the archive (the extractor's memory limit)",
                 "hint": "raise the limit with --memory-limit"}
+    match = _ARGUMENT_TYPE.search(text)
+    if match:  # a class named in the schema text is no missing class: the archive's call does not fit
+        op, wanted, arg, found = match.groups()
+        return {"kind": "load_failed", "missing": None,
+                "message": f"{type(exc).__name__}: the archive calls {op} with {found} for argument '{arg}', "
+                           f"which this torch declares as {wanted}{at}",
+                "hint": "the archive was written by a torch whose operator signatures differ from this one's; "
+                        "load it with a torch of its time"}
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     first = first.split(". ", 1)[0]  # torch appends paragraphs of generic advice
     return {"kind": "load_failed", "missing": None, "message": f"{type(exc).__name__}: {first[:300]}{at}",
             "hint": None}
 
 
-def _meta_fallback_worthy(error: dict) -> bool:
-    return error["kind"] in ("load_failed", "out_of_memory")
-
-
-@functools.lru_cache(maxsize=8192)  # inlined graphs repeat one range per copy of a layer (shared, never mutated)
 def parse_source(text: str) -> dict | None:
     """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
     if not text or not text.strip():
@@ -156,18 +167,84 @@ def _attributes(node) -> dict:
     return out
 
 
-def _value(v) -> dict:
-    return {"name": v.debugName(), "type": str(v.type())}
+# Most frequent node kinds that never own blocks: blocks() (a pybind iterator, about 10 us a call) is asked
+# only of the other prim:: and onnx:: kinds, so a kind missing here costs time, never nodes.
+NO_BLOCKS = frozenset({
+    "prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::ListUnpack",
+    "prim::TupleConstruct", "prim::TupleUnpack", "prim::TupleIndex", "prim::DictConstruct", "prim::CallMethod",
+    "prim::CallFunction", "prim::RaiseException", "prim::unchecked_cast", "prim::Uninitialized", "prim::device",
+    "prim::dtype", "prim::type", "prim::is_nested", "prim::requires_grad", "prim::NumToTensor", "prim::Print",
+    "prim::isinstance", "prim::layout", "prim::min", "prim::max", "prim::data", "prim::Enter", "prim::Exit",
+    "prim::CreateObject", "prim::unchecked_unwrap_optional", "prim::TupleSlice", "prim::ListIndex",
+    "prim::StringIndex", "prim::grad", "prim::is_cuda", "prim::name", "prim::rpc_async", "prim::AutogradZero",
+})
 
 
-def walk_graph(graph) -> dict:
-    """A torch Graph as the JSON graph object, iteratively; nodes numbered in pre-order."""
-    out = {"inputs": [_value(v) for v in graph.inputs()], "outputs": [v.debugName() for v in graph.outputs()],
-           "nodes": []}
-    counter = 0
-    todo = [(iter(list(graph.nodes())), out["nodes"])]
+class Tables:
+    """The document-wide tables of the compact transport (docs/ir.md): repeated strings (kinds, types,
+    scopes, schemas) and distinct source locations are written once and referred to by index."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.sources: list[dict] = []
+        self._source_of: dict[str, int | None] = {}  # Node.sourceRange() text -> index in sources
+
+    def string(self, text: str) -> int:
+        index = self.strings.get(text)
+        if index is None:
+            index = self.strings[text] = len(self.strings)
+        return index
+
+    def source(self, text: str) -> int | None:
+        try:
+            return self._source_of[text]
+        except KeyError:
+            parsed = parse_source(text)
+            index = None
+            if parsed is not None:
+                index = len(self.sources)
+                self.sources.append(parsed)
+            self._source_of[text] = index
+            return index
+
+    def to_json(self) -> dict:
+        return {"strings": list(self.strings), "sources": self.sources}
+
+
+class Walked:
+    """A walked graph: its GRAPH array already as JSON text (``text``, docs/ir.md), and what it calls
+    (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
+    a ``prim::CallMethod`` on an object of that type)."""
+
+    __slots__ = ("text", "calls")
+
+    def __init__(self, text: str, calls: list[tuple[str, str | None]]):
+        self.text, self.calls = text, calls
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII only: see encode()
+
+
+def walk_graph(graph, tables: Tables) -> Walked:
+    """A torch Graph as the compact GRAPH array ``[inputs, outputs, nodes]`` (docs/ir.md), iteratively.
+
+    A NODE is ``[kind, inputs, outputs, attributes, blocks, source, scope, schema]``; strings that repeat
+    are indices into ``tables``. Only ``*At`` accessors are used: every ``inputs()``/``outputs()``/``blocks()``
+    iterator costs several times more through pybind. Each top-level node is written as JSON text as soon as
+    its blocks are walked, so the objects of only one node's subtree are alive at a time (a 51k-node
+    inlined graph as Python lists is 47 MB, as text 4 MB).
+    """
+    string, source = tables.string, tables.source
+    inputs = _dumps([[v.debugName(), string(str(v.type()))] for v in graph.inputs()])
+    outputs = _dumps([v.debugName() for v in graph.outputs()])
+    texts: list[str] = []
+    calls: list[tuple[str, str | None]] = []
+    top: list = []  # the top-level node being walked, with its blocks
+    todo = [(iter(list(graph.nodes())), top)]
     while todo:
         nodes, dest = todo[-1]
+        if len(todo) == 1 and top:
+            texts.append(_dumps(top.pop()))
         node = next(nodes, None)
         if node is None:
             todo.pop()
@@ -176,58 +253,71 @@ def walk_graph(graph) -> dict:
         schema = None
         if not kind.startswith("prim::"):  # prim nodes have no schema
             try:
-                schema = str(node.schema())
+                text = str(node.schema())
+                schema = None if text == "(no schema)" else string(text)
             except Exception:  # noqa: BLE001
                 schema = None
-        # inputsAt/outputsAt are several times faster than iterating inputs()/outputs() through pybind
-        item = {"id": counter, "kind": kind,
-                "inputs": [node.inputsAt(i).debugName() for i in range(node.inputsSize())],
-                "outputs": [_value(node.outputsAt(i)) for i in range(node.outputsSize())],
-                "attributes": _attributes(node) if node.hasAttributes() else {},
-                "blocks": [], "source": parse_source(node.sourceRange()), "scope": node.scopeName(),
-                "schema": schema if schema and schema != "(no schema)" else None}
-        counter += 1
+        outs = []
+        for i in range(node.outputsSize()):
+            v = node.outputsAt(i)
+            outs.append([v.debugName(), string(str(v.type()))])
+        scope = node.scopeName()
+        attributes = _attributes(node) if node.hasAttributes() else None
+        item = [string(kind), [node.inputsAt(i).debugName() for i in range(node.inputsSize())], outs,
+                attributes, None, source(node.sourceRange()), string(scope) if scope else None, schema]
         dest.append(item)
-        # only control-flow nodes (prim::If, prim::Loop, prim::With, prim::Closure) have blocks; operators never
-        blocks = list(node.blocks()) if kind.startswith(("prim::", "onnx::")) else []
-        pending = []
-        for block in blocks:
-            b = {"inputs": [_value(v) for v in block.inputs()], "outputs": [v.debugName() for v in block.outputs()],
-                 "nodes": []}
-            item["blocks"].append(b)
-            pending.append((iter(list(block.nodes())), b["nodes"]))
-        # blocks are numbered right after their owner, block 0 first
-        todo.extend(reversed(pending))
-    return out
+        if kind in NO_BLOCKS or kind.startswith("aten::"):
+            if kind in ("prim::CallFunction", "prim::CallMethod") and item[1]:
+                method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
+                calls.append((str(node.inputsAt(0).type()), method))
+            continue
+        blocks = list(node.blocks())
+        if blocks:
+            item[4] = []
+            pending = []
+            for block in blocks:
+                # a block's parameters are its param node's outputs, its results its return node's inputs
+                params, results = block.paramNode(), block.returnNode()
+                b = [[[v.debugName(), string(str(v.type()))]
+                      for v in map(params.outputsAt, range(params.outputsSize()))],
+                     [results.inputsAt(i).debugName() for i in range(results.inputsSize())], []]
+                item[4].append(b)
+                pending.append((iter(list(block.nodes())), b[2]))
+            todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
+    return Walked(f"[{inputs},{outputs},[{','.join(texts)}]]", calls)
 
 
-def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool) -> tuple[list, dict]:
+def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
+                 tables: Tables) -> tuple[list, dict]:
     """(modules, types): every module instance by path, and the methods of each module type, walked once.
 
     Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
+    ``inline``: True for the inlined graphs of every type, a module path for those of that module's type only.
     """
     modules, types = [], {}
-    for path, sub in root.named_modules():
+    found = [(path, sub, sub._c._type().qualified_name()) for path, sub in root.named_modules()]
+    inlined = {t for path, _, t in found if inline is True or path == inline}
+    for path, sub, type_name in found:
         if want_module is not None and path != want_module:
             continue
-        cpp = sub._c
-        type_name = cpp._type().qualified_name()
         modules.append({"path": path, "type": type_name})
         if type_name not in types:
-            types[type_name] = {"methods": [_walk_method(cpp, name, inline) for name in cpp._method_names()
+            cpp = sub._c
+            types[type_name] = {"methods": [_walk_method(cpp, name, type_name in inlined, tables)
+                                            for name in cpp._method_names()
                                             if want_method is None or name == want_method]}
     return modules, types
 
 
-def _walk_method(cpp, name: str, inline: bool) -> dict:
+def _walk_method(cpp, name: str, inline: bool, tables: Tables) -> dict:
     method = {"name": name, "schema": None, "error": None, "graph": None}
     try:
         fn = cpp._get_method(name)
         method["schema"] = str(fn.schema)
-        method["graph"] = walk_graph(fn.graph)
+        method["graph"] = walk_graph(fn.graph, tables)
         if inline:
             inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
-            method["inlined"] = walk_graph(inlined)
+            method["inlined"] = walk_graph(inlined, tables)
             del inlined
     except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
         text = str(exc).strip()
@@ -250,7 +340,7 @@ def load_module(path: str, map_location: str | None):
     return torch.jit._recursive.wrap_cpp_module(cpp), cu
 
 
-def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000) -> dict:
+def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limit: int = 10_000) -> dict:
     """{qualified name: METHOD} for everything a walked graph calls outside the module types, transitively:
     free functions and methods of TorchScript classes (``__torch__.m.Clipper.apply``)."""
     out: dict = {}
@@ -265,7 +355,7 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
                 if fn is None:
                     raise LookupError("not in the compilation unit")
                 method["schema"] = str(fn.schema)
-                method["graph"] = walk_graph(fn.graph)
+                method["graph"] = walk_graph(fn.graph, tables)
                 todo.append(method["graph"])
             except Exception as exc:  # noqa: BLE001 - one bad function must not lose the others
                 text = str(exc).strip()
@@ -273,79 +363,87 @@ def walk_functions(cu, types: dict, module_types: set[str], limit: int = 10_000)
     return out
 
 
-def called_functions(graph: dict, module_types: set[str]) -> list[str]:
-    """Qualified names of what a JSON graph calls outside the module types: the type of ``prim::CallFunction``'s
-    first input (a function), ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
-    types = {v["name"]: v["type"] for v in graph["inputs"]}
-    functions, methods = [], []
-    todo = [graph["nodes"]]
-    while todo:
-        for node in todo.pop():
-            types.update((v["name"], v["type"]) for v in node["outputs"])
-            for block in node["blocks"]:
-                types.update((v["name"], v["type"]) for v in block["inputs"])
-                todo.append(block["nodes"])
-            if node["kind"] == "prim::CallFunction" and node["inputs"]:
-                functions.append(node["inputs"][0])
-            elif node["kind"] == "prim::CallMethod" and node["inputs"]:
-                methods.append((node["inputs"][0], node["attributes"].get("name")))
-    out = [types[v] for v in functions if v in types]
-    out += [f"{types[v]}.{name}" for v, name in methods if v in types and types[v] not in module_types and name]
-    return out
+def called_functions(graph: Walked, module_types: set[str]) -> list[str]:
+    """Qualified names of what a walked graph calls outside the module types: the function of a
+    ``prim::CallFunction``, ``Type.method`` for a ``prim::CallMethod`` on an object of a class."""
+    return ([t for t, method in graph.calls if method is None]
+            + [f"{t}.{method}" for t, method in graph.calls if method and t not in module_types])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tsinspect.ir.extract")
-    parser.add_argument("--archive", required=True, help="the archive to meta-load (storages may be empty)")
-    parser.add_argument("--original", help="the original file, for the full-load fallback")
+    parser.add_argument("--archive", required=True, help="tsinspect's copy of the archive (tsinspect.ir.metacopy)")
     parser.add_argument("--module")
     parser.add_argument("--method")
     parser.add_argument("--inline", action="store_true")
+    parser.add_argument("--inline-module", help="the inlined graphs of this module path's methods only")
     parser.add_argument("--library", action="append", default=[])
-    parser.add_argument("--full", action="store_true", help="skip the meta attempt")
+    parser.add_argument("--full", action="store_true", help="the copy holds the real storages: load it normally")
     parser.add_argument("--limit-memory", type=int, help="address-space limit in bytes")
     parser.add_argument("--limit-cpu", type=int, help="CPU-time limit in seconds")
     parser.add_argument("--limit-file-size", type=int, help="largest file this process may write, in bytes")
     parser.add_argument("--rewritten", action="store_true",
                         help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
+    parser.add_argument("--no-sandbox", metavar="WHY", help="run unconfined (TSINSPECT_SANDBOX=off; measurement)")
     args = parser.parse_args(argv)
     set_limits(args.limit_memory, args.limit_cpu, args.limit_file_size)
+    # before torch is imported (one thread: Landlock confines the calling thread and those it starts)
+    # and before a byte of the archive is read
+    if args.no_sandbox:
+        sandbox = Confinement("off", [], args.no_sandbox)
+    else:
+        # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
+        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in [args.archive, *args.library]])
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Nothing this process builds forms cycles worth collecting: without the collector, 51k walked nodes no
+    # longer trigger full collections that rescan every object allocated so far.
+    gc.disable()
     doc = {"schema": SCHEMA, "load": "failed", "torch_version": None, "notes": [], "error": None,
-           "timings": {}, "modules": [], "types": {}, "functions": {}}
+           "timings": {}, "sandbox": sandbox.to_json(), "modules": [], "types": {}, "functions": {}, "strings": [],
+           "sources": []}
     try:
         run(args, doc)
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    # one json.dumps, not json.dump: dump streams through the pure-Python encoder (13x slower on a
-    # 50k-node inlined graph, 6.5 s against 0.5 s for its 19 MB)
-    out.write(json.dumps(doc, separators=(",", ":")))
+    out.write(encode(doc))
     out.flush()
     return 0
 
 
+def encode(doc: dict) -> str:
+    """The transport (docs/ir.md): a one-line header (the document without its graphs, plus the method names
+    of each type), a newline, then the whole document. The parent reads the header alone and relays the
+    document to ``graph --json`` as it is.
 
-def set_limits(memory: int | None, cpu_seconds: int | None, file_size: int | None) -> None:
-    """Lower this process's limits (before torch is imported; never raised above a hard limit)."""
-    import resource
+    The graphs are JSON text already (``Walked``): they go in where placeholders holding a random token
+    stand, which no string of the archive can forge. ``json.dumps``, not ``json.dump`` (which streams
+    through the pure-Python encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an
+    archive string reaches a terminal unescaped.
+    """
+    started = time.perf_counter()
+    token = os.urandom(8).hex()
+    graphs: list[str] = []
 
-    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_seconds),
-              (resource.RLIMIT_FSIZE, file_size)]
-    for limit, value in wanted:
-        if value is None:
-            continue
-        try:
-            _soft, hard = resource.getrlimit(limit)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(limit, (value, hard))
-        except (ValueError, OSError):
-            pass
+    def placeholder(obj):
+        if not isinstance(obj, Walked):
+            raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+        graphs.append(obj.text)
+        return f"{token}:{len(graphs) - 1}"
+
+    body = json.dumps(doc, separators=(",", ":"), default=placeholder)
+    body = re.sub(f'"{token}:([0-9]+)"', lambda m: graphs[int(m.group(1))], body)
+    header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
+    header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
+    header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
+    return json.dumps(header, separators=(",", ":")) + "\n" + body
+
+
+GRAPH_FIELDS = ("types", "functions", "strings", "sources")
 
 
 def run(args, doc: dict) -> None:
@@ -364,34 +462,21 @@ def run(args, doc: dict) -> None:
                             "hint": "pass a .so built for this torch version"}
             return
     equal_calls = _meta_equal()
-    module = None
     started = time.perf_counter()
-    cu = None
-    if not args.full:
-        try:
-            module, cu = load_module(args.archive, None if args.rewritten else "meta")
-            doc["load"] = "meta"
-        except Exception as exc:  # noqa: BLE001
-            error = classify_error(exc)
-            if not _meta_fallback_worthy(error) or not args.original:
-                doc["error"] = error
-                return
-            doc["notes"].append(f"meta loading failed ({error['message']}); loaded the original file fully")
-    if module is None:
-        try:
-            module, cu = load_module(args.original or args.archive, None)
-            doc["load"] = "full"
-        except Exception as exc:  # noqa: BLE001
-            doc["error"] = classify_error(exc)
-            return
+    # the copy is all this process knows of the archive; the parent retries with --full when meta fails
+    module, cu = load_module(args.archive, None if args.full or args.rewritten else "meta")
+    doc["load"] = "full" if args.full else "meta"
     doc["timings"]["load"] = round(time.perf_counter() - started, 4)
     if equal_calls:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
-    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, args.inline)
+    tables = Tables()
+    inline = True if args.inline else args.inline_module
+    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, inline, tables)
     module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}
-    doc["functions"] = walk_functions(cu, doc["types"], module_types) if cu is not None else {}
+    doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
+    doc.update(tables.to_json())
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)
 
 

@@ -8,6 +8,7 @@ no torch and works on any archive whose ``code/`` parses.
 from __future__ import annotations
 
 import ast
+import operator
 from dataclasses import dataclass, field
 
 from tsinspect.archive.code import CodeIndex, module_of
@@ -47,6 +48,11 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
     ``aliases`` maps local names to what they were assigned (``_0 = __torch__.torch.nn.functional.dropout``).
     """
     func = call.func
+    if isinstance(func, ast.Name) and func.id == "annotate" and call.args and isinstance(call.args[0], ast.Name) \
+            and call.args[0].id == "number":
+        return "aten::ScalarImplicit"  # an implicit Tensor -> Scalar conversion, printed as annotate(number, x)
+    if _is_constant_device(call):
+        return None  # torch.device("cpu") is a constant in the graph, not an op
     parts = []
     while isinstance(func, ast.Attribute):
         parts.append(func.attr)
@@ -59,7 +65,8 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
         if parts[0] == "torch" and len(parts) == 2:
             return f"aten::{parts[1]}"
         if parts[0] == "ops" and len(parts) == 3:
-            return f"{parts[1]}::{parts[2]}"
+            op = f"{parts[1]}::{parts[2]}"
+            return _SCRIPTED_BUILTINS.get(op, op)
         if len(parts) == 1:
             return _BUILTIN_OPS.get(parts[0], f"call {parts[0]}")
         if parts[0] == "__torch__":
@@ -70,22 +77,192 @@ def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | N
     return None
 
 
+# Builtins torch implements in TorchScript and inlines where they are called: the op their body runs.
+_SCRIPTED_BUILTINS = {"prim::shape": "aten::size"}  # def shape(a: Tensor) -> List[int]: return a.size()
+
+
+def _is_constant_device(call: ast.Call) -> bool:
+    return (isinstance(call.func, ast.Attribute) and call.func.attr == "device" and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "torch" and not call.keywords
+            and all(isinstance(a, ast.Constant) for a in call.args) and len(call.args) >= 1)
+
+
+_TYPE_NAMES = {"Optional", "Tuple", "List", "Dict", "Union", "Future", "RRef", "Await", "Final", "Any"}
+
+
+def subscript_op(node: ast.Subscript, source_lines: list[str], value_is_tuple=lambda value: False) -> str | None:
+    """The op a subscript in generated code stands for. TorchScript prints tensor indexing as explicit ops
+    (``torch.select``) and a tuple's ``prim::TupleIndex`` as ``(t)[i]``; a list or dict item is ``x[i]``
+    (``aten::__getitem__``), an expression's item ``(torch.size(x))[i]``, a list slice ``x[a:b]``."""
+    value = node.value
+    if not isinstance(node.ctx, ast.Load) or isinstance(value, ast.Name) and value.id in _TYPE_NAMES:
+        return None  # an assignment target, or a type (Optional[Tensor], Tuple[int, int]) in an annotation
+    line = source_lines[node.lineno - 1].encode("utf-8") if 0 < node.lineno <= len(source_lines) else b""
+    parenthesised = line[node.col_offset:node.col_offset + 1] == b"("  # ast columns count UTF-8 bytes
+    if parenthesised and (isinstance(value, (ast.Name, ast.Tuple)) or value_is_tuple(value)):
+        return None  # prim::TupleIndex / prim::TupleSlice
+    return "aten::slice" if isinstance(node.slice, ast.Slice) else "aten::__getitem__"
+
+
+def _static_test(test: ast.expr) -> bool | None:
+    """``True``, ``False``, ``torch.__is__(None, None)``, ``torch.__isnot__(None, None)``: decided when torch
+    compiles the code, which then emits only the branch taken (no prim::If, no ops of the other side)."""
+    if isinstance(test, ast.Constant) and isinstance(test.value, bool):
+        return test.value
+    if (isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and isinstance(test.func.value, ast.Name)
+            and test.func.value.id == "torch" and test.func.attr in ("__is__", "__isnot__") and len(test.args) == 2
+            and all(isinstance(a, ast.Constant) and a.value is None for a in test.args)):
+        return test.func.attr == "__is__"
+    return None
+
+
+# Scalar ops torch's cleanup passes (constant propagation over immutable types) evaluate at compile time when
+# every input is a constant: they leave no node, and an ``if`` on their result keeps only the side taken.
+_FOLDABLE = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
+             "remainder": operator.mod, "neg": operator.neg, "eq": operator.eq, "ne": operator.ne,
+             "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "__is__": operator.is_,
+             "__isnot__": operator.is_not, "__not__": operator.not_, "__and__": operator.and_,
+             "__or__": operator.or_}
+_SCALARS = (bool, int, float, str, type(None))
+_ARITHMETIC = {"add", "sub", "mul", "floordiv", "remainder", "neg"}
+
+
+def _small_number(v: object) -> bool:
+    """An int64 or a float: what torch's arithmetic works on (never "ab" * 10**9 or a 10,000-digit int)."""
+    return isinstance(v, float) or isinstance(v, int) and -(1 << 63) <= v < (1 << 63)
+
+
+class _Constants:
+    """Which calls of a method torch folds, and which ``if`` it decides, by a walk in statement order that
+    knows the names bound to constants (TorchScript code is in SSA-like form: most names are bound once)."""
+
+    def __init__(self, method: ast.FunctionDef):
+        self.env: dict[str, object] = {}
+        self.folded: set[int] = set()
+        self.decided: dict[int, bool] = {}
+        try:
+            self._run(method.body)
+        except RecursionError:  # code nested deeper than real archives: count every op, fold nothing
+            self.folded, self.decided = set(), {}
+
+    def value(self, expr: ast.expr) -> tuple[bool, object]:
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, _SCALARS):
+            return True, expr.value
+        if isinstance(expr, ast.Name) and expr.id in self.env:
+            return True, self.env[expr.id]
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+            known, v = self.value(expr.operand)
+            return (True, -v) if known and isinstance(v, (int, float)) and not isinstance(v, bool) else (False, None)
+        if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and isinstance(expr.func.value, ast.Name)
+                and expr.func.value.id == "torch" and expr.func.attr in _FOLDABLE and not expr.keywords):
+            args = [self.value(a) for a in expr.args]
+            arithmetic = expr.func.attr in _ARITHMETIC
+            if args and all(known and (not arithmetic or _small_number(v)) for known, v in args):
+                try:
+                    result = _FOLDABLE[expr.func.attr](*(v for _, v in args))
+                except (TypeError, ValueError, ArithmeticError):
+                    return False, None
+                if isinstance(result, _SCALARS) and (not arithmetic or _small_number(result)):
+                    self.folded.add(id(expr))
+                    return True, result
+        return False, None
+
+    def _fold_calls(self, node: ast.AST) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                self.value(sub)
+
+    def _run(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.If):
+                taken = _static_test(stmt.test)
+                if taken is None:
+                    known, v = self.value(stmt.test)
+                    taken = v if known and isinstance(v, bool) else None
+                self._fold_calls(stmt.test)
+                if taken is not None:
+                    self.decided[id(stmt)] = taken
+                    self._run(stmt.body if taken else stmt.orelse)
+                else:
+                    before = dict(self.env)
+                    self._run(stmt.body)
+                    self.env = dict(before)
+                    self._run(stmt.orelse)
+                    self._forget(stmt, before)
+            elif isinstance(stmt, (ast.For, ast.While)):
+                self._forget(stmt, self.env)  # a loop rebinds its names on every trip
+                self._fold_calls(stmt.iter if isinstance(stmt, ast.For) else stmt.test)
+                self._run(stmt.body)
+                self._forget(stmt, self.env)
+            elif isinstance(stmt, ast.FunctionDef | ast.ClassDef):
+                continue
+            else:
+                self._fold_calls(stmt)
+                bound = {}
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    target, value = stmt.targets[0], stmt.value
+                    pairs = [(target, value)] if isinstance(target, ast.Name) else list(zip(target.elts, value.elts)) \
+                        if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) \
+                        and len(target.elts) == len(value.elts) else []
+                    for name, item in pairs:  # a, b = True, x binds a to True (values before the binding)
+                        known, v = self.value(item)
+                        if known and isinstance(name, ast.Name):
+                            bound[name.id] = v
+                self._forget(stmt, self.env)
+                self.env.update(bound)
+
+    def _forget(self, stmt: ast.stmt, env: dict) -> None:
+        """Names ``stmt`` binds anywhere below it are no longer known constants."""
+        kept = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        self.env = {k: v for k, v in env.items() if k not in kept}
+
+
+def _live_nodes(root: ast.AST, decided: dict[int, bool]):
+    """Every node under ``root`` that torch would compile: branches decided statically are pruned."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and id(node) in decided:
+            stack.extend(reversed(node.body if decided[id(node)] else node.orelse))
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _returns_tuple(value: ast.expr, own_methods: dict) -> bool:
+    """Whether ``value`` calls a method of the same class, ``(self).m(...)``, declared to return a tuple."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and isinstance(value.func.value, ast.Name) and value.func.value.id == "self"):
+        return False
+    called = own_methods.get(value.func.attr)
+    returns = called.node.returns if called is not None else None
+    return isinstance(returns, ast.Subscript) and isinstance(returns.value, ast.Name) and returns.value.id == "Tuple"
+
+
 def ast_methods(index: CodeIndex) -> list[AstMethod]:
     out = []
     for method in index.methods:
         view = AstMethod(method.owner, method.name, method.file, method.line)
+        owner = index.classes.get(method.owner) if method.owner else None
+        own_methods = {m.name: m for m in owner.methods} if owner else {}
+        lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
-        for node in ast.walk(method.node):
+        constants = _Constants(method.node)
+        nodes = list(_live_nodes(method.node, constants.decided))
+        for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and isinstance(node.value, ast.Attribute)):
                 dotted = ast.unparse(node.value)
                 if dotted.startswith("__torch__."):
                     aliases[node.targets[0].id] = dotted
-        for node in ast.walk(method.node):
-            if isinstance(node, ast.Call):
+        for node in nodes:
+            op = None
+            if isinstance(node, ast.Call) and id(node) not in constants.folded:
                 op = op_of_call(node, aliases)
-                if op:
-                    view.ops.append(OpUse(op, node.lineno))
+            elif isinstance(node, ast.Subscript) and lines:
+                op = subscript_op(node, lines, lambda value: _returns_tuple(value, own_methods))
+            if op:
+                view.ops.append(OpUse(op, node.lineno))
         view.ops.sort(key=lambda u: u.line)
         out.append(view)
     return out

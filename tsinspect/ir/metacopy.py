@@ -8,6 +8,11 @@ it is small (it usually is: a traced model's baked scalars). A frozen model whos
 goes past the cap; then ``constants.pkl`` is rewritten too. If a pickle has an unexpected shape, the copy
 falls back to emptying everything and the child uses ``map_location="meta"``. ``extra/`` files are emptied
 too: torch reads them only when asked by name.
+
+``write_full_copy`` writes the other copy the child may load: every record with its real bytes, for the
+full load that quantized archives need. Both copies hold one member per name: the entry torch's own
+(case-insensitive) lookup reads in the original, which is the one tsinspect showed and judged; so torch
+cannot pick another member in the copy. The extraction child is never given the original file.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tsinspect.archive import records as rk
-from tsinspect.archive.reader import PICKLE_CAP, Archive
+from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.reader import PICKLE_CAP, Archive, Record
+from tsinspect.archive.text import printable
 
 CONSTANTS_CAP = 32 * 1024 * 1024  # constants/ bytes kept real
 MAX_OPS = 5_000_000
@@ -39,26 +46,21 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
     constants_size = sum(r.size for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/"))
     keep_constants = constants_size <= CONSTANTS_CAP
     rewrite = ["data.pkl"] + ([] if keep_constants else ["constants.pkl"])
-    replaced: dict[str, bytes] = {}
+    replaced: dict[int, bytes] = {}  # by entry index
     for name in rewrite:
         if name in by_name:
             new = rewrite_storage_device(archive.read(by_name[name], PICKLE_CAP))
             if new is None:
                 replaced = {}
                 break
-            replaced[name] = new
+            replaced[by_name[name].entry.index] = new
     rewritten = bool(replaced) or "data.pkl" not in by_name
     keep_constants = keep_constants and rewritten
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
-        written: set[str] = set()
-        for record in archive.records:
-            # one member per name (the one tsinspect read and rewrote), so torch cannot pick another
-            if record.entry.is_dir or record.entry.name in written:
-                continue
-            written.add(record.entry.name)
-            info = zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
-            if record.inside and record.name in replaced:
-                data = replaced[record.name]
+        for record in copied_records(archive):
+            info = _info(record)
+            if record.entry.index in replaced:
+                data = replaced[record.entry.index]
             elif record.kind == rk.TENSOR_DATA and not (keep_constants and record.name.startswith("constants/")):
                 data = b""
             elif record.kind == rk.EXTRA:
@@ -67,6 +69,41 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
                 data = archive.read(record, PICKLE_CAP)
             out.writestr(info, data)
     return CopyInfo(rewritten, keep_constants)
+
+
+def write_full_copy(archive: Archive, target: Path, budget: int) -> None:
+    """Write every record with its real bytes, streamed; ArchiveError past ``budget`` bytes in all (each
+    record is also held to its declared size, which is what torch reads)."""
+    records = copied_records(archive)
+    total = sum(r.entry.size for r in records)
+    if total > budget:
+        raise ArchiveError(f"the records declare {total} bytes, over the {budget} a full load may use "
+                           "(raise --memory-limit)")
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
+        for record in records:
+            with out.open(_info(record), "w", force_zip64=record.entry.size >= 2 ** 31) as dest:
+                for chunk in archive.zip.iter_chunks(record.entry, record.entry.size):
+                    dest.write(chunk)
+
+
+def copied_records(archive: Archive) -> list[Record]:
+    """The members a copy holds: the entries torch reads, one per name (:meth:`Archive.torch_records`).
+
+    ArchiveError, as a safety net, when two of them differ only in case: torch's lookup could take either."""
+    out: list[Record] = []
+    seen: dict[str, str] = {}  # case-folded name -> name
+    for record in archive.torch_records():
+        name = record.entry.name
+        if name.casefold() in seen:
+            raise ArchiveError(f"members {printable(seen[name.casefold()])!r} and {printable(name)!r} differ only "
+                               "in case: torch could load either; not loaded")
+        seen[name.casefold()] = name
+        out.append(record)
+    return out
+
+
+def _info(record: Record) -> zipfile.ZipInfo:
+    return zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
 
 
 def _binunicode(text: str) -> bytes:

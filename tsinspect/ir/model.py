@@ -1,8 +1,11 @@
-"""The IR as plain dataclasses, read from the extractor's JSON (schema ``tsinspect.ir/1``, docs/ir.md).
+"""The IR as plain dataclasses, read from the extractor's JSON (schema ``tsinspect.ir/2``, docs/ir.md).
 
 Graph -> Node (kind, inputs, outputs, attributes, source, scope, blocks) -> Block -> Node. Value names are
 the graph's debug names (``h.1``), unique within a graph; node ``id`` s number a graph's nodes in
-pre-order. Conversion from and to JSON is iterative, so deeply nested blocks cost no Python recursion.
+pre-order. The JSON is compact: nodes are arrays, and strings that repeat (kinds, types, scopes, schemas)
+and source locations are document-wide tables referred to by index; the dataclasses share those strings
+and ``Source`` objects. Conversion from and to JSON is iterative, so deeply nested blocks cost no Python
+recursion.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-SCHEMA = "tsinspect.ir/1"
+from tsinspect.safety.sandbox import Confinement
+
+SCHEMA = "tsinspect.ir/2"
 
 
-@dataclass
+@dataclass(slots=True)
 class Value:
     name: str
     type: str
@@ -22,7 +27,7 @@ class Value:
         return {"name": self.name, "type": self.type}
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
     """Where a node came from: the generated code line and the user's original file:line."""
 
@@ -55,7 +60,7 @@ class Source:
         return f"{self.file}:{self.line}" if self.file else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     id: int
     kind: str
@@ -68,7 +73,7 @@ class Node:
     schema: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     inputs: list[Value]
     outputs: list[str]
@@ -123,7 +128,7 @@ class Module:
 class LoadError:
     """Why torch could not load the archive, and what the user can do about it."""
 
-    kind: str  # missing_op, missing_class, unsupported_version, out_of_memory, timeout, crashed, load_failed
+    kind: str  # missing_op, missing_class, unsupported_version, torch_refuses_zip, out_of_memory, timeout, crashed, load_failed
     message: str
     missing: str | None = None
     hint: str | None = None
@@ -145,6 +150,7 @@ class IR:
     error: LoadError | None = None
     timings: dict[str, float] = field(default_factory=dict)
     functions: dict[str, Method] = field(default_factory=dict)  # free functions the methods call, by qualname
+    sandbox: Confinement | None = None  # how the child that loaded it was confined (None: no child ran)
 
     def module(self, path: str) -> Module | None:
         return next((m for m in self.modules if m.path == path), None)
@@ -159,75 +165,127 @@ class IR:
 
     # -- JSON ---------------------------------------------------------------------------------------
     def to_json(self) -> dict:
+        tables = _Tables()
+        types = {name: {"methods": [method_to_json(m, tables) for m in methods]}
+                 for name, methods in self.types.items()}
+        functions = {name: method_to_json(m, tables) for name, m in self.functions.items()}
         return {"schema": SCHEMA, "load": self.load, "torch_version": self.torch_version,
                 "notes": list(self.notes), "error": self.error.to_json() if self.error else None,
                 "timings": dict(self.timings),
                 "modules": [{"path": m.path, "type": m.type} for m in self.modules],
-                "types": {name: {"methods": [method_to_json(m) for m in methods]}
-                          for name, methods in self.types.items()},
-                "functions": {name: method_to_json(m) for name, m in self.functions.items()}}
+                "types": types, "functions": functions,
+                "strings": list(tables.strings), "sources": [s.to_json() for s in tables.sources],
+                "sandbox": self.sandbox.to_json() if self.sandbox else None}
 
     @classmethod
     def from_json(cls, data: dict) -> "IR":
         if data.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} document (schema {data.get('schema')!r})")
         error = LoadError.from_json(data["error"]) if data.get("error") else None
-        types = {name: [method_from_json(m) for m in entry.get("methods", [])]
+        strings = list(data.get("strings") or [])
+        sources = [Source.from_json(s) for s in data.get("sources") or []]
+        types = {name: [method_from_json(m, strings, sources) for m in entry.get("methods", [])]
                  for name, entry in (data.get("types") or {}).items()}
         modules = [Module(m["path"], m["type"], types.setdefault(m["type"], [])) for m in data.get("modules", [])]
-        functions = {name: method_from_json(m) for name, m in (data.get("functions") or {}).items()}
+        functions = {name: method_from_json(m, strings, sources) for name, m in (data.get("functions") or {}).items()}
         return cls(data.get("load", "failed"), modules, data.get("torch_version"), list(data.get("notes", [])),
-                   error, dict(data.get("timings", {})), functions)
+                   error, dict(data.get("timings", {})), functions, ir_sandbox(data))
 
 
-def method_to_json(m: Method) -> dict:
+def ir_sandbox(document: dict) -> Confinement | None:
+    """The ``sandbox`` object of an IR document (None when no child ran or it wrote none)."""
+    return Confinement.from_json(document.get("sandbox"))
+
+
+class _Tables:
+    """Strings and sources already written, by value (the inverse of a document's two tables)."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.source_index: dict[tuple, int] = {}
+        self.sources: list[Source] = []
+
+    def string(self, text: str | None) -> int | None:
+        if text is None:
+            return None
+        index = self.strings.get(text)
+        if index is None:
+            index = self.strings[text] = len(self.strings)
+        return index
+
+    def source(self, source: Source | None) -> int | None:
+        if source is None:
+            return None
+        key = (source.code_file, source.code_line, source.file, source.line, tuple(source.stack))
+        index = self.source_index.get(key)
+        if index is None:
+            index = self.source_index[key] = len(self.sources)
+            self.sources.append(source)
+        return index
+
+
+def method_to_json(m: Method, tables: _Tables) -> dict:
     out = {"name": m.name, "schema": m.schema, "error": m.error,
-           "graph": graph_to_json(m.graph) if m.graph else None}
+           "graph": graph_to_json(m.graph, tables) if m.graph else None}
     if m.inlined:
-        out["inlined"] = graph_to_json(m.inlined)
+        out["inlined"] = graph_to_json(m.inlined, tables)
     return out
 
 
-def method_from_json(m: dict) -> Method:
-    return Method(m["name"], m.get("schema"), graph_from_json(m["graph"]) if m.get("graph") else None,
-                  graph_from_json(m["inlined"]) if m.get("inlined") else None, m.get("error"))
+def method_from_json(m: dict, strings: list[str], sources: list[Source | None]) -> Method:
+    graph, inlined = m.get("graph"), m.get("inlined")
+    return Method(m["name"], m.get("schema"), graph_from_json(graph, strings, sources) if graph else None,
+                  graph_from_json(inlined, strings, sources) if inlined else None, m.get("error"))
 
 
-def _values(items: list) -> list[Value]:
-    return [Value(v["name"], v["type"]) for v in items]
-
-
-def graph_from_json(data: dict) -> Graph:
-    graph = Graph(_values(data["inputs"]), list(data["outputs"]))
-    # (json node list, destination list) pairs still to convert
-    todo: list[tuple[list, list]] = [(data["nodes"], graph.nodes)]
+def graph_from_json(data: list, strings: list[str], sources: list[Source | None]) -> Graph:
+    """A compact GRAPH ``[inputs, outputs, nodes]``; node ids are given here, in pre-order."""
+    inputs, outputs, nodes = data
+    graph = Graph([Value(name, strings[t]) for name, t in inputs], outputs)
+    counter = 0
+    todo: list[tuple[Iterator[list], list[Node]]] = [(iter(nodes), graph.nodes)]
     while todo:
-        items, dest = todo.pop()
-        for item in items:
-            node = Node(item["id"], item["kind"], list(item["inputs"]), _values(item["outputs"]),
-                        dict(item.get("attributes") or {}), [], Source.from_json(item.get("source")),
-                        item.get("scope") or "", item.get("schema"))
-            for b in item.get("blocks") or []:
-                block = Block(_values(b["inputs"]), list(b["outputs"]))
+        items, dest = todo[-1]
+        item = next(items, None)
+        if item is None:
+            todo.pop()
+            continue
+        kind, ins, outs, attributes, blocks, source, scope, schema = item
+        node = Node(counter, strings[kind], ins, [Value(name, strings[t]) for name, t in outs],
+                    attributes if attributes is not None else {}, [],
+                    sources[source] if source is not None else None,
+                    strings[scope] if scope is not None else "", strings[schema] if schema is not None else None)
+        counter += 1
+        dest.append(node)
+        if blocks:
+            pending = []
+            for block_inputs, block_outputs, block_nodes in blocks:
+                block = Block([Value(name, strings[t]) for name, t in block_inputs], block_outputs)
                 node.blocks.append(block)
-                todo.append((b["nodes"], block.nodes))
-            dest.append(node)
+                pending.append((iter(block_nodes), block.nodes))
+            todo.extend(reversed(pending))  # a node's blocks come right after it, block 0 first
     return graph
 
 
-def graph_to_json(graph: Graph) -> dict:
-    out = {"inputs": [v.to_json() for v in graph.inputs], "outputs": list(graph.outputs), "nodes": []}
-    todo: list[tuple[list[Node], list]] = [(graph.nodes, out["nodes"])]
+def graph_to_json(graph: Graph, tables: _Tables) -> list:
+    string, source = tables.string, tables.source
+
+    def values(items: list[Value]) -> list:
+        return [[v.name, string(v.type)] for v in items]
+
+    out = [values(graph.inputs), list(graph.outputs), []]
+    todo: list[tuple[list[Node], list]] = [(graph.nodes, out[2])]
     while todo:
         nodes, dest = todo.pop()
         for node in nodes:
-            item = {"id": node.id, "kind": node.kind, "inputs": list(node.inputs),
-                    "outputs": [v.to_json() for v in node.outputs], "attributes": dict(node.attributes),
-                    "blocks": [], "source": node.source.to_json() if node.source else None,
-                    "scope": node.scope, "schema": node.schema}
-            for block in node.blocks:
-                b = {"inputs": [v.to_json() for v in block.inputs], "outputs": list(block.outputs), "nodes": []}
-                item["blocks"].append(b)
-                todo.append((block.nodes, b["nodes"]))
+            item = [string(node.kind), list(node.inputs), values(node.outputs),
+                    dict(node.attributes) if node.attributes else None, None, source(node.source),
+                    string(node.scope) if node.scope else None, string(node.schema)]
+            if node.blocks:
+                item[4] = []
+                for block in node.blocks:
+                    b = [values(block.inputs), list(block.outputs), []]
+                    item[4].append(b)
+                    todo.append((block.nodes, b[2]))
             dest.append(item)
     return out

@@ -1,14 +1,22 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
 Steps: statically scan ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted; copy the
-archive into a fresh temporary directory with its tensor storages emptied (tsinspect.ir.metacopy); run the
-child in an empty working directory with resource limits and a timeout; keep its ``tsinspect.ir/1`` JSON.
-Crashes, timeouts and memory exhaustion of the child become an ``error`` in that document, never an
-exception here.
+archive into a fresh private temporary directory with its tensor storages emptied (tsinspect.ir.metacopy);
+run the child there (it confines itself: tsinspect.safety.sandbox) with resource limits and a timeout and
+keep its ``tsinspect.ir/2`` JSON. When meta loading fails for another reason than something missing, a
+full copy (real storages, still rebuilt from tsinspect's reading) is loaded by a second child: no child is
+ever given the user's file. Crashes, timeouts and memory exhaustion of the child become an ``error`` in
+that document, never an exception here.
+
+``TSINSPECT_TEST_ONLY_SKIP_GATE=1`` skips the static gate, so that tests can prove what the sandbox alone
+stops; never set it otherwise. ``TSINSPECT_SANDBOX=off`` runs the child unconfined (for measuring the
+sandbox's cost or working around a machine where it breaks torch); the IR document then says
+"sandbox off".
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -18,6 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TextIO
 
 import tsinspect
 from tsinspect.archive import records as rk
@@ -25,12 +34,16 @@ from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
-from tsinspect.ir.metacopy import write_meta_copy
+from tsinspect.collector import paused
+from tsinspect.ir.metacopy import write_full_copy, write_meta_copy
 from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
 GIB = 1024 ** 3
-FILE_SIZE_LIMIT = 256 * 1024 * 1024  # largest file the child may write
+FILE_SIZE_LIMIT = 256 * 1024 * 1024  # largest file the child may write (its stderr log: it opens no file)
+SKIP_GATE_ENV = "TSINSPECT_TEST_ONLY_SKIP_GATE"
+SANDBOX_ENV = "TSINSPECT_SANDBOX"
+_FULL_WORTHY = ("load_failed", "out_of_memory")  # meta-load failures a full load may not have
 
 
 @dataclass
@@ -38,6 +51,7 @@ class Options:
     module: str | None = None
     method: str | None = None
     inline: bool = False
+    inline_module: str | None = None  # the inlined graphs of this module path's methods only ("" the root)
     trust: bool = False
     libraries: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
@@ -45,21 +59,98 @@ class Options:
     full: bool = False  # skip the meta attempt
 
 
+class Transport(dict):
+    """The child's header (the document without its graphs, see tsinspect.ir.extract.encode) as a dict, with
+    the document's text as it came in ``body``. Notes the parent adds go into the header."""
+
+    def __init__(self, header: dict, body: bytes):
+        super().__init__(header)
+        self.body = body
+        self.child_notes = list(header.get("notes") or [])
+
+
 class Extraction:
     """What asking for the IR gave: the IR (load may be "refused" or "failed"), the scan and the code index.
 
-    ``document`` is the ``tsinspect.ir/1`` JSON object as the child wrote it; ``ir`` (the dataclasses) is
-    built from it on first use, so ``graph --json`` never pays for a round trip through them.
+    ``document`` is the ``tsinspect.ir/2`` JSON object. Given the child's ``Transport``, only its header
+    is read at once (``header``); the document is decoded on first use and ``ir`` (the dataclasses) built
+    on first use, so ``graph --json`` relays the child's text without decoding it (``write_json``).
     """
 
     def __init__(self, document: dict, scan: ScanResult, index: CodeIndex):
-        self.document = document
         self.scan = scan
         self.index = index
+        self.header = document
+        self._body = document.body if isinstance(document, Transport) else None
+        if self._body is None:
+            self.__dict__["document"] = document
+
+    @property
+    def loaded(self) -> bool:
+        return self.header.get("load") in ("meta", "full")
+
+    @property
+    def method_names(self) -> dict[str, list[str]]:
+        """Method names by module type (from the header: no graph is decoded)."""
+        if "method_names" in self.header:
+            return self.header["method_names"]
+        return {name: [m["name"] for m in t.get("methods", [])] for name, t in (self.header.get("types") or {}).items()}
+
+    @cached_property
+    def document(self) -> dict:
+        return self._decoded()
+
+    def _decoded(self) -> dict:
+        document = _decode(self._body)
+        if document.get("schema") == SCHEMA:
+            document["notes"] = list(self.header.get("notes") or [])
+        return document
 
     @cached_property
     def ir(self) -> IR:
-        return IR.from_json(self.document)
+        """Built with the collector paused, then frozen (gc.freeze): a 51k-node IR is about a million objects
+        that never form cycles, and every full collection would scan them all again. The decoded document is
+        kept only if it was asked for."""
+        document = self.__dict__.get("document") or self._decoded()
+        with paused():
+            ir = IR.from_json(document)
+        gc.freeze()
+        return ir
+
+    def write_json(self, out: TextIO, **extra) -> None:
+        """The document as compact ASCII JSON with the ``extra`` fields first: the child's text as it came
+        when the parent added nothing to it."""
+        relay = self._body is not None and self.header.get("notes") == self.header.child_notes
+        if not relay or "document" in self.__dict__:
+            out.write(json.dumps(dict(extra, **self.document), separators=(",", ":")))
+        else:
+            body = self._body.decode("ascii")  # the child writes ASCII only (extract.encode)
+            out.write(json.dumps(extra, separators=(",", ":"))[:-1] + "," + body[1:] if extra else body)
+        out.write("\n")
+
+
+def _decode(body: bytes) -> dict:
+    """The child's document, decoded with the collector paused (json.loads makes a million containers on a
+    51k-node graph: the collector would scan them all several times over while they are being made)."""
+    try:
+        with paused():
+            return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+
+
+def read_output(stdout: bytes) -> dict:
+    """The child's output as a Transport when its header is a ``tsinspect.ir/2`` one, else an error document."""
+    try:
+        header, newline, body = stdout.partition(b"\n")
+        doc = json.loads(header)
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise ValueError(f"schema {doc.get('schema') if isinstance(doc, dict) else None!r}")
+        if not (newline and body.startswith(b"{") and body.rstrip().endswith(b"}")):
+            raise ValueError("no document after the header")
+        return Transport(doc, body)
+    except (ValueError, RecursionError) as exc:
+        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
 
 
 def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
@@ -68,17 +159,52 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
     scan = scan_archive(archive, index)
-    if not scan.safe_to_load and not options.trust:
+    refused = not scan.safe_to_load and not options.trust
+    skip_gate = refused and os.environ.get(SKIP_GATE_ENV) == "1"
+    if refused and not skip_gate:
         ir = IR("refused", error=LoadError("refused", scan.refusal(), hint="rerun with --trust to load it anyway"))
+        return Extraction(ir.to_json(), scan, index)
+    torch_error = archive.zip.torch_error if archive.zip is not None else None
+    if torch_error:  # a copy would load where the original does not: show torch's answer instead
+        ir = IR("failed", error=LoadError("torch_refuses_zip", f"torch's zip reader refuses this file: {torch_error}"))
         return Extraction(ir.to_json(), scan, index)
     with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
         work = Path(workdir)
-        emptied = work / "archive.pt"
-        copy = write_meta_copy(archive, emptied)
-        run_dir = work / "cwd"
+        copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/, its cwd, nothing else
+        copies.mkdir()
         run_dir.mkdir()
-        document = _run_child(archive, emptied, run_dir, options, copy.rewritten)
-    return Extraction(document, scan, index)
+        notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
+        full = options.full or _holds_quantized_tensors(archive)
+        if full and not options.full:
+            notes.append("quantized tensors have no meta kernels; loaded a full copy")
+        if not full:
+            meta = copies / "meta.pt"
+            copy = write_meta_copy(archive, meta)
+            document = _run_child(archive, meta, run_dir, options, ["--rewritten"] if copy.rewritten else [])
+            error = document.get("error") or {}
+            # (a child that wrote no document, killed or crashed, would not fare better on a full load)
+            if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
+                return Extraction(_with_notes(document, notes), scan, index)
+            meta.unlink()
+            notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
+        copy_path = copies / "full.pt"
+        write_full_copy(archive, copy_path, _memory_limit(archive, options))
+        document = _run_child(archive, copy_path, run_dir, options, ["--full"])
+    return Extraction(_with_notes(document, notes), scan, index)
+
+
+def _holds_quantized_tensors(archive: Archive) -> bool:
+    """Whether data.pkl rebuilds quantized tensors: meta loading would fail (``aten::empty_quantized`` has no
+    meta kernel), so go straight to the full copy and save a second torch start (measured: 1.8x the time)."""
+    walked = archive.pickle_optional("data.pkl")
+    return walked is not None and any(g.module == "torch._utils" and g.name == "_rebuild_qtensor"
+                                      for g, _offset in walked.globals)
+
+
+def _with_notes(document: dict, notes: list[str]) -> dict:
+    if notes and isinstance(document.get("notes"), list):
+        document["notes"][:0] = notes
+    return document
 
 
 def _memory_limit(archive: Archive, options: Options) -> int:
@@ -99,21 +225,21 @@ def _child_env() -> dict:
     return env
 
 
-def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options, rewritten: bool) -> dict:
-    cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(emptied),
-           "--original", str(Path(archive.path).resolve())]
+def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(copy), *flags]
     for flag, value in (("--module", options.module), ("--method", options.method)):
         if value is not None:
             cmd += [flag, value]
     if options.inline:
         cmd.append("--inline")
-    if options.full:
-        cmd.append("--full")
-    if rewritten:
-        cmd.append("--rewritten")
+    elif options.inline_module is not None:
+        cmd += ["--inline-module", options.inline_module]
     for lib in options.libraries:
         cmd += ["--library", str(Path(lib).resolve())]
-    # the child sets these limits on itself before importing torch (no preexec_fn: the TUI has threads)
+    if os.environ.get(SANDBOX_ENV) == "off":
+        cmd += ["--no-sandbox", f"disabled by {SANDBOX_ENV}=off"]
+    # the child sets these limits on itself, then confines itself, before importing torch (no preexec_fn:
+    # the TUI has threads)
     cmd += ["--limit-memory", str(_memory_limit(archive, options)), "--limit-cpu", str(int(options.timeout) + 5),
             "--limit-file-size", str(FILE_SIZE_LIMIT)]
     # stderr goes to a file (bounded by the file-size limit) so a chatty archive cannot fill our memory
@@ -134,13 +260,7 @@ def _run_child(archive: Archive, emptied: Path, run_dir: Path, options: Options,
         _kill_group(proc)  # whatever the child started goes with it
     if proc.returncode != 0 or not stdout:
         return IR("failed", error=_crash_error(proc.returncode, _tail(log_path))).to_json()
-    try:
-        document = json.loads(stdout)
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            raise ValueError(f"schema {document.get('schema') if isinstance(document, dict) else None!r}")
-        return document
-    except (ValueError, RecursionError) as exc:
-        return IR("failed", error=LoadError("crashed", f"the extractor wrote unreadable output ({exc})")).to_json()
+    return read_output(stdout)
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:

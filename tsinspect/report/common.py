@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.summary import ArchiveSummary
-from tsinspect.archive.text import human_bytes
+from tsinspect.archive.text import counted, human_bytes
 from tsinspect.report.model import Report
 
 SECTIONS = (("summary", "Summary"), ("diff", "Trace vs script"), ("safety", "Safety and problems"),
@@ -45,7 +45,7 @@ def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
         dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
         facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {dtypes}"))
     if s.constants:
-        facts.append(("constants", f"{len(s.constants)} tensors in constants.pkl"))
+        facts.append(("constants", f"{counted(len(s.constants), 'tensor')} in constants.pkl"))
     if s.traced_inputs:
         facts.append(("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
     if s.methods:
@@ -78,6 +78,12 @@ def shown_code(report: Report) -> set[str]:
             shown.add(f.name)
             lines, chars = lines - len(f.lines), chars - size
     return shown
+
+
+def shorten(text, limit: int) -> str:
+    """At most ``limit`` characters, with an ellipsis when cut."""
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def basename(path: str | None) -> str:

@@ -18,9 +18,10 @@ from pygments.token import STANDARD_TYPES
 
 import tsinspect
 from tsinspect.archive.modules import short_type
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import counted, human_bytes, printable
 from tsinspect.report import common
 from tsinspect.ir.lines import graph_lines
+from tsinspect.report.findings import USER, entries
 from tsinspect.report.model import Report
 
 LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
@@ -69,6 +70,8 @@ class _Writer:
         self.s = report.summary
         self.code_ids = {f.name: i for i, f in enumerate(report.code)}
         self.ir_left = report.limits.ir_total_lines
+        self.findings = entries(report)
+        self.anchors = {id(x.finding): x.anchor for x in self.findings}
 
     # -- small pieces ---------------------------------------------------------------------------------
     def code_link(self, file: str | None, line: int | None) -> str:
@@ -84,6 +87,11 @@ class _Writer:
         if file in self.code_ids:
             return f'<a href="#code-{self.code_ids[file]}-L{line}">{line}</a>'
         return str(line)
+
+    def anchor_attr(self, finding) -> str:
+        """`` id="finding-N"`` for a finding the index links to, else nothing."""
+        anchor = self.anchors.get(id(finding))
+        return f' id="{anchor}"' if anchor else ""
 
     @staticmethod
     def origin(file: str | None, line: int | None, text: str = "") -> str:
@@ -111,7 +119,8 @@ class _Writer:
         script = _asset("report.js")
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src data:"
-        body = "\n".join(getattr(self, f"section_{anchor}")() for anchor, _ in common.sections(self.r))
+        body = "\n".join([self.findings_index()] + [getattr(self, f"section_{anchor}")()
+                                                    for anchor, _ in common.sections(self.r)])
         return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
                 f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
@@ -140,6 +149,9 @@ class _Writer:
         if self.r.diff is not None:
             counts["diff"] = (len(self.r.diff.findings), bool(self.r.diff.findings))
         items = []
+        if self.findings:
+            items.append(f'<li><a href="#findings"><span>Findings</span><span class="count bad">'
+                         f"{len(self.findings)}</span></a></li>")
         for anchor, title in common.sections(self.r):
             count, bad = counts.get(anchor, (None, False))
             badge = f'<span class="count{" bad" if bad else ""}">{count}</span>' if count is not None else ""
@@ -149,6 +161,27 @@ class _Writer:
                 f'<ul>{"".join(items)}</ul></nav>')
 
     # -- sections -------------------------------------------------------------------------------------
+    def findings_index(self) -> str:
+        """Every finding in one table at the top, each row linking to its details (collapsed below)."""
+        if not self.findings:
+            return ""
+        severities = any(x.severity for x in self.findings)
+        rows = []
+        for n, x in enumerate(self.findings, 1):
+            origin = "your code" if x.origin == USER else x.origin
+            method = (x.method or "").rsplit(".", 1)[-1]
+            where = e(x.where) + (f'<br><span class="muted">{e(method)}</span>' if method else "")
+            severity = f"<td>{e(x.severity or '')}</td>" if severities else ""
+            rows.append(f'<tr><td class="num"><a href="#{x.anchor}">{n}</a></td>'
+                        f'<td><a href="#{x.anchor}">{e(x.kind)}</a></td>{severity}<td>{e(origin)}</td>'
+                        f'<td class="mono">{where}</td><td class="what">{e(common.shorten(x.message, 140))}</td></tr>')
+        user = sum(1 for x in self.findings if x.origin == USER)
+        mine = f", {user} in your code" if user else ""
+        head = ["#", "kind"] + (["severity"] if severities else []) + ["origin", "where", "what"]
+        return (f'<section id="findings"><h2>Findings <span class="muted">({len(self.findings)}{mine})</span></h2>'
+                f'<p class="note">In the order to read them: your code first. Each links to its details below.</p>'
+                f'{self.table(head, rows, cls="index")}</section>')
+
     def section_summary(self) -> str:
         s = self.s
         facts = [(label, e(text)) for label, text in common.archive_facts(s)]
@@ -173,7 +206,8 @@ class _Writer:
         if not self.r.code:
             return "no code/: nothing runs at load time"
         if scan.unsafe:
-            return (f'<span class="bad">{len(scan.unsafe)} unsafe finding(s)</span>: code/ runs file or raw-memory '
+            return (f'<span class="bad">{counted(len(scan.unsafe), "unsafe finding")}</span>: '
+                    'code/ runs file or raw-memory '
                     f'operations (<a href="#safety">details</a>)')
         return '<span class="good">no file or raw-memory operations in code/</span>'
 
@@ -183,7 +217,9 @@ class _Writer:
             return e(ir.skipped)
         doc = ir.document
         if ir.loaded:
-            return f"loaded with torch {e(doc.get('torch_version'))} ({e(doc.get('load'))} tensors) in a child process"
+            warning = f'; <span class="bad">{e(ir.sandbox_warning)}</span>' if ir.sandbox_warning else ""
+            return (f"loaded with torch {e(doc.get('torch_version'))} ({e(doc.get('load'))} tensors) in a child "
+                    f"process{warning}")
         error = doc.get("error") or {}
         return f'<span class="bad">{e(doc.get("load"))}</span>: {e(error.get("message", ""))}'
 
@@ -204,7 +240,8 @@ class _Writer:
         if scan.findings:
             out.append("<h3>Findings of the static scan of code/</h3>")
             out.append(self.table(["verdict", "kind", "where", "what", "detail"], [
-                f'<tr><td><span class="badge {e(f.verdict)}">{e(f.verdict)}</span></td><td>{e(f.kind)}</td>'
+                f'<tr{self.anchor_attr(f)}><td><span class="badge {e(f.verdict)}">{e(f.verdict)}</span></td>'
+                f'<td>{e(f.kind)}</td>'
                 f'<td class="mono">{self.code_link(f.file, f.line)}</td><td class="mono">{e(f.what)}</td>'
                 f'<td>{e(f.detail)}{e(" (via " + " -> ".join(f.via) + ")") if f.via else ""}</td></tr>'
                 for f in scan.findings]))
@@ -356,12 +393,8 @@ class _Writer:
             lines = "".join(f'<span class="line">{self.code_link(m.file, u.line)}  <span class="kind">{e(u.op)}</span>'
                             f"</span>" for u in m.ops)
             out.append(f'<details class="searchable"><summary class="mono">{e(m.qualname)} <span class="muted">'
-                       f'{_count(len(m.ops), "call")}</span></summary><pre class="ir">{lines}</pre></details>')
+                       f'{counted(len(m.ops), "call")}</span></summary><pre class="ir">{lines}</pre></details>')
         return "".join(out)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def render_html(report: Report) -> str:

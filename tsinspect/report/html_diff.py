@@ -25,9 +25,9 @@ def diff_section(w) -> str:
         out.append(f'<div class="box good">{e(message)}</div>')
         return "".join(out) + "</section>"
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    out.append(f'<div class="box warn">{len(d.findings)} finding(s): {e(counts)}</div>')
+    out.append(f'<div class="box warn">{common.counted(len(d.findings), "finding")}: {e(counts)}</div>')
     if d.mode != "trace_vs_script":
-        out += [_structural(f) for f in d.findings]
+        out += [_structural(w, f) for f in d.findings]
         return "".join(out) + "</section>"
     linkable = w.s.path == d.scripted  # code/ locations of findings are in the scripted archive
     for method, findings in d.by_method():
@@ -50,15 +50,15 @@ def _finding(w, f, linkable: bool) -> str:
                     f'<td class="src">{e(text)}</td></tr>')
     table = (f'<div class="scroll excerpt"><table class="code mono"><tbody>{"".join(rows)}</tbody></table></div>'
              if rows else "")
-    return (f'<details class="searchable" open><summary><span class="badge bad">{e(f.kind)}</span> '
+    return (f'<details class="searchable"{w.anchor_attr(f)}><summary><span class="badge bad">{e(f.kind)}</span> '
             f'<span class="mono">{where}</span></summary><div style="padding:.5rem .75rem">'
             f"<p>{e(f.message)}</p>{table}</div></details>")
 
 
-def _structural(f) -> str:
+def _structural(w, f) -> str:
     lines = f.details.get("diff", []) if isinstance(f.details, dict) else []
     body = "".join(f'<span class="line {"dropped" if s.startswith("-") else "kept" if s.startswith("+") else ""}">'
                    f"{e(s)}</span>" for s in lines[:200])
     pre = f'<pre class="ir excerpt">{body}</pre>' if body else ""
-    return (f'<details class="searchable" open><summary><span class="badge warn">{e(f.kind)}</span> '
+    return (f'<details class="searchable"{w.anchor_attr(f)}><summary><span class="badge warn">{e(f.kind)}</span> '
             f'{e(f.message)}</summary>{pre}</details>')

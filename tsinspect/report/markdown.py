@@ -12,7 +12,7 @@ import re
 
 import tsinspect
 from tsinspect.archive.modules import short_type
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import counted, human_bytes, printable
 from tsinspect.report import common
 from tsinspect.ir.lines import graph_lines, text_of
 from tsinspect.report.model import Report
@@ -80,7 +80,8 @@ class _Writer:
         s, r = self.s, self.r
         facts = [(label, md(text)) for label, text in common.archive_facts(s)]
         unsafe = len(r.scan.unsafe)
-        facts.append(("safety", f"**{unsafe} unsafe finding(s)**" if unsafe else "no file or raw-memory operations"
+        facts.append(("safety", f"**{counted(unsafe, 'unsafe finding')}**" if unsafe
+                      else "no file or raw-memory operations"
                       if r.code else "no code/"))
         facts.append(("IR", self.ir_status()))
         facts.append(("problems", str(len(s.problems)) if s.problems else "none"))
@@ -100,7 +101,9 @@ class _Writer:
             return md(ir.skipped)
         doc = ir.document
         if ir.loaded:
-            return md(f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process")
+            warning = f"; **{md(ir.sandbox_warning)}**" if ir.sandbox_warning else ""
+            return md(f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process") \
+                + warning
         return f"**{md(doc.get('load'))}**: " + md((doc.get("error") or {}).get("message", ""))
 
     def section_diff(self) -> str:

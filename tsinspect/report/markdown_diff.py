@@ -21,7 +21,7 @@ def diff_section(d) -> str:
                                            if d.mode == "trace_vs_script" else "."))
         return "\n\n".join(out)
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    out.append(f"> **{len(d.findings)} finding(s):** {md(counts)}")
+    out.append(f"> **{common.counted(len(d.findings), 'finding')}:** {md(counts)}")
     if d.mode != "trace_vs_script":
         for f in d.findings:
             out.append(f"- **{md(f.kind)}** {md(f.message)}")

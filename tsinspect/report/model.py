@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import tsinspect
 from tsinspect.archive import records as rk
-from tsinspect.safety.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
 from tsinspect.archive.summary import ArchiveSummary, summarize
 from tsinspect.archive.text import printable
+from tsinspect.safety.sandbox import Confinement
 
 SCHEMA = "tsinspect.report/1"
 
@@ -57,7 +58,7 @@ class CodeFile:
 class IRPart:
     """The IR as the safety gate and the extractor gave it, or why there is none."""
 
-    document: dict | None = None  # tsinspect.ir/1 (load may be "refused" or "failed")
+    document: dict | None = None  # tsinspect.ir/2 (load may be "refused" or "failed")
     ir: object = None  # tsinspect.ir.model.IR when loaded
     ops: list = field(default_factory=list)  # tsinspect.ir.views.OpEntry, from the IR or from code/
     ops_from: str | None = None  # "ir" or "ast"
@@ -67,6 +68,12 @@ class IRPart:
     @property
     def loaded(self) -> bool:
         return bool(self.document) and self.document.get("load") in ("meta", "full")
+
+    @property
+    def sandbox_warning(self) -> str | None:
+        """``sandbox off: <why>`` when the torch child ran without its full sandbox."""
+        sandbox = Confinement.from_json(self.document.get("sandbox")) if self.document else None
+        return sandbox.message if sandbox and sandbox.state != "on" else None
 
 
 @dataclass
@@ -129,16 +136,22 @@ def build_report(path: str, ir_options: IROptions | None = None, diff_with: str 
                  limits: Limits | None = None) -> Report:
     """Open ``path`` and gather every section; ``diff_with`` adds the diff of the two archives."""
     ir_options = ir_options or IROptions()
-    with open_archive(path) as archive:
-        summary = summarize(archive)
-        scan = scan_code(summary.code)
-        code = [code_file(archive, name) for name in summary.code_files]
-        ir = _ir_part(archive, summary, ir_options)
-    diff = None
+    diff, extracted = None, {}
     if diff_with is not None:
+        from tsinspect.diff.irread import extract_path
         from tsinspect.diff.run import diff_archives
 
-        diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust)
+        def extract(p: str, options):  # with the report's limits; kept, so that ``path`` is extracted once
+            extracted[p] = extract_path(p, _run_options(ir_options, options))
+            return extracted[p]
+
+        diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust,
+                             extract=extract)
+    with open_archive(path) as archive:
+        summary = summarize(archive)
+        scan = scan_archive(archive, summary.code)
+        code = [code_file(archive, name) for name in summary.code_files]
+        ir = _ir_part(archive, summary, ir_options, extracted.get(path))
     return Report(summary, scan, code, ir, diff, limits or Limits(), _now())
 
 
@@ -159,20 +172,18 @@ def code_file(archive: Archive, name: str) -> CodeFile:
     return CodeFile(name, lines, origins + [None] * (len(lines) - len(origins)), smap.layout if smap else None, note)
 
 
-def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> IRPart:
+def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, result=None) -> IRPart:
+    """``result``: this archive's extraction when the diff already made one (it walked every module)."""
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         return IRPart(skipped=f"a {archive.format} file has no TorchScript code and no IR")
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
 
     if not options.enabled:
-        return IRPart(skipped="not asked for (--no-ir)", fallback=ast_methods(summary.code),
+        return IRPart(skipped="not asked for (--ir never)", fallback=ast_methods(summary.code),
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 
-    run_options = Options(trust=options.trust, libraries=options.libraries, memory_limit=options.memory_limit)
-    if options.timeout is not None:
-        run_options.timeout = options.timeout
-    result = extract_ir(archive, run_options)
+    result = result or extract_ir(archive, _run_options(options, Options()))
     part = IRPart(result.document)
     if part.loaded:
         from tsinspect.ir.views import op_inventory
@@ -183,6 +194,14 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions) -> I
         part.fallback = ast_methods(result.index)
         part.ops, part.ops_from = ast_op_inventory(result.index), "ast"
     return part
+
+
+def _run_options(options: IROptions, run):
+    """The extractor's options ``run`` (tsinspect.ir.run.Options) with the report's trust, libraries and limits."""
+    run.trust, run.libraries, run.memory_limit = options.trust, options.libraries, options.memory_limit
+    if options.timeout is not None:
+        run.timeout = options.timeout
+    return run
 
 
 def _now() -> str:

@@ -1,12 +1,16 @@
-"""Static safety scan of ``code/``: what would run while torch loads the archive, and what touches files.
+"""The static gate: what torch would run while it loads the archive, judged before any torch child starts.
 
-``torch.jit.load`` runs every TorchScript ``__setstate__`` of the archive. This module reads the
-generated code with ``ast`` only and judges each ``__setstate__`` by what it reaches transitively
-(``self.method`` calls, methods of typed attributes, free functions of ``code/``): assigning attributes
-and calling ops of known namespaces (``ops.quantized.conv2d_prepack``) is benign; file I/O
-(``torch.save``/``torch.load``/``from_file``/``open``), raw-memory ops (``as_strided``, ``set_``),
-ops of unknown namespaces and calls it cannot resolve are not. File and raw-memory calls anywhere in
-``code/`` are findings too. Torch-free: the IR extractor refuses to load unless the result is safe.
+``torch.jit.load`` runs code of the archive at load time: every ``__setstate__`` of a restored object, the
+default arguments of every method and function it compiles (the importer evaluates them by running a
+generated function), the ``Final`` class constants (evaluated the same way), the native ``__setstate__``
+of TorchBind objects in its pickles (``OpaqueObject``'s runs Python's ``pickle.loads``), and for lite
+archives the ``__setstate__`` functions of ``bytecode.pkl``. Calls are resolved as the importer resolves
+them (:mod:`tsinspect.safety.resolve`) and the load-time code is judged by everything it reaches,
+transitively, allowlist first: attribute assignments and ops of torch's computing namespaces are benign
+(a quantized ``Conv2d.__setstate__`` reaching ``ops.quantized.conv2d_prepack``); file I/O, raw memory,
+the network, other namespaces, TorchBind methods and calls it cannot resolve are not. File, raw-memory
+and network ops anywhere in the code are findings too. Torch-free: the IR extractor refuses to load
+unless the result is safe.
 """
 
 from __future__ import annotations
@@ -18,44 +22,35 @@ from dataclasses import dataclass, field
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
+from tsinspect.safety import ops
+from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
-
-FILE_OPS = frozenset({"save", "load", "from_file", "open", "_load_for_lite_interpreter", "_save_parameters",
-                      "_load_parameters", "_jit_pass_onnx"})
-RAW_MEMORY_OPS = frozenset({"as_strided", "as_strided_", "as_strided_copy", "as_strided_scatter", "set_",
-                            "_set_storage", "data_ptr", "from_blob", "_unsafe_set_version_counter"})
-# ops.<namespace> that ship with torch itself.
-KNOWN_NAMESPACES = frozenset({"aten", "prim", "quantized", "_quantized", "quantized_decomposed", "_caffe2",
-                              "xnnpack", "prepacked", "mkldnn", "mkldnn_prepacked", "sparse", "fbgemm",
-                              "_nested", "profiler", "cuda", "_c10d_functional", "c10d_functional",
-                              "_dtensor", "rngprims", "higher_order", "inductor", "_inductor_test"})
-# Custom classes (``__torch__.torch.classes.<ns>.<Class>``) that ship with torch.
-KNOWN_CLASS_NAMESPACES = frozenset({"quantized", "xnnpack", "mkldnn", "sparse", "_TorchScriptTesting",
-                                    "dist_c10d", "cuda", "profiling", "c10d", "dist_rpc"})
-SAFE_BUILTINS = frozenset({
-    "int", "float", "bool", "str", "len", "annotate", "uninitialized", "unchecked_cast", "isinstance",
-    "range", "enumerate", "zip", "list", "tuple", "dict", "min", "max", "abs", "print", "getattr", "hasattr",
-    "round", "divmod", "ord", "chr", "hash", "sorted", "any", "all", "sum", "hex", "oct", "bin", "complex",
-    "fork", "wait", "id", "reversed", "isfinite", "_unwrap_optional", "rpc_async", "interface"})
 LOAD_TIME = ("__setstate__",)
+KNOWN_NAMESPACES = ops.TORCH_NAMESPACES  # ops.<ns> that ship with torch itself
+# class-body assignments the importer reads as declarations, not as constants it evaluates
+BENIGN_WALK = 64  # methods a benign load-time entry's walk visits to list the ops it calls
+NAMED_CHAINS = 50  # unsafe load-time entries whose call chain is walked and named
+_DECLARATIONS = frozenset({"__parameters__", "__buffers__", "__annotations__", "__forward_hooks__",
+                           "__forward_pre_hooks__"})
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing the scan found: ``verdict`` is unsafe, benign or info; ``file``/``line`` point into code/."""
+    """One thing the scan found: ``verdict`` is unsafe, benign or info; ``file``/``line`` point into the
+    archive (a code/ file and line, or a pickle record, line 0)."""
 
-    kind: str  # setstate, getstate, file_io, raw_memory, ambiguous_code, unreadable_code
+    kind: str  # setstate, default_argument, class_constant, getstate, file_io, raw_memory, network, custom_class, ...
     verdict: str
     file: str
     line: int
-    what: str  # "Writer.__setstate__", "torch.save", "ops.torchvision.nms"
+    what: str  # "Writer.__setstate__", "aten::save", "__torch__.torch.classes.aten.OpaqueObject"
     detail: str
-    via: tuple[str, ...] = ()  # call chain from a __setstate__ to here
+    via: tuple[str, ...] = ()  # call chain from the load-time code to here
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" if self.line else self.file
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "verdict": self.verdict, "file": self.file, "line": self.line,
@@ -102,17 +97,22 @@ class ScanResult:
         return {"safe_to_load": self.safe_to_load, "findings": [f.to_json() for f in self.findings]}
 
 
-def scan_archive(archive: Archive, index: CodeIndex | None = None) -> ScanResult:
-    """scan_code, plus what only the archive shows: code the scan could not read, or could read twice.
+def scan_archive(archive: Archive, index: CodeIndex | None = None, pickles: bool = True) -> ScanResult:
+    """scan_code, plus what only the archive shows: code the scan could not read or could read twice, the
+    lite loader's ``bytecode.pkl`` and (``pickles``) the TorchBind objects torch's unpickler restores.
 
     Code that does not parse or is stored under a duplicated name is unsafe: torch might compile a
     version of it the scan never saw.
     """
+    from tsinspect.safety import bytecode, torchbind
+
     index = index if index is not None else index_code(archive)
     result = scan_code(index)
     seen: set[str] = set()
-    for record in archive.records_of(CODE):
-        if record.name in seen:
+    # every code member, shadowed twins included: the IR child's copy holds only the one torch reads, but
+    # an archive that hides code behind a duplicate name is not one to load
+    for record in (r for r in archive.records if r.kind == CODE and r.inside and not r.hidden):
+        if record.name in seen or record.shadowed_by is not None:
             result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
                                               "the archive holds several members of this name; torch may "
                                               "compile one the scan did not read"))
@@ -120,23 +120,38 @@ def scan_archive(archive: Archive, index: CodeIndex | None = None) -> ScanResult
             result.findings.insert(0, Finding("unreadable_code", UNSAFE, record.name, 0, record.display_name,
                                               "the scan could not parse it (see the archive's problems)"))
         seen.add(record.name)
+    result.findings.extend(bytecode.judge_archive(archive))
+    if pickles:
+        result.findings.extend(torchbind.judge_archive(archive))
+    result.findings.sort(key=lambda f: f.verdict != UNSAFE)
     return result
 
 
 def scan_code(index: CodeIndex) -> ScanResult:
-    scanner = _Scanner(index)
+    try:
+        return _scan_code(index)
+    except RecursionError:  # expressions nested deeper than the judge's recursive resolution goes
+        return ScanResult([Finding("unreadable_code", UNSAFE, "code/", 0, "code/",
+                                   "expressions nested too deeply for the scan to resolve; unjudged, so unsafe")])
+
+
+def _scan_code(index: CodeIndex) -> ScanResult:
+    judge = _Judge(index)
     result = ScanResult()
     for info in index.classes.values():
-        short = info.qualname.rsplit(".", 1)[-1]
+        short = _short_class(info.qualname)
         for method in info.methods:
             if method.name == "__getstate__":
                 result.findings.append(Finding(
                     "getstate", INFO, method.file, method.line, f"{short}.__getstate__",
                     "runs when the module is saved, not when it is loaded"))
             elif method.name in LOAD_TIME:
-                result.findings.append(scanner.judge_setstate(short, method))
-    for finding in scanner.anywhere():
-        if (finding.file, finding.line) not in scanner.covered:
+                result.findings.append(judge.load_time("setstate", method.file, method.line,
+                                                       f"{short}.__setstate__", judge.sites_of(method),
+                                                       start=method))
+    result.findings.extend(judge.defaults_and_constants())
+    for finding in judge.anywhere():
+        if (finding.file, finding.line) not in judge.covered:
             result.findings.append(finding)
     indexed = {(m.file, m.line) for m in index.methods if m.name in LOAD_TIME}
     for file, tree in index.trees.items():
@@ -148,165 +163,222 @@ def scan_code(index: CodeIndex) -> ScanResult:
     return result
 
 
-def _dotted(node: ast.expr) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
-def _strip_optional(annotation: str) -> str:
-    while annotation.startswith("Optional[") and annotation.endswith("]"):
-        annotation = annotation[len("Optional["):-1]
-    return annotation
-
-
-class _Scanner:
+class _Judge:
     def __init__(self, index: CodeIndex):
         self.index = index
-        self.functions = {f"{module_of(f.file)}.{f.name}": f for f in index.functions}
-        self.covered: set[tuple[str, int]] = set()  # hazards already named by a __setstate__ finding
+        self.resolver = Resolver(index)
+        self.covered: set[tuple[str, int]] = set()  # hazards already named by a load-time finding
+        self._sites: dict[int, list[CallSite]] = {}
+        self._tainted: set[str] | None = None
+        self._tainted_names: set[str] = set()
+        self._named = 0
 
-    # -- calls anywhere in code/ ---------------------------------------------------------------------
+    def sites_of(self, method: MethodInfo) -> list[CallSite]:
+        key = id(method.node)
+        if key not in self._sites:
+            owner = self.index.classes.get(method.owner) if method.owner else None
+            self._sites[key] = self.resolver.calls(method.node, owner)
+        return self._sites[key]
+
+    # -- file, raw-memory and network ops anywhere in code/ ------------------------------------------------
     def anywhere(self) -> list[Finding]:
         found = []
+        owners = {id(m.node): info for info in self.index.classes.values() for m in info.methods}
         for file, tree in self.index.trees.items():
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call):
-                    name = _dotted(node.func)
-                    hazard = self._hazard(name) if name else None
+            for root in _roots(tree):
+                owner = owners.get(id(root))
+                for site in self.resolver.calls(root, owner, implicit=False):
+                    hazard = _site_hazard(site)
                     if hazard:
-                        found.append(Finding(hazard[0], UNSAFE, file, node.lineno, name, hazard[1]))
-        return found
+                        found.append(Finding(hazard[0], UNSAFE, file, site.line, hazard[2], hazard[1]))
+        return _unique(found)
 
-    @staticmethod
-    def _hazard(name: str) -> tuple[str, str] | None:
-        parts = name.split(".")
-        if name == "open":
-            return "file_io", "opens a file"
-        if parts[0] == "torch" and len(parts) == 2 or parts[0] == "ops" and len(parts) == 3:
-            op = parts[-1]
-            if op in FILE_OPS:
-                return "file_io", "reads or writes files"
-            if op in RAW_MEMORY_OPS:
-                return "raw_memory", "reinterprets raw tensor memory"
-        return None
+    # -- default arguments and class constants: evaluated when the importer compiles the class --------------
+    def defaults_and_constants(self) -> list[Finding]:
+        out = []
+        owners = {id(m.node): _short_class(m.owner) + "." for m in self.index.methods if m.owner}
+        for file, tree in self.index.trees.items():
+            for node in ast.walk(tree):  # nested defs (closures) too: compiled with their function
+                if not isinstance(node, ast.FunctionDef):
+                    continue
+                args = node.args
+                positional = args.args[len(args.args) - len(args.defaults):]
+                pairs = list(zip(positional, args.defaults)) + [
+                    (a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+                for arg, default in pairs:
+                    sites = self.resolver.calls(default, None, env={})
+                    if sites:
+                        out.append(self.load_time(
+                            "default_argument", file, default.lineno,
+                            f"{owners.get(id(node), '')}{node.name}({arg.arg}=...)", sites,
+                            "the default value is evaluated when torch compiles the method"))
+        for file, tree in self.index.trees.items():
+            for cls in (s for s in tree.body if isinstance(s, ast.ClassDef)):
+                for item in cls.body:
+                    target = item.target if isinstance(item, ast.AnnAssign) else (
+                        item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else None)
+                    if _item_value(item) is None or not isinstance(target, ast.Name) or target.id in _DECLARATIONS:
+                        continue
+                    sites = self.resolver.calls(_item_value(item), None, env={})
+                    if sites:
+                        out.append(self.load_time("class_constant", file, item.lineno, f"{cls.name}.{target.id}",
+                                                  sites, "the value is evaluated when torch compiles the class"))
+        return out
 
-    # -- what a __setstate__ reaches ------------------------------------------------------------------
-    def judge_setstate(self, short: str, method: MethodInfo) -> Finding:
-        what = f"{short}.__setstate__"
-        queue = deque([(method, (what,))])
-        visited = {method.qualname}
+    # -- what load-time code reaches ------------------------------------------------------------------------
+    def load_time(self, kind: str, file: str, line: int, what: str, sites: list[CallSite],
+                  why: str = "", start: MethodInfo | None = None) -> Finding:
+        """Judge load-time code by what it reaches. Whether it reaches anything bad comes from the
+        archive-wide taint (computed once, linear); the walk then only names the chain (following tainted
+        methods) or, when benign, the ops it calls (within BENIGN_WALK methods)."""
+        tainted = self._taint()
+        unsafe = any(self._bad(t, s.text) or self._leads_to(t, tainted) for s in sites for t in s.targets)
+        if unsafe:
+            self._named += 1
+            if self._named > NAMED_CHAINS:  # the verdict stands; naming more chains would cost a walk each
+                return Finding(kind, UNSAFE, file, line, what, "runs at load time and reaches code the scan "
+                               f"judges unsafe (the chain is named for the first {NAMED_CHAINS} only)", (what,))
+        queue = deque([(file, sites, (what,))])
+        visited = {start.qualname} if start is not None else set()
+        expanded: set[str] = set()  # method names already followed to every method of that name
         benign_ops: list[str] = []
         while queue:
-            current, chain = queue.popleft()
-            for call in self._calls(current):
-                kind, target, detail = call[0], call[1], call[2]
-                if kind == "follow":
-                    if target.qualname not in visited:
-                        visited.add(target.qualname)
-                        queue.append((target, chain + (_short(target),)))
-                elif kind == "ok":
-                    if target not in benign_ops:
-                        benign_ops.append(target)
-                else:
-                    self.covered.add((current.file, call[3]))
-                    return Finding("setstate", UNSAFE, method.file, method.line, what,
-                                   f"runs at load time and reaches {target} at {current.file}:{call[3]}, "
-                                   f"{detail}" + (f", via {' -> '.join(chain)}" if len(chain) > 1 else ""),
-                                   chain)
-        ops = [o for o in benign_ops if o.startswith("ops.")]
-        detail = ("runs at load time; only assigns attributes" +
-                  (f" and calls {', '.join(ops[:4])}" if ops else "") + "; no file or raw-memory access")
-        return Finding("setstate", BENIGN, method.file, method.line, what, detail,
-                       tuple(sorted(visited)))
+            current_file, current_sites, chain = queue.popleft()
+            for site in current_sites:
+                for target in site.targets:
+                    verdict = self._judge_target(target, site.text)
+                    if verdict is None:  # code/ to follow
+                        if isinstance(target, ByName):
+                            if target.name in expanded:
+                                continue
+                            expanded.add(target.name)
+                        for method in self._methods(target):
+                            if not unsafe and len(visited) >= BENIGN_WALK:
+                                break
+                            if method.qualname in visited or (unsafe and method.qualname not in tainted):
+                                continue
+                            visited.add(method.qualname)
+                            queue.append((method.file, self.sites_of(method), chain + (_short_method(method),)))
+                        continue
+                    name, bad_kind, why_bad = verdict
+                    if bad_kind == ops.OK:
+                        if name not in benign_ops:
+                            benign_ops.append(name)
+                        continue
+                    self.covered.add((current_file, site.line))
+                    return Finding(kind, UNSAFE, file, line, what,
+                                   f"runs at load time and reaches {name} at {current_file}:{site.line}, {why_bad}"
+                                   + (f", via {' -> '.join(chain)}" if len(chain) > 1 else ""), chain)
+        if unsafe:  # the taint says it reaches something bad the walk could not name (same-named functions)
+            return Finding(kind, UNSAFE, file, line, what, "runs at load time and reaches a call the scan judges "
+                           "unsafe through methods or functions of the same name", (what,))
+        shown = [o for o in benign_ops if o.startswith("ops.") and not o.startswith(("ops.aten.", "ops.prim."))]
+        detail = ((why + "; " if why else "") + "runs at load time; only assigns attributes" +
+                  (f" and calls {', '.join(shown[:4])}" if shown else "") + "; no file or raw-memory access")
+        return Finding(kind, BENIGN, file, line, what, detail, tuple(sorted(visited)))
 
-    def _calls(self, method: MethodInfo):
-        """(kind, target, detail, line) for every call in a method: follow, ok, or a hazard kind."""
-        owner = self.index.classes.get(method.owner) if method.owner else None
-        aliases: dict[str, str] = {}
-        for node in ast.walk(method.node):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                value = _dotted(node.value)
-                if value and (value.startswith("self.") or value.startswith("__torch__.")):
-                    aliases[node.targets[0].id] = value
-        for node in ast.walk(method.node):
-            if not isinstance(node, ast.Call):
-                continue
-            name = _dotted(node.func)
-            if name is None:
-                yield ("unresolved_call", ast.unparse(node.func)[:60], "a call the scan cannot resolve",
-                       node.lineno)
-                continue
-            head, _, rest = name.partition(".")
-            if head in aliases:
-                name = aliases[head] + ("." + rest if rest else "")
-            yield self._classify(name, owner, node.lineno)
+    def _methods(self, target) -> tuple:
+        return tuple(self.resolver.by_name.get(target.name, ())) if isinstance(target, ByName) else (target.method,)
 
-    def _classify(self, name: str, owner, line: int):
-        hazard = self._hazard(name)
-        if hazard:
-            return (hazard[0], name, hazard[1], line)
-        parts = name.split(".")
-        if parts[0] == "torch":
-            return ("ok", name, "", line)
-        if parts[0] == "ops" and len(parts) == 3:
-            if parts[1] in KNOWN_NAMESPACES:
-                return ("ok", name, "", line)
-            return ("unknown_op", name, f"an op of the unknown namespace '{parts[1]}'", line)
-        if len(parts) == 1 and name in SAFE_BUILTINS:
-            return ("ok", name, "", line)
-        if parts[0] == "self" and owner is not None:
-            target = self._method_via_self(owner, parts[1:])
-            if target is not None:
-                return target[:3] + (line,) if isinstance(target, tuple) else ("follow", target, "", line)
-        if parts[0] == "__torch__":
-            target = self._global(name)
-            if target is not None:
-                return target[:3] + (line,) if isinstance(target, tuple) else ("follow", target, "", line)
-        return ("unresolved_call", name, "a call the scan cannot resolve", line)
+    def _bad(self, target, spelled: str) -> bool:
+        verdict = self._judge_target(target, spelled)
+        return verdict is not None and verdict[1] != ops.OK
 
-    def _method_via_self(self, owner, path: list[str]):
-        """Resolve self.a.b.method through the class annotations of each attribute."""
-        info = owner
-        for attr in path[:-1]:
-            annotation = _strip_optional(info.attributes.get(attr, ""))
-            custom = _custom_class(annotation, path[-1])
-            if custom is not None:
-                return custom
-            info = self.index.classes.get(annotation)
-            if info is None:
-                return None
-        return info.method(path[-1]) if path else None
+    def _leads_to(self, target, tainted: set[str]) -> bool:
+        if isinstance(target, ByName):
+            return target.name in self._tainted_names
+        return isinstance(target, Code) and target.method.qualname in tainted
 
-    def _global(self, name: str):
-        custom = _custom_class(name.rsplit(".", 1)[0], name.rsplit(".", 1)[-1])
-        if custom is not None:
-            return custom
-        if name in self.functions:
-            return self.functions[name]
-        cls = self.index.classes.get(name)  # a constructor
-        if cls is not None:
-            return cls.method("__init__") or ("ok", name, "", 0)
-        owner, _, meth = name.rpartition(".")
-        cls = self.index.classes.get(owner)
-        return cls.method(meth) if cls else None
+    def _taint(self) -> set[str]:
+        """Qualnames of the code/ methods and functions from which something bad is reachable: methods with a
+        bad call of their own, then backwards over calls (``ByName`` edges go through one node per name)."""
+        if self._tainted is not None:
+            return self._tainted
+        callers: dict[tuple[str, str], set[tuple[str, str]]] = {}  # callee node -> caller nodes
+        work = []
+        for method in self.index.methods:
+            node = ("m", method.qualname)
+            for site in self.sites_of(method):
+                for target in site.targets:
+                    if isinstance(target, ByName):
+                        callers.setdefault(("n", target.name), set()).add(node)
+                    elif isinstance(target, Code):
+                        callers.setdefault(("m", target.method.qualname), set()).add(node)
+                    elif self._bad(target, site.text):
+                        work.append(node)
+        seen = set(work)
+        while work:
+            node = work.pop()
+            parents = set(callers.get(node, ()))
+            if node[0] == "m":  # whoever calls any method of this name may reach it
+                name = node[1].rsplit(".", 1)[-1]
+                parents |= callers.get(("n", name), set())
+            for parent in parents - seen:
+                seen.add(parent)
+                work.append(parent)
+        self._tainted = {qualname for kind, qualname in seen if kind == "m"}
+        self._tainted_names = {qualname.rsplit(".", 1)[-1] for qualname in self._tainted}
+        return self._tainted
 
-
-def _custom_class(qualname: str, member: str):
-    prefix = "__torch__.torch.classes."
-    if not qualname.startswith(prefix):
-        return None
-    namespace = qualname[len(prefix):].split(".", 1)[0]
-    if namespace in KNOWN_CLASS_NAMESPACES:
-        return ("ok", f"{qualname}.{member}", "", 0)
-    return ("unknown_op", f"{qualname}.{member}", f"a method of the unknown custom class namespace '{namespace}'", 0)
+    @staticmethod
+    def _judge_target(target, spelled: str) -> tuple[str, str, str] | None:
+        """(shown name, ops verdict kind, why) or None for code to follow."""
+        if isinstance(target, (Code, ByName)):
+            return None
+        if isinstance(target, Op):
+            kind, why = ops.judge_load_time_op(target.name)
+            shown = _op_shown(target.name)
+            return (shown if shown == spelled else f"{spelled} (the op {target.name})"), kind, why
+        if isinstance(target, Custom):
+            kind, why = ops.judge_custom_method(target.qualname, target.method)
+            return f"{target.qualname}.{target.method}", kind, why
+        if isinstance(target, Builtin):
+            return target.name, ops.OK, ""
+        assert isinstance(target, Unknown)
+        return target.text, ops.UNKNOWN, "a call the scan cannot resolve"
 
 
-def _short(method: MethodInfo) -> str:
+def _item_value(item: ast.stmt) -> ast.expr | None:
+    return item.value if isinstance(item, (ast.Assign, ast.AnnAssign)) else None
+
+
+def _roots(tree: ast.Module):
+    """Every top-level function, method and class-body statement (nested defs are walked inside them)."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef):
+            yield from stmt.body
+        else:
+            yield stmt
+
+
+def _site_hazard(site: CallSite) -> tuple[str, str, str] | None:
+    for target in site.targets:
+        if isinstance(target, Op):
+            hazard = ops.op_hazard(target.name)
+            if hazard:
+                return hazard[0], f"{hazard[1]} (the op {target.name})", site.text
+    return None
+
+
+def _op_shown(name: str) -> str:
+    """aten::save -> torch.save, quantized::x -> ops.quantized.x: how code/ spells the op."""
+    namespace, _, op = name.partition("::")
+    return f"torch.{op}" if namespace == "aten" else f"ops.{namespace}.{op}"
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        if (f.file, f.line, f.what) not in seen:
+            seen.add((f.file, f.line, f.what))
+            out.append(f)
+    return out
+
+
+def _short_class(qualname: str) -> str:
+    return qualname.rsplit(".", 1)[-1]
+
+
+def _short_method(method: MethodInfo) -> str:
     owner = method.owner.rsplit(".", 1)[-1] if method.owner else module_of(method.file)
     return f"{owner}.{method.name}"

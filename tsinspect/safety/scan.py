@@ -5,7 +5,9 @@ called) and each GLOBAL and each call site is checked against what the loader th
 
 - TorchScript records (``torch.jit.load``; ``torch.load`` dispatches TorchScript zips to it): the C++
   unpickler takes protocol 2, a fixed opcode set and a short list of globals, plus ``__torch__.*`` classes
-  compiled from ``code/``.
+  compiled from ``code/`` and TorchBind classes (``__torch__.torch.classes.*``), whose native
+  ``__setstate__`` runs at load: judged per class by :mod:`tsinspect.safety.torchbind`, and the Python
+  pickle an ``OpaqueObject`` state decodes to is walked in turn (what ``pickle.loads`` would run).
 - torch.save data (zip ``data.pkl``, legacy pickle streams, torch.package, pt2): the ``weights_only``
   allowlist of ``torch.load``, its default since torch 2.6.
 
@@ -34,17 +36,20 @@ from tsinspect.archive.pickles import Global, PickleError, walk
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
-from tsinspect.archive.zipread import STORED, ZipArchive, ZipEntry, open_zip
+from tsinspect.archive.zipread import STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip
 
 SCHEMA = "tsinspect.scan/1"
 CLEAN, SUSPICIOUS, UNSAFE, ERROR = "clean", "suspicious", "unsafe", "error"
 INFO = "info"
 _RANK = {INFO: 0, SUSPICIOUS: 1, UNSAFE: 2}
 
-TORCHSCRIPT, WEIGHTS_ONLY = "torchscript", "weights_only"
-LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)"}
+TORCHSCRIPT, WEIGHTS_ONLY, PYTHON = "torchscript", "weights_only", "python"
+LOADER = {TORCHSCRIPT: "torch.jit.load's unpickler", WEIGHTS_ONLY: "torch.load(weights_only=True)",
+          PYTHON: "Python's pickle.loads"}
 
 MAX_FINDINGS = 500  # per file; then one finding saying how many more
+HIDDEN_PICKLE_CAP = 16 * 1024 * 1024  # bytes inflated for one local entry no directory names
+HIDDEN_INFLATE_BUDGET = 64 * 1024 * 1024  # and for all of them: 100 headers sharing one bomb stay cheap
 MAX_PICKLES_PER_MEMBER = 16
 LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage keys
 
@@ -112,7 +117,8 @@ _DANGEROUS_QUALNAMES = frozenset({
     "types.ModuleType", "numpy.load", "torch.load", "torch.save", "torch.jit.load", "torch.jit.save",
     "torch.serialization.load", "torch.serialization.save", "torch.hub.load", "torch.ops.load_library",
     "torch._ops.ops.load_library", "torch.classes.load_library", "torch.from_file",
-    "torch.UntypedStorage.from_file", "torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline"})
+    "torch.UntypedStorage.from_file", "torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline",
+    "torch.storage._load_from_bytes", "torch.storage._load_from_bytes_v2"})
 _DANGEROUS_PREFIXES = ("numpy.testing", "numpy.f2py", "numpy.distutils", "torch.hub", "torch.utils.cpp_extension",
                        "torch.package", "torch._dynamo", "torch._inductor", "torch.utils.collect_env",
                        "torch.distributed.rpc", "torch._C._jit_", "IPython", "jupyter")
@@ -143,6 +149,9 @@ def normalize(glob: Global) -> str:
 
 
 def is_allowed(qualname: str, policy: str) -> bool:
+    """Whether the loader of ``policy`` accepts the global (TorchBind classes are judged apart, by class)."""
+    if policy == PYTHON:
+        return False  # pickle.loads imports anything: every global is worth a finding
     if policy == TORCHSCRIPT:
         return qualname in _TS_GLOBALS or (qualname.startswith("__torch__.") and ".." not in qualname)
     return qualname in _WO_GLOBALS or bool(_WO_DTYPE.match(qualname) or _WO_CLASS.match(qualname))
@@ -159,6 +168,8 @@ def danger(glob: Global) -> str | None:
     if root in ("builtins", "__builtin__", "__builtins__") and (path[0] in _DANGEROUS_BUILTINS or
                                                                  path[0].startswith("__")):
         return f"builtin {path[0]} runs code or reaches arbitrary attributes"
+    if qualname.startswith("torch.storage._load_from_bytes"):
+        return "runs a full torch.load (weights_only=False) of bytes inside the pickle: any code"
     if qualname in _DANGEROUS_QUALNAMES or any(qualname == p or qualname.startswith(p + ".") or
                                                (p.endswith("_") and qualname.startswith(p))
                                                for p in _DANGEROUS_PREFIXES):
@@ -382,8 +393,9 @@ class _Scan:
         archive, result = self.archive, self.result
         head = self._file_head()
         if archive.container == "flatbuffer":
-            result.add(Finding("not_scanned", INFO, None,
-                               "a FlatBuffer mobile model (PTMF): it holds no pickles and no code/ text to scan"))
+            from tsinspect.safety.bytecode import FLATBUFFER_WHY
+
+            result.add(Finding("not_scanned", UNSAFE, None, FLATBUFFER_WHY))
             return
         if not head.startswith(b"PK\x03\x04"):
             # torch.load reads such a file as a legacy pickle stream (a polyglot hides one before a zip)
@@ -400,6 +412,7 @@ class _Scan:
                 self._members(zip_)
                 self._hidden(zip_)
                 self._trailing(zip_)
+                self._other_directories(zip_)
             if archive.zip is not None:
                 self._code()
             problems = archive.problems if appended is None else archive.problems + appended.problems
@@ -446,10 +459,12 @@ class _Scan:
                          legacy=False, quiet_failure=True, base=tail_start)
 
     # -- zip entries -----------------------------------------------------------------------------------
-    def _members(self, zip_: ZipArchive) -> None:
+    def _members(self, zip_: ZipArchive, skip: frozenset = frozenset(), label: str = "") -> None:
+        """Judge every entry that is a pickle by name or content: shadowed copies, case variants, entries
+        torch cannot reach, all of them (some tool, or another torch loader, may read each)."""
         zip_policy = _zip_policy(zip_)
         for entry in zip_.entries:
-            if entry.is_dir:
+            if entry.is_dir or entry.header_offset in skip:
                 continue
             self.result.members += 1
             named = _pickle_name(entry.name)
@@ -472,8 +487,24 @@ class _Scan:
             policy = zip_policy
             if "/ts_code/" in entry.name:
                 policy = TORCHSCRIPT
-            _scan_stream(self.result, data, entry.display_name, policy, MAX_PICKLES_PER_MEMBER, legacy=False,
-                         quiet_failure=not named)
+            _scan_stream(self.result, data, label + entry.display_name, policy, MAX_PICKLES_PER_MEMBER,
+                         legacy=False, quiet_failure=not named)
+
+    def _other_directories(self, zip_: ZipArchive) -> None:
+        """The directories of other end records (stricter zip tools read one of them, torch the last)."""
+        seen = frozenset(e.header_offset for e in zip_.entries)
+        for position in zip_.alternatives:
+            try:
+                other = open_zip(zip_.path, end_record=position)
+            except ArchiveError as exc:
+                self.result.add(Finding("unreadable_directory", SUSPICIOUS, None,
+                                        f"the directory of the end record at byte {position}: {exc}"))
+                continue
+            with other:
+                other.inflate_budget = zip_.inflate_budget  # one budget per file, whatever directory is read
+                self.result.members += len(other.entries)
+                self._members(other, skip=seen, label=f"(directory at byte {position}) ")
+                zip_.inflate_budget = other.inflate_budget
 
     def _hidden(self, zip_: ZipArchive) -> None:
         """Local entries no central-directory entry points to, in the gaps between members: invisible to zip
@@ -488,6 +519,7 @@ class _Scan:
         if zip_.cd_start > pos:
             gaps.append((pos, zip_.cd_start))
         budget = PICKLE_CAP
+        self._hidden_zip, self._hidden_stop, self._hidden_budget = zip_, None, HIDDEN_INFLATE_BUDGET
         with open(zip_.path, "rb") as fh:
             for start, end in gaps:
                 if end - start < 30 or budget <= 0:
@@ -496,13 +528,15 @@ class _Scan:
                 data = fh.read(min(end - start, budget))
                 budget -= len(data)
                 at = data.find(b"PK\x03\x04")
-                while at >= 0:
+                while at >= 0 and self._hidden_stop is None:
                     self._hidden_entry(data, at, start)
                     at = data.find(b"PK\x03\x04", at + 4)
+        if self._hidden_stop is not None:
+            self.result.add(Finding("unreadable_pickle", SUSPICIOUS, None,
+                                    f"hidden local entries not all scanned: {self._hidden_stop}"))
 
     def _hidden_entry(self, data: bytes, at: int, base: int) -> None:
         import struct
-        import zlib
 
         if at + 30 > len(data):
             return
@@ -514,15 +548,22 @@ class _Scan:
                                 f"a local header at byte {base + at} that no directory entry points to: streaming "
                                 "unzippers see it, torch and directory-based tools do not", offset=base + at))
         raw = data[start:start + csize] if csize else data[start:]
-        try:
-            if method == 8:
-                inflater = zlib.decompressobj(-15)
-                body = inflater.decompress(raw, PICKLE_CAP)
-            elif method == 0 and csize:
-                body = raw
-            else:
+        if method == 8:
+            try:
+                if not _pickle_name(name) and not _looks_like_pickle(self._hidden_zip.inflate(raw, 2, shown)):
+                    return  # not a pickle by name or by its first bytes: nothing more to inflate
+                body = self._hidden_zip.inflate(raw, min(HIDDEN_PICKLE_CAP, self._hidden_budget), shown)
+            except InflateBudgetSpent as exc:
+                self._hidden_stop = str(exc).split(": ", 1)[-1]
                 return
-        except zlib.error:
+            except ArchiveError:
+                return
+            self._hidden_budget -= len(body)
+            if self._hidden_budget <= 0:
+                self._hidden_stop = f"they inflate past {HIDDEN_INFLATE_BUDGET} bytes together"
+        elif method == 0 and csize:
+            body = raw
+        else:
             return
         if _pickle_name(name) or _looks_like_pickle(body):
             _scan_stream(self.result, body, f"{shown} (hidden at byte {base + at})", _zip_policy_names([name]),
@@ -533,10 +574,11 @@ class _Scan:
         from tsinspect.safety import codescan
         from tsinspect.archive.code import index_code
 
-        if not self.archive.records_of(rk.CODE):
+        if not self.archive.records_of(rk.CODE) and not any(
+                r.name.lower() == "bytecode.pkl" for r in self.archive.records):
             return
         index = index_code(self.archive)
-        scan = codescan.scan_archive(self.archive, index)
+        scan = codescan.scan_archive(self.archive, index, pickles=False)  # _members judges the pickles
         prefix = self.archive.prefix
         for f in scan.findings:
             if f.verdict == codescan.UNSAFE:
@@ -545,8 +587,7 @@ class _Scan:
                 continue  # runs when saving, never when loading
             else:
                 severity = INFO
-            via = f" (via {' -> '.join(f.via)})" if f.verdict == codescan.UNSAFE and len(f.via) > 1 else ""
-            self.result.add(Finding(f.kind, severity, printable(prefix + f.file), f"{f.what}: {f.detail}{via}",
+            self.result.add(Finding(f.kind, severity, printable(prefix + f.file), f"{f.what}: {f.detail}",
                                     line=f.line or None))
         self._custom_ops(index.trees, codescan.KNOWN_NAMESPACES)
 
@@ -573,6 +614,7 @@ def _zip_policy(zip_: ZipArchive) -> str:
 
 
 def _zip_policy_names(entry_names: list[str]) -> str:
+    entry_names = [rk.ascii_lower(n) for n in entry_names]  # torch's lookups ignore ASCII case
     first = entry_names[0] if entry_names else ""
     prefix = first.split("/", 1)[0] + "/" if "/" in first else ""
     names = {n[len(prefix):] for n in entry_names if n.startswith(prefix)}
@@ -581,7 +623,7 @@ def _zip_policy_names(entry_names: list[str]) -> str:
 
 
 def _pickle_name(name: str) -> bool:
-    base = name.split("\0", 1)[0]
+    base = rk.ascii_lower(name.split("\0", 1)[0])  # Data.Pkl is the data.pkl torch reads
     return base.endswith((".pkl", ".debug_pkl", ".pickle"))
 
 
@@ -616,6 +658,24 @@ def _end_of_zip(fh, size: int) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- one stream
+
+
+def _torchbind(result: ScanResult, member: str | None, base: int, globals_: list, value) -> None:
+    """TorchBind objects whose native __setstate__ torch runs; an OpaqueObject's state is a Python pickle,
+    walked once more with the pickle.loads policy (anything in it that could unpickle further, such as
+    pickle.loads or torch.storage._load_from_bytes, is a dangerous global itself)."""
+    from tsinspect.safety import torchbind
+
+    for item in torchbind.restored_objects(globals_, value):
+        if item.verdict == "ok":
+            continue
+        result.add(Finding("custom_class", UNSAFE, member, f"restores {printable(item.qualname)}: {item.why}",
+                           offset=base + item.offset))
+        for i, nested in enumerate(item.nested):
+            where = f"{member or '(file)'} (state {i + 1} of {printable(item.qualname.rsplit('.', 1)[-1])})"
+            if not _scan_stream(result, nested, where, PYTHON, 1, legacy=False, quiet_failure=True):
+                result.add(Finding("nested_pickle", SUSPICIOUS, where, "the decoded state is not a pickle the scan "
+                                   "can walk; pickle.loads may still read it"))
 
 
 def _opcodes(data: bytes, start: int) -> tuple[dict[str, tuple[int, int]], int | None, int | None]:
@@ -658,9 +718,10 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
             break
         census, protocol, end = _opcodes(data, start)
         chunk = data[start:end] if end is not None else data[start:]
+        value = None
         try:
             walked = walk(chunk)
-            globals_, calls, error = walked.globals, walked.calls, None
+            globals_, calls, error, value = walked.globals, walked.calls, None, walked.value
         except PickleError as exc:
             globals_, calls, error = exc.globals, exc.calls, exc
         if error is not None and index == 0 and quiet_failure and not globals_ and not calls:
@@ -673,6 +734,8 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
                                "a second pickle follows the first: torch reads only the first, other tools "
                                "may read both", offset=offset))
         _judge(result, member, policy, offset, census, protocol, globals_, calls)
+        if policy == TORCHSCRIPT:
+            _torchbind(result, member, offset, globals_, value)
         if error is not None:
             where = base + start + (error.offset or 0)
             result.add(Finding("malformed_pickle", SUSPICIOUS, member,
@@ -686,13 +749,13 @@ def _scan_stream(result: ScanResult, data: bytes, member: str | None, policy: st
 def _judge(result: ScanResult, member: str | None, policy: str, base: int, census: dict, protocol: int | None,
            globals_: list, calls: list) -> None:
     loader = LOADER[policy]
-    allowed_ops = _TS_OPCODES if policy == TORCHSCRIPT else _WO_OPCODES
+    allowed_ops = {TORCHSCRIPT: _TS_OPCODES, WEIGHTS_ONLY: _WO_OPCODES}.get(policy)  # pickle.loads: all
     if policy == TORCHSCRIPT and protocol != 2:
         what = "no PROTO opcode" if protocol is None else f"protocol {protocol}"
         result.add(Finding("rejected_protocol", SUSPICIOUS, member,
                            f"{what}: {loader} takes protocol 2 only", offset=base))
     for name, (first, count) in sorted(census.items(), key=lambda item: item[1][0]):
-        if name not in allowed_ops:
+        if allowed_ops is not None and name not in allowed_ops:
             times = f" ({count} times)" if count > 1 else ""
             result.add(Finding("rejected_opcode", SUSPICIOUS, member,
                                f"opcode {name}{times}, which {loader} rejects", offset=first + base))
@@ -709,9 +772,10 @@ def _judge(result: ScanResult, member: str | None, policy: str, base: int, censu
             result.add(Finding("dangerous_global", UNSAFE, member, f"imports {shown}: {why}", offset=base + offset))
         else:
             kinds[glob.qualname] = SUSPICIOUS
-            result.add(Finding("unknown_global", SUSPICIOUS, member,
-                               f"imports {shown}, which {loader} does not accept: loading it needs code "
-                               "execution (a full pickle load)", offset=base + offset))
+            why = ("imports and may call it" if policy == PYTHON else
+                   "does not accept: loading it needs code execution (a full pickle load)")
+            result.add(Finding("unknown_global", SUSPICIOUS, member, f"imports {shown}, which {loader} {why}",
+                               offset=base + offset))
     grouped: dict[str, list[int]] = {}
     for name, offset in calls:
         if name == "BUILD":

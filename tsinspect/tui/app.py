@@ -29,7 +29,7 @@ from tsinspect.tui.help import HelpScreen
 from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRLoaded, SearchDone
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
-from tsinspect.tui.views.ir import IRView
+from tsinspect.tui.views.ir import IRView, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
@@ -183,20 +183,18 @@ class InspectorApp(App):
         """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
-        from tsinspect.tui.defuse import index_graphs
-        from tsinspect.tui.state import paused_gc
 
         try:
             archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
         except Exception:
             return  # the archive worker says why it cannot be opened
         try:
-            with archive, paused_gc():
+            with archive:
                 if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
                     return  # the archive view says what it is; the IR view says it has no IR
                 extraction = extract_ir(archive, Options(inline=inline, trust=trust))
-                index = index_graphs(extraction.ir)  # decode and index here, off the event loop
-            self.post_message(IRLoaded(extraction, index))
+            # decoded (collector paused, then frozen: Extraction.ir) and indexed here, off the event loop
+            self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
@@ -234,7 +232,6 @@ class InspectorApp(App):
         from tsinspect.archive.problems import ArchiveError
         from tsinspect.diff.irread import extract_path
         from tsinspect.diff.run import diff_archives
-        from tsinspect.tui.state import paused_gc
 
         def extract(path, options):
             """The diff's extractions; the one of a whole archive, not inlined, is what the IR view shows."""
@@ -244,8 +241,7 @@ class InspectorApp(App):
             return extraction
 
         try:
-            with paused_gc():
-                result = diff_archives(a, b, ir=self.diff_ir, trust=self.trust, extract=extract)
+            result = diff_archives(a, b, ir=self.diff_ir, trust=self.trust, extract=extract)
             self.post_message(DiffReady(a, b, result))
         except ArchiveError as exc:
             self.post_message(DiffReady(a, b, error=str(exc)))
@@ -276,8 +272,6 @@ class InspectorApp(App):
     def ir_from_diff(self) -> None:
         """The IR view's IR from the diff's extraction of the browsed archive (decoded there already); a
         child of its own when the diff had none (it failed, or the archive was the traced side)."""
-        from tsinspect.tui.defuse import index_graphs
-
         extraction = self.diff_extractions.get(self.path)
         if extraction is None:
             self.call_from_thread(self.load_ir, self.trust)

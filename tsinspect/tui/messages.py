@@ -25,7 +25,7 @@ class ArchiveFailed(Message):
 @dataclass
 class IRLoaded(Message):
     """The extraction child answered (``extraction`` is a tsinspect.ir.run.Extraction; its IR may be
-    refused or failed, and is decoded already); ``index``: tsinspect.tui.defuse.index_graphs of it."""
+    refused or failed, and is decoded already); ``index``: tsinspect.tui.views.ir.index_graphs of it."""
 
     extraction: Any
     index: dict

@@ -149,7 +149,7 @@ def tensor_preview(loaded, t: TensorInfo) -> Content:
     count = min(t.numel, PREVIEW_VALUES)
     contiguous = _contiguous(t)
     with loaded.read_lock:
-        data = loaded.archive.zip.read_range(record.entry, t.offset * t.itemsize, count * t.itemsize)
+        data = loaded.archive.members.read_range(record.entry, t.offset * t.itemsize, count * t.itemsize)
     byteorder = str(loaded.summary.versions.get("byteorder", "little"))
     values = decode_values(data, t.dtype, byteorder)
     if values is None:

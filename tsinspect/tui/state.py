@@ -6,12 +6,10 @@ the event loop may both read it.
 
 from __future__ import annotations
 
-import gc
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tsinspect.safety.codescan import ScanResult, scan_code
+from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.debuginfo import Origin, load_source_map
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, Archive, open_archive
@@ -66,29 +64,4 @@ def load(path: str) -> Loaded:
     """Open and summarise ``path`` and scan its code; ArchiveError when it is not an archive at all."""
     archive = open_archive(path)
     summary = summarize(archive)
-    return Loaded(path, archive, summary, scan_code(summary.code))
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-
-
-@contextmanager
-def paused_gc():
-    """Run a large decode (the IR: a million small objects that form no cycles) with the cyclic garbage
-    collector paused, then move everything alive into the permanent generation (``gc.freeze``), so that no
-    later collection rescans it: a full collection over a 51k-node IR took about a second, with the UI
-    stopped. Nested and concurrent uses (the IR and the diff workers) pause once."""
-    global _gc_pauses
-    with _gc_lock:
-        _gc_pauses += 1
-        if _gc_pauses == 1:
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0:
-                gc.freeze()
-                gc.enable()
+    return Loaded(path, archive, summary, scan_archive(archive, summary.code))

@@ -25,7 +25,7 @@ from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.tui import render
-from tsinspect.tui.defuse import DefUse
+from tsinspect.ir.views import GraphView
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 from tsinspect.tui.widgets.links import LinkList
 
@@ -140,7 +140,8 @@ class ModuleItem(Item):
         items = []
         for m in self.module.methods:
             graph = m.inlined if self.inlined and m.inlined else m.graph
-            items.append(MethodItem(self.module, m, graph, self.index.get(id(graph), (None,))[0]))
+            view = self.index.get(id(graph))
+            items.append(MethodItem(self.module, m, graph, len(view.nodes) if view is not None else None))
         return items
 
 
@@ -193,6 +194,18 @@ def in_place(refusal: str) -> str:
     return re.sub(r"[;,.]? *rerun with --trust[^;]*", "", refusal)
 
 
+def index_graphs(ir) -> dict[int, GraphView]:
+    """``id(graph) -> GraphView`` (where each value is defined and used; no networkx unless asked) for every
+    method graph, saved and inlined: built in the worker that received the IR, then frozen out of the
+    collector's reach, so that moving the cursor only looks things up."""
+    import gc
+
+    index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
+             if g is not None}
+    gc.freeze()
+    return index
+
+
 class TrustScreen(ModalScreen[bool]):
     """Explicit confirmation before loading an archive the static scan found unsafe."""
 
@@ -242,7 +255,7 @@ class IRView(Vertical):
         self.extraction = None
         self.inlined = False
         self.state = "waiting"  # waiting, loading, loaded, refused, failed, none
-        self._index: dict = {}  # id(graph) -> (node count, DefUse), from the worker (tsinspect.tui.defuse)
+        self._index: dict = {}  # id(graph) -> GraphView, from the worker (index_graphs)
         self._loading_since = 0.0
         self._loading_what = ""
 
@@ -312,9 +325,7 @@ class IRView(Vertical):
         self._set_status(Content.styled(printable(message), render.BAD))
 
     def show_ir(self, extraction, index: dict | None = None) -> None:
-        """Show an extraction (decoded already; ``index``: tsinspect.tui.defuse.index_graphs of it)."""
-        from tsinspect.tui.defuse import index_graphs
-
+        """Show an extraction (decoded already; ``index``: index_graphs of it)."""
         self.extraction = extraction
         ir = extraction.ir
         self._index = index if index is not None else index_graphs(ir)
@@ -349,9 +360,11 @@ class IRView(Vertical):
         methods = sum(len(m.methods) for m in ir.modules)
         graph = "inlined graphs (i: as saved)" if self.inlined else "graphs as saved (i: inlined)"
         notes = f"  {'; '.join(ir.notes)[:300]}" if ir.notes else ""
+        # an unconfined child is worth a warning; "sandbox on" is the normal case (graph --json says it)
+        sandbox = f"  {ir.sandbox.message}" if ir.sandbox and ir.sandbox.state != "on" else ""
         return Content.assemble(("IR ", "bold"), f"{ir.load} load by torch {ir.torch_version or '?'}, "
                                 f"{len(ir.modules)} modules, {methods} methods, {graph}",
-                                (printable(notes), render.DIM))
+                                (printable(sandbox), render.BAD), (printable(notes), render.DIM))
 
     def _set_status(self, content: Content) -> None:
         self.query_one("#ir-status", Static).update(content)
@@ -369,12 +382,11 @@ class IRView(Vertical):
             return None
         return method.inlined if self.inlined and method.inlined else method.graph
 
-    def view_of(self, graph: Graph) -> DefUse:
+    def view_of(self, graph: Graph) -> GraphView:
         """Where each value of ``graph`` is defined and used (indexed by the worker that got the IR)."""
         if id(graph) not in self._index:
-            index = DefUse(graph)
-            self._index[id(graph)] = (index.count, index)
-        return self._index[id(graph)][1]
+            self._index[id(graph)] = GraphView(graph)
+        return self._index[id(graph)]
 
     def has_inlined(self) -> bool:
         return any(m.inlined for module in self.extraction.ir.modules for m in module.methods)
@@ -424,7 +436,7 @@ class IRView(Vertical):
         self.query_one("#ir-info", Static).update(info)
         self.query_one("#ir-links", LinkList).set_links(links)
 
-    def _node_detail(self, node: Node, view: DefUse, target: tuple) -> tuple[Content, list]:
+    def _node_detail(self, node: Node, view: GraphView, target: tuple) -> tuple[Content, list]:
         rows: list[Content | str] = [Content.assemble(("node ", render.DIM), (f"#{node.id} ", render.DIM),
                                                       (printable(node.kind), "bold"))]
         for out in node.outputs[:MAX_VALUES]:
@@ -458,7 +470,7 @@ class IRView(Vertical):
         links += self._value_links([v.name for v in node.outputs[:MAX_VALUES]], view, target, uses=True)
         return render.lines(*rows), links
 
-    def _value_links(self, names: list[str], view: DefUse, target: tuple, uses: bool) -> list:
+    def _value_links(self, names: list[str], view: GraphView, target: tuple, uses: bool) -> list:
         """``(label, target)`` pairs: each value's definition, or each value's uses under a heading."""
         links: list[tuple[Text, tuple | None]] = []
         for name in names:

@@ -1,0 +1,340 @@
+"""Fidelity: tsinspect's torch-free view of real third-party archives against ground truth from torch.
+
+    python benchmarks/fidelity.py [--fast] [--json OUT] [--verbose] [FILE ...]
+
+Without FILEs it checks every archive of tests/real/ plus the archives tests/real/SOURCES.md lists as
+"from the mirror" (read from a local git snapshot of their public repository when one is present under
+/work/.mirror or $TSINSPECT_MIRROR; skipped otherwise). The truth comes from benchmarks/fidelity_truth.py,
+run as a child process with torch (this process never imports torch). Compared, per archive:
+  tensors      every tensor of data.pkl, constants.pkl, bytecode.pkl, traced_inputs.pkl (or of a legacy
+               torch.save stream): name, dtype, shape, stride, offset, storage record and size,
+               requires_grad, quantization (scheme, scale, zero point, axis, scale/zero-point tensors)
+  storages     the set of storage records and their sizes, weight bytes, and each record's SHA-1
+  modules      the module tree (paths, types), training flags, the methods of each module type
+  ops          per module-type method, the ops (not prim::) of the torch-free op view vs torch's graph
+  blame        per code line, the original file:line of ``cat --blame`` vs the source range torch gives
+               the line's first node (the one starting at the smallest column; constants, which torch pools
+               across statements, do not count)
+  nodes        (full run only) graph node counts of tsinspect's IR extraction vs torch's own load
+  problems     any problem tsinspect reports on these archives (all were written by torch) is a difference
+Exit status 1 when anything differs. --fast skips the IR extraction (what tests/test_fidelity.py runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT / "tests" / "real"
+TRUTH = Path(__file__).resolve().parent / "fidelity_truth.py"
+MIRROR = Path(os.environ.get("TSINSPECT_MIRROR", "/work/.mirror"))
+
+# Archives whose licence does not clearly allow redistribution: (name, repository, blob id). Their
+# repository, path and commit are in tests/real/SOURCES.md.
+FROM_MIRROR = [
+    ("android_asl_xnnpack.ptl", "pytorch/android-demo-app", "b4412261dcd429fa832b10012ed62c93696a1c28"),
+    ("android_asl_v5.ptl", "pytorch/android-demo-app", "4b7170268dc4ccffba23a654cebffc078ce1dd8b"),
+    ("android_d2go.pt", "pytorch/android-demo-app", "3931d1d7cf1372b8bf6655146cab829137559720"),
+    ("android_mobile_model.pt", "pytorch/android-demo-app", "ff59abec00d5c4914e0dadc59be346496cc48961"),
+    ("android_mobile_model2.pt", "pytorch/android-demo-app", "9c1350a7004c2bdd692062983fa2b6f85558193d"),
+    ("android_mobilenet_quantized_v1.pt", "pytorch/android-demo-app", "a634313a9103526a628ab48e667d88216813ae6b"),
+    ("android_mobilenet_quantized_925.pt", "pytorch/android-demo-app", "96deea249e771111ffed295bb8a70ce41cca65b6"),
+    ("android_vit4mnist.pth", "pytorch/android-demo-app", "843029bf2981e4308ea3c3e1b5353000c5c0a310"),
+    ("android_vit4mnist.ptl", "pytorch/android-demo-app", "9c8f6e423a99182cc83ce682f5f29c771329d54c"),
+    ("ios_d2go_optimized.pt", "pytorch/ios-demo-app", "8855540d25f56cf7f8f883abc030d7a544e3a607"),
+    ("ios_mobilenet_quantized.pt", "pytorch/ios-demo-app", "74b5c6d325b9df0cd8082672ee7c8b44b9bcd396"),
+    ("ios_reddit.pt", "pytorch/ios-demo-app", "728e20d78ceefb90ce5a87d00db274d0a83b91c9"),
+    ("ios_vit4mnist_xnnpack.pth", "pytorch/ios-demo-app", "37d6557aa882a1a5981c0273b0f70d4de70654fd"),
+    ("ios_vit4mnist_v5.ptl", "pytorch/ios-demo-app", "11a15115e27de97132ef3babe675da8c15381c58"),
+]
+
+
+def real_archives() -> list[Path]:
+    return sorted(p for p in REAL.iterdir() if p.is_file() and p.suffix in (".pt", ".ptl", ".pth", ".jit"))
+
+
+def mirror_archives(dest: Path) -> tuple[list[Path], list[str]]:
+    """The FROM_MIRROR archives copied out of local snapshots into ``dest``; and the names not available."""
+    found, missing = [], []
+    for name, repo, blob in FROM_MIRROR:
+        git_dir = MIRROR / repo.replace("/", "+") / "repo"
+        target = dest / name
+        proc = subprocess.run(["git", "-C", str(git_dir), "cat-file", "blob", blob], capture_output=True) \
+            if git_dir.is_dir() else None
+        if proc is None or proc.returncode != 0:
+            missing.append(name)
+            continue
+        target.write_bytes(proc.stdout)
+        found.append(target)
+    return found, missing
+
+
+def run_truth(paths: list[Path], timeout: float = 900) -> dict[str, dict]:
+    """Truth for each path from one torch child (one ``import torch`` for all)."""
+    absolute = {str(p.resolve()): str(p) for p in paths}
+    proc = subprocess.run([sys.executable, str(TRUTH), *absolute], capture_output=True, text=True,
+                          timeout=timeout, cwd=tempfile.gettempdir())
+    out = {}
+    for line in proc.stdout.splitlines():
+        doc = json.loads(line)
+        out[absolute[doc["path"]]] = doc
+    for path in paths:
+        out.setdefault(str(path), {"path": str(path), "error": f"no truth (child exit {proc.returncode}): "
+                                                               f"{proc.stderr[-300:]}"})
+    return out
+
+
+# ----- tsinspect's view (no torch here)
+
+def view(path: Path) -> dict:
+    from tsinspect.archive.code import CodeIndex
+    from tsinspect.archive.debuginfo import load_source_map
+    from tsinspect.archive.reader import CODE_CAP, open_archive
+    from tsinspect.archive.summary import summarize
+    from tsinspect.ir.fallback import ast_methods
+
+    with open_archive(str(path)) as archive:
+        s = summarize(archive)
+        groups: dict[str, list] = {"tensors": [], "bytecode": []}
+        for t in s.tensors:
+            groups["bytecode" if t.name.startswith("bytecode") else "tensors"].append(t)
+        groups["constants"] = s.constants
+        groups["traced_inputs"] = s.traced_inputs
+        out: dict = {"format": s.format, "weight_bytes": s.weight_bytes,
+                     "problems": [p.to_json() for p in s.problems]}
+        for key, items in groups.items():
+            out[key] = [_tensor_view(t) for t in items]
+        out["storages"] = {t.record: t.storage_nbytes for ts in groups.values() for t in ts if t.record}
+        out["digests"] = {}
+        for name in out["storages"]:
+            record = archive.by_name.get(name)
+            if record is not None:
+                out["digests"][name] = hashlib.sha1(archive.read(record, 1 << 31)).hexdigest()
+        out["modules"] = [{"path": m.path, "type": m.type, "training": m.training}
+                          for m in (s.modules.walk() if s.modules else [])]
+        code: CodeIndex = s.code
+        out["methods"] = {q: sorted(m.name for m in c.methods) for q, c in code.classes.items()}
+        ops: dict[str, Counter] = {}
+        for method in ast_methods(code):
+            counts = ops.setdefault(f"{method.owner}.{method.name}", Counter())
+            for use in method.ops:
+                if "::" in use.op and not use.op.startswith("prim::"):
+                    counts[use.op] += 1
+        out["ops"] = {k: dict(v) for k, v in ops.items()}
+        blame = {}
+        for name in s.code_files:
+            try:
+                source_map = load_source_map(archive, name)
+            except Exception as exc:  # noqa: BLE001 - reported as a difference
+                blame[name] = {"error": str(exc)}
+                continue
+            if source_map is None:
+                continue
+            origins = source_map.line_origins(archive.read(name, CODE_CAP))
+            blame[name] = {str(i + 1): [o.file, o.line] for i, o in enumerate(origins) if o is not None}
+        out["blame"] = blame
+        return out
+
+
+def _tensor_view(t) -> dict:
+    return {"name": t.name, "dtype": t.dtype, "shape": t.shape, "stride": t.stride, "offset": t.offset,
+            "record": t.record, "storage_nbytes": t.storage_nbytes, "requires_grad": t.requires_grad,
+            "quantization": getattr(t, "qparams", None), "aliases": t.aliases}
+
+
+def ir_node_counts(path: Path) -> dict[str, int] | str:
+    """Node counts per module-type method from tsinspect's own IR extraction (its torch child)."""
+    from tsinspect.archive.reader import open_archive
+    from tsinspect.ir.run import Options, extract_ir
+
+    with open_archive(str(path)) as archive:
+        ir = extract_ir(archive, Options(trust=True)).ir
+    if ir.error is not None:
+        return f"{ir.error.kind}: {ir.error.message}"
+    counts = {}
+    for type_name, methods in ir.types.items():
+        for method in methods:
+            if method.graph is not None:
+                counts[f"{type_name}.{method.name}"] = sum(1 for _ in method.graph.walk())
+    return counts
+
+
+# ----- comparison
+
+def compare(truth: dict, seen: dict, nodes: dict | str | None = None) -> dict:
+    """Differences by category; each a list of short texts. Categories absent from the truth are skipped."""
+    diffs: dict[str, list[str]] = {}
+
+    def add(category: str, text: str) -> None:
+        diffs.setdefault(category, []).append(text)
+
+    if "error" in truth:
+        add("truth", truth["error"])
+        return {"diffs": diffs, "checked": {}}
+    checked: dict[str, int] = {}
+    for problem in seen["problems"]:  # a real archive torch reads has nothing to complain about
+        add("problems", f"{problem['kind']}: {problem.get('member')}: {problem.get('detail')}")
+    groups = ("tensors",) if truth["kind"] == "legacy" else ("tensors", "constants", "bytecode", "traced_inputs")
+    for group in groups:
+        want = truth.get(group, [])
+        have = {t["name"]: t for t in seen.get(group, [])}
+        # a view tsinspect lists once, under another name (a lite archive's bytecode.pkl repeats constants)
+        aliases = {a: t for ts in seen.values() if isinstance(ts, list) for t in ts if isinstance(t, dict)
+                   for a in t.get("aliases", [])}
+        checked["tensors"] = checked.get("tensors", 0) + len(want)
+        for t in want:
+            got = have.pop(t["name"], None) or aliases.get(t["name"])
+            if got is None:
+                add("tensors", f"{group}: {t['name']} missing")
+                continue
+            for key in ("dtype", "shape", "stride", "offset", "storage_nbytes", "requires_grad", "quantization"):
+                if _norm(t[key]) != _norm(got[key]):
+                    add("tensors", f"{group}: {t['name']} {key} {got[key]!r} != torch {t[key]!r}")
+            if truth["kind"] == "zip" and t["record"] != got["record"]:
+                add("tensors", f"{group}: {t['name']} record {got['record']!r} != torch {t['record']!r}")
+        for name in have:
+            add("tensors", f"{group}: {name} not in torch")
+    if truth["kind"] == "zip":
+        checked["storages"] = len(truth["storages"])
+        if truth["storages"] != seen["storages"]:
+            add("storages", f"{len(seen['storages'])} storages, {sum(seen['storages'].values())} bytes; torch "
+                            f"{len(truth['storages'])}, {sum(truth['storages'].values())} bytes")
+        if sum(truth["storages"].values()) != seen["weight_bytes"]:
+            add("storages", f"weight_bytes {seen['weight_bytes']} != torch {sum(truth['storages'].values())}")
+        for name, digest in truth["digests"].items():
+            if seen["digests"].get(name) != digest:
+                add("storages", f"{name} bytes differ")
+    else:
+        hashes = sorted(set(seen["digests"].values()))
+        checked["storages"] = len(truth["storage_hashes"])
+        if hashes != truth["storage_hashes"]:
+            add("storages", f"storage bytes: {len(hashes)} distinct, torch {len(truth['storage_hashes'])}")
+    if "load_error" in truth:
+        diffs.setdefault("not_verified", []).append(f"modules, methods, ops, blame (torch cannot load it: "
+                                                    f"{truth['load_error']})")
+    elif truth["kind"] == "zip":
+        _compare_script(truth, seen, nodes, add, checked, diffs)
+    return {"diffs": diffs, "checked": checked}
+
+
+def _compare_script(truth, seen, nodes, add, checked, diffs) -> None:
+    want = {m["path"]: m for m in truth["modules"]}
+    have = {m["path"]: m for m in seen["modules"]}
+    checked["modules"] = len(want)
+    for path, m in want.items():
+        got = have.pop(path, None)
+        if got is None:
+            add("modules", f"module {path or '<root>'} missing")
+        elif (got["type"], got["training"]) != (m["type"], m["training"]):
+            add("modules", f"module {path or '<root>'} {got['type']} training={got['training']}; "
+                           f"torch {m['type']} training={m['training']}")
+    for path in have:
+        add("modules", f"module {path} not in torch")
+    checked["methods"] = sum(len(v) for v in truth["methods"].values())
+    for qual, names in truth["methods"].items():
+        if sorted(seen["methods"].get(qual, [])) != names:
+            add("methods", f"{qual}: {sorted(seen['methods'].get(qual, []))} != torch {names}")
+    checked["ops"] = sum(sum(c.values()) for c in truth["ops"].values())
+    for key, counts in truth["ops"].items():
+        got = seen["ops"].get(key, {})
+        if got != counts:
+            delta = {k: got.get(k, 0) - counts.get(k, 0) for k in set(got) | set(counts)
+                     if got.get(k, 0) != counts.get(k, 0)}
+            add("ops", f"{key}: view - torch = {delta}")
+    checked["blame"] = 0
+    for code_file, lines in truth["blame"].items():
+        got_file = seen["blame"].get(code_file, {})
+        if "error" in got_file:
+            add("blame", f"{code_file}: {got_file['error']}")
+            continue
+        for line, found in lines.items():
+            column, file, orig_line, kind = min(found)
+            checked["blame"] += 1
+            got = got_file.get(line)
+            if got != [file, orig_line]:
+                add("blame", f"{code_file}:{line} -> {_short(got)}; torch {_short([file, orig_line])} ({kind})")
+    if nodes is not None:
+        if isinstance(nodes, str) and nodes.startswith(("missing_op", "missing_class")):
+            # the truth child declares torchvision's schemas; tsinspect's extractor needs --library for them
+            diffs.setdefault("not_verified", []).append(f"node counts (tsinspect's IR extraction: {nodes})")
+        elif isinstance(nodes, str):
+            add("nodes", f"IR extraction failed: {nodes}")
+        else:
+            checked["nodes"] = sum(truth["nodes"].values())
+            for key, count in truth["nodes"].items():
+                if nodes.get(key) != count:
+                    add("nodes", f"{key}: {nodes.get(key)} nodes, torch {count}")
+
+
+def _short(where) -> str:
+    return f"{where[0].rsplit('/', 1)[-1]}:{where[1]}" if where else "nothing"
+
+
+def _norm(value):
+    if isinstance(value, float):
+        return round(value, 12)
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+def check(paths: list[Path], fast: bool = False) -> dict[str, dict]:
+    truths = run_truth(paths)
+    results = {}
+    for path in paths:
+        truth = truths[str(path)]
+        seen = view(path)
+        nodes = None if fast or truth.get("kind") != "zip" or "load_error" in truth else ir_node_counts(path)
+        results[path.name] = compare(truth, seen, nodes)
+        results[path.name]["format"] = seen["format"]
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--fast", action="store_true", help="skip the IR extraction's node counts")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print every difference")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tsinspect-fidelity-") as tmp:
+        missing: list[str] = []
+        paths = args.files
+        if not paths:
+            mirrored, missing = mirror_archives(Path(tmp))
+            paths = real_archives() + mirrored
+        results = check(paths, fast=args.fast)
+    exact = 0
+    print(f"{'archive':34} {'format':12} {'checked':44} differences")
+    for name, result in results.items():
+        diffs = {k: v for k, v in result["diffs"].items() if k != "not_verified"}
+        exact += not diffs
+        checked = " ".join(f"{k}={v}" for k, v in result["checked"].items())
+        summary = ", ".join(f"{k} {len(v)}" for k, v in diffs.items()) or "none"
+        note = "; not verified: " + "; ".join(t.split(" (")[0] for t in result["diffs"]["not_verified"]) \
+            if "not_verified" in result["diffs"] else ""
+        print(f"{name:34} {result['format']:12} {checked:44} {summary}{note}")
+        if args.verbose:
+            for category, texts in result["diffs"].items():
+                for text in texts[:40]:
+                    print(f"    {category}: {text}")
+    print(f"{exact} of {len(results)} archives match torch exactly" +
+          (f"; not available: {', '.join(missing)}" if missing else ""))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0 if exact == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

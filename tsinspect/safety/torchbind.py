@@ -1,0 +1,129 @@
+"""TorchBind objects in TorchScript pickles: torch runs their native ``__setstate__`` while it unpickles.
+
+The TorchScript unpickler resolves ``__torch__.torch.classes.<ns>.<Class>`` to a TorchBind class and
+hands the object's state to that class's C++ ``__setstate__``. For the packed-weight classes that is
+repacking; for ``aten.OpaqueObject`` it is ``pickle.loads(base64.b64decode(state))``: a full Python
+unpickle of bytes the archive chose. So every such global is judged by its class (allowlist), and an
+OpaqueObject's state is decoded the way torch decodes it and handed back to the caller as a nested
+pickle to judge with the same walker (bounded: at most 16 states per pickle, each under the walk's caps).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from tsinspect.archive.pickles import Call, Global, PDict, PickleError, PList, PTuple, walk
+from tsinspect.archive.reader import PICKLE_CAP, Archive
+from tsinspect.archive.text import printable
+from tsinspect.safety import ops
+
+MAX_NODES = 200_000  # values visited per pickle when looking for object states
+MAX_NESTED = 16  # nested pickles decoded per pickle
+
+
+@dataclass(frozen=True)
+class Restored:
+    """One TorchBind global of a pickle and what its objects' states decode to."""
+
+    qualname: str
+    offset: int  # of the GLOBAL opcode
+    verdict: str  # ok or unsafe
+    why: str
+    nested: tuple[bytes, ...] = ()  # OpaqueObject states, base64-decoded: Python pickles torch would load
+
+
+def restored_objects(globals_: list, value=None) -> list[Restored]:
+    """TorchBind globals of a walked pickle (``globals_``: (Global, offset) pairs), with the decoded
+    states of OpaqueObjects found in ``value`` (the walk's top value; None when the walk broke)."""
+    states = _opaque_states(value) if value is not None else []
+    out, seen = [], set()
+    for glob, offset in globals_:
+        qualname = glob.qualname.strip()
+        if not qualname.startswith(ops.CUSTOM_CLASS_PREFIX) or qualname in seen:
+            continue
+        seen.add(qualname)
+        verdict, why = ops.judge_custom_class(qualname)
+        nested = tuple(states) if qualname == ops.OPAQUE_OBJECT else ()
+        out.append(Restored(qualname, offset, verdict, why, nested))
+    return out
+
+
+def decode_state(state) -> bytes | None:
+    """OpaqueObject's state as torch decodes it: base64 of a str, characters outside the alphabet dropped."""
+    if not isinstance(state, (str, bytes)):
+        return None
+    raw = state.encode("utf-8", "surrogatepass") if isinstance(state, str) else state
+    try:
+        return base64.b64decode(raw)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _opaque_states(value) -> list[bytes]:
+    """States handed to OpaqueObject objects (by BUILD or as a REDUCE argument), decoded."""
+    found: list[bytes] = []
+    stack, seen, visited = [value], set(), 0
+    while stack and visited < MAX_NODES and len(found) < MAX_NESTED:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        visited += 1
+        if isinstance(node, Call):
+            if isinstance(node.func, Global) and node.func.qualname.strip() == ops.OPAQUE_OBJECT:
+                for state in list(node.states) + list(node.arg_list):
+                    decoded = decode_state(state)
+                    if decoded:
+                        found.append(decoded)
+            stack.extend(node.states)
+            stack.extend(node.arg_list)
+            stack.append(node.func)
+        elif isinstance(node, (PList, PTuple)):
+            stack.extend(node.items)
+        elif isinstance(node, PDict):
+            for key, item in node.items:
+                stack.extend((key, item))
+    return found
+
+
+def judge_archive(archive: Archive):
+    """codescan Findings for every TorchBind object of every pickle record torch's loaders read."""
+    from tsinspect.safety.codescan import UNSAFE, Finding
+
+    findings = []
+    for record in archive.records:
+        if record.entry.is_dir or not record.name.lower().endswith((".pkl", ".debug_pkl")):
+            continue
+        try:
+            data = archive.read(record, PICKLE_CAP)
+        except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
+            continue
+        for item in judge_pickle(data):
+            if item.verdict != ops.OK:
+                detail = f"at byte {item.offset}: {item.why}" + _nested_note(item)
+                findings.append(Finding("custom_class", UNSAFE, printable(record.name), 0, printable(item.qualname),
+                                        printable(detail)))
+    return findings
+
+
+def judge_pickle(data: bytes) -> list[Restored]:
+    try:
+        walked = walk(data)
+        return restored_objects(walked.globals, walked.value)
+    except PickleError as exc:
+        return restored_objects(exc.globals)
+
+
+def _nested_note(item: Restored) -> str:
+    if not item.nested:
+        return ""
+    names = []
+    for nested in item.nested:
+        try:
+            names += [g.qualname for g, _ in walk(nested).globals]
+        except PickleError as exc:
+            names += [g.qualname for g, _ in exc.globals]
+    shown = ", ".join(dict.fromkeys(names)) if names else "no globals"
+    return f"; its state unpickles to a Python pickle importing {shown[:200]}"
