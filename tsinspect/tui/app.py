@@ -376,8 +376,7 @@ class InspectorApp(App):
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True
-        # at once, not after the keys already queued: "/prim" typed or pasted quickly must all reach the field
-        self.screen.set_focus(search)
+        self.screen.set_focus(search)  # now: focus() would wait for a later turn of the message queue
 
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:

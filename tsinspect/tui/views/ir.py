@@ -9,6 +9,7 @@ reason is shown in place with the ``ast`` view of code/ (methods and the ops the
 from __future__ import annotations
 
 import re
+import time
 
 from rich.text import Text
 from textual import on
@@ -24,14 +25,15 @@ from tsinspect.archive.text import printable
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
-from tsinspect.tui import render
 from tsinspect.ir.views import GraphView
+from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 from tsinspect.tui.widgets.links import LinkList
 
 MAX_USES = 50  # uses listed per value
 MAX_VALUES = 100  # inputs and outputs listed in a node's detail (a prim::ListConstruct can have thousands)
 MAX_LABEL = 600  # characters of a node's line in the tree
+HINT = "Move the cursor onto a method or a node: its detail and links (inputs, uses, code line) show here."
 
 
 _ROLE_STYLES = {"value": "cyan", "type": "dim", "kind": "bold", "attr": "yellow"}
@@ -303,8 +305,6 @@ class IRView(Vertical):
         self._set_status(Content.styled(printable(message), render.BAD))
 
     def show_loading(self, trust: bool, what: str = "") -> None:
-        import time
-
         self.state = "loading"
         self._loading_since = time.monotonic()
         how = " (trusted: the scan's findings were overridden)" if trust else ""
@@ -314,8 +314,6 @@ class IRView(Vertical):
         self.query_one("#ir-side").display = False
 
     def tick(self) -> None:
-        import time
-
         elapsed = time.monotonic() - self._loading_since
         self._set_status(Content.styled(f"{self._loading_what}... {elapsed:.0f} s", render.DIM))
 
@@ -332,8 +330,7 @@ class IRView(Vertical):
         tree = self.query_one("#ir-tree", LazyTree)
         tree.loading = False
         self.query_one("#ir-side").display = True
-        self._show_detail(Content.styled("Move the cursor onto a method or a node: its detail and links "
-                                         "(inputs, uses, code line) show here.", render.DIM), [])
+        self._show_detail(Content.styled(HINT, render.DIM), [])
         if ir.load in ("meta", "full"):
             self.state = "loaded"
             self._set_status(self._loaded_status())
@@ -402,8 +399,7 @@ class IRView(Vertical):
                               [(Text("show this line of code (c)"), ("code", item.method.file, line))])
             return
         if item is None or method is None:
-            self._show_detail(Content.styled("Move the cursor onto a method or a node: its detail and links "
-                                             "(inputs, uses, code line) show here.", render.DIM), [])
+            self._show_detail(Content.styled(HINT, render.DIM), [])
             return
         target = (method.module.path, method.method.name)
         if isinstance(item, NodeItem):
