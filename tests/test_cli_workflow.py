@@ -9,6 +9,7 @@ import pty
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -112,9 +113,13 @@ def test_report_json_goes_to_stdout(sample_archives):
 
 
 def test_cat_suggests_the_mangled_record(sample_archives):
+    # the mangle number depends on what this process scripted before (tests/conftest.py: sample_archives)
+    with zipfile.ZipFile(sample_archives["gate_traced"]) as z:
+        mangled = [n.split("/", 1)[1] for n in z.namelist() if "/code/__torch__/models/___torch_mangle_" in n and n.endswith(".py")]
+    assert len(mangled) == 1
     proc = run_cli("cat", sample_archives["gate_traced"], "code/__torch__/models.py", check=2)
     assert proc.stderr.count("\n") == 1
-    assert "did you mean code/__torch__/models/___torch_mangle_2.py?" in proc.stderr
+    assert f"did you mean {mangled[0]}?" in proc.stderr
     proc = run_cli("pickle", sample_archives["gate_traced"], "data.pk", check=2)
     assert "did you mean data.pkl?" in proc.stderr
     proc = run_cli("cat", sample_archives["gate_traced"], "zzz", check=2)
@@ -297,9 +302,10 @@ def test_summary_puts_the_users_findings_first(built):
     text = run_cli("report", built["mixed_traced"], "--diff", built["mixed_scripted"], "-o", "-", "--summary",
                    check=1).stdout
     findings = re.findall(r"^- \*\*(\w+)\*\*(.*)$", text, re.M)
-    assert "#### 1 finding in your code" in text
-    assert "cli_archives.py" in findings[0][1] and "[torch]" not in findings[0][1]
-    assert len(findings) > 5 and all("[torch]" in rest for _, rest in findings[1:])
+    mine = int(re.search(r"^#### (\d+) findings? in your code$", text, re.M).group(1))
+    assert 1 <= mine < len(findings)
+    assert all("cli_archives.py" in rest and "[torch]" not in rest for _, rest in findings[:mine])
+    assert all("[torch]" in rest for _, rest in findings[mine:])
     assert "Full report: `tsinspect report" in text and "-o report.html`" in text
 
 

@@ -83,8 +83,12 @@ def test_zoo_findings_exact_lines(zoo, ir_extract, model, order, analysis):
     assert doc["schema"] == "tsinspect.diff/1"
     assert doc["traced"] == str(traced) and doc["scripted"] == str(scripted)
     for finding in doc["findings"]:
-        assert {"kind", "method", "file", "line", "message"} <= finding.keys()
-        assert finding["file"].endswith("zoo_models.py") and finding["message"]
+        assert {"kind", "method", "file", "line", "message", "origin", "severity", "fix"} <= finding.keys()
+        assert finding["file"].endswith("zoo_models.py") and finding["message"] and finding["fix"]
+        assert finding["origin"] == "user" and "9223372036854775807" not in finding["message"]
+        lines = finding["details"].get("kept_lines", []) + finding["details"].get("dropped_lines", [])
+        assert all(finding["line"] < n <= finding["line"] + 10 for n in lines)  # the if's own lines only
+    assert len({(f["kind"], f["line"]) for f in doc["findings"]}) == len(doc["findings"])
 
 
 @pytest.mark.parametrize("analysis", ["never", "ir"])
@@ -112,6 +116,10 @@ def test_zoo_details(zoo, ir_extract, analysis):
     assert doc["findings"][0]["details"]["dropped_lines"] == [zoo_mod.line_of("class-then")]
     _, doc = diff_json(*zoo["EarlyReturn"])
     assert "early return" in doc["findings"][0]["message"]
+    _, doc = diff_json(*zoo["DropPath"])  # a training flag passed in: mode only, whatever else the if tests
+    assert [(f["severity"], "model.eval()" in f["fix"]) for f in doc["findings"]] == [("mode", True)]
+    _, doc = diff_json(*zoo["OptionalTraced"])  # traced with a mask: None makes the traced model raise
+    assert [f["severity"] for f in doc["findings"]] == ["raises"]
 
 
 @pytest.mark.parametrize("ir", ["never", "auto", "always"])
@@ -228,3 +236,110 @@ def test_diff_layer_imports_neither_torch_nor_textual():
             "tsinspect.diff.structural, tsinspect.diff.irread, tsinspect.diff.irprogram; "
             "assert 'torch' not in sys.modules and 'textual' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+RNN_SOURCE = '''\
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8, num_layers=2, dropout=0.2, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        if out.size(1) > 3:  # long-cond:
+            out = out[:, -3:]
+        return out
+'''
+
+
+@pytest.fixture(scope="module")
+def rnn_pair(tmp_path_factory):
+    """A user's module around nn.LSTM: a shape branch in the user's file, and the training flag that LSTM passes
+    into the fused _VF.lstm op (torch's file), frozen by an eval-mode trace."""
+    import warnings
+
+    import torch
+
+    out = tmp_path_factory.mktemp("diff_rnn")
+    (out / "rnn_models.py").write_text(RNN_SOURCE)
+    spec = importlib.util.spec_from_file_location("rnn_models", out / "rnn_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Tagger().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(2, 5, 4)), str(out / "traced.pt"))
+        torch.jit.save(torch.jit.script(model), str(out / "scripted.pt"))
+    return out / "traced.pt", out / "scripted.pt"
+
+
+@pytest.mark.parametrize("analysis", ["never", "ir"])
+def test_ranked_with_origin_severity_and_fix(rnn_pair, ir_extract, analysis):
+    traced, scripted = rnn_pair
+    _, doc = diff_doc(scripted, traced, analysis, ir_extract)
+    line = next(n for n, t in enumerate(RNN_SOURCE.splitlines(), 1) if "# long-cond:" in t)
+    first, *rest = doc["findings"]
+    assert (first["kind"], first["line"], first["origin"], first["package"], first["severity"]) == (
+        "dropped_branch", line, "user", None, "silent")
+    assert first["fix"].startswith("script the function holding this if")
+    lstm = [f for f in rest if f["file"].endswith("torch/nn/modules/rnn.py") and f["kind"] == "baked_constant"]
+    assert lstm and all(f["origin"] == "torch" and f["package"] == "torch" for f in lstm)
+    assert any(v["script"].endswith("training") and v["trace"] == "False" for v in lstm[0]["details"]["values"])
+    assert lstm[0]["severity"] == "mode" and "model.eval()" in lstm[0]["fix"]
+    assert all(f["origin"] != "user" for f in rest)  # the user's own file first
+    assert doc["library"] == {"torch": len(rest)}
+    assert doc["accepts"] == {"forward": {"traced": ["x"], "scripted": ["x"]}}
+    assert "the traced forward(x) accepts every argument of the scripted one" in doc["notes"]
+
+
+def test_text_counts_library_findings_unless_all(rnn_pair):
+    traced, scripted = rnn_pair
+    _, doc = diff_json(traced, scripted)
+    n = len(doc["findings"]) - 1
+    out = run_cli("diff", traced, scripted, "--ir", "never", check=1).stdout
+    assert "rnn_models.Tagger.forward" in out and "fix: script the function holding this if" in out
+    assert "rnn.py" not in out and f"library code: {n} in torch (--all shows them)" in out
+    full = run_cli("diff", traced, scripted, "--ir", "never", "--all", check=1).stdout
+    assert "-- library code: torch --" in full and "rnn.py:" in full and "(--all shows them)" not in full
+    assert full.index("rnn_models.Tagger.forward") < full.index("-- library code: torch --")
+
+
+UP_SOURCE = '''\
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Up(nn.Module):
+    def forward(self, x):
+        return F.interpolate(x, size=int(x.size(-1) * 1.5), mode="nearest")  # up-call:
+'''
+
+
+@pytest.mark.parametrize("analysis", ["never", "ir"])
+def test_a_library_argument_frozen_from_user_code_is_reported_at_the_call(tmp_path, ir_extract, analysis):
+    """int(x.size(-1) * 1.5) froze inside F.interpolate: the user's line says so, naming the library line."""
+    import warnings
+
+    import torch
+
+    (tmp_path / "up_models.py").write_text(UP_SOURCE)
+    spec = importlib.util.spec_from_file_location("up_models", tmp_path / "up_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Up().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(1, 2, 4)), str(tmp_path / "traced.pt"))
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "scripted.pt"))
+    _, doc = diff_doc(tmp_path / "traced.pt", tmp_path / "scripted.pt", analysis, ir_extract)
+    first = doc["findings"][0]
+    line = next(n for n, t in enumerate(UP_SOURCE.splitlines(), 1) if "# up-call:" in t)
+    assert (first["kind"], first["file"].endswith("up_models.py"), first["line"], first["origin"]) == (
+        "baked_constant", True, line, "user")
+    assert "inside torch.nn.functional.interpolate (functional.py:" in first["message"]
+    assert any(v["trace"] == "[6]" for v in first["details"]["values"])  # the output size, 4 * 1.5

@@ -334,7 +334,7 @@ def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code()
             header = text_of(app, "#diff-status")
             assert "traced gate_traced.pt  scripted gate_scripted.pt  (browsed)" in header
             assert "3 findings: 2 dropped_branch, 1 unrolled_loop" in header
-            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("train-cond"), sample_line("loop")]
+            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("loop"), sample_line("train-cond")]
             # the first finding is shown: the then branch dropped, the else branch kept, the traced line beside
             assert app.focused is app.query_one("#diff-findings")
             assert text_of(app, "#diff-detail").startswith(f"dropped_branch  models.py:{sample_line('if-cond')}")
@@ -346,19 +346,19 @@ def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code()
             assert f"← {sample_line('else-body')} │ h = torch.mul(torch.tanh((proj).forward(x, )), CONSTANTS.c0)" in trace
             assert f"nothing in the trace for the dropped line {sample_line('if-then')}" in trace
             assert "/work" not in text_of(app, "#diff-script-title") + text_of(app, "#diff-detail")
+            # down: the unrolled loop (a silent wrong result, ranked before a mode-only one), its body twice
+            await press(app, pilot, "down")
+            assert "unrolled" in text_of(app, "#diff-detail")
+            assert text_of(app, "#diff-trace").count(f"← {sample_line('loop-body')} │") == 2
             # down: the training branch, whose dropped side left nothing in the trace
             await press(app, pilot, "down")
             assert "self.training" in text_of(app, "#diff-detail")
             assert f"{sample_line('train-body')} - │" in text_of(app, "#diff-script")
             assert "No line of the traced code/ ran from lines" in text_of(app, "#diff-trace")
-            # down: the unrolled loop, its body twice in the trace
-            await press(app, pilot, "down")
-            assert "unrolled" in text_of(app, "#diff-detail")
-            assert text_of(app, "#diff-trace").count(f"← {sample_line('loop-body')} │") == 2
             # c: the finding's line in the scripted code/, in the archive view (it browses the scripted archive)
             await press(app, pilot, "c")
             assert app.query_one("#views").active == "archive"
-            assert f"models.py:{sample_line('loop')}" in text_of(app, "#code-origin")
+            assert f"models.py:{sample_line('train-cond')}" in text_of(app, "#code-origin")
             # search and the command palette find findings
             await press(app, pilot, "d", "slash")
             await typed(app, pilot, "self.training", "enter")
@@ -404,7 +404,7 @@ def test_compare_dialog_validates_the_path_then_diffs_against_the_browsed_archiv
             await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
             assert app.query_one("#views").active == "diff"
             assert app.path.endswith("gate_traced.pt")  # the archive the user browses stays
-            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("train-cond"), sample_line("loop")]
+            assert _finding_lines(app) == [sample_line("if-cond"), sample_line("loop"), sample_line("train-cond")]
             assert "(browsed)" not in text_of(app, "#diff-status")
             await press(app, pilot, "c")  # the scripted code is not in the archive browsed: said, not jumped
             assert app.query_one("#views").active == "diff"

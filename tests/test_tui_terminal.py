@@ -89,8 +89,10 @@ def test_diff_tui_in_a_real_terminal():
         screen = term.wait_for("^o Compare")  # the footer lists the diff view's keys
         assert "Diff [d]" in screen and "c Code line" in screen
         assert "- │" in screen and "+ │" in screen  # the dropped and kept lines of the first finding
+        term.keys("Down")  # the unrolled loop (a silent wrong result), then the training branch (mode only)
+        term.wait_for("the trace unrolled this loop")
         term.keys("Down")
-        term.wait_for("self.training, which the trace froze")
+        term.wait_for("self.training alone, which the trace froze")
         term.quit()
     finally:
         term.close()

@@ -67,6 +67,7 @@ class Archive:
         self._pickles: dict[int, WalkResult] = {}  # by id() of the record
         self._prefix_raw = b""
         self._by_index: dict[int, Record] = {}
+        self.export_zip = False  # an early torch.export.save zip (see _index_records)
         try:
             with open(self.path, "rb") as fh:
                 head = fh.read(16)
@@ -127,6 +128,10 @@ class Archive:
         cut = first.find(b"/")
         self._prefix_raw = first[:cut + 1] if cut >= 0 else b""
         self.prefix = decode_name(self._prefix_raw)[0]
+        # torch.export.save before the pt2 package format wrote a plain zip with no top folder, which
+        # torch.export.load still reads (with Python's zipfile, by exact name): its records are not "outside"
+        self.export_zip = not self._prefix_raw and any(e.raw_name == b"serialized_exported_program.json"
+                                                       for e in entries)
         lowered = self._prefix_raw.lower()
         outside = case_variants = 0
         by_index: dict[int, Record] = {}
@@ -144,13 +149,13 @@ class Archive:
                         "top_folder_case", entry.display_name,
                         f"its top folder differs from {printable(self.prefix)!r} only in case: torch.jit.load "
                         "finds it, torch.load refuses the archive"))
-            if not inside:
+            if not inside and not self.export_zip:
                 outside += 1
                 if outside <= 20:
                     self.problems.append(Problem("outside_top_folder", entry.display_name,
                                                  f"not under the top folder {printable(self.prefix)!r}; "
                                                  "torch never reads it (torch.load refuses such archives)"))
-        if not self.prefix:
+        if not self.prefix and not self.export_zip:
             self.problems.append(Problem("no_top_folder", None,
                                          "the first entry is not in a folder; torch refuses such archives"))
         self._by_index = by_index
@@ -205,6 +210,8 @@ class Archive:
             return rk.LITE
         if self.zip is None:
             return rk.UNKNOWN
+        if self.export_zip:
+            return rk.PT2
         fmt_record = self.by_name.get("archive_format")
         archive_format = self.read_optional(fmt_record, SMALL_CAP) if fmt_record else None
         # torch's lookups ignore ASCII case, and the names detection asks for are all lower case

@@ -6,6 +6,7 @@ import re
 
 CODE, DEBUG_INFO, PICKLE, TENSOR_DATA, EXTRA, VERSION, METADATA, DIRECTORY, OTHER = (
     "code", "debug_info", "pickle", "tensor_data", "extra", "version", "metadata", "directory", "other")
+PROGRAM, NATIVE_CODE = "program", "native_code"  # pt2: models/<name>.json; AOTInductor shared libraries
 
 # Formats (info JSON "format").
 TORCHSCRIPT, LITE, TORCH_SAVE, TORCH_PACKAGE, PT2, LEGACY, UNKNOWN = (
@@ -34,6 +35,12 @@ def classify(name: str) -> str:
         return CODE
     if name.startswith("extra/"):
         return EXTRA
+    if name.startswith("models/") and name.endswith(".json"):
+        return PROGRAM
+    if name.startswith("data/") and name.endswith("_config.json"):
+        return METADATA
+    if name.startswith("data/aotinductor/") and re.search(r"\.(so|dll|dylib|pyd)(\.|$)", name):
+        return NATIVE_CODE
     if name in ("version", ".data/version"):
         return VERSION
     if name in _METADATA:

@@ -11,6 +11,7 @@ from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
 from tsinspect.archive.pickles import PDict, PTuple
 from tsinspect.archive.problems import Problem
+from tsinspect.archive.pt2 import Pt2Contents, read_pt2, tensor_infos
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
 from tsinspect.archive.text import printable
@@ -38,6 +39,7 @@ class ArchiveSummary:
     tensor_kinds: dict[str, str]  # tensor name -> parameter / buffer / attribute
     problems: list[Problem]
     code: CodeIndex = field(repr=False)
+    pt2: Pt2Contents | None = None  # a torch.export archive's programs (docs/archive-format.md)
     made_by: MadeBy | None = None  # traced or scripted, and how sure (archive.madeby)
 
     @property
@@ -84,6 +86,7 @@ class ArchiveSummary:
             "methods": [m.to_json() for m in self.methods],
             "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
+            "pt2": self.pt2.to_json() if self.pt2 else None,
         }
 
 
@@ -104,14 +107,21 @@ def summarize(archive: Archive) -> ArchiveSummary:
         tensors += _new_views(tensors + constants, _tensors(archive, "bytecode.pkl", bytecode.value, "bytecode"))
     inputs = archive.pickle_optional("traced_inputs.pkl")
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
+    pt2 = read_pt2(archive) if archive.format == rk.PT2 else None
+    kinds = parameter_kinds(modules)
+    if pt2 is not None:  # weights and constants of every program, as the other formats' tensors
+        for program in pt2.programs:
+            tensors += tensor_infos(program.weights, archive)
+            constants += tensor_infos(program.constants, archive)
+            kinds.update({t.name: t.kind for t in program.weights})
     return ArchiveSummary(
         path=archive.path, file_size=archive.zip.file_size if archive.zip else _size(archive.path),
         container=archive.container, format=archive.format, prefix=archive.prefix, note=archive.note,
         versions=_versions(archive), records=archive.records,
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,
-        modules=modules, methods=code.methods, tensor_kinds=parameter_kinds(modules),
-        problems=archive.problems, code=code,
+        modules=modules, methods=code.methods, tensor_kinds=kinds,
+        problems=archive.problems, code=code, pt2=pt2,
         made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 

@@ -315,6 +315,13 @@ def open_zip(path: str, end_record: int | None = None) -> ZipArchive:
         raise
 
 
+def open_zip_bytes(data: bytes, name: str) -> ZipArchive:
+    """A zip held in memory (one nested in a record, such as a pt2's sample inputs), parsed the same way."""
+    import io
+
+    return _parse(name, io.BytesIO(data))
+
+
 def _parse(path: str, fh: BinaryIO, end_record: int | None = None) -> ZipArchive:
     fh.seek(0, 2)
     file_size = fh.tell()

@@ -28,12 +28,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; exit 0 (no findings) or 1")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="also list the findings in library code (torch, other packages), not only their counts")
     p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
                    help="use the IR extracted by torch in a child process: auto (when both archives load), "
                         "never (torch-free only), always (fail without it)")
     p.add_argument("--no-ir", action="store_const", const="never", dest="ir", help=argparse.SUPPRESS)
     p.add_argument("--trust", action="store_true",
                    help="let torch load archives the safety scan flags (only for files you trust)")
+    p.add_argument("--verify", action="store_true",
+                   help="then run both archives (sandboxed child, after the safety gate) on generated inputs and "
+                        "mark each finding confirmed, not reproduced or not tested (docs/diff.md)")
+    p.add_argument("--verify-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="time limit of the verification child (default 120)")
     p.add_argument("--tui", action="store_true",
                    help="show the findings in the terminal UI, browsing the scripted archive (prints the report "
                         "when not on a terminal)")
@@ -55,8 +62,13 @@ def run_diff(args: argparse.Namespace) -> int:
         print("tsinspect: --tui needs a terminal (stdin and stdout); printing the report instead", file=sys.stderr)
 
     _warn_same(args.a, args.b)
-    with Progress("diffing"):
+    with Progress("diffing") as progress:
         result = diff_archives(args.a, args.b, ir=args.ir, trust=args.trust)
+        if args.verify:
+            from tsinspect.verify.run import verify
+
+            progress.stage("verifying: both archives on generated inputs in a sandboxed child")
+            verify(result, trust=args.trust, timeout=args.verify_timeout)
     status = EXIT_FINDINGS if result.findings else EXIT_OK
     if args.quiet:
         return status
@@ -67,7 +79,7 @@ def run_diff(args: argparse.Namespace) -> int:
     from tsinspect.diff.text import render
 
     style = style_for(args.color)
-    for line in render(result, style):
+    for line in render(result, style, show_all=args.show_all):
         print(line)
     return status
 

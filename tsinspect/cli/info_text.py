@@ -4,6 +4,7 @@ methods grouped; ``--all`` shows every one)."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import counted, human_bytes, printable
@@ -51,6 +52,8 @@ def info_lines(s, style: Style, show_all: bool = False, tensor_limit: int = 20):
     if s.constants:
         yield head("constants") + ", ".join(f"{t.name} {t.dtype}{_shape(t.shape)}" for t in s.constants[:20]) + (
             " ..." if len(s.constants) > 20 else "")
+    if s.pt2 is not None:
+        yield from pt2_lines(s.pt2, style, head, show_all)
     if s.traced_inputs:
         yield head("traced with") + ", ".join(f"{t.name}: {t.dtype}{_shape(t.shape)}" for t in s.traced_inputs)
     if s.methods:
@@ -150,6 +153,44 @@ def _names(names: list[str]) -> str:
         if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
             return f"{numbers[0]}-{numbers[-1]}"
     return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]}, ... {names[-1]}"
+
+
+def pt2_lines(contents, style: Style, head, show_all: bool = False):
+    """The exported programs of a pt2 archive: versions, signature, dynamic dimensions, payloads. Inputs
+    bound to weights are counted (they are the tensors above) unless ``show_all``."""
+    for p in contents.programs:
+        yield (head("program") + style(printable(p.name), "green") + f"  schema {p.schema_text}, torch "
+               f"{printable(p.torch_version or '?')}, {p.node_count} nodes" + (f", {', '.join(p.verifiers)}"
+                                                                                if p.verifiers else ""))
+        bound_kinds = ("parameter", "buffer", "buffer (not persistent)", "constant")
+        held = Counter(e.kind for e in p.inputs if e.kind in bound_kinds)
+        if held and not show_all:
+            text = ", ".join(f"{n} {k}" if n == 1 else f"{n} {k.replace('buffer', 'buffers', 1)}" if "buffer" in k
+                             else f"{n} {k}s" for k, n in held.items())
+            yield "  in   " + style(text + " (--all lists them)", "dim")
+        for e in p.inputs:
+            if e.kind in bound_kinds and not show_all:
+                continue
+            bound = f" {printable(e.target)}" if e.target else ""
+            yield f"  in   {printable(e.name)}: {e.type or '?'}  {style(e.kind + bound, 'dim')}"
+        for e in p.outputs:
+            bound = f" {printable(e.target)}" if e.target else ""
+            yield f"  out  {printable(e.name)}: {e.type or '?'}  {style(e.kind + bound, 'dim')}"
+        if p.range_constraints:
+            yield head("  dynamic") + ", ".join(f"{printable(k)} in [{lo}, {'inf' if hi is None else hi}]"
+                                                 for k, (lo, hi) in p.range_constraints.items())
+        else:
+            yield head("  dynamic") + "none: every shape is fixed"
+        pickled = [t for t in p.weights + p.constants if t.pickled]
+        if pickled:
+            yield head("  pickled") + ", ".join(f"{printable(t.name)} ({t.record})" for t in pickled[:10])
+        if p.sample_inputs:
+            yield head("  sample in") + p.sample_inputs
+        if p.unknown_fields:
+            yield head("  not read") + style(", ".join(p.unknown_fields[:10]), "yellow")
+    if contents.aoti:
+        yield (head("aotinductor") + f"{len(contents.aoti)} records, " +
+               style(f"{len(contents.native)} shared libraries (native code, never loaded)", "red"))
 
 
 def _shape(shape: list[int]) -> str:

@@ -12,6 +12,7 @@ import difflib
 import sys
 from collections import defaultdict
 
+from tsinspect.archive import records as rk
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import counted, printable
 from tsinspect.cli import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError, add_command
@@ -134,7 +135,32 @@ def _say(err: Style, label: str, colour: str, message: str) -> None:
 # ----- graph
 
 
+def _pt2(args: argparse.Namespace):
+    """A pt2 archive's programs as IR, read torch-free (the JSON is data: no child, no gate); else None."""
+    with open_archive(args.file) as archive:
+        if archive.format != rk.PT2:
+            return None
+        from tsinspect.ir.pt2graph import pt2_ir
+
+        ir = pt2_ir(archive)
+    ir.modules = [m for m in ir.modules if args.module is None or m.path == args.module]
+    if not ir.modules:
+        raise UsageError(f"no exported program {printable(args.module)!r} (--module takes a program name)")
+    for module in ir.modules:
+        module.methods = [m for m in module.methods if args.method is None or m.name == args.method]
+        if not module.methods:
+            raise UsageError(f"no method {printable(args.method)!r} (an exported program has 'forward')")
+    return ir
+
+
 def run_graph(args: argparse.Namespace) -> int:
+    pt2 = _pt2(args)
+    if pt2 is not None:
+        if args.json:
+            emit_json(dict(pt2.to_json(), path=args.file))
+        else:
+            _print_ir(pt2, args, style_for(args.color))
+        return EXIT_OK
     result, status = _extract(args)
     loaded = result.loaded
     if loaded:
@@ -153,7 +179,11 @@ def run_graph(args: argparse.Namespace) -> int:
         for line in ast_lines(result, style):
             print(line)
         return status
-    ir = result.ir
+    _print_ir(result.ir, args, style)
+    return status
+
+
+def _print_ir(ir, args: argparse.Namespace, style: Style) -> None:
     sandbox = f"; {ir.sandbox.message}" if ir.sandbox else ""
     print(style(f"# load: {ir.load} (torch {ir.torch_version}){printable(sandbox)}", "dim"))
     for note in ir.notes:
@@ -174,7 +204,6 @@ def run_graph(args: argparse.Namespace) -> int:
             graph = method.inlined if args.inline and method.inlined else method.graph
             for line in graph_text(graph, style, indent=4):
                 print(line)
-    return status
 
 
 def _check_selection(args: argparse.Namespace, result: Extraction) -> None:
@@ -190,10 +219,12 @@ _ROLE_STYLES = {"block": ("blue",), "ret": ("dim",)}
 
 
 def graph_text(graph: Graph, style: Style, indent: int = 0):
-    """The graph as an indented tree: blocks under their prim::If/prim::Loop, source per node."""
+    """The graph as an indented tree: blocks under their prim::If/prim::Loop, source per node (and, for
+    exported programs, whose nodes carry the module path without a code/ line, the module path)."""
+    scopes = {id(n.source): n.scope for n, _ in graph.walk() if n.source and n.scope and not n.source.code_file}
     for depth, pieces, source in graph_lines(graph):
         text = "".join(style(printable(t), *_ROLE_STYLES.get(role, ())) for t, role in pieces)
-        at = where(source)
+        at = where(source) + (f" in {scopes[id(source)]}" if id(source) in scopes else "")
         yield " " * indent + "  " * depth + text + (style(f"  # {printable(at)}", "dim") if at else "")
 
 
@@ -211,9 +242,10 @@ def ast_lines(result: Extraction, style: Style):
 
 
 def run_ops(args: argparse.Namespace) -> int:
-    result, status = _extract(args)
-    ir = result.ir
-    if ir.load in ("meta", "full"):
+    pt2 = _pt2(args)
+    result, status = (None, EXIT_OK) if pt2 is not None else _extract(args)
+    ir = pt2 or result.ir
+    if ir.load in ("meta", "full", "pt2"):
         from tsinspect.ir.views import op_inventory
 
         rows = []
@@ -253,7 +285,8 @@ def _sites(uses: list[dict], limit: int = 4) -> str:
         owner = (use.get("module_type") or "").rsplit(".", 1)[-1]
         name = f"{owner}.{use['method']}" if owner else use["method"]
         files = groups.setdefault(name, {})
-        file, _, line = (use.get("code") or "").rpartition(":")
+        at = use.get("code") or (use.get("source") or "").rsplit("/", 1)[-1]  # pt2 nodes: the user's file
+        file, _, line = at.rpartition(":")
         if file and line.isdigit():
             files.setdefault(file, set()).add(int(line))
     parts = []

@@ -43,6 +43,7 @@ class Progress:
         if enabled():
             _active.append(self)
             self._thread = threading.Thread(target=self._run, name="tsinspect-progress", daemon=True)
+            self._draw()  # at once: work shorter than one interval still says what it was
             self._thread.start()
         return self
 

@@ -41,6 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "always under 65,536 characters")
     p.add_argument("--link", metavar="URL", help="with --summary: where the full report is (e.g. a CI artifact)")
     p.add_argument("--diff", metavar="OTHER", help="add the diff with OTHER (the traced or scripted variant)")
+    p.add_argument("--verify", action="store_true",
+                   help="with --diff: run both archives on generated inputs and give each finding a verdict")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     # --ir as diff spells it (one spelling on every command); --no-ir, the old spelling, stays as a hidden alias
     p.add_argument("--ir", choices=("auto", "never", "always"), default="auto",
@@ -77,6 +79,11 @@ def run_report(args: argparse.Namespace) -> int:
         report = build_report(args.file, options, args.diff, Limits(tensors=args.max_tensors))
         if args.ir == "always" and not report.ir.loaded:
             raise UsageError(f"no IR (--ir always): {report.ir.skipped or _load_message(report.ir.document)}")
+        if args.verify and report.diff is not None:
+            from tsinspect.verify.run import verify
+
+            progress.stage("verifying the diff's findings in a sandboxed child")
+            verify(report.diff, trust=args.trust)
         progress.stage(f"writing {fmt}")
         text = summary_text(report, args.link) if args.summary else render(report, fmt)
     if output == "-":

@@ -11,7 +11,11 @@ it did). Then, walking the scripted code:
 - a loop whose body ran k times per run of its function: ``unrolled_loop``;
 - an op whose argument is computed in the script and a constant at the same line of the trace:
   ``baked_constant``;
-- exported methods the trace lacks: ``missing_method``; what else differs in ops: ``divergent_ops``.
+- exported methods the trace lacks: ``missing_method``.
+
+Only what some input the traced model accepts (or the mode) can change is a finding (``dynamic``): not the
+module's configuration, not arguments the traced forward cannot take, not identity checks, sides that only
+raise, or torch's fused fast paths.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from tsinspect.diff.model import Finding, TracedLine
-from tsinspect.diff.program import Function, If, Item, Loc, Loop, Op, Program, ops_in
+from tsinspect.diff.dynamic import Dynamic
+from tsinspect.diff.model import Finding, TracedLine, origin_of
+from tsinspect.diff.program import GRAD, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
 
 # ops that move values around rather than compute: never evidence, never a divergence on their own
 PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten::ScalarImplicit",
@@ -31,10 +36,18 @@ PLUMBING = {"prim::NumToTensor", "aten::Int", "aten::Float", "aten::Bool", "aten
             "prim::dtype", "aten::numel", "aten::item", "prim::tolist", "aten::eq", "aten::ne", "aten::lt",
             "aten::gt", "aten::le", "aten::ge", "aten::remainder", "aten::floordiv", "prim::min", "prim::max",
             "aten::is_floating_point", "prim::is_cuda", "prim::isinstance", "aten::_set_item", "aten::dict",
-            "prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex", "aten::__and__", "aten::__or__"}
+            "prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex", "aten::__and__", "aten::__or__",
+            "prim::is_nested", "aten::is_nested", "prim::requires_grad", "aten::is_grad_enabled", "aten::dtype",
+            "aten::contiguous"}
 GUARDS = {"prim::RaiseException", "aten::format", "aten::warn", "prim::Uninitialized"}
 MAX_TRACED_LINES = 60  # traced code lines given per finding
 SHAPE_WORDS = ("torch.size(", "len(", "torch.dim(", "torch.numel(", "ops.prim.shape")
+OPEN_BOUND = "9223372036854775807"  # a slice's open end, the same in both
+# arithmetic on Python numbers that a trace does in Python, leaving only its result
+SCALAR_MATH = {"aten::ceil", "aten::floor", "aten::round", "aten::div", "aten::mul", "aten::sub", "aten::add",
+               "aten::neg", "aten::pow", "aten::sqrt", "aten::log", "aten::exp", "prim::min", "prim::max",
+               "aten::floordiv", "aten::remainder"}
+DEVICE_WORDS = ("dtype", "device", "layout")  # a trace is tied to its example's device and dtype anyway
 
 
 class FileMatcher:
@@ -83,13 +96,11 @@ class TraceIndex:
                     files.add(item.loc[0])
                     if isinstance(item, Op):
                         self.scripted_count[(*item.loc, item.kind)] += 1
-        match = FileMatcher(files)
+        self.match = match = FileMatcher(files)
         self.matched: Counter = Counter()  # (file, line, kind) -> traced ops placed there
         self.frames: Counter = Counter()  # (file, line) -> traced ops below that frame
         self.under: dict[Loc, Counter] = defaultdict(Counter)  # frame -> Counter of placed keys below it
         self.at: dict[Loc, list[Op]] = defaultdict(list)  # placed loc -> traced ops
-        self.kinds: Counter = Counter()
-        self.unplaced: Counter = Counter()
         self.code_at: dict[Loc, set[str]] = defaultdict(set)  # frame -> traced code/ lines ("file:line") below it
         for fn in traced.functions:
             for op in ops_in(fn.body):
@@ -102,7 +113,6 @@ class TraceIndex:
                 if op.is_call:
                     continue
                 place = next((loc for loc in stack if loc in known), None)
-                self.kinds[op.kind] += 1
                 for loc in set(stack):
                     self.frames[loc] += 1
                     if place:
@@ -110,8 +120,6 @@ class TraceIndex:
                 if place:
                     self.matched[(*place, op.kind)] += 1
                     self.at[place].append(op)
-                else:
-                    self.unplaced[op.kind] += 1
 
     def ran(self, op: Op, ambiguous: set[Loc] = frozenset()) -> bool:
         """Whether the trace holds this scripted op (calls: anything ran below the call site)."""
@@ -144,6 +152,7 @@ class _Ctx:
     fn: Function
     runs: float  # times the function ran in the trace
     in_loop: bool = False
+    entered: bool = False  # this code ran in the trace, even if it recorded no op (a call that returned early)
 
 
 @dataclass
@@ -152,20 +161,33 @@ class Aligner:
     scripted: Program
     findings: list[Finding] = field(default_factory=list)
     kept_ops: list[tuple[Function, Op]] = field(default_factory=list)
-    explained: set[Loc] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.index = TraceIndex(self.traced, self.scripted)
+        self.dynamic = Dynamic(self.traced, self.scripted)
         self._code_cache: dict[str, list[str]] = {}
 
     def run(self) -> list[Finding]:
+        done: set[int] = set()
         for fn in self.scripted.functions:
-            if not self._reached(fn):
-                continue
-            self._block(fn.body, _Ctx(fn, self._runs(fn)))
+            if self._reached(fn):
+                done.add(id(fn))
+                self._block(fn.body, _Ctx(fn, self._runs(fn), entered=True))
+        # functions that recorded no op but were called from code the trace kept: they returned early
+        while True:
+            called = {op.callee or op.kind[5:] for _, op in self.kept_ops if op.is_call}
+            todo = [fn for fn in self.scripted.functions if id(fn) not in done
+                    and (fn.qualname in called or fn.name in called and not fn.owner)]
+            if not todo:
+                break
+            for fn in todo:
+                done.add(id(fn))
+                self._block(fn.body, _Ctx(fn, 1, entered=True))
         self._baked()
         self._missing_methods()
-        self._divergent()
+        seen: set[tuple] = set()  # one finding per kind and line (a line may hold several ifs: a and b)
+        self.findings = [f for f in self.findings if (f.kind, f.file, f.line) not in seen
+                         and not seen.add((f.kind, f.file, f.line))]
         for finding in self.findings:
             finding.traced, finding.traced_total = self._traced_side(finding)
         return self.findings
@@ -193,6 +215,7 @@ class Aligner:
                 continue
             else:
                 self.kept_ops.append((ctx.fn, item))
+                ctx.entered = ctx.entered or self.index.ran(item)
 
     def _if(self, node: If, ctx: _Ctx) -> None:
         then_ops, else_ops = _meaningful(node.then), _meaningful(node.orelse)
@@ -201,31 +224,35 @@ class Aligner:
         cond = {node.loc} if node.loc else set()
         then_ran = any(self.index.ran(op, else_lines | cond) for op in then_ops)
         else_ran = any(self.index.ran(op, then_lines | cond) for op in else_ops)
-        if node.loc:
-            self.explained.add(node.loc)
+        varies = self.dynamic.decides(ctx.fn, node)
         if then_ran and else_ran:
-            self._add_per_iteration(node, ctx)
+            if varies:
+                self._add_per_iteration(node, ctx)
             self._block(node.then, ctx)
             self._block(node.orelse, ctx)
             return
         if not then_ran and not else_ran:
-            if bool(then_ops) == bool(else_ops):
-                return  # both empty (nothing to lose) or both absent (this code never ran)
-            then_ran = not then_ops
+            # an empty side won when the other would have left ops; or, where the code ran, a side of calls
+            # only (which may return before recording an op) against one with ops of its own
+            if not then_ops or not else_ops:
+                if not then_ops and not else_ops:
+                    return  # nothing to lose
+                then_ran = not then_ops
+            else:
+                quiet = [all(op.is_call for op in ops) for ops in (then_ops, else_ops)]
+                if quiet[0] == quiet[1] or not ctx.entered:
+                    return  # nothing tells the sides apart, or this code never ran
+                then_ran = quiet[0]
         kept, dropped = (node.then, node.orelse) if then_ran else (node.orelse, node.then)
         dropped_ops = _meaningful(dropped)
-        if node.loc is None or all(op.kind in GUARDS for op in dropped_ops) or self._config_flag(node, ctx.fn):
-            # no line to name; an argument check that only raises or formats a message; or a library
-            # function's flag argument, which each call site passes as a constant
+        if node.loc is None or not varies or _raises(dropped) or _fast_path(dropped_ops, _meaningful(kept)):
+            # no line to name; a condition no input can change (the module's configuration, an argument the
+            # traced forward does not accept, an identity check); an argument check that only raises; or a
+            # fast path that computes the same result through one of torch's fused kernels
             self._block(kept, ctx)
             return
         self._add_dropped(node, ctx, "then" if then_ran else "else", kept, dropped)
         self._block(kept, ctx)
-
-    @staticmethod
-    def _config_flag(node: If, fn: Function) -> bool:
-        return (node.cond_text in fn.args and node.loc is not None
-                and "/torch/" in node.loc[0].replace("\\", "/"))
 
     def _loop(self, node: Loop, ctx: _Ctx) -> None:
         runs = self._body_runs(node.body)
@@ -234,9 +261,8 @@ class Aligner:
             return
         k = runs / ctx.runs if ctx.runs else runs
         k = int(round(k))
-        if node.loc:
-            self.explained.add(node.loc)
-        self._add_unrolled(node, ctx, k)
+        if self.dynamic.varies(ctx.fn, node.deps):  # else it runs k times for every input, as the trace does
+            self._add_unrolled(node, ctx, k)
         if k:
             self._block(node.body, _Ctx(ctx.fn, ctx.runs, True))
 
@@ -302,14 +328,16 @@ class Aligner:
                 pass
         return self._code_cache.get(file, [""])
 
-    def _lines(self, items: list[Item]) -> list[int]:
-        return sorted({item.loc[1] for item in _items(items) if item.loc})
+    @staticmethod
+    def _lines(items: list[Item], file: str | None) -> list[int]:
+        """The lines of ``items`` in ``file`` (the ops of a helper in another file have lines of their own)."""
+        return sorted({item.loc[1] for item in _items(items) if item.loc and item.loc[0] == file})
 
     def _add_dropped(self, node: If, ctx: _Ctx, kept_name: str, kept: list[Item], dropped: list[Item]) -> None:
         dropped_name = "else" if kept_name == "then" else "then"
-        kept_lines, dropped_lines = self._lines(kept), self._lines(dropped)
         file, line = node.loc if node.loc else (None, None)
-        why = _why(node, self._src(node.loc) or "")
+        kept_lines, dropped_lines = self._lines(kept, file), self._lines(dropped, file)
+        why, fix, severity = _why(node, self._src(node.loc) or "", self.dynamic.mode_only(ctx.fn, node.deps))
         kept_text = _lines_text(kept_lines) if kept_lines else "which does nothing"
         dropped_text = _lines_text(dropped_lines) if dropped_lines else "which does nothing"
         message = (f"the trace kept the {kept_name} branch ({kept_text}) and dropped the {dropped_name} branch "
@@ -317,13 +345,15 @@ class Aligner:
         early = [n for n in dropped_lines if (self._src((file, n)) or "").lstrip().startswith("return")]
         if early and dropped_name == "then":
             message += f"; the early return at line {early[0]} is never taken"
+        elif kept_name == "then" and (self._src((file, line + 1)) or "").lstrip().startswith("return"):
+            message += f"; the early return at line {line + 1} is always taken"
         marks = {n: "dropped" for n in _fill(dropped_lines)} | {n: "kept" for n in kept_lines}
         last = max([line or 0] + kept_lines + dropped_lines)
         self.findings.append(Finding(
             "dropped_branch", ctx.fn.qualname, file, line, message, self._src(node.loc),
             {"kept": kept_name, "dropped": dropped_name, "kept_lines": kept_lines, "dropped_lines": dropped_lines,
              "condition": node.cond_text, "code_location": node.code},
-            self._excerpt(line, last, file, marks) if file else []))
+            self._excerpt(line, last, file, marks) if file else [], severity=severity, fix=fix))
 
     def _add_per_iteration(self, node: If, ctx: _Ctx) -> None:
         file, line = node.loc if node.loc else (None, None)
@@ -331,14 +361,16 @@ class Aligner:
         self.findings.append(Finding(
             "per_iteration_branch", ctx.fn.qualname, file, line,
             f"both sides of this if are in the trace: the condition was decided once per {where} while tracing "
-            f"and each decision is now fixed (lines {_span(self._lines(node.then))} / "
-            f"{_span(self._lines(node.orelse))}); not a dropped branch, but inputs that would decide "
+            f"and each decision is now fixed (lines {_span(self._lines(node.then, file))} / "
+            f"{_span(self._lines(node.orelse, file))}); not a dropped branch, but inputs that would decide "
             f"differently still follow the traced pattern",
-            self._src(node.loc), {"condition": node.cond_text, "code_location": node.code}))
+            self._src(node.loc), {"condition": node.cond_text, "code_location": node.code},
+            severity="mode" if self.dynamic.mode_only(ctx.fn, node.deps) else "silent",
+            fix="script the function holding this if (@torch.jit.script) so each call decides again"))
 
     def _add_unrolled(self, node: Loop, ctx: _Ctx, k: int) -> None:
         file, line = node.loc if node.loc else (None, None)
-        body_lines = self._lines(node.body)
+        body_lines = self._lines(node.body, file)
         details: dict = {"count": k, "header": node.header_text, "body_lines": body_lines,
                          "code_location": node.code}
         message = f"the trace unrolled this loop: its body ({_lines_text(body_lines)}) appears {k} time(s)"
@@ -359,7 +391,8 @@ class Aligner:
         marks = {n: "dropped" if k == 0 else "" for n in body_lines}
         self.findings.append(Finding("unrolled_loop", ctx.fn.qualname, file, line, message, self._src(node.loc),
                                      details, self._excerpt(line, max([line] + body_lines), file, marks)
-                                     if file else []))
+                                     if file else [], fix="script the function holding this loop "
+                                     "(@torch.jit.script) so it runs as many times as the input needs"))
 
     def _trip_input(self, node: Loop, fn: Function):
         if node.trip is None:
@@ -380,28 +413,63 @@ class Aligner:
                 by_line[op.loc].append((fn, op))
         for loc, pairs in by_line.items():
             traced = self.index.at.get(loc, [])
-            baked = []
+            baked: list[tuple[str, str]] = []
+            sources: list[tuple[Function, frozenset]] = []
             for fn, op in pairs:
-                for t in (t for t in traced if t.kind == op.kind and len(t.args) == len(op.args)):
-                    for i, (s_arg, t_arg) in enumerate(zip(op.args, t.args)):
-                        if s_arg != "const" and t_arg == "const":
-                            value = t.consts[t.args[:i].count("const")] if t.consts else "?"
-                            if (s_arg, value) not in baked:
-                                baked.append((s_arg, value))
+                for t in (t for t in traced if t.kind == op.kind):  # trailing defaults may be left out
+                    for s_arg, t_arg in _frozen_args(op.argv, t.argv):
+                        if self.dynamic.varies(fn, s_arg.deps) and (s_arg.text, t_arg) not in baked:
+                            baked.append((s_arg.text, t_arg))
+                            sources.append((fn, s_arg.deps))
+            baked = baked or self._folded(loc, pairs, traced)
             if not baked:
                 continue
+            mode = bool(sources) and all(self.dynamic.mode_only(fn, deps) for fn, deps in sources)
             fn = pairs[0][0]
-            self.explained.add(loc)
             parts = [f"{expr} became {value}" for expr, value in baked]
             words = " ".join(expr for expr, _ in baked)
             what = ("a shape" if any(w in words for w in SHAPE_WORDS) else
                     "the training flag" if "training" in words else "a Python value")
+            method, at, inside = fn.qualname, loc, ""
+            caller = self._user_caller(loc, traced) if sources and all(
+                deps <= set(f.args) and not self.dynamic.mode_only(f, deps) for f, deps in sources) else None
+            if caller:  # a library function's argument, frozen where the user's code passed it
+                method, at = caller
+                inside = f" inside {fn.qualname} ({_base(loc[0])}:{loc[1]}), from the arguments passed here"
             self.findings.append(Finding(
-                "baked_constant", fn.qualname, loc[0], loc[1],
-                f"{what} computed at run time in the script is a constant in the trace: {'; '.join(parts)}; "
+                "baked_constant", method, at[0], at[1],
+                f"{what} computed at run time in the script is a constant in the trace{inside}: {'; '.join(parts)}; "
                 f"inputs for which it differs get the traced value",
-                self._src(loc), {"values": [{"script": e, "trace": v} for e, v in baked]},
-                self._excerpt(loc[1], loc[1], loc[0], {loc[1]: "dropped"})))
+                self._src(at), {"values": [{"script": e, "trace": v} for e, v in baked]},
+                self._excerpt(at[1], at[1], at[0], {at[1]: "dropped"}), severity="mode" if mode else "silent",
+                fix=("trace in the mode the model will run in (model.eval() before tracing, and keep it)" if mode
+                     else "keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or "
+                          "min() on them), or script this function")))
+
+    def _user_caller(self, loc: Loc, traced: list[Op]) -> tuple[str, Loc] | None:
+        """Where the user's own code called the library function holding ``loc``: the first frame of the traced
+        ops' stacks in a user file, with the scripted function that holds that line."""
+        for op in traced:
+            for file, line in op.stack:
+                frame = (self.index.match(file), line)
+                if origin_of(frame[0])[0] == "user":
+                    method = next((f.qualname for f, o in self.kept_ops if o.loc == frame), None)
+                    return (method, frame) if method and self._src(frame) else None
+        return None
+
+    def _folded(self, loc: Loc, pairs: list[tuple[Function, Op]], traced: list[Op]) -> list[tuple[str, str]]:
+        """Python arithmetic the script does at run time (``math.ceil(t / self.chunk)``) and the trace did
+        while tracing: the script's op has no traced counterpart at its line, and the traced ops there take a
+        constant the script's do not."""
+        folded = [op for fn, op in pairs if op.kind in SCALAR_MATH and not self.index.matched[(*loc, op.kind)]
+                  and any(self.dynamic.varies(fn, a.deps) for a in op.argv)]
+        if not folded or not traced:
+            return []
+        script_consts = {c for _, op in pairs for c in op.consts}
+        values = list(dict.fromkeys(c for t in traced for c in t.consts if c not in script_consts))
+        op = folded[0]
+        text = f"{op.kind.split('::', 1)[-1]}({', '.join(a.text for a in op.argv)})"
+        return [(text, ", ".join(values))] if values else []
 
     def _missing_methods(self) -> None:
         traced = _traced_methods(self.traced)
@@ -416,53 +484,73 @@ class Aligner:
             self.findings.append(Finding(
                 "missing_method", fn.qualname, loc[0] if loc else None, line,
                 f"the scripted model has the method {fn.name}() and the traced one does not: code that calls "
-                f"{fn.name}() on the traced archive fails (trace a model that exports it with @torch.jit.export)",
-                self._src((loc[0], line)) if loc and line else None, {"code_location": fn.code}))
+                f"{fn.name}() on the traced archive fails",
+                self._src((loc[0], line)) if loc and line else None, {"code_location": fn.code}, severity="raises",
+                fix=f"trace it too (torch.jit.trace_module(model, {{'forward': x, '{fn.name}': args}})) or script "
+                    "the model"))
 
-    def _divergent(self) -> None:
-        script_only: dict[str, list[tuple[Function, Op]]] = defaultdict(list)
-        for fn, op in self.kept_ops:
-            if op.is_call or op.loc is None or op.kind in PLUMBING or op.kind in GUARDS or op.loc in self.explained:
-                continue
-            if not self.index.ran(op):
-                script_only[op.kind].append((fn, op))
-        scripted_kinds = {op.kind for fn in self.scripted.functions for op in ops_in(fn.body)}
-        trace_only = sorted(k for k in self.index.kinds if k not in scripted_kinds and k not in PLUMBING)
-        if not script_only and not trace_only:
-            return
-        parts = []
-        if script_only:
-            parts.append("only in the script: " + ", ".join(
-                f"{kind} (line {', '.join(str(op.loc[1]) for _, op in uses[:3])})"
-                for kind, uses in sorted(script_only.items())))
-        if trace_only:
-            parts.append("only in the trace: " + ", ".join(f"{k} x{self.index.kinds[k]}" for k in trace_only))
-        first = next(iter(script_only.values()), [(None, None)])[0]
-        fn, op = first
-        root = next((f for f in self.scripted.functions if f.owner == self.scripted.root_type), None)
-        self.findings.append(Finding(
-            "divergent_ops", (fn or root).qualname if (fn or root) else None, op.loc[0] if op else None,
-            op.loc[1] if op else None, "; ".join(parts), self._src(op.loc) if op else None,
-            {"script_only": sorted(script_only), "trace_only": trace_only}))
+
+def _frozen_args(script: tuple[Arg, ...], trace: tuple[Arg, ...]):
+    """(script argument, traced value) for each argument computed in the script and a constant in the trace;
+    list literals element by element. A slice's open end is no frozen value. The trace leaves out trailing
+    arguments equal to their defaults: those it froze to the default."""
+    for s_arg in script[len(trace):]:
+        if s_arg.const is None and s_arg.name is None and trace:
+            yield s_arg, "its default"
+    for s_arg, t_arg in zip(script, trace):
+        if s_arg.items is not None and t_arg.items is not None and len(s_arg.items) == len(t_arg.items):
+            yield from _frozen_args(s_arg.items, t_arg.items)
+        elif s_arg.const is None and t_arg.const is not None and t_arg.const != OPEN_BOUND and not any(
+                w in s_arg.text for w in DEVICE_WORDS):
+            yield s_arg, t_arg.const
 
 
 def _traced_methods(program: Program) -> set[str]:
     return {fn.name for fn in program.functions if fn.owner == program.root_type}
 
 
+def _fast_path(dropped: list[Op], kept: list[Op]) -> bool:
+    """The dropped side runs a private fused kernel of torch's (``aten::_native_multi_head_attention``,
+    ``aten::_transformer_encoder_layer_fwd``) the kept side does not: a fast path, equal by torch's contract."""
+    kept_kinds = {op.kind for op in kept}
+    return any(op.kind.startswith("aten::_") and op.kind not in kept_kinds for op in dropped)
+
+
+def _raises(items: list[Item]) -> bool:
+    """The side raises, whatever it computed first, or only warns (an argument check): nothing of it reaches
+    an output."""
+    ops = _meaningful(items)
+    return (any(isinstance(item, Op) and item.kind == "prim::RaiseException" for item in items)
+            or bool(ops) and all(op.kind in GUARDS for op in ops))
+
+
 def _meaningful(items: list[Item]) -> list[Op]:
     return [op for op in ops_in(items) if op.kind not in PLUMBING or op.kind in GUARDS]
 
 
-def _why(node: If, source: str) -> str:
-    cond = node.cond_text
-    if node.reads_training:
-        return "the condition reads self.training, which the trace froze to the mode it was traced in"
-    if "__isnot__" in cond or "__is__" in cond:
-        return "the condition checks an Optional argument for None, and the trace fixed whether it was passed"
-    if any(w in cond for w in SHAPE_WORDS) or any(w in source for w in (".size(", ".shape", "len(", ".dim(")):
-        return "the condition depends on a shape, which the trace evaluated once for the example input"
-    return "the condition depends on values computed while tracing, which the trace evaluated once"
+def _why(node: If, source: str, mode_only: bool) -> tuple[str, str, str]:
+    """Why the condition was frozen, how to fix it, and the harm (severity)."""
+    if mode_only:
+        what = ("self.training" if node.reads_training or TRAINING in node.deps else
+                "the grad mode" if GRAD in node.deps else "the mode (a training flag passed in)")
+        return (f"the condition depends on {what} alone, which the trace froze to the mode it was traced in",
+                "trace in the mode the model will run in (model.eval() before tracing, and keep it), or script it",
+                "mode")
+    if node.none_check is not None:
+        return ("the condition checks an Optional argument for None, and the trace fixed whether it was passed",
+                "always pass this argument to the traced model (it was traced with a value), or script the model",
+                "raises")
+    if any(w in node.cond_text for w in SHAPE_WORDS) or any(
+            w in source for w in (".size(", ".shape", "len(", ".dim(", ".ndim")):
+        return ("the condition depends on a shape, which the trace evaluated once for the example input",
+                "script the function holding this if (@torch.jit.script), or trace one model per input shape",
+                "silent")
+    return ("the condition depends on values computed while tracing, which the trace evaluated once",
+            "compute both sides and choose with torch.where, or script the function holding this if", "silent")
+
+
+def _base(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _span(lines: list[int]) -> str:

@@ -22,7 +22,7 @@ import re
 
 from tsinspect.archive.code import CodeIndex, module_of
 from tsinspect.archive.modules import short_type
-from tsinspect.diff.program import Function, If, Item, Loc, Loop, Op, Program
+from tsinspect.diff.program import GRAD, NO_DEPS, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program
 from tsinspect.ir.model import IR, Graph, Node, Source
 
 # nodes that are no call in the generated code: never ops of their own (they show in their users' arguments)
@@ -32,6 +32,11 @@ STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::SetAttr", "prim::ListCon
 BUILTINS = {"aten::Bool": "bool", "aten::Int": "int", "aten::Float": "float", "aten::str": "str"}  # as the code
 INT_MAX = 9223372036854775807  # a while loop's trip count
 MAX_DEPTH = 200  # block nesting we follow
+MAX_ROUNDS = 50  # of the dependency fixpoint (a few suffice)
+# nodes whose value is fixed for a trace: constants, and tests of a type, dtype or device (a trace's inputs are
+# tensors of its example's dtype and device)
+TYPE_TESTS = {"prim::Constant", "prim::isinstance", "prim::dtype", "prim::device", "aten::is_floating_point",
+              "prim::is_cuda", "prim::is_nested", "aten::is_complex", "prim::layout"}
 _SUFFIX = re.compile(r"\.\d+$")
 
 
@@ -113,13 +118,17 @@ class _GraphReader:
     def __init__(self, graph: Graph, fn: Function, traced: bool, has_self: bool):
         self.graph, self.fn, self.traced = graph, fn, traced
         self.defs: dict[str, Node] = {}
+        self.types: dict[str, str] = {v.name: v.type for v in graph.inputs}
         for node, _ in graph.walk():
             for value in node.outputs:
                 self.defs[value.name] = node
+                self.types[value.name] = value.type
+        self._deps: dict[str, frozenset] | None = None
         inputs = graph.inputs[1:] if has_self else graph.inputs
         self.self_name = graph.inputs[0].name if has_self and graph.inputs else None
         self.args = {v.name for v in inputs}
         fn.args = [_strip(v.name) for v in inputs]
+        fn.optional = {_strip(v.name) for v in inputs if v.type.endswith("?") or v.type.startswith("Optional[")}
 
     def read(self) -> Function:
         self.fn.body = self.block(self.graph.nodes, 0)
@@ -137,12 +146,13 @@ class _GraphReader:
                 items.append(If(loc, self.code(node.source), self._leading(items, loc),
                                 self.block(node.blocks[0].nodes, depth + 1),
                                 self.block(node.blocks[1].nodes, depth + 1),
-                                self._reads_training(cond), self.render(cond)))
+                                self._reads_training(cond), self.render(cond), self.deps(cond),
+                                self._identity(cond), self._none_check(cond)))
             elif node.kind == "prim::Loop" and node.blocks and not self.traced:
                 loc = self.loc(node.source)
                 items.append(Loop(loc, self.code(node.source), self._leading(items, loc),
                                   self.block(node.blocks[0].nodes, depth + 1), self._header(node),
-                                  self._trip(node)))
+                                  self._trip(node), self._loop_deps(node)))
             elif node.kind not in STRUCTURAL:
                 items.append(self.op(node))
                 for block in node.blocks:  # prim::With, prim::Closure: their ops run in place
@@ -162,15 +172,20 @@ class _GraphReader:
     def op(self, node: Node) -> Op:
         inputs = node.inputs
         kind = node.kind
+        callee = None
         if kind == "prim::CallMethod":
             name = node.attributes.get("name", "?")
             if inputs and inputs[0] == self.self_name:
                 self.fn.calls.add(name)
+            owner = self.types.get(inputs[0]) if inputs else None
+            callee = f"{short_type(owner)}.{name}" if owner else None
             kind, inputs = f"call {name}", inputs[1:]
         elif kind == "prim::CallFunction":
             target = self.defs.get(inputs[0]) if inputs else None
             name = target.outputs[0].type if target is not None and target.outputs else "?"
-            kind, inputs = f"call {name.rsplit('.', 1)[-1]}", inputs[1:]
+            prefix, _, short = name.rpartition(".")
+            callee = f"{short_type(prefix)}.{short}" if prefix else None
+            kind, inputs = f"call {short}", inputs[1:]
         loc, stack = self.loc(node.source), self.stack(node.source)
         args, consts = [], []
         for value in self._flat(self._explicit(node, inputs)):
@@ -180,7 +195,121 @@ class _GraphReader:
                 consts.append(constant_text(target))
             else:
                 args.append(self.render(value)[:80])
-        return Op(kind, loc, stack, self.code(node.source), tuple(args), tuple(consts))
+        argv = tuple(self.arg(v) for v in (inputs if callee else self._explicit(node, inputs)))
+        return Op(kind, loc, stack, self.code(node.source), tuple(args), tuple(consts), argv, callee)
+
+    def arg(self, value: str) -> Arg:
+        target = self.defs.get(value)
+        if target is not None and target.kind == "prim::Constant":
+            return Arg(constant_text(target), constant_text(target))
+        if target is not None and target.kind in ("prim::ListConstruct", "prim::TupleConstruct"):
+            items = tuple(self.arg(v) for v in target.inputs)
+            const = (f"[{', '.join(i.const for i in items)}]" if all(i.const is not None for i in items)
+                     else None)
+            return Arg(self.render(value)[:80], const, frozenset().union(*(i.deps for i in items)), items)
+        if self.traced:  # what a traced value depends on is never asked: only the script's values can vary
+            return Arg(self.render(value)[:80])
+        return Arg(self.render(value)[:80], None, self.deps(value), nulls=self.nulls(value))
+
+    def nulls(self, value: str, depth: int = 0) -> frozenset:
+        """The parameters that decide whether ``value`` is None: operators never return None; a call may pass
+        an argument's None-ness on; an if chooses it when one side gives None."""
+        if value in self.args:
+            return frozenset({_strip(value)})
+        node = self.defs.get(value)
+        if node is None or depth > 50:
+            return NO_DEPS
+        if node.kind == "prim::unchecked_cast" and node.inputs:
+            return self.nulls(node.inputs[0], depth + 1)
+        if node.kind in ("prim::CallFunction", "prim::CallMethod"):
+            return frozenset().union(*(self.nulls(v, depth + 1) for v in node.inputs[1:]))
+        if node.kind == "prim::If" and len(node.blocks) == 2:
+            i = next((i for i, v in enumerate(node.outputs) if v.name == value), 0)
+            outs = [b.outputs[i] for b in node.blocks if i < len(b.outputs)]
+            out = frozenset().union(*(self.nulls(v, depth + 1) for v in outs))
+            if len(outs) == 2 and self._is_none(outs[0]) != self._is_none(outs[1]):
+                out |= self.deps(node.inputs[0])
+            return out
+        return NO_DEPS
+
+    def _is_none(self, value: str) -> bool:
+        node = self.defs.get(value)
+        return node is not None and node.kind == "prim::Constant" and "value" not in node.attributes \
+            and node.outputs[0].type in ("NoneType", "None")
+
+    def _none_check(self, value: str, depth: int = 0) -> frozenset | None:
+        """For a condition made only of ``x is None`` tests (and not/and/or of them): what decides them."""
+        node = self.defs.get(value)
+        if node is None or depth > 20:
+            return None
+        if node.kind == "aten::__not__" and node.inputs:
+            return self._none_check(node.inputs[0], depth + 1)
+        if node.kind in ("aten::__is__", "aten::__isnot__") and len(node.inputs) == 2:
+            none = [v for v in node.inputs if self._is_none(v)]
+            other = [v for v in node.inputs if not self._is_none(v)]
+            return self.nulls(other[0]) if none and other else None
+        if node.kind == "prim::If" and len(node.blocks) == 2:  # a and b, a or b
+            i = next((i for i, v in enumerate(node.outputs) if v.name == value), 0)
+            parts = [node.inputs[0]] + [b.outputs[i] for b in node.blocks if i < len(b.outputs)]
+            out: set[str] = set()
+            for part in parts:
+                target = self.defs.get(part)
+                if target is not None and target.kind == "prim::Constant":
+                    continue
+                got = self._none_check(part, depth + 1)
+                if got is None:
+                    return None
+                out |= got
+            return frozenset(out)
+        return None
+
+    def deps(self, value: str) -> frozenset:
+        """What a value is computed from: the function's parameters, self.training, grad mode."""
+        if self._deps is None:
+            self._deps = self._all_deps()
+        return self._deps.get(value, NO_DEPS)
+
+    def _all_deps(self) -> dict[str, frozenset]:
+        """Every value's sources, by a fixpoint over the graph (loops carry values around): a node's outputs
+        depend on its inputs, an if's and a loop's also on what their blocks return, a block's inputs on its
+        owner's inputs and on what the block returns."""
+        deps: dict[str, frozenset] = {v: frozenset({_strip(v)}) for v in self.args}
+        nodes = [node for node, _ in self.graph.walk()]
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for node in nodes:
+                if node.kind in TYPE_TESTS:
+                    continue
+                if node.kind == "prim::GetAttr":
+                    own = {TRAINING} if node.attributes.get("name") == "training" else set()
+                    sources = [] if node.inputs and node.inputs[0] == self.self_name else node.inputs
+                else:
+                    own = {GRAD} if node.kind == "aten::is_grad_enabled" else set()
+                    sources = node.inputs + [v for block in node.blocks for v in block.outputs]
+                value = frozenset(own).union(*(deps.get(v, NO_DEPS) for v in sources))
+                targets = [o.name for o in node.outputs] + [v.name for b in node.blocks for v in b.inputs]
+                for name in targets:
+                    old = deps.get(name, NO_DEPS)
+                    if not value <= old:
+                        deps[name] = old | value
+                        changed = True
+            if not changed:
+                break
+        return deps
+
+    def _loop_deps(self, node: Node) -> frozenset:
+        """A loop's trip count, first condition and the condition its body computes for the next round."""
+        values = node.inputs[:2] + [b.outputs[0] for b in node.blocks[:1] if b.outputs]
+        return frozenset().union(*(self.deps(v) for v in values))
+
+    def _identity(self, value: str) -> bool:
+        """The condition only compares two objects by identity (``k is v``), neither of them None."""
+        node = self.defs.get(value)
+        if node is not None and node.kind == "aten::__not__" and node.inputs:
+            node = self.defs.get(node.inputs[0])
+        if node is None or node.kind not in ("aten::__is__", "aten::__isnot__"):
+            return False
+        return not any((d := self.defs.get(v)) is not None and d.kind == "prim::Constant" for v in node.inputs)
 
     def _explicit(self, node: Node, inputs: list[str]) -> list[str]:
         """``inputs`` without the trailing ones that equal their schema default, which the code omits."""

@@ -9,6 +9,21 @@ from dataclasses import dataclass, field
 from typing import Iterator, Union
 
 Loc = tuple[str, int]  # (original file, line)
+# sources a value can depend on besides the function's parameters: the module's mode and autograd's
+TRAINING, GRAD = "@training", "@grad"
+NO_DEPS: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a call as the code passes it."""
+
+    text: str  # as the code writes it ("torch.size(x, 1)", "self.training")
+    const: str | None = None  # the value when the argument is a constant ("2", "None", "[2, 4]")
+    deps: frozenset = NO_DEPS  # parameters of the enclosing function (and TRAINING/GRAD) it is computed from
+    items: tuple["Arg", ...] | None = None  # a list or tuple literal's elements
+    name: str | None = None  # the keyword, for a keyword argument
+    nulls: frozenset = NO_DEPS  # parameters whose being None decides whether this argument is None
 
 
 @dataclass
@@ -21,6 +36,8 @@ class Op:
     code: str = ""  # "code/__torch__/models.py:12"
     args: tuple[str, ...] = ()
     consts: tuple[str, ...] = ()  # values of the constant arguments, as text
+    argv: tuple[Arg, ...] = ()  # the arguments as passed (lists not flattened), with what they depend on
+    callee: str | None = None  # calls: the qualname of the called function when known ("pkg.Cls.forward")
 
     @property
     def is_call(self) -> bool:
@@ -36,6 +53,9 @@ class If:
     orelse: list["Item"] = field(default_factory=list)
     reads_training: bool = False
     cond_text: str = ""  # the condition as generated code
+    deps: frozenset = NO_DEPS  # what the condition is computed from (as Arg.deps)
+    identity: bool = False  # the condition only compares objects by identity (``k is v``), never with None
+    none_check: frozenset | None = None  # a condition made only of ``x is None`` tests: what decides x's None-ness
 
 
 @dataclass
@@ -46,6 +66,7 @@ class Loop:
     body: list["Item"] = field(default_factory=list)
     header_text: str = ""
     trip: tuple[str, int] | None = None  # (argument name, dim) when the trip count is arg.size(dim) / len(arg)
+    deps: frozenset = NO_DEPS  # what the trip count (or the while condition) is computed from (as Arg.deps)
 
 
 Item = Union[Op, If, Loop]
@@ -59,6 +80,7 @@ class Function:
     name: str
     code: str  # "code/__torch__/models.py:8"
     args: list[str] = field(default_factory=list)
+    optional: set[str] = field(default_factory=set)  # the arguments typed Optional (that may be None)
     body: list[Item] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)  # names of self.<method>(...) calls
     training_names: set[str] = field(default_factory=set)  # locals assigned from self.training

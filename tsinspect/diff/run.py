@@ -11,7 +11,7 @@ from tsinspect.archive.text import printable
 from tsinspect.diff.align import Aligner
 from tsinspect.diff.astread import read_program
 from tsinspect.diff.kinds import SCRIPTED, TRACED, UNKNOWN, KindGuess, guess_kind, same_model
-from tsinspect.diff.model import TRACE_KINDS, DiffResult
+from tsinspect.diff.model import DiffResult
 from tsinspect.diff.program import Program
 
 
@@ -41,6 +41,12 @@ def load_side(path: str) -> Side:
 def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False, extract=None) -> DiffResult:
     """Diff two archives. ``ir``: "auto" (use the IR when both load), "never", or "always". ``extract``:
     how to get an archive's IR (``irread.extract_path`` by default; a cache in tests)."""
+    from tsinspect.diff.export import export_diff, is_pt2
+
+    pt2 = [p for p in (path_a, path_b) if is_pt2(p)]
+    if len(pt2) == 1:  # TorchScript against the exported program (a sketch: diff/export.py)
+        ts_path = path_b if pt2[0] == path_a else path_a
+        return export_diff(ts_path, pt2[0], load_side(ts_path))
     a, b = load_side(path_a), load_side(path_b)
     kinds = {a.kind.kind, b.kind.kind}
     result = DiffResult("trace_vs_script", path_a, path_b,
@@ -74,7 +80,9 @@ def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = Fals
         elif ir == "always":
             raise ArchiveError(f"the IR is not available: {note}")
         result.analysis_note = note
-    findings = Aligner(t_prog, s_prog).run()
-    findings.sort(key=lambda f: (TRACE_KINDS.index(f.kind), f.method or "", f.file or "", f.line or 0))
-    result.findings = findings
+    aligner = Aligner(t_prog, s_prog)
+    result.findings = sorted(aligner.run(), key=lambda f: f.rank())
+    result.accepts = aligner.dynamic.signatures()
+    if result.accepts_line():
+        result.notes.append(result.accepts_line())
     return result

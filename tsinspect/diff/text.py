@@ -1,5 +1,7 @@
-"""Text rendering of a DiffResult: findings grouped by method, with source excerpts marking what the
-trace kept (+) and dropped (-). ``style(text, *names)`` colours; pass the CLI's Style or ``lambda t, *s: t``.
+"""Text rendering of a DiffResult: findings in report order (the user's own files first, by harm), grouped by
+method, with source excerpts marking what the trace kept (+) and dropped (-) and a line on how to fix each;
+findings in library code counted per package unless ``show_all``. ``style(text, *names)`` colours; pass the
+CLI's Style or ``lambda t, *s: t``.
 """
 
 from __future__ import annotations
@@ -7,31 +9,53 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from tsinspect.archive.text import printable
-from tsinspect.diff.model import DiffResult, Finding
+from tsinspect.diff.model import SEVERITY_TEXT, DiffResult, Finding
 
 StyleFn = Callable[..., str]
 _KIND_STYLE = {"dropped_branch": ("red", "bold"), "per_iteration_branch": ("yellow", "bold"),
                "unrolled_loop": ("yellow", "bold"), "baked_constant": ("magenta", "bold"),
-               "missing_method": ("red", "bold"), "divergent_ops": ("cyan", "bold")}
+               "missing_method": ("red", "bold")}
+_VERDICT_STYLE = {"confirmed": "red", "not reproduced": "green", "not tested": "yellow"}
 
 
-def render(result: DiffResult, style: StyleFn) -> Iterator[str]:
+def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterator[str]:
     if result.mode == "structural":
         yield from _structural(result, style)
+        return
+    if result.mode == "export":
+        yield f"{style('TorchScript', 'bold')} {printable(result.a)}"
+        yield f"{style('exported   ', 'bold')} {printable(result.b)}"
+        for note in result.notes:
+            yield style(f"note: {printable(note)}", "dim")
+        for finding in result.findings:
+            yield from _finding(finding, style)
+        yield ""
+        yield summary_line(result)
         return
     yield f"{style('traced  ', 'bold')} {printable(result.traced or '')}"
     yield f"{style('scripted', 'bold')} {printable(result.scripted or '')}"
     yield style(f"analysis: {result.analysis_note or result.analysis}", "dim")
     for note in result.notes:
         yield style(f"note: {printable(note)}", "dim")
+    yield from _verification(result, style)
     if not result.findings:
         yield style("no differences: the trace keeps every branch and loop the script has", "green")
         return
-    for method, findings in result.by_method():
+    package = None
+    for method, findings in result.by_method(library=show_all):
+        if findings[0].origin != "user" and findings[0].package != package:
+            package = findings[0].package
+            yield ""
+            yield style(f"-- library code: {printable(package or '?')} --", "bold")
         yield ""
         yield style(printable(method), "bold", "cyan")
         for finding in findings:
             yield from _finding(finding, style)
+    library = result.library_counts()
+    if library and not show_all:
+        yield ""
+        yield style("library code: " + ", ".join(f"{n} in {printable(p)}" for p, n in library.items())
+                    + " (--all shows them)", "dim")
     yield ""
     yield summary_line(result)
 
@@ -46,13 +70,27 @@ def summary_line(result: DiffResult) -> str:
 
 def _finding(f: Finding, style: StyleFn) -> Iterator[str]:
     where = f"{_short(f.file)}:{f.line}" if f.file else "-"
-    yield f"  {style(f.kind, *_KIND_STYLE.get(f.kind, ('bold',)))}  {style(printable(where), 'dim')}"
+    harm = f"  {SEVERITY_TEXT.get(f.severity, f.severity)}" if f.severity else ""
+    yield f"  {style(f.kind, *_KIND_STYLE.get(f.kind, ('bold',)))}  {style(printable(where), 'dim')}{style(harm, 'dim')}"
     yield f"    {printable(f.message)}"
     excerpt = f.excerpt or ([(f.line, f.code, "")] if f.code and f.line else [])
     for line, text, mark in excerpt:
         sign, colour = {"dropped": ("-", "red"), "kept": ("+", "green")}.get(mark, (" ", "dim"))
         body = f"    {sign} {line:>5} | {printable(text)}"
         yield style(body, colour) if mark else body
+    if f.fix:
+        yield f"    {style('fix:', 'bold')} {printable(f.fix)}"
+    if f.verdict:
+        colour = _VERDICT_STYLE.get(f.verdict.get("verdict"), "dim")
+        yield f"    {style(str(f.verdict.get('verdict')) + ':', 'bold', colour)} {printable(f.verdict.get('text') or '')}"
+
+
+def _verification(result: DiffResult, style: StyleFn) -> Iterator[str]:
+    """``--verify``: how the archives were run, and the divergences no finding explains."""
+    head, unexplained = result.verification_lines()
+    ran = (result.verification or {}).get("status") == "ran"
+    yield from (style(printable(line), "dim" if ran else "yellow") for line in head)
+    yield from (style(printable(line), "yellow", "bold") for line in unexplained)
 
 
 def _structural(result: DiffResult, style: StyleFn) -> Iterator[str]:

@@ -40,7 +40,7 @@ from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
 GIB = 1024 ** 3
-FILE_SIZE_LIMIT = 256 * 1024 * 1024  # largest file the child may write (its stderr log: it opens no file)
+FILE_SIZE_LIMIT = 256 * 1024 * 1024  # most a child may write to its stdout or stderr file (it opens no file itself)
 SKIP_GATE_ENV = "TSINSPECT_TEST_ONLY_SKIP_GATE"
 SANDBOX_ENV = "TSINSPECT_SANDBOX"
 _FULL_WORTHY = ("load_failed", "out_of_memory")  # meta-load failures a full load may not have
@@ -155,6 +155,11 @@ def read_output(stdout: bytes) -> dict:
 
 def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     options = options or Options()
+    if archive.format == rk.PT2:  # the exported graph is data: read without torch, no child (ir.pt2graph)
+        from tsinspect.ir.pt2graph import pt2_ir
+
+        index = CodeIndex()
+        return Extraction(pt2_ir(archive).to_json(), scan_archive(archive, index), index)
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
@@ -226,41 +231,55 @@ def _child_env() -> dict:
 
 
 def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "tsinspect.ir.extract", "--archive", str(copy), *flags]
+    args = ["--archive", str(copy), *flags]
     for flag, value in (("--module", options.module), ("--method", options.method)):
         if value is not None:
-            cmd += [flag, value]
+            args += [flag, value]
     if options.inline:
-        cmd.append("--inline")
+        args.append("--inline")
     elif options.inline_module is not None:
-        cmd += ["--inline-module", options.inline_module]
+        args += ["--inline-module", options.inline_module]
     for lib in options.libraries:
-        cmd += ["--library", str(Path(lib).resolve())]
+        args += ["--library", str(Path(lib).resolve())]
+    stdout, error = run_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
+                                       options.timeout)
+    if error is not None:
+        return IR("failed", error=error).to_json()
+    return read_output(stdout)
+
+
+def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int,
+                       timeout: float, doing: str = "loading the archive") -> tuple[bytes, LoadError | None]:
+    """Run ``python -m module args`` (a tsinspect torch child that limits and confines itself, see
+    tsinspect.ir.extract) in ``run_dir`` with the limits, the timeout and the environment every torch
+    child gets; its stderr goes to ``run_dir/../stderr.log``. Returns (stdout, None), or (b"", the error)
+    when it timed out, crashed or wrote nothing."""
+    cmd = [sys.executable, "-m", module, *args]
     if os.environ.get(SANDBOX_ENV) == "off":
         cmd += ["--no-sandbox", f"disabled by {SANDBOX_ENV}=off"]
     # the child sets these limits on itself, then confines itself, before importing torch (no preexec_fn:
     # the TUI has threads)
-    cmd += ["--limit-memory", str(_memory_limit(archive, options)), "--limit-cpu", str(int(options.timeout) + 5),
+    cmd += ["--limit-memory", str(memory_limit), "--limit-cpu", str(int(timeout) + 5),
             "--limit-file-size", str(FILE_SIZE_LIMIT)]
-    # stderr goes to a file (bounded by the file-size limit) so a chatty archive cannot fill our memory
-    log_path = run_dir.parent / "stderr.log"
-    with open(log_path, "wb") as log:
+    # stdout and stderr go to files, bounded by the child's file-size limit (a write past it kills the child
+    # with SIGXFSZ), so an archive whose load-time code floods them cannot fill our memory
+    log_path, out_path = run_dir.parent / "stderr.log", run_dir.parent / "stdout.json"
+    with open(log_path, "wb") as log, open(out_path, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=log,
-                                start_new_session=True)
+                                stdout=out, stderr=log, start_new_session=True)
     try:
-        stdout, _ = proc.communicate(timeout=options.timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        proc.communicate()
-        return IR("failed", error=LoadError(
-            "timeout", f"torch did not finish loading the archive within {options.timeout:g} s",
-            hint="raise the limit with --timeout")).to_json()
+        proc.wait()
+        return b"", LoadError("timeout", f"torch did not finish {doing} within {timeout:g} s",
+                              hint="raise the limit with --timeout")
     finally:
         _kill_group(proc)  # whatever the child started goes with it
-    if proc.returncode != 0 or not stdout:
-        return IR("failed", error=_crash_error(proc.returncode, _tail(log_path))).to_json()
-    return read_output(stdout)
+    stdout = out_path.read_bytes() if proc.returncode == 0 else b""
+    if not stdout:
+        return b"", _crash_error(proc.returncode, _tail(log_path))
+    return stdout, None
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:

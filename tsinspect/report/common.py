@@ -21,9 +21,10 @@ def sections(report: Report) -> list[tuple[str, str]]:
     if report.summary.modules is None:
         skip.add("modules")
     if not report.code:
-        skip.update(("code", "ops", "ir"))
-    structural = report.diff is not None and report.diff.mode != "trace_vs_script"
-    return [(anchor, "Structural diff" if anchor == "diff" and structural else title)
+        skip.add("code")
+        if not report.ir.loaded:  # a pt2's exported graph has no code/ but is an IR
+            skip.update(("ops", "ir"))
+    return [(anchor, diff_title(report.diff) if anchor == "diff" and report.diff is not None else title)
             for anchor, title in SECTIONS if anchor not in skip]
 
 
@@ -45,20 +46,26 @@ def archive_facts(s: ArchiveSummary) -> list[tuple[str, str]]:
         dtypes = ", ".join(f"{n} {d}" for d, n in s.dtype_counts().items())
         facts.append(("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {dtypes}"))
     if s.constants:
-        facts.append(("constants", f"{counted(len(s.constants), 'tensor')} in constants.pkl"))
+        facts.append(("constants", f"{counted(len(s.constants), 'tensor')} in "
+                                   + ("data/constants/" if s.pt2 else "constants.pkl")))
     if s.traced_inputs:
         facts.append(("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
     if s.methods:
         facts.append(("methods", f"{len(s.methods)} in {len(s.code_files)} code files"))
+    facts += s.pt2.facts() if s.pt2 else []
     if s.extra_files:
         facts.append(("extra files", ", ".join(f"{x.name[len('extra/'):]} ({human_bytes(x.size)})"
                                                for x in s.extra_files)))
     return facts
 
 
+def diff_title(diff) -> str:
+    return {"trace_vs_script": "Trace vs script", "export": "TorchScript vs export"}.get(diff.mode, "Structural diff")
+
+
 def diff_notes(diff) -> list[str]:
     """What the diff section says before its findings: the analysis or the kind of diff, and notes."""
-    if diff.mode == "trace_vs_script":
+    if diff.mode in ("trace_vs_script", "export"):
         head = [diff.analysis_note or diff.analysis]
     else:
         kinds = "/".join(sorted({v.get("kind", "?") for v in diff.kinds.values()}))

@@ -102,8 +102,7 @@ class _Writer:
         doc = ir.document
         if ir.loaded:
             warning = f"; **{md(ir.sandbox_warning)}**" if ir.sandbox_warning else ""
-            return md(f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process") \
-                + warning
+            return md(ir.how) + warning
         return f"**{md(doc.get('load'))}**: " + md((doc.get("error") or {}).get("message", ""))
 
     def section_diff(self) -> str:
@@ -213,8 +212,7 @@ class _Writer:
                 out.append(details(html.escape(printable(m.qualname)) + f" ({len(m.ops)} call{'' if len(m.ops) == 1 else 's'})",
                                    fence(printable(body, keep_lines=True))))
             return "\n\n".join(out)
-        out.append(f"Loaded by torch {md(doc.get('torch_version'))} in a child process ({md(doc.get('load'))} "
-                   "tensors). One block per method of each module type.")
+        out.append(md(ir.how[:1].upper() + ir.how[1:]) + ". One block per method of each module type.")
         out += [md_paragraph(note) for note in doc.get("notes", [])]
         for type_name, paths, methods in common.ir_types(self.r):
             out.append(f"### {md(short_type(type_name))} ({md(common.instances(paths))})")

@@ -101,7 +101,7 @@ def _diff_line(d, found) -> str:
         if e.part == "diff" and e.origin != USER:
             libs[e.origin] = libs.get(e.origin, 0) + 1
     lib = "; " + ", ".join(f"{n} {_place(o)}" for o, n in libs.items()) if libs else ""
-    mode = "trace vs script" if d.mode == "trace_vs_script" else "structural diff"
+    mode = {"trace_vs_script": "trace vs script", "export": "TorchScript vs export"}.get(d.mode, "structural diff")
     return f"**{counted(len(d.findings), 'finding')}** ({mode}): {md(_cut(kinds + lib, 400))}"
 
 

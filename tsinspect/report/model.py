@@ -67,7 +67,20 @@ class IRPart:
 
     @property
     def loaded(self) -> bool:
-        return bool(self.document) and self.document.get("load") in ("meta", "full")
+        return bool(self.document) and self.document.get("load") in ("meta", "full", "pt2")
+
+    @property
+    def from_torch(self) -> bool:
+        """Built by torch in the child (a pt2's graph is read from its JSON instead)."""
+        return self.loaded and self.document.get("load") != "pt2"
+
+    @property
+    def how(self) -> str:
+        """How the IR was obtained, one clause for every writer."""
+        doc = self.document or {}
+        if doc.get("load") == "pt2":
+            return f"read from the exported program's JSON without torch (written by torch {doc.get('torch_version')})"
+        return f"loaded with torch {doc.get('torch_version')} ({doc.get('load')} tensors) in a child process"
 
     @property
     def sandbox_warning(self) -> str | None:
@@ -174,6 +187,15 @@ def code_file(archive: Archive, name: str) -> CodeFile:
 
 def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, result=None) -> IRPart:
     """``result``: this archive's extraction when the diff already made one (it walked every module)."""
+    if archive.format == rk.PT2:  # the exported graph is data: no child, no gate
+        from tsinspect.ir.pt2graph import pt2_ir
+        from tsinspect.ir.views import op_inventory
+
+        try:
+            ir = pt2_ir(archive)
+        except ArchiveError as exc:
+            return IRPart(skipped=f"the exported program could not be read ({exc})")
+        return IRPart(ir.to_json(), ir, op_inventory(ir), "ir")
     if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
         return IRPart(skipped=f"a {archive.format} file has no TorchScript code and no IR")
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory

@@ -36,7 +36,8 @@ from tsinspect.archive.pickles import Global, PickleError, walk
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
-from tsinspect.archive.zipread import STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip
+from tsinspect.archive.zipread import (STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip,
+                                       open_zip_bytes)
 
 SCHEMA = "tsinspect.scan/1"
 CLEAN, SUSPICIOUS, UNSAFE, ERROR = "clean", "suspicious", "unsafe", "error"
@@ -415,6 +416,8 @@ class _Scan:
                 self._other_directories(zip_)
             if archive.zip is not None:
                 self._code()
+                if archive.format == rk.PT2:
+                    self._pt2(archive.zip)
             problems = archive.problems if appended is None else archive.problems + appended.problems
             for problem in problems:
                 severity = INFO if problem.kind in _INFO_PROBLEMS else SUSPICIOUS
@@ -569,6 +572,42 @@ class _Scan:
             _scan_stream(self.result, body, f"{shown} (hidden at byte {base + at})", _zip_policy_names([name]),
                          MAX_PICKLES_PER_MEMBER, legacy=False, quiet_failure=not _pickle_name(name))
 
+    # -- torch.export archives ----------------------------------------------------------------------------
+    def _pt2(self, zip_: ZipArchive) -> None:
+        """What loading a pt2 runs besides its JSON: shared libraries AOTInductor dlopens (native code), and
+        the torch.save zips nested in members (sample inputs, ``use_pickle`` payloads, legacy weight files),
+        which torch.export.load hands to torch.load: sample inputs fall back to ``weights_only=False``."""
+        for entry in zip_.entries:
+            if entry.is_dir:
+                continue
+            try:
+                head = _head(zip_, entry, 4)[:4]
+            except ArchiveError:
+                continue
+            name = rk.ascii_lower(entry.name.split("/", 1)[-1])
+            # AOTInductor loads libraries from its folder only: a weight elsewhere may start like ELF by chance
+            if rk.classify(name) == rk.NATIVE_CODE or name.startswith("data/aotinductor/") and head in _NATIVE_MAGIC:
+                self.result.add(Finding(
+                    "native_code", UNSAFE, entry.display_name,
+                    "a shared library (AOTInductor compiled model): loading the package (torch._inductor."
+                    "aoti_load_package, torch.export.pt2_archive) runs its native code; tsinspect never loads "
+                    "it. Trust it only if you trust whoever built it"))
+            elif head == b"PK\x03\x04":
+                self._nested_zip(zip_, entry)
+
+    def _nested_zip(self, zip_: ZipArchive, entry: ZipEntry) -> None:
+        try:
+            nested = open_zip_bytes(zip_.read(entry, PICKLE_CAP), entry.display_name)
+        except ArchiveError as exc:
+            self.result.add(Finding("unreadable_nested_zip", SUSPICIOUS, entry.display_name,
+                                    f"a nested zip torch.load would read: {str(exc).split(': ', 1)[-1]}"))
+            return
+        with nested:
+            nested.inflate_budget = zip_.inflate_budget
+            self.result.members += len(nested.entries)
+            self._members(nested, label=f"{entry.display_name}!")
+            zip_.inflate_budget = nested.inflate_budget
+
     # -- code/ -----------------------------------------------------------------------------------------
     def _code(self) -> None:
         from tsinspect.safety import codescan
@@ -608,6 +647,11 @@ class _Scan:
                             "it; it runs when the model runs, not at load time", line=node.lineno))
 
 
+# ELF, Mach-O (32/64, both byte orders, fat); PE is told by its name (.dll/.pyd: "MZ" is too short a magic)
+_NATIVE_MAGIC = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",
+                 b"\xca\xfe\xba\xbe")
+
+
 def _zip_policy(zip_: ZipArchive) -> str:
     """Which loader reads this zip's pickles: TorchScript archives go to torch.jit.load, the rest to torch.load."""
     return _zip_policy_names([e.name for e in zip_.entries])
@@ -631,15 +675,15 @@ def _looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
 
 
-def _head(zip_: ZipArchive, entry: ZipEntry) -> bytes:
+def _head(zip_: ZipArchive, entry: ZipEntry, size: int = 2) -> bytes:
     if entry.method == STORED:
-        return zip_.read_range(entry, 0, 2)
+        return zip_.read_range(entry, 0, size)
     chunks = zip_.iter_chunks(entry, PICKLE_CAP)
     head = b""
     try:
         for chunk in chunks:
             head += chunk
-            if len(head) >= 2:
+            if len(head) >= size:
                 break
     finally:
         chunks.close()

@@ -34,6 +34,7 @@ KEYS = [  # (where, key, what)
     ("safety, findings", "enter", "show the finding's line of code"),
     ("diff, findings", "up / down", "the highlighted finding: its source (- dropped, + kept) beside the traced code"),
     ("diff", "enter / c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
+    ("diff", "v", "verify: run both archives on generated inputs (sandboxed child), a verdict per finding"),
 ]
 
 INTRO = """\

@@ -85,6 +85,7 @@ def overview(loaded) -> Content:
         rows.append(field("tensors", f"{len(s.tensors)}, {human_bytes(s.weight_bytes)} of storage: {dtypes}"))
     if s.constants:
         rows.append(field("constants", f"{len(s.constants)} tensors in constants.pkl"))
+    rows += [field(label, text) for label, text in (s.pt2.facts() if s.pt2 else [])]
     if s.traced_inputs:
         rows.append(field("traced with", ", ".join(f"{t.name}: {t.dtype}{shape(t.shape)}" for t in s.traced_inputs)))
     if s.methods:

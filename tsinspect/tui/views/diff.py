@@ -22,6 +22,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Input, LoadingIndicator, Static, Tree
 
 from tsinspect.archive.text import printable
+from tsinspect.diff.model import SEVERITY_TEXT
 from tsinspect.tui import render
 from tsinspect.tui.messages import CompareChecked
 
@@ -30,6 +31,7 @@ KIND_STYLE = {"dropped_branch": "bold $text-error", "missing_method": "bold $tex
               "per_iteration_branch": "bold $text-warning", "unrolled_loop": "bold $text-warning",
               "baked_constant": "bold $text-accent", "divergent_ops": "bold $text-primary"}
 MARKS = {"dropped": ("-", "$text-error", "on $error 20%"), "kept": ("+", "$text-success", "on $success 15%")}
+VERDICT_STYLE = {"confirmed": "bold $text-error", "not reproduced": "$text-success", "not tested": "$text-warning"}
 NO_DIFF = "no differences: the trace keeps every branch and loop the script has"
 
 
@@ -104,7 +106,16 @@ def finding_detail(finding, result) -> Content:
         (printable(finding.kind), KIND_STYLE.get(finding.kind, "bold")),
         ("  " + where(finding) if where(finding) else "", "bold"),
         (f"  in {printable(finding.method)}" if finding.method else "", render.DIM))]
+    if result.mode == "trace_vs_script":
+        origin = "your code" if finding.origin == "user" else f"library code ({finding.package})"
+        rows.append(Content.styled(f"{SEVERITY_TEXT.get(finding.severity, finding.severity)} · {origin}", render.DIM))
     rows.append(Content(printable(finding.message)))
+    if finding.fix:
+        rows.append(Content.assemble(("fix  ", "bold"), printable(finding.fix)))
+    if finding.verdict:
+        verdict = finding.verdict.get("verdict", "")
+        rows.append(Content.assemble((verdict + "  ", VERDICT_STYLE.get(verdict, "bold")),
+                                     printable(finding.verdict.get("text", ""))))
     code = finding.details.get("code_location")
     if code and result.mode == "trace_vs_script":
         rows.append(Content.assemble(("scripted code  ", render.DIM), printable(code), ("  (c: show it)", render.DIM)))
@@ -146,6 +157,9 @@ def header(result, browsed: str) -> Content:
                 if result.mode == "trace_vs_script" else "")
     second = Content.assemble((count, render.BAD if result.findings else render.GOOD), (analysis, render.DIM))
     notes = [Content.styled("note: " + printable(n), render.DIM) for n in result.notes[:3]]
+    verified, unexplained = result.verification_lines() if result.mode == "trace_vs_script" else ([], [])
+    notes += [Content.styled(printable(n), render.DIM) for n in verified[:2]]
+    notes += [Content.styled(printable(n), render.WARN) for n in unexplained[:3]]
     return render.lines(first, second, *notes)
 
 
@@ -156,6 +170,8 @@ class DiffView(Vertical):
     BINDINGS = [
         Binding("c", "code", "Code line", tooltip="Show the finding's line in the scripted archive's code/"),
         Binding("ctrl+o", "app.compare", "Compare", tooltip="Diff the browsed archive with another one"),
+        Binding("v", "verify", "Verify", show=False,
+                tooltip="Run both archives on generated inputs (sandboxed child): a verdict per finding"),
     ]
 
     can_focus = True
@@ -166,6 +182,8 @@ class DiffView(Vertical):
         self.state = "none"  # none, loading, loaded, failed
         self.findings: list = []
         self._leaves: dict[int, Any] = {}  # finding index -> tree node
+        self._browsed = ""
+        self.verifying = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="diff-status")
@@ -230,7 +248,7 @@ class DiffView(Vertical):
             ("\nctrl+o: choose another archive.", render.DIM)))
 
     def show_result(self, result, browsed: str) -> None:
-        self.state, self.result = "loaded", result
+        self.state, self.result, self._browsed = "loaded", result, browsed
         self.show_header(browsed)
         tree = self.query_one("#diff-findings", Tree)
         tree.clear()
@@ -250,6 +268,7 @@ class DiffView(Vertical):
             self.show_finding(0)
 
     def show_header(self, browsed: str) -> None:
+        self._browsed = browsed
         self.query_one("#diff-status", Static).update(header(self.result, browsed))
 
     @staticmethod
@@ -259,6 +278,9 @@ class DiffView(Vertical):
         style = {"dropped_branch": "bold red", "missing_method": "bold red", "per_iteration_branch": "yellow",
                  "unrolled_loop": "yellow", "baked_constant": "magenta", "divergent_ops": "cyan"}
         text.append("  " + printable(finding.kind), style=style.get(finding.kind, "bold"))
+        if finding.verdict:
+            verdict = finding.verdict.get("verdict", "")
+            text.append(f"  {verdict}", style={"confirmed": "bold red", "not reproduced": "green"}.get(verdict, "yellow"))
         return text
 
     # ----- the highlighted finding
@@ -309,6 +331,42 @@ class DiffView(Vertical):
         self.query_one("#diff-trace", Static).update(traced_excerpt(finding))
         for selector in ("#diff-script-scroll", "#diff-trace-scroll", "#diff-detail-scroll"):
             self.query_one(selector).scroll_home(animate=False)
+
+    # ----- diff --verify, in a worker: the UI stays live, the status line shows its progress
+
+    def action_verify(self) -> None:
+        result = self.result
+        if self.state != "loaded" or result is None or result.mode != "trace_vs_script" or self.verifying:
+            self.app.notify("Verify runs a loaded trace-vs-script diff (once at a time).", severity="warning")
+            return
+        self.verifying = True
+        self._progress("starting")
+        self._verify(result, self.app.trust)
+
+    def _progress(self, text: str) -> None:
+        if self.verifying and self.result is not None:
+            self.query_one("#diff-status", Static).update(
+                header(self.result, self._browsed) + Content.styled(f"\nverifying: {text}...", render.WARN))
+
+    @work(thread=True, exclusive=True, group="verify", exit_on_error=False)
+    def _verify(self, result, trust: bool) -> None:
+        import copy
+
+        from tsinspect.verify.run import verify
+
+        checked = copy.copy(result)  # verify sorts its findings: not the list the view shows meanwhile
+        checked.findings = list(result.findings)
+        try:
+            verify(checked, trust=trust, progress=lambda text: self.app.call_from_thread(self._progress, text))
+        except Exception as exc:  # noqa: BLE001 - a message in the UI, never a crash
+            self.app.call_from_thread(self.app.notify, f"verify failed: {printable(str(exc))}", severity="error")
+            checked = result
+        self.app.call_from_thread(self._verified, checked)
+
+    def _verified(self, result) -> None:
+        self.verifying = False
+        if self.result is not None and result.traced == self.result.traced and result.scripted == self.result.scripted:
+            self.show_result(result, self._browsed)
 
     # ----- app protocol (the app calls these on every view)
 

@@ -290,7 +290,7 @@ class IRView(Vertical):
 
     def show_archive(self) -> None:
         summary = self.app.loaded.summary
-        if summary.format in ("torchscript", "lite"):
+        if summary.format in ("torchscript", "lite", "pt2"):
             if self.state == "waiting":  # the extraction usually started with the app, and may be done
                 self.show_loading(self.app.trust)
         else:
@@ -331,7 +331,7 @@ class IRView(Vertical):
         tree.loading = False
         self.query_one("#ir-side").display = True
         self._show_detail(Content.styled(HINT, render.DIM), [])
-        if ir.load in ("meta", "full"):
+        if ir.load in ("meta", "full", "pt2"):
             self.state = "loaded"
             self._set_status(self._loaded_status())
             tree.show(IRRoot(ir.modules, self.inlined, self._index))
@@ -359,8 +359,9 @@ class IRView(Vertical):
         notes = f"  {'; '.join(ir.notes)[:300]}" if ir.notes else ""
         # an unconfined child is worth a warning; "sandbox on" is the normal case (graph --json says it)
         sandbox = f"  {ir.sandbox.message}" if ir.sandbox and ir.sandbox.state != "on" else ""
-        return Content.assemble(("IR ", "bold"), f"{ir.load} load by torch {ir.torch_version or '?'}, "
-                                f"{len(ir.modules)} modules, {methods} methods, {graph}",
+        how = (f"{ir.load} load by torch {ir.torch_version or '?'}" if ir.load != "pt2" else
+               f"exported program read without torch (written by torch {ir.torch_version or '?'})")
+        return Content.assemble(("IR ", "bold"), f"{how}, {len(ir.modules)} modules, {methods} methods, {graph}",
                                 (printable(sandbox), render.BAD), (printable(notes), render.DIM))
 
     def _set_status(self, content: Content) -> None:

@@ -1,0 +1,172 @@
+"""Build torch.export archives (.pt2) for tests/test_pt2.py and write what torch itself says about them.
+
+Run as ``python tests/pt2_build.py OUTDIR``: writes OUTDIR/<name>.pt2 and OUTDIR/truth.json with, per archive,
+what ``torch.export.load`` gives back: the op targets of every call_function node of the graph and its
+higher-order subgraphs (``operator.getitem`` left out: the serialized form folds it into the outputs of the
+node it unpacks), the signature, state-dict and constant tensors, and the range constraints.
+Checked with torch 2.13.0+cpu.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch._higher_order_ops.map import map as hop_map
+from torch._higher_order_ops.while_loop import while_loop
+from torch.export import Dim
+
+
+class Sub(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.lin(x)  # pt2: sub line
+
+
+class CondNet(torch.nn.Module):
+    """A submodule, a buffer, a tensor constant, torch.cond, and a dynamic batch dimension."""
+
+    def __init__(self):
+        super().__init__()
+        self.sub = Sub()
+        self.register_buffer("scale", torch.ones(3))
+        self.c = torch.tensor([2.0, 3.0, 4.0])
+
+    def forward(self, x):
+        y = self.sub(x) * self.scale + self.c  # pt2: scale line
+
+        def positive(y):
+            return y.sin()
+
+        def negative(y):
+            return y.cos()
+
+        return torch.cond(y.sum() > 0, positive, negative, (y,))  # pt2: cond line
+
+
+class LoopNet(torch.nn.Module):
+    """map over the rows, then a while_loop; static shapes."""
+
+    def forward(self, xs, y):
+        z = hop_map(lambda x, y: x * y + 1, xs, y)
+        i, acc = while_loop(lambda i, acc: i < 3, lambda i, acc: (i + 1, acc * 2), (torch.tensor(0), z))
+        return acc
+
+
+class TwoDims(torch.nn.Module):
+    """Two dynamic dimensions, one of them derived (seq = 2 * half)."""
+
+    def forward(self, x, y):
+        return x @ y.transpose(0, 1)
+
+
+class Flow(torch.nn.Module):
+    """Control flow on shapes: scripted, it stays; exported with static shapes, one side and an unrolled loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.lin(x)
+        if x.shape[0] > 4:  # pt2: flow if
+            y = torch.relu(y)  # pt2: flow then
+        else:
+            y = torch.sigmoid(y)  # pt2: flow else
+        for _ in range(x.shape[1]):  # pt2: flow loop
+            y = y * 2.0  # pt2: flow body
+        return y
+
+
+def _target(t) -> str:
+    if isinstance(t, torch._ops.OpOverload):
+        return f"{t.namespace}::{t._opname}.{t._overloadname}"
+    if isinstance(t, torch._ops.HigherOrderOperator):
+        return f"higher_order::{t.name()}"
+    return f"{t.__module__}.{t.__name__}"
+
+
+def _ops(gm) -> list[str]:
+    out = []
+    todo = [gm]
+    while todo:
+        module = todo.pop()
+        for node in module.graph.nodes:
+            if node.op == "call_function" and node.target is not operator.getitem:
+                out.append(_target(node.target))
+            elif node.op == "get_attr" and isinstance(getattr(module, node.target, None), torch.fx.GraphModule):
+                todo.append(getattr(module, node.target))
+    return out
+
+
+def truth(path: Path) -> dict:
+    ep = torch.export.load(path)
+    sig = ep.graph_signature
+    kinds = {"USER_INPUT": "user_input", "PARAMETER": "parameter", "BUFFER": "buffer",
+             "CONSTANT_TENSOR": "constant", "CUSTOM_OBJ": "custom_object", "TOKEN": "token"}
+    tensors = {name: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+               for name, t in list(ep.state_dict.items()) + list(ep.constants.items())}
+    return {"ops": sorted(_ops(ep.graph_module)),
+            "inputs": [[s.arg.name, kinds[s.kind.name], s.target] for s in sig.input_specs],
+            "outputs": [[s.arg.name, s.kind.name.lower(), s.target] for s in sig.output_specs],
+            "tensors": tensors,
+            "ranges": {str(k): [int(v.lower), None if v.upper.is_integer is False or str(v.upper) == "int_oo"
+                                else int(v.upper)] for k, v in ep.range_constraints.items()}}
+
+
+def legacy_layout(ep, src: Path, dest: Path) -> None:
+    """The zip torch.export.save wrote before the pt2 package format (torch.export.load still reads it): the
+    records at the zip's root, the state dict and constants as torch.save bytes, ``version`` = the schema."""
+    import io
+    import zipfile
+
+    def saved(obj) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    with zipfile.ZipFile(src) as z:
+        top = z.namelist()[0].split("/", 1)[0]
+        program = z.read(f"{top}/models/model.json")
+        inputs = z.read(f"{top}/data/sample_inputs/model.pt")
+    version = json.loads(program)["schema_version"]
+    with zipfile.ZipFile(dest, "w") as z:
+        z.writestr("serialized_exported_program.json", program)
+        z.writestr("serialized_state_dict.pt", saved(ep.state_dict))
+        z.writestr("serialized_constants.pt", saved(ep.constants))
+        z.writestr("serialized_example_inputs.pt", inputs)
+        z.writestr("version", f"{version['major']}.{version['minor']}")
+
+
+def main(outdir: Path) -> None:
+    warnings.simplefilter("ignore")
+    outdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    built = {
+        "cond": torch.export.export(CondNet(), (torch.randn(5, 4),),
+                                    dynamic_shapes={"x": {0: Dim("batch", min=2, max=64)}}),
+        "loops": torch.export.export(LoopNet(), (torch.randn(3, 4), torch.randn(4))),
+        "dims": torch.export.export(TwoDims(), (torch.randn(6, 8), torch.randn(5, 8)),
+                                    dynamic_shapes={"x": {0: Dim("n")}, "y": {0: Dim("m", max=100)}}),
+    }
+    out = {}
+    for name, ep in built.items():
+        path = outdir / f"{name}.pt2"
+        torch.export.save(ep, path)
+        out[name] = truth(path)
+    legacy_layout(built["cond"], outdir / "cond.pt2", outdir / "legacy.pt2")
+    torch.jit.save(torch.jit.script(Flow()), str(outdir / "flow_scripted.pt"))
+    torch.export.save(torch.export.export(Flow(), (torch.randn(5, 4),)), outdir / "flow.pt2")
+    out["legacy"] = truth(outdir / "legacy.pt2")
+    (outdir / "truth.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,286 @@
+"""torch.export archives (.pt2) read torch-free: info, ls, graph, ops and scan, checked against torch.export.load.
+
+The archives and torch's own view of them come from tests/pt2_build.py, run once in a child process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, cli_json, run_cli
+
+BUILD = REPO / "tests" / "pt2_build.py"
+
+
+@pytest.fixture(scope="module")
+def pt2(tmp_path_factory) -> tuple[dict[str, Path], dict]:
+    out = tmp_path_factory.mktemp("pt2")
+    subprocess.run([sys.executable, str(BUILD), str(out)], check=True, capture_output=True, timeout=600)
+    truth = json.loads((out / "truth.json").read_text())
+    return {name: out / f"{name}.pt2" for name in truth}, truth
+
+
+def _line(tag: str) -> int:
+    lines = BUILD.read_text().splitlines()
+    return next(n for n, text in enumerate(lines, 1) if f"# pt2: {tag}" in text)
+
+
+def _rewrite(src: Path, dest: Path, replace: dict[str, bytes], add: dict[str, bytes] | None = None) -> Path:
+    """A copy of a pt2 zip with some records (names under the top folder) replaced or added."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        top = zin.namelist()[0].split("/", 1)[0] + "/"
+        for info in zin.infolist():
+            name = info.filename[len(top):]
+            zout.writestr(info.filename, replace.get(name, zin.read(info)))
+        for name, data in (add or {}).items():
+            zout.writestr(top + name, data)
+    return dest
+
+
+@pytest.mark.parametrize("name", ["cond", "loops", "dims"])
+def test_info_json_is_what_torch_loads(pt2, name):
+    paths, truth = pt2
+    doc = cli_json("info", paths[name])
+    assert doc["format"] == "pt2"
+    program, = doc["pt2"]["programs"]
+    want = truth[name]
+    assert [[e["name"], e["kind"], e["target"]] for e in program["inputs"]] == want["inputs"]
+    assert [[e["name"], e["kind"], e["target"]] for e in program["outputs"]] == want["outputs"]
+    got = {t["name"]: {"dtype": t["dtype"], "shape": t["shape"]} for t in program["weights"] + program["constants"]}
+    assert got == want["tensors"]
+    assert {k: [v["min"], v["max"]] for k, v in program["range_constraints"].items()} == want["ranges"]
+    assert program["schema_version"] == "8.20" and program["unknown_fields"] == []
+    assert program["sample_inputs"] == "data/sample_inputs/model.pt"
+    assert doc["problems"] == []
+    # the payloads are the tensors of the summary, as for every other format
+    assert {t["name"] for t in doc["tensors"] + doc["constants"]} == set(want["tensors"])
+
+
+@pytest.mark.parametrize("name", ["cond", "loops", "dims", "legacy"])
+def test_ops_are_what_torch_loads(pt2, name):
+    paths, truth = pt2
+    doc = cli_json("ops", paths[name])
+    assert doc["load"] == "pt2"
+    got = Counter({row["op"]: row["count"] for row in doc["ops"]})
+    assert got == Counter(truth[name]["ops"])
+
+
+def test_earlier_export_zip_layout(pt2):
+    """serialized_exported_program.json & co at the zip's root, no top folder: torch.export.load reads it."""
+    paths, truth = pt2
+    doc = cli_json("info", paths["legacy"])
+    assert doc["format"] == "pt2" and doc["pt2"]["layout"] == "legacy" and doc["problems"] == []
+    program, = doc["pt2"]["programs"]
+    assert [[e["name"], e["kind"], e["target"]] for e in program["inputs"]] == truth["legacy"]["inputs"]
+    assert [(t["name"], t["record"], t["pickled"]) for t in program["weights"] + program["constants"]] == [
+        ("(state dict)", "serialized_state_dict.pt", True), ("(constants)", "serialized_constants.pt", True)]
+    assert program["sample_inputs"] == "serialized_example_inputs.pt"
+    scan = cli_json("scan", paths["legacy"])["files"][0]
+    assert scan["verdict"] == "clean" and scan["pickles_scanned"] == 3  # the three nested torch.save pickles
+
+
+def test_graph_nests_cond_branches_with_source_lines(pt2):
+    paths, _ = pt2
+    text = run_cli("graph", paths["cond"]).stdout.splitlines()
+    cond = next(i for i, line in enumerate(text) if "higher_order::cond" in line)
+    assert f"pt2_build.py:{_line('cond line')}" in text[cond]
+    indent = len(text[cond]) - len(text[cond].lstrip())
+    body = text[cond + 1:cond + 7]
+    assert body[0].strip().startswith("block0(") and "aten::sin.default" in body[1]
+    assert body[3].strip().startswith("block1(") and "aten::cos.default" in body[4]
+    assert all(len(line) - len(line.lstrip()) > indent for line in body)
+    linear = next(line for line in text if "aten::linear.default" in line)
+    assert f"pt2_build.py:{_line('sub line')} in sub.lin" in linear
+    assert "f32[s77, 4]" in text[3]  # the dynamic batch dimension in the signature
+
+
+def test_graph_json_is_ir_with_blocks(pt2):
+    from tsinspect.ir.model import IR
+
+    paths, truth = pt2
+    doc = cli_json("graph", paths["loops"])
+    ir = IR.from_json(doc)
+    graph = ir.modules[0].methods[0].graph
+    kinds = [n.kind for n, _ in graph.walk()]
+    assert sorted(kinds) == truth["loops"]["ops"]
+    loop = next(n for n, _ in graph.walk() if n.kind == "higher_order::while_loop")
+    assert [len(b.nodes) for b in loop.blocks] == [1, 2]  # cond graph, body graph
+    assert [v.name for v in graph.inputs] == ["c_lifted_tensor_0", "xs", "y"]
+
+
+def test_symbolic_sizes_read_as_math(pt2):
+    paths, _ = pt2
+    doc = cli_json("info", paths["dims"])
+    out = doc["pt2"]["programs"][0]["outputs"][0]
+    assert out["type"] == "f32[s77, s17]"
+
+
+def test_pt2_views_never_import_torch(pt2):
+    paths, _ = pt2
+    code = ("import sys, io, contextlib\nfrom tsinspect.cli import main\n"
+            "for cmd in ('info', 'graph', 'ops', 'scan'):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"        main([cmd, {str(paths['cond'])!r}])\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_scan_clean_then_hostile_sample_inputs(pt2, tmp_path):
+    paths, _ = pt2
+    assert cli_json("scan", paths["cond"])["files"][0]["verdict"] == "clean"
+    nested = io.BytesIO()
+    with zipfile.ZipFile(nested, "w") as z:  # a torch.save zip whose pickle calls os.system
+        z.writestr("archive/data.pkl", b"cos\nsystem\n(S'echo owned'\ntR.")
+        z.writestr("archive/version", b"3\n")
+    bad = _rewrite(paths["cond"], tmp_path / "bad.pt2", {"data/sample_inputs/model.pt": nested.getvalue()})
+    doc = cli_json("scan", bad, check=1)["files"][0]
+    assert doc["verdict"] == "unsafe"
+    hits = [f for f in doc["findings"] if f["severity"] == "unsafe"]
+    assert any("data/sample_inputs/model.pt!archive/data.pkl" in (f["member"] or "") for f in hits), hits
+
+
+def test_aotinductor_shared_library_is_unsafe_and_listed(pt2, tmp_path):
+    paths, _ = pt2
+    so = _rewrite(paths["cond"], tmp_path / "aoti.pt2", {},
+                  {"data/aotinductor/model/model.wrapper.so": b"\x7fELF\x02\x01\x01" + bytes(64)})
+    doc = cli_json("scan", so, check=1)["files"][0]
+    assert doc["verdict"] == "unsafe"
+    assert [f["kind"] for f in doc["findings"] if f["severity"] == "unsafe"] == ["native_code"]
+    ls = cli_json("ls", so)
+    assert {r["name"]: r["kind"] for r in ls["records"]}["data/aotinductor/model/model.wrapper.so"] == "native_code"
+    info = cli_json("info", so)
+    assert info["pt2"]["native_libraries"] == ["data/aotinductor/model/model.wrapper.so"]
+    assert "never loaded" in run_cli("info", so).stdout
+
+
+def test_newer_schema_says_what_is_skipped(pt2, tmp_path):
+    paths, _ = pt2
+    with zipfile.ZipFile(paths["cond"]) as z:
+        doc = json.loads(z.read("cond/models/model.json"))
+    doc["schema_version"] = {"major": 9, "minor": 1}
+    doc["graph_module"]["graph"]["new_values"] = {}
+    doc["graph_module"]["graph"]["nodes"][0]["new_meta"] = 1
+    newer = _rewrite(paths["cond"], tmp_path / "newer.pt2", {"models/model.json": json.dumps(doc).encode()})
+    info = run_cli("info", newer)
+    assert "pt2_schema_newer" in info.stderr and "Graph.new_values" in info.stderr and "Node.new_meta" in info.stderr
+    program = cli_json("info", newer)["pt2"]["programs"][0]
+    assert program["schema_version"] == "9.1" and program["unknown_fields"] == ["Graph.new_values", "Node.new_meta"]
+    assert "higher_order::cond" in run_cli("graph", newer).stdout  # what is known is still shown
+
+
+def test_bad_program_json(pt2, tmp_path):
+    paths, _ = pt2
+    bad = _rewrite(paths["cond"], tmp_path / "badjson.pt2", {"models/model.json": b"{not json"})
+    info = cli_json("info", bad)
+    assert [p["kind"] for p in info["problems"]] == ["bad_json"]
+    assert info["pt2"]["programs"] == []
+    proc = run_cli("graph", bad, check=2)
+    assert proc.stderr.startswith("tsinspect: error:") and len(proc.stderr.splitlines()) == 1
+
+
+def test_older_schema_read_where_torch_refuses(pt2, tmp_path):
+    paths, truth = pt2
+    with zipfile.ZipFile(paths["cond"]) as z:
+        doc = json.loads(z.read("cond/models/model.json"))
+    doc["schema_version"] = {"major": 7, "minor": 3}
+    del doc["torch_version"]  # fields later schemas added: torch's defaults apply
+    for node in doc["graph_module"]["graph"]["nodes"]:
+        del node["name"]
+    older = _rewrite(paths["cond"], tmp_path / "older.pt2", {"models/model.json": json.dumps(doc).encode()})
+    loaded = subprocess.run([sys.executable, "-c", f"import torch; torch.export.load({str(older)!r})"],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode != 0 and "does not match our current schema version" in loaded.stderr
+    info = cli_json("info", older)
+    assert [p["kind"] for p in info["problems"]] == ["pt2_schema_older"]
+    program = info["pt2"]["programs"][0]
+    assert program["torch_version"] == "<=2.4" and program["schema_version"] == "7.3"
+    ops = Counter({row["op"]: row["count"] for row in cli_json("ops", older)["ops"]})
+    assert ops == Counter(truth["cond"]["ops"])
+
+
+def test_report_shows_the_exported_graph(pt2, tmp_path):
+    paths, truth = pt2
+    out = tmp_path / "r.json"
+    run_cli("report", paths["cond"], "-o", out)
+    doc = json.loads(out.read_text())
+    assert doc["ir"]["load"] == "pt2" and doc["ops"]["from"] == "ir"
+    assert Counter({o["op"]: o["count"] for o in doc["ops"]["ops"]}) == Counter(truth["cond"]["ops"])
+    assert doc["info"]["pt2"]["programs"][0]["range_constraints"] == {"s77": {"min": 2, "max": 64}}
+    md = tmp_path / "r.md"
+    run_cli("report", paths["cond"], "-o", md)
+    text = md.read_text()
+    assert "| **dynamic** | s77 in \\[2, 64\\] |" in text
+    assert "without torch" in text and "in a child process" not in text
+    assert "block0(%add : f32[s77, 3]):" in text
+
+
+def test_tui_shows_the_exported_graph_with_cond_blocks(pt2):
+    from tui_driver import cursor_label, press, run, settle, started, text_of, typed, until
+
+    paths, _ = pt2
+
+    async def body():
+        async with started(paths["cond"], ir=False) as (app, pilot):
+            view = app.query_one("IRView")
+            await until(app, pilot, lambda: view.state not in ("waiting", "loading"), "the IR")
+            assert view.state == "loaded" and "read without torch" in str(view._loaded_status())
+            overview = text_of(app, "#overview-body")
+            assert "dynamic       s77 in [2, 64]" in overview and "program       model: schema 8.20" in overview
+            await press(app, pilot, "g")
+            app.show_node(("model", "forward", None))
+            await settle(app, pilot)
+            await press(app, pilot, "slash")
+            await typed(app, pilot, "higher_order::cond", "enter")
+            assert "= higher_order::cond" in cursor_label(app, "#ir-tree")
+            node = app.query_one("#ir-tree").cursor_node
+            node.expand()
+            await settle(app, pilot)
+            assert [c.label.plain.split("(")[0] for c in node.children] == ["block0", "block1"]
+    run(body())
+
+
+def test_diff_torchscript_against_its_export_names_what_the_export_fixed(pt2):
+    paths, _ = pt2
+    scripted, exported = paths["cond"].parent / "flow_scripted.pt", paths["cond"].parent / "flow.pt2"
+    doc = cli_json("diff", exported, scripted, check=1)  # either order
+    assert doc["mode"] == "export" and doc["a"] == str(scripted) and doc["b"] == str(exported)
+    got = [(f["kind"], f["line"]) for f in doc["findings"]]
+    assert got == [("specialised_branch", _line("flow if")), ("unrolled_loop", _line("flow loop")),
+                   ("fixed_shapes", None)]
+    assert "kept the if side" in doc["findings"][0]["message"]  # the example's batch of 5 is over 4
+    assert "(4 copies)" in doc["findings"][1]["message"]  # range(x.shape[1]) with 4 columns
+    text = run_cli("diff", scripted, exported, check=1).stdout
+    assert "proves neither equivalence nor a difference" in text
+
+
+def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
+    paths, _ = pt2
+    proc = run_cli("diff", paths["cond"], paths["dims"], check=2)
+    assert proc.stderr.startswith("tsinspect: error:") and "pt2" in proc.stderr
+
+
+def test_report_with_the_export_diff(pt2, tmp_path):
+    paths, _ = pt2
+    out = tmp_path / "d.md"
+    run_cli("report", paths["cond"].parent / "flow.pt2", "--diff", paths["cond"].parent / "flow_scripted.pt",
+            "-o", out, check=1)
+    text = out.read_text()
+    assert "## TorchScript vs export" in text and "Structural diff" not in text
+    assert "**specialised_branch**" in text and "**unrolled_loop**" in text
+
+
+def test_native_code_is_told_by_name_or_magic_in_the_aotinductor_folder_only(pt2, tmp_path):
+    paths, _ = pt2
+    elf = b"\x7fELF\x02\x01\x01" + bytes(64)
+    hidden = _rewrite(paths["cond"], tmp_path / "hidden.pt2", {}, {"data/aotinductor/model/kernel.bin": elf})
+    assert cli_json("scan", hidden, check=1)["files"][0]["verdict"] == "unsafe"
+    weight = _rewrite(paths["cond"], tmp_path / "weight.pt2", {"data/weights/weight_0": elf[:48]})
+    assert cli_json("scan", weight)["files"][0]["verdict"] == "clean"  # a weight whose bytes start like ELF
