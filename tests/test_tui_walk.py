@@ -137,3 +137,14 @@ def test_walk_synthetic_graphs(extraction):
                                  100)
             await step(app, pilot, "slash", *"v4", "enter", "n", "tab", "enter", "shift+tab")
     run(body())
+
+
+@pytest.mark.parametrize("kind", ["pt2", "legacy", "torch.package", "flatbuffer", "whole_module"])
+def test_walk_other_formats(format_zoo, kind):
+    """Every view from every view and a few keys in the IR view on the formats that are not TorchScript (pt2
+    is read without torch; the others have no IR)."""
+    async def body():
+        async with started(format_zoo[kind]) as (app, pilot):
+            await walk_views(app, pilot)
+            await step(app, pilot, "g", "down", "down", "tab", "enter", "slash", *"a", "enter", "a", "down", "enter")
+    run(body())
