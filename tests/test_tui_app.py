@@ -43,7 +43,7 @@ def test_code_record_shows_highlighted_code_with_original_lines():
     async def body():
         async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
             await press(app, pilot, "down")
-            assert cursor_label(app, "#records").startswith("__torch__/models.py")
+            assert cursor_label(app, "#records").startswith("models.py")  # code/__torch__/ is left out
             assert app.query_one("#record-pane").current == "code"
             code = text_of(app, "#code-body")
             assert f"models.py:{sample_line('if-cond')} │     if bool(torch.gt(torch.sum(h), 0)):" in code
@@ -436,4 +436,86 @@ def test_diff_tui_prints_the_report_when_not_on_a_terminal():
     assert proc.stderr.strip() == ("tsinspect: --tui needs a terminal (stdin and stdout); printing the report "
                                    "instead")
     missing = run_cli("diff", SAMPLES / "gate_traced.pt", "missing.pt", "--tui", check=2)
-    assert missing.stderr.startswith("tsinspect: error: missing.pt")
+    assert missing.stderr.startswith("tsinspect: error: ") and "missing.pt" in missing.stderr
+
+
+# ----- issue 12: the keyboard path, start-up errors, one torch load per archive
+
+
+def test_one_tab_reaches_the_links_first_one_highlighted_and_enter_follows_it():
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            app.show_node(app.query_one("IRView").search("prim::If")[0])  # %h0 = prim::If(%13)
+            await settle(app, pilot)
+            await press(app, pilot, "tab")
+            links = app.query_one("#ir-links")
+            assert app.focused is links and links.highlighted == 0
+            assert str(links.options[0].prompt).startswith("show code line")
+            await press(app, pilot, "down", "enter")  # the second link: the If's input, defined by aten::Bool
+            assert app.focused is app.query_one("#ir-tree") and "aten::Bool" in cursor_label(app, "#ir-tree")
+            await press(app, pilot, "enter")  # enter on a line without children opens its links
+            assert app.focused is links and links.highlighted == 0
+    run(body())
+
+
+def test_enter_on_a_tensor_in_the_tree_shows_its_values():
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            app.show_record(("tensor", "proj.bias"))
+            await settle(app, pilot)
+            assert app.focused is app.query_one("#records")
+            await press(app, pilot, "enter")
+            assert "first 4 of 4 values" in text_of(app, "#tensor-preview")
+    run(body())
+
+
+def test_the_ir_takes_the_focus_when_it_arrives_after_g():
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt", ir=False) as (app, pilot):
+            await pilot.press("g")
+            await until(app, pilot, lambda: app.query_one("IRView").state == "loaded", "the IR")
+            await settle(app, pilot)
+            assert app.focused is app.query_one("#ir-tree")
+    run(body())
+
+
+def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
+    import tsinspect.diff.irread as irread
+    import tsinspect.ir.run as ir_run
+
+    calls = []
+    real = ir_run.extract_ir
+
+    def counted(archive, options=None):
+        calls.append((archive.path.rsplit("/", 1)[-1], options.inline if options else False))
+        return real(archive, options)
+
+    monkeypatch.setattr(ir_run, "extract_ir", counted)
+    monkeypatch.setattr(irread, "extract_ir", counted)
+
+    async def body():
+        async with started(SAMPLES / "gate_traced.pt", other=str(SAMPLES / "gate_scripted.pt")) as (app, pilot):
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
+            await until(app, pilot, lambda: app.query_one("IRView").state == "loaded", "the IR")
+            assert app.query_one("DiffView").result.analysis == "ir"
+            assert app.query_one("IRView").search("prim::If")
+    run(body())
+    assert sorted(name for name, _ in calls) == ["gate_scripted.pt", "gate_traced.pt"], calls
+
+
+def test_a_file_that_is_no_archive_is_one_error_line_before_the_ui(tmp_path):
+    png = tmp_path / "image.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((SAMPLES / "gate_scripted.pt").read_bytes()[:3000])
+    for path, args in ((png, []), (empty, []), (truncated, []), (png, ["diff", str(SAMPLES / "gate_traced.pt")])):
+        command = [*args, str(path)] + (["--tui"] if args else [])
+        script = ("import sys\nimport tsinspect.cli.open_cmd as o\no.interactive = lambda: True\n"
+                  "from tsinspect.cli import main\ncode = main(%r)\n"
+                  "print('textual' in sys.modules, code)\n" % command)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert proc.stdout.strip() == "False 2", (path, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tsinspect: error: ") and path.name in lines[0], lines

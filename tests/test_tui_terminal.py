@@ -67,7 +67,7 @@ def test_tsinspect_file_in_a_real_terminal():
     try:
         screen = term.wait_for("IR: meta load")
         assert "samples/gate_scripted.pt" in screen and "torchscript" in screen
-        assert "a Archive" in screen and "f1 Help" in screen  # the footer lists the keys
+        assert "Archive [a]" in screen and "f1 Help" in screen  # the tabs name the view keys, the footer the rest
         term.keys("g")
         screen = term.wait_for("prim::If")
         assert "forward" in screen
@@ -96,3 +96,58 @@ def test_diff_tui_in_a_real_terminal():
         term.quit()
     finally:
         term.close()
+
+
+def alive_screen(term: Terminal) -> str:
+    """The screen, failing if the app crashed (a Rich traceback) or exited."""
+    screen = term.screen()
+    assert not term.exited() and "Traceback" not in screen and "Error:" not in screen, screen
+    return screen
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
+def test_keyboard_walk_on_silero_vad_in_a_real_terminal(silero_vad_archive, size):
+    """Issue 12's crash: g, then down onto graph(...) (a node using two graph inputs listed their definitions
+    twice: DuplicateID). The footer keeps F1 and q at 80 columns; tab reaches the links, enter follows one."""
+    term = Terminal(str(silero_vad_archive), width=size[0], height=size[1])
+    try:
+        screen = term.wait_for("IR: meta load")
+        footer = screen.rstrip("\n").splitlines()[-1]
+        assert "f1 Help" in footer and "q Quit" in footer, footer
+        term.keys("g")
+        term.wait_for("graph(%self.1")
+        for _ in range(6):
+            term.keys("Down")
+        term.keys("Tab")
+        screen = term.wait_for("Follow link")
+        assert "f1 Help" in screen.splitlines()[-1]
+        term.keys("Down", "Enter", "i")  # follow the second link (a node; the first is the code line), inline
+        term.wait_for("inlined graphs", timeout=120)
+        term.keys("/", *"aten::lstm", "Enter", "n", "s", "a", "m", "d")
+        time.sleep(1)
+        alive_screen(term)
+        term.quit()
+    finally:
+        term.close()
+
+
+def test_a_png_is_one_error_line_and_no_ui(tmp_path):
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    name = f"tsinspect-test-{uuid.uuid4().hex[:8]}"
+    command = f"{sys.executable} -m tsinspect {png}; echo exit status $?; sleep 60"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "400", "-y", "10", "-e", f"PYTHONPATH={REPO}",
+                    "-e", "TERM=xterm-256color", "sh", "-c", command], check=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        while time.monotonic() < deadline and not any(line.startswith("exit status") for line in lines):
+            time.sleep(0.1)
+            lines = [line for line in subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                                                     text=True).stdout.splitlines() if line.strip()]
+        first = lines[0]
+        assert first.startswith("tsinspect: error: ") and "photo.png" in first, lines
+        assert "not a PyTorch archive" in first, lines
+        assert lines[1:] == ["exit status 2"], lines
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)

@@ -51,11 +51,10 @@ def run_diff(args: argparse.Namespace) -> int:
     from tsinspect.diff.run import diff_archives
 
     if args.tui:
-        from tsinspect.cli.open_cmd import interactive
+        from tsinspect.cli.open_cmd import check_archive, interactive
 
-        for path in (args.a, args.b):
-            with open(path, "rb"):  # a missing or unreadable file is one error line, not a UI
-                pass
+        for path in (args.a, args.b):  # a file that is no archive is one error line, not a UI
+            check_archive(path)
         if interactive():
             from tsinspect.tui import run
 

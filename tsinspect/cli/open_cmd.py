@@ -29,9 +29,17 @@ def interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def run_open(args: argparse.Namespace) -> int:
-    with open(args.file, "rb"):  # a missing or unreadable file is one error line, not an empty UI
+def check_archive(path: str) -> None:
+    """Raise (ArchiveError, OSError) when ``path`` cannot be opened as an archive, so that a missing, empty,
+    truncated or non-archive file is one error line before the full-screen UI starts, never a UI saying so."""
+    from tsinspect.archive.reader import open_archive
+
+    with open_archive(path):
         pass
+
+
+def run_open(args: argparse.Namespace) -> int:
+    check_archive(args.file)
     if interactive():
         from tsinspect.tui import run
 

@@ -1,12 +1,14 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child), and
-``compare`` (the diff of the browsed archive with a second one). They post messages; the handlers here own
-every state change. Views call ``show_code``/``show_node`` to jump.
+Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child; the IR is
+decoded and indexed in the worker, with the garbage collector paused), ``compare`` (the diff of the
+browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
+state change. Views call ``show_code``/``show_node`` to jump.
 
-Started with a second archive (``tsinspect diff A B --tui``) the app opens on the diff view and runs the
-diff first, then browses the scripted archive of the two (the diff layer says which is which; the first
-one given when the diff fails or both are of one kind).
+Started with a second archive (``tsinspect diff A B --tui``) the app opens on the diff view at once and
+runs the diff; meanwhile ``pick_browsed`` reads both archives (torch-free) to tell the scripted one, which
+the app browses (the first one given when both are of one kind). The diff's own extraction of that
+archive then serves the IR view: torch loads each archive once.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from tsinspect.archive.text import printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
 from tsinspect.tui.help import HelpScreen
-from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, DiffReady, IRFailed, IRLoaded
+from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRLoaded, SearchDone
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
-from tsinspect.tui.views.ir import IRView
+from tsinspect.tui.views.ir import IRView, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
+IR_FORMATS = (rk.TORCHSCRIPT, rk.LITE, rk.PT2)  # pt2: read without torch
 VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView}
 
 
@@ -39,14 +42,18 @@ class InspectorApp(App):
     TITLE = "tsinspect"
     COMMANDS = App.COMMANDS | {JumpProvider}
     BINDINGS = [
-        Binding("a", "view('archive')", "Archive", tooltip="Records grouped by kind", id="view-archive"),
-        Binding("m", "view('modules')", "Modules", tooltip="The module hierarchy", id="view-modules"),
-        Binding("g", "view('ir')", "IR", tooltip="Methods, graphs and nodes", id="view-ir"),
-        Binding("s", "view('safety')", "Safety", tooltip="Problems and the static scan", id="view-safety"),
-        # the tab says [d]; kept out of the footer so that F1 and q still show on an 80-column terminal
+        # the view keys are on the tabs ("Archive [a]"); the footer keeps its room for the focused pane's keys,
+        # so that F1 and q still show on an 80-column terminal
+        Binding("a", "view('archive')", "Archive", show=False, tooltip="Records grouped by kind", id="view-archive"),
+        Binding("m", "view('modules')", "Modules", show=False, tooltip="The module hierarchy", id="view-modules"),
+        Binding("g", "view('ir')", "IR", show=False, tooltip="Methods, graphs and nodes", id="view-ir"),
+        Binding("s", "view('safety')", "Safety", show=False, tooltip="Problems and the static scan",
+                id="view-safety"),
         Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
                 id="view-diff"),
-        Binding("slash", "search", "Search", tooltip="Find in the current view", id="search"),
+        # priority: handled as it arrives, so that a query typed fast right after "/" all lands in the field
+        # (a plain binding reaches the app only after the keys behind it were handed to the focused widget)
+        Binding("slash", "search", "Search", tooltip="Find in the current view", id="search", priority=True),
         Binding("n", "next_match(1)", "Next match", show=False, id="next-match"),
         Binding("N", "next_match(-1)", "Previous match", show=False, id="previous-match"),
         Binding("ctrl+o", "compare", "Compare", show=False, tooltip="Diff this archive with another one (its "
@@ -61,7 +68,9 @@ class InspectorApp(App):
         self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
         self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
         self.diff_pair: tuple[str, str] | None = None  # (a, b) of the comparison running or shown
-        self.browse_after_diff = other is not None  # the first diff decides which archive is browsed
+        self.diff_extractions: dict = {}  # path -> Extraction of all modules, not inlined, made by the diff
+        self.ir_after_diff = False
+        self.ir_trust = trust  # the IR shown was loaded with --trust or after the user confirmed
         self.loaded = None  # tsinspect.tui.state.Loaded once the archive is read
         self.extraction = None  # tsinspect.ir.run.Extraction once the child answered
         self.matches: list = []
@@ -91,8 +100,17 @@ class InspectorApp(App):
     def on_mount(self) -> None:
         if self.other:
             self.start_diff(self.path, self.other)
+            self.pick_browsed(self.path, self.other)
         else:
             self.load_archive()
+            self.request_ir(self.trust)  # the torch child starts with the app, not after the archive is read
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Long work shows its elapsed time."""
+        for view in self.query("IRView, DiffView"):  # nothing while the app shuts down
+            if view.state == "loading":
+                view.tick()
 
     # ----- loading
 
@@ -108,17 +126,51 @@ class InspectorApp(App):
         except Exception as exc:  # keep the UI up and say what happened
             self.post_message(ArchiveFailed(f"internal error ({type(exc).__name__}: {exc})"))
 
+    @work(thread=True, group="pick", exit_on_error=False)
+    def pick_browsed(self, a: str, b: str) -> None:
+        """The scripted archive of the two, as the diff will tell (its torch-free part, read twice: cheap);
+        the first one given when both are of one kind or are not variants of one model."""
+        from tsinspect.diff.kinds import SCRIPTED, TRACED, same_model
+        from tsinspect.diff.run import load_side
+
+        path = a
+        try:
+            side_a, side_b = load_side(a), load_side(b)
+            kind_a, kind_b = side_a.kind.kind, side_b.kind.kind
+            if ({kind_a, kind_b} != {kind_a} and (kind_b == SCRIPTED or kind_a == TRACED)
+                    and same_model(side_a.program, side_b.program)[0]):
+                path = b
+        except Exception:  # the diff says what is wrong; browse the first one given
+            pass
+        self.post_message(Browse(path))
+
+    @on(Browse)
+    def _browse(self, message: Browse) -> None:
+        self.path = message.path
+        self.load_archive()
+        if self.diff is not None:  # the diff was quicker: its header names the archive browsed
+            self.query_one(DiffView).show_header(self.path)
+        self.update_status()
+
     @on(ArchiveLoaded)
     def _archive_loaded(self, message: ArchiveLoaded) -> None:
         self.loaded = message.state
+        ir_asked = self.query_one(IRView).state != "waiting"  # the IR worker started with the app
         for view in VIEWS.values():
             self.query_one(view).show_archive()
         if self.current_view() == "diff":  # opened by diff --tui: the focus stays with the findings
             self.query_one(DiffView).focus_main()
         else:
             self.query_one("#records").focus()
-        if self.loaded.summary.format in (rk.TORCHSCRIPT, rk.LITE, rk.PT2):  # pt2: read, no torch
-            self.load_ir(self.trust)
+        if self.loaded.summary.format in IR_FORMATS and not ir_asked:
+            if self.path in self.diff_extractions:
+                self.ir_from_diff()
+            elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
+                  and self.diff_ir != "never"):
+                self.ir_after_diff = True  # the diff is extracting this archive already
+                self.query_one(IRView).show_loading(self.trust, "the diff is extracting it")
+            else:
+                self.load_ir(self.trust)
         self.update_status()
 
     @on(ArchiveFailed)
@@ -128,28 +180,38 @@ class InspectorApp(App):
         self.update_status(message.message)
 
     @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
-    def load_ir(self, trust: bool) -> None:
+    def load_ir(self, trust: bool, inline: bool = False) -> None:
+        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
 
         try:
-            with open_archive(self.path) as archive:  # its own file handle: the UI keeps reading the other
-                extraction = extract_ir(archive, Options(inline=True, trust=trust))
-            extraction.ir  # build the dataclasses here, off the event loop
-            self.post_message(IRLoaded(extraction))
+            archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
+        except Exception:
+            return  # the archive worker says why it cannot be opened
+        try:
+            with archive:
+                if archive.format not in IR_FORMATS:
+                    return  # the archive view says what it is; the IR view says it has no IR
+                extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+            # decoded (collector paused, then frozen: Extraction.ir) and indexed here, off the event loop
+            self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
-    def request_ir(self, trust: bool) -> None:
-        self.extraction = None
-        self.query_one(IRView).show_loading(trust)
-        self.load_ir(trust)
+    def request_ir(self, trust: bool, inline: bool = False) -> None:
+        self.extraction, self.ir_trust = None, trust
+        self.query_one(IRView).show_loading(trust, "fetching the inlined graphs" if inline else "")
+        self.load_ir(trust, inline)
         self.update_status()
 
     @on(IRLoaded)
     def _ir_loaded(self, message: IRLoaded) -> None:
         self.extraction = message.extraction
-        self.query_one(IRView).show_ir(message.extraction)
+        view = self.query_one(IRView)
+        view.show_ir(message.extraction, message.index)
+        if self.current_view() == "ir" and (self.focused is None or view not in self.focused.ancestors):
+            view.focus_main()  # g was pressed while the IR was extracting: the tree takes the focus
         self.update_status()
 
     @on(IRFailed)
@@ -169,10 +231,19 @@ class InspectorApp(App):
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
     def compare(self, a: str, b: str) -> None:
         from tsinspect.archive.problems import ArchiveError
+        from tsinspect.diff.irread import extract_path
         from tsinspect.diff.run import diff_archives
 
+        def extract(path, options):
+            """The diff's extractions; the one of a whole archive, not inlined, is what the IR view shows."""
+            extraction = extract_path(path, options)
+            if options.module is None and options.method is None and not options.inline:
+                self.diff_extractions[path] = extraction
+            return extraction
+
         try:
-            self.post_message(DiffReady(a, b, diff_archives(a, b, ir=self.diff_ir, trust=self.trust)))
+            result = diff_archives(a, b, ir=self.diff_ir, trust=self.trust, extract=extract)
+            self.post_message(DiffReady(a, b, result))
         except ArchiveError as exc:
             self.post_message(DiffReady(a, b, error=str(exc)))
         except OSError as exc:
@@ -186,11 +257,9 @@ class InspectorApp(App):
         if (message.a, message.b) != self.diff_pair:
             return  # an older comparison, replaced since
         view = self.query_one(DiffView)
-        if self.browse_after_diff:
-            self.browse_after_diff = False
-            if message.result is not None and message.result.scripted:
-                self.path = message.result.scripted
-            self.load_archive()
+        if self.ir_after_diff:
+            self.ir_after_diff = False
+            self.ir_from_diff()
         if message.result is None:
             view.show_error(message.a, message.b, message.error or "unknown error")
         else:
@@ -199,6 +268,16 @@ class InspectorApp(App):
             if self.current_view() == "diff":
                 view.focus_main()
         self.update_status()
+
+    @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
+    def ir_from_diff(self) -> None:
+        """The IR view's IR from the diff's extraction of the browsed archive (decoded there already); a
+        child of its own when the diff had none (it failed, or the archive was the traced side)."""
+        extraction = self.diff_extractions.get(self.path)
+        if extraction is None:
+            self.call_from_thread(self.load_ir, self.trust)
+            return
+        self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
 
     def action_compare(self) -> None:
         if isinstance(self.screen, CompareScreen):
@@ -224,8 +303,8 @@ class InspectorApp(App):
 
     def update_status(self, error: str | None = None) -> None:
         parts: list = [("tsinspect ", "bold"), printable(Path(self.path).name)]
-        if self.loaded is None and not error and self.browse_after_diff and self.diff_pair:
-            parts.append(("  comparing first, to browse the scripted archive of the two...", render.DIM))
+        if self.loaded is None and not error and self.other:
+            parts.append(("  reading...", render.DIM))
         if error:
             parts.append(("  cannot open: " + printable(error), render.BAD))
         elif self.loaded is not None:
@@ -288,10 +367,17 @@ class InspectorApp(App):
 
     # ----- search
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """``/`` types a slash in a text field (the search itself, the compare dialog's path) and does nothing
+        over a dialog."""
+        if action == "search":
+            return self.screen is self.screen_stack[0] and not isinstance(self.focused, Input)
+        return True
+
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True
-        search.focus()
+        self.screen.set_focus(search)  # now: focus() would wait for a later turn of the message queue
 
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
@@ -300,12 +386,22 @@ class InspectorApp(App):
         if not query or self.loaded is None:
             self.query_one(VIEWS[self.current_view()]).focus_main()
             return
-        self.match_view = self.current_view()
-        self.matches = self.query_one(VIEWS[self.match_view]).search(query)
-        self.match_index = 0
+        view = self.query_one(VIEWS[self.current_view()])
+        view.focus_main()
+        self.find(self.current_view(), view.search, query)
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    def find(self, view: str, search, query: str) -> None:
+        """Search off the event loop (``search``: the view's; it reads data, never widgets): a 50k-node graph
+        takes a noticeable moment."""
+        self.post_message(SearchDone(view, query, search(query)))
+
+    @on(SearchDone)
+    def _found(self, message: SearchDone) -> None:
+        self.match_view, self.matches, self.match_index = message.view, message.matches, 0
+        query = message.query
         if not self.matches:
             self.notify(f"nothing matches {query!r} in this view", severity="warning", markup=False)
-            self.query_one(VIEWS[self.match_view]).focus_main()
             return
         self.notify(f"{len(self.matches)} match(es) for {query!r}: n next, N previous", markup=False)
         self._go_to_match()

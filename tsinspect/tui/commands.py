@@ -55,9 +55,18 @@ class JumpProvider(Provider):
             yield DiscoveryHit(f"view: {title}", partial(self.app.action_view, name))
         yield DiscoveryHit("diff: compare with another archive...", self.app.action_compare)
 
+    async def startup(self) -> None:
+        self._cache = None  # built once per opening of the palette, not per key typed
+
     async def search(self, query: str) -> Hits:
+        import asyncio
+
+        if getattr(self, "_cache", None) is None:
+            self._cache = self._targets()
         matcher = self.matcher(query)
-        for text, callback in self._targets():
+        for i, (text, callback) in enumerate(self._cache):
             score = matcher.match(text)
             if score > 0:
                 yield Hit(score, matcher.highlight(text), callback, text=text)
+            if i % 2000 == 1999:
+                await asyncio.sleep(0)  # tens of thousands of nodes: let the screen breathe between slices

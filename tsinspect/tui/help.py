@@ -20,18 +20,21 @@ KEYS = [  # (where, key, what)
     ("everywhere", "ctrl+p", "command palette: jump to any record, tensor, module, method, node or value"),
     ("everywhere", "F1", "this help"),
     ("everywhere", "q", "quit"),
-    ("everywhere", "tab / shift+tab", "move between panes"),
+    ("everywhere", "tab / shift+tab", "move between panes (the footer shows the keys of the one focused)"),
     ("trees", "up / down, enter, space", "move, expand or collapse (children load on expand)"),
     ("archive, pickle", "o", "opcodes instead of the object tree, and back"),
-    ("archive, tensors", "enter / p", "read and show the first values of the selected tensor"),
+    ("archive, tensors", "enter / p", "read and show the first values of the selected tensor (in the tree too)"),
     ("modules", "c", "the module's class in the generated code"),
-    ("IR", "i", "inlined graphs (submodule calls expanded), and back"),
+    ("IR", "i", "inlined graphs (submodule calls expanded; fetched from torch the first time), and back"),
     ("IR", "c", "the node's line in the generated code, with its original source"),
+    ("IR", "tab / enter", "to the links of the line (the first one highlighted); enter on a line without "
+                          "children does the same"),
     ("IR, links", "enter", "follow a link: an input's definition, an output's use, the code line"),
     ("IR", "t", "when the scan refused: load with torch anyway, after confirming"),
     ("safety, findings", "enter", "show the finding's line of code"),
     ("diff, findings", "up / down", "the highlighted finding: its source (- dropped, + kept) beside the traced code"),
     ("diff", "enter / c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
+    ("diff", "v", "verify: run both archives on generated inputs (sandboxed child), a verdict per finding"),
 ]
 
 INTRO = """\

@@ -25,9 +25,10 @@ class ArchiveFailed(Message):
 @dataclass
 class IRLoaded(Message):
     """The extraction child answered (``extraction`` is a tsinspect.ir.run.Extraction; its IR may be
-    refused or failed)."""
+    refused or failed, and is decoded already); ``index``: tsinspect.tui.views.ir.index_graphs of it."""
 
     extraction: Any
+    index: dict
 
 
 @dataclass
@@ -63,3 +64,19 @@ class CompareChecked(Message):
 
     path: str
     error: str | None = None
+
+
+@dataclass
+class SearchDone(Message):
+    """The matches of ``query`` in ``view``, found by a worker (targets the view's jump understands)."""
+
+    view: str
+    query: str
+    matches: list
+
+
+@dataclass
+class Browse(Message):
+    """``diff A B --tui``: the archive to browse (the scripted one of the two), known before the diff ends."""
+
+    path: str

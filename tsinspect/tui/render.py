@@ -34,6 +34,16 @@ def plain(text: str, style: str = "") -> Text:
     return Text(printable(text), style=style, no_wrap=True, end="")
 
 
+def middle_cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle so both ends stay readable
+    (``__torch__/torch/nn/…/___torch_mangle_12.py``)."""
+    if len(text) <= width:
+        return text
+    width = max(width, 5)
+    tail = (width - 1) * 3 // 5
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
 def shape(dims: list[int]) -> str:
     return "[" + ", ".join(map(str, dims)) + "]"
 
@@ -98,9 +108,13 @@ def overview(loaded) -> Content:
 # ----- records
 
 
-def record_label(name: str, size: int) -> Text:
-    text = plain(name)
-    text.append(f"  {human_bytes(size)}", style="dim")
+def record_label(name: str, size: int, width: int = 1000) -> Text:
+    """``name  12.0 KiB`` in at most ``width`` cells, the name cut in the middle when needed; in a narrow
+    tree (under 30 cells) the name alone: the record's pane says its size."""
+    size_text = human_bytes(size) if width >= 30 else ""
+    text = plain(middle_cut(name, width - (2 + len(size_text) if size_text else 0)))
+    if size_text:
+        text.append(f"  {size_text}", style="dim")
     return text
 
 
@@ -113,8 +127,9 @@ def tensor_label(t: TensorInfo) -> Text:
 
 
 def tensor_cells(t: TensorInfo, kind: str) -> tuple[Text, ...]:
-    return (plain(t.name), Text(kind), Text(t.dtype), Text(shape(t.shape)),
-            Text(human_bytes(t.nbytes), justify="right"), plain(t.device), plain(t.record or "?"),
+    """A row of the tensor table: what tells tensors apart first (the size with its unit), the rest after."""
+    return (plain(middle_cut(t.name, 48)), Text(t.dtype), Text(shape(t.shape)),
+            Text(human_bytes(t.nbytes), justify="right"), Text(kind), plain(t.device), plain(t.record or "?"),
             plain(t.problem or "", "red"))
 
 

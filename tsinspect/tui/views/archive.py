@@ -27,7 +27,7 @@ from tsinspect.tui.messages import RecordReady
 from tsinspect.tui.widgets.codeview import CodeView
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 
-MAX_OPS = 50_000
+MAX_OPS = 10_000  # rows of the opcode table (added at once: more would stall the screen)
 
 GROUPS = (  # (title, record kinds)
     ("code", (rk.CODE,)),
@@ -38,13 +38,14 @@ GROUPS = (  # (title, record kinds)
 
 
 class RecordItem(Item):
-    def __init__(self, record: Record, strip: str = ""):
-        self.record, self.strip = record, strip
+    def __init__(self, record: Record, strip: str = "", width: int = 1000):
+        self.record, self.strip, self.width = record, strip, width
         self.key = ("record", record.name)
 
     def label(self) -> Text:
         name = self.record.name
-        return render.record_label(name[len(self.strip):] if name.startswith(self.strip) else name, self.record.size)
+        return render.record_label(name[len(self.strip):] if name.startswith(self.strip) else name, self.record.size,
+                                   self.width)
 
 
 class TensorItem(Item):
@@ -89,7 +90,8 @@ class Overview(Item):
         return self.groups
 
 
-def build_groups(summary) -> list[Group]:
+def build_groups(summary, width: int = 1000) -> list[Group]:
+    """The record groups; names longer than ``width`` are cut in the middle."""
     groups = []
     for title, kinds in GROUPS:
         records = [r for r in summary.records if r.kind in kinds or (title == "metadata" and not r.inside)]
@@ -97,7 +99,9 @@ def build_groups(summary) -> list[Group]:
             records = [r for r in records if r.kind != rk.DIRECTORY]
         if records:
             strip = {"code": "code/", "extra files": "extra/"}.get(title, "")
-            groups.append(Group(title, [RecordItem(r, strip) for r in records], sum(r.size for r in records)))
+            if title == "code" and all(r.name.startswith("code/__torch__/") for r in records):
+                strip = "code/__torch__/"  # the names keep their room; the code pane's title has the full name
+            groups.append(Group(title, [RecordItem(r, strip, width) for r in records], sum(r.size for r in records)))
         if title == "pickles":  # tensors and constants come right after the pickles that describe them
             for name, tensors in (("tensors", summary.tensors), ("constants", summary.constants)):
                 if tensors:
@@ -184,7 +188,7 @@ class TensorView(Vertical):
             (group.title, "bold"), (f"  {len(self.tensors)} tensors, {human_bytes(group.size)}", render.DIM)))
         table = self.query_one("#tensor-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("name", "kind", "dtype", "shape", "bytes", "device", "storage", "problem")
+        table.add_columns("name", "dtype", "shape", "bytes", "kind", "device", "storage", "problem")
         table.add_rows([render.tensor_cells(t, kinds.get(t.name, "constant")) for t in self.tensors])
         index = next((i for i, t in enumerate(self.tensors) if t.name == select), 0)
         table.move_cursor(row=index)
@@ -231,8 +235,10 @@ class ArchiveView(Horizontal):
         self.query_one("#overview-body", Static).update(lines_error(message))
 
     def show_archive(self) -> None:
-        self.groups = build_groups(self.loaded.summary)
         tree = self.query_one("#records", LazyTree)
+        # a label's room in the tree: its width less the border, two levels of guides and the scroll bar
+        width = min(tree.size.width or 90, self.app.size.width * 2 // 5) - 2 - 8 - 1
+        self.groups = build_groups(self.loaded.summary, max(16, width))
         tree.show(Overview(self.groups), render.plain(self.loaded.summary.path.rsplit("/", 1)[-1], "bold"))
         if self.groups and self.groups[0].title == "code":
             self.run_worker(tree.reveal([self.groups[0].key], expand=True), group="tree-fill")
@@ -249,6 +255,12 @@ class ArchiveView(Horizontal):
         if self._jump is not None and item is not None and item.key == self._jump[0]:
             line, self._jump = self._jump[1], None
         self.open_item(item, line)
+
+    @on(Tree.NodeSelected, "#records")
+    def _selected(self, event: Tree.NodeSelected) -> None:
+        """enter on a tensor reads and shows its first values (on a group or record: expand, as in any tree)."""
+        if isinstance(event.node.data, TensorItem):
+            self.query_one(TensorView).action_preview()
 
     def open_item(self, item: Item | None, line: int | None = None) -> None:
         pane = self.query_one("#record-pane", ContentSwitcher)

@@ -174,6 +174,8 @@ class DiffView(Vertical):
                 tooltip="Run both archives on generated inputs (sandboxed child): a verdict per finding"),
     ]
 
+    can_focus = True
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.result = None
@@ -222,12 +224,21 @@ class DiffView(Vertical):
              "constants. From the shell: tsinspect diff A B --tui", render.DIM)))
 
     def show_loading(self, a: str, b: str) -> None:
-        self.state = "loading"
+        import time
+
+        self.state, self._loading = "loading", (a, b, time.monotonic())
         self._panes(False)
+        self.tick()
+
+    def tick(self) -> None:
+        """The running comparison, with its elapsed time (the app calls this every second)."""
+        import time
+
+        a, b, since = self._loading
         self.query_one("#diff-status", Static).update(Content.assemble(
-            (f"Comparing {basename(a)} with {basename(b)}...", "bold"),
+            (f"Comparing {basename(a)} with {basename(b)}...  {time.monotonic() - since:.0f} s", "bold"),
             ("\nReading both archives; the IR analysis loads each with torch in a child process when the safety "
-             "scan allows it (a few seconds).", render.DIM)))
+             "scan allows it (a few seconds). The other views fill in meanwhile.", render.DIM)))
 
     def show_error(self, a: str, b: str, message: str) -> None:
         self.state = "failed"
@@ -238,7 +249,7 @@ class DiffView(Vertical):
 
     def show_result(self, result, browsed: str) -> None:
         self.state, self.result, self._browsed = "loaded", result, browsed
-        self.query_one("#diff-status", Static).update(header(result, browsed))
+        self.show_header(browsed)
         tree = self.query_one("#diff-findings", Tree)
         tree.clear()
         self.findings, self._leaves = list(result.findings), {}
@@ -255,6 +266,10 @@ class DiffView(Vertical):
         self.query_one("#diff-trace-pane").display = result.mode == "trace_vs_script"
         if self.findings:
             self.show_finding(0)
+
+    def show_header(self, browsed: str) -> None:
+        self._browsed = browsed
+        self.query_one("#diff-status", Static).update(header(self.result, browsed))
 
     @staticmethod
     def _label(finding) -> Text:
@@ -362,8 +377,12 @@ class DiffView(Vertical):
         pass
 
     def focus_main(self) -> None:
+        """The findings; the view itself while there are none (so the focus never stays in a hidden view, which
+        would switch the tabs back to it)."""
         if self.state == "loaded" and self.findings:
             self.query_one("#diff-findings", Tree).focus()
+        else:
+            self.focus()
 
     def search(self, query: str) -> list[int]:
         """Indices of the findings whose kind, method, file:line or message contains ``query``."""

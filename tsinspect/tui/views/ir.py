@@ -8,6 +8,8 @@ reason is shown in place with the ``ast`` view of code/ (methods and the ops the
 
 from __future__ import annotations
 
+import re
+import time
 
 from rich.text import Text
 from textual import on
@@ -16,18 +18,22 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, OptionList, Static, Tree
-from textual.widgets.option_list import Option
+from textual.widgets import Button, Static, Tree
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import printable
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
+from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
+from tsinspect.tui.widgets.links import LinkList
 
 MAX_USES = 50  # uses listed per value
+MAX_VALUES = 100  # inputs and outputs listed in a node's detail (a prim::ListConstruct can have thousands)
+MAX_LABEL = 600  # characters of a node's line in the tree
+HINT = "Move the cursor onto a method or a node: its detail and links (inputs, uses, code line) show here."
 
 
 _ROLE_STYLES = {"value": "cyan", "type": "dim", "kind": "bold", "attr": "yellow"}
@@ -40,6 +46,10 @@ def node_label(node: Node) -> Text:
         if role == "attr" and len(piece) > 82:
             piece = piece[:78] + "...]"
         text.append(printable(piece), style=_ROLE_STYLES.get(role, ""))
+        if len(text) > MAX_LABEL:
+            text.truncate(MAX_LABEL)
+            text.append("...)", style="dim")
+            break
     return text
 
 
@@ -95,14 +105,14 @@ class GraphEnd(Item):
 
 
 class MethodItem(Item):
-    def __init__(self, module: Module, method: Method, graph: Graph | None):
-        self.module, self.method, self.graph = module, method, graph
+    def __init__(self, module: Module, method: Method, graph: Graph | None, count: int | None = None):
+        self.module, self.method, self.graph, self.count = module, method, graph, count
         self.key = ("method", method.name)
 
     def label(self) -> Text:
         text = Text(printable(self.method.name), style="bold green", end="")
-        if self.graph is not None:
-            text.append(f"  {sum(1 for _ in self.graph.walk())} nodes", style="dim")
+        if self.graph is not None and self.count is not None:
+            text.append(f"  {self.count} nodes", style="dim")
         if self.method.error:
             text.append("  " + printable(self.method.error), style="red")
         return text
@@ -116,8 +126,8 @@ class MethodItem(Item):
 
 
 class ModuleItem(Item):
-    def __init__(self, module: Module, inlined: bool):
-        self.module, self.inlined = module, inlined
+    def __init__(self, module: Module, inlined: bool, index: dict):
+        self.module, self.inlined, self.index = module, inlined, index
         self.key = ("module", module.path)
 
     def label(self) -> Text:
@@ -129,16 +139,20 @@ class ModuleItem(Item):
         return bool(self.module.methods)
 
     def children(self) -> list[Item]:
-        return [MethodItem(self.module, m, m.inlined if self.inlined and m.inlined else m.graph)
-                for m in self.module.methods]
+        items = []
+        for m in self.module.methods:
+            graph = m.inlined if self.inlined and m.inlined else m.graph
+            view = self.index.get(id(graph))
+            items.append(MethodItem(self.module, m, graph, len(view.nodes) if view is not None else None))
+        return items
 
 
 class IRRoot(Item):
-    def __init__(self, modules: list[Module], inlined: bool):
-        self.modules, self.inlined = modules, inlined
+    def __init__(self, modules: list[Module], inlined: bool, index: dict):
+        self.modules, self.inlined, self.index = modules, inlined, index
 
     def children(self) -> list[Item]:
-        return [ModuleItem(m, self.inlined) for m in self.modules]
+        return [ModuleItem(m, self.inlined, self.index) for m in self.modules]
 
 
 class AstMethodItem(Item):
@@ -177,6 +191,23 @@ class AstRoot(Item):
         return [AstMethodItem(m) for m in self.methods]
 
 
+def in_place(refusal: str) -> str:
+    """The gate's refusal without its advice to rerun with --trust: in the UI, trusting is one key here."""
+    return re.sub(r"[;,.]? *rerun with --trust[^;]*", "", refusal)
+
+
+def index_graphs(ir) -> dict[int, GraphView]:
+    """``id(graph) -> GraphView`` (where each value is defined and used; no networkx unless asked) for every
+    method graph, saved and inlined: built in the worker that received the IR, then frozen out of the
+    collector's reach, so that moving the cursor only looks things up."""
+    import gc
+
+    index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
+             if g is not None}
+    gc.freeze()
+    return index
+
+
 class TrustScreen(ModalScreen[bool]):
     """Explicit confirmation before loading an archive the static scan found unsafe."""
 
@@ -189,7 +220,7 @@ class TrustScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="trust-dialog"):
             yield Static(Content.styled("Load this archive with torch anyway?", "bold"))
-            yield Static(Content(printable(self.refusal)))
+            yield Static(Content(printable(in_place(self.refusal))))
             yield Static(Content.styled(
                 "torch runs the archive's __setstate__ code while loading. tsinspect loads it in a child process "
                 "with an empty temporary working directory and resource limits, but absolute paths are not "
@@ -210,25 +241,34 @@ class IRView(Vertical):
     BINDINGS = [
         Binding("i", "toggle_inlined", "Inlined", tooltip="Toggle the inlined graphs (submodule calls expanded)"),
         Binding("c", "code", "Code line", tooltip="Show the node's line in the generated code"),
-        Binding("t", "trust", "Load anyway", show=False, tooltip="Load an archive the scan refused, after confirming"),
+        Binding("t", "trust", "Load anyway", tooltip="Load an archive the scan refused, after confirming"),
     ]
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The footer shows ``t`` only while the scan's refusal stands, ``i`` only with a graph to inline."""
+        if action == "trust":
+            return self.state == "refused"
+        if action == "toggle_inlined":
+            return self.state == "loaded"
+        return True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.extraction = None
         self.inlined = False
         self.state = "waiting"  # waiting, loading, loaded, refused, failed, none
-        self._views: dict = {}  # id(graph) -> tsinspect.ir.views.GraphView
-        self._paths: dict[int, dict[int, list]] = {}
+        self._index: dict = {}  # id(graph) -> GraphView, from the worker (index_graphs)
+        self._loading_since = 0.0
+        self._loading_what = ""
 
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("Waiting for the archive...", render.DIM), id="ir-status")
         with Horizontal(id="ir-main"):
             yield LazyTree("IR", id="ir-tree")
             with Vertical(id="ir-side"):
-                with VerticalScroll(id="ir-info-scroll"):
+                with VerticalScroll(id="ir-info-scroll", can_focus=False):
                     yield Static(id="ir-info")
-                yield OptionList(id="ir-links")
+                yield LinkList(id="ir-links")
 
     def on_mount(self) -> None:
         tree = self.query_one("#ir-tree", LazyTree)
@@ -251,43 +291,57 @@ class IRView(Vertical):
     def show_archive(self) -> None:
         summary = self.app.loaded.summary
         if summary.format in ("torchscript", "lite", "pt2"):
-            self.show_loading(self.app.trust)
+            if self.state == "waiting":  # the extraction usually started with the app, and may be done
+                self.show_loading(self.app.trust)
         else:
             self.state = "none"
+            self.query_one("#ir-tree", LazyTree).loading = False
             self._set_status(Content.styled(f"A {summary.format} archive has no TorchScript code and no IR graphs.",
                                             render.DIM))
 
     def show_failure(self, message: str) -> None:
         self.state = "none"
+        self.query_one("#ir-tree", LazyTree).loading = False
         self._set_status(Content.styled(printable(message), render.BAD))
 
-    def show_loading(self, trust: bool) -> None:
+    def show_loading(self, trust: bool, what: str = "") -> None:
         self.state = "loading"
+        self._loading_since = time.monotonic()
         how = " (trusted: the scan's findings were overridden)" if trust else ""
-        self._set_status(Content.styled(f"Extracting the IR with torch in a child process{how}...", render.DIM))
+        self._loading_what = f"Extracting the IR with torch in a child process{how}" + (f": {what}" if what else "")
+        self.tick()
         self.query_one("#ir-tree", LazyTree).loading = True
+        self.query_one("#ir-side").display = False
+
+    def tick(self) -> None:
+        elapsed = time.monotonic() - self._loading_since
+        self._set_status(Content.styled(f"{self._loading_what}... {elapsed:.0f} s", render.DIM))
 
     def show_error(self, message: str) -> None:
         self.state = "failed"
         self.query_one("#ir-tree", LazyTree).loading = False
         self._set_status(Content.styled(printable(message), render.BAD))
 
-    def show_ir(self, extraction) -> None:
-        self.extraction, self._views, self._paths = extraction, {}, {}
+    def show_ir(self, extraction, index: dict | None = None) -> None:
+        """Show an extraction (decoded already; ``index``: index_graphs of it)."""
+        self.extraction = extraction
         ir = extraction.ir
+        self._index = index if index is not None else index_graphs(ir)
         tree = self.query_one("#ir-tree", LazyTree)
         tree.loading = False
+        self.query_one("#ir-side").display = True
+        self._show_detail(Content.styled(HINT, render.DIM), [])
         if ir.load in ("meta", "full", "pt2"):
             self.state = "loaded"
             self._set_status(self._loaded_status())
-            tree.show(IRRoot(ir.modules, self.inlined))
+            tree.show(IRRoot(ir.modules, self.inlined, self._index))
             first = next((m for m in ir.modules if m.methods), None)
             if first is not None:  # open on the first method's graph
                 self.run_worker(self.jump((first.path, first.methods[0].name, None), focus=False), group="tree-fill")
         else:
             self.state = "refused" if ir.load == "refused" else "failed"
             error = ir.error
-            parts: list = [(printable(error.message if error else "torch could not load the archive"),
+            parts: list = [(printable(in_place(error.message) if error else "torch could not load the archive"),
                             render.BAD if self.state == "refused" else render.WARN)]
             if self.state == "refused":
                 parts.append(("\nt: load it with torch anyway, after confirming. ", "bold"))
@@ -312,6 +366,7 @@ class IRView(Vertical):
 
     def _set_status(self, content: Content) -> None:
         self.query_one("#ir-status", Static).update(content)
+        self.refresh_bindings()  # the footer's i and t follow the state
 
     def focus_main(self) -> None:
         self.query_one("#ir-tree", LazyTree).focus()
@@ -325,71 +380,76 @@ class IRView(Vertical):
             return None
         return method.inlined if self.inlined and method.inlined else method.graph
 
-    def view_of(self, graph: Graph):
-        """The def-use view of a graph (networkx, imported on first use to keep start-up quick)."""
-        if id(graph) not in self._views:
-            from tsinspect.ir.views import GraphView
+    def view_of(self, graph: Graph) -> GraphView:
+        """Where each value of ``graph`` is defined and used (indexed by the worker that got the IR)."""
+        if id(graph) not in self._index:
+            self._index[id(graph)] = GraphView(graph)
+        return self._index[id(graph)]
 
-            self._views[id(graph)] = GraphView(graph)
-        return self._views[id(graph)]
+    def has_inlined(self) -> bool:
+        return any(m.inlined for module in self.extraction.ir.modules for m in module.methods)
 
     @on(Tree.NodeHighlighted, "#ir-tree")
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
-        node = event.node
-        item = node.data
-        method = self._method_of(node)
-        side = self.query_one("#ir-side")
-        if item is None or (method is None and not isinstance(item, (AstOpItem, AstMethodItem))):
-            side.display = False
-            return
-        side.display = True
+        item = event.node.data
+        method = self._method_of(event.node)
         if isinstance(item, (AstOpItem, AstMethodItem)):
             line = item.use.line if isinstance(item, AstOpItem) else item.method.line
             self._show_detail(Content.assemble((printable(item.method.qualname), "bold"),
                                                f"\n{printable(item.method.file)}:{line}"),
-                              [Option(Text("show this line of code (c)"), id=f"code:{item.method.file}:{line}")])
+                              [(Text("show this line of code (c)"), ("code", item.method.file, line))])
             return
-        view = self.view_of(method.graph)
+        if item is None or method is None:
+            self._show_detail(Content.styled(HINT, render.DIM), [])
+            return
         target = (method.module.path, method.method.name)
         if isinstance(item, NodeItem):
-            self._show_detail(*self._node_detail(item.node, view, target))
+            self._show_detail(*self._node_detail(item.node, self.view_of(method.graph), target))
         elif isinstance(item, GraphEnd):
             names = [v.name for v in method.graph.inputs] if item.which == "inputs" else method.graph.outputs
-            info = Content.assemble((f"{method.method.name}: graph {item.which}", "bold"),
+            info = Content.assemble((f"{printable(method.method.name)}: graph {item.which}", "bold"),
                                     (f"\n{printable(method.method.schema or '')}", render.DIM))
-            links = self._value_links(names, view, target, uses=item.which == "inputs")
-            self._show_detail(info, links)
+            self._show_detail(info, self._value_links(names, self.view_of(method.graph), target,
+                                                      uses=item.which == "inputs"))
         else:
             info = Content.assemble((printable(method.method.name), "bold"),
                                     (f"\n{printable(method.method.schema or '')}", render.DIM))
             self._show_detail(info, [])
+
+    @on(Tree.NodeSelected, "#ir-tree")
+    def _selected(self, event: Tree.NodeSelected) -> None:
+        """enter on a line without children opens its links (the first one highlighted)."""
+        if event.node.data is not None and not event.node.allow_expand:
+            links = self.query_one("#ir-links", LinkList)
+            if any(t is not None for t in links.targets):
+                links.focus()
 
     def _method_of(self, node) -> MethodItem | None:
         while node is not None and not isinstance(node.data, MethodItem):
             node = node.parent
         return node.data if node is not None else None
 
-    def _show_detail(self, info: Content, links: list[Option]) -> None:
+    def _show_detail(self, info: Content, links: list[tuple[Text, tuple | None]]) -> None:
         self.query_one("#ir-info", Static).update(info)
-        options = self.query_one("#ir-links", OptionList)
-        options.clear_options()
-        options.add_options(links)
-        options.display = bool(links)
+        self.query_one("#ir-links", LinkList).set_links(links)
 
-    def _node_detail(self, node: Node, view, target: tuple) -> tuple[Content, list[Option]]:
+    def _node_detail(self, node: Node, view: GraphView, target: tuple) -> tuple[Content, list]:
         rows: list[Content | str] = [Content.assemble(("node ", render.DIM), (f"#{node.id} ", render.DIM),
                                                       (printable(node.kind), "bold"))]
-        for out in node.outputs:
+        for out in node.outputs[:MAX_VALUES]:
             rows.append(render.field("output", f"%{out.name} : {out.type}"))
-        for name in node.inputs:
+        for name in node.inputs[:MAX_VALUES]:
             rows.append(render.field("input", f"%{name}"))
+        for what, count in (("outputs", len(node.outputs)), ("inputs", len(node.inputs))):
+            if count > MAX_VALUES:
+                rows.append(render.field("", Content.styled(f"... {count} {what} in all", render.DIM)))
         for key, value in node.attributes.items():
             rows.append(render.field("attribute", f"{key} = {attr_text(value)}"[:400]))
         if node.schema:
             rows.append(render.field("schema", node.schema))
         if node.scope:
             rows.append(render.field("scope", node.scope))
-        links: list[Option] = []
+        links: list[tuple[Text, tuple | None]] = []
         src = node.source
         if src is not None and src.code_file:
             rows.append(render.field("code", f"{src.code_file}:{src.code_line}"))
@@ -397,39 +457,41 @@ class IRView(Vertical):
             if origin is not None and origin.file:
                 rows.append(render.field("source", f"{origin.where}"))
                 rows.append(render.field("", origin.text.strip()[:200]))
-            links.append(Option(Text(f"show code line {src.code_file}:{src.code_line}  (c)"),
-                                id=f"code:{src.code_file}:{src.code_line}"))
+            links.append((Text(f"show code line {printable(src.code_file)}:{src.code_line}  (c)"),
+                          ("code", src.code_file, src.code_line)))
         elif src is not None and src.file:
             rows.append(render.field("source", f"{src.file}:{src.line}"))
         for frame in (src.stack[:6] if src else []):
             rows.append(render.field("  called from", frame))
-        links += self._value_links(node.inputs, view, target, uses=False)
-        links += self._value_links([v.name for v in node.outputs], view, target, uses=True)
+        links += self._value_links(node.inputs[:MAX_VALUES], view, target, uses=False)
+        links += self._value_links([v.name for v in node.outputs[:MAX_VALUES]], view, target, uses=True)
         return render.lines(*rows), links
 
-    def _value_links(self, names: list[str], view, target: tuple, uses: bool) -> list[Option]:
-        links = []
+    def _value_links(self, names: list[str], view: GraphView, target: tuple, uses: bool) -> list:
+        """``(label, target)`` pairs: each value's definition, or each value's uses under a heading."""
+        links: list[tuple[Text, tuple | None]] = []
         for name in names:
             if not uses:
                 source = view.where_defined(name)
-                text = Text(f"← %{printable(name)}  defined by ", end="")
+                text = Text(f"← %{printable(name)}  defined by ", end="", no_wrap=True)
                 if isinstance(source, Node):
                     text.append_text(node_label(source))
-                    links.append(Option(text, id=f"node:{source.id}:{target[0]}:{target[1]}"))
+                    links.append((text, ("node", target[0], target[1], source.id)))
                 else:
-                    text.append(str(source or "?"), style="dim")
-                    links.append(Option(text, disabled=True))
+                    text.append("the graph's " + str(source or "?") if source else "?", style="dim")
+                    links.append((text, None))
                 continue
             users = view.where_used(name)
-            links.append(Option(Text(f"%{printable(name)} is used {len(users)} time(s)", style="bold"),
-                                disabled=True))
+            links.append((Text(f"%{printable(name)} is used {len(users)} time(s)", style="bold", no_wrap=True), None))
             for user in users[:MAX_USES]:
                 if isinstance(user, Node):
-                    text = Text("  → ", end="")
+                    text = Text("  → ", end="", no_wrap=True)
                     text.append_text(node_label(user))
-                    links.append(Option(text, id=f"node:{user.id}:{target[0]}:{target[1]}"))
+                    links.append((text, ("node", target[0], target[1], user.id)))
                 else:
-                    links.append(Option(Text(f"  → graph {user}", style="dim"), disabled=True))
+                    links.append((Text(f"  → the graph's {user}", style="dim"), None))
+            if len(users) > MAX_USES:
+                links.append((Text(f"  ... {len(users) - MAX_USES} more uses", style="dim"), None))
         return links
 
     def _origin(self, code_file: str, line: int | None):
@@ -439,33 +501,34 @@ class IRView(Vertical):
             return None
         return code.origins[line - 1] if line and 0 < line <= len(code.origins) else None
 
-    @on(OptionList.OptionSelected, "#ir-links")
-    def _link(self, event: OptionList.OptionSelected) -> None:
-        kind, _, rest = (event.option.id or "").partition(":")
-        if kind == "code":
-            file, _, line = rest.rpartition(":")
-            self.app.show_code(file, int(line) if line.isdigit() else None)
-        elif kind == "node":
-            node_id, module, method = rest.split(":", 2)
-            self.app.show_node((module, method, int(node_id)))
+    @on(LinkList.Followed, "#ir-links")
+    def _link(self, event: LinkList.Followed) -> None:
+        self._follow(event.target)
+
+    def _follow(self, target: tuple) -> None:
+        if target[0] == "code":
+            self.app.show_code(target[1], target[2])
+        elif target[0] == "node":
+            self.app.show_node(target[1:])
 
     # ----- actions
 
     def action_code(self) -> None:
-        options = self.query_one("#ir-links", OptionList)
-        link = next((o for o in options.options if (o.id or "").startswith("code:")), None)
+        link = next((t for t in self.query_one("#ir-links", LinkList).targets if t and t[0] == "code"), None)
         if link is None:
             self.app.notify("This line has no code location.", severity="warning")
             return
-        file, _, line = link.id[5:].rpartition(":")
-        self.app.show_code(file, int(line) if line.isdigit() else None)
+        self._follow(link)
 
     def action_toggle_inlined(self) -> None:
         if self.state != "loaded":
             self.app.notify("The IR is not loaded.", severity="warning")
             return
         self.inlined = not self.inlined
-        self.show_ir(self.extraction)
+        if self.inlined and not self.has_inlined():  # asked for on demand: a second torch child
+            self.app.request_ir(self.app.ir_trust, inline=True)
+            return
+        self.show_ir(self.extraction, self._index)
         self.app.update_status()
 
     def action_trust(self) -> None:
@@ -496,20 +559,18 @@ class IRView(Vertical):
                         hits.append((module.path, method.name, node.id))
         return hits
 
-    def _node_path(self, graph: Graph, node_id: int) -> list | None:
-        """Tree keys from the method down to the node: node, block, node, ..."""
-        if id(graph) not in self._paths:
-            paths: dict[int, list] = {}
-            stack: list[tuple[list[Node], list]] = [(graph.nodes, [])]
-            while stack:
-                nodes, prefix = stack.pop()
-                for node in nodes:
-                    here = prefix + [("node", node.id)]
-                    paths[node.id] = here
-                    for i, block in enumerate(node.blocks):
-                        stack.append((block.nodes, here + [("block", i)]))
-            self._paths[id(graph)] = paths
-        return self._paths[id(graph)].get(node_id)
+    @staticmethod
+    def _node_path(graph: Graph, node_id: int) -> list | None:
+        """Tree keys from the method down to the node: node, block, node, ... (one walk, nothing kept)."""
+        stack: list[tuple[list[Node], list]] = [(graph.nodes, [])]
+        while stack:
+            nodes, prefix = stack.pop()
+            for node in nodes:
+                if node.id == node_id:
+                    return prefix + [("node", node.id)]
+                for i, block in enumerate(node.blocks):
+                    stack.append((block.nodes, prefix + [("node", node.id), ("block", i)]))
+        return None
 
     async def jump(self, target: tuple, focus: bool = True) -> bool:
         """Show a method, or a node of it: (module path, method name, node id or None)."""

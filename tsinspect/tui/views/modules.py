@@ -11,6 +11,7 @@ from textual.content import Content
 from textual.widgets import Static, Tree
 
 from tsinspect.archive.modules import ModuleInfo
+from tsinspect.archive.text import printable
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 
@@ -54,7 +55,7 @@ class ModulesView(Horizontal):
         self.query_one("#module-tree", LazyTree).focus()
 
     def show_failure(self, message: str) -> None:
-        self.query_one("#module-detail", Static).update(Content.styled(message, render.BAD))
+        self.query_one("#module-detail", Static).update(Content.styled(printable(message), render.BAD))
 
     @on(Tree.NodeHighlighted, "#module-tree")
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:

@@ -14,6 +14,15 @@ from tsinspect.archive.text import printable
 from tsinspect.tui import render
 
 VERDICT_STYLE = {UNSAFE: "bold red", BENIGN: "green"}
+MAX_ROWS = 1000  # rows per table: a hostile zip can hold 65,535 duplicate entries, each a problem
+
+
+def capped(rows: list, total: int, width: int, what: str) -> list:
+    if total > MAX_ROWS:
+        rows = rows[:MAX_ROWS] + [(Text(f"... {total - MAX_ROWS} more", style="dim"),
+                                   Text(f"tsinspect {what} lists them all", style="dim"),
+                                   *[Text("")] * (width - 2))]
+    return rows
 
 
 class SafetyView(Vertical):
@@ -39,16 +48,19 @@ class SafetyView(Vertical):
         findings.clear(columns=True)
         findings.add_columns("verdict", "kind", "where", "what", "detail")
         self.findings = list(scan.findings)
-        findings.add_rows([(Text(f.verdict, style=VERDICT_STYLE.get(f.verdict, "")), Text(f.kind),
-                            render.plain(f.where), render.plain(f.what),
-                            render.plain(f.detail + (f" (via {' -> '.join(f.via)})" if f.via else "")))
-                           for f in self.findings] or [(Text("none", style="dim"), Text(""), Text(""),
-                                                        Text(""), Text(""))])
+        rows = [(Text(f.verdict, style=VERDICT_STYLE.get(f.verdict, "")), render.plain(f.kind),
+                 render.plain(f.where), render.plain(f.what),
+                 render.plain(f.detail + (f" (via {' -> '.join(f.via)})" if f.via else "")))
+                for f in self.findings[:MAX_ROWS]]
+        findings.add_rows(capped(rows, len(self.findings), 5, "scan --json")
+                          or [(Text("none", style="dim"), Text(""), Text(""), Text(""), Text(""))])
         table = self.query_one("#problems", DataTable)
         table.clear(columns=True)
         table.add_columns("kind", "member", "detail")
-        table.add_rows([(Text(p.kind, style="yellow"), render.plain(p.member or ""), render.plain(p.detail))
-                        for p in problems] or [(Text("none", style="dim"), Text(""), Text(""))])
+        rows = [(render.plain(p.kind, "yellow"), render.plain(p.member or ""), render.plain(p.detail))
+                for p in problems[:MAX_ROWS]]
+        table.add_rows(capped(rows, len(problems), 3, "info --json")
+                       or [(Text("none", style="dim"), Text(""), Text(""))])
 
     def focus_main(self) -> None:
         self.query_one("#findings", DataTable).focus()

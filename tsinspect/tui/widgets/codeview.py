@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import human_bytes, printable
 from tsinspect.tui.render import DIM, origin_text
 
 
@@ -17,13 +17,14 @@ class CodeView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="code-title", classes="pane-title")
         yield Static(id="code-origin")
-        with VerticalScroll(id="code-scroll"):
+        with ScrollableContainer(id="code-scroll"):  # long lines scroll sideways, never under the gutter
             yield Static(id="code-body")
 
     def show(self, code, body: Content, line: int | None) -> None:
         self.code_name = code.name
         title = Content.assemble((printable(code.name), "bold"),
-                                 (f"  {code.text.count(chr(10)) + 1} lines", DIM),
+                                 (f"  {code.text.count(chr(10)) + 1} lines, "
+                                  f"{human_bytes(len(code.text.encode('utf-8', 'replace')))}", DIM),
                                  (f"  ({code.debug_note})" if code.debug_note else "", DIM))
         self.query_one("#code-title", Static).update(title)
         origin = self.query_one("#code-origin", Static)
@@ -33,6 +34,6 @@ class CodeView(Vertical):
             origin.update("")
         origin.display = line is not None
         self.query_one("#code-body", Static).update(body)
-        scroll = self.query_one("#code-scroll", VerticalScroll)
+        scroll = self.query_one("#code-scroll", ScrollableContainer)
         target = max(0, (line or 1) - 6)
         self.call_after_refresh(scroll.scroll_to, y=target, animate=False)
