@@ -53,10 +53,10 @@ class Terminal:
     def quit(self) -> None:
         """Press q and wait for the app to exit."""
         self.keys("q")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine: the exit waits for a torch child being killed
         while not self.exited() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert self.exited()
+        assert self.exited(), self.screen()
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
