@@ -16,27 +16,18 @@ finding explains. ``--big`` adds torch.nn.Transformer() at its default size (d_m
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
-from benchmarks.diff_real.__main__ import OUT, _pairs, _paths, score_doc
+from benchmarks.diff_real.__main__ import OUT, _pairs, _paths, run_diff, score_doc
 
 VERDICTS = ("confirmed", "not reproduced", "not tested")
 
 
 def _diff(a, b, *extra) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "tsinspect", "diff", str(a), str(b), "--json", "--all", "--ir", "never", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=OUT, env=os.environ | {"NO_COLOR": "1"})
-    took = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"tsinspect diff {a} failed: {proc.stderr.strip()}")
-    return json.loads(proc.stdout), took
+    return run_diff(a, b, "--all", "--ir", "never", *extra)
 
 
 def _hits(pair, f) -> list[str]:

@@ -124,15 +124,14 @@ def truth(only) -> int:
     return 1 if bad else 0
 
 
-def _diff(a, b, ir) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "tsinspect", "diff", str(a), str(b), "--json", "--ir", ir]
-    if ir != "never":
-        cmd.append("--trust")
+def run_diff(a, b, *options: str) -> tuple[dict, float]:
+    """``tsinspect diff A B --json OPTIONS`` as a user runs it: the JSON document and the seconds it took."""
+    cmd = [sys.executable, "-m", "tsinspect", "diff", str(a), str(b), "--json", *options]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=OUT, env=os.environ | {"NO_COLOR": "1"})
     took = time.perf_counter() - start
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"{pair_name}: tsinspect diff failed: {proc.stderr.strip()}")
+        raise SystemExit(f"tsinspect diff {Path(a).name} {Path(b).name} failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout), took
 
 
@@ -154,15 +153,13 @@ def score_doc(pair, doc) -> dict:
 
 
 def score(only, verbose, paths=("never", "always")) -> int:
-    global pair_name
     totals: dict = {}
     rows = []
     for pair in _pairs(only):
-        pair_name = pair.name
         traced, scripted = _paths(pair)
         for ir in paths:
             for order, (a, b) in (("traced first", (traced, scripted)), ("scripted first", (scripted, traced))):
-                doc, took = _diff(a, b, ir)
+                doc, took = run_diff(a, b, "--ir", ir, *(["--trust"] if ir != "never" else []))
                 s = score_doc(pair, doc)
                 key = (ir, order)
                 t = totals.setdefault(key, {"truth": 0, "found": 0, "findings": 0, "good": 0, "user_missed": 0,
@@ -211,6 +208,5 @@ def main() -> int:
     return score(args.pair, args.verbose, ("never", "always") if args.ir == "both" else (args.ir,))
 
 
-pair_name = ""
 if __name__ == "__main__":
     sys.exit(main())
