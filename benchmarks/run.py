@@ -274,14 +274,23 @@ def tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, path: Path) -> bool:
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (said on stderr) when matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
-        return False
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(results: dict, path: Path) -> bool:
+    plt = _pyplot()
+    if plt is None:
+        return False
 
     enc = [r for r in results["archives"] if r["name"].startswith("encoder")]
     deep = [r for r in results["archives"] if r["name"].startswith("deep")]
@@ -451,13 +460,9 @@ def rx(pair: dict, what: str) -> str:
 
 
 def plot_curves(c: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = _pyplot()
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
     nodes = [r["nodes"] for r in c["nodes"]]
