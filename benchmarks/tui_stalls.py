@@ -23,26 +23,87 @@ from pathlib import Path
 PY = sys.executable
 
 PROBE = r"""
-import asyncio, json, sys, time
+import asyncio, gc, json, resource, sys, time
 START = float(sys.argv[2])
 from tsinspect.tui.app import InspectorApp
+from tsinspect.tui.widgets.lazytree import Range
 
 stalls = {}
 phase = "start"
+beat_at = [time.perf_counter()]
+where = {}  # with --where: the UI thread's innermost frames of tsinspect or textual seen in stalls, by phase
 
 async def heartbeat():
     while True:
-        before = time.perf_counter()
+        before = beat_at[0] = time.perf_counter()
         await asyncio.sleep(0.01)
         late = time.perf_counter() - before - 0.01
         stalls[phase] = max(stalls.get(phase, 0.0), late)
+
+def watch(ui_thread):
+    # samples the UI thread stack every 20 ms while the heartbeat is more than 70 ms late
+    import threading, traceback
+    while True:
+        time.sleep(0.02)
+        if time.perf_counter() - beat_at[0] > 0.07:
+            counts = where.setdefault(phase, {})
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                frames = traceback.extract_stack(frame)
+                ours = [f"{f.filename.split('site-packages/')[-1].split('tsinspect/')[-1].split('lib/python3')[-1]}"
+                        f":{f.lineno} {f.name}" for f in frames]
+                key = ("UI: " if ident == ui_thread else "other: ") + " < ".join(reversed(ours[-4:]))
+                counts[key] = counts.get(key, 0) + 1
 
 async def settle(app, pilot):
     await app.workers.wait_for_complete()
     await pilot.pause()
 
-async def main(path):
+profiles = {}  # with --profile: the UI thread's profile of each phase
+
+def set_phase(name):
     global phase
+    if "--profile" in sys.argv:
+        import cProfile
+        if phase in profiles:
+            profiles[phase].disable()
+        profiles[name] = cProfile.Profile()
+        profiles[name].enable()
+    phase = name
+
+slow = {}  # with --slow: message handlers and refreshes of the UI thread that took over 50 ms, by phase
+
+def time_handlers():
+    from textual.message_pump import MessagePump
+    from textual.screen import Screen
+    def timed(original, what):
+        async def wrapper(self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                took = time.perf_counter() - t
+                if took > 0.05:
+                    slow.setdefault(phase, []).append((round(took, 3), what(self, *args)))
+        return wrapper
+    MessagePump._dispatch_message = timed(MessagePump._dispatch_message,
+                                          lambda self, m: f"{type(self).__name__}#{self.id} {type(m).__name__}")
+    for name in ("_compositor_refresh", "_refresh_layout"):
+        def step(self, *args, _original=getattr(Screen, name), _name=name, **kwargs):
+            t = time.perf_counter()
+            _original(self, *args, **kwargs)
+            if time.perf_counter() - t > 0.05:
+                slow.setdefault(phase, []).append((round(time.perf_counter() - t, 3), "Screen." + _name))
+        setattr(Screen, name, step)
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+async def main(path):
+    if "--slow" in sys.argv:
+        time_handlers()
     app = InspectorApp(path)
     out = {}
     async with app.run_test(size=(140, 40)) as pilot:
@@ -51,23 +112,29 @@ async def main(path):
         await pilot.pause()
         out["first"] = time.time() - START
         beat = asyncio.create_task(heartbeat())
-        phase = "IR arrival"
+        if "--where" in sys.argv:
+            import threading
+            threading.Thread(target=watch, args=(threading.get_ident(),), daemon=True).start()
+        set_phase("IR arrival")
         await pilot.press("g")
         view = app.query_one("IRView")
+        tree = app.query_one("#ir-tree")
         while view.state in ("waiting", "loading"):
             await pilot.pause(0.005)
         await settle(app, pilot)
         out["ir"] = time.time() - START
         out["state"] = view.state
+        out["focus_after_g"] = getattr(app.focused, "id", None)
         if view.state == "loaded":
-            phase = "i (inlined, fetched)"
+            set_phase("i (inlined, fetched)")
             t = time.perf_counter()
             await pilot.press("i")
             while view.state != "loaded" or not view.inlined:
                 await pilot.pause(0.005)
             await settle(app, pilot)
             out["inline_s"] = time.perf_counter() - t
-            phase = "search aten::"
+            out["inlined_nodes"] = max((len(v.nodes) for v in view._index.values()), default=0)
+            set_phase("search aten::")
             t = time.perf_counter()
             await pilot.press("slash", *"aten::", "enter")
             while app.workers and any(w.is_running for w in app.workers):
@@ -75,34 +142,65 @@ async def main(path):
             await settle(app, pilot)
             out["search_s"] = time.perf_counter() - t
             out["matches"] = len(app.matches)
-            phase = "40 x down"
-            app.query_one("#ir-tree").focus()
-            for _ in range(40):
-                await pilot.press("down")
+            set_phase("expand")  # a collapsed folder of 1,000 nodes (or the largest collapsed line) by space
+            tree.focus()
+            folders = [n for n in tree._tree_nodes.values() if isinstance(n.data, Range) and not n.is_expanded]
+            if folders:
+                tree.move_cursor(folders[-1])
+                await pilot.pause()
+                await pilot.press("space")
+                await settle(app, pilot)
+            set_phase("scroll")  # 20 pages down, end, home, 40 lines down
+            for key in ["pagedown"] * 20 + ["end", "home"] + ["down"] * 40:
+                await pilot.press(key)
             await settle(app, pilot)
-            phase = "i (back)"
+            set_phase("jump to definition")  # tab to the links, enter on the first (an input's definition)
+            t = time.perf_counter()
+            await pilot.press("tab", "enter")
+            await settle(app, pilot)
+            out["jump_s"] = time.perf_counter() - t
+            set_phase("full collection")
+            t = time.perf_counter()
+            gc.collect()
+            out["gc_s"] = time.perf_counter() - t
+            out["gc_tracked"] = len(gc.get_objects())
+            await pilot.pause(0.05)
+            set_phase("i (back)")
+            tree.focus()
             await pilot.press("i")
             await settle(app, pilot)
-        phase = "end"
+        set_phase("end")
         beat.cancel()
+        out["cpu_s"] = round(cpu(), 2)
+        out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     out["stalls"] = {k: round(v, 3) for k, v in stalls.items() if k not in ("start", "end")}
+    if slow:
+        out["slow"] = {k: sorted(v, reverse=True)[:8] for k, v in slow.items()}
+    if where:
+        out["where"] = {k: sorted(v.items(), key=lambda kv: -kv[1])[:6] for k, v in where.items()}
+    for name, prof in profiles.items():
+        import pstats
+        prof.disable()
+        print(f"----- {name}", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
     print(json.dumps(out))
 
 asyncio.run(main(sys.argv[1]))
 """
 
 
-def probe(path: Path) -> dict:
+def probe(path: Path, *flags: str) -> dict:
     start = time.time()
-    proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start), *flags],
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode:
         raise SystemExit(f"probe failed on {path}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def graph_json(path: Path) -> float:
+def graph_json(path: Path, *flags: str) -> float:
     start = time.perf_counter()
-    subprocess.run([PY, "-m", "tsinspect", "graph", "--json", str(path)], capture_output=True, check=True,
+    subprocess.run([PY, "-m", "tsinspect", "graph", "--json", *flags, str(path)], capture_output=True, check=True,
                    timeout=900)
     return time.perf_counter() - start
 

@@ -184,6 +184,7 @@ class InspectorApp(App):
         """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
+        from tsinspect.ir.stream import extraction_ir
 
         try:
             archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
@@ -194,8 +195,9 @@ class InspectorApp(App):
                 if archive.format not in IR_FORMATS:
                     return  # the archive view says what it is; the IR view says it has no IR
                 extraction = extract_ir(archive, Options(inline=inline, trust=trust))
-            # decoded (collector paused, then frozen: Extraction.ir) and indexed here, off the event loop
-            self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
+            # decoded in slices (the event loop gets the interpreter lock between them), collector paused, then
+            # frozen, and indexed here, off the event loop
+            self.post_message(IRLoaded(extraction, index_graphs(extraction_ir(extraction))))
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
