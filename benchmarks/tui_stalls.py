@@ -25,6 +25,8 @@ PY = sys.executable
 PROBE = r"""
 import asyncio, gc, json, resource, sys, time
 START = float(sys.argv[2])
+from tsinspect.tui.irfetch import Running
+started = Running(sys.argv[1], trust=False, inline=False)  # as tsinspect.tui.run does, before Textual's import
 from tsinspect.tui.app import InspectorApp
 from tsinspect.tui.widgets.lazytree import Range
 
@@ -104,7 +106,7 @@ def cpu():
 async def main(path):
     if "--slow" in sys.argv:
         time_handlers()
-    app = InspectorApp(path)
+    app = InspectorApp(path, started_ir=started)
     out = {}
     async with app.run_test(size=(140, 40)) as pilot:
         while app.loaded is None:

@@ -482,6 +482,7 @@ def test_the_ir_takes_the_focus_when_it_arrives_after_g():
 def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
     import tsinspect.diff.irread as irread
     import tsinspect.ir.run as ir_run
+    import tsinspect.tui.irfetch as irfetch
 
     calls = []
     real = ir_run.extract_ir
@@ -492,6 +493,13 @@ def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
 
     monkeypatch.setattr(ir_run, "extract_ir", counted)
     monkeypatch.setattr(irread, "extract_ir", counted)
+    real_fetch = irfetch.fetch
+
+    def fetched(path, **kwargs):  # the IR view's own extraction, in a process of its own
+        calls.append((path.rsplit("/", 1)[-1], kwargs["inline"]))
+        return real_fetch(path, **kwargs)
+
+    monkeypatch.setattr(irfetch, "fetch", fetched)
 
     async def body():
         async with started(SAMPLES / "gate_traced.pt", other=str(SAMPLES / "gate_scripted.pt")) as (app, pilot):

@@ -143,23 +143,29 @@ def _release(document: dict) -> None:
     document.clear()
 
 
-def extraction_ir(extraction) -> IR:
-    """``extraction.ir`` (a tsinspect.ir.run.Extraction), decoded in slices when it holds the child's text
-    undecoded; the result is cached on the extraction as ``Extraction.ir`` caches its own. Built with the
-    collector paused, then frozen, like ``Extraction.ir``."""
-    body = getattr(extraction, "_body", None)
-    if "ir" in extraction.__dict__ or "document" in extraction.__dict__ or body is None:
-        return extraction.ir
-    try:
-        with paused():
-            document = decode_document(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return extraction.ir  # Extraction's own decode turns unreadable output into a failed IR
-    if document.get("schema") == SCHEMA:
-        document["notes"] = list(extraction.header.get("notes") or [])
+def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
+    """The IR of a document's text (``notes``: replace the document's own), decoded in slices with the
+    collector paused; the result is frozen out of the collector's reach (gc.freeze), as Extraction.ir does."""
+    with paused():
+        document = decode_document(text)
+    if notes is not None and document.get("schema") == SCHEMA:
+        document["notes"] = list(notes)
     with paused():
         ir = IR.from_json(document)
     _release(document)
     gc.freeze()
+    return ir
+
+
+def extraction_ir(extraction) -> IR:
+    """``extraction.ir`` (a tsinspect.ir.run.Extraction), decoded in slices when it holds the child's text
+    undecoded; cached on the extraction where ``Extraction.ir`` caches its own."""
+    body = getattr(extraction, "_body", None)
+    if "ir" in extraction.__dict__ or "document" in extraction.__dict__ or body is None:
+        return extraction.ir
+    try:
+        ir = ir_from_text(body, extraction.header.get("notes") or [])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return extraction.ir  # Extraction's own decode turns unreadable output into a failed IR
     extraction.__dict__["ir"] = ir
     return ir

@@ -62,8 +62,10 @@ class InspectorApp(App):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto"):
+    def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto",
+                 started_ir=None):
         super().__init__()
+        self.started_ir = started_ir  # tsinspect.tui.irfetch.Running: the IR's extraction, started before the app
         self.path, self.trust, self.other = str(path), trust, other
         self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
         self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
@@ -181,11 +183,18 @@ class InspectorApp(App):
 
     @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
     def load_ir(self, trust: bool, inline: bool = False) -> None:
-        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
+        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``).
+        TorchScript archives: ``tsinspect graph --json`` in a process of its own (tui.irfetch), ended if the
+        app quits first; pt2 archives are read here (no torch, no child)."""
+        from textual.worker import get_current_worker
+
+        from tsinspect.archive.code import index_code
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
         from tsinspect.ir.stream import extraction_ir
+        from tsinspect.tui.irfetch import Cancelled, fetch
 
+        worker = get_current_worker()
         try:
             archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
         except Exception:
@@ -194,10 +203,18 @@ class InspectorApp(App):
             with archive:
                 if archive.format not in IR_FORMATS:
                     return  # the archive view says what it is; the IR view says it has no IR
-                extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+                if archive.format == rk.PT2 and self.started_ir is None:
+                    extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+                    extraction_ir(extraction)
+                else:
+                    started, self.started_ir = self.started_ir, None
+                    extraction = fetch(self.path, trust=trust, inline=inline, cancelled=lambda: worker.is_cancelled,
+                                       index=lambda: index_code(archive), started=started)
             # decoded in slices (the event loop gets the interpreter lock between them), collector paused, then
             # frozen, and indexed here, off the event loop
-            self.post_message(IRLoaded(extraction, index_graphs(extraction_ir(extraction))))
+            self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
+        except Cancelled:
+            return
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
