@@ -2,19 +2,29 @@
 
     python benchmarks/tui_stalls.py ARCHIVE... [--repeat 3]
 
-For each archive, in a fresh process each run, the app is driven headless (App.run_test, 140x40) while an
-event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall
-of the UI thread in each phase: the IR's arrival (after the first screen), ``i`` (the inlined graphs,
-fetched on demand), a search for ``aten::`` (every node of every method), 40 ``down`` keys, and ``i`` back.
-Prints one JSON line per run and a Markdown table of the best times and the worst stalls. The times are
-from the process's start: "first screen" when the archive is read and shown, "IR ready" when the IR view
-has the IR (``g`` pressed at the first screen). Nothing here is asserted by the tests.
+For each archive, in a fresh process each run, the app is started as ``tsinspect FILE`` starts it (the IR's
+``graph --json`` process first, then Textual) and driven headless (App.run_test, 140x40) while an
+event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall of
+the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen), ``i`` (the inlined
+graphs, fetched on demand), a search for ``aten::`` (every node of every method), space on a folder of
+1,000 nodes, scrolling (20 pages, end, home, 40 lines), a jump to an input's definition (tab, enter), ``c``
+(the node's code line in the archive view), one ``gc.collect()`` on the UI thread, and ``i`` back.
+``graph --json`` and ``graph --inline --json`` run interleaved with the probe, so all see the same machine.
+Prints one JSON line per run and a Markdown table of the best times and the worst stalls. Times are from
+the process's start; CPU times are the UI process's own (its children not included).
+
+Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
+over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
+the UI thread by phase, ``--types`` counts the objects the collector tracks. Nothing here is asserted by
+the tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -113,6 +123,7 @@ async def main(path):
             await pilot.pause(0.005)
         await pilot.pause()
         out["first"] = time.time() - START
+        out["first_cpu"] = round(cpu(), 3)
         beat = asyncio.create_task(heartbeat())
         if "--where" in sys.argv:
             import threading
@@ -156,16 +167,32 @@ async def main(path):
             for key in ["pagedown"] * 20 + ["end", "home"] + ["down"] * 40:
                 await pilot.press(key)
             await settle(app, pilot)
-            set_phase("jump to definition")  # tab to the links, enter on the first (an input's definition)
+            set_phase("jump to definition")  # tab to the links, down to the first node link, enter
+            links = app.query_one("#ir-links")
+            enabled = [i for i, target in enumerate(links.targets) if target is not None]
+            node_link = next((i for i in enabled if links.targets[i][0] == "node"), None)
+            if node_link is not None:
+                t = time.perf_counter()
+                await pilot.press("tab", *["down"] * enabled.index(node_link), "enter")
+                await settle(app, pilot)
+                out["jump_s"] = time.perf_counter() - t
+            set_phase("code line (c)")  # the archive view opens the code record at the node's line
+            tree.focus()
             t = time.perf_counter()
-            await pilot.press("tab", "enter")
+            await pilot.press("c")
             await settle(app, pilot)
-            out["jump_s"] = time.perf_counter() - t
+            out["code_s"] = time.perf_counter() - t
+            await pilot.press("g")
+            await settle(app, pilot)
             set_phase("full collection")
             t = time.perf_counter()
             gc.collect()
             out["gc_s"] = time.perf_counter() - t
             out["gc_tracked"] = len(gc.get_objects())
+            if "--types" in sys.argv:
+                from collections import Counter
+                out["gc_types"] = Counter(type(o).__module__ + "." + type(o).__qualname__
+                                          for o in gc.get_objects()).most_common(12)
             await pilot.pause(0.05)
             set_phase("i (back)")
             tree.focus()
@@ -200,11 +227,19 @@ def probe(path: Path, *flags: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def graph_json(path: Path, *flags: str) -> float:
+def graph_json(path: Path, *flags: str) -> tuple[float, float]:
+    """Wall and CPU seconds (with its torch child) of ``tsinspect graph --json``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([PY, "-m", "tsinspect", "graph", "--json", *flags, str(path)], capture_output=True, check=True,
                    timeout=900)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+PHASES = ("IR arrival", "i (inlined, fetched)", "search aten::", "expand", "scroll", "jump to definition",
+          "code line (c)", "full collection", "i (back)")
 
 
 def main() -> None:
@@ -214,29 +249,30 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for path in args.archives:
-        runs, graphs = [], []
-        for _ in range(args.repeat):  # interleaved: the same machine load for both
+        runs, graphs, inlines = [], [], []
+        for _ in range(args.repeat):  # interleaved: the same machine load for all three
             runs.append(probe(path))
             graphs.append(graph_json(path))
-            print(json.dumps({"archive": path.name, **runs[-1], "graph_json_s": round(graphs[-1], 3)}),
-                  file=sys.stderr)
-        stalls: dict[str, float] = {}
-        for run in runs:
-            for k, v in run["stalls"].items():
-                stalls[k] = max(stalls.get(k, 0.0), v)
-        ir = min(r["ir"] for r in runs)
-        rows.append((path.name, min(r["first"] for r in runs), ir, min(graphs), stalls,
-                     min(r.get("inline_s", 0) for r in runs), min(r.get("search_s", 0) for r in runs)))
-    print("| archive | first screen | IR ready | `graph --json` | IR ready x graph | `i` (fetch inlined) | "
-          "search | longest UI stall (phase) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, first, ir, graph, stalls, inline, search in rows:
-        worst = max(stalls.items(), key=lambda kv: kv[1]) if stalls else ("-", 0)
-        print(f"| {name} | {first:.2f} s | {ir:.2f} s | {graph:.2f} s | {ir / graph:.2f}x | {inline:.2f} s | "
+            inlines.append(graph_json(path, "--inline"))
+            print(json.dumps({"archive": path.name, "load": os.getloadavg()[0], **runs[-1],
+                              "graph_json": graphs[-1], "graph_inline_json": inlines[-1]}), file=sys.stderr)
+        stalls = {k: max(r["stalls"].get(k, 0.0) for r in runs) for k in PHASES}
+        best = lambda key: min(r.get(key, float("nan")) for r in runs)
+        rows.append((path.name, best("first"), best("first_cpu"), best("ir"), min(graphs), best("inline_s"),
+                     min(inlines), best("search_s"), stalls, max(r["gc_s"] for r in runs if "gc_s" in r)))
+    print("| archive | first screen (CPU) | IR ready | `graph --json` (CPU) | IR ready x graph | `i` | "
+          "`graph --inline --json` | `i` x graph | search | longest stall (phase) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, first, first_cpu, ir, graph, inline, graph_inline, search, stalls, gc_s in rows:
+        worst = max(stalls.items(), key=lambda kv: kv[1])
+        print(f"| {name} | {first:.2f} s ({first_cpu:.2f} s) | {ir:.2f} s | {graph[0]:.2f} s ({graph[1]:.2f} s) | "
+              f"{ir / graph[0]:.2f}x | {inline:.2f} s | {graph_inline[0]:.2f} s | {inline / graph_inline[0]:.2f}x | "
               f"{search:.2f} s | {worst[1] * 1000:.0f} ms ({worst[0]}) |")
     print()
     for row in rows:
-        print(f"{row[0]}: worst stall by phase (ms): " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in row[4].items()))
+        print(f"{row[0]}: worst stall by phase (ms): " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in row[8].items())
+              + f"; gc.collect() {row[9] * 1000:.0f} ms")
+
 
 if __name__ == "__main__":
     main()
