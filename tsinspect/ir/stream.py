@@ -5,7 +5,8 @@ more): a UI in another thread of the process freezes that long. Here the documen
 top-level object, ``types`` and ``functions``, each METHOD and GRAPH, docs/ir.md) is walked in Python and
 every top-level NODE (with its blocks) is one ``raw_decode`` call, so the lock is released between nodes
 and the longest hold is that of the largest top-level node. The dataclasses are then built by
-``IR.from_json``, which is plain Python too. Meant for a worker thread; same result as ``Extraction.ir``.
+``IR.from_json``, which is plain Python too. Meant for a worker thread; same result as ``Extraction.ir``
+(tsinspect.tui.irfetch reads ``graph --json``'s output with it).
 """
 
 from __future__ import annotations
@@ -154,18 +155,4 @@ def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
         ir = IR.from_json(document)
     _release(document)
     gc.freeze()
-    return ir
-
-
-def extraction_ir(extraction) -> IR:
-    """``extraction.ir`` (a tsinspect.ir.run.Extraction), decoded in slices when it holds the child's text
-    undecoded; cached on the extraction where ``Extraction.ir`` caches its own."""
-    body = getattr(extraction, "_body", None)
-    if "ir" in extraction.__dict__ or "document" in extraction.__dict__ or body is None:
-        return extraction.ir
-    try:
-        ir = ir_from_text(body, extraction.header.get("notes") or [])
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return extraction.ir  # Extraction's own decode turns unreadable output into a failed IR
-    extraction.__dict__["ir"] = ir
     return ir

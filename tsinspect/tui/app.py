@@ -191,7 +191,6 @@ class InspectorApp(App):
         from tsinspect.archive.code import index_code
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
-        from tsinspect.ir.stream import extraction_ir
         from tsinspect.tui.irfetch import Cancelled, fetch
 
         worker = get_current_worker()
@@ -205,13 +204,12 @@ class InspectorApp(App):
                     return  # the archive view says what it is; the IR view says it has no IR
                 if archive.format == rk.PT2 and self.started_ir is None:
                     extraction = extract_ir(archive, Options(inline=inline, trust=trust))
-                    extraction_ir(extraction)
                 else:
                     started, self.started_ir = self.started_ir, None
                     extraction = fetch(self.path, trust=trust, inline=inline, cancelled=lambda: worker.is_cancelled,
                                        index=lambda: index_code(archive), started=started)
             # decoded in slices (the event loop gets the interpreter lock between them), collector paused, then
-            # frozen, and indexed here, off the event loop
+            # frozen (tsinspect.ir.stream), and indexed here, off the event loop
             self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
         except Cancelled:
             return

@@ -76,7 +76,10 @@ class Running:
             lines = [line for line in errors.splitlines() if line.strip()]
             message = lines[-1] if lines else f"tsinspect graph exited with status {self.proc.returncode}"
             raise FetchError(message.removeprefix("tsinspect: error: "))
-        ir = ir_from_text(text)
+        try:
+            ir = ir_from_text(text)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise FetchError(f"tsinspect graph wrote unreadable output ({exc})") from None
         return Fetched(ir, CodeIndex() if ir.load in ("meta", "full", "pt2") else index())
 
     def stop(self) -> None:
