@@ -11,7 +11,8 @@ graphs, fetched on demand), a search for ``aten::`` (every node of every method)
 (the node's code line in the archive view), one ``gc.collect()`` on the UI thread, and ``i`` back.
 ``graph --json`` and ``graph --inline --json`` run interleaved with the probe, so all see the same machine.
 Prints one JSON line per run and a Markdown table of the best times and the worst stalls. Times are from
-the process's start; CPU times are the UI process's own (its children not included).
+the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
+the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
@@ -45,12 +46,17 @@ phase = "start"
 beat_at = [time.perf_counter()]
 where = {}  # with --where: the UI thread's innermost frames of tsinspect or textual seen in stalls, by phase
 
+stall_cpu = {}  # the UI thread's own CPU seconds within each phase's longest stall (the rest: waiting)
+
 async def heartbeat():
     while True:
         before = beat_at[0] = time.perf_counter()
+        cpu_before = time.thread_time()
         await asyncio.sleep(0.01)
         late = time.perf_counter() - before - 0.01
-        stalls[phase] = max(stalls.get(phase, 0.0), late)
+        if late >= stalls.get(phase, 0.0):
+            stalls[phase] = late
+            stall_cpu[phase] = time.thread_time() - cpu_before
 
 def watch(ui_thread):
     # samples the UI thread stack every 20 ms while the heartbeat is more than 70 ms late
@@ -203,6 +209,7 @@ async def main(path):
         out["cpu_s"] = round(cpu(), 2)
         out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     out["stalls"] = {k: round(v, 3) for k, v in stalls.items() if k not in ("start", "end")}
+    out["stall_cpu"] = {k: round(v, 3) for k, v in stall_cpu.items() if k not in ("start", "end")}
     if slow:
         out["slow"] = {k: sorted(v, reverse=True)[:8] for k, v in slow.items()}
     if where:
@@ -256,7 +263,7 @@ def main() -> None:
             inlines.append(graph_json(path, "--inline"))
             print(json.dumps({"archive": path.name, "load": os.getloadavg()[0], **runs[-1],
                               "graph_json": graphs[-1], "graph_inline_json": inlines[-1]}), file=sys.stderr)
-        stalls = {k: max(r["stalls"].get(k, 0.0) for r in runs) for k in PHASES}
+        stalls = {k: max(((r["stalls"].get(k, 0.0), r["stall_cpu"].get(k, 0.0)) for r in runs)) for k in PHASES}
         best = lambda key: min(r.get(key, float("nan")) for r in runs)
         rows.append((path.name, best("first"), best("first_cpu"), best("ir"), min(graphs), best("inline_s"),
                      min(inlines), best("search_s"), stalls, max(r["gc_s"] for r in runs if "gc_s" in r)))
@@ -264,13 +271,14 @@ def main() -> None:
           "`graph --inline --json` | `i` x graph | search | longest stall (phase) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, first, first_cpu, ir, graph, inline, graph_inline, search, stalls, gc_s in rows:
-        worst = max(stalls.items(), key=lambda kv: kv[1])
+        worst = max(stalls.items(), key=lambda kv: kv[1][0])
         print(f"| {name} | {first:.2f} s ({first_cpu:.2f} s) | {ir:.2f} s | {graph[0]:.2f} s ({graph[1]:.2f} s) | "
               f"{ir / graph[0]:.2f}x | {inline:.2f} s | {graph_inline[0]:.2f} s | {inline / graph_inline[0]:.2f}x | "
-              f"{search:.2f} s | {worst[1] * 1000:.0f} ms ({worst[0]}) |")
+              f"{search:.2f} s | {worst[1][0] * 1000:.0f} ms, {worst[1][1] * 1000:.0f} ms CPU ({worst[0]}) |")
     print()
     for row in rows:
-        print(f"{row[0]}: worst stall by phase (ms): " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in row[8].items())
+        print(f"{row[0]}: worst stall by phase, ms (the UI thread's CPU in it): "
+              + ", ".join(f"{k} {v * 1000:.0f} ({c * 1000:.0f})" for k, (v, c) in row[8].items())
               + f"; gc.collect() {row[9] * 1000:.0f} ms")
 
 
