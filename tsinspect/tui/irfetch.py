@@ -15,24 +15,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import tsinspect
-from tsinspect.archive.code import CodeIndex
-from tsinspect.ir.model import IR
-from tsinspect.ir.stream import ir_from_text
+import tsinspect  # nothing heavier before the process starts: tsinspect.tui.run starts it first thing
 
 
 @dataclass
 class Fetched:
-    """What the IR view shows, as tsinspect.ir.run.Extraction offers it: ``ir``, and ``index`` (code/'s
-    index, for the ``ast`` view when torch did not load the archive)."""
+    """What the IR view shows, as tsinspect.ir.run.Extraction offers it: ``ir`` (tsinspect.ir.model.IR), and
+    ``index`` (code/'s tsinspect.archive.code.CodeIndex, for the ``ast`` view when torch did not load it)."""
 
-    ir: IR
-    index: CodeIndex
+    ir: Any
+    index: Any
 
 
 class FetchError(Exception):
@@ -60,14 +56,16 @@ class Running:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                          start_new_session=True)
 
-    def result(self, cancelled: Callable[[], bool], index: Callable[[], CodeIndex]) -> Fetched:
+    def result(self, cancelled: Callable[[], bool], index: Callable[[], Any]) -> Fetched:
         """Wait for it, polling ``cancelled`` (True: stop it and raise Cancelled); ``index()`` gives the code
         index when the IR is not loaded (refused, failed: the ``ast`` view)."""
+        from tsinspect.archive.code import CodeIndex
+        from tsinspect.ir.stream import ir_from_text
+
         try:
-            while self.proc.poll() is None:
+            while not self._ended(0.05):
                 if cancelled():
                     raise Cancelled
-                time.sleep(0.05)
             text = self.out_path.read_bytes()
             errors = self.err_path.read_bytes().decode("utf-8", "replace")
         finally:
@@ -81,6 +79,13 @@ class Running:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FetchError(f"tsinspect graph wrote unreadable output ({exc})") from None
         return Fetched(ir, CodeIndex() if ir.load in ("meta", "full", "pt2") else index())
+
+    def _ended(self, wait: float) -> bool:
+        try:
+            self.proc.wait(timeout=wait)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
 
     def stop(self) -> None:
         """End the process if it still runs (SIGINT first: ``graph`` then kills its torch child's process
@@ -97,7 +102,7 @@ class Running:
         self.folder.cleanup()
 
 
-def fetch(path: str, *, trust: bool, inline: bool, cancelled: Callable[[], bool], index: Callable[[], CodeIndex],
+def fetch(path: str, *, trust: bool, inline: bool, cancelled: Callable[[], bool], index: Callable[[], Any],
           started: Running | None = None) -> Fetched:
     """The IR of ``path`` from ``graph --json``: from ``started`` when it was started for the same request
     (``tsinspect.tui.run`` starts one before Textual is even imported), else from a new process."""
