@@ -146,13 +146,14 @@ def _release(document: dict) -> None:
 
 def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
     """The IR of a document's text (``notes``: replace the document's own), decoded in slices with the
-    collector paused; the result is frozen out of the collector's reach (gc.freeze), as Extraction.ir does."""
+    collector paused; the result is frozen out of the collector's reach (gc.freeze), as Extraction.ir does.
+    The collector stays paused from the first object to the freeze: a collection on the way (in this thread or
+    in the UI's, whichever allocates next) would scan every object made so far, seconds at 200k nodes."""
     with paused():
         document = decode_document(text)
-    if notes is not None and document.get("schema") == SCHEMA:
-        document["notes"] = list(notes)
-    with paused():
+        if notes is not None and document.get("schema") == SCHEMA:
+            document["notes"] = list(notes)
         ir = IR.from_json(document)
-    _release(document)
-    gc.freeze()
+        _release(document)
+        gc.freeze()
     return ir

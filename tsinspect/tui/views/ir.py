@@ -22,6 +22,7 @@ from textual.widgets import Button, Static, Tree
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import printable
+from tsinspect.collector import paused
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
@@ -207,9 +208,10 @@ def index_graphs(ir) -> dict[int, GraphView]:
     collector's reach, so that moving the cursor only looks things up."""
     import gc
 
-    index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
-             if g is not None}
-    gc.freeze()
+    with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
+        index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
+                 if g is not None}
+        gc.freeze()
     return index
 
 
