@@ -221,7 +221,10 @@ async def main(path):
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
     print(json.dumps(out))
 
-asyncio.run(main(sys.argv[1]))
+try:
+    asyncio.run(main(sys.argv[1]))
+finally:
+    started.stop()  # as tsinspect.tui.run does: nothing left running if the probe fails
 """
 
 
