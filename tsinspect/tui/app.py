@@ -399,7 +399,7 @@ class InspectorApp(App):
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
         query = event.value.strip()
-        event.input.display = False
+        self._hide_search()
         if not query or self.loaded is None:
             self.query_one(VIEWS[self.current_view()]).focus_main()
             return
@@ -424,10 +424,15 @@ class InspectorApp(App):
         self._go_to_match()
 
     def key_escape(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.display:
-            search.display = False
+        if self.query_one("#search", Input).display:
+            self._hide_search()
             self.query_one(VIEWS[self.current_view()]).focus_main()
+
+    def _hide_search(self) -> None:
+        """Hide the search field and take the focus from it now: a view still loading (the IR tree while `i`
+        fetches) cannot take it, and a hidden field kept the keys typed next, q included."""
+        self.query_one("#search", Input).display = False
+        self.screen.set_focus(None)
 
     def action_next_match(self, step: int) -> None:
         if not self.matches:
