@@ -61,10 +61,12 @@ def export_diff(ts_path: str, pt2_path: str, ts_side) -> DiffResult:
     ex_ops: dict[Line, Counter] = defaultdict(Counter)
     ex_loops: set[Line] = set()
     ex_conds: set[Line] = set()
+    ex_nodes: dict[Line, list[str]] = defaultdict(list)  # the export's nodes at each line, for the views
     for node, _ in graph.walk():
         key = _key((node.source.file, node.source.line)) if node.source and node.source.file else None
         if key is None:
             continue
+        ex_nodes[key].append(f"#{node.id} {node.kind}")
         if node.kind == "higher_order::cond":
             ex_conds.add(key)
         elif node.kind in _LOOPS:
@@ -77,6 +79,10 @@ def export_diff(ts_path: str, pt2_path: str, ts_side) -> DiffResult:
                         "equivalence nor a difference in results")
     files = {f for f, _ in ex_ops} | {f for f, _ in ex_conds | ex_loops}
     result.findings = _findings(ts_side.program, ex_ops, ex_conds, ex_loops, files, programs[0])
+    for finding in result.findings:  # the export's nodes at the finding's lines, shown beside the source
+        lines = finding.details.pop("lines", None) or ({_key((finding.file, finding.line))} if finding.file else set())
+        finding.details["export_nodes"] = [f"{f}:{n}  {node}" for f, n in sorted(lines)
+                                           for node in ex_nodes.get((f, n), [])][:200]
     return result
 
 
@@ -104,7 +110,8 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
                 out.append(Finding("specialised_branch", function.qualname, item.loc[0], item.loc[1],
                                    f"`if {item.cond_text}`: the export has no cond here; it decided the condition "
                                    f"for its example inputs" + (f" and kept {kept}" if kept else ""),
-                                   code=program.sources.get(item.loc[0], {}).get(item.loc[1])))
+                                   code=program.sources.get(item.loc[0], {}).get(item.loc[1]),
+                                   details={"lines": {key} | then | orelse}))
             elif isinstance(item, Loop) and key not in ex_loops:
                 ratios = [sum(ex_ops[line].values()) // n for line in _lines(item.body)
                           if line in ex_ops and (n := sum(_count(item.body, line).values()))]
@@ -113,7 +120,8 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
                     out.append(Finding("unrolled_loop", function.qualname, item.loc[0], item.loc[1],
                                        f"loop `{item.header_text}`: its body is in the export without a loop "
                                        f"({max(ratios)} copies): the trip count was fixed by the example inputs",
-                                       code=program.sources.get(item.loc[0], {}).get(item.loc[1])))
+                                       code=program.sources.get(item.loc[0], {}).get(item.loc[1]),
+                                       details={"lines": {key} | _lines(item.body)}))
     if reads_sizes and not exported.range_constraints:
         out.append(Finding("fixed_shapes", None, None, None,
                            "the scripted model reads tensor sizes; the export has no range_constraints, so every "

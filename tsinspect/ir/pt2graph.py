@@ -49,6 +49,7 @@ def program_graph(program: Pt2Program) -> Graph:
             raise GraphTooLarge(f"more than {MAX_NODES} nodes")
         node = _node(item, counter - 1, scope)
         dest.append(node)
+        pending = []
         for name, sub in subgraphs(item):
             if depth + 1 > MAX_DEPTH:
                 raise GraphTooLarge(f"subgraphs nested deeper than {MAX_DEPTH}")
@@ -57,7 +58,8 @@ def program_graph(program: Pt2Program) -> Graph:
                           _names(as_list(sub.get("outputs"))))
             node.attributes.setdefault("graphs", []).append(name)
             node.blocks.append(block)
-            todo.append((list(reversed(as_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
+            pending.append((list(reversed(as_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
+        todo.extend(reversed(pending))  # the first subgraph's nodes next: ids in walk_nodes pre-order
     return graph
 
 

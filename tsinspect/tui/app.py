@@ -29,12 +29,14 @@ from tsinspect.tui.help import HelpScreen
 from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRLoaded, SearchDone
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
+from tsinspect.tui.views.export import ExportView
 from tsinspect.tui.views.ir import IRView, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
 IR_FORMATS = (rk.TORCHSCRIPT, rk.LITE, rk.PT2)  # pt2: read without torch
-VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView}
+VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView,
+         "export": ExportView}
 
 
 class InspectorApp(App):
@@ -51,6 +53,8 @@ class InspectorApp(App):
                 id="view-safety"),
         Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
                 id="view-diff"),
+        Binding("e", "view('export')", "Export", show=False, tooltip="A torch.export program: modules, tensors, "
+                "dynamic shapes", id="view-export"),
         # priority: handled as it arrives, so that a query typed fast right after "/" all lands in the field
         # (a plain binding reaches the app only after the keys behind it were handed to the focused widget)
         Binding("slash", "search", "Search", tooltip="Find in the current view", id="search", priority=True),
@@ -91,6 +95,8 @@ class InspectorApp(App):
                 yield SafetyView()
             with TabPane(Content("Diff [d]"), id="diff"):
                 yield DiffView()
+            with TabPane(Content("Export [e]"), id="export"):
+                yield ExportView()
         search = Input(placeholder="find in this view: op kind, value, record, module name; enter, then n / N",
                        id="search")
         search.display = False

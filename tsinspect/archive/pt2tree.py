@@ -1,0 +1,158 @@
+"""An exported program regrouped for browsing: the module tree rebuilt from the nodes' ``nn_module_stack``,
+and which input dimensions are symbolic. Torch-free, from a ``Pt2Program`` (tsinspect.archive.pt2).
+
+Node ids are positions in ``walk_nodes`` pre-order (a node, then its subgraphs' nodes, first subgraph
+first), the ids tsinspect.ir.pt2graph gives the same nodes, so a view can jump from a module to its nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tsinspect.archive.pt2 import (GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
+                                   target_kind, tensor_meta, walk_nodes, arg_name, union_member)
+from tsinspect.archive.text import printable
+
+
+@dataclass
+class Pt2Node:
+    id: int
+    kind: str  # "aten::linear.default"
+    name: str  # the node's (or its first output's) name
+    depth: int  # 0 in the top graph, 1 inside a cond branch, ...
+    file: str | None
+    line: int | None
+    stack: str  # the raw nn_module_stack paths, outermost first: "sub > sub.lin"
+
+
+@dataclass
+class Pt2Module:
+    path: str  # "" for the root, "sub.lin"
+    type: str  # "torch.nn.modules.linear.Linear"
+    children: list["Pt2Module"] = field(default_factory=list)
+    nodes: list[Pt2Node] = field(default_factory=list)  # nodes whose innermost module this is
+    tensors: list[Pt2Tensor] = field(default_factory=list)  # its own parameters and buffers (FQN prefix)
+    calls: int = 0  # nn_module_stack entries naming it (one per node): 0 when only known from its tensors
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1] if self.path else "(root)"
+
+    def walk(self):
+        todo = [self]
+        while todo:
+            module = todo.pop()
+            yield module
+            todo.extend(reversed(module.children))
+
+    def total_nodes(self) -> int:
+        return sum(len(m.nodes) for m in self.walk())
+
+
+def stack_entries(text) -> list[tuple[str, str]]:
+    """(path, type) of each ``key,path,type`` entry of a node's ``nn_module_stack``, outermost first. A path
+    may hold commas (``L['self'].layers[0]`` in older torch): the key is before the first, the type after
+    the last."""
+    if not isinstance(text, str) or not text:
+        return []
+    out = []
+    for entry in text.split(";"):
+        parts = entry.split(",")
+        if len(parts) >= 3:
+            out.append((printable(",".join(parts[1:-1])), printable(parts[-1])))
+    return out
+
+
+def _node_name(node: dict) -> str:
+    name = as_text(node.get("name"))
+    if name:
+        return name
+    for out in as_list(node.get("outputs")):
+        tag, body = union_member(out)
+        if tag in ("as_tensors", "as_sym_ints", "as_optional_tensors") and as_list(body):
+            return arg_name(as_list(body)[0])
+        return arg_name(out)
+    return "?"
+
+
+def program_nodes(program: Pt2Program) -> list[Pt2Node]:
+    """Every node, nested ones included, with its source line and module stack; GraphTooLarge past the caps."""
+    out = []
+    for index, (node, depth) in enumerate(walk_nodes(program.graph)):
+        metadata = as_dict(node.get("metadata"))
+        file, line, _ = source_of(metadata)
+        stack = " > ".join(p for p, _ in stack_entries(metadata.get("nn_module_stack")) if p)
+        out.append(Pt2Node(index, target_kind(as_text(node.get("target"))), _node_name(node), depth, file, line,
+                           stack))
+    return out
+
+
+def module_tree(program: Pt2Program) -> Pt2Module:
+    """The modules the nodes ran in (their ``nn_module_stack``) plus those the weights name, as a tree; each
+    node goes to its innermost module, each parameter/buffer to the module of its FQN."""
+    root = Pt2Module("", "")
+    by_path = {"": root}
+
+    def get(path: str) -> Pt2Module:
+        module = by_path.get(path)
+        if module is None:
+            parent = get(path.rsplit(".", 1)[0] if "." in path else "")
+            module = by_path[path] = Pt2Module(path, "")
+            parent.children.append(module)
+        return module
+
+    try:
+        walked = list(walk_nodes(program.graph))
+    except GraphTooLarge:
+        walked = []
+    nodes = program_nodes(program) if walked else []
+    for (raw, _), node in zip(walked, nodes):
+        entries = stack_entries(as_dict(raw.get("metadata")).get("nn_module_stack"))
+        module = root
+        for path, type_ in entries:
+            module = get(_plain_path(path))
+            module.type = module.type or type_
+            module.calls += 1
+        module.nodes.append(node)
+    for tensor in program.weights + program.constants:
+        if tensor.name.startswith("("):  # a whole torch.save of the early layout, no FQN
+            continue
+        owner = tensor.name.rsplit(".", 1)[0] if "." in tensor.name else ""
+        get(owner).tensors.append(tensor)
+    return root
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def _plain_path(path: str) -> str:
+    """``L['self'].layers[0].attn`` (older torch) -> ``layers.0.attn``; ``layers.0.attn`` as it is."""
+    if path.startswith("L['self']"):
+        path = path[len("L['self']"):].lstrip(".")
+    return _INDEX.sub(r".\1", path).replace("..", ".").strip(".")
+
+
+@dataclass
+class SymbolicDim:
+    input: str  # the user input's graph name
+    dim: int
+    size: str  # "s77", "2*s0"
+
+
+def symbolic_dims(program: Pt2Program) -> list[SymbolicDim]:
+    """The user inputs' dimensions that are symbols or expressions (the dynamic ones), in input order."""
+    metas = as_dict(program.graph.get("tensor_values"))
+    out = []
+    for entry in program.inputs:
+        if entry.kind != "user_input" or entry.name not in metas:
+            continue
+        _, shape, *_ = tensor_meta(metas[entry.name])
+        out += [SymbolicDim(entry.name, i, str(s)) for i, s in enumerate(shape) if not isinstance(s, int)]
+    return out
+
+
+def symbol_uses(dims: list[SymbolicDim], symbol: str) -> list[SymbolicDim]:
+    """The dims whose size mentions ``symbol`` as a whole word (``s7`` is not in ``s77``)."""
+    word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(symbol)}(?![A-Za-z0-9_])")
+    return [d for d in dims if word.search(d.size)]
