@@ -45,7 +45,10 @@ def _rewrite(src: Path, dest: Path, replace: dict[str, bytes], add: dict[str, by
     return dest
 
 
-@pytest.mark.parametrize("name", ["cond", "loops", "dims"])
+MODELS = ["cond", "loops", "dims", "transformer", "lstm", "convnet"]  # the last three: torch.nn's own code
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_info_json_is_what_torch_loads(pt2, name):
     paths, truth = pt2
     doc = cli_json("info", paths[name])
@@ -56,6 +59,7 @@ def test_info_json_is_what_torch_loads(pt2, name):
     assert [[e["name"], e["kind"], e["target"]] for e in program["outputs"]] == want["outputs"]
     got = {t["name"]: {"dtype": t["dtype"], "shape": t["shape"]} for t in program["weights"] + program["constants"]}
     assert got == want["tensors"]
+    assert {t["name"]: t["nbytes"] for t in program["weights"] + program["constants"]} == want["nbytes"]
     assert {k: [v["min"], v["max"]] for k, v in program["range_constraints"].items()} == want["ranges"]
     assert program["schema_version"] == "8.20" and program["unknown_fields"] == []
     assert program["sample_inputs"] == "data/sample_inputs/model.pt"
@@ -64,7 +68,7 @@ def test_info_json_is_what_torch_loads(pt2, name):
     assert {t["name"] for t in doc["tensors"] + doc["constants"]} == set(want["tensors"])
 
 
-@pytest.mark.parametrize("name", ["cond", "loops", "dims", "legacy"])
+@pytest.mark.parametrize("name", MODELS + ["legacy"])
 def test_ops_are_what_torch_loads(pt2, name):
     paths, truth = pt2
     doc = cli_json("ops", paths[name])
@@ -284,3 +288,184 @@ def test_native_code_is_told_by_name_or_magic_in_the_aotinductor_folder_only(pt2
     assert cli_json("scan", hidden, check=1)["files"][0]["verdict"] == "unsafe"
     weight = _rewrite(paths["cond"], tmp_path / "weight.pt2", {"data/weights/weight_0": elf[:48]})
     assert cli_json("scan", weight)["files"][0]["verdict"] == "clean"  # a weight whose bytes start like ELF
+
+
+# ------------------------------------------------------------------ modules, several programs, older schemas
+
+
+def _module_rows(program) -> Counter:
+    from tsinspect.archive.pt2tree import module_tree
+
+    return Counter((m.path, n.kind) for m in module_tree(program).walk() for n in m.nodes)
+
+
+@pytest.mark.parametrize("name", MODELS + ["legacy"])
+def test_module_tree_is_torchs_nn_module_stack(pt2, name):
+    """Each node sits under the innermost module of its nn_module_stack, as torch.export.load gives it."""
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.reader import open_archive
+
+    paths, truth = pt2
+    with open_archive(paths[name]) as archive:
+        program, = read_pt2(archive).programs
+    assert _module_rows(program) == Counter(tuple(row) for row in truth[name]["modules"])
+
+
+def test_several_programs_in_one_package(pt2):
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.reader import open_archive
+
+    paths, _ = pt2
+    multi = paths["cond"].parent / "multi.pt2"
+    truth = json.loads((paths["cond"].parent / "multi_truth.json").read_text())
+    with open_archive(multi) as archive:
+        programs = {p.name: p for p in read_pt2(archive).programs}
+    assert set(programs) == set(truth) == {"forward", "encode"}
+    for name, program in programs.items():
+        assert [[e.name, e.kind, e.target] for e in program.inputs] == truth[name]["inputs"]
+        assert _module_rows(program) == Counter(tuple(row) for row in truth[name]["modules"])
+    ops = cli_json("ops", multi)
+    assert ops["load"] == "pt2" and "higher_order::cond" in {row["op"] for row in ops["ops"]}
+
+
+def _node(target: str, inputs: list, output: str, line: int, module: str = "") -> dict:
+    stack = "L__self__,,M" + (f";L__self__{module},{module},torch.nn.modules.linear.Linear" if module else "")
+    return {"target": target, "inputs": inputs, "outputs": [{"as_tensor": {"name": output}}],
+            "metadata": {"stack_trace": f'File "/src/model.py", line {line}, in forward\n    y = f(x)',
+                         "nn_module_stack": stack}}
+
+
+def _meta(dtype: int, sizes: list) -> dict:
+    def sym(s):
+        return {"as_int": s} if isinstance(s, int) else {"as_expr": {"expr_str": f"Symbol('{s}', integer=True)"}}
+    strides, step = [], 1
+    for s in reversed(sizes):
+        strides.insert(0, {"as_int": step})
+        step *= s if isinstance(s, int) else 1
+    return {"dtype": dtype, "sizes": [sym(s) for s in sizes], "requires_grad": False,
+            "device": {"type": "cpu", "index": None}, "strides": strides, "storage_offset": 0, "layout": 7}
+
+
+def _old_zip(path: Path, program: dict, version: str, state_dict_name: str) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("serialized_exported_program.json", json.dumps(program).replace("1e999", "Infinity"))
+        z.writestr(state_dict_name, b"not read: torch.save bytes in a real archive")
+        z.writestr("version", version)
+    return path
+
+
+def test_schema_1_of_torch_2_1(tmp_path):
+    """torch 2.1 (schema 1, from its torch/_export/serde/schema.py): schema_version an int, the signature as name
+    mappings, tensor_values wrapped in {"meta": ...}, call_spec and equality_constraints, an unbounded range as
+    Infinity (json.dumps of math.inf), and serialized_state_dict.json holding the torch.save bytes."""
+    linear = _node("torch.ops.aten.linear.default",
+                   [{"name": "input", "arg": {"as_tensor": {"name": "x"}}},
+                    {"name": "weight", "arg": {"as_tensor": {"name": "arg0_1"}}},
+                    {"name": "bias", "arg": {"as_none": []}}], "linear", 7, "lin")
+    graph = {"inputs": [{"as_tensor": {"name": "arg0_1"}}, {"as_tensor": {"name": "x"}}],
+             "outputs": [{"as_tensor": {"name": "linear"}}], "nodes": [linear],
+             "tensor_values": {"arg0_1": {"meta": _meta(7, [3, 4])}, "x": {"meta": _meta(7, ["s0", 4])},
+                               "linear": {"meta": _meta(7, ["s0", 3])}},
+             "sym_int_values": {}, "sym_bool_values": {}}
+    program = {"graph_module": {"graph": graph, "signature": {
+        "inputs_to_parameters": {"arg0_1": "lin.weight"}, "inputs_to_buffers": {}, "user_inputs": ["x"],
+        "user_outputs": ["linear"], "buffers_to_mutate": {}, "backward_signature": None},
+        "call_spec": {"in_spec": "", "out_spec": ""}, "module_call_graph": [{"fqn": "", "signature": None}]},
+        "opset_version": {"aten": 10}, "range_constraints": {"s0": {"min_val": 2, "max_val": 1e999}},
+        "equality_constraints": [], "schema_version": 1}
+    path = _old_zip(tmp_path / "torch21.pt2", program, "1", "serialized_state_dict.json")
+    info = cli_json("info", path)
+    assert [p["kind"] for p in info["problems"]] == ["pt2_schema_older"]
+    p, = info["pt2"]["programs"]
+    assert p["schema_version"] == "1.0" and p["unknown_fields"] == [] and p["torch_version"] == "<=2.4"
+    assert [[e["name"], e["kind"], e["target"], e["type"]] for e in p["inputs"]] == [
+        ["arg0_1", "parameter", "lin.weight", "f32[3, 4]"], ["x", "user_input", None, "f32[s0, 4]"]]
+    assert [[e["name"], e["kind"]] for e in p["outputs"]] == [["linear", "user_output"]]
+    assert p["range_constraints"] == {"s0": {"min": 2, "max": None}}
+    assert p["weights"][0]["record"] == "serialized_state_dict.json" and p["weights"][0]["pickled"]
+    graph_text = run_cli("graph", path).stdout
+    assert "aten::linear.default" in graph_text and "model.py:7" in graph_text
+
+
+def test_schema_5_with_dialect(tmp_path):
+    """Schema 5.x (torch 2.3's era): input_specs/output_specs, TensorMeta directly in tensor_values, the verifier
+    named by ``dialect``, no torch_version, no Node.name; the state dict as serialized_state_dict.pt."""
+    relu = _node("torch.ops.aten.relu.default", [{"name": "self", "arg": {"as_tensor": {"name": "x"}}}], "relu", 3)
+    graph = {"inputs": [{"as_tensor": {"name": "b_buf"}}, {"as_tensor": {"name": "x"}}],
+             "outputs": [{"as_tensor": {"name": "relu"}}], "nodes": [relu],
+             "tensor_values": {"b_buf": _meta(5, [2]), "x": _meta(7, [2, 2]), "relu": _meta(7, [2, 2])},
+             "sym_int_values": {}, "sym_bool_values": {}, "is_single_tensor_return": False, "custom_obj_values": {}}
+    signature = {"input_specs": [
+        {"buffer": {"arg": {"name": "b_buf"}, "buffer_name": "buf", "persistent": True}},
+        {"user_input": {"arg": {"as_tensor": {"name": "x"}}}}],
+        "output_specs": [{"user_output": {"arg": {"as_tensor": {"name": "relu"}}}}]}
+    program = {"graph_module": {"graph": graph, "signature": signature, "module_call_graph": []},
+               "opset_version": {"aten": 10}, "range_constraints": {},
+               "schema_version": {"major": 5, "minor": 3}, "dialect": "ATEN"}
+    path = _old_zip(tmp_path / "torch23.pt2", program, "5.3", "serialized_state_dict.pt")
+    info = cli_json("info", path)
+    p, = info["pt2"]["programs"]
+    assert [x["kind"] for x in info["problems"]] == ["pt2_schema_older"]
+    assert p["verifiers"] == ["ATEN"] and p["unknown_fields"] == [] and p["schema_version"] == "5.3"
+    assert [[e["name"], e["kind"], e["target"], e["type"]] for e in p["inputs"]] == [
+        ["b_buf", "buffer", "buf", "i64[2]"], ["x", "user_input", None, "f32[2, 2]"]]
+    assert {row["op"]: row["count"] for row in cli_json("ops", path)["ops"]} == {"aten::relu.default": 1}
+
+
+# ------------------------------------------------------------------ the TUI: export view, export diff
+
+
+def test_tui_export_view_modules_tensors_shapes(pt2):
+    from tui_driver import cursor_label, press, run, settle, started, text_of, typed, until
+
+    paths, _ = pt2
+
+    async def body():
+        async with started(paths["cond"], size=(80, 24), ir=False) as (app, pilot):
+            await press(app, pilot, "e")
+            assert app.query_one("#views").active == "export"
+            tree = app.query_one("#export-tree")
+            assert [c.label.plain.split("  ")[0] for c in tree.root.children] == [
+                "signature", "modules", "tensors", "dynamic shapes"]
+            await press(app, pilot, "slash")
+            await typed(app, pilot, "sub.lin", "enter")
+            await settle(app, pilot)
+            assert cursor_label(app, "#export-tree").startswith("lin  Linear  1 nodes, 2 tensors")
+            detail = text_of(app, "#export-detail")
+            assert "torch.nn.modules.linear.Linear" in detail and "weight" in detail and "48 B" in detail
+            node = tree.cursor_node
+            node.expand()
+            await settle(app, pilot)
+            leaf = node.children[0]
+            assert leaf.label.plain.startswith("#0 aten::linear.default  pt2_build.py:")
+            tree.move_cursor(leaf)
+            await settle(app, pilot)
+            assert f"pt2_build.py:{_line('sub line')}" in text_of(app, "#export-detail")
+            await press(app, pilot, "enter")  # the node in the IR view
+            await until(app, pilot, lambda: "aten::linear.default" in cursor_label(app, "#ir-tree"), "the IR node")
+            assert app.query_one("#views").active == "ir"
+            await press(app, pilot, "e", "slash")
+            await typed(app, pilot, "s77", "enter")
+            await settle(app, pilot)
+            assert cursor_label(app, "#export-tree") == "s77  in [2, 64]"
+            assert "x dim 0 (s77)" in text_of(app, "#export-detail")
+    run(body())
+
+
+def test_tui_export_diff_shows_both_sides(pt2):
+    from tui_driver import run, settle, started, text_of, until
+
+    paths, _ = pt2
+    scripted, exported = paths["cond"].parent / "flow_scripted.pt", paths["cond"].parent / "flow.pt2"
+
+    async def body():
+        async with started(scripted, ir=False, other=str(exported)) as (app, pilot):
+            view = app.query_one("DiffView")
+            await until(app, pilot, lambda: view.state in ("loaded", "failed"), "the diff")
+            await settle(app, pilot)
+            header = text_of(app, "#diff-status")
+            assert "TorchScript flow_scripted.pt  exported flow.pt2" in header and "specialised_branch" in header
+            assert app.query_one("#diff-trace-pane").display
+            assert f"pt2_build.py:{_line('flow then')}  #" in text_of(app, "#diff-trace")
+            assert "aten::relu.default" in text_of(app, "#diff-trace")  # the side the export kept
+    run(body())

@@ -366,6 +366,11 @@ class InspectorApp(App):
         self.query_one("#views", TabbedContent).active = "modules"
         self.run_worker(self.query_one(ModulesView).jump(path), group="jump")
 
+    def show_export(self, chain: list) -> None:
+        """Switch to the export view on an item: its tree keys from the root down."""
+        self.query_one("#views", TabbedContent).active = "export"
+        self.run_worker(self.query_one(ExportView).jump(chain), group="jump")
+
     def show_node(self, target: tuple) -> None:
         """Switch to the IR view on a method or node: (module path, method, node id or None)."""
         self.query_one("#views", TabbedContent).active = "ir"
@@ -428,7 +433,7 @@ class InspectorApp(App):
     def _go_to_match(self) -> None:
         target = self.matches[self.match_index]
         jump = {"archive": self.show_record, "modules": self.show_module, "ir": self.show_node,
-                "diff": self.show_finding}
+                "diff": self.show_finding, "export": self.show_export}
         jump[self.match_view](target)
 
     # ----- help
