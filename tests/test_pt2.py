@@ -453,7 +453,7 @@ def test_tui_export_view_modules_tensors_shapes(pt2):
 
 
 def test_tui_export_diff_shows_both_sides(pt2):
-    from tui_driver import run, settle, started, text_of, until
+    from tui_driver import press, run, settle, started, text_of, until
 
     paths, _ = pt2
     scripted, exported = paths["cond"].parent / "flow_scripted.pt", paths["cond"].parent / "flow.pt2"
@@ -468,4 +468,6 @@ def test_tui_export_diff_shows_both_sides(pt2):
             assert app.query_one("#diff-trace-pane").display
             assert f"pt2_build.py:{_line('flow then')}  #" in text_of(app, "#diff-trace")
             assert "aten::relu.default" in text_of(app, "#diff-trace")  # the side the export kept
+            await press(app, pilot, "e")  # the browsed archive is the TorchScript one: no export view
+            assert app.query_one("#views").active == "diff"
     run(body())

@@ -104,6 +104,7 @@ class InspectorApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#views", TabbedContent).hide_tab("export")  # shown once a pt2 archive is read
         if self.other:
             self.start_diff(self.path, self.other)
             self.pick_browsed(self.path, self.other)
@@ -161,6 +162,8 @@ class InspectorApp(App):
     @on(ArchiveLoaded)
     def _archive_loaded(self, message: ArchiveLoaded) -> None:
         self.loaded = message.state
+        if self.loaded.summary.format == rk.PT2:
+            self.query_one("#views", TabbedContent).show_tab("export")
         ir_asked = self.query_one(IRView).state != "waiting"  # the IR worker started with the app
         for view in VIEWS.values():
             self.query_one(view).show_archive()
@@ -341,6 +344,9 @@ class InspectorApp(App):
     # ----- views and jumps
 
     def action_view(self, name: str) -> None:
+        if name == "export" and (self.loaded is None or self.loaded.summary.format != rk.PT2):
+            self.notify("The export view shows torch.export archives (.pt2); this is not one.", markup=False)
+            return
         self.query_one("#views", TabbedContent).active = name
         self.query_one(VIEWS[name]).focus_main()
 
