@@ -120,6 +120,24 @@ def test_graph_json_is_ir_with_blocks(pt2):
     assert [v.name for v in graph.inputs] == ["c_lifted_tensor_0", "xs", "y"]
 
 
+def test_symbolic_ints_are_values_and_torch_passes_no_user_line(pt2):
+    """sym_size outputs are SymInt values named as torch names them; a view's size list mixing one with ints
+    is an attribute; the nodes torch's runtime-assert pass adds (stack_trace ``torch/fx/passes/...``, the
+    placeholder nn_module_stack) have no user line and no module."""
+    from tsinspect.ir.model import IR
+
+    paths, _ = pt2
+    graph = IR.from_json(cli_json("graph", paths["transformer"])).modules[0].methods[0].graph
+    nodes = [n for n, _ in graph.walk()]
+    sizes = [n for n in nodes if n.kind == "aten::sym_size.int"]
+    assert sizes and all(n.outputs[0].type == "SymInt" and n.outputs[0].name.startswith("sym_size_int")
+                         for n in sizes)
+    assert all(n.source is None or n.source.file is None for n in sizes) and all(not n.scope for n in sizes)
+    views = [n for n in nodes if n.kind == "aten::view.default" and isinstance(n.attributes.get("size"), list)]
+    assert any(f"%{sizes[0].outputs[0].name}" in v.attributes["size"] for v in views)
+    assert not any(o.name.startswith("{") or o.name.startswith('"') for n in nodes for o in n.outputs)
+
+
 def test_symbolic_sizes_read_as_math(pt2):
     paths, _ = pt2
     doc = cli_json("info", paths["dims"])
@@ -299,6 +317,13 @@ def _module_rows(program) -> Counter:
     return Counter((m.path, n.kind) for m in module_tree(program).walk() for n in m.nodes)
 
 
+def _torch_modules(rows: list) -> Counter:
+    """torch's (innermost module path, op) rows, its placeholder stack for nodes its passes add read as none."""
+    from tsinspect.archive.pt2 import EMPTY_STACK
+
+    return Counter(("" if path == EMPTY_STACK else path, op) for path, op in rows)
+
+
 @pytest.mark.parametrize("name", MODELS + ["legacy"])
 def test_module_tree_is_torchs_nn_module_stack(pt2, name):
     """Each node sits under the innermost module of its nn_module_stack, as torch.export.load gives it."""
@@ -308,7 +333,7 @@ def test_module_tree_is_torchs_nn_module_stack(pt2, name):
     paths, truth = pt2
     with open_archive(paths[name]) as archive:
         program, = read_pt2(archive).programs
-    assert _module_rows(program) == Counter(tuple(row) for row in truth[name]["modules"])
+    assert _module_rows(program) == _torch_modules(truth[name]["modules"])
 
 
 def test_several_programs_in_one_package(pt2):
@@ -323,7 +348,7 @@ def test_several_programs_in_one_package(pt2):
     assert set(programs) == set(truth) == {"forward", "encode"}
     for name, program in programs.items():
         assert [[e.name, e.kind, e.target] for e in program.inputs] == truth[name]["inputs"]
-        assert _module_rows(program) == Counter(tuple(row) for row in truth[name]["modules"])
+        assert _module_rows(program) == _torch_modules(truth[name]["modules"])
     ops = cli_json("ops", multi)
     assert ops["load"] == "pt2" and "higher_order::cond" in {row["op"] for row in ops["ops"]}
 
@@ -426,7 +451,7 @@ def test_tui_export_view_modules_tensors_shapes(pt2):
             assert app.query_one("#views").active == "export"
             tree = app.query_one("#export-tree")
             assert [c.label.plain.split("  ")[0] for c in tree.root.children] == [
-                "signature", "modules", "tensors", "dynamic shapes"]
+                "modules", "tensors", "dynamic shapes", "signature"]
             await press(app, pilot, "slash")
             await typed(app, pilot, "sub.lin", "enter")
             await settle(app, pilot)

@@ -381,6 +381,10 @@ def arg_name(arg: Any) -> str:
     tag, body = union_member(arg)
     if isinstance(body, dict) and isinstance(body.get("name"), str):
         return printable(body["name"])
+    if isinstance(body, dict) and isinstance(body.get("as_name"), str):  # a SymInt/SymBool/SymFloat argument
+        return printable(body["as_name"])
+    if tag == "as_name" and isinstance(body, str):  # an item of as_sym_ints
+        return printable(body)
     if tag == "as_none":
         return "None"
     return printable(json.dumps(body)[:60]) if body is not None else "?"
@@ -627,8 +631,14 @@ def source_of(metadata: dict) -> tuple[str | None, int | None, list[str]]:
 
 
 def _torch_frame(file: str) -> bool:
-    return file.startswith("<eval_with_key>") or "/site-packages/torch/" in file or "/torch/nn/" in file \
-        or "/torch/_" in file
+    """torch's own code: installed, or named relative to torch (``torch/fx/passes/runtime_assert.py`` on the
+    nodes its passes insert)."""
+    return file.startswith(("<eval_with_key>", "torch/")) or "/site-packages/torch/" in file \
+        or "/torch/nn/" in file or "/torch/_" in file
+
+
+# the nn_module_stack torch gives nodes its passes insert (runtime asserts, sym_size): no module at all
+EMPTY_STACK = "_empty_nn_module_stack_from_metadata_hook"
 
 
 def module_path(metadata: dict) -> str:
@@ -637,4 +647,5 @@ def module_path(metadata: dict) -> str:
     if not isinstance(text, str) or not text:
         return ""
     last = text.split(";")[-1].split(",")
-    return printable(last[1]) if len(last) >= 3 else ""
+    path = printable(",".join(last[1:-1])) if len(last) >= 3 else ""
+    return "" if path == EMPTY_STACK else path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tsinspect.archive.pt2 import (GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
+from tsinspect.archive.pt2 import (EMPTY_STACK, GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
                                    target_kind, tensor_meta, walk_nodes, arg_name, union_member)
 from tsinspect.archive.text import printable
 
@@ -53,13 +53,13 @@ class Pt2Module:
 def stack_entries(text) -> list[tuple[str, str]]:
     """(path, type) of each ``key,path,type`` entry of a node's ``nn_module_stack``, outermost first. A path
     may hold commas (``L['self'].layers[0]`` in older torch): the key is before the first, the type after
-    the last."""
+    the last. torch's placeholder for nodes its passes added (``EMPTY_STACK``) is no module."""
     if not isinstance(text, str) or not text:
         return []
     out = []
     for entry in text.split(";"):
         parts = entry.split(",")
-        if len(parts) >= 3:
+        if len(parts) >= 3 and parts[1] != EMPTY_STACK:
             out.append((printable(",".join(parts[1:-1])), printable(parts[-1])))
     return out
 

@@ -14,6 +14,7 @@ from tsinspect.archive.pt2 import (MAX_DEPTH, MAX_NODES, GraphTooLarge, Pt2Progr
 from tsinspect.archive.text import printable
 from tsinspect.ir.model import IR, Block, Graph, Method, Module, Node, Source, Value
 
+_SYM_TYPES = {"as_sym_int": "SymInt", "as_sym_bool": "SymBool", "as_sym_float": "SymFloat"}
 _NAMED_TAGS = ("as_tensor", "as_sym_int", "as_sym_bool", "as_sym_float", "as_custom_obj", "as_optional_tensor")
 
 
@@ -98,16 +99,21 @@ def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
             else:
                 attributes[key] = sym_text(body) if tag == "as_sym_int" else _plain(body)
         elif tag in ("as_tensors", "as_optional_tensors", "as_sym_ints"):
-            names = [arg_name(b) for b in as_list(body)]
-            if all(n not in ("None", "?") and not n.startswith("{") for n in names):
+            items = as_list(body)
+            names = [arg_name(b) for b in items]
+            named = [union_member(b)[0] in ("as_name", "as_tensor", "") for b in items]
+            if all(named) and all(n not in ("None", "?") for n in names):
                 inputs += names
-            else:
-                attributes[key] = [n if n != "None" else None for n in names]
+            else:  # constants among them (a view's [s0, 4, 8]): one attribute, values named with %
+                attributes[key] = [None if n == "None" else f"%{n}" if ok else _plain(union_member(b)[1])
+                                   for n, ok, b in zip(names, named, items)]
         elif tag == "as_graph":
             continue  # a block of the node
         else:
             attributes[key] = _plain(body)
     outputs = [_value(n, scopes) for n in _names(as_list(item.get("outputs"))) if n != "None"]
+    for value, out in zip(outputs, as_list(item.get("outputs"))):
+        value.type = value.type or _SYM_TYPES.get(union_member(out)[0], "")
     file, line, stack = source_of(metadata)
     source = Source(file=file, line=line, stack=stack) if file or stack else None
     return Node(node_id, target_kind(as_text(item.get("target"))), inputs, outputs, attributes, [], source,

@@ -1,6 +1,6 @@
-"""Export view: a torch.export archive's programs, each as its signature, its module tree (rebuilt from the
-nodes' ``nn_module_stack``, with each module's nodes and parameters/buffers), its tensors and its dynamic
-shapes (``range_constraints`` and which input dimensions are symbolic). ``enter`` on a node shows it in the
+"""Export view: a torch.export archive's programs, each as its module tree (rebuilt from the nodes'
+``nn_module_stack``, with each module's nodes and parameters/buffers), its tensors, its dynamic shapes
+(``range_constraints`` and which input dimensions are symbolic) and its signature. ``enter`` on a node shows it in the
 IR view, where the graph holds cond/map/while_loop subgraphs as blocks. Other formats: a line saying so.
 """
 
@@ -171,9 +171,6 @@ class Browsed:
         tensors = p.weights + p.constants
         dims = symbolic_dims(p)
         return [
-            Section(p, "signature", f"{len(p.inputs)} in, {len(p.outputs)} out",
-                    lambda: [EntryItem(p, "input", i) for i in range(len(p.inputs))]
-                    + [EntryItem(p, "output", i) for i in range(len(p.outputs))]),
             Section(p, "modules", f"{p.node_count} nodes",
                     lambda: [ModuleItem(p, self.modules(p))]),
             Section(p, "tensors", f"{len(tensors)}, {human_bytes(sum(t.nbytes for t in tensors))}",
@@ -181,6 +178,9 @@ class Browsed:
             Section(p, "dynamic shapes", f"{len(p.range_constraints)} symbols, {len(dims)} dynamic input dims"
                     if p.range_constraints or dims else "none: every shape is fixed",
                     lambda: [SymbolItem(p, s) for s in p.range_constraints]),
+            Section(p, "signature", f"{len(p.inputs)} in, {len(p.outputs)} out",
+                    lambda: [EntryItem(p, "input", i) for i in range(len(p.inputs))]
+                    + [EntryItem(p, "output", i) for i in range(len(p.outputs))]),
         ]
 
     def root(self) -> Root:
