@@ -207,6 +207,9 @@ def main(outdir: Path) -> None:
     torch.jit.save(torch.jit.script(Flow()), str(outdir / "flow_scripted.pt"))
     torch.export.save(torch.export.export(Flow(), (torch.randn(5, 4),)), outdir / "flow.pt2")
     out["legacy"] = truth(outdir / "legacy.pt2")
+    lstm = torch.nn.LSTM(8, 16, num_layers=2, batch_first=True).eval()  # torch.nn's code on both sides
+    torch.jit.save(torch.jit.script(lstm), str(outdir / "lstm_scripted.pt"))
+    torch.export.save(torch.export.export(lstm, (torch.randn(3, 5, 8),)), outdir / "lstm_static.pt2")
     # several programs in one package (torch.export.save writes one; the package format holds any number)
     from torch.export.pt2_archive._package import load_pt2, package_pt2
 

@@ -283,6 +283,24 @@ def test_diff_torchscript_against_its_export_names_what_the_export_fixed(pt2):
     assert "proves neither equivalence nor a difference" in text
 
 
+def test_diff_of_torch_nn_code_counts_library_findings_apart(pt2):
+    """nn.LSTM scripted against its export: both sides' lines are torch.nn's (rnn.py), so what the export decided
+    there (input checks, batched or not) is library code, counted unless --all; the static export fixed the
+    shapes the scripted LSTM reads, the one with a dynamic batch did not."""
+    paths, _ = pt2
+    folder = paths["cond"].parent
+    static = cli_json("diff", folder / "lstm_scripted.pt", folder / "lstm_static.pt2", check=1)
+    user = [f["kind"] for f in static["findings"] if f["origin"] == "user"]
+    library = [f for f in static["findings"] if f["origin"] != "user"]
+    assert user == ["fixed_shapes"]
+    assert library and all(f["package"] == "torch" and f["file"].endswith("rnn.py") for f in library)
+    assert "specialised_branch" in {f["kind"] for f in library}
+    text = run_cli("diff", folder / "lstm_scripted.pt", folder / "lstm_static.pt2", check=1).stdout
+    assert f"library code: {len(library)} in torch (--all shows them)" in text and "rnn.py" not in text
+    dynamic = cli_json("diff", folder / "lstm_scripted.pt", paths["lstm"], check=1)
+    assert "fixed_shapes" not in {f["kind"] for f in dynamic["findings"]}
+
+
 def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
     paths, _ = pt2
     proc = run_cli("diff", paths["cond"], paths["dims"], check=2)
