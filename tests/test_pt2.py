@@ -552,6 +552,18 @@ def test_third_party_export_of_torch_2_2(tmp_path):
     got = {e["target"]: e["type"] for e in program["inputs"] if e["kind"] in ("parameter", "buffer")}
     assert got == {k: f"{short[d]}[{', '.join(map(str, s))}]" for k, (d, s) in truth.items()}
     assert [e["type"] for e in program["inputs"] if e["kind"] == "user_input"] == ["f32[2, 10]"]
+    # the export view's tensors and module tree: from the signature, the payloads being one pickle
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.pt2tree import module_tree, program_tensors
+    from tsinspect.archive.reader import open_archive
+
+    with open_archive(path) as archive:
+        read, = read_pt2(archive).programs
+    tensors = program_tensors(read)
+    assert {t.name: [t.dtype, t.shape] for t in tensors} == truth
+    assert all(t.pickled and t.record == "serialized_state_dict.json" for t in tensors)
+    linear = next(m for m in module_tree(read).walk() if m.path == "feature.0")
+    assert [t.name for t in linear.tensors] == ["feature.0.weight", "feature.0.bias"]
     text = run_cli("graph", path).stdout
     assert "aten::addmm.default" in text and "model.py:97 in feature.0" in text
     assert "CLEAN" in run_cli("scan", path).stdout  # its two nested torch.save zips hold tensors only

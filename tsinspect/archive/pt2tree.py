@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tsinspect.archive.pt2 import (EMPTY_STACK, GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
+from tsinspect.archive.pt2 import (DTYPES, EMPTY_STACK, GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
                                    target_kind, tensor_meta, walk_nodes, arg_name, union_member)
 from tsinspect.archive.text import printable
 
@@ -115,12 +115,34 @@ def module_tree(program: Pt2Program) -> Pt2Module:
             module.type = module.type or type_
             module.calls += 1
         module.nodes.append(node)
-    for tensor in program.weights + program.constants:
-        if tensor.name.startswith("("):  # a whole torch.save of the early layout, no FQN
-            continue
+    for tensor in program_tensors(program):
         owner = tensor.name.rsplit(".", 1)[0] if "." in tensor.name else ""
         get(owner).tensors.append(tensor)
     return root
+
+
+def program_tensors(program: Pt2Program) -> list[Pt2Tensor]:
+    """Every parameter, buffer and constant by FQN: the payloads the configs describe, and for the signature's
+    targets without one (the early layouts keep them all in one pickled torch.save) a tensor made from the
+    graph's tensor_values, its record that pickle."""
+    named = [t for t in program.weights + program.constants if not t.name.startswith("(")]
+    blobs = {t.kind: t.record for t in program.weights + program.constants if t.name.startswith("(")}
+    have = {t.name for t in named}
+    metas = as_dict(program.graph.get("tensor_values"))
+    for entry in program.inputs:
+        if entry.kind.split(" ")[0] not in ("parameter", "buffer", "constant") or not entry.target \
+                or entry.target in have or entry.name not in metas:
+            continue
+        dtype, shape, stride, offset, grad, device = tensor_meta(metas[entry.name])
+        itemsize = next((size for name, size in DTYPES.values() if name == dtype), 0)
+        nbytes = itemsize
+        for n in shape:
+            nbytes = nbytes * n if isinstance(n, int) else 0
+        record = blobs.get("constants" if entry.kind == "constant" else "weights")
+        named.append(Pt2Tensor(entry.target, entry.kind.split(" ")[0], dtype, shape, stride, offset, grad, device,
+                               record, nbytes, pickled=record is not None))
+        have.add(entry.target)
+    return named
 
 
 _INDEX = re.compile(r"\[(\d+)\]")

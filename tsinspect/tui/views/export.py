@@ -14,7 +14,8 @@ from textual.content import Content
 from textual.widgets import Static, Tree
 
 from tsinspect.archive.pt2 import SHORT, Pt2Program, Pt2Tensor
-from tsinspect.archive.pt2tree import Pt2Module, Pt2Node, module_tree, symbol_uses, symbolic_dims
+from tsinspect.archive.pt2tree import (Pt2Module, Pt2Node, module_tree, program_tensors, symbol_uses,
+                                       symbolic_dims)
 from tsinspect.archive.text import human_bytes, printable
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
@@ -168,7 +169,7 @@ class Browsed:
         return self._modules[program.name]
 
     def sections(self, p: Pt2Program) -> list[Item]:
-        tensors = p.weights + p.constants
+        tensors = program_tensors(p)
         dims = symbolic_dims(p)
         return [
             Section(p, "modules", f"{p.node_count} nodes",
@@ -320,7 +321,7 @@ class ExportView(Horizontal):
                 render.field("grad", "requires_grad" if t.requires_grad else "no"),
                 render.field("record", t.record or "?"),
                 render.field("payload", "pickled: torch unpickles it when loading (never here)" if t.pickled
-                             else "raw storage bytes")]
+                             else "raw storage bytes" if t.record else "none in the archive")]
         if t.problem:
             rows.append(render.field("problem", Content.styled(printable(t.problem), render.BAD)))
         return render.lines(*rows)
@@ -350,11 +351,16 @@ class ExportView(Horizontal):
                                             "example's size.", render.WARN)]
             return render.lines(*rows)
         if section.name == "tensors":
-            tensors = p.weights + p.constants
+            tensors = program_tensors(p)
             rows = [Content.styled(f"{len(tensors)} tensors, {human_bytes(sum(t.nbytes for t in tensors))}",
                                    render.HEAD)]
             rows += [Content(printable(f"{t.kind:<10} {_type(t):<22} {human_bytes(t.nbytes):>10}  {t.name}"))
                      for t in tensors[:MAX_DETAIL_ROWS]]
+            blobs = [t for t in p.weights + p.constants if t.name.startswith("(")]
+            if blobs:
+                rows += ["", Content.styled("stored as one pickled torch.save each (the early layout): "
+                                            + ", ".join(f"{t.record} ({human_bytes(t.nbytes)})" for t in blobs)
+                                            + "; shapes from the graph", render.DIM)]
             return render.lines(*rows)
         if section.name == "modules":
             return self._module(p, self.browsed.modules(p))
@@ -379,7 +385,7 @@ class ExportView(Horizontal):
                 out += [chain + [("node", p.name, n.id)] for n in m.nodes
                         if q in n.kind.lower() or q in n.name.lower()]
             out += [self.browsed.chain(p.name, ("section", p.name, "tensors"), ("tensor", p.name, t.name))
-                    for t in p.weights + p.constants if q in t.name.lower()]
+                    for t in program_tensors(p) if q in t.name.lower()]
             out += [self.browsed.chain(p.name, ("section", p.name, "dynamic shapes"), ("symbol", p.name, s))
                     for s in p.range_constraints if q in s.lower()]
         return out
