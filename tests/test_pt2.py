@@ -96,6 +96,7 @@ def test_graph_nests_cond_branches_with_source_lines(pt2):
     text = run_cli("graph", paths["cond"]).stdout.splitlines()
     cond = next(i for i, line in enumerate(text) if "higher_order::cond" in line)
     assert f"pt2_build.py:{_line('cond line')}" in text[cond]
+    assert "(%gt, %add)" in text[cond]  # the predicate and the operand list are its inputs
     indent = len(text[cond]) - len(text[cond].lstrip())
     body = text[cond + 1:cond + 7]
     assert body[0].strip().startswith("block0(") and "aten::sin.default" in body[1]

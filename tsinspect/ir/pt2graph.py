@@ -101,7 +101,8 @@ def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
         elif tag in ("as_tensors", "as_optional_tensors", "as_sym_ints"):
             items = as_list(body)
             names = [arg_name(b) for b in items]
-            named = [union_member(b)[0] in ("as_name", "as_tensor", "") for b in items]
+            named = [isinstance(as_dict(b).get("name"), str) or union_member(b)[0] in ("as_name", "as_tensor")
+                     for b in items]  # TensorArgument {"name"}, SymIntArgument/OptionalTensor unions
             if all(named) and all(n not in ("None", "?") for n in names):
                 inputs += names
             else:  # constants among them (a view's [s0, 4, 8]): one attribute, values named with %
