@@ -568,3 +568,26 @@ def test_third_party_export_of_torch_2_2(tmp_path):
     text = run_cli("graph", path).stdout
     assert "aten::addmm.default" in text and "model.py:97 in feature.0" in text
     assert "CLEAN" in run_cli("scan", path).stdout  # its two nested torch.save zips hold tensors only
+
+
+def test_module_tree_of_a_hostile_stack(pt2, tmp_path):
+    """A module path 200,000 levels deep, commas in a path, an empty stack: built without recursion."""
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.pt2tree import module_tree
+    from tsinspect.archive.reader import open_archive
+
+    paths, _ = pt2
+    with zipfile.ZipFile(paths["cond"]) as z:
+        doc = json.loads(z.read("cond/models/model.json"))
+    nodes = doc["graph_module"]["graph"]["nodes"]
+    deep = ".".join(["m"] * 200_000)
+    nodes[0]["metadata"]["nn_module_stack"] = f"k,{deep},T"
+    nodes[1]["metadata"]["nn_module_stack"] = "k,L['self'].layers[0],a,b,T2"
+    nodes[2]["metadata"]["nn_module_stack"] = ""
+    hostile = _rewrite(paths["cond"], tmp_path / "deep.pt2", {"models/model.json": json.dumps(doc).encode()})
+    with open_archive(hostile) as archive:
+        program, = read_pt2(archive).programs
+    modules = {m.path: m for m in module_tree(program).walk()}
+    assert modules[deep].type == "T" and len(modules[deep].nodes) == 1 and len(modules) > 200_000
+    assert modules["layers.0,a,b"].type == "T2"
+    assert "layers.0,a,b" in modules and modules[""].nodes[0].id == 2

@@ -95,11 +95,16 @@ def module_tree(program: Pt2Program) -> Pt2Module:
     by_path = {"": root}
 
     def get(path: str) -> Pt2Module:
-        module = by_path.get(path)
-        if module is None:
-            parent = get(path.rsplit(".", 1)[0] if "." in path else "")
-            module = by_path[path] = Pt2Module(path, "")
-            parent.children.append(module)
+        """The module at ``path``, made with its missing ancestors (iteratively: a path may be very deep)."""
+        missing = []
+        while path not in by_path:
+            missing.append(path)
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+        module = by_path[path]
+        for path in reversed(missing):
+            child = by_path[path] = Pt2Module(path, "")
+            module.children.append(child)
+            module = child
         return module
 
     try:
