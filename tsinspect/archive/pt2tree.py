@@ -34,6 +34,7 @@ class Pt2Module:
     nodes: list[Pt2Node] = field(default_factory=list)  # nodes whose innermost module this is
     tensors: list[Pt2Tensor] = field(default_factory=list)  # its own parameters and buffers (FQN prefix)
     calls: int = 0  # nn_module_stack entries naming it (one per node): 0 when only known from its tensors
+    cut: int = 0  # on the root: module paths cut to the caps below (a hostile nn_module_stack)
 
     @property
     def name(self) -> str:
@@ -88,6 +89,11 @@ def program_nodes(program: Pt2Program) -> list[Pt2Node]:
     return out
 
 
+MAX_MODULE_DEPTH = 64  # path components kept (torch.nn models nest a dozen deep)
+MAX_PATH = 4096  # characters of a module path kept
+MAX_MODULES = 100_000  # past this, nodes and tensors go to the deepest module that exists
+
+
 def module_tree(program: Pt2Program) -> Pt2Module:
     """The modules the nodes ran in (their ``nn_module_stack``) plus those the weights name, as a tree; each
     node goes to its innermost module, each parameter/buffer to the module of its FQN."""
@@ -95,13 +101,21 @@ def module_tree(program: Pt2Program) -> Pt2Module:
     by_path = {"": root}
 
     def get(path: str) -> Pt2Module:
-        """The module at ``path``, made with its missing ancestors (iteratively: a path may be very deep)."""
+        """The module at ``path``, made with its missing ancestors; bounded (a hostile stack may name a path of
+        millions of levels: kept whole, its prefixes alone would take memory quadratic in its length)."""
+        parts = path.split(".")
+        if len(parts) > MAX_MODULE_DEPTH or len(path) > MAX_PATH:
+            root.cut += 1
+            path = ".".join(parts[:MAX_MODULE_DEPTH])[:MAX_PATH]
         missing = []
         while path not in by_path:
             missing.append(path)
             path = path.rsplit(".", 1)[0] if "." in path else ""
         module = by_path[path]
         for path in reversed(missing):
+            if len(by_path) >= MAX_MODULES:
+                root.cut += 1
+                break
             child = by_path[path] = Pt2Module(path, "")
             module.children.append(child)
             module = child

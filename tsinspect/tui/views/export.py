@@ -301,6 +301,9 @@ class ExportView(Horizontal):
                       render.field("type", m.type or "? (known from its tensors only)"),
                       render.field("nodes", f"{len(m.nodes)} of its own, {m.total_nodes()} with its submodules"),
                       render.field("submodules", str(len(m.children)))]
+        if m.cut:
+            rows.append(render.field("cut", Content.styled(
+                f"{m.cut} module paths past 64 levels, 4096 characters or 100,000 modules were cut", render.WARN)))
         if m.tensors:
             rows += ["", Content.styled("parameters and buffers", render.HEAD)]
             rows += [render.field(t.name.rsplit(".", 1)[-1], f"{t.kind}  {_type(t)}  {human_bytes(t.nbytes)}", 20)
