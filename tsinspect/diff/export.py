@@ -109,6 +109,7 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
     reads_sizes = False
     covered: set[Line] = set()  # lines said by another finding, or calling a submodule: no ops_one_side
     paths: dict[str, str] = {}  # file name -> the path the TorchScript side recorded (tells library code)
+    methods: dict[Line, str] = {}  # line -> the TorchScript function holding it
     for function in program.functions:
         for item in walk(function.body):
             reads_sizes |= isinstance(item, Op) and item.kind == "aten::size"  # anywhere, torch.nn's code too
@@ -116,6 +117,7 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
             if key is None or key[0] not in files:
                 continue
             paths.setdefault(key[0], item.loc[0])
+            methods.setdefault(key, function.qualname)
             if isinstance(item, Op):
                 if item.is_call:  # a submodule or method: its ops are at this line in the export
                     covered.add(key)
@@ -151,7 +153,7 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
         if ts_ops[key] and ex_ops[key] or not (only_ts or only_ex) or key in covered:
             continue  # both sides run ops here (decompositions differ in detail): not reported
         side, ops = ("TorchScript", only_ts) if only_ts else ("export", only_ex)
-        out.append(Finding("ops_one_side", None, paths.get(key[0], key[0]), key[1],
+        out.append(Finding("ops_one_side", methods.get(key), paths.get(key[0], key[0]), key[1],
                            f"ops only in the {side} side: " + ", ".join(f"{k} x{n}" for k, n in sorted(ops.items())),
                            details={"side": side, "ops": dict(ops)}))
     out.sort(key=lambda f: (f.origin != "user", f.package or "", EXPORT_KINDS.index(f.kind), f.file or "",
