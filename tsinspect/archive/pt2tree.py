@@ -79,14 +79,28 @@ def _node_name(node: dict) -> str:
 
 def program_nodes(program: Pt2Program) -> list[Pt2Node]:
     """Every node, nested ones included, with its source line and module stack; GraphTooLarge past the caps."""
-    out = []
+    return [node for node, _ in _walk(program)]
+
+
+def _walk(program: Pt2Program):
+    """(Pt2Node, its stack's (plain path, type) entries) per node. Nodes share a handful of distinct stack
+    traces and module stacks: each distinct text is parsed once."""
+    sources: dict = {}
+    stacks: dict = {}
     for index, (node, depth) in enumerate(walk_nodes(program.graph)):
         metadata = as_dict(node.get("metadata"))
-        file, line, _ = source_of(metadata)
-        stack = " > ".join(p for p, _ in stack_entries(metadata.get("nn_module_stack")) if p)
-        out.append(Pt2Node(index, target_kind(as_text(node.get("target"))), _node_name(node), depth, file, line,
-                           stack))
-    return out
+        trace, stack_text = metadata.get("stack_trace"), metadata.get("nn_module_stack")
+        key = trace if isinstance(trace, str) else None
+        if key not in sources:
+            sources[key] = source_of({"stack_trace": trace})[:2]
+        file, line = sources[key]
+        key = stack_text if isinstance(stack_text, str) else None
+        if key not in stacks:
+            entries = [(_plain_path(path), type_) for path, type_ in stack_entries(stack_text)]
+            stacks[key] = (entries, " > ".join(path for path, _ in entries if path))
+        entries, shown = stacks[key]
+        yield Pt2Node(index, target_kind(as_text(node.get("target"))), _node_name(node), depth, file, line,
+                      shown), entries
 
 
 MAX_MODULE_DEPTH = 64  # path components kept (torch.nn models nest a dozen deep)
@@ -122,15 +136,13 @@ def module_tree(program: Pt2Program) -> Pt2Module:
         return module
 
     try:
-        walked = list(walk_nodes(program.graph))
+        walked = list(_walk(program))
     except GraphTooLarge:
         walked = []
-    nodes = program_nodes(program) if walked else []
-    for (raw, _), node in zip(walked, nodes):
-        entries = stack_entries(as_dict(raw.get("metadata")).get("nn_module_stack"))
+    for node, entries in walked:
         module = root
         for path, type_ in entries:
-            module = get(_plain_path(path))
+            module = get(path)
             module.type = module.type or type_
             module.calls += 1
         module.nodes.append(node)
