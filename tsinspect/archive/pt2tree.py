@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tsinspect.archive.pt2 import (DTYPES, EMPTY_STACK, GraphTooLarge, Pt2Program, Pt2Tensor, as_dict, as_list, as_text, source_of,
-                                   target_kind, tensor_meta, walk_nodes, arg_name, union_member)
+from tsinspect.archive.pt2 import (DTYPES, EMPTY_STACK, GraphTooLarge, Pt2Program, Pt2Tensor, arg_name, as_dict,
+                                   as_list, as_text, source_of, target_kind, tensor_meta, union_member, walk_nodes)
 from tsinspect.archive.text import printable
 
 
@@ -66,15 +66,15 @@ def stack_entries(text) -> list[tuple[str, str]]:
 
 
 def _node_name(node: dict) -> str:
+    """Its ``name`` (schema 8.x), else its first output's."""
     name = as_text(node.get("name"))
-    if name:
-        return name
-    for out in as_list(node.get("outputs")):
-        tag, body = union_member(out)
-        if tag in ("as_tensors", "as_sym_ints", "as_optional_tensors") and as_list(body):
-            return arg_name(as_list(body)[0])
-        return arg_name(out)
-    return "?"
+    outputs = as_list(node.get("outputs"))
+    if name or not outputs:
+        return name or "?"
+    tag, body = union_member(outputs[0])
+    if tag in ("as_tensors", "as_sym_ints", "as_optional_tensors") and as_list(body):
+        return arg_name(as_list(body)[0])
+    return arg_name(outputs[0])
 
 
 def program_nodes(program: Pt2Program) -> list[Pt2Node]:

@@ -1,4 +1,4 @@
-"""A sketch: a TorchScript archive against the exported program (pt2) of the same model, by source line.
+"""A TorchScript archive against the exported program (pt2) of the same model, by source line.
 
 The TorchScript side is the torch-free Program (``code/`` + debug info: the original file:line of every op,
 ``if`` and loop); the exported side is the pt2 graph (each node's ``stack_trace``, its innermost frame of model
@@ -47,9 +47,9 @@ def _frame(stack: list[str]) -> Line | None:
     """The innermost frame (``file:line``, innermost first) of model code: the user's, or torch.nn's."""
     for frame in stack:
         file, _, line = frame.rpartition(":")
-        if not line.isdigit() or file.startswith(("<eval_with_key>", "torch/")) or any(m in file for m in _MACHINERY):
-            continue
-        return _key((file, int(line)))
+        if line.isdigit() and not file.startswith(("<eval_with_key>", "torch/")) \
+                and not any(m in file for m in _MACHINERY):
+            return _key((file, int(line)))
     return None
 
 

@@ -112,9 +112,13 @@ def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
             continue  # a block of the node
         else:
             attributes[key] = _plain(body)
-    outputs = [_value(n, scopes) for n in _names(as_list(item.get("outputs"))) if n != "None"]
-    for value, out in zip(outputs, as_list(item.get("outputs"))):
-        value.type = value.type or _SYM_TYPES.get(union_member(out)[0], "")
+    outputs = []
+    for out in as_list(item.get("outputs")):
+        for name in _names([out]):
+            if name != "None":
+                value = _value(name, scopes)
+                value.type = value.type or _SYM_TYPES.get(union_member(out)[0], "")  # a SymInt has no tensor meta
+                outputs.append(value)
     file, line, stack = source_of(metadata)
     source = Source(file=file, line=line, stack=stack) if file or stack else None
     return Node(node_id, target_kind(as_text(item.get("target"))), inputs, outputs, attributes, [], source,
