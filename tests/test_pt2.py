@@ -488,6 +488,8 @@ def test_tui_export_view_modules_tensors_shapes(pt2):
             await press(app, pilot, "enter")  # the node in the IR view
             await until(app, pilot, lambda: "aten::linear.default" in cursor_label(app, "#ir-tree"), "the IR node")
             assert app.query_one("#views").active == "ir"
+            await press(app, pilot, "i")  # nothing to inline in an exported graph: said, no second load
+            assert app.query_one("IRView").state == "loaded" and not app.query_one("IRView").inlined
             await press(app, pilot, "e", "slash")
             await typed(app, pilot, "s77", "enter")
             await settle(app, pilot)
