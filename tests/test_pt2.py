@@ -406,8 +406,12 @@ def test_schema_1_of_torch_2_1(tmp_path):
                    [{"name": "input", "arg": {"as_tensor": {"name": "x"}}},
                     {"name": "weight", "arg": {"as_tensor": {"name": "arg0_1"}}},
                     {"name": "bias", "arg": {"as_none": []}}], "linear", 7, "lin")
+    index = _node("torch.ops.aten.index.Tensor",  # schema 1: an optional tensor is {"as_tensor": NAME}
+                  [{"name": "self", "arg": {"as_tensor": {"name": "linear"}}},
+                   {"name": "indices", "arg": {"as_optional_tensors": [{"as_none": []}, {"as_tensor": "x"}]}}],
+                  "index", 8)
     graph = {"inputs": [{"as_tensor": {"name": "arg0_1"}}, {"as_tensor": {"name": "x"}}],
-             "outputs": [{"as_tensor": {"name": "linear"}}], "nodes": [linear],
+             "outputs": [{"as_tensor": {"name": "linear"}}], "nodes": [linear, index],
              "tensor_values": {"arg0_1": {"meta": _meta(7, [3, 4])}, "x": {"meta": _meta(7, ["s0", 4])},
                                "linear": {"meta": _meta(7, ["s0", 3])}},
              "sym_int_values": {}, "sym_bool_values": {}}
@@ -429,6 +433,7 @@ def test_schema_1_of_torch_2_1(tmp_path):
     assert p["weights"][0]["record"] == "serialized_state_dict.json" and p["weights"][0]["pickled"]
     graph_text = run_cli("graph", path).stdout
     assert "aten::linear.default" in graph_text and "model.py:7" in graph_text
+    assert "indices=[None, '%x']" in graph_text  # the optional tensor list: None and the value x
 
 
 def test_schema_5_with_dialect(tmp_path):

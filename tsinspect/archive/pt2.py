@@ -383,7 +383,7 @@ def arg_name(arg: Any) -> str:
         return printable(body["name"])
     if isinstance(body, dict) and isinstance(body.get("as_name"), str):  # a SymInt/SymBool/SymFloat argument
         return printable(body["as_name"])
-    if tag == "as_name" and isinstance(body, str):  # an item of as_sym_ints
+    if tag in ("as_name", "as_tensor") and isinstance(body, str):  # as_sym_ints items; schema 1's optional tensors
         return printable(body)
     if tag == "as_none":
         return "None"
