@@ -48,6 +48,8 @@ CASES = {
     "div_parameter": "return torch.div(x, self.weight)",
     "div_helper": "return torch.div(x, self.helper(x))",
     "div_scalars": "return torch.div(n, 2) + f",
+    "div_submodule_int": "sub = self.sub\n        return x + torch.div(sub.length, 2)",
+    "div_by_submodule_int": "return torch.div(x, self.sub.length)",
     "div_mode": "return torch.div(x, y, rounding_mode='floor')",
     "div_mode_scalar": "return torch.div(x, 2, rounding_mode='trunc')",
     "div_out": "return torch.div(x, y, out=y)",
@@ -114,9 +116,16 @@ def _source() -> str:
         from typing import Optional
 
 
+        class Sub(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.length = 4
+
+
         class Cases(torch.nn.Module):
             def __init__(self):
                 super().__init__()
+                self.sub = Sub()
                 self.scale = 2.0
                 self.weight = torch.nn.Parameter(torch.ones(2))
 

@@ -245,9 +245,10 @@ def kind_of_type(text: str) -> str | None:
 class _Kinds:
     """Tensor or scalar, per expression of one method (None when the code does not say)."""
 
-    def __init__(self, method: ast.FunctionDef, owner, own_methods: dict):
-        self.owner, self.own_methods = owner, own_methods
+    def __init__(self, method: ast.FunctionDef, owner, own_methods: dict, classes: dict):
+        self.owner, self.own_methods, self.classes = owner, own_methods, classes
         self.names: dict[str, str | None] = {}
+        self.objects: dict[str, object] = {}  # local name -> the ClassInfo of the module or object it holds
         for arg in method.args.args:
             if arg.annotation is not None:
                 self.names[arg.arg] = kind_of_type(ast.unparse(arg.annotation))
@@ -257,6 +258,9 @@ class _Kinds:
             target, value = stmt.targets[0], stmt.value
             if isinstance(target, ast.Name):
                 self.names[target.id] = self.of(value)
+                self.objects.pop(target.id, None)
+                if (cls := self._class_of(value)) is not None:
+                    self.objects[target.id] = cls
             elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
                 for name, item in zip(target.elts, value.elts):
                     if isinstance(name, ast.Name):
@@ -269,8 +273,8 @@ class _Kinds:
             return self.names.get(expr.id)
         if isinstance(expr, ast.UnaryOp):
             return self.of(expr.operand)
-        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
-            owner = self.owner
+        if isinstance(expr, ast.Attribute):  # self.scale, stft.filter_length: the attribute's declared type
+            owner = self._class_of(expr.value)
             if owner is None:
                 return None
             if expr.attr in owner.parameters or expr.attr in owner.buffers:
@@ -282,6 +286,15 @@ class _Kinds:
                 and len(value.args) == 1 else None
         if isinstance(expr, ast.Call):
             return self._call(expr)
+        return None
+
+    def _class_of(self, expr: ast.expr):
+        """The class of a module or object expression: ``self``, a local bound to ``self.stft``, ``a.b``."""
+        if isinstance(expr, ast.Name):
+            return self.owner if expr.id == "self" else self.objects.get(expr.id)
+        if isinstance(expr, ast.Attribute):
+            outer = self._class_of(expr.value)
+            return self.classes.get(outer.attributes.get(expr.attr, "")) if outer is not None else None
         return None
 
     def _call(self, call: ast.Call) -> str | None:
@@ -351,7 +364,7 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
         lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
         constants = _Constants(method.node)
-        kinds = _Kinds(method.node, owner, own_methods) if index.file_version is not None else None
+        kinds = _Kinds(method.node, owner, own_methods, index.classes) if index.file_version is not None else None
         nodes = list(_live_nodes(method.node, constants.decided))
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
