@@ -8,7 +8,9 @@ object per archive on stdout. Everything comes from torch's own code:
   files: ``torch.load`` itself. Names follow the paths tsinspect prints (``proj.weight``, ``c3[0]``).
 - the module tree, training flags and methods: ``torch.jit.load`` (or ``_load_for_lite_interpreter``);
 - graph node counts and op counts: every method graph of every module type, not inlined;
-- blame: for every node, its code line and column and the original file:line torch's source range gives.
+- blame: for every node, its code line and column and the original file:line torch's source range gives;
+- records: every record torch's zip reader lists, and its bytes; lite archives: the operator tables of
+  ``bytecode.pkl`` as torch's mobile reader reads them (``torch._C._get_model_ops_and_info``).
 This loads the archives: run it only on files from known sources.
 """
 
@@ -300,6 +302,21 @@ def script_truth(path: str, fast: bool) -> dict:
     return {"modules": modules, "methods": methods, "nodes": nodes, "ops": ops, "blame": blame}
 
 
+def records_truth(path: str) -> dict:
+    """Every record torch's zip reader finds, with the SHA-1 of the bytes it reads."""
+    reader = torch._C.PyTorchFileReader(path)
+    return {"records": {name: hashlib.sha1(reader.get_record(name)).hexdigest() for name in reader.get_all_records()}}
+
+
+def bytecode_truth(path: str) -> dict:
+    """A lite archive's operator tables as torch's mobile reader reads them (op names without overloads)."""
+    try:
+        ops = torch._C._get_model_ops_and_info(path)
+    except Exception as exc:  # noqa: BLE001 - reported as what torch said
+        return {"bytecode_error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    return {"bytecode_ops": sorted({name.split(".")[0] for name in ops})}
+
+
 def truth(path: str, fast: bool) -> dict:
     out: dict = {"path": path}
     if not zipfile.is_zipfile(path):
@@ -307,6 +324,11 @@ def truth(path: str, fast: bool) -> dict:
         out.update(legacy_tensors(path))
         return out
     out["kind"] = "zip"
+    out.update(records_truth(path))
+    if "model.json" in out["records"] and "data.pkl" not in out["records"]:
+        out["model_json"] = True  # before torch 1.4: tensors in model.json, which torch 2.13 no longer reads
+    if "bytecode.pkl" in out["records"]:
+        out.update(bytecode_truth(path))
     out.update(zip_tensors(path))
     out.update(script_truth(path, fast))
     return out
