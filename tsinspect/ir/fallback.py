@@ -1,8 +1,8 @@
 """An ``ast`` view of ``code/`` for archives torch cannot load: every method and the ops it calls.
 
-TorchScript prints builtin ops as ``torch.<name>(...)`` (``aten::<name>``) and other namespaces as
-``ops.<ns>.<name>(...)`` (``<ns>::<name>``); methods of submodules are ``(x).forward(...)``. This needs
-no torch and works on any archive whose ``code/`` parses.
+Which op a call stands for is tsinspect.archive.calls; this view adds what torch's compiler does to it:
+constants it folds, branches it decides, builtins it inlines, and old ops it upgrades (ir.upgraders).
+This needs no torch and works on any archive whose ``code/`` parses.
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ import ast
 import operator
 from dataclasses import dataclass, field
 
+from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.code import CodeIndex, module_of
 from tsinspect.ir.upgraders import SCALAR, TENSOR, CallArgs, upgraded_ops
-
-# Python-level builtins TorchScript prints bare; they map to these ops.
-_BUILTIN_OPS = {"int": "aten::Int", "float": "aten::Float", "bool": "aten::Bool", "len": "aten::len",
-                "str": "aten::str", "annotate": None, "uninitialized": "prim::Uninitialized",
-                "unchecked_cast": "prim::unchecked_cast", "isinstance": None, "range": None}
 
 
 @dataclass
@@ -41,51 +37,6 @@ class AstMethod:
     def to_json(self) -> dict:
         return {"class": self.owner, "name": self.name, "file": self.file, "line": self.line,
                 "ops": [{"op": u.op, "line": u.line} for u in self.ops]}
-
-
-def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | None:
-    """The op a call in generated code stands for, or None for calls that are not ops.
-
-    ``aliases`` maps local names to what they were assigned (``_0 = __torch__.torch.nn.functional.dropout``).
-    """
-    func = call.func
-    if isinstance(func, ast.Name) and func.id == "annotate" and call.args and isinstance(call.args[0], ast.Name) \
-            and call.args[0].id == "number":
-        return "aten::ScalarImplicit"  # an implicit Tensor -> Scalar conversion, printed as annotate(number, x)
-    if _is_constant_device(call):
-        return None  # torch.device("cpu") is a constant in the graph, not an op
-    parts = []
-    while isinstance(func, ast.Attribute):
-        parts.append(func.attr)
-        func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
-        parts.reverse()
-        if aliases and parts[0] in aliases:
-            parts = aliases[parts[0]].split(".") + parts[1:]
-        if parts[0] == "torch" and len(parts) == 2:
-            return f"aten::{parts[1]}"
-        if parts[0] == "ops" and len(parts) == 3:
-            op = f"{parts[1]}::{parts[2]}"
-            return _SCRIPTED_BUILTINS.get(op, op)
-        if len(parts) == 1:
-            return _BUILTIN_OPS.get(parts[0], f"call {parts[0]}")
-        if parts[0] == "__torch__":
-            return f"call {'.'.join(parts)}"
-        return f"method {parts[-1]}"
-    if isinstance(call.func, ast.Attribute):
-        return f"method {call.func.attr}"
-    return None
-
-
-# Builtins torch implements in TorchScript and inlines where they are called: the op their body runs.
-_SCRIPTED_BUILTINS = {"prim::shape": "aten::size"}  # def shape(a: Tensor) -> List[int]: return a.size()
-
-
-def _is_constant_device(call: ast.Call) -> bool:
-    return (isinstance(call.func, ast.Attribute) and call.func.attr == "device" and isinstance(call.func.value, ast.Name)
-            and call.func.value.id == "torch" and not call.keywords
-            and all(isinstance(a, ast.Constant) for a in call.args) and len(call.args) >= 1)
 
 
 _TYPE_NAMES = {"Optional", "Tuple", "List", "Dict", "Union", "Future", "RRef", "Await", "Final", "Any"}
