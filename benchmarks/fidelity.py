@@ -19,6 +19,10 @@ run as a child process with torch (this process never imports torch). Compared, 
   records      every record torch's zip reader lists, and its bytes (SHA-1)
   bytecode     lite archives: the op names of bytecode.pkl's operator tables (torch's mobile reader vs
                tsinspect's safety judge, which reads them to judge the archive)
+  not loadable where torch cannot load an archive: its module tree (paths, types, training) and bytecode
+               operators as Python's own unpickler reads data.pkl and bytecode.pkl with torch's rebuild
+               functions (a stand-in checked against torch.jit.load and the mobile reader on every archive
+               they do read: a disagreement there is a "truth" difference)
   problems     any problem tsinspect reports on these archives (all were written by torch) is a difference
 Exit status 1 when anything differs. --fast skips the IR extraction (what tests/test_fidelity.py runs).
 """
@@ -258,8 +262,12 @@ def compare(truth: dict, seen: dict, nodes: dict | str | None = None) -> dict:
     if truth["kind"] == "zip":
         _compare_records(truth, seen, add, checked, diffs)
     if "load_error" in truth:
-        diffs.setdefault("not_verified", []).append(f"modules, methods, ops, blame (torch cannot load it: "
-                                                    f"{truth['load_error']})")
+        pickled = "pickled_modules" in truth
+        diffs.setdefault("not_verified", []).append(
+            f"{'' if pickled else 'modules, '}methods, ops, blame (torch cannot load it: {truth['load_error']}"
+            f"{'; modules from Python unpickling data.pkl' if pickled else ''})")
+        if pickled:
+            _compare_modules(truth["pickled_modules"], seen, add, checked)
     elif truth["kind"] == "zip":
         _compare_script(truth, seen, nodes, add, checked, diffs)
     return {"diffs": diffs, "checked": checked}
@@ -277,28 +285,46 @@ def _compare_records(truth, seen, add, checked, diffs) -> None:
     if truth.get("model_json"):
         diffs.setdefault("not_verified", []).append(
             "tensors (a pre-1.4 model.json archive: torch 2.13 reads no tensors from it, nor does tsinspect)")
-    if "bytecode_ops" in truth:
-        checked["bytecode_ops"] = len(truth["bytecode_ops"])
-        if seen["bytecode_ops"] != truth["bytecode_ops"]:
-            add("bytecode_ops", f"{seen['bytecode_ops']} != torch {truth['bytecode_ops']}")
-    elif "bytecode_error" in truth:
-        diffs.setdefault("not_verified", []).append(f"bytecode operators (torch's mobile reader fails: "
-                                                    f"{truth['bytecode_error']})")
+    bytecode_ops = truth.get("bytecode_ops", truth.get("pickled_bytecode_ops"))
+    if "bytecode_error" in truth:
+        diffs.setdefault("not_verified", []).append(f"bytecode operators by torch (its mobile reader fails: "
+                                                    f"{truth['bytecode_error']}; read by Python unpickling bytecode.pkl)")
+    if bytecode_ops is not None:
+        checked["bytecode_ops"] = len(bytecode_ops)
+        if seen["bytecode_ops"] != bytecode_ops:
+            add("bytecode_ops", f"{seen['bytecode_ops']} != torch {bytecode_ops}")
+    # the stand-in truth for archives torch cannot load must agree with torch on the ones it can
+    if "pickled_error" in truth:
+        add("truth", f"Python's unpickler: {truth['pickled_error']}")
+    if "modules" in truth and truth.get("pickled_modules") not in (None, truth["modules"]) \
+            and any(m["training"] is not None for m in truth["pickled_modules"]):
+        mine = [{**m, "training": t["training"] if m["training"] is None else m["training"]}
+                for m, t in zip(truth["pickled_modules"], truth["modules"])]
+        if mine != truth["modules"]:
+            add("truth", "the module tree Python's unpickler gives differs from torch.jit.load's")
+    if "bytecode_ops" in truth and truth.get("pickled_bytecode_ops") != truth["bytecode_ops"]:
+        add("truth", "bytecode operators from Python's unpickler differ from torch's mobile reader")
 
 
-def _compare_script(truth, seen, nodes, add, checked, diffs) -> None:
-    want = {m["path"]: m for m in truth["modules"]}
+def _compare_modules(modules, seen, add, checked) -> None:
+    """Paths, types and training flags (a truth of None: not known, not compared)."""
+    want = {m["path"]: m for m in modules}
     have = {m["path"]: m for m in seen["modules"]}
     checked["modules"] = len(want)
     for path, m in want.items():
         got = have.pop(path, None)
+        training = got["training"] if got is not None and m["training"] is None else m["training"]
         if got is None:
             add("modules", f"module {path or '<root>'} missing")
-        elif (got["type"], got["training"]) != (m["type"], m["training"]):
+        elif (got["type"], got["training"]) != (m["type"], training):
             add("modules", f"module {path or '<root>'} {got['type']} training={got['training']}; "
                            f"torch {m['type']} training={m['training']}")
     for path in have:
         add("modules", f"module {path} not in torch")
+
+
+def _compare_script(truth, seen, nodes, add, checked, diffs) -> None:
+    _compare_modules(truth["modules"], seen, add, checked)
     checked["methods"] = sum(len(v) for v in truth["methods"].values())
     for qual, names in truth["methods"].items():
         if sorted(seen["methods"].get(qual, [])) != names:
