@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.code import CodeIndex, module_of
-from tsinspect.ir.upgraders import SCALAR, TENSOR, CallArgs, upgraded_ops
+from tsinspect.ir.upgraders import SCALAR, TENSOR, CallArgs, may_upgrade, upgraded_ops
 
 
 @dataclass
@@ -210,7 +210,7 @@ class _Kinds:
             if isinstance(target, ast.Name):
                 self.names[target.id] = self.of(value)
                 self.objects.pop(target.id, None)
-                if (cls := self._class_of(value)) is not None:
+                if (cls := self._object_class(value)) is not None:
                     self.objects[target.id] = cls
             elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
                 for name, item in zip(target.elts, value.elts):
@@ -218,12 +218,18 @@ class _Kinds:
                         self.names[name.id] = self.of(item)
 
     def of(self, expr: ast.expr) -> str | None:
+        try:
+            return self._of(expr)
+        except RecursionError:  # nested deeper than real code: not known
+            return None
+
+    def _of(self, expr: ast.expr) -> str | None:
         if isinstance(expr, ast.Constant):
             return SCALAR if isinstance(expr.value, (bool, int, float, complex)) else None
         if isinstance(expr, ast.Name):
             return self.names.get(expr.id)
         if isinstance(expr, ast.UnaryOp):
-            return self.of(expr.operand)
+            return self._of(expr.operand)
         if isinstance(expr, ast.Attribute):  # self.scale, stft.filter_length: the attribute's declared type
             owner = self._class_of(expr.value)
             if owner is None:
@@ -238,6 +244,12 @@ class _Kinds:
         if isinstance(expr, ast.Call):
             return self._call(expr)
         return None
+
+    def _object_class(self, expr: ast.expr):
+        try:
+            return self._class_of(expr)
+        except RecursionError:
+            return None
 
     def _class_of(self, expr: ast.expr):
         """The class of a module or object expression: ``self``, a local bound to ``self.stft``, ``a.b``."""
@@ -268,7 +280,7 @@ class _Kinds:
         if op in _SCALAR_RESULTS:
             return SCALAR
         if op in _POLYMORPHIC:
-            kinds = [self.of(a) for a in call.args]
+            kinds = [self._of(a) for a in call.args]
             return TENSOR if TENSOR in kinds else SCALAR if kinds and all(k == SCALAR for k in kinds) else None
         return TENSOR  # the other aten ops printed as torch.<op> return tensors
 
@@ -315,7 +327,7 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
         lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
         constants = _Constants(method.node)
-        kinds = _Kinds(method.node, owner, own_methods, index.classes) if index.file_version is not None else None
+        kinds = None  # typed only when a call may be upgraded
         nodes = list(_live_nodes(method.node, constants.decided))
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
@@ -327,7 +339,8 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
             op = None
             if isinstance(node, ast.Call) and id(node) not in constants.folded:
                 op = op_of_call(node, aliases)
-                if kinds is not None and op and op.startswith("aten::"):  # an old archive: torch upgrades ops
+                if op and may_upgrade(op, index.file_version):  # an old archive: torch upgrades this op
+                    kinds = kinds or _Kinds(method.node, owner, own_methods, index.classes)
                     upgraded = upgraded_ops(op, CallArgs(node, kinds.of, constants.known_value), index.file_version)
                     view.ops.extend(OpUse(o, node.lineno) for o in upgraded)
                     continue

@@ -41,8 +41,10 @@ UPGRADERS = [Upgrader(schema, version, name) for schema, version, name in (
     ("aten::gelu", 10, "gelu_0_9"), ("aten::gelu.out", 10, "gelu_out_0_9"),
 )]
 _BY_SCHEMA: dict[str, list[Upgrader]] = {}
+_LAST_BUMP: dict[str, int] = {}  # "aten::div" -> the last version it was bumped at
 for _u in sorted(UPGRADERS, key=lambda u: u.bumped_at):
     _BY_SCHEMA.setdefault(_u.schema, []).append(_u)
+    _LAST_BUMP[_u.schema.split(".")[0]] = _u.bumped_at
 
 
 class CallArgs:
@@ -124,6 +126,11 @@ _BODIES: dict[str, Callable[[str, CallArgs], list[str]]] = {
     "linspace_0_7": _steps, "linspace_out_0_7": _steps, "logspace_0_8": _steps, "logspace_out_0_8": _steps,
 }
 # the others (the rounding-mode divisions, full.out, gelu) call the same op once, with a default spelled out
+
+
+def may_upgrade(op: str, file_version: int | None) -> bool:
+    """Whether torch may upgrade a call of ``op`` (``aten::div``) in an archive of ``file_version``."""
+    return file_version is not None and file_version < _LAST_BUMP.get(op, 0)
 
 
 def upgraded_ops(op: str, args: CallArgs, file_version: int | None) -> list[str]:
