@@ -287,8 +287,9 @@ def _compare_records(truth, seen, add, checked, diffs) -> None:
             "tensors (a pre-1.4 model.json archive: torch 2.13 reads no tensors from it, nor does tsinspect)")
     bytecode_ops = truth.get("bytecode_ops", truth.get("pickled_bytecode_ops"))
     if "bytecode_error" in truth:
-        diffs.setdefault("not_verified", []).append(f"bytecode operators by torch (its mobile reader fails: "
-                                                    f"{truth['bytecode_error']}; read by Python unpickling bytecode.pkl)")
+        diffs.setdefault("not_verified", []).append(
+            f"bytecode operators by torch (its mobile reader fails: {truth['bytecode_error']}; "
+            "read by Python unpickling bytecode.pkl)")
     if bytecode_ops is not None:
         checked["bytecode_ops"] = len(bytecode_ops)
         if seen["bytecode_ops"] != bytecode_ops:
@@ -296,11 +297,12 @@ def _compare_records(truth, seen, add, checked, diffs) -> None:
     # the stand-in truth for archives torch cannot load must agree with torch on the ones it can
     if "pickled_error" in truth:
         add("truth", f"Python's unpickler: {truth['pickled_error']}")
-    if "modules" in truth and truth.get("pickled_modules") not in (None, truth["modules"]) \
-            and any(m["training"] is not None for m in truth["pickled_modules"]):
-        mine = [{**m, "training": t["training"] if m["training"] is None else m["training"]}
-                for m, t in zip(truth["pickled_modules"], truth["modules"])]
-        if mine != truth["modules"]:
+    pickled = truth.get("pickled_modules")
+    if "modules" in truth and pickled is not None:
+        agree = len(pickled) == len(truth["modules"]) and all(
+            (p["path"], p["type"]) == (t["path"], t["type"]) and p["training"] in (None, t["training"])
+            for p, t in zip(pickled, truth["modules"]))
+        if not agree:
             add("truth", "the module tree Python's unpickler gives differs from torch.jit.load's")
     if "bytecode_ops" in truth and truth.get("pickled_bytecode_ops") != truth["bytecode_ops"]:
         add("truth", "bytecode operators from Python's unpickler differ from torch's mobile reader")

@@ -81,6 +81,8 @@ def _schema(op: str, args: CallArgs) -> str | None:
         if out:
             return f"{op}.out{mode}"
         return f"{op}.{'Scalar' if args.kind(1, 'other') == SCALAR else 'Tensor'}{mode}"
+    if name == "full" and "names" in args.keywords:
+        return None  # aten::full.names: never bumped
     if name in ("full", "linspace", "logspace", "gelu"):
         return f"{op}.out" if out else op
     return None
