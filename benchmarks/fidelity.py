@@ -64,6 +64,10 @@ FROM_MIRROR = [
     ("ios_vit4mnist_v5.ptl", "pytorch/ios-demo-app", "11a15115e27de97132ef3babe675da8c15381c58"),
     ("android_asl_2021-07.ptl", "pytorch/android-demo-app", "f896ec198b596154e269c919ec11c3b8b7ccebbf"),
     ("ios_mobilenet_quantized2.ptl", "pytorch/ios-demo-app", "ad4c5cd8598ae248175023406f4f6fa7ee2e2f72"),
+    ("tchdeploy_traced_2025-01.pt", "keithyin/tch-deploy", "00a792be7b99b9ee96a96a9e8af0ae369a2aa26b"),
+    ("tchdeploy_traced_2025-07.pt", "keithyin/tch-deploy", "c96aa694ff3bf1ffdf739d4fe0398716d9bfcb36"),
+    ("healthport_illumination_2023-04.ptl", "healthport-Inc/image-processing",
+     "0bf6c6faec85118c7a27e7712e1e1d5a67f2a552"),
     # larger than tests/real should hold (MIT or Apache-2.0: the licence is not the reason)
     ("djl_deepar_2022-11-09a.pt", "deepjavalibrary/djl", "ff5f0754a3a025e0995022c8ac7c27a8f5c4ae06"),
     ("djl_deepar_2022-11-09b.pt", "deepjavalibrary/djl", "4711baf333465761e3a6ca4489bfa3cd57c704fb"),
@@ -134,12 +138,15 @@ def view(path: Path) -> dict:
                      "problems": [p.to_json() for p in s.problems]}
         for key, items in groups.items():
             out[key] = [_tensor_view(t) for t in items]
-        out["storages"] = {t.record: t.storage_nbytes for ts in groups.values() for t in ts if t.record}
-        out["digests"] = {}
-        for name in out["storages"]:
+        # the storage records the tensors use, with the bytes tsinspect reads for them (a traced input's record
+        # is empty by design: its tensor keeps the declared storage size, compared per tensor above)
+        out["storages"], out["digests"] = {}, {}
+        for name in {t.record for ts in groups.values() for t in ts if t.record}:
             record = archive.by_name.get(name)
-            if record is not None:
-                out["digests"][name] = hashlib.sha1(archive.read(record, 1 << 31)).hexdigest()
+            data = archive.read(record, 1 << 31) if record is not None else None
+            out["storages"][name] = len(data) if data is not None else None
+            if data is not None:
+                out["digests"][name] = hashlib.sha1(data).hexdigest()
         out["records"] = {r.name: hashlib.sha1(archive.read(r, 1 << 31)).hexdigest()
                           for r in archive.records if not r.entry.is_dir}
         out["bytecode_ops"] = _bytecode_ops(archive)
@@ -247,7 +254,8 @@ def compare(truth: dict, seen: dict, nodes: dict | str | None = None) -> dict:
     if truth["kind"] == "zip":
         checked["storages"] = len(truth["storages"])
         if truth["storages"] != seen["storages"]:
-            add("storages", f"{len(seen['storages'])} storages, {sum(seen['storages'].values())} bytes; torch "
+            seen_bytes = sum(v or 0 for v in seen["storages"].values())
+            add("storages", f"{len(seen['storages'])} storages, {seen_bytes} bytes; torch "
                             f"{len(truth['storages'])}, {sum(truth['storages'].values())} bytes")
         if sum(truth["storages"].values()) != seen["weight_bytes"]:
             add("storages", f"weight_bytes {seen['weight_bytes']} != torch {sum(truth['storages'].values())}")
