@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.code import CodeIndex
-from tsinspect.archive.debuginfo import SourceMap, load_source_map
+from tsinspect.archive.debuginfo import load_source_map
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.text import counted
 
@@ -99,18 +99,14 @@ def _debug_ops(code: CodeIndex, archive) -> tuple[int, int]:
                 if op_of_call(call) is None:
                     continue
                 line = call.lineno - 1
-                origin = _origin(source_map, (starts[line] if line < len(starts) else 0) + call.col_offset)
-                if origin is not None:
-                    if len(origin.stack) > 1:
-                        stacks += 1
-                    else:
-                        plain += 1
+                origin = source_map.origin_at((starts[line] if line < len(starts) else 0) + call.col_offset)
+                if origin is None or origin.file is None or origin.line is None:
+                    continue
+                if len(origin.stack) > 1:
+                    stacks += 1
+                else:
+                    plain += 1
     return stacks, plain
-
-
-def _origin(source_map: SourceMap, offset: int):
-    origin = source_map.origin_at(offset)
-    return origin if origin is not None and origin.file is not None and origin.line is not None else None
 
 
 def _calls(stmts: list[ast.stmt], depth: int):
