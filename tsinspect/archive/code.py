@@ -76,9 +76,9 @@ class ClassInfo:
 class CodeIndex:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: list[MethodInfo] = field(default_factory=list)
+    file_version: int | None = None  # the archive's file format version: which operator upgraders torch applies
     trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
-    file_version: int | None = None  # the archive's file format version: which operator upgraders torch applies
 
     @property
     def methods(self) -> list[MethodInfo]:

@@ -19,15 +19,12 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.code import CodeIndex
-from tsinspect.archive.debuginfo import load_source_map
-from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.debuginfo import op_origin_kinds
 from tsinspect.archive.text import counted
 
 TRACED, SCRIPTED, MIXED, UNKNOWN = "traced", "scripted", "mixed", "unknown"
 _ARGUMENT_N = re.compile(r"argument_[0-9]+$")
-MAX_DEPTH = 200  # statement nesting followed when counting the debug info's ops
 
 
 @dataclass
@@ -65,7 +62,7 @@ def made_by(code: CodeIndex, has_traced_inputs: bool, archive=None) -> MadeBy | 
     if control:
         scripted.append(f"{len(control)} of {len(forwards)} forward methods keep if/for/while statements")
     if archive is not None:
-        stacks, plain = _debug_ops(code, archive)
+        stacks, plain = op_origin_kinds(code, archive)
         if stacks > plain:
             traced.append(f"the debug info holds Python call stacks ({counted(stacks, 'op')})")
         elif plain:
@@ -80,47 +77,3 @@ def made_by(code: CodeIndex, has_traced_inputs: bool, archive=None) -> MadeBy | 
         return MadeBy(SCRIPTED, "likely", scripted, SCRIPTED)
     return MadeBy(UNKNOWN, "weak", ["straight-line code with named arguments and no traced_inputs.pkl: a script "
                                     "without control flow, or a trace saved without its example inputs"])
-
-
-def _debug_ops(code: CodeIndex, archive) -> tuple[int, int]:
-    """(ops whose debug record holds a call stack of more than one frame, ops whose record holds a source)."""
-    stacks = plain = 0
-    for file, source in code.sources.items():
-        try:
-            source_map = load_source_map(archive, file)
-        except ArchiveError:  # the debug info's readers report it
-            continue
-        if source_map is None:
-            continue
-        starts = [0]
-        starts += [i + 1 for i, byte in enumerate(source.encode("utf-8")) if byte == 10]
-        for method in (m for m in code.methods if m.file == file):
-            for call in _calls(method.node.body, 0):
-                if op_of_call(call) is None:
-                    continue
-                line = call.lineno - 1
-                origin = source_map.origin_at((starts[line] if line < len(starts) else 0) + call.col_offset)
-                if origin is None or origin.file is None or origin.line is None:
-                    continue
-                if len(origin.stack) > 1:
-                    stacks += 1
-                else:
-                    plain += 1
-    return stacks, plain
-
-
-def _calls(stmts: list[ast.stmt], depth: int):
-    """The calls of a method body, statement by statement (the conditions and loop heads with them)."""
-    if depth > MAX_DEPTH:
-        return
-    for stmt in stmts:
-        if isinstance(stmt, ast.If):
-            yield from (n for n in ast.walk(stmt.test) if isinstance(n, ast.Call))
-            yield from _calls(stmt.body, depth + 1)
-            yield from _calls(stmt.orelse, depth + 1)
-        elif isinstance(stmt, (ast.For, ast.While)):
-            head = stmt.iter if isinstance(stmt, ast.For) else stmt.test
-            yield from (n for n in ast.walk(head) if isinstance(n, ast.Call))
-            yield from _calls(stmt.body + stmt.orelse, depth + 1)
-        else:
-            yield from (n for n in ast.walk(stmt) if isinstance(n, ast.Call))
