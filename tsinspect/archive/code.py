@@ -7,11 +7,12 @@ declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def
 from __future__ import annotations
 
 import ast
+import re
 import threading
 from dataclasses import dataclass, field
 
 from tsinspect.archive.problems import ArchiveError, Problem
-from tsinspect.archive.reader import Archive
+from tsinspect.archive.reader import SMALL_CAP, Archive
 from tsinspect.archive.records import CODE
 from tsinspect.archive.text import printable
 from tsinspect.collector import paused
@@ -75,6 +76,7 @@ class ClassInfo:
 class CodeIndex:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: list[MethodInfo] = field(default_factory=list)
+    file_version: int | None = None  # the archive's file format version: which operator upgraders torch applies
     trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -100,7 +102,7 @@ def index_code(archive: Archive) -> CodeIndex:
 
 
 def _index_code(archive: Archive) -> CodeIndex:
-    index = CodeIndex()
+    index = CodeIndex(file_version=_file_version(archive))
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
@@ -117,6 +119,16 @@ def _index_code(archive: Archive) -> CodeIndex:
         index.sources[record.name] = source
         _index_module(index, record.name, tree)
     return index
+
+
+def _file_version(archive: Archive) -> int | None:
+    """The version torch compiles ``code/`` for: ``.data/version``, else ``version`` (its leading digits)."""
+    record = archive.by_name.get(".data/version") or archive.by_name.get("version")
+    try:  # a damaged record is already a problem of the summary's versions
+        digits = re.match(rb"\s*(\d{1,9})", archive.read(record, SMALL_CAP)) if record else None
+    except ArchiveError:
+        return None
+    return int(digits.group(1)) if digits else None
 
 
 def _index_module(index: CodeIndex, file: str, tree: ast.Module) -> None:

@@ -90,7 +90,7 @@ def export_diff(ts_path: str, pt2_path: str, ts_side) -> DiffResult:
             ex_loops.add(key)
         elif not node.kind.startswith(_IGNORED):
             ex_ops[key][_base(node.kind)] += 1
-    result = DiffResult("export", ts_path, pt2_path, kinds={ts_path: ts_side.kind.to_json()},
+    result = DiffResult("export", ts_path, pt2_path, kinds={ts_path: ts_side.kind_json()},
                         analysis="ast", analysis_note="torch-free: code/ and debug info against the exported graph")
     result.notes.append("aligned by source lines (yours and torch.nn's); this names what one side fixed, it proves "
                         "neither equivalence nor a difference in results")

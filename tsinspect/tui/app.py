@@ -137,13 +137,14 @@ class InspectorApp(App):
     def pick_browsed(self, a: str, b: str) -> None:
         """The scripted archive of the two, as the diff will tell (its torch-free part, read twice: cheap);
         the first one given when both are of one kind or are not variants of one model."""
-        from tsinspect.diff.kinds import SCRIPTED, TRACED, same_model
+        from tsinspect.archive.madeby import SCRIPTED, TRACED
+        from tsinspect.diff.kinds import same_model
         from tsinspect.diff.run import load_side
 
         path = a
         try:
             side_a, side_b = load_side(a), load_side(b)
-            kind_a, kind_b = side_a.kind.kind, side_b.kind.kind
+            kind_a, kind_b = side_a.kind, side_b.kind
             if ({kind_a, kind_b} != {kind_a} and (kind_b == SCRIPTED or kind_a == TRACED)
                     and same_model(side_a.program, side_b.program)[0]):
                 path = b
