@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
 from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
@@ -109,6 +110,11 @@ def summarize(archive: Archive) -> ArchiveSummary:
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
     pt2 = read_pt2(archive) if archive.format == rk.PT2 else None
     kinds = parameter_kinds(modules)
+    model_json = modeljson.read_model_json(archive) if archive.format == rk.TORCHSCRIPT_JSON else None
+    if model_json is not None:  # torch 1.0-1.3: the module tree and tensor table are JSON
+        modules, kinds = model_json.modules, model_json.kinds
+        tensors += model_json.tensors
+        constants += model_json.constants
     if pt2 is not None:  # weights and constants of every program, as the other formats' tensors
         for program in pt2.programs:
             tensors += tensor_infos(program.weights, archive)
@@ -116,7 +122,8 @@ def summarize(archive: Archive) -> ArchiveSummary:
             kinds.update({t.name: t.kind for t in program.weights})
     return ArchiveSummary(
         path=archive.path, file_size=archive.zip.file_size if archive.zip else _size(archive.path),
-        container=archive.container, format=archive.format, prefix=archive.prefix, note=archive.note,
+        container=archive.container, format=archive.format, prefix=archive.prefix,
+        note=archive.note or (modeljson.NOTE if model_json else None),
         versions=_versions(archive), records=archive.records,
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,

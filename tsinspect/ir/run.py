@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 import tsinspect
+from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.safety.codescan import ScanResult, scan_archive
@@ -160,7 +161,11 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
 
         index = CodeIndex()
         return Extraction(pt2_ir(archive).to_json(), scan_archive(archive, index), index)
-    if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
+    if archive.format == rk.TORCHSCRIPT_JSON:  # torch 2.x refuses it before reading anything
+        index = index_code(archive)
+        ir = IR("failed", error=LoadError("legacy_format", modeljson.REFUSAL))
+        return Extraction(ir.to_json(), scan_archive(archive, index), index)
+    if archive.format not in rk.IR_FORMATS:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
     scan = scan_archive(archive, index)

@@ -34,7 +34,6 @@ from tsinspect.tui.views.ir import IRView, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
-IR_FORMATS = (rk.TORCHSCRIPT, rk.LITE, rk.PT2)  # pt2: read without torch
 VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView,
          "export": ExportView}
 
@@ -172,7 +171,7 @@ class InspectorApp(App):
             self.query_one(DiffView).focus_main()
         else:
             self.query_one("#records").focus()
-        if self.loaded.summary.format in IR_FORMATS and not ir_asked:
+        if self.loaded.summary.format in rk.IR_FORMATS and not ir_asked:
             if self.path in self.diff_extractions:
                 self.ir_from_diff()
             elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
@@ -201,7 +200,7 @@ class InspectorApp(App):
             return  # the archive worker says why it cannot be opened
         try:
             with archive:
-                if archive.format not in IR_FORMATS:
+                if archive.format not in rk.IR_FORMATS:
                     return  # the archive view says what it is; the IR view says it has no IR
                 extraction = extract_ir(archive, Options(inline=inline, trust=trust))
             # decoded (collector paused, then frozen: Extraction.ir) and indexed here, off the event loop
