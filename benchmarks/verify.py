@@ -42,12 +42,17 @@ def measure(pair) -> dict:
     real = {v: 0 for v in VERDICTS}
     noise = {v: 0 for v in VERDICTS}
     confirmed_tags = set()
+    lines = []
     for f in doc["findings"]:
         verdict = (f.get("verdict") or {}).get("verdict", "not tested")
         tags = _hits(pair, f)
         (real if tags else noise)[verdict] += 1
+        if verdict == "not reproduced" and (f.get("verdict") or {}).get("reached"):
+            (real if tags else noise)["reached"] = (real if tags else noise).get("reached", 0) + 1
         if verdict == "confirmed":
             confirmed_tags.update(tags)
+        lines.append(f"{'REAL ' if tags else 'noise'} {f['kind']:15} {Path(f['file'] or '').name}:{f['line']}  "
+                     f"{verdict}: {(f.get('verdict') or {}).get('text', '')[:140]}")
     tags = list(dict.fromkeys(t.tag for t in pair.truth))
     found = score_doc(pair, doc)
     v = doc.get("verification") or {}
@@ -55,7 +60,7 @@ def measure(pair) -> dict:
             "unconfirmed_tags": [t for t in tags if t not in confirmed_tags],
             "real": real, "noise": noise, "unexplained": v.get("unexplained", []), "status": v.get("status"),
             "message": v.get("message"), "variants": len(v.get("variants", [])),
-            "static_s": t_static, "verify_s": t_verify, "child": v.get("child_seconds")}
+            "static_s": t_static, "verify_s": t_verify, "child": v.get("child_seconds"), "lines": lines}
 
 
 def zoo() -> None:
@@ -113,6 +118,8 @@ def main() -> int:
               f"{len(row['unexplained'])};  {row['variants']} variants;  diff {row['static_s']:.1f}s, "
               f"diff --verify {row['verify_s']:.1f}s")
         if args.verbose:
+            for line in row["lines"]:
+                print(f"      {line}")
             for tag in row["unconfirmed_tags"]:
                 print(f"      not confirmed: {tag}")
             for line in row["unexplained"]:
@@ -121,12 +128,14 @@ def main() -> int:
                 print(f"      {row['status']}: {row['message']}")
     if rows:
         total = lambda key: sum(r[key] for r in rows)  # noqa: E731
-        sums = {side: {v: sum(r[side][v] for r in rows) for v in VERDICTS} for side in ("real", "noise")}
+        sums = {side: {v: sum(r[side].get(v, 0) for r in rows) for v in (*VERDICTS, "reached")}
+                for side in ("real", "noise")}
         print()
         print(f"real divergences confirmed: {total('confirmed_tags')}/{total('tags')} (the static diff points at "
               f"{total('found')})")
         print(f"findings pointing at a real divergence: {sums['real']}")
-        print(f"other findings (noise): {sums['noise']}  -> refuted (not reproduced): {sums['noise']['not reproduced']}")
+        print(f"other findings (noise): {sums['noise']}  -> refuted (not reproduced): {sums['noise']['not reproduced']}"
+              f" ({sums['noise']['reached']} of them with inputs that took their other side)")
         print(f"divergences no finding explains: {sum(len(r['unexplained']) for r in rows)}")
         print(f"time: diff {total('static_s'):.1f}s, diff --verify {total('verify_s'):.1f}s "
               f"(ratio {total('verify_s') / total('static_s'):.2f})")

@@ -62,10 +62,31 @@ class Plan:
     variants: list[Variant] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # variants left out, and why
     source: str = ""  # where the example inputs came from
+    sites: list[dict] = field(default_factory=list)  # what each finding is about (``site_of``)
+    method: str = "forward"
 
     def to_json(self) -> dict:
         return {"base": [i.to_json() for i in self.base], "variants": [v.to_json() for v in self.variants],
-                "skipped": list(self.skipped), "source": self.source}
+                "skipped": list(self.skipped), "source": self.source, "sites": self.sites, "method": self.method}
+
+
+def site_of(finding) -> dict | None:
+    """The scripted code a finding is about, for the child to record and freeze (tsinspect.verify.instrument):
+    an ``if`` and the side the trace kept (None: per iteration), a loop and the traced trip count, the
+    values an op received as constants in the trace. None when there is nothing to run (a missing method)."""
+    d = finding.details or {}
+    if not finding.file or not finding.line:
+        return None
+    where = {"file": finding.file, "line": finding.line}
+    if finding.kind == "dropped_branch" and d.get("kept") in ("then", "else"):
+        return {"kind": "if", **where, "kept": d["kept"]}
+    if finding.kind == "per_iteration_branch":
+        return {"kind": "if", **where, "kept": None}
+    if finding.kind == "unrolled_loop" and isinstance(d.get("count"), int):
+        return {"kind": "loop", **where, "count": d["count"]}
+    if finding.kind == "baked_constant" and d.get("values"):
+        return {"kind": "value", **where, "values": [str(v.get("trace")) for v in d["values"] if isinstance(v, dict)]}
+    return None
 
 
 def finding_keys(finding, arg_names: list[str], ranks: list[int] | None = None) -> set[str]:

@@ -1,0 +1,239 @@
+"""The scripted model's code behind each finding, recorded and frozen (the verification child only: uses torch).
+
+A *site* is what a finding is about, found by its source file and line in the inlined graph of the scripted
+method (every instance: a library ``if`` inlined once per layer is one instance per layer):
+
+- ``if`` (dropped_branch, per_iteration_branch): the ``prim::If`` nodes of the statement at that line (the
+  short-circuit ``If`` nodes of ``a and b`` feed it and are left out). Recorded: each decision.
+- ``loop`` (unrolled_loop): the ``prim::Loop`` nodes at the header's line. Recorded: each run's trip count.
+- ``value`` (baked_constant): the scalar, int-list and optional arguments of the ops at that line that are
+  computed (not constants). Recorded: each one's value (``None``/``not None`` for optional tensors); the
+  child then keeps the *slots* that hold the traced constant on the example's shapes.
+
+``recording(...)`` returns a function of (self, *args) giving (output, records); ``frozen(...)`` one giving
+the output with one site set the traced way: the ``if`` to the side the trace kept, the loop to the traced
+trip count, the slots to the traced values. Comparing the frozen run with the plain scripted run on an input
+tells whether that finding alone changes the result there.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tsinspect.ir.extract import parse_source
+
+MAX_RECORDS = 20_000  # entries per run; past it a run's record is cut (and says so)
+_SKIP = {"prim::Constant", "prim::If", "prim::Loop", "prim::GetAttr", "prim::unchecked_cast", "prim::RaiseException"}
+
+
+def inlined(torch, method):
+    """A fresh copy of ``method``'s graph with every call inlined. With graph optimization off (the child's
+    setting) torch inlines one level only, so it is switched on while the copy is made."""
+    before = torch._C._get_graph_executor_optimize()
+    torch._C._set_graph_executor_optimize(True)
+    try:
+        return method.inlined_graph
+    finally:
+        torch._C._set_graph_executor_optimize(before)
+
+
+def _nodes(block):
+    for node in block.nodes():
+        yield node
+        for sub in node.blocks():
+            yield from _nodes(sub)
+
+
+def _default(node, index: int) -> tuple[bool, object]:
+    """(has one, value): the schema's default for the node's argument ``index``."""
+    try:
+        schema = node.schema()
+        if schema == "(no schema)":
+            return False, None
+        import torch
+
+        arg = torch._C.parse_schema(schema).arguments[index]
+        return arg.has_default_value(), arg.default_value
+    except (RuntimeError, IndexError):
+        return False, None
+
+
+def _where(node) -> tuple[str, int] | None:
+    src = parse_source(node.sourceRange())
+    return (src["file"], src["line"]) if src and src.get("file") else None
+
+
+def _slot_kind(torch, value) -> str | None:
+    """How to record an argument: "value" (int, float, bool, int list, their optionals), "none" (an optional
+    of anything else: only whether it is None), or None (not recordable)."""
+    t = value.type()
+    C = torch._C
+    if isinstance(t, C.OptionalType):
+        inner = t.getElementType()
+        return "value" if isinstance(inner, (C.IntType, C.FloatType, C.BoolType)) else "none"
+    if isinstance(t, (C.IntType, C.FloatType, C.BoolType)):
+        return "value"
+    if isinstance(t, C.ListType) and isinstance(t.getElementType(), C.IntType):
+        return "value"
+    return None
+
+
+def _computed(value) -> bool:
+    """Whether a value can vary from run to run: not a constant, not a module attribute other than
+    ``training`` (configuration cannot change; the mode can)."""
+    node = value.node()
+    if node.kind() == "prim::Constant":
+        return False
+    return node.kind() != "prim::GetAttr" or node.s("name") == "training"
+
+
+def locate(torch, graph, sites: list[dict]) -> tuple[list[list], list[bool]]:
+    """Per site, its instances in ``graph``: If/Loop nodes, or value slots (node, input index, slot kind,
+    (has a default, the schema's default)); and per site whether any op is at its line."""
+    wanted = {(s["file"], s["line"]) for s in sites}
+    marks = {f", line {line}" for _, line in wanted}
+    at: dict[tuple[str, int], list] = {}
+    for node in _nodes(graph.block()):
+        if node.kind() == "prim::Constant":
+            continue
+        text = node.sourceRange()
+        head = text[:text.find("\n")] if "\n" in text else text
+        if not any(head.endswith(mark) for mark in marks):  # parse only the candidates: big graphs
+            continue
+        where = _where(node)
+        if where in wanted:
+            at.setdefault(where, []).append(node)
+    out = []
+    for site in sites:
+        nodes = at.get((site["file"], site["line"]), [])
+        if site["kind"] == "if":
+            ifs = [n for n in nodes if n.kind() == "prim::If"]
+            conds = {n.input().unique() for n in ifs}
+            out.append([n for n in ifs if not any(o.unique() in conds for o in n.outputs())])
+        elif site["kind"] == "loop":
+            out.append([n for n in nodes if n.kind() == "prim::Loop"])
+        else:
+            slots = []
+            for n in nodes:
+                if n.kind() in _SKIP:
+                    continue
+                for i, value in enumerate(n.inputs()):
+                    kind = _slot_kind(torch, value)
+                    producer = value.node()
+                    if kind and producer.kind() == "prim::ListConstruct":  # a list built elsewhere: its elements
+                        slots += [(producer, j, "value", (False, None)) for j, item in enumerate(producer.inputs())
+                                  if _computed(item) and _slot_kind(torch, item) == "value"]
+                    if kind and _computed(value):
+                        slots.append((n, i, kind, _default(n, i)))
+            out.append(slots)
+    return out, [bool(at.get((site["file"], site["line"]))) for site in sites]
+
+
+def recording(torch, method, sites: list[dict]):
+    """(function of (self, *args) -> (output, list of "site.instance=value" records), per site and instance
+    (its kind: "if", "loop", a value slot's "value"/"none"; (has a default, the schema's default)), per site
+    whether any op is at its line)."""
+    graph = inlined(torch, method)
+    found, present = locate(torch, graph, sites)
+    C = torch._C
+    first = next(iter(graph.nodes()), graph.return_node())
+    graph.setInsertPoint(first)
+    rec = graph.insertNode(graph.create("prim::ListConstruct")).output()
+    rec.setType(C.ListType(C.StringType.get()))
+
+    def append(before_or_block, tag: str, value=None, is_none: bool = False):
+        if isinstance(before_or_block, C.Block):  # at the start of a loop body
+            nodes = list(before_or_block.nodes())
+            graph.setInsertPoint(nodes[0] if nodes else before_or_block.returnNode())
+        else:
+            graph.setInsertPoint(before_or_block)
+        text = graph.insertConstant(tag)
+        if value is not None:
+            if is_none:
+                value = graph.insert("aten::__is__", [value, graph.insertConstant(None)])
+            text = graph.insert("aten::add", [text, graph.insert("aten::str", [value])])
+        graph.insert("aten::append", [rec, text])
+
+    for s, (site, instances) in enumerate(zip(sites, found)):
+        for k, item in enumerate(instances):
+            if site["kind"] == "if":
+                append(item, f"{s}.{k}=", item.input())
+            elif site["kind"] == "loop":
+                append(item, f"{s}.{k}^")
+                append(list(item.blocks())[0], f"{s}.{k}+")
+            else:
+                node, index, kind, _ = item
+                append(node, f"{s}.{k}=", node.inputsAt(index), is_none=kind == "none")
+    ret = graph.return_node()
+    out = ret.input()
+    graph.setInsertPoint(ret)
+    pair = graph.insertNode(graph.create("prim::TupleConstruct", [out, rec]))
+    pair.output().setType(C.TupleType([out.type(), rec.type()]))
+    ret.replaceInput(0, pair.output())
+    graph.lint()
+    layout = [[item[2:] if site["kind"] == "value" else (site["kind"], (False, None)) for item in instances]
+              for site, instances in zip(sites, found)]
+    return C._create_function_from_graph("tsinspect_recorded", graph), layout, present
+
+
+def frozen(torch, method, sites: list[dict], index: int, values: dict[int, object]):
+    """A function of (self, *args) running ``method`` with site ``index`` set the traced way; ``values``:
+    for a value site, instance -> the traced value of each slot to set (others are left alone)."""
+    graph = inlined(torch, method)
+    site = sites[index]
+    instances = locate(torch, graph, sites)[0][index]
+    graph.setInsertPoint(next(iter(graph.nodes()), graph.return_node()))
+    if site["kind"] == "if":  # each instance to the side it took on the reference run, else the kept side
+        sides = site.get("sides") or {}
+        for k, node in enumerate(instances):
+            node.replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
+    elif site["kind"] == "loop":
+        const = graph.insertConstant(int(site["count"]))
+        for node in instances:
+            node.replaceInput(0, const)
+    else:
+        for k, value in values.items():
+            node, slot = instances[k][:2]
+            node.replaceInput(slot, graph.insertConstant(value))
+    graph.lint()
+    return torch._C._create_function_from_graph("tsinspect_frozen", graph)
+
+
+def parse_records(records: list[str], sites: list[dict]) -> dict[int, dict[int, list]]:
+    """site -> instance -> what it did in one run: If decisions (bools), loop trip counts per run (ints),
+    value texts ("True", "4", "[2, 4]"; for an optional tensor "True" when it was None)."""
+    out: dict[int, dict[int, list]] = {}
+    for entry in records[:MAX_RECORDS]:
+        head, sep, value = entry.partition("=")
+        if not sep:
+            s, k, mark = int(entry.split(".")[0]), int(entry.split(".")[1][:-1]), entry[-1]
+            runs = out.setdefault(s, {}).setdefault(k, [])
+            if mark == "^":
+                runs.append(0)
+            elif runs:
+                runs[-1] += 1
+            continue
+        s, k = (int(p) for p in head.split("."))
+        out.setdefault(s, {}).setdefault(k, []).append(value == "True" if sites[s]["kind"] == "if" else value)
+    return out
+
+
+def parse_value(text: str, kind: str) -> tuple[bool, object]:
+    """(ok, the Python value) of a recorded text, to set a slot to; not ok when it cannot be rebuilt (an
+    optional tensor that was not None)."""
+    if kind == "none":
+        return text == "True", None
+    if text in ("True", "False"):
+        return True, text == "True"
+    for convert in (int, float):
+        try:
+            number = convert(text)
+            return math.isfinite(number), number
+        except ValueError:
+            pass
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return True, [int(p) for p in text[1:-1].split(",") if p.strip()]
+        except ValueError:
+            pass
+    return False, None
