@@ -72,7 +72,7 @@ def run(args, doc: dict) -> None:
     import torch
 
     doc["torch_version"] = torch.__version__
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # two threads on this shared 2-core machine cost 2-3x the CPU time (benchmarks/verify.py)
     try:  # plain interpretation: no profiling runs and re-optimization per new shape (seconds per variant
         torch._C._set_graph_executor_optimize(False)  # on big models), and no fusion to tell the two apart
     except AttributeError:
@@ -117,7 +117,7 @@ def run(args, doc: dict) -> None:
     doc["seconds"]["variants"] = round(time.perf_counter() - started, 3)
     if recorder:
         started = time.perf_counter()
-        _judge_sites(torch, models, method, plan, sites, recorder[1], kept, reference, doc,
+        _judge_sites(torch, models, method, sites, recorder[1], kept, reference, doc,
                      started + args.budget * (1 - VARIANT_SHARE) + max(0.0, deadline - started))
         doc["seconds"]["frozen"] = round(time.perf_counter() - started, 3)
 
@@ -127,12 +127,13 @@ def _recorder(torch, scripted, method: str, sites: list[dict], doc: dict):
     if not sites:
         return None
     try:
-        fn, layout, present = instrument.recording(torch, getattr(scripted, method), sites)
+        graph = instrument.Instrumented(torch, getattr(scripted, method), sites)
+        fn = graph.recording()
     except Exception as exc:  # noqa: BLE001 - the verdicts then say the sites could not be read
         doc["instrument_error"] = f"{type(exc).__name__}: {_first_line(exc)}"
         return None
-    doc["sites"] = [{"instances": len(items), "ops_at_line": here} for items, here in zip(layout, present)]
-    return fn, layout
+    doc["sites"] = [{"instances": len(items), "ops_at_line": here} for items, here in zip(graph.layout, graph.present)]
+    return fn, graph
 
 
 def _call(torch, fn, args: list, train: bool, grad: bool, module=None):
@@ -189,7 +190,7 @@ def _run_variant(torch, models: dict, method: str, variant: dict, values: str, r
     return result, records, outputs
 
 
-def _judge_sites(torch, models, method, plan, sites, layout, kept, reference, doc, deadline) -> None:
+def _judge_sites(torch, models, method, sites, graph, kept, reference, doc, deadline) -> None:
     """Which variants took each site's other side (``reached``), and, on variants whose outputs differ,
     whether freezing that site the traced way changes the scripted output (``doc["frozen"]``).
 
@@ -198,7 +199,7 @@ def _judge_sites(torch, models, method, plan, sites, layout, kept, reference, do
     trace kept; a baked value is the value its slot held on the reference run."""
     ref = next((r for v, vals, r, _ in kept.values() if r is not None and v["keys"] == ["values"]
                 and vals == reference), None) or {}  # no reference: no run is known to do as the trace
-    info = doc["sites"]
+    info, layout = doc["sites"], graph.layout
     baked, traced = {}, []
     for s, site in enumerate(sites):
         traced.append(dict(site))
@@ -226,17 +227,19 @@ def _judge_sites(torch, models, method, plan, sites, layout, kept, reference, do
     for s in range(len(sites)):
         if info[s]["status"] != "ok":
             continue
-        tried = 0
+        fn, tried = None, 0
         for result in doc["results"]:
             if tried >= MAX_FROZEN_PER_SITE or s not in result.get("reached", ()) or result["outcome"] != "differs":
                 continue
             if time.perf_counter() > deadline:
                 doc["frozen"].append({"site": s, "variant": result["id"], "skipped": "over the time budget"})
                 break
+            fn = fn or _frozen_function(graph, s, traced[s], baked.get(s))
             variant, values, _, outputs = kept[result["id"]]
             tried += 1
             doc["frozen"].append({"site": s, "variant": result["id"],
-                                  **_frozen_run(torch, models, method, traced, s, baked.get(s), variant, values, outputs)})
+                                  **({"error": fn} if isinstance(fn, str) else
+                                     _frozen_run(torch, models, method, fn, variant, values, outputs))})
 
 
 def _baked_slots(site: dict, layout: list, ref: dict) -> dict[int, tuple[str, str]]:
@@ -258,13 +261,19 @@ def _baked_slots(site: dict, layout: list, ref: dict) -> dict[int, tuple[str, st
 
 
 def _same_value(recorded: str, text: str) -> bool:
+    """Whether a recorded value is the traced constant's text: numbers of the same kind (an int slot never
+    matches a float constant: ``3`` is not ``3.0``) and equal, or the same text."""
     if recorded == text:
         return True
     try:
         a, b = float(recorded), float(text)
     except ValueError:
         return recorded.replace(" ", "") == text.replace(" ", "")
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    return _is_float(recorded) == _is_float(text) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _is_float(text: str) -> bool:
+    return any(c in text for c in ".eEn")  # "3." (TorchScript's str), "1e+20", "inf", "nan"
 
 
 def _reached(site: dict, seen: dict, baked: dict | None) -> bool:
@@ -277,15 +286,9 @@ def _reached(site: dict, seen: dict, baked: dict | None) -> bool:
     return any(not _same_value(v, want) for k, (_, want) in (baked or {}).items() for v in seen.get(k, ()))
 
 
-def _frozen_run(torch, models, method, sites, s, baked, variant, values, outputs) -> dict:
-    """The scripted model with site ``s`` frozen the traced way, on ``variant``: did its output change?"""
+def _frozen_run(torch, models, method, fn, variant, values, outputs) -> dict:
+    """The scripted model with one site frozen the traced way (``fn``), on ``variant``: did its output change?"""
     try:
-        fixed = {}
-        for k, (kind, text) in (baked or {}).items():
-            ok, value = instrument.parse_value(text, kind)
-            if ok:
-                fixed[k] = value
-        fn = instrument.frozen(torch, getattr(models["scripted"], method), sites, s, fixed)
         inputs = _make_inputs(torch, variant, values)
     except Exception as exc:  # noqa: BLE001
         return {"error": f"{type(exc).__name__}: {_first_line(exc)}"}
@@ -298,6 +301,19 @@ def _frozen_run(torch, models, method, sites, s, baked, variant, values, outputs
     if "traced" in outputs:
         out["like_traced"] = _compare(torch, flat, outputs["traced"])["outcome"] == "same"
     return out
+
+
+def _frozen_function(graph, s: int, site: dict, baked: dict | None):
+    """The frozen function for site ``s``, or an error text."""
+    fixed = {}
+    for k, (kind, text) in (baked or {}).items():
+        ok, value = instrument.parse_value(text, kind)
+        if ok:
+            fixed[k] = value
+    try:
+        return graph.frozen(s, site, fixed)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _make_inputs(torch, variant: dict, values: str) -> list:

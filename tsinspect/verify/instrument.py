@@ -10,8 +10,8 @@ method (every instance: a library ``if`` inlined once per layer is one instance 
   computed (not constants). Recorded: each one's value (``None``/``not None`` for optional tensors); the
   child then keeps the *slots* that hold the traced constant on the example's shapes.
 
-``recording(...)`` returns a function of (self, *args) giving (output, records); ``frozen(...)`` one giving
-the output with one site set the traced way: the ``if`` to the side the trace kept, the loop to the traced
+``Instrumented.recording()`` returns a function of (self, *args) giving (output, records); ``frozen()`` one
+giving the output with one site set the traced way: the ``if`` to the side the trace kept, the loop to the traced
 trip count, the slots to the traced values. Comparing the frozen run with the plain scripted run on an input
 tells whether that finding alone changes the result there.
 """
@@ -88,115 +88,126 @@ def _computed(value) -> bool:
 
 
 def locate(torch, graph, sites: list[dict]) -> tuple[list[list], list[bool]]:
-    """Per site, its instances in ``graph``: If/Loop nodes, or value slots (node, input index, slot kind,
-    (has a default, the schema's default)); and per site whether any op is at its line."""
+    """Per site, its instances in ``graph`` by position in walk order (``_nodes``: the same in every copy of
+    the graph): If/Loop node positions, or value slots (node position, input index, slot kind, (has a
+    default, the schema's default)); and per site whether any op is at its line."""
     wanted = {(s["file"], s["line"]) for s in sites}
     marks = {f", line {line}" for _, line in wanted}
     at: dict[tuple[str, int], list] = {}
-    for node in _nodes(graph.block()):
+    lists: dict[int, int] = {}  # a list value -> position of the ListConstruct making it
+    for pos, node in enumerate(_nodes(graph.block())):
+        if node.kind() == "prim::ListConstruct":
+            lists[node.output().unique()] = pos
         if node.kind() == "prim::Constant":
             continue
         text = node.sourceRange()
-        head = text[:text.find("\n")] if "\n" in text else text
-        if not any(head.endswith(mark) for mark in marks):  # parse only the candidates: big graphs
+        first = text.split("\n", 1)[0]
+        if not any(first.endswith(mark) for mark in marks):  # parse only the candidates: big graphs
             continue
         where = _where(node)
         if where in wanted:
-            at.setdefault(where, []).append(node)
+            at.setdefault(where, []).append((pos, node))
     out = []
     for site in sites:
         nodes = at.get((site["file"], site["line"]), [])
         if site["kind"] == "if":
-            ifs = [n for n in nodes if n.kind() == "prim::If"]
-            conds = {n.input().unique() for n in ifs}
-            out.append([n for n in ifs if not any(o.unique() in conds for o in n.outputs())])
+            ifs = [(p, n) for p, n in nodes if n.kind() == "prim::If"]
+            conds = {n.input().unique() for _, n in ifs}
+            out.append([p for p, n in ifs if not any(o.unique() in conds for o in n.outputs())])
         elif site["kind"] == "loop":
-            out.append([n for n in nodes if n.kind() == "prim::Loop"])
+            out.append([p for p, n in nodes if n.kind() == "prim::Loop"])
         else:
             slots = []
-            for n in nodes:
+            for p, n in nodes:
                 if n.kind() in _SKIP:
                     continue
                 for i, value in enumerate(n.inputs()):
                     kind = _slot_kind(torch, value)
-                    producer = value.node()
-                    if kind and producer.kind() == "prim::ListConstruct":  # a list built elsewhere: its elements
-                        slots += [(producer, j, "value", (False, None)) for j, item in enumerate(producer.inputs())
+                    if kind and value.unique() in lists:  # a list built elsewhere: its elements too
+                        slots += [(lists[value.unique()], j, "value", (False, None))
+                                  for j, item in enumerate(value.node().inputs())
                                   if _computed(item) and _slot_kind(torch, item) == "value"]
                     if kind and _computed(value):
-                        slots.append((n, i, kind, _default(n, i)))
+                        slots.append((p, i, kind, _default(n, i)))
             out.append(slots)
     return out, [bool(at.get((site["file"], site["line"]))) for site in sites]
 
 
-def recording(torch, method, sites: list[dict]):
-    """(function of (self, *args) -> (output, list of "site.instance=value" records), per site and instance
-    (its kind: "if", "loop", a value slot's "value"/"none"; (has a default, the schema's default)), per site
-    whether any op is at its line)."""
-    graph = inlined(torch, method)
-    found, present = locate(torch, graph, sites)
-    C = torch._C
-    first = next(iter(graph.nodes()), graph.return_node())
-    graph.setInsertPoint(first)
-    rec = graph.insertNode(graph.create("prim::ListConstruct")).output()
-    rec.setType(C.ListType(C.StringType.get()))
+class Instrumented:
+    """The inlined graph of one scripted method with its sites located once; ``recording()`` and ``frozen()``
+    build functions of (self, *args) from copies of it (no re-parsing of source ranges: big graphs)."""
 
-    def append(before_or_block, tag: str, value=None, is_none: bool = False):
-        if isinstance(before_or_block, C.Block):  # at the start of a loop body
-            nodes = list(before_or_block.nodes())
-            graph.setInsertPoint(nodes[0] if nodes else before_or_block.returnNode())
-        else:
-            graph.setInsertPoint(before_or_block)
-        text = graph.insertConstant(tag)
-        if value is not None:
-            if is_none:
-                value = graph.insert("aten::__is__", [value, graph.insertConstant(None)])
-            text = graph.insert("aten::add", [text, graph.insert("aten::str", [value])])
-        graph.insert("aten::append", [rec, text])
+    def __init__(self, torch, method, sites: list[dict]):
+        self.torch, self.sites = torch, sites
+        self.base = inlined(torch, method)
+        self.instances, self.present = locate(torch, self.base, sites)
+        # per site and instance: (kind: "if", "loop", or a value slot's "value"/"none"; (has a default, it))
+        self.layout = [[item[2:] if site["kind"] == "value" else (site["kind"], (False, None)) for item in items]
+                       for site, items in zip(sites, self.instances)]
 
-    for s, (site, instances) in enumerate(zip(sites, found)):
-        for k, item in enumerate(instances):
-            if site["kind"] == "if":
-                append(item, f"{s}.{k}=", item.input())
-            elif site["kind"] == "loop":
-                append(item, f"{s}.{k}^")
-                append(list(item.blocks())[0], f"{s}.{k}+")
+    def _copy(self):
+        graph = self.base.copy()
+        nodes = list(_nodes(graph.block()))
+        graph.setInsertPoint(nodes[0] if nodes else graph.return_node())
+        return graph, nodes
+
+    def recording(self):
+        """(output, list of "site.instance=value" records) for (self, *args)."""
+        C = self.torch._C
+        graph, nodes = self._copy()
+        rec = graph.insertNode(graph.create("prim::ListConstruct")).output()
+        rec.setType(C.ListType(C.StringType.get()))
+
+        def append(where, tag: str, value=None, is_none: bool = False):
+            if isinstance(where, C.Block):  # at the start of a loop body
+                inside = list(where.nodes())
+                graph.setInsertPoint(inside[0] if inside else where.returnNode())
             else:
-                node, index, kind, _ = item
-                append(node, f"{s}.{k}=", node.inputsAt(index), is_none=kind == "none")
-    ret = graph.return_node()
-    out = ret.input()
-    graph.setInsertPoint(ret)
-    pair = graph.insertNode(graph.create("prim::TupleConstruct", [out, rec]))
-    pair.output().setType(C.TupleType([out.type(), rec.type()]))
-    ret.replaceInput(0, pair.output())
-    graph.lint()
-    layout = [[item[2:] if site["kind"] == "value" else (site["kind"], (False, None)) for item in instances]
-              for site, instances in zip(sites, found)]
-    return C._create_function_from_graph("tsinspect_recorded", graph), layout, present
+                graph.setInsertPoint(where)
+            text = graph.insertConstant(tag)
+            if value is not None:
+                if is_none:
+                    value = graph.insert("aten::__is__", [value, graph.insertConstant(None)])
+                text = graph.insert("aten::add", [text, graph.insert("aten::str", [value])])
+            graph.insert("aten::append", [rec, text])
 
+        for s, (site, items) in enumerate(zip(self.sites, self.instances)):
+            for k, item in enumerate(items):
+                if site["kind"] == "if":
+                    append(nodes[item], f"{s}.{k}=", nodes[item].input())
+                elif site["kind"] == "loop":
+                    append(nodes[item], f"{s}.{k}^")
+                    append(list(nodes[item].blocks())[0], f"{s}.{k}+")
+                else:
+                    pos, index, kind, _ = item
+                    append(nodes[pos], f"{s}.{k}=", nodes[pos].inputsAt(index), is_none=kind == "none")
+        ret = graph.return_node()
+        out = ret.input()
+        graph.setInsertPoint(ret)
+        pair = graph.insertNode(graph.create("prim::TupleConstruct", [out, rec]))
+        pair.output().setType(C.TupleType([out.type(), rec.type()]))
+        ret.replaceInput(0, pair.output())
+        return C._create_function_from_graph("tsinspect_recorded", graph)
 
-def frozen(torch, method, sites: list[dict], index: int, values: dict[int, object]):
-    """A function of (self, *args) running ``method`` with site ``index`` set the traced way; ``values``:
-    for a value site, instance -> the traced value of each slot to set (others are left alone)."""
-    graph = inlined(torch, method)
-    site = sites[index]
-    instances = locate(torch, graph, sites)[0][index]
-    graph.setInsertPoint(next(iter(graph.nodes()), graph.return_node()))
-    if site["kind"] == "if":  # each instance to the side it took on the reference run, else the kept side
-        sides = site.get("sides") or {}
-        for k, node in enumerate(instances):
-            node.replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
-    elif site["kind"] == "loop":
-        const = graph.insertConstant(int(site["count"]))
-        for node in instances:
-            node.replaceInput(0, const)
-    else:
-        for k, value in values.items():
-            node, slot = instances[k][:2]
-            node.replaceInput(slot, graph.insertConstant(value))
-    graph.lint()
-    return torch._C._create_function_from_graph("tsinspect_frozen", graph)
+    def frozen(self, index: int, site: dict, values: dict[int, object]):
+        """The method with site ``index`` set the traced way: an ``if``'s instances to ``site["sides"]``
+        (instance -> bool; the others to the ``kept`` side), a loop to the traced trip count, the value
+        slots in ``values`` (instance -> value) to those values."""
+        graph, nodes = self._copy()
+        items = self.instances[index]
+        if site["kind"] == "if":
+            sides = site.get("sides") or {}
+            for k, pos in enumerate(items):
+                nodes[pos].replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
+        elif site["kind"] == "loop":
+            count = graph.insertConstant(int(site["count"]))
+            for pos in items:
+                nodes[pos].replaceInput(0, count)
+        else:
+            for k, value in values.items():
+                pos, slot = items[k][:2]
+                nodes[pos].replaceInput(slot, graph.insertConstant(value))
+        return self.torch._C._create_function_from_graph("tsinspect_frozen", graph)
 
 
 def parse_records(records: list[str], sites: list[dict]) -> dict[int, dict[int, list]]:
