@@ -1,0 +1,95 @@
+"""``diff --verify`` ties each verdict to its own finding: a variant that breaks the trace confirms only the
+findings whose code the scripted model really ran the other way, and whose freezing (the traced way) changes
+its output. Ground truth from torch: both archives run here on the inputs the verdicts name."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tsinspect.diff.run import diff_archives
+from tsinspect.verify import run as verify_run
+
+SOURCE = '''\
+import torch
+from torch import nn
+
+
+class TwoFlags(nn.Module):
+    """Both ifs flip on 2-D input; only the first one changes the result (y * 2 == y + y)."""
+
+    def forward(self, x):
+        if x.dim() == 3:  # matters
+            y = x.sum(0)
+        else:
+            y = x
+        if x.dim() == 3:  # harmless
+            z = y * 2.0
+        else:
+            z = y + y
+        return z
+'''
+
+
+@pytest.fixture(scope="module")
+def two_flags(tmp_path_factory) -> tuple[Path, Path]:
+    import torch
+
+    out = tmp_path_factory.mktemp("verify_causes")
+    (out / "causes_models.py").write_text(SOURCE)
+    spec = importlib.util.spec_from_file_location("causes_models", out / "causes_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["causes_models"] = module
+    spec.loader.exec_module(module)
+    model = module.TwoFlags().eval()
+    traced, scripted = out / "TwoFlags_traced.pt", out / "TwoFlags_scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(2, 3, 4) + 0.5, check_trace=False), str(traced))
+        torch.jit.save(torch.jit.script(model), str(scripted))
+    return traced, scripted
+
+
+def _line(marker: str) -> int:
+    return next(n for n, text in enumerate(SOURCE.splitlines(), 1) if f"# {marker}" in text)
+
+
+def test_one_breaking_input_confirms_only_the_finding_that_causes_the_difference(two_flags):
+    import torch
+
+    result = verify_run.verify(diff_archives(*map(str, two_flags), ir="never"))
+    verdicts = {f.line: f.verdict for f in result.findings}
+    assert set(verdicts) == {_line("matters"), _line("harmless")}
+    matters, harmless = verdicts[_line("matters")], verdicts[_line("harmless")]
+    assert matters["verdict"] == "confirmed" and matters["variant"].startswith("unbatched"), matters
+    # the same unbatched input takes the harmless if's other side too, but freezing it changes nothing
+    assert harmless["verdict"] == "not reproduced" and harmless["reached"] >= 1, harmless
+    assert "does not change" in harmless["text"]
+    # torch agrees: on 2-D input the traced model differs, and both sides of the second if are equal
+    traced, scripted = (torch.jit.load(str(p)) for p in two_flags)
+    x = torch.rand(3, 4) + 0.5
+    assert traced(x).shape != scripted(x).shape
+    assert torch.equal(x * 2.0, x + x)
+
+
+def test_without_traced_inputs_nothing_runs_and_every_finding_says_why(two_flags, tmp_path, monkeypatch):
+    traced, scripted = two_flags
+    bare = tmp_path / "TwoFlags_traced_bare.pt"
+    with zipfile.ZipFile(traced) as zin, zipfile.ZipFile(bare, "w") as zout:
+        for info in zin.infolist():
+            if "/traced_inputs" not in info.filename:
+                zout.writestr(info, zin.read(info))
+    started = []
+    result = diff_archives(str(bare), str(scripted), ir="never")
+    assert result.traced == str(bare) and result.findings  # still told apart and diffed without it
+    monkeypatch.setattr(verify_run, "run_confined_child", lambda *a, **k: started.append(a) or (b"", None))
+    verify_run.verify(result)
+    assert not started and result.verification["status"] == "not_run"
+    assert "traced_inputs.pkl" in result.verification["message"]
+    assert all(f.verdict["verdict"] == "not tested" and "traced_inputs.pkl" in f.verdict["text"]
+               for f in result.findings)
