@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import warnings
 from pathlib import Path
@@ -28,6 +29,12 @@ VERDICTS = ("confirmed", "not reproduced", "not tested")
 
 def _diff(a, b, *extra) -> tuple[dict, float]:
     return run_diff(a, b, "--all", "--ir", "never", *extra)
+
+
+def _cpu() -> float:
+    """CPU seconds of the finished child processes so far (the CLI and the verification child it waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _hits(pair, f) -> list[str]:
@@ -142,11 +149,14 @@ def main() -> int:
     if args.big:
         traced, scripted = build_big()
         _static, t_static = _diff(traced, scripted)
+        cpu = _cpu()
         doc, t_verify = _diff(traced, scripted, "--verify")
+        cpu = _cpu() - cpu
         v = doc.get("verification") or {}
         counts = {k: sum((f.get("verdict") or {}).get("verdict") == k for f in doc["findings"]) for k in VERDICTS}
         print(f"nn.Transformer() default size ({os.path.getsize(traced) / 2**20:.0f} MiB per archive): "
-              f"diff {t_static:.1f}s, diff --verify {t_verify:.1f}s; {v.get('status')}, {len(v.get('variants', []))} "
+              f"diff {t_static:.1f}s, diff --verify {t_verify:.1f}s ({cpu:.1f}s CPU, load average "
+              f"{os.getloadavg()[0]:.1f}); {v.get('status')}, {len(v.get('variants', []))} "
               f"variants, verdicts {counts}, child {v.get('child_seconds')}")
     return 0
 

@@ -185,7 +185,8 @@ def _verdict(f: Finding, s: int | None, plan: Plan, sites: list | None, variants
     status = info.get("status")
     where = f"{_SITE_WORDS[site['kind']]} at line {site['line']}"
     if status == "absent":
-        return {"verdict": NOT_TESTED, "text": f"{where} is not in the scripted {plan.method}'s graph"}
+        return {"verdict": NOT_TESTED, "text": f"{where} is not reached from the scripted {plan.method} (only "
+                                               f"{plan.method} runs: traced_inputs.pkl holds its example inputs alone)"}
     if status == "constant":
         return {"verdict": NOT_REPRODUCED, "reached": 0, "tried": 0,
                 "text": "the scripted model passes constants at this line too: no input can change them"}
