@@ -234,12 +234,25 @@ def _judge_sites(torch, models, method, sites, graph, kept, reference, doc, dead
             if time.perf_counter() > deadline:
                 doc["frozen"].append({"site": s, "variant": result["id"], "skipped": "over the time budget"})
                 break
-            fn = fn or _frozen_function(graph, s, traced[s], baked.get(s))
+            fn = fn or _frozen_function(graph, [s], traced, baked)
             variant, values, _, outputs = kept[result["id"]]
             tried += 1
             doc["frozen"].append({"site": s, "variant": result["id"],
                                   **({"error": fn} if isinstance(fn, str) else
                                      _frozen_run(torch, models, method, fn, variant, values, outputs))})
+    # a differing variant that reached several sites, none of which changes the result alone: together?
+    doc["together"] = []
+    for result in doc["results"]:
+        reached = result.get("reached") or []
+        on_it = [e for e in doc["frozen"] if e["variant"] == result["id"]]
+        if (result["outcome"] != "differs" or len(reached) < 2 or time.perf_counter() > deadline
+                or {e["site"] for e in on_it if e.get("changed") is False} != set(reached)):
+            continue
+        fn = _frozen_function(graph, reached, traced, baked)
+        variant, values, _, outputs = kept[result["id"]]
+        doc["together"].append({"sites": reached, "variant": result["id"],
+                                **({"error": fn} if isinstance(fn, str) else
+                                   _frozen_run(torch, models, method, fn, variant, values, outputs))})
 
 
 def _baked_slots(site: dict, layout: list, ref: dict) -> dict[int, tuple[str, str]]:
@@ -303,15 +316,18 @@ def _frozen_run(torch, models, method, fn, variant, values, outputs) -> dict:
     return out
 
 
-def _frozen_function(graph, s: int, site: dict, baked: dict | None):
-    """The frozen function for site ``s``, or an error text."""
-    fixed = {}
-    for k, (kind, text) in (baked or {}).items():
-        ok, value = instrument.parse_value(text, kind)
-        if ok:
-            fixed[k] = value
+def _frozen_function(graph, indices: list[int], traced: list[dict], baked: dict):
+    """The function with the sites ``indices`` frozen the traced way, or an error text."""
+    parts = []
+    for s in indices:
+        fixed = {}
+        for k, (kind, text) in (baked.get(s) or {}).items():
+            ok, value = instrument.parse_value(text, kind)
+            if ok:
+                fixed[k] = value
+        parts.append((s, traced[s], fixed))
     try:
-        return graph.frozen(s, site, fixed)
+        return graph.frozen(parts)
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {_first_line(exc)}"
 

@@ -22,7 +22,7 @@ import math
 
 from tsinspect.ir.extract import parse_source
 
-MAX_RECORDS = 20_000  # entries per run; past it a run's record is cut (and says so)
+MAX_RECORDS = 100_000  # entries per run; a run recording more is treated as not recorded (unknown)
 _SKIP = {"prim::Constant", "prim::If", "prim::Loop", "prim::GetAttr", "prim::unchecked_cast", "prim::RaiseException"}
 
 
@@ -189,32 +189,36 @@ class Instrumented:
         ret.replaceInput(0, pair.output())
         return C._create_function_from_graph("tsinspect_recorded", graph)
 
-    def frozen(self, index: int, site: dict, values: dict[int, object]):
-        """The method with site ``index`` set the traced way: an ``if``'s instances to ``site["sides"]``
-        (instance -> bool; the others to the ``kept`` side), a loop to the traced trip count, the value
-        slots in ``values`` (instance -> value) to those values."""
+    def frozen(self, parts: list[tuple[int, dict, dict[int, object]]]):
+        """The method with each site of ``parts`` (index, site, values) set the traced way: an ``if``'s
+        instances to ``site["sides"]`` (instance -> bool; the others to the ``kept`` side), a loop to the
+        traced trip count, the value slots in ``values`` (instance -> value) to those values."""
         graph, nodes = self._copy()
-        items = self.instances[index]
-        if site["kind"] == "if":
-            sides = site.get("sides") or {}
-            for k, pos in enumerate(items):
-                nodes[pos].replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
-        elif site["kind"] == "loop":
-            count = graph.insertConstant(int(site["count"]))
-            for pos in items:
-                nodes[pos].replaceInput(0, count)
-        else:
-            for k, value in values.items():
-                pos, slot = items[k][:2]
-                nodes[pos].replaceInput(slot, graph.insertConstant(value))
+        for index, site, values in parts:
+            items = self.instances[index]
+            if site["kind"] == "if":
+                sides = site.get("sides") or {}
+                for k, pos in enumerate(items):
+                    nodes[pos].replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
+            elif site["kind"] == "loop":
+                count = graph.insertConstant(int(site["count"]))
+                for pos in items:
+                    nodes[pos].replaceInput(0, count)
+            else:
+                for k, value in values.items():
+                    pos, slot = items[k][:2]
+                    nodes[pos].replaceInput(slot, graph.insertConstant(value))
         return self.torch._C._create_function_from_graph("tsinspect_frozen", graph)
 
 
-def parse_records(records: list[str], sites: list[dict]) -> dict[int, dict[int, list]]:
+def parse_records(records: list[str], sites: list[dict]) -> dict[int, dict[int, list]] | None:
     """site -> instance -> what it did in one run: If decisions (bools), loop trip counts per run (ints),
-    value texts ("True", "4", "[2, 4]"; for an optional tensor "True" when it was None)."""
+    value texts ("True", "4", "[2, 4]"; for an optional tensor "True" when it was None). None past
+    MAX_RECORDS entries."""
+    if len(records) > MAX_RECORDS:
+        return None
     out: dict[int, dict[int, list]] = {}
-    for entry in records[:MAX_RECORDS]:
+    for entry in records:
         head, sep, value = entry.partition("=")
         if not sep:
             s, k, mark = int(entry.split(".")[0]), int(entry.split(".")[1][:-1]), entry[-1]

@@ -137,9 +137,16 @@ def _judge(result: DiffResult, plan: Plan, doc: dict, site_index: dict[int, int]
             if f.verdict["verdict"] == CONFIRMED and v["id"] in f.verdict.get("variants", ()):
                 v["explains"].append(n)
     open_sites = {(e["site"], e["variant"]) for entries in frozen.values() for e in entries if e.get("changed") is not False}
+    together, joint = [], {e["variant"]: e for e in doc.get("together") or [] if e.get("changed")}
     unexplained = []
     for v in variants:
         if v["outcome"] != "differs" or v["explains"]:
+            continue
+        if v["id"] in joint:
+            lines = ", ".join(f"{Path(plan.sites[s]['file']).name}:{plan.sites[s]['line']}" for s in joint[v["id"]]["sites"])
+            together.append(f"outputs differ for {v['label']} ({_effect(v)}): the findings at {lines} change the "
+                            "result only together (frozen together the traced way, the scripted output changes; "
+                            "frozen one at a time, it does not)")
             continue
         reached = v.get("reached")
         if reached is None:
@@ -164,6 +171,7 @@ def _judge(result: DiffResult, plan: Plan, doc: dict, site_index: dict[int, int]
                                     f"{frozen_runs} frozen runs on both archives {confined} (inputs from {plan.source})",
         "reference_values": reference, "note": note, "sandbox": sandbox,
         "torch_version": doc.get("torch_version"), "variants": variants, "unexplained": unexplained,
+        "together": together,
         "skipped": list(plan.skipped) + [f"{v['label']}: {v['why']}" for v in variants if v["outcome"] == "skipped"]
                    + [f"frozen run of finding site {e['site']} on variant {e['variant']}: {e['skipped']}"
                       for e in doc.get("frozen") or [] if e.get("skipped")],
