@@ -72,7 +72,7 @@ def run(args, doc: dict) -> None:
     import torch
 
     doc["torch_version"] = torch.__version__
-    torch.set_num_threads(1)  # two threads on this shared 2-core machine cost 2-3x the CPU time (benchmarks/verify.py)
+    torch.set_num_threads(1)  # two threads on a shared 2-core machine cost 2-3x the CPU time (docs/diff.md)
     try:  # plain interpretation: no profiling runs and re-optimization per new shape (seconds per variant
         torch._C._set_graph_executor_optimize(False)  # on big models), and no fusion to tell the two apart
     except AttributeError:
@@ -123,7 +123,8 @@ def run(args, doc: dict) -> None:
 
 
 def _recorder(torch, scripted, method: str, sites: list[dict], doc: dict):
-    """(recording function, layout) for ``method`` of the scripted model, or None (said in the doc)."""
+    """(recording function, its instrument.Instrumented) for ``method`` of the scripted model, or None (said
+    in the doc)."""
     if not sites:
         return None
     try:

@@ -8,10 +8,13 @@ child (tsinspect.verify.child) started like the IR child (tsinspect.ir.run: limi
 then the verdicts. Nothing here imports torch. Whatever goes wrong, the static result stays and says why
 it was not verified.
 
-Verdicts (``Finding.verdict``): ``confirmed`` (a variant the finding predicts made the outputs differ, or
-the traced model raise), ``not reproduced`` (its variants ran and the outputs agreed), ``not tested``
-(why). Variants whose outputs differ although no finding predicts them are listed in
-``verification["unexplained"]``.
+Verdicts (``Finding.verdict``), from what the child recorded in the scripted model (tsinspect.verify.instrument):
+``confirmed`` (on some variant the scripted model took the finding's other side, the outputs differ, and
+freezing that finding alone the traced way changes the scripted output), ``not reproduced`` (no variant took
+its other side, or those that did gave equal outputs or were unchanged by freezing it), ``not tested``
+(why). Variants whose outputs differ although no finding explains them are listed in
+``verification["unexplained"]``; those explained only by several findings frozen together in
+``verification["together"]``.
 """
 
 from __future__ import annotations
@@ -187,8 +190,9 @@ def _verdict(f: Finding, s: int | None, plan: Plan, sites: list | None, variants
         why = ("the traced archive has no such method: there is nothing to call it with" if f.kind == "missing_method"
                else "nothing in the scripted code to run for it")
         return {"verdict": NOT_TESTED, "text": why}
-    if not sites or s >= len(sites):
-        return {"verdict": NOT_TESTED, "text": f"the scripted graph could not be instrumented: {instrument_error or 'no result'}"}
+    if instrument_error or not sites or s >= len(sites) or "status" not in sites[s]:
+        return {"verdict": NOT_TESTED, "text": "the scripted graph could not be instrumented: "
+                                               f"{instrument_error or 'no result'}"}
     site, info = plan.sites[s], sites[s]
     status = info.get("status")
     where = f"{_SITE_WORDS[site['kind']]} at line {site['line']}"
@@ -217,6 +221,9 @@ def _verdict(f: Finding, s: int | None, plan: Plan, sites: list | None, variants
                 "raised": (best.get("raised") or {}).get("traced") or (best.get("raised") or {}).get("scripted"),
                 "max_abs": best.get("max_abs"), "max_rel": best.get("max_rel"), "reached": len(reached),
                 "variants": [e["variant"] for e in changed]}
+    if not recorded:
+        return {"verdict": NOT_TESTED, "text": "no variant ran on both models with the scripted model's decisions "
+                                               "recorded (raised or skipped)"}
     if not reached:
         return {"verdict": NOT_REPRODUCED, "reached": 0, "tried": len(recorded),
                 "text": f"no input took its other side: the scripted model did as the trace on all "
