@@ -2,12 +2,12 @@
 costs (docs/diff.md, "Verifying findings").
 
     python -m benchmarks.diff_real build       # once: the pairs' archives into benchmarks/out/diff_real/
-    python -m benchmarks.verify [--pair P] [--big] [-v]
+    python -m benchmarks.verify [--pair P] [--big] [--zoo] [--ir] [-v]
 
-Per pair, the CLI runs as a user would: ``diff --json --all --ir never`` (the static result alone) and the same
-with ``--verify``, timed in one run. A finding is real when its file and line point at one of pairs.py's
-truth entries (the truth was written from running both archives on hand-made variants, not from
-tsinspect). Reported: real divergences (truth tags) with a confirmed finding, verdicts on findings that point
+Per pair, the CLI runs as a user would: ``diff --json --all --ir never`` (the static result alone; with
+``--ir``: ``--ir always --trust``) and the same with ``--verify``, timed in one run. A finding is real when
+its file and line point at one of pairs.py's truth entries (the truth was written from running both
+archives on hand-made variants, not from tsinspect). Reported: real divergences (truth tags) with a confirmed finding, verdicts on findings that point
 at the truth and on the others ("noise": refuted when not reproduced), divergences --verify saw that no
 finding explains. ``--big`` adds torch.nn.Transformer() at its default size (d_model 512, 6+6 layers,
 44M parameters), built here, for the time goal (under 30 s).
@@ -27,8 +27,11 @@ from benchmarks.diff_real.__main__ import OUT, _pairs, _paths, run_diff, score_d
 VERDICTS = ("confirmed", "not reproduced", "not tested")
 
 
+IR = ["--ir", "never"]  # --ir always: the findings of the IR path (our own archives, so --trust)
+
+
 def _diff(a, b, *extra) -> tuple[dict, float]:
-    return run_diff(a, b, "--all", "--ir", "never", *extra)
+    return run_diff(a, b, "--all", *IR, *extra)
 
 
 def _cpu() -> float:
@@ -110,8 +113,11 @@ def main() -> int:
     parser.add_argument("--pair", action="append", help="only this pair (repeatable)")
     parser.add_argument("--big", action="store_true", help="also the default-size nn.Transformer (time only)")
     parser.add_argument("--zoo", action="store_true", help="also the test zoo's pairs (tests/diff_zoo.py)")
+    parser.add_argument("--ir", action="store_true", help="verify the IR path's findings (--ir always --trust)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    if args.ir:
+        IR[:] = ["--ir", "always", "--trust"]
     if args.zoo:
         zoo()
     rows = []
