@@ -11,9 +11,9 @@ method (every instance: a library ``if`` inlined once per layer is one instance 
   child then keeps the *slots* that hold the traced constant on the example's shapes.
 
 ``Instrumented.recording()`` returns a function of (self, *args) giving (output, records); ``frozen()`` one
-giving the output with one site set the traced way: the ``if`` to the side the trace kept, the loop to the traced
-trip count, the slots to the traced values. Comparing the frozen run with the plain scripted run on an input
-tells whether that finding alone changes the result there.
+giving the output with sites set the traced way: each ``if`` instance to its traced side, the loop to the
+traced trip count, the slots to the traced values. Comparing the frozen run with the plain scripted run on
+an input tells whether that finding alone (or those findings together) changes the result there.
 """
 
 from __future__ import annotations
@@ -44,14 +44,12 @@ def _nodes(block):
             yield from _nodes(sub)
 
 
-def _default(node, index: int) -> tuple[bool, object]:
+def _default(torch, node, index: int) -> tuple[bool, object]:
     """(has one, value): the schema's default for the node's argument ``index``."""
     try:
         schema = node.schema()
         if schema == "(no schema)":
             return False, None
-        import torch
-
         arg = torch._C.parse_schema(schema).arguments[index]
         return arg.has_default_value(), arg.default_value
     except (RuntimeError, IndexError):
@@ -128,7 +126,7 @@ def locate(torch, graph, sites: list[dict]) -> tuple[list[list], list[bool]]:
                                   for j, item in enumerate(value.node().inputs())
                                   if _computed(item) and _slot_kind(torch, item) == "value"]
                     if kind and _computed(value):
-                        slots.append((p, i, kind, _default(n, i)))
+                        slots.append((p, i, kind, _default(torch, n, i)))
             out.append(slots)
     return out, [bool(at.get((site["file"], site["line"]))) for site in sites]
 
