@@ -16,7 +16,10 @@ from tsinspect.diff.run import diff_archives
 from tsinspect.verify import run as verify_run
 
 SOURCE = '''\
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -33,11 +36,22 @@ class TwoFlags(nn.Module):
         else:
             z = y + y
         return z
+
+
+class PadToChunk(nn.Module):
+    """Pads the time axis to a multiple of 4 (benchmarks/diff_real's ChunkPad, smaller)."""
+
+    def forward(self, x):
+        t = x.size(1)
+        pad = math.ceil(t / 4) * 4 - t  # pad-amount
+        if pad > 0:  # pad-if
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(x.size(0), -1, 4, x.size(2)).mean(2)
 '''
 
 
 @pytest.fixture(scope="module")
-def two_flags(tmp_path_factory) -> tuple[Path, Path]:
+def pairs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     import torch
 
     out = tmp_path_factory.mktemp("verify_causes")
@@ -46,13 +60,21 @@ def two_flags(tmp_path_factory) -> tuple[Path, Path]:
     module = importlib.util.module_from_spec(spec)
     sys.modules["causes_models"] = module
     spec.loader.exec_module(module)
-    model = module.TwoFlags().eval()
-    traced, scripted = out / "TwoFlags_traced.pt", out / "TwoFlags_scripted.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.trace(model, torch.rand(2, 3, 4) + 0.5, check_trace=False), str(traced))
-        torch.jit.save(torch.jit.script(model), str(scripted))
-    return traced, scripted
+    built = {}
+    for name, example in (("TwoFlags", (2, 3, 4)), ("PadToChunk", (2, 6, 3))):
+        model = getattr(module, name)().eval()
+        traced, scripted = out / f"{name}_traced.pt", out / f"{name}_scripted.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(model, torch.rand(*example) + 0.5, check_trace=False), str(traced))
+            torch.jit.save(torch.jit.script(model), str(scripted))
+        built[name] = traced, scripted
+    return built
+
+
+@pytest.fixture(scope="module")
+def two_flags(pairs) -> tuple[Path, Path]:
+    return pairs["TwoFlags"]
 
 
 def _line(marker: str) -> int:
@@ -93,3 +115,19 @@ def test_without_traced_inputs_nothing_runs_and_every_finding_says_why(two_flags
     assert "traced_inputs.pkl" in result.verification["message"]
     assert all(f.verdict["verdict"] == "not tested" and "traced_inputs.pkl" in f.verdict["text"]
                for f in result.findings)
+
+
+def test_findings_that_change_the_result_only_together_are_frozen_together(pairs):
+    import torch
+
+    # traced at length 6: the trace pads by 8 - t. At length 12 the script pads by 0 and skips the if; the
+    # trace "pads" by -4 (a crop): freezing the baked 8 alone gives pad -4 and skips the if, freezing the if
+    # alone pads by 0: only both together give the traced result
+    result = verify_run.verify(diff_archives(*map(str, pairs["PadToChunk"]), ir="never"))
+    lines = result.verification["together"]
+    assert any("x.size(1) = 12" in line and f":{_line('pad-amount')}" in line and f":{_line('pad-if')}" in line
+               for line in lines), lines
+    assert not any("x.size(1) = 12" in line for line in result.verification["unexplained"])
+    traced, scripted = (torch.jit.load(str(p)) for p in pairs["PadToChunk"])
+    x = torch.rand(2, 12, 3)
+    assert traced(x).shape != scripted(x).shape  # torch: the two differ there
