@@ -3,9 +3,11 @@
 Started by tsinspect.verify.run in a fresh empty working directory, like tsinspect.ir.extract (the other
 torch child): it lowers its resource limits and confines itself (tsinspect.safety.sandbox) before reading
 a byte of the archives or importing torch, loads both full copies tsinspect rebuilt from its own reading
-(never the user's files), runs both forwards on every variant of the plan (tsinspect.verify.plan) in a
-fixed order with fixed seeds, and writes one ``tsinspect.verify/1`` JSON document to its original stdout.
-Whatever the archives' code prints goes to stderr.
+(never the user's files), runs the traced forward and a recording copy of the scripted one
+(tsinspect.verify.instrument: what the scripted model did at each finding) on every variant of the plan
+(tsinspect.verify.plan) in a fixed order with fixed seeds, then frozen copies (one finding set the traced
+way) on the variants that differ, and writes one ``tsinspect.verify/1`` JSON document to its original
+stdout. Whatever the archives' code prints goes to stderr.
 
 Values: each input is drawn from a generator seeded by its position; both models get clones of
 the same tensors, and the global RNG is reseeded before each call (dropout draws the same masks when both
@@ -195,9 +197,10 @@ def _judge_sites(torch, models, method, sites, graph, kept, reference, doc, dead
     """Which variants took each site's other side (``reached``), and, on variants whose outputs differ,
     whether freezing that site the traced way changes the scripted output (``doc["frozen"]``).
 
-    The traced side of an ``if`` is the one every instance took on the reference run (the example's shapes,
-    the mode it was traced in, outputs equal to the trace's), else the side the static analysis says the
-    trace kept; a baked value is the value its slot held on the reference run."""
+    The traced side of an ``if`` instance is the one it took on the reference run (the example's shapes, the
+    mode it was traced in, outputs equal to the trace's), else the side the static analysis says the trace
+    kept; a baked value is the value its slot held on the reference run. A differing variant whose reached
+    sites change nothing one at a time is run once with all of them frozen (``doc["together"]``)."""
     ref = next((r for v, vals, r, _ in kept.values() if r is not None and v["keys"] == ["values"]
                 and vals == reference), None) or {}  # no reference: no run is known to do as the trace
     info, layout = doc["sites"], graph.layout
@@ -291,8 +294,8 @@ def _is_float(text: str) -> bool:
 
 
 def _reached(site: dict, seen: dict, baked: dict | None) -> bool:
-    """Whether a run took the other side of a site: an ``if`` decided against the kept side, a loop ran
-    another number of times, a baked slot held another value."""
+    """Whether a run took the other side of a site: an ``if`` instance decided against its traced side, a
+    loop ran another number of times, a baked slot held another value."""
     if site["kind"] == "if":
         return any(d != site["sides"].get(k, site["kept"] == "then") for k, decisions in seen.items() for d in decisions)
     if site["kind"] == "loop":
@@ -301,7 +304,8 @@ def _reached(site: dict, seen: dict, baked: dict | None) -> bool:
 
 
 def _frozen_run(torch, models, method, fn, variant, values, outputs) -> dict:
-    """The scripted model with one site frozen the traced way (``fn``), on ``variant``: did its output change?"""
+    """The scripted model with sites frozen the traced way (``fn``), on ``variant``: did its output change,
+    and is it the traced model's output?"""
     try:
         inputs = _make_inputs(torch, variant, values)
     except Exception as exc:  # noqa: BLE001
