@@ -47,6 +47,19 @@ class PadToChunk(nn.Module):
         if pad > 0:  # pad-if
             x = F.pad(x, (0, 0, 0, pad))
         return x.reshape(x.size(0), -1, 4, x.size(2)).mean(2)
+
+
+class Alternate(nn.Module):
+    """Both sides of the if run in the trace, one per iteration (a per-iteration branch)."""
+
+    def forward(self, x):
+        h = x
+        for i in range(x.size(0)):
+            if i % 2 == 0:  # alternate-if
+                h = torch.cos(h)
+            else:
+                h = torch.sin(h)
+        return h
 '''
 
 
@@ -61,7 +74,7 @@ def pairs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     sys.modules["causes_models"] = module
     spec.loader.exec_module(module)
     built = {}
-    for name, example in (("TwoFlags", (2, 3, 4)), ("PadToChunk", (2, 6, 3))):
+    for name, example in (("TwoFlags", (2, 3, 4)), ("PadToChunk", (2, 6, 3)), ("Alternate", (3, 4))):
         model = getattr(module, name)().eval()
         traced, scripted = out / f"{name}_traced.pt", out / f"{name}_scripted.pt"
         with warnings.catch_warnings():
@@ -131,3 +144,24 @@ def test_findings_that_change_the_result_only_together_are_frozen_together(pairs
     traced, scripted = (torch.jit.load(str(p)) for p in pairs["PadToChunk"])
     x = torch.rand(2, 12, 3)
     assert traced(x).shape != scripted(x).shape  # torch: the two differ there
+
+
+def test_a_per_iteration_branch_is_replayed_step_by_step(pairs):
+    import torch
+
+    from tsinspect.verify.instrument import Instrumented
+
+    result = verify_run.verify(diff_archives(*map(str, pairs["Alternate"]), ir="never"))
+    verdict = next(f.verdict for f in result.findings if f.kind == "per_iteration_branch")
+    # i % 2 decides the same at every step the trace had, whatever the input: never reached
+    assert verdict["verdict"] == "not reproduced" and verdict["reached"] == 0, verdict
+    # the frozen copy replays recorded decisions step by step, then decides on its own (torch computes it)
+    scripted = torch.jit.load(str(pairs["Alternate"][1]))
+    site = {"kind": "if", "file": str(pairs["Alternate"][1].parent / "causes_models.py"),
+            "line": _line("alternate-if"), "kept": None}
+    graph = Instrumented(torch, scripted.forward, [site])
+    assert [len(items) for items in graph.instances] == [1]
+    frozen = graph.frozen([(0, {**site, "sequences": {0: [False, True]}}, {})])
+    x = torch.rand(4, 3)
+    assert torch.allclose(frozen(scripted._c, x), torch.sin(torch.cos(torch.cos(torch.sin(x)))))
+    assert torch.allclose(scripted(x), torch.sin(torch.cos(torch.sin(torch.cos(x)))))

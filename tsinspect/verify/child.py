@@ -216,8 +216,10 @@ def _judge_sites(torch, models, method, sites, graph, kept, reference, doc, dead
             info[s]["slots"] = len(baked[s])
             if not baked[s]:
                 info[s]["status"] = "no_slot" if ref else "no_reference"
-        elif site["kind"] == "if" and site.get("kept") is None:
-            info[s]["status"] = "per_iteration"
+        elif site["kind"] == "if" and site.get("kept") is None:  # each instance's decisions on the reference run
+            traced[s]["sequences"] = {k: ds for k, ds in ref.get(s, {}).items() if ds}
+            if not traced[s]["sequences"]:
+                info[s]["status"] = "per_iteration"
         elif site["kind"] == "if":  # per instance: what it decided on the reference run, if it ran there
             traced[s]["sides"] = {k: ds[0] for k, ds in ref.get(s, {}).items() if len(set(ds)) == 1}
             info[s]["reference_sides"] = {"then": sum(traced[s]["sides"].values()),
@@ -296,6 +298,8 @@ def _is_float(text: str) -> bool:
 def _reached(site: dict, seen: dict, baked: dict | None) -> bool:
     """Whether a run took the other side of a site: an ``if`` instance decided against its traced side, a
     loop ran another number of times, a baked slot held another value."""
+    if site["kind"] == "if" and site["kept"] is None:  # per iteration: another decision at a step the trace had
+        return any(d != want for k, ds in seen.items() for d, want in zip(ds, site["sequences"].get(k, ())))
     if site["kind"] == "if":
         return any(d != site["sides"].get(k, site["kept"] == "then") for k, decisions in seen.items() for d in decisions)
     if site["kind"] == "loop":

@@ -194,7 +194,10 @@ class Instrumented:
         graph, nodes = self._copy()
         for index, site, values in parts:
             items = self.instances[index]
-            if site["kind"] == "if":
+            if site["kind"] == "if" and site["kept"] is None:  # per iteration: the reference run's decisions
+                for k, decisions in (site.get("sequences") or {}).items():
+                    self._replay(graph, nodes[items[k]], decisions)
+            elif site["kind"] == "if":
                 sides = site.get("sides") or {}
                 for k, pos in enumerate(items):
                     nodes[pos].replaceInput(0, graph.insertConstant(bool(sides.get(k, site["kept"] == "then"))))
@@ -207,6 +210,22 @@ class Instrumented:
                     pos, slot = items[k][:2]
                     nodes[pos].replaceInput(slot, graph.insertConstant(value))
         return self.torch._C._create_function_from_graph("tsinspect_frozen", graph)
+
+    def _replay(self, graph, node, decisions: list[bool]) -> None:
+        """Make the If ``node`` decide its n-th run as ``decisions[n]`` (past their end, as it would)."""
+        C = self.torch._C
+        const = graph.insertConstant
+        count = graph.insertNode(graph.create("prim::ListConstruct", [const(0)])).output()
+        count.setType(C.ListType(C.IntType.get()))
+        table = const(list(decisions))
+        graph.setInsertPoint(node)
+        n = graph.insert("aten::__getitem__", [count, const(0)])
+        graph.insert("aten::_set_item", [count, const(0), graph.insert("aten::add", [n, const(1)])])
+        known = graph.insert("aten::lt", [n, const(len(decisions))])
+        recorded = graph.insert("aten::__getitem__", [table, graph.insert("prim::min", [n, const(len(decisions) - 1)])])
+        own = graph.insert("aten::__and__", [graph.insert("aten::__not__", [known]), node.input()])
+        node.replaceInput(0, graph.insert("aten::__or__", [graph.insert("aten::__and__", [known, recorded]), own]))
+        graph.setInsertPoint(next(iter(graph.nodes())))
 
 
 def parse_records(records: list[str], sites: list[dict]) -> dict[int, dict[int, list]] | None:

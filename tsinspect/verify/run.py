@@ -203,7 +203,8 @@ def _verdict(f: Finding, s: int | None, plan: Plan, sites: list | None, variants
         return {"verdict": NOT_REPRODUCED, "reached": 0, "tried": 0,
                 "text": "the scripted model passes constants at this line too: no input can change them"}
     if status == "per_iteration":
-        return {"verdict": NOT_TESTED, "text": "each iteration decides this if on its own: one side cannot be frozen"}
+        return {"verdict": NOT_TESTED, "text": "each iteration decides this if on its own, and no reference run "
+                                               "recorded the decisions to freeze it to"}
     if status in ("no_slot", "no_reference"):
         return {"verdict": NOT_TESTED, "text": "the traced constant is not among the values computed at this line on "
                                                "the example's shapes" if status == "no_slot" else
