@@ -83,6 +83,22 @@ def test_shape_mode_and_none_findings_are_confirmed(zoo, model, tag, expect):
     assert verdict["verdict"] == "confirmed" and expect in verdict["text"], verdict
 
 
+def test_a_baked_value_is_confirmed_and_one_that_cannot_vary_is_refuted(zoo):
+    import torch
+
+    # ListShape: n // 2 (list-reshape) is baked and breaks the trace; float(len(shape)) (list-use) is baked
+    # too, but a list of three is three long for every input: the diff's false positive
+    verdicts = by_tag(verified(zoo["ListShape"]))
+    assert verdicts["list-reshape"]["verdict"] == "confirmed", verdicts["list-reshape"]
+    assert verdicts["list-use"]["verdict"] == "not reproduced", verdicts["list-use"]
+    assert verdicts["list-use"]["reached"] == 0 and "no input took its other side" in verdicts["list-use"]["text"]
+    traced, scripted = _run_both(zoo["ListShape"], torch.rand(3, 8))
+    assert isinstance(traced, Exception) and not isinstance(scripted, Exception)
+    for shape in ((1, 4), (5, 4), (7, 4)):  # ground truth for list-use: the trace agrees wherever it runs
+        traced, scripted = _run_both(zoo["ListShape"], torch.rand(*shape))
+        assert torch.allclose(traced, scripted)
+
+
 def test_threshold_variants_come_from_the_condition(zoo):
     result = diff_archives(*map(str, zoo["ShapeIf"]), ir="never")
     plan = build_plan([Input("x", "float32", [2, 4])], result.findings, ["x"], "test")
