@@ -23,7 +23,7 @@ from tsinspect.archive.code import CodeIndex
 from tsinspect.archive.extract import extract
 from tsinspect.archive.modules import module_tree
 from tsinspect.archive.pickles import Limits, PickleError, disassemble, walk
-from tsinspect.archive.pickletree import render_lines, to_json
+from tsinspect.archive.pickletree import child_values, children, render_lines, to_json
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.summary import summarize
@@ -309,3 +309,21 @@ def test_inline_opcodes_meet_every_limit_and_error_as_pickletools_reads_them() -
         data = b"\x80\x02NN" + first + second + b"."
         for limit in limits:
             assert _walk_outcome(data, limit, True) == _walk_outcome(data, limit, False), (data, limit)
+
+
+@FUZZ
+@given(ops=st.lists(st.sampled_from(_OPS), max_size=60))
+def test_child_values_are_the_children_without_labels(ops: list[bytes]) -> None:
+    try:
+        root = walk(b"\x80\x02" + b"".join(ops) + b".", SMALL_LIMITS).value
+    except PickleError:
+        return
+    stack, seen = [root], set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        values = child_values(value)
+        assert [id(c) for c in values] == [id(c) for _, c in children(value)]
+        stack.extend(values)

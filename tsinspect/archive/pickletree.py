@@ -66,6 +66,30 @@ def children(value: Any) -> list[tuple[str, Any]]:
     return []
 
 
+def child_values(value: Any) -> list:
+    """The children of :func:`children` in the same order, without their edge labels (cheaper to get)."""
+    if isinstance(value, (PList, PTuple, PSet)):
+        return value.items
+    if isinstance(value, PDict):
+        return [v for _, v in value.items]
+    if isinstance(value, Call):
+        if _is_object(value):
+            state = value.state
+            if isinstance(state, PDict) and len(value.states) == 1:
+                return [v for _, v in state.items]
+            return value.states
+        out = [] if isinstance(value.func, Global) else [value.func]
+        out += value.arg_list
+        if value.kwargs is not None:
+            out.append(value.kwargs)
+        return out + value.states
+    if isinstance(value, Build):
+        return [value.obj, value.state]
+    if isinstance(value, PersistentRef):
+        return [value.pid]
+    return []
+
+
 def key_text(key: Any) -> str:
     return printable(key) if isinstance(key, str) else inline(key) or type(key).__name__
 
@@ -156,7 +180,7 @@ def shared_nodes(root: Any, limit: int = 5_000_000, long_strings: int | None = N
             shared.add(id(value))
             continue
         seen.add(id(value))
-        stack.extend(child for _, child in children(value))
+        stack.extend(child_values(value))
     return shared
 
 
