@@ -35,7 +35,7 @@ PY = sys.executable
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 AXES = {"params": [1000, 2500, 5000, 10000, 20000], "deep": [10, 25, 50, 100],
-        "files": [10, 50, 100, 200], "lines": [1000, 5000, 10000, 20000]}
+        "files": [100, 500, 1000, 2000], "lines": [2500, 5000, 10000, 20000]}
 
 BUILD = r'''
 import sys, tempfile, importlib, warnings
