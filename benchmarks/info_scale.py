@@ -88,7 +88,7 @@ sys.path.insert(0, sys.argv[1])
 sys.argv[:] = ["tsinspect", *sys.argv[2:]]
 runpy.run_module("tsinspect", run_name="__main__", alter_sys=True)
 """
-FIRST_SCREEN = "import sys\nfrom tsinspect.tui.state import load\nload(sys.argv[1])"
+FIRST_SCREEN = "import sys\nsys.path.insert(0, sys.argv[1])\nfrom tsinspect.tui.state import load\nload(sys.argv[2])"
 
 
 def build(axis: str, n: int) -> Path:
@@ -146,8 +146,7 @@ def size_of(path: Path) -> dict:
             "code_files": len(s.code_files), "code_bytes": code}
 
 
-def measure(axes: dict[str, list[int]], repeat: int, compare: str | None) -> dict:
-    here = HERE.parent
+def measure(axes: dict[str, list[int]], repeat: int, compare: str | None, here: str) -> dict:
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeat": repeat,
            "load_before": os.getloadavg()[0], "rows": []}
@@ -164,7 +163,7 @@ def measure(axes: dict[str, list[int]], repeat: int, compare: str | None) -> dic
                     row[name] = pairs(tsi(here, *cmd, str(path)), load, repeat)
                     if compare:
                         row[name + "_compare"] = pairs(tsi(compare, *cmd, str(path)), load, repeat)
-                row["first_screen"] = pairs([PY, "-c", FIRST_SCREEN, str(path)], load, repeat)
+                row["first_screen"] = pairs([PY, "-c", FIRST_SCREEN, str(here), str(path)], load, repeat)
             print(json.dumps(row), file=sys.stderr)
             out["rows"].append(row)
     out["load_after"] = os.getloadavg()[0]
@@ -234,6 +233,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare", help="a directory holding another tsinspect package to time as well "
                         "(e.g. git archive main tsinspect | tar -x -C /tmp/old)")
+    parser.add_argument("--tree", default=str(HERE.parent), help="the tsinspect tree to time (default: this one)")
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
@@ -245,7 +245,7 @@ def main() -> None:
             for n in sizes:
                 build(axis, n)
         return
-    result = measure(axes, args.repeat, args.compare)
+    result = measure(axes, args.repeat, args.compare, args.tree)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(result, indent=1))
     print(table(result))
