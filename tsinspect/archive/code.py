@@ -80,7 +80,7 @@ class CodeIndex:
     functions: list[MethodInfo] = field(default_factory=list)
     trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
-    _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False)  # file -> offset of each line
+    _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # file -> line offsets
 
     @property
     def methods(self) -> list[MethodInfo]:
