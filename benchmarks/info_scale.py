@@ -126,7 +126,8 @@ def pairs(ours: list[str], theirs: list[str], repeat: int) -> dict:
     cpu = sorted(x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b))
 
     def best(runs: list[dict]) -> dict:
-        return {k: min(r[k] for r in runs) for k in ("wall_s", "cpu_s")} | {"peak_mib": max(r["peak_mib"] for r in runs)}
+        times = {k: min(r[k] for r in runs) for k in ("wall_s", "cpu_s")}
+        return times | {"peak_mib": max(r["peak_mib"] for r in runs)}
 
     return {"ours": best(a), "torch": best(b), "wall_x": round(wall[len(wall) // 2], 3),
             "cpu_x": round(cpu[len(cpu) // 2], 3), "cpu_x_range": [round(cpu[0], 3), round(cpu[-1], 3)]}
