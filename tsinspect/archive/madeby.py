@@ -15,7 +15,6 @@ A trace that calls scripted submodules (or a script calling traced ones) shows b
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass, field
 
@@ -49,7 +48,7 @@ def made_by(code: CodeIndex, has_traced_inputs: bool, archive=None) -> MadeBy | 
     # only forward methods count: a trace's scripted helpers (a quantized module's set_weight_bias,
     # __setstate__) keep their control flow whatever made the model
     forwards = [m for m in methods if m.name == "forward" or m.name.startswith("forward__")]
-    control = [m for m in forwards if any(isinstance(n, (ast.If, ast.For, ast.While)) for n in ast.walk(m.node))]
+    control = [m for m in forwards if code.has_control_flow(m)]
     named = [m for m in methods if any(_ARGUMENT_N.match(a) for a in m.args)]
     num_to_tensor = sum(source.count("ops.prim.NumToTensor(torch.size(") for source in code.sources.values())
     traced, scripted = [], []

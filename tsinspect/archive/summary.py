@@ -16,6 +16,7 @@ from tsinspect.archive.pt2 import Pt2Contents, read_pt2, tensor_infos
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
 from tsinspect.archive.text import printable
+from tsinspect.collector import paused
 
 SCHEMA = "tsinspect.info/1"
 
@@ -65,6 +66,10 @@ class ArchiveSummary:
         return dict(Counter(t.dtype for t in self.tensors).most_common())
 
     def to_json(self) -> dict:
+        with paused():  # a dict per tensor, module and record, over a heap the collector would rescan
+            return self._to_json()
+
+    def _to_json(self) -> dict:
         return {
             "schema": SCHEMA,
             "path": printable(self.path),
@@ -93,6 +98,11 @@ class ArchiveSummary:
 
 def summarize(archive: Archive) -> ArchiveSummary:
     """Read what the summary needs: directory, small records and pickles; never tensor storages."""
+    with paused():  # tens of thousands of tensors, modules and names: full collections would rescan them all
+        return _summarize(archive)
+
+
+def _summarize(archive: Archive) -> ArchiveSummary:
     code = index_code(archive) if archive.zip else CodeIndex()
     data = archive.pickle_optional("data.pkl")
     tensors = _tensors(archive, "data.pkl", data.value if data else None)
