@@ -19,11 +19,6 @@ from tsinspect.verify import run as verify_run
 from tsinspect.verify.plan import Input, build_plan, finding_keys
 
 
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    return zoo_mod.build_zoo(tmp_path_factory.mktemp("verify_zoo"))
-
-
 def verified(pair: tuple[Path, Path], **kwargs):
     result = diff_archives(str(pair[0]), str(pair[1]), ir="never")
     return verify_run.verify(result, **kwargs)
