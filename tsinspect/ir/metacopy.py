@@ -40,8 +40,9 @@ class CopyInfo:
     constants_kept: bool  # constants/ holds real bytes
 
 
-def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
-    """Write the copy; see the module docstring for what it holds."""
+def write_meta_copy(archive: Archive, target: Path, debug_info: bool = True) -> CopyInfo:
+    """Write the copy; see the module docstring for what it holds. ``debug_info=False``: without the
+    ``*.debug_pkl`` records (see write_code_sources)."""
     by_name = archive.by_name
     constants_size = sum(r.size for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/"))
     keep_constants = constants_size <= CONSTANTS_CAP
@@ -57,7 +58,7 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
     rewritten = bool(replaced) or "data.pkl" not in by_name
     keep_constants = keep_constants and rewritten
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
-        for record in copied_records(archive):
+        for record in copied_records(archive, debug_info):
             info = _info(record)
             if record.entry.index in replaced:
                 data = replaced[record.entry.index]
@@ -71,10 +72,10 @@ def write_meta_copy(archive: Archive, target: Path) -> CopyInfo:
     return CopyInfo(rewritten, keep_constants)
 
 
-def write_full_copy(archive: Archive, target: Path, budget: int) -> None:
+def write_full_copy(archive: Archive, target: Path, budget: int, debug_info: bool = True) -> None:
     """Write every record with its real bytes, streamed; ArchiveError past ``budget`` bytes in all (each
     record is also held to its declared size, which is what torch reads)."""
-    records = copied_records(archive)
+    records = copied_records(archive, debug_info)
     total = sum(r.entry.size for r in records)
     if total > budget:
         raise ArchiveError(f"the records declare {total} bytes, over the {budget} a full load may use "
@@ -86,8 +87,20 @@ def write_full_copy(archive: Archive, target: Path, budget: int) -> None:
                     dest.write(chunk)
 
 
-def copied_records(archive: Archive) -> list[Record]:
-    """The members a copy holds: the entries torch reads, one per name (:meth:`Archive.torch_records`).
+def write_code_sources(archive: Archive, target: Path) -> None:
+    """The ``code/`` records and their ``*.debug_pkl``, named as in the archive without its top folder: what
+    tsinspect.ir.origins needs to map the ``code/`` positions that torch prints for a copy written with
+    ``debug_info=False`` back to the user's source. Torch never reads this file."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for record in copied_records(archive):
+            if record.kind in (rk.CODE, rk.DEBUG_INFO):
+                out.writestr(zipfile.ZipInfo(record.name, date_time=(1980, 1, 1, 0, 0, 0)),
+                             archive.read(record, PICKLE_CAP))
+
+
+def copied_records(archive: Archive, debug_info: bool = True) -> list[Record]:
+    """The members a copy holds: the entries torch reads, one per name (:meth:`Archive.torch_records`);
+    without the debug records when not ``debug_info`` (torch then places nodes at their ``code/`` text).
 
     ArchiveError, as a safety net, when two of them differ only in case: torch's lookup could take either."""
     out: list[Record] = []
@@ -98,7 +111,8 @@ def copied_records(archive: Archive) -> list[Record]:
             raise ArchiveError(f"members {printable(seen[name.casefold()])!r} and {printable(name)!r} differ only "
                                "in case: torch could load either; not loaded")
         seen[name.casefold()] = name
-        out.append(record)
+        if debug_info or record.kind != rk.DEBUG_INFO:
+            out.append(record)
     return out
 
 

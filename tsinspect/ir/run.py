@@ -35,7 +35,7 @@ from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import Archive
 from tsinspect.collector import paused
-from tsinspect.ir.metacopy import write_full_copy, write_meta_copy
+from tsinspect.ir.metacopy import write_code_sources, write_full_copy, write_meta_copy
 from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
@@ -179,13 +179,18 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         copies.mkdir()
         run_dir.mkdir()
         notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
+        # the copies hold no debug records: torch prints code/ positions, which the child maps to the
+        # original source from this file (tsinspect.ir.origins), and reads graphs from torch's printer
+        sources = copies / "sources.zip"
+        write_code_sources(archive, sources)
+        flags = ["--code-sources", str(sources)]
         full = options.full or _holds_quantized_tensors(archive)
         if full and not options.full:
             notes.append("quantized tensors have no meta kernels; loaded a full copy")
         if not full:
             meta = copies / "meta.pt"
-            copy = write_meta_copy(archive, meta)
-            document = _run_child(archive, meta, run_dir, options, ["--rewritten"] if copy.rewritten else [])
+            copy = write_meta_copy(archive, meta, debug_info=False)
+            document = _run_child(archive, meta, run_dir, options, flags + (["--rewritten"] if copy.rewritten else []))
             error = document.get("error") or {}
             # (a child that wrote no document, killed or crashed, would not fare better on a full load)
             if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
@@ -193,8 +198,8 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
             meta.unlink()
             notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
         copy_path = copies / "full.pt"
-        write_full_copy(archive, copy_path, _memory_limit(archive, options))
-        document = _run_child(archive, copy_path, run_dir, options, ["--full"])
+        write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
+        document = _run_child(archive, copy_path, run_dir, options, flags + ["--full"])
     return Extraction(_with_notes(document, notes), scan, index)
 
 

@@ -1,0 +1,331 @@
+"""A torch graph read from torch's own printer (``str(graph)``) into the GRAPH array of docs/ir.md.
+
+Walking a graph node by node through torch's Python API costs about 25 us a node (a dozen pybind calls,
+``Node.sourceRange()`` alone 11 us); torch prints the same graph in C++ at about 1 us a node. So the child
+prints each graph and reads the text: kinds, value names and their order, blocks, and each node's ``code/``
+file:line:col (the copy has no debug records, so torch prints ``code/`` positions; tsinspect.ir.origins
+maps them to the original source). What the text does not say exactly is asked of torch once per distinct
+case, on one representative node found with ``Graph.findAllNodes(kind)`` (pre-order, as the text): the
+Python spelling of each printed type (``int[]`` is ``List[int]``), the attributes of each distinct printed
+attribute text (tensor constants, whose print is lossy, node by node), and the schema of each kind for each
+tuple of input types (the overload torch picks depends on nothing else).
+
+Anything the reader does not recognise raises ``Unsupported``, and the caller walks that graph instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Callable
+
+# one output (or none), attributes without nested lists, inputs, and the code/ position: most lines
+_SIMPLE = re.compile(r' *(?:%(\S+) : ([^=%]*?) )?= ([^\[\(\s]+)(\[(?:[^"\[\]]|"(?:[^"\\]|\\.)*")*\])?'
+                     r'\(([^)]*)\)(?: # (.*))?$')
+_KIND = re.compile(r"[^\[\(\s]+")
+_TAIL = re.compile(r"(?:, scope: (.*?))?(?: # (.*))?")
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_TENSORISH = re.compile(r"[{<]")
+_BLOCK = re.compile(r"block\d+\((.*)\):")
+CALLS = ("prim::CallFunction", "prim::CallMethod")
+_NO_BLOCKS_PREFIX = "aten::"
+
+
+class Unsupported(ValueError):
+    """The printed text has a form this reader does not read exactly: walk the graph instead."""
+
+
+class _Nodes:
+    """A graph's torch nodes by kind, in pre-order, walked only as far as a representative is asked for (the
+    first occurrences of a printed case are near the start). ``no_blocks``: kinds that own no blocks."""
+
+    __slots__ = ("todo", "by_kind", "no_blocks", "previous")
+
+    def __init__(self, graph, no_blocks: frozenset):
+        self.todo = [iter(graph.nodes())]
+        self.by_kind: dict[str, list] = {}
+        self.no_blocks = no_blocks
+        self.previous = None
+
+    def get(self, kind: str, occurrence: int, outputs: int, first_output: str | None):
+        """The ``occurrence``-th node of ``kind``; Unsupported unless it has the printed outputs."""
+        found = self.by_kind.get(kind)
+        while found is None or len(found) <= occurrence:
+            self._next()
+            found = self.by_kind.get(kind)
+        node = found[occurrence]
+        if node.outputsSize() != outputs or outputs and node.outputsAt(0).debugName() != first_output:
+            raise Unsupported(f"the printed {kind} #{occurrence} is not torch's")
+        return node
+
+    def _next(self) -> None:
+        previous = self.previous
+        if previous is not None:
+            kind = previous.kind()
+            if kind not in self.no_blocks and not kind.startswith(_NO_BLOCKS_PREFIX):
+                blocks = list(previous.blocks())
+                if blocks:  # pre-order: a node, then its blocks' nodes, block 0 first
+                    self.todo.append(itertools.chain.from_iterable(b.nodes() for b in blocks))
+        while self.todo:
+            node = next(self.todo[-1], None)
+            if node is not None:
+                self.previous = node
+                self.by_kind.setdefault(node.kind(), []).append(node)
+                return
+            self.todo.pop()
+        raise Unsupported("fewer nodes than printed")
+
+
+class GraphReader:
+    """Reads printed graphs into GRAPH arrays; the per-case answers of torch are shared by all graphs.
+
+    ``tables``: tsinspect.ir.extract.Tables (strings, and sources by ``code/`` position); ``attributes``:
+    a torch node's attribute dict as the walk makes it; ``dumps``: the JSON encoder of the document;
+    ``no_blocks``: kinds that own no blocks.
+    """
+
+    def __init__(self, tables, attributes: Callable, dumps: Callable, no_blocks: frozenset = frozenset()):
+        self.tables, self.attributes, self.dumps, self.no_blocks = tables, attributes, dumps, no_blocks
+        self.types: dict[str, int] = {}  # printed type -> string index of str(type)
+        self.type_names: dict[str, str] = {}  # printed type -> str(type)
+        self.attrs: dict[tuple[str, str], dict] = {}  # (kind, printed attributes) -> attributes
+        self.schemas: dict[tuple, int | None] = {}  # (kind, printed input types) -> schema string index
+        self.positions: dict[str, int | None] = {}  # printed "file:line:col" -> source index
+
+    def read(self, graph):
+        """(GRAPH as JSON text, calls) for a torch Graph; see tsinspect.ir.extract.Walked."""
+        nodes = _Nodes(graph, self.no_blocks)
+        lines = str(graph).split("\n")
+        counts: dict[str, int] = {}
+        vtype: dict[str, str] = {}  # value name -> printed type
+        per_value: dict[str, str] = {}  # value name -> str(type), for types whose print is ambiguous
+        string, dumps, types, attrs, schemas, positions = (self.tables.string, self.dumps, self.types, self.attrs,
+                                                           self.schemas, self.positions)
+        simple = _SIMPLE.match
+        inputs, i = self._header(lines, graph, vtype, per_value)
+        texts: list[str] = []
+        calls: list[tuple[str, str | None]] = []
+        top: list = []
+        stack: list[list] = [top]  # node lists: the graph's, then each open block's
+        owners: list = []  # (item, kind, occurrence) of the node owning each open block
+        last = None  # (item, kind, occurrence) of the node just read
+        outputs = None
+        n = len(lines)
+        while i < n:
+            line = lines[i]
+            i += 1
+            match = simple(line)
+            if match is not None:
+                name, ptype, kind, attr_text, names, where = match.groups()
+                outs = [(name, ptype)] if name else []
+                scope = None
+            else:
+                s = line.lstrip()
+                if s.startswith("%") or s.startswith("= "):
+                    outs, kind, attr_text, names, scope, where = _node_line(s)
+                elif s.startswith("-> ("):
+                    if len(stack) == 1 or not s.endswith(")"):
+                        raise Unsupported(line)
+                    stack.pop()
+                    owners[-1][0][4][-1][1] = _names(s[4:-1])
+                    last = owners.pop()
+                    continue
+                elif s.startswith("block"):
+                    match = _BLOCK.fullmatch(s)
+                    if match is None or last is None:
+                        raise Unsupported(line)
+                    item, kind, occurrence = last
+                    if item[4] is None:
+                        item[4] = []
+                    b = len(item[4])
+                    params = []
+                    for j, (name, ptype) in enumerate(_split_typed(match.group(1))):
+                        vtype[name] = ptype
+                        index = types.get(ptype)
+                        if index is None:
+                            index = self._type(ptype, lambda: _block_param(
+                                nodes.get(kind, occurrence, len(item[2]), item[2][0][0] if item[2] else None), b, j),
+                                name, per_value)
+                        params.append([name, index])
+                    block = [params, None, []]
+                    item[4].append(block)
+                    owners.append(last)
+                    stack.append(block[2])
+                    last = None
+                    continue
+                elif s.startswith("return (") and len(stack) == 1 and s.endswith(")"):
+                    outputs = _names(s[8:-1])
+                    break
+                else:
+                    raise Unsupported(line)
+            occurrence = counts.get(kind, 0)
+            counts[kind] = occurrence + 1
+            first = outs[0][0] if outs else None
+            out_items = []
+            for j, (name, ptype) in enumerate(outs):
+                vtype[name] = ptype
+                index = types.get(ptype)
+                if index is None:
+                    index = self._type(ptype, lambda: nodes.get(kind, occurrence, len(outs), first).outputsAt(j),
+                                       name, per_value)
+                out_items.append([name, index])
+            ins = names[1:].split(", %") if names else []
+            attributes = None
+            if attr_text is not None:
+                attributes = attrs.get((kind, attr_text))
+                if attributes is None:
+                    attributes = self.attributes(nodes.get(kind, occurrence, len(outs), first))
+                    # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
+                    if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
+                        attrs[kind, attr_text] = attributes
+            schema = None
+            if not kind.startswith("prim::"):
+                try:
+                    key = (kind, *[vtype[v] for v in ins])
+                except KeyError:
+                    raise Unsupported(f"an input of {line} is not defined before it") from None
+                schema = schemas.get(key, -1)
+                if schema == -1:
+                    schema = schemas[key] = self._schema(nodes.get(kind, occurrence, len(outs), first))
+            elif kind in CALLS and ins:
+                method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
+                callee = ins[0]
+                calls.append((per_value.get(callee) or self.type_names[vtype[callee]], method))
+            source = None
+            if where is not None:
+                source = positions.get(where, -1)
+                if source == -1:
+                    source = positions[where] = self._position(where)
+            item = [string(kind), ins, out_items, attributes, None, source, string(scope) if scope else None, schema]
+            if len(stack) == 1 and top:
+                texts.append(dumps(top.pop()))
+            stack[-1].append(item)
+            last = (item, kind, occurrence)
+        if outputs is None or any(line.strip() for line in lines[i:]):
+            raise Unsupported("no return, or text after it (a subgraph)")
+        if top:
+            texts.append(dumps(top.pop()))
+        return f"[{dumps(inputs)},{dumps(outputs)},[{','.join(texts)}]]", calls
+
+    def _position(self, where: str) -> int | None:
+        file, sep, rest = where.rpartition(":")
+        file, sep2, line = file.rpartition(":")
+        if not (sep and sep2 and line.isdigit() and rest.isdigit()):
+            raise Unsupported(where)
+        return self.tables.position(file, int(line), int(rest))
+
+    def _header(self, lines: list[str], graph, vtype: dict, per_value: dict) -> tuple[list, int]:
+        """The graph's inputs, printed one a line: ``graph(%a : T,`` ... ``%z : U):``."""
+        first = lines[0]
+        if not first.startswith("graph("):
+            raise Unsupported(first)
+        if first == "graph():":
+            return [], 1
+        inputs, part, i = [], first[6:], 0
+        while True:
+            done = part.endswith("):")
+            if not done and not part.endswith(","):
+                raise Unsupported(part)
+            name, sep, ptype = part[:-2 if done else -1].partition(" : ")
+            if not sep or not name.startswith("%"):
+                raise Unsupported(part)
+            vtype[name[1:]] = ptype
+            index = self.types.get(ptype)
+            if index is None:
+                j = len(inputs)
+                index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:], per_value)
+            inputs.append([name[1:], index])
+            i += 1
+            if done:
+                return inputs, i
+            part = lines[i].lstrip()
+
+    def _type(self, printed: str, value: Callable, name: str, per_value: dict) -> int:
+        """The string index of str(type) of a value printed with type ``printed``, asked of torch once per
+        printed type; a function's type prints without the mangled part of its name (two functions, one
+        print), so those are asked value by value (``per_value``: value name -> str(type))."""
+        torch_type = value().type()
+        text = str(torch_type)
+        if torch_type.kind() == "FunctionType":
+            per_value[name] = text
+            return self.tables.string(text)
+        self.type_names[printed] = text
+        index = self.types[printed] = self.tables.string(text)
+        return index
+
+    def _schema(self, node) -> int | None:
+        try:
+            text = str(node.schema())
+        except Exception:  # noqa: BLE001 - as the walk: no schema
+            return None
+        return None if text == "(no schema)" else self.tables.string(text)
+
+
+def _node_line(s: str):
+    """(outputs [(name, printed type)], kind, attribute text, input names text, scope, position) of a node
+    line that _SIMPLE does not match (several outputs, nested or quoted attributes, a scope)."""
+    eq = s.find("= ")
+    rest = s[eq + 2:]
+    match = _KIND.match(rest)
+    if match is None:
+        raise Unsupported(s)
+    kind, p = match.group(), match.end()
+    attr_text = None
+    if rest.startswith("[", p):
+        q = _attributes_end(rest, p)
+        attr_text, p = rest[p:q], q
+    close = rest.find(")", p)
+    if not rest.startswith("(", p) or close < 0:
+        raise Unsupported(s)
+    tail = _TAIL.fullmatch(rest[close + 1:])
+    if tail is None:
+        raise Unsupported(s)
+    return _split_typed(s[:eq].rstrip()), kind, attr_text, rest[p + 1:close], tail.group(1), tail.group(2)
+
+
+def _names(text: str) -> list[str]:
+    if not text:
+        return []
+    names = text.split(", ")
+    if any(not v.startswith("%") for v in names):
+        raise Unsupported(text)
+    return [v[1:] for v in names]
+
+
+def _split_typed(text: str) -> list[tuple[str, str]]:
+    """``%a : T, %b : U`` -> [(a, T), (b, U)] (a type never holds ``%``)."""
+    if not text:
+        return []
+    out = []
+    for part in text[1:].split(", %"):
+        name, sep, ptype = part.partition(" : ")
+        if not sep:
+            raise Unsupported(text)
+        out.append((name, ptype))
+    return out
+
+
+def _block_param(node, b: int, j: int):
+    return list(node.blocks())[b].paramNode().outputsAt(j)
+
+
+def _attributes_end(text: str, start: int) -> int:
+    """The index after the ``]`` closing the attribute list that opens at ``start`` (strings skipped)."""
+    close = text.find("](", start)
+    if close >= 0 and '"' not in text[start:close] and text.count("[", start, close) == text.count("]", start, close) + 1:
+        return close + 1
+    depth, i, n = 0, start, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise Unsupported(text)
