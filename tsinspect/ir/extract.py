@@ -249,14 +249,24 @@ def code_position(text: str) -> tuple[str, int, int] | None:
 
 
 class Walked:
-    """A walked graph: its GRAPH array already as JSON text (``text``, docs/ir.md), and what it calls
+    """A walked graph: its GRAPH array already as JSON text (docs/ir.md), kept in pieces that are written out
+    as they are (``head``: ``[inputs,outputs,``, then the JSON of each top-level node), and what it calls
     (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
     a ``prim::CallMethod`` on an object of that type)."""
 
-    __slots__ = ("text", "calls")
+    __slots__ = ("head", "nodes", "calls")
 
-    def __init__(self, text: str, calls: list[tuple[str, str | None]]):
-        self.text, self.calls = text, calls
+    def __init__(self, head: str, nodes: list[str], calls: list[tuple[str, str | None]]):
+        self.head, self.nodes, self.calls = head, nodes, calls
+
+    def pieces(self):
+        yield self.head
+        yield "["
+        for i, node in enumerate(self.nodes):
+            if i:
+                yield ","
+            yield node
+        yield "]]"
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII only: see encode()
@@ -321,7 +331,7 @@ def walk_graph(graph, tables: Tables) -> Walked:
                 item[4].append(b)
                 pending.append((iter(list(block.nodes())), b[2]))
             todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
-    return Walked(f"[{inputs},{outputs},[{','.join(texts)}]]", calls)
+    return Walked(f"[{inputs},{outputs},", texts, calls)
 
 
 def read_graph(graph, tables: Tables) -> Walked:
@@ -465,37 +475,43 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    out.write(encode(doc))
+    out.writelines(encode(doc))
     out.flush()
     return 0
 
 
-def encode(doc: dict) -> str:
-    """The transport (docs/ir.md): a one-line header (the document without its graphs, plus the method names
-    of each type), a newline, then the whole document. The parent reads the header alone and relays the
-    document to ``graph --json`` as it is.
+def encode(doc: dict) -> list[str]:
+    """The transport (docs/ir.md) as pieces to write in order: a one-line header (the document without its
+    graphs, plus the method names of each type), a newline, then the whole document. The parent reads the
+    header alone and relays the document to ``graph --json`` as it is.
 
-    The graphs are JSON text already (``Walked``): they go in where placeholders holding a random token
-    stand, which no string of the archive can forge. ``json.dumps``, not ``json.dump`` (which streams
-    through the pure-Python encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an
-    archive string reaches a terminal unescaped.
+    The graphs are JSON text already (``Walked``): their pieces go in where placeholders holding a random
+    token stand, which no string of the archive can forge; nothing is joined into one string (a 205k-node
+    graph is 17 MB of text). ``json.dumps``, not ``json.dump`` (which streams through the pure-Python
+    encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an archive string reaches a
+    terminal unescaped.
     """
     started = time.perf_counter()
     token = os.urandom(8).hex()
-    graphs: list[str] = []
+    graphs: list[Walked] = []
 
     def placeholder(obj):
         if not isinstance(obj, Walked):
             raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-        graphs.append(obj.text)
+        graphs.append(obj)
         return f"{token}:{len(graphs) - 1}"
 
-    body = json.dumps(doc, separators=(",", ":"), default=placeholder)
-    body = re.sub(f'"{token}:([0-9]+)"', lambda m: graphs[int(m.group(1))], body)
+    body = re.split(f'"{token}:([0-9]+)"', json.dumps(doc, separators=(",", ":"), default=placeholder))
     header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
     header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
     header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
-    return json.dumps(header, separators=(",", ":")) + "\n" + body
+    pieces = [json.dumps(header, separators=(",", ":")), "\n"]
+    for i, piece in enumerate(body):
+        if i % 2:
+            pieces.extend(graphs[int(piece)].pieces())
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 GRAPH_FIELDS = ("types", "functions", "strings", "sources")

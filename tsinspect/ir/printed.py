@@ -36,25 +36,37 @@ class Unsupported(ValueError):
 
 
 class _Nodes:
-    """A graph's torch nodes by kind, in pre-order, walked only as far as a representative is asked for (the
-    first occurrences of a printed case are near the start). ``no_blocks``: kinds that own no blocks."""
+    """A graph's torch nodes by kind, in pre-order. Walked from the start only as far as a representative is
+    asked for (the first occurrence of a printed case is mostly near the start); a case first seen further
+    on than ``AHEAD`` nodes past the walk takes all nodes of its kind from torch at once (``findAllNodes``, in
+    C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader)."""
 
-    __slots__ = ("todo", "by_kind", "no_blocks", "previous")
+    AHEAD = 512
+    __slots__ = ("graph", "todo", "by_kind", "whole", "no_blocks", "previous", "walked", "parsed")
 
     def __init__(self, graph, no_blocks: frozenset):
+        self.graph = graph
         self.todo = [iter(graph.nodes())]
         self.by_kind: dict[str, list] = {}
+        self.whole: set[str] = set()  # kinds fetched whole
         self.no_blocks = no_blocks
         self.previous = None
+        self.walked = self.parsed = 0
 
-    def get(self, kind: str, occurrence: int, outputs: int, first_output: str | None):
-        """The ``occurrence``-th node of ``kind``; Unsupported unless it has the printed outputs."""
+    def get(self, kind: str, occurrence: int, outputs: list[str]):
+        """The ``occurrence``-th node of ``kind``; Unsupported unless it has the printed ``outputs``."""
         found = self.by_kind.get(kind)
         while found is None or len(found) <= occurrence:
+            if kind in self.whole:
+                raise Unsupported(f"fewer {kind} nodes than printed")
+            if self.parsed - self.walked > self.AHEAD:
+                self.whole.add(kind)
+                found = self.by_kind[kind] = self.graph.findAllNodes(kind, True)
+                continue
             self._next()
             found = self.by_kind.get(kind)
         node = found[occurrence]
-        if node.outputsSize() != outputs or outputs and node.outputsAt(0).debugName() != first_output:
+        if [node.outputsAt(i).debugName() for i in range(node.outputsSize())] != outputs:
             raise Unsupported(f"the printed {kind} #{occurrence} is not torch's")
         return node
 
@@ -70,7 +82,10 @@ class _Nodes:
             node = next(self.todo[-1], None)
             if node is not None:
                 self.previous = node
-                self.by_kind.setdefault(node.kind(), []).append(node)
+                self.walked += 1
+                kind = node.kind()
+                if kind not in self.whole:
+                    self.by_kind.setdefault(kind, []).append(node)
                 return
             self.todo.pop()
         raise Unsupported("fewer nodes than printed")
@@ -91,33 +106,32 @@ class GraphReader:
         self.attrs: dict[tuple[str, str], dict] = {}  # (kind, printed attributes) -> attributes
         self.schemas: dict[tuple, int | None] = {}  # (kind, printed input types) -> schema string index
         self.positions: dict[str, int | None] = {}  # printed "file:line:col" -> source index
+        self.kinds: dict[str, tuple] = {}  # kind -> (string index, prim::, a call, owns no blocks)
 
     def read(self, graph):
-        """(GRAPH as JSON text, calls) for a torch Graph; see tsinspect.ir.extract.Walked."""
+        """(head, top-level nodes, calls): a torch Graph as the pieces of tsinspect.ir.extract.Walked."""
         nodes = _Nodes(graph, self.no_blocks)
-        lines = str(graph).split("\n")
+        lines = _lines(str(graph))
         counts: dict[str, int] = {}
         vtype: dict[str, str] = {}  # value name -> printed type
         per_value: dict[str, str] = {}  # value name -> str(type), for types whose print is ambiguous
-        string, dumps, types, attrs, schemas, positions = (self.tables.string, self.dumps, self.types, self.attrs,
-                                                           self.schemas, self.positions)
-        simple = _SIMPLE.match
-        inputs, i = self._header(lines, graph, vtype, per_value)
+        dumps, types, attrs, schemas, positions, kinds = (self.dumps, self.types, self.attrs, self.schemas,
+                                                          self.positions, self.kinds)
+        simple, vget = _SIMPLE.match, vtype.__getitem__
+        inputs = self._header(lines, graph, vtype, per_value)
         texts: list[str] = []
         calls: list[tuple[str, str | None]] = []
         top: list = []
         stack: list[list] = [top]  # node lists: the graph's, then each open block's
+        current = top
         owners: list = []  # (item, kind, occurrence) of the node owning each open block
-        last = None  # (item, kind, occurrence) of the node just read
+        last = None  # (item, kind, occurrence) of the node just read, when a block may follow
         outputs = None
-        n = len(lines)
-        while i < n:
-            line = lines[i]
-            i += 1
+        for line in lines:
             match = simple(line)
             if match is not None:
                 name, ptype, kind, attr_text, names, where = match.groups()
-                outs = [(name, ptype)] if name else []
+                outs = [(name, ptype)] if name else ()
                 scope = None
             else:
                 s = line.lstrip()
@@ -127,6 +141,7 @@ class GraphReader:
                     if len(stack) == 1 or not s.endswith(")"):
                         raise Unsupported(line)
                     stack.pop()
+                    current = stack[-1]
                     owners[-1][0][4][-1][1] = _names(s[4:-1])
                     last = owners.pop()
                     continue
@@ -144,13 +159,13 @@ class GraphReader:
                         index = types.get(ptype)
                         if index is None:
                             index = self._type(ptype, lambda: _block_param(
-                                nodes.get(kind, occurrence, len(item[2]), item[2][0][0] if item[2] else None), b, j),
-                                name, per_value)
+                                nodes.get(kind, occurrence, [v for v, _ in item[2]]), b, j), name, per_value)
                         params.append([name, index])
                     block = [params, None, []]
                     item[4].append(block)
                     owners.append(last)
                     stack.append(block[2])
+                    current = block[2]
                     last = None
                     continue
                 elif s.startswith("return (") and len(stack) == 1 and s.endswith(")"):
@@ -160,13 +175,13 @@ class GraphReader:
                     raise Unsupported(line)
             occurrence = counts.get(kind, 0)
             counts[kind] = occurrence + 1
-            first = outs[0][0] if outs else None
+            nodes.parsed += 1
             out_items = []
             for j, (name, ptype) in enumerate(outs):
                 vtype[name] = ptype
                 index = types.get(ptype)
                 if index is None:
-                    index = self._type(ptype, lambda: nodes.get(kind, occurrence, len(outs), first).outputsAt(j),
+                    index = self._type(ptype, lambda: nodes.get(kind, occurrence, [v for v, _ in outs]).outputsAt(j),
                                        name, per_value)
                 out_items.append([name, index])
             ins = names[1:].split(", %") if names else []
@@ -174,20 +189,24 @@ class GraphReader:
             if attr_text is not None:
                 attributes = attrs.get((kind, attr_text))
                 if attributes is None:
-                    attributes = self.attributes(nodes.get(kind, occurrence, len(outs), first))
+                    attributes = self.attributes(nodes.get(kind, occurrence, [v for v, _ in outs]))
                     # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
                     if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
                         attrs[kind, attr_text] = attributes
+            known = kinds.get(kind)
+            if known is None:
+                known = kinds[kind] = (self.tables.string(kind), kind.startswith("prim::"), kind in CALLS,
+                                       kind in self.no_blocks or kind.startswith(_NO_BLOCKS_PREFIX))
             schema = None
-            if not kind.startswith("prim::"):
+            if not known[1]:
                 try:
-                    key = (kind, *[vtype[v] for v in ins])
+                    key = (kind, tuple(map(vget, ins)))
                 except KeyError:
                     raise Unsupported(f"an input of {line} is not defined before it") from None
                 schema = schemas.get(key, -1)
                 if schema == -1:
-                    schema = schemas[key] = self._schema(nodes.get(kind, occurrence, len(outs), first))
-            elif kind in CALLS and ins:
+                    schema = schemas[key] = self._schema(nodes.get(kind, occurrence, [v for v, _ in outs]))
+            elif known[2] and ins:
                 method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
                 callee = ins[0]
                 calls.append((per_value.get(callee) or self.type_names[vtype[callee]], method))
@@ -196,16 +215,17 @@ class GraphReader:
                 source = positions.get(where, -1)
                 if source == -1:
                     source = positions[where] = self._position(where)
-            item = [string(kind), ins, out_items, attributes, None, source, string(scope) if scope else None, schema]
-            if len(stack) == 1 and top:
+            item = [known[0], ins, out_items, attributes, None, source,
+                    self.tables.string(scope) if scope else None, schema]
+            if current is top and top:
                 texts.append(dumps(top.pop()))
-            stack[-1].append(item)
-            last = (item, kind, occurrence)
-        if outputs is None or any(line.strip() for line in lines[i:]):
+            current.append(item)
+            last = None if known[3] else (item, kind, occurrence)
+        if outputs is None or any(line.strip() for line in lines):
             raise Unsupported("no return, or text after it (a subgraph)")
         if top:
             texts.append(dumps(top.pop()))
-        return f"[{dumps(inputs)},{dumps(outputs)},[{','.join(texts)}]]", calls
+        return f"[{dumps(inputs)},{dumps(outputs)},", texts, calls
 
     def _position(self, where: str) -> int | None:
         file, sep, rest = where.rpartition(":")
@@ -214,14 +234,14 @@ class GraphReader:
             raise Unsupported(where)
         return self.tables.position(file, int(line), int(rest))
 
-    def _header(self, lines: list[str], graph, vtype: dict, per_value: dict) -> tuple[list, int]:
+    def _header(self, lines, graph, vtype: dict, per_value: dict) -> list:
         """The graph's inputs, printed one a line: ``graph(%a : T,`` ... ``%z : U):``."""
-        first = lines[0]
+        first = next(lines, "")
         if not first.startswith("graph("):
             raise Unsupported(first)
         if first == "graph():":
-            return [], 1
-        inputs, part, i = [], first[6:], 0
+            return []
+        inputs, part = [], first[6:]
         while True:
             done = part.endswith("):")
             if not done and not part.endswith(","):
@@ -235,10 +255,9 @@ class GraphReader:
                 j = len(inputs)
                 index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:], per_value)
             inputs.append([name[1:], index])
-            i += 1
             if done:
-                return inputs, i
-            part = lines[i].lstrip()
+                return inputs
+            part = next(lines, "").lstrip()
 
     def _type(self, printed: str, value: Callable, name: str, per_value: dict) -> int:
         """The string index of str(type) of a value printed with type ``printed``, asked of torch once per
@@ -259,6 +278,18 @@ class GraphReader:
         except Exception:  # noqa: BLE001 - as the walk: no schema
             return None
         return None if text == "(no schema)" else self.tables.string(text)
+
+
+def _lines(text: str, chunk: int = 1 << 20):
+    """The lines of ``text``, split a megabyte at a time: a 205k-node graph prints 32 MB in 318k lines, as
+    one list 48 MB more."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start + chunk)
+        if end < 0:
+            end = size
+        yield from text[start:end].split("\n")
+        start = end + 1
 
 
 def _node_line(s: str):
