@@ -19,9 +19,10 @@ import itertools
 import re
 from typing import Callable
 
-# one output (or none), attributes without nested lists, inputs, and the code/ position: most lines
-_SIMPLE = re.compile(r' *(?:%(\S+) : ([^=%]*?) )?= ([^\[\(\s]+)(\[(?:[^"\[\]]|"(?:[^"\\]|\\.)*")*\])?'
-                     r'\(([^)]*)\)(?: # (.*))?$')
+# one output (or none), attributes without nested lists, inputs, and the code/ position: most lines; value
+# names of ASCII word characters and dots only, which JSON writes as they are
+_SIMPLE = re.compile(r' *(?:%([\w.]+) : ([^=%]*?) )?= ([^\[\(\s]+)(\[(?:[^"\[\]]|"(?:[^"\\]|\\.)*")*\])?'
+                     r'\(((?:%[\w.]+(?:, %[\w.]+)*)?)\)(?: # (.*))?$', re.ASCII)
 _KIND = re.compile(r"[^\[\(\s]+")
 _TAIL = re.compile(r"(?:, scope: (.*?))?(?: # (.*))?")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -109,7 +110,11 @@ class GraphReader:
         self.kinds: dict[str, tuple] = {}  # kind -> (string index, prim::, a call, owns no blocks)
 
     def read(self, graph):
-        """(head, top-level nodes, calls): a torch Graph as the pieces of tsinspect.ir.extract.Walked."""
+        """(head, top-level nodes, calls): a torch Graph as the pieces of tsinspect.ir.extract.Walked.
+
+        Each node's JSON is written straight from its line (names checked to need no escaping by _SIMPLE),
+        without building it as lists first; a node that can own blocks waits (``pending``) until its blocks
+        are read, since a block's outputs are printed after its nodes but written before them."""
         nodes = _Nodes(graph, self.no_blocks)
         lines = _lines(str(graph))
         counts: dict[str, int] = {}
@@ -121,110 +126,128 @@ class GraphReader:
         inputs = self._header(lines, graph, vtype, per_value)
         texts: list[str] = []
         calls: list[tuple[str, str | None]] = []
-        top: list = []
-        stack: list[list] = [top]  # node lists: the graph's, then each open block's
-        current = top
-        owners: list = []  # (item, kind, occurrence) of the node owning each open block
-        last = None  # (item, kind, occurrence) of the node just read, when a block may follow
+        current = texts  # the JSON texts of the nodes of the graph or of the open block
+        frames: list = []  # per open block: (its owner, the enclosing node texts, its parameters' JSON)
+        pending = None  # [prefix, suffix, block texts, kind, occurrence, output names] of a node that may own blocks
         outputs = None
         for line in lines:
             match = simple(line)
             if match is not None:
                 name, ptype, kind, attr_text, names, where = match.groups()
-                outs = [(name, ptype)] if name else ()
+                occurrence = counts.get(kind, 0)
+                counts[kind] = occurrence + 1
                 scope = None
+                if name:
+                    vtype[name] = ptype
+                    out_names = [name]
+                    index = types.get(ptype)
+                    if index is None:
+                        index = self._type(ptype, lambda: nodes.get(kind, occurrence, out_names).outputsAt(0),
+                                           name, per_value)
+                    outs_json = f'[["{name}",{index}]]'
+                else:
+                    out_names, outs_json = [], "[]"
+                ins_json = f'["{names[1:].replace(", %", _QUOTED_COMMA)}"]' if names else "[]"
+                ins = None
             else:
                 s = line.lstrip()
                 if s.startswith("%") or s.startswith("= "):
                     outs, kind, attr_text, names, scope, where = _node_line(s)
+                    occurrence = counts.get(kind, 0)
+                    counts[kind] = occurrence + 1
+                    out_names, out_items = [v for v, _ in outs], []
+                    for j, (name, ptype) in enumerate(outs):
+                        vtype[name] = ptype
+                        index = types.get(ptype)
+                        if index is None:
+                            index = self._type(ptype, lambda: nodes.get(kind, occurrence, out_names).outputsAt(j),
+                                               name, per_value)
+                        out_items.append([name, index])
+                    outs_json = dumps(out_items)
+                    ins = _names(names)
+                    ins_json = dumps(ins)
                 elif s.startswith("-> ("):
-                    if len(stack) == 1 or not s.endswith(")"):
+                    if not frames or not s.endswith(")"):
                         raise Unsupported(line)
-                    stack.pop()
-                    current = stack[-1]
-                    owners[-1][0][4][-1][1] = _names(s[4:-1])
-                    last = owners.pop()
+                    if pending is not None:
+                        current.append(_joined(pending))
+                    owner, outer, params_json = frames.pop()
+                    owner[2].append(f"[{params_json},{dumps(_names(s[4:-1]))},[{','.join(current)}]]")
+                    current, pending = outer, owner
                     continue
                 elif s.startswith("block"):
                     match = _BLOCK.fullmatch(s)
-                    if match is None or last is None:
+                    if match is None or pending is None:
                         raise Unsupported(line)
-                    item, kind, occurrence = last
-                    if item[4] is None:
-                        item[4] = []
-                    b = len(item[4])
-                    params = []
+                    owner = pending
+                    b, params = len(owner[2]), []
                     for j, (name, ptype) in enumerate(_split_typed(match.group(1))):
                         vtype[name] = ptype
                         index = types.get(ptype)
                         if index is None:
-                            index = self._type(ptype, lambda: _block_param(
-                                nodes.get(kind, occurrence, [v for v, _ in item[2]]), b, j), name, per_value)
+                            index = self._type(ptype, lambda: _block_param(nodes.get(*owner[3:]), b, j), name,
+                                               per_value)
                         params.append([name, index])
-                    block = [params, None, []]
-                    item[4].append(block)
-                    owners.append(last)
-                    stack.append(block[2])
-                    current = block[2]
-                    last = None
+                    frames.append((owner, current, dumps(params)))
+                    current, pending = [], None
                     continue
-                elif s.startswith("return (") and len(stack) == 1 and s.endswith(")"):
+                elif s.startswith("return (") and not frames and s.endswith(")"):
                     outputs = _names(s[8:-1])
                     break
                 else:
                     raise Unsupported(line)
-            occurrence = counts.get(kind, 0)
-            counts[kind] = occurrence + 1
+            if pending is not None:
+                current.append(_joined(pending))
+                pending = None
             nodes.parsed += 1
-            out_items = []
-            for j, (name, ptype) in enumerate(outs):
-                vtype[name] = ptype
-                index = types.get(ptype)
-                if index is None:
-                    index = self._type(ptype, lambda: nodes.get(kind, occurrence, [v for v, _ in outs]).outputsAt(j),
-                                       name, per_value)
-                out_items.append([name, index])
-            ins = names[1:].split(", %") if names else []
             attributes = None
+            attributes_json = "null"
             if attr_text is not None:
-                attributes = attrs.get((kind, attr_text))
-                if attributes is None:
-                    attributes = self.attributes(nodes.get(kind, occurrence, [v for v, _ in outs]))
+                key = (kind, attr_text)
+                found = attrs.get(key)
+                if found is None:
+                    attributes = self.attributes(nodes.get(kind, occurrence, out_names))
+                    attributes_json = dumps(attributes)
                     # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
                     if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
-                        attrs[kind, attr_text] = attributes
+                        attrs[key] = (attributes, attributes_json)
+                else:
+                    attributes, attributes_json = found
             known = kinds.get(kind)
             if known is None:
                 known = kinds[kind] = (self.tables.string(kind), kind.startswith("prim::"), kind in CALLS,
                                        kind in self.no_blocks or kind.startswith(_NO_BLOCKS_PREFIX))
             schema = None
             if not known[1]:
+                if ins is None:
+                    ins = names[1:].split(", %") if names else []
                 try:
                     key = (kind, tuple(map(vget, ins)))
                 except KeyError:
                     raise Unsupported(f"an input of {line} is not defined before it") from None
                 schema = schemas.get(key, -1)
                 if schema == -1:
-                    schema = schemas[key] = self._schema(nodes.get(kind, occurrence, [v for v, _ in outs]))
-            elif known[2] and ins:
+                    schema = schemas[key] = self._schema(nodes.get(kind, occurrence, out_names))
+            elif known[2] and names:
                 method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
-                callee = ins[0]
+                callee = names[1:].split(", %", 1)[0]
                 calls.append((per_value.get(callee) or self.type_names[vtype[callee]], method))
             source = None
             if where is not None:
                 source = positions.get(where, -1)
                 if source == -1:
                     source = positions[where] = self._position(where)
-            item = [known[0], ins, out_items, attributes, None, source,
-                    self.tables.string(scope) if scope else None, schema]
-            if current is top and top:
-                texts.append(dumps(top.pop()))
-            current.append(item)
-            last = None if known[3] else (item, kind, occurrence)
+            prefix = f"[{known[0]},{ins_json},{outs_json},{attributes_json},"
+            suffix = (f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},"
+                      f"{_null(schema)}]")
+            if known[3]:
+                current.append(f"{prefix}null{suffix}")
+            else:
+                pending = [prefix, suffix, [], kind, occurrence, out_names]
         if outputs is None or any(line.strip() for line in lines):
             raise Unsupported("no return, or text after it (a subgraph)")
-        if top:
-            texts.append(dumps(top.pop()))
+        if pending is not None:
+            current.append(_joined(pending))
         return f"[{dumps(inputs)},{dumps(outputs)},", texts, calls
 
     def _position(self, where: str) -> int | None:
@@ -278,6 +301,19 @@ class GraphReader:
         except Exception:  # noqa: BLE001 - as the walk: no schema
             return None
         return None if text == "(no schema)" else self.tables.string(text)
+
+
+_QUOTED_COMMA = '","'
+
+
+def _null(index: int | None) -> str:
+    return "null" if index is None else str(index)
+
+
+def _joined(node: list) -> str:
+    """The JSON of a node read with its blocks (``pending`` in GraphReader.read)."""
+    prefix, suffix, blocks = node[0], node[1], node[2]
+    return f"{prefix}[{','.join(blocks)}]{suffix}" if blocks else f"{prefix}null{suffix}"
 
 
 def _lines(text: str, chunk: int = 1 << 20):
