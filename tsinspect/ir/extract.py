@@ -250,7 +250,8 @@ def code_position(text: str) -> tuple[str, int, int] | None:
 
 class Walked:
     """A walked graph: its GRAPH array already as JSON text (docs/ir.md), kept in pieces that are written out
-    as they are (``head``: ``[inputs,outputs,``, then the JSON of each top-level node), and what it calls
+    as they are (``head``: ``[inputs,outputs,``, then the JSON of each top-level node, or of several joined by
+    commas), and what it calls
     (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
     a ``prim::CallMethod`` on an object of that type)."""
 

@@ -110,7 +110,7 @@ class GraphReader:
         self.kinds: dict[str, tuple] = {}  # kind -> (string index, prim::, a call, owns no blocks)
 
     def read(self, graph):
-        """(head, top-level nodes, calls): a torch Graph as the pieces of tsinspect.ir.extract.Walked.
+        """(head, top-level nodes in comma-joined chunks, calls): the pieces of tsinspect.ir.extract.Walked.
 
         Each node's JSON is written straight from its line (names checked to need no escaping by _SIMPLE),
         without building it as lists first; a node that can own blocks waits (``pending``) until its blocks
@@ -124,7 +124,8 @@ class GraphReader:
                                                           self.positions, self.kinds)
         simple, vget = _SIMPLE.match, vtype.__getitem__
         inputs = self._header(lines, graph, vtype, per_value)
-        texts: list[str] = []
+        texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
+        chunks: list[str] = []
         calls: list[tuple[str, str | None]] = []
         current = texts  # the JSON texts of the nodes of the graph or of the open block
         frames: list = []  # per open block: (its owner, the enclosing node texts, its parameters' JSON)
@@ -242,13 +243,18 @@ class GraphReader:
                       f"{_null(schema)}]")
             if known[3]:
                 current.append(f"{prefix}null{suffix}")
+                if len(current) > 1023 and current is texts:  # 50 bytes an object less for the most nodes
+                    chunks.append(",".join(texts))
+                    texts.clear()
             else:
                 pending = [prefix, suffix, [], kind, occurrence, out_names]
         if outputs is None or any(line.strip() for line in lines):
             raise Unsupported("no return, or text after it (a subgraph)")
         if pending is not None:
             current.append(_joined(pending))
-        return f"[{dumps(inputs)},{dumps(outputs)},", texts, calls
+        if texts:
+            chunks.append(",".join(texts))
+        return f"[{dumps(inputs)},{dumps(outputs)},", chunks, calls
 
     def _position(self, where: str) -> int | None:
         file, sep, rest = where.rpartition(":")
