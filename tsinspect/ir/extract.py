@@ -27,6 +27,7 @@ import time
 import warnings
 
 from tsinspect.ir.model import SCHEMA
+from tsinspect.ir.origins import CodeSources  # imported before confine(): reads only what is on sys.path
 from tsinspect.ir.printed import GraphReader, Unsupported
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
@@ -544,8 +545,6 @@ def run(args, doc: dict) -> None:
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
     if args.code_sources:
-        from tsinspect.ir.origins import CodeSources
-
         tables = Tables(CodeSources(args.code_sources, parse_source))
         tables.reader = GraphReader(tables, _attributes, _dumps, NO_BLOCKS)
     else:
