@@ -3,8 +3,9 @@
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory; before anything else it lowers its resource limits and confines itself
 (tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
-walks every method graph of every module, and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to
-its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
+reads every method graph of every module (from torch's printer with ``--code-sources``: tsinspect.ir.printed;
+else, and where that reader gives up, walked node by node), and writes one ``tsinspect.ir/2`` JSON document
+(docs/ir.md) to its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
 the JSON, never as a traceback.
 
 ``--archive`` is always a copy tsinspect rebuilt from its own reading of the archive

@@ -5,7 +5,7 @@ Walking a graph node by node through torch's Python API costs about 25 us a node
 prints each graph and reads the text: kinds, value names and their order, blocks, and each node's ``code/``
 file:line:col (the copy has no debug records, so torch prints ``code/`` positions; tsinspect.ir.origins
 maps them to the original source). What the text does not say exactly is asked of torch once per distinct
-case, on one representative node found with ``Graph.findAllNodes(kind)`` (pre-order, as the text): the
+case, on one representative node (the same pre-order as the text: see ``_Nodes``): the
 Python spelling of each printed type (``int[]`` is ``List[int]``), the attributes of each distinct printed
 attribute text (tensor constants, whose print is lossy, node by node), and the schema of each kind for each
 tuple of input types (the overload torch picks depends on nothing else).
