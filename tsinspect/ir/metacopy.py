@@ -5,8 +5,9 @@ constant pooling fails (``aten::equal`` has no meta kernel) and the graph loses 
 constants. So instead the storage persistent ids of ``data.pkl`` (module parameters and buffers) are
 rewritten to say device ``meta`` and their records emptied, while ``constants/`` keeps its real bytes when
 it is small (it usually is: a traced model's baked scalars). A frozen model whose weights are constants
-goes past the cap; then ``constants.pkl`` is rewritten too. If a pickle has an unexpected shape, the copy
-falls back to emptying everything and the child uses ``map_location="meta"``. ``extra/`` files are emptied
+goes past the cap; then ``constants.pkl`` is rewritten too. An archive without tensor constants needs no
+rewrite: its copy is emptied and the child uses ``map_location="meta"``, as it does when a pickle has an
+unexpected shape. ``extra/`` files are emptied
 too: torch reads them only when asked by name.
 
 ``write_full_copy`` writes the other copy the child may load: every record with its real bytes, for the
@@ -44,9 +45,11 @@ def write_meta_copy(archive: Archive, target: Path, debug_info: bool = True) -> 
     """Write the copy; see the module docstring for what it holds. ``debug_info=False``: without the
     ``*.debug_pkl`` records (see write_code_sources)."""
     by_name = archive.by_name
-    constants_size = sum(r.size for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/"))
-    keep_constants = constants_size <= CONSTANTS_CAP
-    rewrite = ["data.pkl"] + ([] if keep_constants else ["constants.pkl"])
+    constants = [r for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/")]
+    keep_constants = sum(r.size for r in constants) <= CONSTANTS_CAP
+    # Without tensor constants, map_location="meta" gives the same load as the rewrite and saves walking every
+    # opcode of data.pkl (0.7 s of CPU for 10,000 parameters, 690k opcodes)
+    rewrite = (["data.pkl"] + ([] if keep_constants else ["constants.pkl"])) if constants else []
     replaced: dict[int, bytes] = {}  # by entry index
     for name in rewrite:
         if name in by_name:
