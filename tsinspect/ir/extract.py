@@ -29,7 +29,7 @@ import warnings
 
 from tsinspect.ir.model import SCHEMA
 from tsinspect.ir.origins import CodeSources  # imported before confine(): reads only what is on sys.path
-from tsinspect.ir.printed import GraphReader, Unsupported
+from tsinspect.ir.printed import GraphReader
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
@@ -343,7 +343,7 @@ def read_graph(graph, tables: Tables) -> Walked:
     if tables.reader is not None:
         try:
             return Walked(*tables.reader.read(graph))
-        except Unsupported:
+        except Exception:  # noqa: BLE001 - Unsupported, or a reader bug: the walk is slower, never wrong
             if os.environ.get(PRINTED_ONLY_ENV) == "1":
                 raise
     return walk_graph(graph, tables)

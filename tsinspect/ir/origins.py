@@ -66,7 +66,7 @@ class CodeSources:
         try:
             return parse_source_map(walk(self._zip.read(self._names[name.lower()])).value)
         except (DebugInfoError, PickleError, ValueError, RecursionError):
-            return None  # torch could not read it either: no original location
+            return None  # unreadable debug records: no original location
 
     def _head(self, record: DebugRecord) -> str:
         head = self._heads.get(id(record))
