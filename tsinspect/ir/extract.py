@@ -3,10 +3,10 @@
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory; before anything else it lowers its resource limits and confines itself
 (tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
-reads every method graph of every module (from torch's printer with ``--code-sources``: tsinspect.ir.printed;
-else, and where that reader gives up, walked node by node), and writes one ``tsinspect.ir/2`` JSON document
-(docs/ir.md) to its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
-the JSON, never as a traceback.
+reads every method graph of every module (from torch's printer with ``--code-sources``:
+tsinspect.ir.printed; else, and where that reader gives up, walked node by node), and writes one
+``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout. Anything the archive's code prints
+goes to stderr. A load failure is reported inside the JSON, never as a traceback.
 
 ``--archive`` is always a copy tsinspect rebuilt from its own reading of the archive
 (tsinspect.ir.metacopy), never the user's file. Meta copy: its tensor storages are empty; with
@@ -460,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = Confinement("off", [], args.no_sandbox)
     else:
         # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
-        sandbox = confine([os.path.dirname(os.path.abspath(path))
-                           for path in [args.archive, *args.library, *([args.code_sources] if args.code_sources else [])]])
+        readable = [args.archive, *args.library, *([args.code_sources] if args.code_sources else [])]
+        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in readable])
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -385,7 +385,8 @@ def _block_param(node, b: int, j: int):
 def _attributes_end(text: str, start: int) -> int:
     """The index after the ``]`` closing the attribute list that opens at ``start`` (strings skipped)."""
     close = text.find("](", start)
-    if close >= 0 and '"' not in text[start:close] and text.count("[", start, close) == text.count("]", start, close) + 1:
+    if close >= 0 and '"' not in text[start:close] \
+            and text.count("[", start, close) == text.count("]", start, close) + 1:
         return close + 1
     depth, i, n = 0, start, len(text)
     while i < n:
