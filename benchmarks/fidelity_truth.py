@@ -8,7 +8,9 @@ object per archive on stdout. Everything comes from torch's own code:
   files: ``torch.load`` itself. Names follow the paths tsinspect prints (``proj.weight``, ``c3[0]``).
 - the module tree, training flags and methods: ``torch.jit.load`` (or ``_load_for_lite_interpreter``);
 - graph node counts and op counts: every method graph of every module type, not inlined;
-- blame: for every node, its code line and column and the original file:line torch's source range gives.
+- blame: for every node, its code line and column and the original file:line torch's source range gives;
+- records: every record torch's zip reader lists, and its bytes; lite archives: the operator tables of
+  ``bytecode.pkl`` as torch's mobile reader reads them (``torch._C._get_model_ops_and_info``).
 This loads the archives: run it only on files from known sources.
 """
 
@@ -300,6 +302,60 @@ def script_truth(path: str, fast: bool) -> dict:
     return {"modules": modules, "methods": methods, "nodes": nodes, "ops": ops, "blame": blame}
 
 
+def records_truth(path: str) -> dict:
+    """Every record torch's zip reader finds, with the SHA-1 of the bytes it reads."""
+    reader = torch._C.PyTorchFileReader(path)
+    return {"records": {name: hashlib.sha1(reader.get_record(name)).hexdigest() for name in reader.get_all_records()}}
+
+
+def bytecode_truth(path: str) -> dict:
+    """A lite archive's operator tables as torch's mobile reader reads them (op names without overloads)."""
+    try:
+        ops = torch._C._get_model_ops_and_info(path)
+    except Exception as exc:  # noqa: BLE001 - reported as what torch said
+        return {"bytecode_error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    return {"bytecode_ops": sorted({name.split(".")[0] for name in ops})}
+
+
+def pickled_truth(path: str) -> dict:
+    """What Python's own unpickler makes of the archive, for archives torch cannot load (checked against
+    torch.jit.load and the mobile reader on the ones it can): the module tree of data.pkl (a module is an
+    object of a class ``code/`` declares as ``class X(Module)``; ``training`` when the state is a dict) and
+    the op names of bytecode.pkl's operator tables."""
+    import ast
+
+    reader = torch._C.PyTorchFileReader(path)
+    names = set(reader.get_all_records())
+    module_classes = set()
+    for name in names:
+        if name.startswith("code/") and name.endswith(".py"):
+            prefix = name[len("code/"):-3].replace("/", ".")
+            for stmt in ast.parse(reader.get_record(name).decode("utf-8")).body:
+                if isinstance(stmt, ast.ClassDef) and any(ast.unparse(b) == "Module" for b in stmt.bases):
+                    module_classes.add(f"{prefix}.{stmt.name}")
+    rd = _Reader(reader, "", names)
+    out: dict = {}
+    if "data.pkl" in names:
+        modules, stack = [], [("", rd.load("data.pkl"))]
+        while stack:
+            path_, obj = stack.pop()
+            state = obj.state if isinstance(obj.state, dict) else {}
+            training = state.get("training") if isinstance(state.get("training"), bool) else None
+            modules.append({"path": path_, "type": obj.qualname, "training": training})
+            children = [(f"{path_}.{k}" if path_ else k, v) for k, v in state.items()
+                        if isinstance(v, Holder) and v.qualname in module_classes]
+            stack.extend(reversed(children))
+        out["pickled_modules"] = modules
+    if "bytecode.pkl" in names:
+        value = rd.load("bytecode.pkl")
+        ops = set()
+        for function in value[1:]:
+            table = dict(function[1])
+            ops.update(op[0] for op in table["operators"])
+        out["pickled_bytecode_ops"] = sorted(ops)
+    return out
+
+
 def truth(path: str, fast: bool) -> dict:
     out: dict = {"path": path}
     if not zipfile.is_zipfile(path):
@@ -307,8 +363,17 @@ def truth(path: str, fast: bool) -> dict:
         out.update(legacy_tensors(path))
         return out
     out["kind"] = "zip"
+    out.update(records_truth(path))
+    if "model.json" in out["records"] and "data.pkl" not in out["records"]:
+        out["model_json"] = True  # before torch 1.4: tensors in model.json, which torch 2.13 no longer reads
+    if "bytecode.pkl" in out["records"]:
+        out.update(bytecode_truth(path))
     out.update(zip_tensors(path))
     out.update(script_truth(path, fast))
+    try:
+        out.update(pickled_truth(path))
+    except Exception as exc:  # noqa: BLE001
+        out["pickled_error"] = f"{type(exc).__name__}: {exc}"[:300]
     return out
 
 

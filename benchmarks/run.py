@@ -487,8 +487,8 @@ def plot_curves(c: dict, path: Path) -> bool:
         axis.grid(alpha=0.3)
         axis.set_ylim(bottom=0)
         axis.legend(fontsize=8)
-    fig.suptitle(f"tsinspect against torch ({c['machine']}, {c['date']}, load {c['load_before']}; CPU time: wall time "
-                 "moved by 2-3x between runs at this load)", fontsize=9)
+    fig.suptitle(f"tsinspect against torch ({c['machine']}, {c['date']}, load average {c['load_before']}; CPU time, "
+                 "steadier than wall time on a shared machine)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     return True

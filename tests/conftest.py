@@ -45,6 +45,16 @@ def sample_archives(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """The diff zoo's pairs (tests/diff_zoo.py), {model: (traced, scripted)}, built once per session: a
+    second build in the same process reuses the TorchScript class compiled by the first, whose debug info
+    names the first build's source file, so the pairs of the second build no longer align."""
+    import diff_zoo
+
+    return diff_zoo.build_zoo(tmp_path_factory.mktemp("diff_zoo"))
+
+
+@pytest.fixture(scope="session")
 def samples_dir(sample_archives) -> Path:
     """Folder holding every sample archive, built afresh (see sample_archives)."""
     return next(iter(sample_archives.values())).parent

@@ -106,14 +106,47 @@ def _ops(gm) -> list[str]:
     return out
 
 
+class ConvNet(torch.nn.Module):
+    """Conv + batch norm (eval: running stats are buffers) + pooling + a linear head; dynamic batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def _modules(gm) -> list[list[str]]:
+    """[innermost nn_module_stack path, op target] of every call_function node, subgraphs included."""
+    out = []
+    todo = [gm]
+    while todo:
+        module = todo.pop()
+        for node in module.graph.nodes:
+            if node.op == "call_function" and node.target is not operator.getitem:
+                stack = list((node.meta.get("nn_module_stack") or {}).values())
+                out.append([stack[-1][0] if stack else "", _target(node.target)])
+            elif node.op == "get_attr" and isinstance(getattr(module, node.target, None), torch.fx.GraphModule):
+                todo.append(getattr(module, node.target))
+    return sorted(out)
+
+
 def truth(path: Path) -> dict:
-    ep = torch.export.load(path)
+    return truth_of(torch.export.load(path))
+
+
+def truth_of(ep) -> dict:
     sig = ep.graph_signature
     kinds = {"USER_INPUT": "user_input", "PARAMETER": "parameter", "BUFFER": "buffer",
              "CONSTANT_TENSOR": "constant", "CUSTOM_OBJ": "custom_object", "TOKEN": "token"}
     tensors = {name: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
                for name, t in list(ep.state_dict.items()) + list(ep.constants.items())}
-    return {"ops": sorted(_ops(ep.graph_module)),
+    return {"ops": sorted(_ops(ep.graph_module)), "modules": _modules(ep.graph_module),
+            "nbytes": {name: t.numel() * t.element_size()
+                       for name, t in list(ep.state_dict.items()) + list(ep.constants.items())},
             "inputs": [[s.arg.name, kinds[s.kind.name], s.target] for s in sig.input_specs],
             "outputs": [[s.arg.name, s.kind.name.lower(), s.target] for s in sig.output_specs],
             "tensors": tensors,
@@ -156,6 +189,15 @@ def main(outdir: Path) -> None:
         "dims": torch.export.export(TwoDims(), (torch.randn(6, 8), torch.randn(5, 8)),
                                     dynamic_shapes={"x": {0: Dim("n")}, "y": {0: Dim("m", max=100)}}),
     }
+    transformer = torch.nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                       dim_feedforward=32, batch_first=True).eval()
+    built["transformer"] = torch.export.export(
+        transformer, (torch.randn(2, 5, 16), torch.randn(2, 4, 16)),
+        dynamic_shapes={"src": {1: Dim("src_len", min=2, max=64)}, "tgt": {1: Dim("tgt_len", min=2, max=64)}})
+    built["lstm"] = torch.export.export(torch.nn.LSTM(8, 16, num_layers=2, batch_first=True).eval(),
+                                        (torch.randn(3, 5, 8),), dynamic_shapes=({0: Dim("batch", max=32)},))
+    built["convnet"] = torch.export.export(ConvNet().eval(), (torch.randn(2, 3, 8, 8),),
+                                           dynamic_shapes={"x": {0: Dim("batch", min=2, max=16)}})
     out = {}
     for name, ep in built.items():
         path = outdir / f"{name}.pt2"
@@ -165,6 +207,15 @@ def main(outdir: Path) -> None:
     torch.jit.save(torch.jit.script(Flow()), str(outdir / "flow_scripted.pt"))
     torch.export.save(torch.export.export(Flow(), (torch.randn(5, 4),)), outdir / "flow.pt2")
     out["legacy"] = truth(outdir / "legacy.pt2")
+    lstm = torch.nn.LSTM(8, 16, num_layers=2, batch_first=True).eval()  # torch.nn's code on both sides
+    torch.jit.save(torch.jit.script(lstm), str(outdir / "lstm_scripted.pt"))
+    torch.export.save(torch.export.export(lstm, (torch.randn(3, 5, 8),)), outdir / "lstm_static.pt2")
+    # several programs in one package (torch.export.save writes one; the package format holds any number)
+    from torch.export.pt2_archive._package import load_pt2, package_pt2
+
+    package_pt2(outdir / "multi.pt2", exported_programs={"forward": built["cond"], "encode": built["lstm"]})
+    loaded = load_pt2(outdir / "multi.pt2").exported_programs
+    (outdir / "multi_truth.json").write_text(json.dumps({name: truth_of(ep) for name, ep in loaded.items()}))
     (outdir / "truth.json").write_text(json.dumps(out, indent=1))
 
 

@@ -313,3 +313,46 @@ def test_pickle_json_is_bounded_by_values_and_string_length():
     assert out[1:50] == [{"$ref": 1}] * 49 and len(json.dumps(out)) < 2 * MAX_JSON_STR
     cut = to_json(value, max_values=20)
     assert cut[-1] == {"$truncated": "output stopped after 20 values"} and json.dumps(cut)
+
+
+def _walked_control_flow(method) -> bool:
+    import ast
+
+    return any(isinstance(n, (ast.If, ast.For, ast.While)) for n in ast.walk(method.node))
+
+
+def test_control_flow_word_search_agrees_with_the_tree(tmp_path):
+    """``has_control_flow`` skips the tree walk when the method's lines hold none of if/for/while; it must
+    answer as the walk does, on every method of the samples and real archives and on awkward spellings."""
+    from pathlib import Path
+
+    from tsinspect.archive.code import index_code
+
+    real = Path(__file__).resolve().parent / "real"
+    paths = sorted(SAMPLES.glob("*.pt*")) + sorted(p for p in real.iterdir() if p.suffix in (".pt", ".jit", ".pth"))
+    code = ("class M(Module):\n  def a(self):\n    if(self.x):\n      pass\n    return 1\n"
+            "  def b(self):\n    return [i for i in range(3)]\n"
+            "  def c(self):\n    return 1 if self.x else 2\n"
+            "  def d(self, elif_, for_):\n    x = 'if for while'\n    return x\n"
+            "  def e(self):\n    for(a, b)in self.x:\n      pass\n    return 1\n"
+            "  def f(self):\r\n    while\\\n  self.x:\r\n      pass\r\n    return 1\r\n"
+            "  def g(self):\n    return 1\n"
+            "  def h(self):\n    x = 1\n    for i in self.x: x = i\n\n  # a comment\n")
+    made = tmp_path / "m.pt"
+    import zipfile
+
+    with zipfile.ZipFile(made, "w") as zf:
+        zf.writestr("m/code/__torch__/m.py", code)
+        zf.writestr("m/data.pkl", b"\x80\x02N.")
+    checked = 0
+    for path in [*paths, made]:
+        with open_archive(str(path)) as archive:
+            index = index_code(archive)
+            for method in index.methods:
+                assert index.has_control_flow(method) == _walked_control_flow(method), (path.name, method.qualname)
+                checked += 1
+    with open_archive(str(made)) as archive:
+        index = index_code(archive)
+        found = {m.name: index.has_control_flow(m) for m in index.methods}
+    assert found == {"a": True, "b": False, "c": False, "d": False, "e": True, "f": True, "g": False, "h": True}
+    assert checked > 100

@@ -25,11 +25,6 @@ _spec.loader.exec_module(zoo_mod)
 
 
 @pytest.fixture(scope="session")
-def zoo(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    return zoo_mod.build_zoo(tmp_path_factory.mktemp("diff_zoo"))
-
-
-@pytest.fixture(scope="session")
 def ir_extract():
     """``extract_path`` with a cache: each archive's IR is extracted once per session (a child that imports
     torch costs a second or two), whatever the number of tests and argument orders that diff it."""

@@ -23,7 +23,7 @@ from tsinspect.archive.code import CodeIndex
 from tsinspect.archive.extract import extract
 from tsinspect.archive.modules import module_tree
 from tsinspect.archive.pickles import Limits, PickleError, disassemble, walk
-from tsinspect.archive.pickletree import render_lines, to_json
+from tsinspect.archive.pickletree import child_values, children, render_lines, to_json
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.summary import summarize
@@ -262,3 +262,68 @@ def test_lookup_finds_a_case_insensitive_match_exactly_when_one_exists(tmp_path,
             assert (found is None) == (not matches)
             assert found is None or found in matches
             assert len(z.candidates(raw)) == len(matches)
+
+
+def _walk_outcome(data: bytes, limits: Limits, fast: bool) -> tuple:
+    """Everything a walk gives: the value as JSON (shared nodes as references), counts, globals and calls;
+    or the error's text with what was seen before it."""
+    try:
+        r = walk(data, limits, fast=fast)
+    except PickleError as exc:
+        return "error", str(exc), [(g.qualname, at) for g, at in exc.globals], exc.calls
+    return ("ok", json.dumps(to_json(r.value)), r.ops, r.protocol, r.persistent_ids,
+            [(g.qualname, at) for g, at in r.globals], r.calls)
+
+
+_TIGHT = st.builds(Limits, max_ops=st.integers(1, 400), max_memo=st.integers(1, 40), max_marks=st.integers(1, 12),
+                   max_arg=st.integers(0, 12))
+
+
+@FUZZ
+@given(data=st.data(), tight=st.booleans())
+def test_inline_opcodes_walk_as_pickletools_reads_them(data, tight: bool) -> None:
+    """The walker decodes torch's common opcodes itself; with ``fast=False`` every opcode goes through
+    pickletools' readers. Both must give the same value, counts and errors (text and byte offset), on
+    damaged pickles, random opcode runs, and limits small enough to be hit."""
+    if data.draw(st.booleans()):
+        pickle = data.draw(mutated(data.draw(st.sampled_from(PICKLES))))
+    else:
+        ops = data.draw(st.lists(st.sampled_from(_OPS), max_size=60))
+        pickle = data.draw(st.sampled_from([b"", b"\x80\x02", b"\x80\x05"])) + b"".join(ops) + b"."
+    limits = data.draw(_TIGHT) if tight else SMALL_LIMITS
+    assert _walk_outcome(pickle, limits, True) == _walk_outcome(pickle, limits, False)
+
+
+def test_inline_opcodes_walk_the_samples_and_every_truncation_as_pickletools_reads_them() -> None:
+    for data in PICKLES:
+        assert _walk_outcome(data, SMALL_LIMITS, True) == _walk_outcome(data, SMALL_LIMITS, False)
+        for end in range(0, len(data), max(1, len(data) // 200)):
+            cut = data[:end]
+            assert _walk_outcome(cut, SMALL_LIMITS, True) == _walk_outcome(cut, SMALL_LIMITS, False)
+
+
+def test_inline_opcodes_meet_every_limit_and_error_as_pickletools_reads_them() -> None:
+    """Every pair of opcodes after two values on the stack, under each limit at its smallest."""
+    limits = [SMALL_LIMITS, Limits(max_ops=3), Limits(max_memo=1), Limits(max_marks=1), Limits(max_arg=0)]
+    for first, second in itertools.product(_OPS, repeat=2):
+        data = b"\x80\x02NN" + first + second + b"."
+        for limit in limits:
+            assert _walk_outcome(data, limit, True) == _walk_outcome(data, limit, False), (data, limit)
+
+
+@FUZZ
+@given(ops=st.lists(st.sampled_from(_OPS), max_size=60))
+def test_child_values_are_the_children_without_labels(ops: list[bytes]) -> None:
+    try:
+        root = walk(b"\x80\x02" + b"".join(ops) + b".", SMALL_LIMITS).value
+    except PickleError:
+        return
+    stack, seen = [root], set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        values = child_values(value)
+        assert [id(c) for c in values] == [id(c) for _, c in children(value)]
+        stack.extend(values)

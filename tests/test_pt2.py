@@ -45,7 +45,10 @@ def _rewrite(src: Path, dest: Path, replace: dict[str, bytes], add: dict[str, by
     return dest
 
 
-@pytest.mark.parametrize("name", ["cond", "loops", "dims"])
+MODELS = ["cond", "loops", "dims", "transformer", "lstm", "convnet"]  # the last three: torch.nn's own code
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_info_json_is_what_torch_loads(pt2, name):
     paths, truth = pt2
     doc = cli_json("info", paths[name])
@@ -56,6 +59,7 @@ def test_info_json_is_what_torch_loads(pt2, name):
     assert [[e["name"], e["kind"], e["target"]] for e in program["outputs"]] == want["outputs"]
     got = {t["name"]: {"dtype": t["dtype"], "shape": t["shape"]} for t in program["weights"] + program["constants"]}
     assert got == want["tensors"]
+    assert {t["name"]: t["nbytes"] for t in program["weights"] + program["constants"]} == want["nbytes"]
     assert {k: [v["min"], v["max"]] for k, v in program["range_constraints"].items()} == want["ranges"]
     assert program["schema_version"] == "8.20" and program["unknown_fields"] == []
     assert program["sample_inputs"] == "data/sample_inputs/model.pt"
@@ -64,7 +68,7 @@ def test_info_json_is_what_torch_loads(pt2, name):
     assert {t["name"] for t in doc["tensors"] + doc["constants"]} == set(want["tensors"])
 
 
-@pytest.mark.parametrize("name", ["cond", "loops", "dims", "legacy"])
+@pytest.mark.parametrize("name", MODELS + ["legacy"])
 def test_ops_are_what_torch_loads(pt2, name):
     paths, truth = pt2
     doc = cli_json("ops", paths[name])
@@ -92,6 +96,7 @@ def test_graph_nests_cond_branches_with_source_lines(pt2):
     text = run_cli("graph", paths["cond"]).stdout.splitlines()
     cond = next(i for i, line in enumerate(text) if "higher_order::cond" in line)
     assert f"pt2_build.py:{_line('cond line')}" in text[cond]
+    assert "(%gt, %add)" in text[cond]  # the predicate and the operand list are its inputs
     indent = len(text[cond]) - len(text[cond].lstrip())
     body = text[cond + 1:cond + 7]
     assert body[0].strip().startswith("block0(") and "aten::sin.default" in body[1]
@@ -114,6 +119,24 @@ def test_graph_json_is_ir_with_blocks(pt2):
     loop = next(n for n, _ in graph.walk() if n.kind == "higher_order::while_loop")
     assert [len(b.nodes) for b in loop.blocks] == [1, 2]  # cond graph, body graph
     assert [v.name for v in graph.inputs] == ["c_lifted_tensor_0", "xs", "y"]
+
+
+def test_symbolic_ints_are_values_and_torch_passes_no_user_line(pt2):
+    """sym_size outputs are SymInt values named as torch names them; a view's size list mixing one with ints
+    is an attribute; the nodes torch's runtime-assert pass adds (stack_trace ``torch/fx/passes/...``, the
+    placeholder nn_module_stack) have no user line and no module."""
+    from tsinspect.ir.model import IR
+
+    paths, _ = pt2
+    graph = IR.from_json(cli_json("graph", paths["transformer"])).modules[0].methods[0].graph
+    nodes = [n for n, _ in graph.walk()]
+    sizes = [n for n in nodes if n.kind == "aten::sym_size.int"]
+    assert sizes and all(n.outputs[0].type == "SymInt" and n.outputs[0].name.startswith("sym_size_int")
+                         for n in sizes)
+    assert all(n.source is None or n.source.file is None for n in sizes) and all(not n.scope for n in sizes)
+    views = [n for n in nodes if n.kind == "aten::view.default" and isinstance(n.attributes.get("size"), list)]
+    assert any(f"%{sizes[0].outputs[0].name}" in v.attributes["size"] for v in views)
+    assert not any(o.name.startswith("{") or o.name.startswith('"') for n in nodes for o in n.outputs)
 
 
 def test_symbolic_sizes_read_as_math(pt2):
@@ -261,6 +284,24 @@ def test_diff_torchscript_against_its_export_names_what_the_export_fixed(pt2):
     assert "proves neither equivalence nor a difference" in text
 
 
+def test_diff_of_torch_nn_code_counts_library_findings_apart(pt2):
+    """nn.LSTM scripted against its export: both sides' lines are torch.nn's (rnn.py), so what the export decided
+    there (input checks, batched or not) is library code, counted unless --all; the static export fixed the
+    shapes the scripted LSTM reads, the one with a dynamic batch did not."""
+    paths, _ = pt2
+    folder = paths["cond"].parent
+    static = cli_json("diff", folder / "lstm_scripted.pt", folder / "lstm_static.pt2", check=1)
+    user = [f["kind"] for f in static["findings"] if f["origin"] == "user"]
+    library = [f for f in static["findings"] if f["origin"] != "user"]
+    assert user == ["fixed_shapes"]
+    assert library and all(f["package"] == "torch" and f["file"].endswith("rnn.py") for f in library)
+    assert "specialised_branch" in {f["kind"] for f in library}
+    text = run_cli("diff", folder / "lstm_scripted.pt", folder / "lstm_static.pt2", check=1).stdout
+    assert f"library code: {len(library)} in torch (--all shows them)" in text and "rnn.py" not in text
+    dynamic = cli_json("diff", folder / "lstm_scripted.pt", paths["lstm"], check=1)
+    assert "fixed_shapes" not in {f["kind"] for f in dynamic["findings"]}
+
+
 def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
     paths, _ = pt2
     proc = run_cli("diff", paths["cond"], paths["dims"], check=2)
@@ -284,3 +325,280 @@ def test_native_code_is_told_by_name_or_magic_in_the_aotinductor_folder_only(pt2
     assert cli_json("scan", hidden, check=1)["files"][0]["verdict"] == "unsafe"
     weight = _rewrite(paths["cond"], tmp_path / "weight.pt2", {"data/weights/weight_0": elf[:48]})
     assert cli_json("scan", weight)["files"][0]["verdict"] == "clean"  # a weight whose bytes start like ELF
+
+
+# ------------------------------------------------------------------ modules, several programs, older schemas
+
+
+def _module_rows(program) -> Counter:
+    from tsinspect.archive.pt2tree import module_tree
+
+    return Counter((m.path, n.kind) for m in module_tree(program).walk() for n in m.nodes)
+
+
+def _torch_modules(rows: list) -> Counter:
+    """torch's (innermost module path, op) rows, its placeholder stack for nodes its passes add read as none."""
+    from tsinspect.archive.pt2 import EMPTY_STACK
+
+    return Counter(("" if path == EMPTY_STACK else path, op) for path, op in rows)
+
+
+@pytest.mark.parametrize("name", MODELS + ["legacy"])
+def test_module_tree_is_torchs_nn_module_stack(pt2, name):
+    """Each node sits under the innermost module of its nn_module_stack, as torch.export.load gives it."""
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.reader import open_archive
+
+    paths, truth = pt2
+    with open_archive(paths[name]) as archive:
+        program, = read_pt2(archive).programs
+    assert _module_rows(program) == _torch_modules(truth[name]["modules"])
+
+
+def test_several_programs_in_one_package(pt2):
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.reader import open_archive
+
+    paths, _ = pt2
+    multi = paths["cond"].parent / "multi.pt2"
+    truth = json.loads((paths["cond"].parent / "multi_truth.json").read_text())
+    with open_archive(multi) as archive:
+        programs = {p.name: p for p in read_pt2(archive).programs}
+    assert set(programs) == set(truth) == {"forward", "encode"}
+    for name, program in programs.items():
+        assert [[e.name, e.kind, e.target] for e in program.inputs] == truth[name]["inputs"]
+        assert _module_rows(program) == _torch_modules(truth[name]["modules"])
+    ops = cli_json("ops", multi)
+    assert ops["load"] == "pt2" and "higher_order::cond" in {row["op"] for row in ops["ops"]}
+
+
+def _node(target: str, inputs: list, output: str, line: int, module: str = "") -> dict:
+    stack = "L__self__,,M" + (f";L__self__{module},{module},torch.nn.modules.linear.Linear" if module else "")
+    return {"target": target, "inputs": inputs, "outputs": [{"as_tensor": {"name": output}}],
+            "metadata": {"stack_trace": f'File "/src/model.py", line {line}, in forward\n    y = f(x)',
+                         "nn_module_stack": stack}}
+
+
+def _meta(dtype: int, sizes: list) -> dict:
+    def sym(s):
+        return {"as_int": s} if isinstance(s, int) else {"as_expr": {"expr_str": f"Symbol('{s}', integer=True)"}}
+    strides, step = [], 1
+    for s in reversed(sizes):
+        strides.insert(0, {"as_int": step})
+        step *= s if isinstance(s, int) else 1
+    return {"dtype": dtype, "sizes": [sym(s) for s in sizes], "requires_grad": False,
+            "device": {"type": "cpu", "index": None}, "strides": strides, "storage_offset": 0, "layout": 7}
+
+
+def _old_zip(path: Path, program: dict, version: str, state_dict_name: str) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("serialized_exported_program.json", json.dumps(program).replace("1e999", "Infinity"))
+        z.writestr(state_dict_name, b"not read: torch.save bytes in a real archive")
+        z.writestr("version", version)
+    return path
+
+
+def test_schema_1_of_torch_2_1(tmp_path):
+    """torch 2.1 (schema 1, from its torch/_export/serde/schema.py): schema_version an int, the signature as name
+    mappings, tensor_values wrapped in {"meta": ...}, call_spec and equality_constraints, an unbounded range as
+    Infinity (json.dumps of math.inf), and serialized_state_dict.json holding the torch.save bytes."""
+    linear = _node("torch.ops.aten.linear.default",
+                   [{"name": "input", "arg": {"as_tensor": {"name": "x"}}},
+                    {"name": "weight", "arg": {"as_tensor": {"name": "arg0_1"}}},
+                    {"name": "bias", "arg": {"as_none": []}}], "linear", 7, "lin")
+    index = _node("torch.ops.aten.index.Tensor",  # schema 1: an optional tensor is {"as_tensor": NAME}
+                  [{"name": "self", "arg": {"as_tensor": {"name": "linear"}}},
+                   {"name": "indices", "arg": {"as_optional_tensors": [{"as_none": []}, {"as_tensor": "x"}]}}],
+                  "index", 8)
+    graph = {"inputs": [{"as_tensor": {"name": "arg0_1"}}, {"as_tensor": {"name": "x"}}],
+             "outputs": [{"as_tensor": {"name": "linear"}}], "nodes": [linear, index],
+             "tensor_values": {"arg0_1": {"meta": _meta(7, [3, 4])}, "x": {"meta": _meta(7, ["s0", 4])},
+                               "linear": {"meta": _meta(7, ["s0", 3])}},
+             "sym_int_values": {}, "sym_bool_values": {}}
+    program = {"graph_module": {"graph": graph, "signature": {
+        "inputs_to_parameters": {"arg0_1": "lin.weight"}, "inputs_to_buffers": {}, "user_inputs": ["x"],
+        "user_outputs": ["linear"], "buffers_to_mutate": {}, "backward_signature": None},
+        "call_spec": {"in_spec": "", "out_spec": ""}, "module_call_graph": [{"fqn": "", "signature": None}]},
+        "opset_version": {"aten": 10}, "range_constraints": {"s0": {"min_val": 2, "max_val": 1e999}},
+        "equality_constraints": [], "schema_version": 1}
+    path = _old_zip(tmp_path / "torch21.pt2", program, "1", "serialized_state_dict.json")
+    info = cli_json("info", path)
+    assert [p["kind"] for p in info["problems"]] == ["pt2_schema_older"]
+    p, = info["pt2"]["programs"]
+    assert p["schema_version"] == "1.0" and p["unknown_fields"] == [] and p["torch_version"] == "<=2.4"
+    assert [[e["name"], e["kind"], e["target"], e["type"]] for e in p["inputs"]] == [
+        ["arg0_1", "parameter", "lin.weight", "f32[3, 4]"], ["x", "user_input", None, "f32[s0, 4]"]]
+    assert [[e["name"], e["kind"]] for e in p["outputs"]] == [["linear", "user_output"]]
+    assert p["range_constraints"] == {"s0": {"min": 2, "max": None}}
+    assert p["weights"][0]["record"] == "serialized_state_dict.json" and p["weights"][0]["pickled"]
+    graph_text = run_cli("graph", path).stdout
+    assert "aten::linear.default" in graph_text and "model.py:7" in graph_text
+    assert "indices=[None, '%x']" in graph_text  # the optional tensor list: None and the value x
+
+
+def test_schema_5_with_dialect(tmp_path):
+    """Schema 5.x (torch 2.3's era): input_specs/output_specs, TensorMeta directly in tensor_values, the verifier
+    named by ``dialect``, no torch_version, no Node.name; the state dict as serialized_state_dict.pt."""
+    relu = _node("torch.ops.aten.relu.default", [{"name": "self", "arg": {"as_tensor": {"name": "x"}}}], "relu", 3)
+    graph = {"inputs": [{"as_tensor": {"name": "b_buf"}}, {"as_tensor": {"name": "x"}}],
+             "outputs": [{"as_tensor": {"name": "relu"}}], "nodes": [relu],
+             "tensor_values": {"b_buf": _meta(5, [2]), "x": _meta(7, [2, 2]), "relu": _meta(7, [2, 2])},
+             "sym_int_values": {}, "sym_bool_values": {}, "is_single_tensor_return": False, "custom_obj_values": {}}
+    signature = {"input_specs": [
+        {"buffer": {"arg": {"name": "b_buf"}, "buffer_name": "buf", "persistent": True}},
+        {"user_input": {"arg": {"as_tensor": {"name": "x"}}}}],
+        "output_specs": [{"user_output": {"arg": {"as_tensor": {"name": "relu"}}}}]}
+    program = {"graph_module": {"graph": graph, "signature": signature, "module_call_graph": []},
+               "opset_version": {"aten": 10}, "range_constraints": {},
+               "schema_version": {"major": 5, "minor": 3}, "dialect": "ATEN"}
+    path = _old_zip(tmp_path / "torch23.pt2", program, "5.3", "serialized_state_dict.pt")
+    info = cli_json("info", path)
+    p, = info["pt2"]["programs"]
+    assert [x["kind"] for x in info["problems"]] == ["pt2_schema_older"]
+    assert p["verifiers"] == ["ATEN"] and p["unknown_fields"] == [] and p["schema_version"] == "5.3"
+    assert [[e["name"], e["kind"], e["target"], e["type"]] for e in p["inputs"]] == [
+        ["b_buf", "buffer", "buf", "i64[2]"], ["x", "user_input", None, "f32[2, 2]"]]
+    assert {row["op"]: row["count"] for row in cli_json("ops", path)["ops"]} == {"aten::relu.default": 1}
+
+
+# ------------------------------------------------------------------ the TUI: export view, export diff
+
+
+def test_tui_export_view_modules_tensors_shapes(pt2):
+    from tui_driver import cursor_label, press, run, settle, started, text_of, typed, until
+
+    paths, _ = pt2
+
+    async def body():
+        async with started(paths["cond"], size=(80, 24), ir=False) as (app, pilot):
+            await press(app, pilot, "e")
+            assert app.query_one("#views").active == "export"
+            tree = app.query_one("#export-tree")
+            assert [c.label.plain.split("  ")[0] for c in tree.root.children] == [
+                "modules", "tensors", "dynamic shapes", "signature"]
+            await press(app, pilot, "slash")
+            await typed(app, pilot, "sub.lin", "enter")
+            await settle(app, pilot)
+            assert cursor_label(app, "#export-tree").startswith("lin  Linear  1 nodes, 2 tensors")
+            detail = text_of(app, "#export-detail")
+            assert "torch.nn.modules.linear.Linear" in detail and "weight" in detail and "48 B" in detail
+            node = tree.cursor_node
+            node.expand()
+            await settle(app, pilot)
+            leaf = node.children[0]
+            assert leaf.label.plain.startswith("#0 aten::linear.default  pt2_build.py:")
+            tree.move_cursor(leaf)
+            await settle(app, pilot)
+            assert f"pt2_build.py:{_line('sub line')}" in text_of(app, "#export-detail")
+            await press(app, pilot, "enter")  # the node in the IR view
+            await until(app, pilot, lambda: "aten::linear.default" in cursor_label(app, "#ir-tree"), "the IR node")
+            assert app.query_one("#views").active == "ir"
+            await press(app, pilot, "i")  # nothing to inline in an exported graph: said, no second load
+            assert app.query_one("IRView").state == "loaded" and not app.query_one("IRView").inlined
+            await press(app, pilot, "e", "slash")
+            await typed(app, pilot, "s77", "enter")
+            await settle(app, pilot)
+            assert cursor_label(app, "#export-tree") == "s77  in [2, 64]"
+            assert "x dim 0 (s77)" in text_of(app, "#export-detail")
+    run(body())
+
+
+def test_tui_export_diff_shows_both_sides(pt2):
+    from tui_driver import press, run, settle, started, text_of, until
+
+    paths, _ = pt2
+    scripted, exported = paths["cond"].parent / "flow_scripted.pt", paths["cond"].parent / "flow.pt2"
+
+    async def body():
+        async with started(scripted, ir=False, other=str(exported)) as (app, pilot):
+            view = app.query_one("DiffView")
+            await until(app, pilot, lambda: view.state in ("loaded", "failed"), "the diff")
+            await settle(app, pilot)
+            header = text_of(app, "#diff-status")
+            assert "TorchScript flow_scripted.pt  exported flow.pt2" in header and "specialised_branch" in header
+            assert app.query_one("#diff-trace-pane").display
+            assert f"pt2_build.py:{_line('flow then')}  #" in text_of(app, "#diff-trace")
+            assert "aten::relu.default" in text_of(app, "#diff-trace")  # the side the export kept
+            await press(app, pilot, "e")  # the browsed archive is the TorchScript one: no export view
+            assert app.query_one("#views").active == "diff"
+    run(body())
+
+
+# ------------------------------------------------------------------ a third-party archive (tests/real/SOURCES.md)
+
+HADES = ("KladovValentin/hades-pid", "3f7fcb36756dedaa31cab4758be61f5ad8f9d528")  # exported_program.pt2
+
+
+def _from_mirror(repo: str, blob: str, dest: Path) -> Path:
+    """A blob of a local git snapshot (no licence to redistribute, so not stored here); skip when absent."""
+    import os
+
+    git_dir = Path(os.environ.get("TSINSPECT_MIRROR", "/work/.mirror")) / repo.replace("/", "+") / "repo"
+    proc = subprocess.run(["git", "-C", str(git_dir), "cat-file", "blob", blob], capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        pytest.skip(f"no local snapshot of {repo}")
+    dest.write_bytes(proc.stdout)
+    return dest
+
+
+def test_third_party_export_of_torch_2_2(tmp_path):
+    """A DANN classifier exported and committed in 2024 (schema 2, the earlier zip layout, unions written with
+    every member and the others null, ``dialect``): its parameters and buffers are the state dict torch.load
+    finds in serialized_state_dict.json (weights_only, in a child), by name, dtype and shape."""
+    path = _from_mirror(*HADES, tmp_path / "exported_program.pt2")
+    code = ("import io, json, sys, zipfile, torch\nz = zipfile.ZipFile(sys.argv[1])\n"
+            "sd = torch.load(io.BytesIO(z.read('serialized_state_dict.json')), weights_only=True)\n"
+            "print(json.dumps({k: [str(v.dtype).removeprefix('torch.'), list(v.shape)] for k, v in sd.items()}))")
+    truth = json.loads(subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                                      check=True, timeout=300).stdout)
+    info = cli_json("info", path)
+    assert [p["kind"] for p in info["problems"]] == ["pt2_schema_older"]
+    program, = info["pt2"]["programs"]
+    assert program["schema_version"] == "2.0" and program["verifiers"] == ["ATEN"]
+    assert program["unknown_fields"] == [] and program["nodes"] == 34
+    short = {"float32": "f32", "int64": "i64"}
+    got = {e["target"]: e["type"] for e in program["inputs"] if e["kind"] in ("parameter", "buffer")}
+    assert got == {k: f"{short[d]}[{', '.join(map(str, s))}]" for k, (d, s) in truth.items()}
+    assert [e["type"] for e in program["inputs"] if e["kind"] == "user_input"] == ["f32[2, 10]"]
+    # the export view's tensors and module tree: from the signature, the payloads being one pickle
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.pt2tree import module_tree, program_tensors
+    from tsinspect.archive.reader import open_archive
+
+    with open_archive(path) as archive:
+        read, = read_pt2(archive).programs
+    tensors = program_tensors(read)
+    assert {t.name: [t.dtype, t.shape] for t in tensors} == truth
+    assert all(t.pickled and t.record == "serialized_state_dict.json" for t in tensors)
+    linear = next(m for m in module_tree(read).walk() if m.path == "feature.0")
+    assert [t.name for t in linear.tensors] == ["feature.0.weight", "feature.0.bias"]
+    text = run_cli("graph", path).stdout
+    assert "aten::addmm.default" in text and "model.py:97 in feature.0" in text
+    assert "CLEAN" in run_cli("scan", path).stdout  # its two nested torch.save zips hold tensors only
+
+
+def test_module_tree_of_a_hostile_stack(pt2, tmp_path):
+    """A module path 200,000 levels deep (cut to 64 levels: whole, its prefixes alone would take 40 GB), commas
+    in a path, an empty stack."""
+    from tsinspect.archive.pt2 import read_pt2
+    from tsinspect.archive.pt2tree import module_tree
+    from tsinspect.archive.reader import open_archive
+
+    paths, _ = pt2
+    with zipfile.ZipFile(paths["cond"]) as z:
+        doc = json.loads(z.read("cond/models/model.json"))
+    nodes = doc["graph_module"]["graph"]["nodes"]
+    deep = ".".join(["m"] * 200_000)
+    nodes[0]["metadata"]["nn_module_stack"] = f"k,{deep},T"
+    nodes[1]["metadata"]["nn_module_stack"] = "k,L['self'].layers[0],a,b,T2"
+    nodes[2]["metadata"]["nn_module_stack"] = ""
+    hostile = _rewrite(paths["cond"], tmp_path / "deep.pt2", {"models/model.json": json.dumps(doc).encode()})
+    with open_archive(hostile) as archive:
+        program, = read_pt2(archive).programs
+    root = module_tree(program)
+    modules = {m.path: m for m in root.walk()}
+    kept = ".".join(["m"] * 64)
+    assert modules[kept].type == "T" and len(modules[kept].nodes) == 1 and root.cut == 1
+    assert not any(path.startswith(kept + ".") for path in modules)
+    assert modules["layers.0,a,b"].type == "T2"
+    assert "layers.0,a,b" in modules and modules[""].nodes[0].id == 2

@@ -19,11 +19,6 @@ from tsinspect.verify import run as verify_run
 from tsinspect.verify.plan import Input, build_plan, finding_keys
 
 
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    return zoo_mod.build_zoo(tmp_path_factory.mktemp("verify_zoo"))
-
-
 def verified(pair: tuple[Path, Path], **kwargs):
     result = diff_archives(str(pair[0]), str(pair[1]), ir="never")
     return verify_run.verify(result, **kwargs)
@@ -81,6 +76,22 @@ def test_a_finding_no_input_reaches_is_not_reproduced(zoo):
 def test_shape_mode_and_none_findings_are_confirmed(zoo, model, tag, expect):
     verdict = by_tag(verified(zoo[model]))[tag]
     assert verdict["verdict"] == "confirmed" and expect in verdict["text"], verdict
+
+
+def test_a_baked_value_is_confirmed_and_one_that_cannot_vary_is_refuted(zoo):
+    import torch
+
+    # ListShape: n // 2 (list-reshape) is baked and breaks the trace; float(len(shape)) (list-use) is baked
+    # too, but a list of three is three long for every input: the diff's false positive
+    verdicts = by_tag(verified(zoo["ListShape"]))
+    assert verdicts["list-reshape"]["verdict"] == "confirmed", verdicts["list-reshape"]
+    assert verdicts["list-use"]["verdict"] == "not reproduced", verdicts["list-use"]
+    assert verdicts["list-use"]["reached"] == 0 and "no input took its other side" in verdicts["list-use"]["text"]
+    traced, scripted = _run_both(zoo["ListShape"], torch.rand(3, 8))
+    assert isinstance(traced, Exception) and not isinstance(scripted, Exception)
+    for shape in ((1, 4), (5, 4), (7, 4)):  # ground truth for list-use: the trace agrees wherever it runs
+        traced, scripted = _run_both(zoo["ListShape"], torch.rand(*shape))
+        assert torch.allclose(traced, scripted)
 
 
 def test_threshold_variants_come_from_the_condition(zoo):

@@ -14,10 +14,18 @@ from typing import Iterator
 
 @contextmanager
 def paused() -> Iterator[None]:
+    """The collector off inside; on the way out what was built moves to the oldest generation unscanned
+    (``gc.freeze`` then ``gc.unfreeze``), as if it had survived the young collections: otherwise the first
+    allocation after the pause scans all of it (0.07 s of ``info``'s 0.5 s on 10,000 parameters). Only a full
+    collection sees it again, and still frees what is garbage. Skipped when something is frozen for good
+    (the IR layer freezes a loaded IR): unfreezing would hand that back to the collector."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()

@@ -7,16 +7,19 @@ declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def
 from __future__ import annotations
 
 import ast
+import re
 import threading
 from dataclasses import dataclass, field
 
 from tsinspect.archive.problems import ArchiveError, Problem
-from tsinspect.archive.reader import Archive
+from tsinspect.archive.reader import SMALL_CAP, Archive
 from tsinspect.archive.records import CODE
 from tsinspect.archive.text import printable
 from tsinspect.collector import paused
 
 MAX_CODE_FILE = 16 * 1024 * 1024
+_CONTROL_WORD = re.compile(r"\b(?:if|for|while)\b")
+_NEWLINE = re.compile("\r\n|\r|\n")  # line ends as ast counts them
 # CPython before 3.12 keeps ast's recursion-depth counter per interpreter, not per thread: a parse in a
 # worker thread while another thread builds an AST (Textual's main thread parses action strings with
 # ast.literal_eval while composing the footer) fails at random with "SystemError: AST constructor
@@ -75,12 +78,28 @@ class ClassInfo:
 class CodeIndex:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: list[MethodInfo] = field(default_factory=list)
+    file_version: int | None = None  # the archive's file format version: which operator upgraders torch applies
     trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # file -> line offsets
 
     @property
     def methods(self) -> list[MethodInfo]:
         return [m for c in self.classes.values() for m in c.methods] + self.functions
+
+    def has_control_flow(self, method: MethodInfo) -> bool:
+        """Whether the method holds an ``if``, ``for`` or ``while`` statement. Its lines are searched for the
+        three words first (each statement starts with its word): the forward of a Sequential of 5,000
+        modules is 10,000 lines without one, and walking its tree cost more than parsing it."""
+        source = self.sources.get(method.file)
+        if source is not None:
+            starts = self._line_starts.get(method.file)
+            if starts is None:
+                starts = self._line_starts[method.file] = [0, *(m.end() for m in _NEWLINE.finditer(source))]
+            end = starts[method.end_line] if method.end_line < len(starts) else len(source)
+            if not _CONTROL_WORD.search(source, starts[min(method.line, len(starts)) - 1], end):
+                return False
+        return any(isinstance(n, (ast.If, ast.For, ast.While)) for n in ast.walk(method.node))
 
 
 def module_of(record_name: str) -> str:
@@ -100,7 +119,7 @@ def index_code(archive: Archive) -> CodeIndex:
 
 
 def _index_code(archive: Archive) -> CodeIndex:
-    index = CodeIndex()
+    index = CodeIndex(file_version=_file_version(archive))
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
@@ -117,6 +136,16 @@ def _index_code(archive: Archive) -> CodeIndex:
         index.sources[record.name] = source
         _index_module(index, record.name, tree)
     return index
+
+
+def _file_version(archive: Archive) -> int | None:
+    """The version torch compiles ``code/`` for: ``.data/version``, else ``version`` (its leading digits)."""
+    record = archive.by_name.get(".data/version") or archive.by_name.get("version")
+    try:  # a damaged record is already a problem of the summary's versions
+        digits = re.match(rb"\s*(\d{1,9})", archive.read(record, SMALL_CAP)) if record else None
+    except ArchiveError:
+        return None
+    return int(digits.group(1)) if digits else None
 
 
 def _index_module(index: CodeIndex, file: str, tree: ast.Module) -> None:
@@ -155,6 +184,12 @@ def _method(owner: str | None, node: ast.FunctionDef, file: str) -> MethodInfo:
 
 
 def _expr(node: ast.expr) -> str:
+    dotted, inner = [], node  # a name or a dotted name, as unparse writes it, without unparse's set-up
+    while isinstance(inner, ast.Attribute):
+        dotted.append(inner.attr)
+        inner = inner.value
+    if isinstance(inner, ast.Name):
+        return ".".join([inner.id, *reversed(dotted)])
     try:
         return ast.unparse(node)
     except (ValueError, RecursionError):

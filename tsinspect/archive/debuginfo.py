@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.pickles import Call, PList, PTuple
 
 MAX_SOURCE_CHARS = 64 * 1024 * 1024
@@ -316,3 +317,53 @@ def load_source_map(archive, code_record: str) -> SourceMap | None:
         return parse_source_map(walked.value)
     except DebugInfoError as exc:
         raise ArchiveError(f"unrecognised debug info ({exc})", name) from None
+
+
+_MAX_DEPTH = 200  # statement nesting followed by op_origin_kinds
+
+
+def op_origin_kinds(code, archive) -> tuple[int, int]:
+    """(op calls of ``code``'s methods whose debug record holds a call stack of more than one frame, those
+    whose record holds a source): a trace's records are call stacks, a script's the original ``def``."""
+    from tsinspect.archive.problems import ArchiveError
+
+    stacks = plain = 0
+    for file, source in code.sources.items():
+        try:
+            source_map = load_source_map(archive, file)
+        except ArchiveError:  # the debug info's readers report it
+            continue
+        if source_map is None:
+            continue
+        starts = [0]
+        starts += [i + 1 for i, byte in enumerate(source.encode("utf-8")) if byte == 10]
+        for method in (m for m in code.methods if m.file == file):
+            for call in _calls(method.node.body, 0):
+                if op_of_call(call) is None:
+                    continue
+                line = call.lineno - 1
+                origin = source_map.origin_at((starts[line] if line < len(starts) else 0) + call.col_offset)
+                if origin is None or origin.file is None or origin.line is None:
+                    continue
+                if len(origin.stack) > 1:
+                    stacks += 1
+                else:
+                    plain += 1
+    return stacks, plain
+
+
+def _calls(stmts: list[ast.stmt], depth: int):
+    """The calls of a method body, statement by statement (the conditions and loop heads with them)."""
+    if depth > _MAX_DEPTH:
+        return
+    for stmt in stmts:
+        if isinstance(stmt, ast.If):
+            yield from (n for n in ast.walk(stmt.test) if isinstance(n, ast.Call))
+            yield from _calls(stmt.body, depth + 1)
+            yield from _calls(stmt.orelse, depth + 1)
+        elif isinstance(stmt, (ast.For, ast.While)):
+            head = stmt.iter if isinstance(stmt, ast.For) else stmt.test
+            yield from (n for n in ast.walk(head) if isinstance(n, ast.Call))
+            yield from _calls(stmt.body + stmt.orelse, depth + 1)
+        else:
+            yield from (n for n in ast.walk(stmt) if isinstance(n, ast.Call))

@@ -14,7 +14,7 @@ from typing import Any
 from tsinspect.archive.code import CodeIndex
 from tsinspect.archive.pickles import Call, Global, PDict, PList, PTuple
 from tsinspect.archive.pickletree import inline, label
-from tsinspect.archive.tensors import tensor_from
+from tsinspect.archive.tensors import is_tensor
 from tsinspect.archive.text import printable
 
 _MANGLE = re.compile(r"___torch_mangle_\d+\.")
@@ -151,7 +151,7 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
                 child = ModuleInfo(path, value.func.qualname)
                 info.children.append(child)
                 work.append((value, child, depth + 1))
-            elif tensor_from(value) is not None:
+            elif is_tensor(value):
                 if key in parameters:
                     info.parameters.append(path)
                 elif key in buffers:

@@ -46,10 +46,13 @@ SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16
          "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "b8", "complex64": "c64", "complex128": "c128"}
 
 # Fields of each schema dataclass torch 2.13 writes (schema 8.20); anything else is from a newer schema.
+# Older schemas' fields are known too (docs/archive-format.md, "Schema versions"): ``dialect`` (5.x) and
+# ``verifier`` (7.x) before ``verifiers``, ``equality_constraints`` and ``call_spec`` (schema 1, torch 2.1).
 _KNOWN_FIELDS = {
     "program": {"graph_module", "opset_version", "range_constraints", "schema_version", "verifiers",
-                "torch_version", "guards_code", "dialect", "verifier"},
-    "graph_module": {"graph", "signature", "module_call_graph", "metadata", "treespec_namedtuple_fields"},
+                "torch_version", "guards_code", "dialect", "verifier", "equality_constraints"},
+    "graph_module": {"graph", "signature", "module_call_graph", "metadata", "treespec_namedtuple_fields",
+                     "call_spec"},
     "graph": {"inputs", "outputs", "nodes", "tensor_values", "sym_int_values", "sym_bool_values",
               "is_single_tensor_return", "custom_obj_values", "sym_float_values"},
     "node": {"target", "inputs", "outputs", "metadata", "is_hop_single_tensor_return", "name"},
@@ -194,19 +197,21 @@ def read_pt2(archive: Archive) -> Pt2Contents:
 
 
 def _read_export_zip(archive: Archive) -> Pt2Contents:
-    """The layout torch.export.save wrote before the pt2 package format: ``serialized_exported_program.json``,
-    ``serialized_state_dict.pt``, ``serialized_constants.pt`` and ``serialized_example_inputs.pt`` (torch.save
-    zips) and ``version``
-    ("<major>.<minor>" of the schema), at the zip's root. torch.export.load reads them by exact name with
-    Python's zipfile, which takes the last of duplicate names."""
+    """The layout torch.export.save wrote before the pt2 package format, at the zip's root:
+    ``serialized_exported_program.json``, the state dict and constants as torch.save zips
+    (``serialized_state_dict.pt`` / ``serialized_constants.pt``; named ``.json`` by torch 2.1 and 2.2, which
+    had no constants record in 2.1), ``serialized_example_inputs.pt`` and ``version`` (the schema: "1" in 2.1,
+    then "<major>.<minor>"), and ``extra_files/``. torch.export.load reads them by exact name with Python's
+    zipfile, which takes the last of duplicate names."""
     last = {r.entry.name: r for r in archive.records}
     program = _read_program(archive, last["serialized_exported_program.json"], "model")
     if program is None:
         return Pt2Contents(None, [], [], [], layout="legacy")
-    for name, dest in (("serialized_state_dict.pt", program.weights), ("serialized_constants.pt", program.constants)):
-        if name in last:
-            dest.append(Pt2Tensor("(state dict)" if dest is program.weights else "(constants)",
-                                  "weights" if dest is program.weights else "constants", "?", [], [],
+    for stem, dest, label in (("serialized_state_dict", program.weights, "weights"),
+                              ("serialized_constants", program.constants, "constants")):
+        name = next((f"{stem}{ext}" for ext in (".pt", ".json") if f"{stem}{ext}" in last), None)
+        if name is not None:
+            dest.append(Pt2Tensor("(state dict)" if label == "weights" else "(constants)", label, "?", [], [],
                                   0, False, "?", name, last[name].size, pickled=True))
     program.sample_inputs = "serialized_example_inputs.pt" if "serialized_example_inputs.pt" in last else None
     return Pt2Contents(None, [program], [], [], layout="legacy")
@@ -243,6 +248,8 @@ def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Pro
     schema = None
     if isinstance(sv, dict) and isinstance(sv.get("major"), int) and isinstance(sv.get("minor"), int):
         schema = (sv["major"], sv["minor"])
+    elif isinstance(sv, int) and not isinstance(sv, bool):  # schema 1 (torch 2.1) wrote one integer
+        schema = (sv, 0)
     program = Pt2Program(
         name=model, record=name, schema_version=schema,
         torch_version=as_text(doc.get("torch_version", "<=2.4")),
@@ -253,8 +260,11 @@ def _read_program(archive: Archive, record: Record | None, model: str) -> Pt2Pro
         inputs=[], outputs=[], graph=graph,
         module_paths=[as_text(e.get("fqn")) for e in as_list(gm.get("module_call_graph")) if isinstance(e, dict)])
     signature = as_dict(gm.get("signature"))
-    program.inputs = [_input_entry(spec) for spec in as_list(signature.get("input_specs"))]
-    program.outputs = [_output_entry(spec) for spec in as_list(signature.get("output_specs"))]
+    if "input_specs" in signature or "output_specs" in signature:
+        program.inputs = [_input_entry(spec) for spec in as_list(signature.get("input_specs"))]
+        program.outputs = [_output_entry(spec) for spec in as_list(signature.get("output_specs"))]
+    else:
+        program.inputs, program.outputs = _mapping_signature(signature, graph)
     metas = as_dict(graph.get("tensor_values"))
     for entry in program.inputs + program.outputs:
         if entry.name in metas:
@@ -330,6 +340,31 @@ def _input_entry(spec: Any) -> SignatureEntry:
     return entry
 
 
+def _mapping_signature(sig: dict, graph: dict) -> tuple[list[SignatureEntry], list[SignatureEntry]]:
+    """Schema 1 (torch 2.1): the signature as name mappings (``inputs_to_parameters``, ``inputs_to_buffers``,
+    ``user_inputs``, ``user_outputs``, ``buffers_to_mutate``), ordered here by the graph's inputs and outputs."""
+    kinds = [("parameter", as_dict(sig.get("inputs_to_parameters"))),
+             ("buffer", as_dict(sig.get("inputs_to_buffers"))),
+             ("constant", as_dict(sig.get("inputs_to_lifted_tensor_constants")))]
+    users = {u for u in as_list(sig.get("user_inputs")) if isinstance(u, str)}
+    inputs = []
+    for arg in as_list(graph.get("inputs")):
+        name = arg_name(arg)
+        kind, target = next(((k, m[name]) for k, m in kinds if isinstance(m.get(name), str)),
+                            ("user_input" if name in users else "unknown", None))
+        inputs.append(SignatureEntry(name, kind, printable(target) if target else None))
+    mutated = as_dict(sig.get("buffers_to_mutate"))
+    user_outputs = {u for u in as_list(sig.get("user_outputs")) if isinstance(u, str)}
+    outputs = []
+    for arg in as_list(graph.get("outputs")):
+        name = arg_name(arg)
+        if isinstance(mutated.get(name), str):
+            outputs.append(SignatureEntry(name, "buffer_mutation", printable(mutated[name])))
+        else:
+            outputs.append(SignatureEntry(name, "user_output" if name in user_outputs else "unknown"))
+    return inputs, outputs
+
+
 def _output_entry(spec: Any) -> SignatureEntry:
     tag, body = union_member(spec)
     body = as_dict(body)
@@ -346,6 +381,10 @@ def arg_name(arg: Any) -> str:
     tag, body = union_member(arg)
     if isinstance(body, dict) and isinstance(body.get("name"), str):
         return printable(body["name"])
+    if isinstance(body, dict) and isinstance(body.get("as_name"), str):  # a SymInt/SymBool/SymFloat argument
+        return printable(body["as_name"])
+    if tag in ("as_name", "as_tensor") and isinstance(body, str):  # as_sym_ints items; schema 1's optional tensors
+        return printable(body)
     if tag == "as_none":
         return "None"
     return printable(json.dumps(body)[:60]) if body is not None else "?"
@@ -355,7 +394,10 @@ def arg_name(arg: Any) -> str:
 
 
 def sym_text(value: Any) -> int | str:
-    """A serialized SymInt: its int, or its expression text ("s77", "2*s0 + 1")."""
+    """A serialized SymInt: its int, or its expression text ("s77", "2*s0 + 1"); a plain int (schema 1's
+    storage offset) as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     tag, body = union_member(value)
     if tag == "as_int" and isinstance(body, int):
         return body
@@ -411,8 +453,11 @@ def expr_text(srepr: str) -> str:
 
 
 def tensor_meta(meta: Any) -> tuple[str, list, list, int | str, bool, str]:
-    """(dtype, shape, stride, storage offset, requires_grad, device) of a serialized TensorMeta."""
+    """(dtype, shape, stride, storage offset, requires_grad, device) of a serialized TensorMeta (schema 1 wrapped
+    it: ``{"meta": TensorMeta}``)."""
     meta = as_dict(meta)
+    if "dtype" not in meta and isinstance(meta.get("meta"), dict):
+        meta = meta["meta"]
     code = meta.get("dtype")
     dtype = DTYPES[code][0] if isinstance(code, int) and code in DTYPES else f"scalar_type_{printable(str(code))[:20]}"
     device = as_dict(meta.get("device"))
@@ -586,8 +631,14 @@ def source_of(metadata: dict) -> tuple[str | None, int | None, list[str]]:
 
 
 def _torch_frame(file: str) -> bool:
-    return file.startswith("<eval_with_key>") or "/site-packages/torch/" in file or "/torch/nn/" in file \
-        or "/torch/_" in file
+    """torch's own code: installed, or named relative to torch (``torch/fx/passes/runtime_assert.py`` on the
+    nodes its passes insert)."""
+    return file.startswith(("<eval_with_key>", "torch/")) or "/site-packages/torch/" in file \
+        or "/torch/nn/" in file or "/torch/_" in file
+
+
+# the nn_module_stack torch gives nodes its passes insert (runtime asserts, sym_size): no module at all
+EMPTY_STACK = "_empty_nn_module_stack_from_metadata_hook"
 
 
 def module_path(metadata: dict) -> str:
@@ -596,4 +647,5 @@ def module_path(metadata: dict) -> str:
     if not isinstance(text, str) or not text:
         return ""
     last = text.split(";")[-1].split(",")
-    return printable(last[1]) if len(last) >= 3 else ""
+    path = printable(",".join(last[1:-1])) if len(last) >= 3 else ""
+    return "" if path == EMPTY_STACK else path

@@ -13,6 +13,7 @@ from tsinspect.archive.pickles import PickleError, WalkResult, walk
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.text import decode_name, printable
 from tsinspect.archive.zipread import ZipArchive, ZipEntry, open_zip
+from tsinspect.collector import paused
 
 SMALL_CAP = 1024 * 1024  # version records, extra files shown as text
 PICKLE_CAP = 256 * 1024 * 1024
@@ -260,7 +261,8 @@ class Archive:
         if key not in self._pickles:
             data = self.read(record, PICKLE_CAP)
             try:
-                self._pickles[key] = walk(data)
+                with paused():  # containers by the hundred thousand, rarely in a cycle
+                    self._pickles[key] = walk(data)
             except PickleError as exc:
                 raise ArchiveError(str(exc), record.display_name) from None
         return self._pickles[key]

@@ -11,10 +11,15 @@ PROGRAM, NATIVE_CODE = "program", "native_code"  # pt2: models/<name>.json; AOTI
 # Formats (info JSON "format").
 TORCHSCRIPT, LITE, TORCH_SAVE, TORCH_PACKAGE, PT2, LEGACY, UNKNOWN = (
     "torchscript", "lite", "torch.save", "torch.package", "pt2", "legacy", "unknown")
+TORCHSCRIPT_JSON = "torchscript-json"  # torch 1.0-1.3: model.json instead of data.pkl (archive.modeljson)
+# Formats with an IR view: torch loads the first two in a child, pt2 and torchscript-json are read without it
+IR_FORMATS = (TORCHSCRIPT, LITE, PT2, TORCHSCRIPT_JSON)
 
 _METADATA = {"byteorder", ".data/serialization_id", ".format_version", ".storage_alignment", "archive_format",
-             "archive_version", ".data/python_version", ".data/extern_modules"}
-_STORAGE = re.compile(r"^(data|constants|traced_inputs)/[^/]+$|^\.data/[^/]+\.storage$|^data/(weights|constants)/")
+             "archive_version", ".data/python_version", ".data/extern_modules",
+             "model.json"}  # torch 1.0-1.3's module tree and tensor table (archive.modeljson)
+_STORAGE = re.compile(r"^(data|constants|traced_inputs)/[^/]+$|^\.data/[^/]+\.storage$|^data/(weights|constants)/"
+                      r"|^tensors/\d+$")  # the last: torch 1.0-1.3's tensor table
 
 # The pickle whose persistent ids name storages, and the folder those storages live in.
 STORAGE_DIRS = {"data.pkl": "data", "constants.pkl": "constants", "traced_inputs.pkl": "traced_inputs",
@@ -63,7 +68,7 @@ def detect_zip_format(names: set[str], archive_format: bytes | None) -> str:
     if archive_format is not None and archive_format.strip() == b"pt2":
         return PT2
     if "model.json" in names:
-        return LEGACY
+        return TORCHSCRIPT_JSON
     if "bytecode.pkl" in names:
         return LITE
     has_code = any(n.startswith("code/") for n in names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
 from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
@@ -15,6 +16,7 @@ from tsinspect.archive.pt2 import Pt2Contents, read_pt2, tensor_infos
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
 from tsinspect.archive.text import printable
+from tsinspect.collector import paused
 
 SCHEMA = "tsinspect.info/1"
 
@@ -64,6 +66,10 @@ class ArchiveSummary:
         return dict(Counter(t.dtype for t in self.tensors).most_common())
 
     def to_json(self) -> dict:
+        with paused():  # a dict per tensor, module and record, over a heap the collector would rescan
+            return self._to_json()
+
+    def _to_json(self) -> dict:
         return {
             "schema": SCHEMA,
             "path": printable(self.path),
@@ -92,6 +98,11 @@ class ArchiveSummary:
 
 def summarize(archive: Archive) -> ArchiveSummary:
     """Read what the summary needs: directory, small records and pickles; never tensor storages."""
+    with paused():  # tens of thousands of tensors, modules and names: full collections would rescan them all
+        return _summarize(archive)
+
+
+def _summarize(archive: Archive) -> ArchiveSummary:
     code = index_code(archive) if archive.zip else CodeIndex()
     data = archive.pickle_optional("data.pkl")
     tensors = _tensors(archive, "data.pkl", data.value if data else None)
@@ -109,6 +120,11 @@ def summarize(archive: Archive) -> ArchiveSummary:
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
     pt2 = read_pt2(archive) if archive.format == rk.PT2 else None
     kinds = parameter_kinds(modules)
+    model_json = modeljson.read_model_json(archive) if archive.format == rk.TORCHSCRIPT_JSON else None
+    if model_json is not None:  # torch 1.0-1.3: the module tree and tensor table are JSON
+        modules, kinds = model_json.modules, model_json.kinds
+        tensors += model_json.tensors
+        constants += model_json.constants
     if pt2 is not None:  # weights and constants of every program, as the other formats' tensors
         for program in pt2.programs:
             tensors += tensor_infos(program.weights, archive)
@@ -116,7 +132,8 @@ def summarize(archive: Archive) -> ArchiveSummary:
             kinds.update({t.name: t.kind for t in program.weights})
     return ArchiveSummary(
         path=archive.path, file_size=archive.zip.file_size if archive.zip else _size(archive.path),
-        container=archive.container, format=archive.format, prefix=archive.prefix, note=archive.note,
+        container=archive.container, format=archive.format, prefix=archive.prefix,
+        note=archive.note or (modeljson.NOTE if model_json else None),
         versions=_versions(archive), records=archive.records,
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,

@@ -83,6 +83,11 @@ class TensorInfo:
                 "problem": self.problem}
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether :func:`tensor_from` gives a TensorInfo for ``value`` (without building it)."""
+    return isinstance(value, Call) and value.func_name in _REBUILD
+
+
 def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
     """A TensorInfo when ``value`` is a tensor rebuild call, else None. Malformed calls give a problem."""
     if not isinstance(value, Call) or value.func_name not in _REBUILD:
@@ -133,11 +138,13 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
 
 
 def _view_problem(t: TensorInfo) -> str | None:
-    if any(s < 0 for s in t.shape) or t.offset < 0 or any(s < 0 for s in t.stride):
+    if t.offset < 0 or (t.shape and min(t.shape) < 0) or (t.stride and min(t.stride) < 0):
         return "negative size, stride or offset"
     if t.numel == 0:
         return None
-    last = t.offset + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride))
+    last = t.offset
+    for size, stride in zip(t.shape, t.stride):
+        last += (size - 1) * stride
     if last >= t.storage_numel:
         return f"view reaches element {last} of a storage of {t.storage_numel} elements"
     return None
@@ -188,9 +195,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < (1 << 63)
 
 
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def _ints(v: Any) -> list[int] | None:
-    if isinstance(v, (PTuple, PList)) and all(_is_int(i) for i in v.items):
-        return list(v.items)
+    if not isinstance(v, (PTuple, PList)):
+        return None
+    items = v.items  # a walk's integers are plain ints (bool is not one here), the big ones Opaque
+    if all(type(i) is int for i in items) and (not items or (min(items) in _INT64 and max(items) in _INT64)):
+        return list(items)
     return None
 
 

@@ -38,7 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="let torch load archives the safety scan flags (only for files you trust)")
     p.add_argument("--verify", action="store_true",
                    help="then run both archives (sandboxed child, after the safety gate) on generated inputs and "
-                        "mark each finding confirmed, not reproduced or not tested (docs/diff.md)")
+                        "mark each finding confirmed (an input on which the scripted model takes its other side "
+                        "and the outputs differ because of it), not reproduced or not tested (docs/diff.md)")
     p.add_argument("--verify-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="time limit of the verification child (default 120)")
     p.add_argument("--tui", action="store_true",

@@ -1,8 +1,10 @@
-"""A sketch: a TorchScript archive against the exported program (pt2) of the same model, by source line.
+"""A TorchScript archive against the exported program (pt2) of the same model, by source line.
 
-The TorchScript side is the torch-free Program (``code/`` + debug info: the user's file:line of every op,
-``if`` and loop); the exported side is the pt2 graph (each node's ``stack_trace``). Both name the user's
-files, so lines align without any model of either compiler. What it reports:
+The TorchScript side is the torch-free Program (``code/`` + debug info: the original file:line of every op,
+``if`` and loop); the exported side is the pt2 graph (each node's ``stack_trace``, its innermost frame of model
+code: the user's files or torch.nn's, not torch's tracing machinery). Both name the same files, so lines align
+without any model of either compiler; findings in torch's own files are library findings (``origin``), listed
+after the user's and counted unless ``--all``. What it reports:
 
 - ``specialised_branch``: an ``if`` of the TorchScript model with no ``cond`` at its line in the export:
   torch.export evaluated the condition for the example inputs and kept one side (named when its ops appear);
@@ -36,6 +38,21 @@ def _key(loc) -> Line | None:
     return (loc[0].replace("\\", "/").rsplit("/", 1)[-1], loc[1]) if loc else None
 
 
+# torch's machinery (tracing, decompositions, FX passes), not model code: frames there are skipped. torch.nn's
+# modules and functional.py are model code here: the TorchScript side records their lines too.
+_MACHINERY = ("/torch/_", "/torch/fx/", "/torch/export/", "/torch/utils/", "/torch/overrides.py")
+
+
+def _frame(stack: list[str]) -> Line | None:
+    """The innermost frame (``file:line``, innermost first) of model code: the user's, or torch.nn's."""
+    for frame in stack:
+        file, _, line = frame.rpartition(":")
+        if line.isdigit() and not file.startswith(("<eval_with_key>", "torch/")) \
+                and not any(m in file for m in _MACHINERY):
+            return _key((file, int(line)))
+    return None
+
+
 def _base(kind: str) -> str:
     """``aten::add.Tensor`` -> ``aten::add`` (TorchScript names ops without the overload)."""
     return kind.split(".", 1)[0] if kind.startswith("aten::") else kind
@@ -61,22 +78,28 @@ def export_diff(ts_path: str, pt2_path: str, ts_side) -> DiffResult:
     ex_ops: dict[Line, Counter] = defaultdict(Counter)
     ex_loops: set[Line] = set()
     ex_conds: set[Line] = set()
+    ex_nodes: dict[Line, list[str]] = defaultdict(list)  # the export's nodes at each line, for the views
     for node, _ in graph.walk():
-        key = _key((node.source.file, node.source.line)) if node.source and node.source.file else None
+        key = _frame(node.source.stack) if node.source else None
         if key is None:
             continue
+        ex_nodes[key].append(f"#{node.id} {node.kind}")
         if node.kind == "higher_order::cond":
             ex_conds.add(key)
         elif node.kind in _LOOPS:
             ex_loops.add(key)
         elif not node.kind.startswith(_IGNORED):
             ex_ops[key][_base(node.kind)] += 1
-    result = DiffResult("export", ts_path, pt2_path, kinds={ts_path: ts_side.kind.to_json()},
+    result = DiffResult("export", ts_path, pt2_path, kinds={ts_path: ts_side.kind_json()},
                         analysis="ast", analysis_note="torch-free: code/ and debug info against the exported graph")
-    result.notes.append("aligned by the user's source lines; this names what one side fixed, it proves neither "
-                        "equivalence nor a difference in results")
+    result.notes.append("aligned by source lines (yours and torch.nn's); this names what one side fixed, it proves "
+                        "neither equivalence nor a difference in results")
     files = {f for f, _ in ex_ops} | {f for f, _ in ex_conds | ex_loops}
     result.findings = _findings(ts_side.program, ex_ops, ex_conds, ex_loops, files, programs[0])
+    for finding in result.findings:  # the export's nodes at the finding's lines, shown beside the source
+        lines = finding.details.pop("lines", None) or ({_key((finding.file, finding.line))} if finding.file else set())
+        finding.details["export_nodes"] = [f"{f}:{n}  {node}" for f, n in sorted(lines)
+                                           for node in ex_nodes.get((f, n), [])][:200]
     return result
 
 
@@ -85,13 +108,17 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
     ts_ops: dict[Line, Counter] = defaultdict(Counter)
     reads_sizes = False
     covered: set[Line] = set()  # lines said by another finding, or calling a submodule: no ops_one_side
+    paths: dict[str, str] = {}  # file name -> the path the TorchScript side recorded (tells library code)
+    methods: dict[Line, str] = {}  # line -> the TorchScript function holding it
     for function in program.functions:
         for item in walk(function.body):
+            reads_sizes |= isinstance(item, Op) and item.kind == "aten::size"  # anywhere, torch.nn's code too
             key = _key(item.loc)
             if key is None or key[0] not in files:
                 continue
+            paths.setdefault(key[0], item.loc[0])
+            methods.setdefault(key, function.qualname)
             if isinstance(item, Op):
-                reads_sizes |= item.kind == "aten::size"
                 if item.is_call:  # a submodule or method: its ops are at this line in the export
                     covered.add(key)
                 elif not item.kind.startswith(_IGNORED):
@@ -104,7 +131,8 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
                 out.append(Finding("specialised_branch", function.qualname, item.loc[0], item.loc[1],
                                    f"`if {item.cond_text}`: the export has no cond here; it decided the condition "
                                    f"for its example inputs" + (f" and kept {kept}" if kept else ""),
-                                   code=program.sources.get(item.loc[0], {}).get(item.loc[1])))
+                                   code=program.sources.get(item.loc[0], {}).get(item.loc[1]),
+                                   details={"lines": {key} | then | orelse}))
             elif isinstance(item, Loop) and key not in ex_loops:
                 ratios = [sum(ex_ops[line].values()) // n for line in _lines(item.body)
                           if line in ex_ops and (n := sum(_count(item.body, line).values()))]
@@ -113,7 +141,8 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
                     out.append(Finding("unrolled_loop", function.qualname, item.loc[0], item.loc[1],
                                        f"loop `{item.header_text}`: its body is in the export without a loop "
                                        f"({max(ratios)} copies): the trip count was fixed by the example inputs",
-                                       code=program.sources.get(item.loc[0], {}).get(item.loc[1])))
+                                       code=program.sources.get(item.loc[0], {}).get(item.loc[1]),
+                                       details={"lines": {key} | _lines(item.body)}))
     if reads_sizes and not exported.range_constraints:
         out.append(Finding("fixed_shapes", None, None, None,
                            "the scripted model reads tensor sizes; the export has no range_constraints, so every "
@@ -124,10 +153,11 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
         if ts_ops[key] and ex_ops[key] or not (only_ts or only_ex) or key in covered:
             continue  # both sides run ops here (decompositions differ in detail): not reported
         side, ops = ("TorchScript", only_ts) if only_ts else ("export", only_ex)
-        out.append(Finding("ops_one_side", None, key[0], key[1],
+        out.append(Finding("ops_one_side", methods.get(key), paths.get(key[0], key[0]), key[1],
                            f"ops only in the {side} side: " + ", ".join(f"{k} x{n}" for k, n in sorted(ops.items())),
                            details={"side": side, "ops": dict(ops)}))
-    out.sort(key=lambda f: (EXPORT_KINDS.index(f.kind), f.file or "", f.line or 0))
+    out.sort(key=lambda f: (f.origin != "user", f.package or "", EXPORT_KINDS.index(f.kind), f.file or "",
+                            f.line or 0))
     return out
 
 

@@ -148,7 +148,8 @@ class DiffResult:
         verdicts = [f.verdict.get("verdict") for f in self.findings if f.verdict]
         counts = ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k))
         head = [f"verify: {v.get('message') or ''}" + (f"; {counts}" if counts else "")]
-        head += [f"verify: {line}" for line in ([v["note"]] if v.get("note") else []) + list(v.get("skipped") or [])[:5]]
+        head += [f"verify: {line}" for line in ([v["note"]] if v.get("note") else []) + list(v.get("together") or [])
+                 + list(v.get("skipped") or [])[:5]]
         return head, [f"verify: {line}" for line in v.get("unexplained") or []]
 
     def accepts_line(self) -> str | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tsinspect.archive.madeby import SCRIPTED, TRACED, UNKNOWN, MadeBy, made_by
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.summary import ArchiveSummary, summarize
 from tsinspect.archive.text import printable
 from tsinspect.diff.align import Aligner
 from tsinspect.diff.astread import read_program
-from tsinspect.diff.kinds import SCRIPTED, TRACED, UNKNOWN, KindGuess, guess_kind, same_model
+from tsinspect.diff.kinds import same_model
 from tsinspect.diff.model import DiffResult
 from tsinspect.diff.program import Program
 
@@ -24,7 +25,15 @@ class Side:
     path: str
     summary: ArchiveSummary
     program: Program
-    kind: KindGuess
+    made_by: MadeBy  # with the debug info's signals
+
+    @property
+    def kind(self) -> str:
+        """What the diff takes the archive for: traced, scripted or unknown (a mixed one: its larger side)."""
+        return self.made_by.leaning
+
+    def kind_json(self) -> dict:
+        return {"kind": self.kind, "evidence": list(self.made_by.evidence)}
 
 
 def load_side(path: str) -> Side:
@@ -34,8 +43,9 @@ def load_side(path: str) -> Side:
                                "diff compares TorchScript archives")
         summary = summarize(archive)
         program = read_program(archive, summary)
-        kind = guess_kind(program, "traced_inputs.pkl" in archive.by_name)
-    return Side(path, summary, program, kind)
+        made = made_by(summary.code, "traced_inputs.pkl" in archive.by_name, archive) \
+            or MadeBy(UNKNOWN, "weak", ["no methods in code/ and no traced_inputs.pkl"])
+    return Side(path, summary, program, made)
 
 
 def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = False, extract=None) -> DiffResult:
@@ -48,13 +58,13 @@ def diff_archives(path_a: str, path_b: str, ir: str = "auto", trust: bool = Fals
         ts_path = path_b if pt2[0] == path_a else path_a
         return export_diff(ts_path, pt2[0], load_side(ts_path))
     a, b = load_side(path_a), load_side(path_b)
-    kinds = {a.kind.kind, b.kind.kind}
+    kinds = {a.kind, b.kind}
     result = DiffResult("trace_vs_script", path_a, path_b,
-                        kinds={path_a: a.kind.to_json(), path_b: b.kind.to_json()})
+                        kinds={path_a: a.kind_json(), path_b: b.kind_json()})
     if kinds == {TRACED, SCRIPTED} or kinds == {TRACED, UNKNOWN} or kinds == {SCRIPTED, UNKNOWN}:
-        traced, scripted = (a, b) if a.kind.kind == TRACED or b.kind.kind == SCRIPTED else (b, a)
+        traced, scripted = (a, b) if a.kind == TRACED or b.kind == SCRIPTED else (b, a)
         if UNKNOWN in kinds:
-            result.notes.append(f"{printable(traced.path if traced.kind.kind == UNKNOWN else scripted.path)}: "
+            result.notes.append(f"{printable(traced.path if traced.kind == UNKNOWN else scripted.path)}: "
                                 "kind not certain; taken as the other kind")
     else:
         from tsinspect.diff.structural import structural_diff

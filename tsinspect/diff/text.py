@@ -28,7 +28,9 @@ def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterat
         for note in result.notes:
             yield style(f"note: {printable(note)}", "dim")
         for finding in result.findings:
-            yield from _finding(finding, style)
+            if show_all or finding.origin == "user":
+                yield from _finding(finding, style)
+        yield from _library(result, style, show_all)
         yield ""
         yield summary_line(result)
         return
@@ -51,13 +53,17 @@ def render(result: DiffResult, style: StyleFn, show_all: bool = False) -> Iterat
         yield style(printable(method), "bold", "cyan")
         for finding in findings:
             yield from _finding(finding, style)
+    yield from _library(result, style, show_all)
+    yield ""
+    yield summary_line(result)
+
+
+def _library(result: DiffResult, style: StyleFn, show_all: bool) -> Iterator[str]:
     library = result.library_counts()
     if library and not show_all:
         yield ""
         yield style("library code: " + ", ".join(f"{n} in {printable(p)}" for p, n in library.items())
                     + " (--all shows them)", "dim")
-    yield ""
-    yield summary_line(result)
 
 
 def summary_line(result: DiffResult) -> str:

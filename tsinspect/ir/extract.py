@@ -3,9 +3,10 @@
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory; before anything else it lowers its resource limits and confines itself
 (tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
-walks every method graph of every module, and writes one ``tsinspect.ir/2`` JSON document (docs/ir.md) to
-its original stdout. Anything the archive's code prints goes to stderr. A load failure is reported inside
-the JSON, never as a traceback.
+reads every method graph of every module (from torch's printer with ``--code-sources``:
+tsinspect.ir.printed; else, and where that reader gives up, walked node by node), and writes one
+``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout. Anything the archive's code prints
+goes to stderr. A load failure is reported inside the JSON, never as a traceback.
 
 ``--archive`` is always a copy tsinspect rebuilt from its own reading of the archive
 (tsinspect.ir.metacopy), never the user's file. Meta copy: its tensor storages are empty; with
@@ -27,6 +28,8 @@ import time
 import warnings
 
 from tsinspect.ir.model import SCHEMA
+from tsinspect.ir.origins import CodeSources  # imported before confine(): reads only what is on sys.path
+from tsinspect.ir.printed import GraphReader
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
@@ -182,12 +185,18 @@ NO_BLOCKS = frozenset({
 
 class Tables:
     """The document-wide tables of the compact transport (docs/ir.md): repeated strings (kinds, types,
-    scopes, schemas) and distinct source locations are written once and referred to by index."""
+    scopes, schemas) and distinct source locations are written once and referred to by index.
 
-    def __init__(self) -> None:
+    ``code_sources`` (tsinspect.ir.origins.CodeSources): the copy was loaded without debug records, so a
+    node's place is its ``code/`` position, mapped to the original source as torch maps it. ``reader``
+    (tsinspect.ir.printed.GraphReader) reads graphs from torch's printer instead of walking them."""
+
+    def __init__(self, code_sources=None) -> None:
         self.strings: dict[str, int] = {}
         self.sources: list[dict] = []
-        self._source_of: dict[str, int | None] = {}  # Node.sourceRange() text -> index in sources
+        self._source_of: dict = {}  # Node.sourceRange() text or code/ position -> index in sources
+        self.code_sources = code_sources
+        self.reader = None
 
     def string(self, text: str) -> int:
         index = self.strings.get(text)
@@ -196,30 +205,71 @@ class Tables:
         return index
 
     def source(self, text: str) -> int | None:
+        """The index of a node's source, from its ``Node.sourceRange()`` text."""
         try:
             return self._source_of[text]
         except KeyError:
-            parsed = parse_source(text)
-            index = None
-            if parsed is not None:
-                index = len(self.sources)
-                self.sources.append(parsed)
+            if self.code_sources is None:
+                index = self._add(parse_source(text))
+            else:
+                where = code_position(text)
+                index = None if where is None else self.position(*where)
             self._source_of[text] = index
             return index
+
+    def position(self, file: str, line: int, col: int) -> int | None:
+        """The index of the source of a node at a ``code/`` position (``code_sources`` only)."""
+        key = (file, line, col)
+        try:
+            return self._source_of[key]
+        except KeyError:
+            index = self._source_of[key] = self._add(self.code_sources.source(file, line, col))
+            return index
+
+    def _add(self, parsed: dict | None) -> int | None:
+        if parsed is None:
+            return None
+        self.sources.append(parsed)
+        return len(self.sources) - 1
 
     def to_json(self) -> dict:
         return {"strings": list(self.strings), "sources": self.sources}
 
 
+_CODE_AT_LINE = re.compile(r'\s*File "(.*)", line (\d+)')
+_UNDERLINE = re.compile(r"^( *)~", re.M)
+
+
+def code_position(text: str) -> tuple[str, int, int] | None:
+    """(file, line, column) of a ``sourceRange()`` text of a copy without debug records: the column is
+    where torch's ``~~~`` underline of the range starts."""
+    match = _CODE_AT_LINE.match(text)
+    under = _UNDERLINE.search(text)
+    if match is None or under is None:
+        return None
+    return match.group(1), int(match.group(2)), len(under.group(1))
+
+
 class Walked:
-    """A walked graph: its GRAPH array already as JSON text (``text``, docs/ir.md), and what it calls
+    """A walked graph: its GRAPH array already as JSON text (docs/ir.md), kept in pieces that are written out
+    as they are (``head``: ``[inputs,outputs,``, then the JSON of each top-level node, or of several joined by
+    commas), and what it calls
     (``calls``: ``(type, None)`` for a ``prim::CallFunction`` of a function of that type, ``(type, method)`` for
     a ``prim::CallMethod`` on an object of that type)."""
 
-    __slots__ = ("text", "calls")
+    __slots__ = ("head", "nodes", "calls")
 
-    def __init__(self, text: str, calls: list[tuple[str, str | None]]):
-        self.text, self.calls = text, calls
+    def __init__(self, head: str, nodes: list[str], calls: list[tuple[str, str | None]]):
+        self.head, self.nodes, self.calls = head, nodes, calls
+
+    def pieces(self):
+        yield self.head
+        yield "["
+        for i, node in enumerate(self.nodes):
+            if i:
+                yield ","
+            yield node
+        yield "]]"
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # ASCII only: see encode()
@@ -284,7 +334,22 @@ def walk_graph(graph, tables: Tables) -> Walked:
                 item[4].append(b)
                 pending.append((iter(list(block.nodes())), b[2]))
             todo.extend(reversed(pending))  # pre-order: a node, then its blocks' nodes, block 0 first
-    return Walked(f"[{inputs},{outputs},[{','.join(texts)}]]", calls)
+    return Walked(f"[{inputs},{outputs},", texts, calls)
+
+
+def read_graph(graph, tables: Tables) -> Walked:
+    """The graph from torch's printer when ``tables`` has a reader (tsinspect.ir.printed), walked when not
+    or when the reader does not read its text exactly."""
+    if tables.reader is not None:
+        try:
+            return Walked(*tables.reader.read(graph))
+        except Exception:  # noqa: BLE001 - Unsupported, or a reader bug: the walk is slower, never wrong
+            if os.environ.get(PRINTED_ONLY_ENV) == "1":
+                raise
+    return walk_graph(graph, tables)
+
+
+PRINTED_ONLY_ENV = "TSINSPECT_TEST_ONLY_PRINTED"  # tests: fail where the printed text is not read
 
 
 def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
@@ -314,10 +379,10 @@ def _walk_method(cpp, name: str, inline: bool, tables: Tables) -> dict:
     try:
         fn = cpp._get_method(name)
         method["schema"] = str(fn.schema)
-        method["graph"] = walk_graph(fn.graph, tables)
+        method["graph"] = read_graph(fn.graph, tables)
         if inline:
             inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
-            method["inlined"] = walk_graph(inlined, tables)
+            method["inlined"] = read_graph(inlined, tables)
             del inlined
     except Exception as exc:  # noqa: BLE001 - one bad method must not lose the others
         text = str(exc).strip()
@@ -355,7 +420,7 @@ def walk_functions(cu, types: dict, module_types: set[str], tables: Tables, limi
                 if fn is None:
                     raise LookupError("not in the compilation unit")
                 method["schema"] = str(fn.schema)
-                method["graph"] = walk_graph(fn.graph, tables)
+                method["graph"] = read_graph(fn.graph, tables)
                 todo.append(method["graph"])
             except Exception as exc:  # noqa: BLE001 - one bad function must not lose the others
                 text = str(exc).strip()
@@ -384,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-file-size", type=int, help="largest file this process may write, in bytes")
     parser.add_argument("--rewritten", action="store_true",
                         help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
+    parser.add_argument("--code-sources", help="zip of code/ and its .debug_pkl records: the copy has none "
+                        "(tsinspect.ir.origins); graphs are read from torch's printer")
     parser.add_argument("--no-sandbox", metavar="WHY", help="run unconfined (TSINSPECT_SANDBOX=off; measurement)")
     args = parser.parse_args(argv)
     set_limits(args.limit_memory, args.limit_cpu, args.limit_file_size)
@@ -393,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = Confinement("off", [], args.no_sandbox)
     else:
         # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
-        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in [args.archive, *args.library]])
+        readable = [args.archive, *args.library, *([args.code_sources] if args.code_sources else [])]
+        sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in readable])
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -410,37 +478,43 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         doc["error"] = classify_error(exc)
         doc["load"] = "failed"
-    out.write(encode(doc))
+    out.writelines(encode(doc))
     out.flush()
     return 0
 
 
-def encode(doc: dict) -> str:
-    """The transport (docs/ir.md): a one-line header (the document without its graphs, plus the method names
-    of each type), a newline, then the whole document. The parent reads the header alone and relays the
-    document to ``graph --json`` as it is.
+def encode(doc: dict) -> list[str]:
+    """The transport (docs/ir.md) as pieces to write in order: a one-line header (the document without its
+    graphs, plus the method names of each type), a newline, then the whole document. The parent reads the
+    header alone and relays the document to ``graph --json`` as it is.
 
-    The graphs are JSON text already (``Walked``): they go in where placeholders holding a random token
-    stand, which no string of the archive can forge. ``json.dumps``, not ``json.dump`` (which streams
-    through the pure-Python encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an
-    archive string reaches a terminal unescaped.
+    The graphs are JSON text already (``Walked``): their pieces go in where placeholders holding a random
+    token stand, which no string of the archive can forge; nothing is joined into one string (a 205k-node
+    graph is 17 MB of text). ``json.dumps``, not ``json.dump`` (which streams through the pure-Python
+    encoder, 13x slower); ASCII only, so no control, C1 or bidi character of an archive string reaches a
+    terminal unescaped.
     """
     started = time.perf_counter()
     token = os.urandom(8).hex()
-    graphs: list[str] = []
+    graphs: list[Walked] = []
 
     def placeholder(obj):
         if not isinstance(obj, Walked):
             raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-        graphs.append(obj.text)
+        graphs.append(obj)
         return f"{token}:{len(graphs) - 1}"
 
-    body = json.dumps(doc, separators=(",", ":"), default=placeholder)
-    body = re.sub(f'"{token}:([0-9]+)"', lambda m: graphs[int(m.group(1))], body)
+    body = re.split(f'"{token}:([0-9]+)"', json.dumps(doc, separators=(",", ":"), default=placeholder))
     header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
     header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
     header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
-    return json.dumps(header, separators=(",", ":")) + "\n" + body
+    pieces = [json.dumps(header, separators=(",", ":")), "\n"]
+    for i, piece in enumerate(body):
+        if i % 2:
+            pieces.extend(graphs[int(piece)].pieces())
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 GRAPH_FIELDS = ("types", "functions", "strings", "sources")
@@ -471,7 +545,11 @@ def run(args, doc: dict) -> None:
         doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
                             "tensors: equal tensor constants are not pooled into one node")
     started = time.perf_counter()
-    tables = Tables()
+    if args.code_sources:
+        tables = Tables(CodeSources(args.code_sources, parse_source))
+        tables.reader = GraphReader(tables, _attributes, _dumps, NO_BLOCKS)
+    else:
+        tables = Tables()
     inline = True if args.inline else args.inline_module
     doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, inline, tables)
     module_types = {sub._c._type().qualified_name() for _, sub in module.named_modules()}

@@ -1,8 +1,8 @@
 """An ``ast`` view of ``code/`` for archives torch cannot load: every method and the ops it calls.
 
-TorchScript prints builtin ops as ``torch.<name>(...)`` (``aten::<name>``) and other namespaces as
-``ops.<ns>.<name>(...)`` (``<ns>::<name>``); methods of submodules are ``(x).forward(...)``. This needs
-no torch and works on any archive whose ``code/`` parses.
+Which op a call stands for is tsinspect.archive.calls; this view adds what torch's compiler does to it:
+constants it folds, branches it decides, builtins it inlines, and old ops it upgrades (ir.upgraders).
+This needs no torch and works on any archive whose ``code/`` parses.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import ast
 import operator
 from dataclasses import dataclass, field
 
+from tsinspect.archive.calls import op_of_call
 from tsinspect.archive.code import CodeIndex, module_of
-
-# Python-level builtins TorchScript prints bare; they map to these ops.
-_BUILTIN_OPS = {"int": "aten::Int", "float": "aten::Float", "bool": "aten::Bool", "len": "aten::len",
-                "str": "aten::str", "annotate": None, "uninitialized": "prim::Uninitialized",
-                "unchecked_cast": "prim::unchecked_cast", "isinstance": None, "range": None}
+from tsinspect.ir.upgraders import SCALAR, TENSOR, CallArgs, may_upgrade, upgraded_ops
 
 
 @dataclass
@@ -40,51 +37,6 @@ class AstMethod:
     def to_json(self) -> dict:
         return {"class": self.owner, "name": self.name, "file": self.file, "line": self.line,
                 "ops": [{"op": u.op, "line": u.line} for u in self.ops]}
-
-
-def op_of_call(call: ast.Call, aliases: dict[str, str] | None = None) -> str | None:
-    """The op a call in generated code stands for, or None for calls that are not ops.
-
-    ``aliases`` maps local names to what they were assigned (``_0 = __torch__.torch.nn.functional.dropout``).
-    """
-    func = call.func
-    if isinstance(func, ast.Name) and func.id == "annotate" and call.args and isinstance(call.args[0], ast.Name) \
-            and call.args[0].id == "number":
-        return "aten::ScalarImplicit"  # an implicit Tensor -> Scalar conversion, printed as annotate(number, x)
-    if _is_constant_device(call):
-        return None  # torch.device("cpu") is a constant in the graph, not an op
-    parts = []
-    while isinstance(func, ast.Attribute):
-        parts.append(func.attr)
-        func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
-        parts.reverse()
-        if aliases and parts[0] in aliases:
-            parts = aliases[parts[0]].split(".") + parts[1:]
-        if parts[0] == "torch" and len(parts) == 2:
-            return f"aten::{parts[1]}"
-        if parts[0] == "ops" and len(parts) == 3:
-            op = f"{parts[1]}::{parts[2]}"
-            return _SCRIPTED_BUILTINS.get(op, op)
-        if len(parts) == 1:
-            return _BUILTIN_OPS.get(parts[0], f"call {parts[0]}")
-        if parts[0] == "__torch__":
-            return f"call {'.'.join(parts)}"
-        return f"method {parts[-1]}"
-    if isinstance(call.func, ast.Attribute):
-        return f"method {call.func.attr}"
-    return None
-
-
-# Builtins torch implements in TorchScript and inlines where they are called: the op their body runs.
-_SCRIPTED_BUILTINS = {"prim::shape": "aten::size"}  # def shape(a: Tensor) -> List[int]: return a.size()
-
-
-def _is_constant_device(call: ast.Call) -> bool:
-    return (isinstance(call.func, ast.Attribute) and call.func.attr == "device" and isinstance(call.func.value, ast.Name)
-            and call.func.value.id == "torch" and not call.keywords
-            and all(isinstance(a, ast.Constant) for a in call.args) and len(call.args) >= 1)
 
 
 _TYPE_NAMES = {"Optional", "Tuple", "List", "Dict", "Union", "Future", "RRef", "Await", "Final", "Any"}
@@ -140,10 +92,11 @@ class _Constants:
         self.env: dict[str, object] = {}
         self.folded: set[int] = set()
         self.decided: dict[int, bool] = {}
+        self.known: dict[int, tuple[bool, object]] = {}  # id(argument of a call) -> value() where it is
         try:
             self._run(method.body)
         except RecursionError:  # code nested deeper than real archives: count every op, fold nothing
-            self.folded, self.decided = set(), {}
+            self.folded, self.decided, self.known = set(), {}, {}
 
     def value(self, expr: ast.expr) -> tuple[bool, object]:
         if isinstance(expr, ast.Constant) and isinstance(expr.value, _SCALARS):
@@ -171,6 +124,11 @@ class _Constants:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Call):
                 self.value(sub)
+                for arg in (*sub.args, *(k.value for k in sub.keywords)):
+                    self.known[id(arg)] = self.value(arg)
+
+    def known_value(self, expr: ast.expr) -> tuple[bool, object]:
+        return self.known.get(id(expr), (False, None))
 
     def _run(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -217,6 +175,127 @@ class _Constants:
         self.env = {k: v for k, v in env.items() if k not in kept}
 
 
+# What the op view knows of a value's type, enough to tell which overload a call matches (``aten::div.Tensor``
+# or ``.Scalar``) when an upgrader depends on it. TorchScript's printed code annotates arguments and
+# attributes; locals are typed by what they are assigned.
+_SCALAR_TYPES = {"int", "float", "bool", "number", "complex", "Scalar"}
+_SCALAR_RESULTS = {"dim", "len", "numel", "Int", "Float", "Bool", "ScalarImplicit", "item", "is_floating_point",
+                   "__is__", "__isnot__", "__not__", "element_size", "get_device", "is_contiguous"}
+# scalar in, scalar out; a tensor in, a tensor out
+_POLYMORPHIC = {"add", "sub", "mul", "div", "floordiv", "remainder", "neg", "pow", "eq", "ne", "lt", "le", "gt",
+                "ge", "abs", "floor", "ceil", "sqrt", "log", "exp", "__and__", "__or__", "__xor__"}
+
+
+def kind_of_type(text: str) -> str | None:
+    text = text.strip()
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[9:-1]
+    return TENSOR if text == "Tensor" else SCALAR if text in _SCALAR_TYPES else None
+
+
+class _Kinds:
+    """Tensor or scalar, per expression of one method (None when the code does not say)."""
+
+    def __init__(self, method: ast.FunctionDef, owner, own_methods: dict, classes: dict):
+        self.owner, self.own_methods, self.classes = owner, own_methods, classes
+        self.names: dict[str, str | None] = {}
+        self.objects: dict[str, object] = {}  # local name -> the ClassInfo of the module or object it holds
+        for arg in method.args.args:
+            if arg.annotation is not None:
+                self.names[arg.arg] = kind_of_type(ast.unparse(arg.annotation))
+        assigns = sorted((n for n in ast.walk(method) if isinstance(n, ast.Assign) and len(n.targets) == 1),
+                         key=lambda n: (n.lineno, n.col_offset))
+        for stmt in assigns:  # printed code binds most names once: the last binding is the one that counts
+            target, value = stmt.targets[0], stmt.value
+            if isinstance(target, ast.Name):
+                self.names[target.id] = self.of(value)
+                self.objects.pop(target.id, None)
+                if (cls := self._object_class(value)) is not None:
+                    self.objects[target.id] = cls
+            elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+                for name, item in zip(target.elts, value.elts):
+                    if isinstance(name, ast.Name):
+                        self.names[name.id] = self.of(item)
+
+    def of(self, expr: ast.expr) -> str | None:
+        try:
+            return self._of(expr)
+        except RecursionError:  # nested deeper than real code: not known
+            return None
+
+    def _of(self, expr: ast.expr) -> str | None:
+        if isinstance(expr, ast.Constant):
+            return SCALAR if isinstance(expr.value, (bool, int, float, complex)) else None
+        if isinstance(expr, ast.Name):
+            return self.names.get(expr.id)
+        if isinstance(expr, ast.UnaryOp):
+            return self._of(expr.operand)
+        if isinstance(expr, ast.Attribute):  # self.scale, stft.filter_length: the attribute's declared type
+            owner = self._class_of(expr.value)
+            if owner is None:
+                return None
+            if expr.attr in owner.parameters or expr.attr in owner.buffers:
+                return TENSOR
+            return kind_of_type(owner.attributes.get(expr.attr, ""))
+        if isinstance(expr, ast.Subscript):  # an item of a shape is an int
+            value = expr.value
+            return SCALAR if isinstance(value, ast.Call) and _dotted(value.func) in ("ops.prim.shape", "torch.size") \
+                and len(value.args) == 1 else None
+        if isinstance(expr, ast.Call):
+            return self._call(expr)
+        return None
+
+    def _object_class(self, expr: ast.expr):
+        try:
+            return self._class_of(expr)
+        except RecursionError:
+            return None
+
+    def _class_of(self, expr: ast.expr):
+        """The class of a module or object expression: ``self``, a local bound to ``self.stft``, ``a.b``."""
+        if isinstance(expr, ast.Name):
+            return self.owner if expr.id == "self" else self.objects.get(expr.id)
+        if isinstance(expr, ast.Attribute):
+            outer = self._class_of(expr.value)
+            return self.classes.get(outer.attributes.get(expr.attr, "")) if outer is not None else None
+        return None
+
+    def _call(self, call: ast.Call) -> str | None:
+        name = _dotted(call.func)
+        if name in ("annotate", "unchecked_cast") and call.args:
+            return kind_of_type(ast.unparse(call.args[0]))
+        if name in ("int", "float", "bool", "len"):
+            return SCALAR
+        if name == "ops.prim.NumToTensor":
+            return TENSOR
+        if isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) \
+                and call.func.value.id == "self" and call.func.attr in self.own_methods:
+            returns = self.own_methods[call.func.attr].node.returns
+            return kind_of_type(ast.unparse(returns)) if returns is not None else None
+        if name is None or not name.startswith("torch.") or name.count(".") != 1:
+            return None
+        op = name[6:]
+        if op == "size":
+            return SCALAR if len(call.args) == 2 else None
+        if op in _SCALAR_RESULTS:
+            return SCALAR
+        if op in _POLYMORPHIC:
+            kinds = [self._of(a) for a in call.args]
+            return TENSOR if TENSOR in kinds else SCALAR if kinds and all(k == SCALAR for k in kinds) else None
+        return TENSOR  # the other aten ops printed as torch.<op> return tensors
+
+
+def _dotted(func: ast.expr) -> str | None:
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        return None
+    parts.append(func.id)
+    return ".".join(reversed(parts))
+
+
 def _live_nodes(root: ast.AST, decided: dict[int, bool]):
     """Every node under ``root`` that torch would compile: branches decided statically are pruned."""
     stack = [root]
@@ -248,6 +327,7 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
         lines = index.sources.get(method.file, "").split("\n")
         aliases = {}
         constants = _Constants(method.node)
+        kinds = None  # typed only when a call may be upgraded
         nodes = list(_live_nodes(method.node, constants.decided))
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
@@ -259,6 +339,11 @@ def ast_methods(index: CodeIndex) -> list[AstMethod]:
             op = None
             if isinstance(node, ast.Call) and id(node) not in constants.folded:
                 op = op_of_call(node, aliases)
+                if op and may_upgrade(op, index.file_version):  # an old archive: torch upgrades this op
+                    kinds = kinds or _Kinds(method.node, owner, own_methods, index.classes)
+                    upgraded = upgraded_ops(op, CallArgs(node, kinds.of, constants.known_value), index.file_version)
+                    view.ops.extend(OpUse(o, node.lineno) for o in upgraded)
+                    continue
             elif isinstance(node, ast.Subscript) and lines:
                 op = subscript_op(node, lines, lambda value: _returns_tuple(value, own_methods))
             if op:

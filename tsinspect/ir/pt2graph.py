@@ -14,6 +14,7 @@ from tsinspect.archive.pt2 import (MAX_DEPTH, MAX_NODES, GraphTooLarge, Pt2Progr
 from tsinspect.archive.text import printable
 from tsinspect.ir.model import IR, Block, Graph, Method, Module, Node, Source, Value
 
+_SYM_TYPES = {"as_sym_int": "SymInt", "as_sym_bool": "SymBool", "as_sym_float": "SymFloat"}
 _NAMED_TAGS = ("as_tensor", "as_sym_int", "as_sym_bool", "as_sym_float", "as_custom_obj", "as_optional_tensor")
 
 
@@ -49,6 +50,7 @@ def program_graph(program: Pt2Program) -> Graph:
             raise GraphTooLarge(f"more than {MAX_NODES} nodes")
         node = _node(item, counter - 1, scope)
         dest.append(node)
+        pending = []
         for name, sub in subgraphs(item):
             if depth + 1 > MAX_DEPTH:
                 raise GraphTooLarge(f"subgraphs nested deeper than {MAX_DEPTH}")
@@ -57,7 +59,8 @@ def program_graph(program: Pt2Program) -> Graph:
                           _names(as_list(sub.get("outputs"))))
             node.attributes.setdefault("graphs", []).append(name)
             node.blocks.append(block)
-            todo.append((list(reversed(as_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
+            pending.append((list(reversed(as_list(sub.get("nodes")))), block.nodes, depth + 1, inner))
+        todo.extend(reversed(pending))  # the first subgraph's nodes next: ids in walk_nodes pre-order
     return graph
 
 
@@ -96,16 +99,26 @@ def _node(item: dict, node_id: int, scopes: list[dict]) -> Node:
             else:
                 attributes[key] = sym_text(body) if tag == "as_sym_int" else _plain(body)
         elif tag in ("as_tensors", "as_optional_tensors", "as_sym_ints"):
-            names = [arg_name(b) for b in as_list(body)]
-            if all(n not in ("None", "?") and not n.startswith("{") for n in names):
+            items = as_list(body)
+            names = [arg_name(b) for b in items]
+            named = [isinstance(as_dict(b).get("name"), str) or union_member(b)[0] in ("as_name", "as_tensor")
+                     for b in items]  # TensorArgument {"name"}, SymIntArgument/OptionalTensor unions
+            if all(named) and all(n not in ("None", "?") for n in names):
                 inputs += names
-            else:
-                attributes[key] = [n if n != "None" else None for n in names]
+            else:  # constants among them (a view's [s0, 4, 8]): one attribute, values named with %
+                attributes[key] = [None if n == "None" else f"%{n}" if ok else _plain(union_member(b)[1])
+                                   for n, ok, b in zip(names, named, items)]
         elif tag == "as_graph":
             continue  # a block of the node
         else:
             attributes[key] = _plain(body)
-    outputs = [_value(n, scopes) for n in _names(as_list(item.get("outputs"))) if n != "None"]
+    outputs = []
+    for out in as_list(item.get("outputs")):
+        for name in _names([out]):
+            if name != "None":
+                value = _value(name, scopes)
+                value.type = value.type or _SYM_TYPES.get(union_member(out)[0], "")  # a SymInt has no tensor meta
+                outputs.append(value)
     file, line, stack = source_of(metadata)
     source = Source(file=file, line=line, stack=stack) if file or stack else None
     return Node(node_id, target_kind(as_text(item.get("target"))), inputs, outputs, attributes, [], source,

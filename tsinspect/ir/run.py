@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import TextIO
 
 import tsinspect
+from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
 from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
-from tsinspect.archive.reader import Archive
+from tsinspect.archive.reader import PICKLE_CAP, Archive
 from tsinspect.collector import paused
-from tsinspect.ir.metacopy import write_full_copy, write_meta_copy
+from tsinspect.ir.metacopy import write_code_sources, write_full_copy, write_meta_copy
 from tsinspect.ir.model import IR, SCHEMA, LoadError
 
 DEFAULT_TIMEOUT = 120.0
@@ -160,7 +161,11 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
 
         index = CodeIndex()
         return Extraction(pt2_ir(archive).to_json(), scan_archive(archive, index), index)
-    if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
+    if archive.format == rk.TORCHSCRIPT_JSON:  # torch 2.x refuses it before reading anything
+        index = index_code(archive)
+        ir = IR("failed", error=LoadError("legacy_format", modeljson.REFUSAL))
+        return Extraction(ir.to_json(), scan_archive(archive, index), index)
+    if archive.format not in rk.IR_FORMATS:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     index = index_code(archive)
     scan = scan_archive(archive, index)
@@ -179,13 +184,18 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         copies.mkdir()
         run_dir.mkdir()
         notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
+        # the copies hold no debug records: torch prints code/ positions, which the child maps to the
+        # original source from this file (tsinspect.ir.origins), and reads graphs from torch's printer
+        sources = copies / "sources.zip"
+        write_code_sources(archive, sources)
+        flags = ["--code-sources", str(sources)]
         full = options.full or _holds_quantized_tensors(archive)
         if full and not options.full:
             notes.append("quantized tensors have no meta kernels; loaded a full copy")
         if not full:
             meta = copies / "meta.pt"
-            copy = write_meta_copy(archive, meta)
-            document = _run_child(archive, meta, run_dir, options, ["--rewritten"] if copy.rewritten else [])
+            copy = write_meta_copy(archive, meta, debug_info=False)
+            document = _run_child(archive, meta, run_dir, options, flags + (["--rewritten"] if copy.rewritten else []))
             error = document.get("error") or {}
             # (a child that wrote no document, killed or crashed, would not fare better on a full load)
             if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
@@ -193,14 +203,19 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
             meta.unlink()
             notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
         copy_path = copies / "full.pt"
-        write_full_copy(archive, copy_path, _memory_limit(archive, options))
-        document = _run_child(archive, copy_path, run_dir, options, ["--full"])
+        write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
+        document = _run_child(archive, copy_path, run_dir, options, flags + ["--full"])
     return Extraction(_with_notes(document, notes), scan, index)
 
 
 def _holds_quantized_tensors(archive: Archive) -> bool:
     """Whether data.pkl rebuilds quantized tensors: meta loading would fail (``aten::empty_quantized`` has no
     meta kernel), so go straight to the full copy and save a second torch start (measured: 1.8x the time)."""
+    record = archive.by_name.get("data.pkl")
+    # a pickle names a global by its text, so without these bytes no walk can find it (walking a 10,000-parameter
+    # data.pkl costs 0.2 s)
+    if record is None or b"_rebuild_qtensor" not in archive.read(record, PICKLE_CAP):
+        return False
     walked = archive.pickle_optional("data.pkl")
     return walked is not None and any(g.module == "torch._utils" and g.name == "_rebuild_qtensor"
                                       for g, _offset in walked.globals)

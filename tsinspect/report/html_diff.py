@@ -29,7 +29,7 @@ def diff_section(w) -> str:
         return "".join(out) + "</section>"
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
     out.append(f'<div class="box warn">{common.counted(len(d.findings), "finding")}: {e(counts)}</div>')
-    if d.mode != "trace_vs_script":
+    if d.mode == "structural":  # export and trace diffs: by method, with where and excerpt
         out += [_structural(w, f) for f in d.findings]
         return "".join(out) + "</section>"
     linkable = w.s.path == d.scripted  # code/ locations of findings are in the scripted archive

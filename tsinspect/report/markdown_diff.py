@@ -25,7 +25,7 @@ def diff_section(d) -> str:
         return "\n\n".join(out)
     counts = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
     out.append(f"> **{common.counted(len(d.findings), 'finding')}:** {md(counts)}")
-    if d.mode != "trace_vs_script":
+    if d.mode == "structural":  # export and trace diffs: by method, with where and excerpt
         for f in d.findings:
             out.append(f"- **{md(f.kind)}** {md(f.message)}")
             lines = f.details.get("diff", []) if isinstance(f.details, dict) else []

@@ -196,7 +196,7 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, resu
         except ArchiveError as exc:
             return IRPart(skipped=f"the exported program could not be read ({exc})")
         return IRPart(ir.to_json(), ir, op_inventory(ir), "ir")
-    if archive.format not in (rk.TORCHSCRIPT, rk.LITE):
+    if archive.format not in rk.IR_FORMATS:
         return IRPart(skipped=f"a {archive.format} file has no TorchScript code and no IR")
     from tsinspect.ir.fallback import ast_methods, ast_op_inventory
 

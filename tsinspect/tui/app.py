@@ -29,12 +29,13 @@ from tsinspect.tui.help import HelpScreen
 from tsinspect.tui.messages import ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRLoaded, SearchDone
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
+from tsinspect.tui.views.export import ExportView
 from tsinspect.tui.views.ir import IRView, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
-IR_FORMATS = (rk.TORCHSCRIPT, rk.LITE, rk.PT2)  # pt2: read without torch
-VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView}
+VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView,
+         "export": ExportView}
 
 
 class InspectorApp(App):
@@ -51,6 +52,8 @@ class InspectorApp(App):
                 id="view-safety"),
         Binding("d", "view('diff')", "Diff", show=False, tooltip="What a trace lost against the scripted model",
                 id="view-diff"),
+        Binding("e", "view('export')", "Export", show=False, tooltip="A torch.export program: modules, tensors, "
+                "dynamic shapes", id="view-export"),
         # priority: handled as it arrives, so that a query typed fast right after "/" all lands in the field
         # (a plain binding reaches the app only after the keys behind it were handed to the focused widget)
         Binding("slash", "search", "Search", tooltip="Find in the current view", id="search", priority=True),
@@ -93,6 +96,8 @@ class InspectorApp(App):
                 yield SafetyView()
             with TabPane(Content("Diff [d]"), id="diff"):
                 yield DiffView()
+            with TabPane(Content("Export [e]"), id="export"):
+                yield ExportView()
         search = Input(placeholder="find in this view: op kind, value, record, module name; enter, then n / N",
                        id="search")
         search.display = False
@@ -100,6 +105,7 @@ class InspectorApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#views", TabbedContent).hide_tab("export")  # shown once a pt2 archive is read
         if self.other:
             self.start_diff(self.path, self.other)
             self.pick_browsed(self.path, self.other)
@@ -132,13 +138,14 @@ class InspectorApp(App):
     def pick_browsed(self, a: str, b: str) -> None:
         """The scripted archive of the two, as the diff will tell (its torch-free part, read twice: cheap);
         the first one given when both are of one kind or are not variants of one model."""
-        from tsinspect.diff.kinds import SCRIPTED, TRACED, same_model
+        from tsinspect.archive.madeby import SCRIPTED, TRACED
+        from tsinspect.diff.kinds import same_model
         from tsinspect.diff.run import load_side
 
         path = a
         try:
             side_a, side_b = load_side(a), load_side(b)
-            kind_a, kind_b = side_a.kind.kind, side_b.kind.kind
+            kind_a, kind_b = side_a.kind, side_b.kind
             if ({kind_a, kind_b} != {kind_a} and (kind_b == SCRIPTED or kind_a == TRACED)
                     and same_model(side_a.program, side_b.program)[0]):
                 path = b
@@ -157,6 +164,8 @@ class InspectorApp(App):
     @on(ArchiveLoaded)
     def _archive_loaded(self, message: ArchiveLoaded) -> None:
         self.loaded = message.state
+        if self.loaded.summary.format == rk.PT2:
+            self.query_one("#views", TabbedContent).show_tab("export")
         ir_asked = self.query_one(IRView).state != "waiting"  # the IR worker started with the app
         for view in VIEWS.values():
             self.query_one(view).show_archive()
@@ -164,7 +173,7 @@ class InspectorApp(App):
             self.query_one(DiffView).focus_main()
         else:
             self.query_one("#records").focus()
-        if self.loaded.summary.format in IR_FORMATS and not ir_asked:
+        if self.loaded.summary.format in rk.IR_FORMATS and not ir_asked:
             if self.path in self.diff_extractions:
                 self.ir_from_diff()
             elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
@@ -200,7 +209,7 @@ class InspectorApp(App):
             return  # the archive worker says why it cannot be opened
         try:
             with archive:
-                if archive.format not in IR_FORMATS:
+                if archive.format not in rk.IR_FORMATS:
                     return  # the archive view says what it is; the IR view says it has no IR
                 if archive.format == rk.PT2 and self.started_ir is None:
                     extraction = extract_ir(archive, Options(inline=inline, trust=trust))
@@ -352,6 +361,9 @@ class InspectorApp(App):
     # ----- views and jumps
 
     def action_view(self, name: str) -> None:
+        if name == "export" and (self.loaded is None or self.loaded.summary.format != rk.PT2):
+            self.notify("The export view shows torch.export archives (.pt2); this is not one.", markup=False)
+            return
         self.query_one("#views", TabbedContent).active = name
         self.query_one(VIEWS[name]).focus_main()
 
@@ -376,6 +388,11 @@ class InspectorApp(App):
     def show_module(self, path: str) -> None:
         self.query_one("#views", TabbedContent).active = "modules"
         self.run_worker(self.query_one(ModulesView).jump(path), group="jump")
+
+    def show_export(self, chain: list) -> None:
+        """Switch to the export view on an item: its tree keys from the root down."""
+        self.query_one("#views", TabbedContent).active = "export"
+        self.run_worker(self.query_one(ExportView).jump(chain), group="jump")
 
     def show_node(self, target: tuple) -> None:
         """Switch to the IR view on a method or node: (module path, method, node id or None)."""
@@ -444,7 +461,7 @@ class InspectorApp(App):
     def _go_to_match(self) -> None:
         target = self.matches[self.match_index]
         jump = {"archive": self.show_record, "modules": self.show_module, "ir": self.show_node,
-                "diff": self.show_finding}
+                "diff": self.show_finding, "export": self.show_export}
         jump[self.match_view](target)
 
     # ----- help

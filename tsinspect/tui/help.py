@@ -14,6 +14,7 @@ KEYS = [  # (where, key, what)
     ("everywhere", "g", "IR view: methods, graphs and nodes"),
     ("everywhere", "s", "safety view: problems in the archive and the static scan's findings"),
     ("everywhere", "d", "diff view: what a trace lost against the scripted model, finding by finding"),
+    ("everywhere", "e", "export view (torch.export .pt2): signature, modules, tensors, dynamic shapes"),
     ("everywhere", "ctrl+o", "compare this archive with another one (its traced or scripted variant)"),
     ("everywhere", "/", "search the current view (records, modules, op kinds or value names)"),
     ("everywhere", "n / N", "next / previous search match"),
@@ -34,6 +35,7 @@ KEYS = [  # (where, key, what)
     ("safety, findings", "enter", "show the finding's line of code"),
     ("diff, findings", "up / down", "the highlighted finding: its source (- dropped, + kept) beside the traced code"),
     ("diff", "enter / c", "the finding's line in the scripted archive's code/ (when it is the archive browsed)"),
+    ("export, nodes", "enter", "show the node in the IR view (its subgraphs nested, its source line)"),
     ("diff", "v", "verify: run both archives on generated inputs (sandboxed child), a verdict per finding"),
 ]
 

@@ -1,13 +1,14 @@
-"""Which inputs to run both archives on, and which findings each one tests (torch-free).
+"""Which inputs to run both archives on, and what each finding is about (torch-free).
 
 A variant changes one thing against the example input (``traced_inputs.pkl``'s dtypes and shapes): the
 value distribution, one dimension's size (the condition's threshold, one, one more, twice), one dimension
 fewer (unbatched), the dtype, train() instead of eval(), no_grad instead of grad, None for an argument.
-Each variant carries ``keys`` naming what it changes; each finding gets the keys whose variants can show
-it (``finding_keys``): a ``self.training`` test is tested by the train variant, ``x.size(0) > 2`` by the
-variants that resize x's dimension 0, an unrolled loop by those resizing the dimension it ran over. Values
-are drawn by the child, seeded; a variant's ``values`` is "reference" when it uses whichever distribution
-the child found to agree on the example shapes (the trace was made on values nobody stored).
+Each variant carries ``keys`` naming what it changes. ``finding_keys`` guesses from a finding's text which
+variants can show it; the plan uses that only to choose the dimensions worth resizing (``x.size(0) > 2``:
+x's dimension 0, at 2 and 3). Whether a variant really takes a finding's other side is not guessed: the
+child records it (``site_of``, tsinspect.verify.instrument). Values are drawn by the child, seeded; a
+variant's ``values`` is "reference" when it uses whichever distribution the child found to agree on the
+example shapes (the trace was made on values nobody stored).
 """
 
 from __future__ import annotations
@@ -62,10 +63,31 @@ class Plan:
     variants: list[Variant] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # variants left out, and why
     source: str = ""  # where the example inputs came from
+    sites: list[dict] = field(default_factory=list)  # what each finding is about (``site_of``)
+    method: str = "forward"
 
     def to_json(self) -> dict:
         return {"base": [i.to_json() for i in self.base], "variants": [v.to_json() for v in self.variants],
-                "skipped": list(self.skipped), "source": self.source}
+                "skipped": list(self.skipped), "source": self.source, "sites": self.sites, "method": self.method}
+
+
+def site_of(finding) -> dict | None:
+    """The scripted code a finding is about, for the child to record and freeze (tsinspect.verify.instrument):
+    an ``if`` and the side the trace kept (None: per iteration), a loop and the traced trip count, the
+    values an op received as constants in the trace. None when there is nothing to run (a missing method)."""
+    d = finding.details or {}
+    if not finding.file or not finding.line:
+        return None
+    where = {"file": finding.file, "line": finding.line}
+    if finding.kind == "dropped_branch" and d.get("kept") in ("then", "else"):
+        return {"kind": "if", **where, "kept": d["kept"]}
+    if finding.kind == "per_iteration_branch":
+        return {"kind": "if", **where, "kept": None}
+    if finding.kind == "unrolled_loop" and isinstance(d.get("count"), int):
+        return {"kind": "loop", **where, "count": d["count"]}
+    if finding.kind == "baked_constant" and d.get("values"):
+        return {"kind": "value", **where, "values": [str(v.get("trace")) for v in d["values"] if isinstance(v, dict)]}
+    return None
 
 
 def finding_keys(finding, arg_names: list[str], ranks: list[int] | None = None) -> set[str]:
@@ -109,15 +131,6 @@ def finding_keys(finding, arg_names: list[str], ranks: list[int] | None = None) 
     if finding.kind == "baked_constant" and not dims and not _SHAPE_WORDS.search(text):
         keys.add("values")  # a folded Python number may come from values (float(x.sum()))
     return keys
-
-
-def matches(variant_keys: list[str], keys: set[str]) -> bool:
-    for key in variant_keys:
-        if key in keys or ("shape:*" in keys and (key.startswith("shape:") or key == "unbatched")):
-            return True
-        if key == "unbatched" and any(k.startswith("shape:") for k in keys):
-            return True  # one dimension fewer moves every size a condition reads
-    return False
 
 
 def build_plan(base: list[Input], findings: list, arg_names: list[str], source: str,

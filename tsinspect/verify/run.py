@@ -8,10 +8,13 @@ child (tsinspect.verify.child) started like the IR child (tsinspect.ir.run: limi
 then the verdicts. Nothing here imports torch. Whatever goes wrong, the static result stays and says why
 it was not verified.
 
-Verdicts (``Finding.verdict``): ``confirmed`` (a variant the finding predicts made the outputs differ, or
-the traced model raise), ``not reproduced`` (its variants ran and the outputs agreed), ``not tested``
-(why). Variants whose outputs differ although no finding predicts them are listed in
-``verification["unexplained"]``.
+Verdicts (``Finding.verdict``), from what the child recorded in the scripted model (tsinspect.verify.instrument):
+``confirmed`` (on some variant the scripted model took the finding's other side, the outputs differ, and
+freezing that finding alone the traced way changes the scripted output), ``not reproduced`` (no variant took
+its other side, or those that did gave equal outputs or were unchanged by freezing it), ``not tested``
+(why). Variants whose outputs differ although no finding explains them are listed in
+``verification["unexplained"]``; those explained only by several findings frozen together in
+``verification["together"]``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from tsinspect.ir.metacopy import write_full_copy
 from tsinspect.ir.run import GIB, run_confined_child
 from tsinspect.safety.codescan import scan_archive
 from tsinspect.verify.child import SCHEMA
-from tsinspect.verify.plan import MAX_VARIANTS, Plan, build_plan, example_inputs, finding_keys, matches
+from tsinspect.verify.plan import MAX_VARIANTS, Plan, build_plan, example_inputs, site_of
 
 DEFAULT_TIMEOUT = 120.0
 CONFIRMED, NOT_REPRODUCED, NOT_TESTED = "confirmed", "not reproduced", "not tested"
@@ -59,6 +62,12 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
                                     "not run: the safety gate refused an archive (--trust runs it anyway)")
             base = example_inputs(summarize(traced).traced_inputs, names)
             plan = build_plan(base, result.findings, names, "traced_inputs.pkl", max_variants)
+            site_index = {}
+            for f in result.findings:
+                site = site_of(f)
+                if site is not None:
+                    site_index[id(f)] = len(plan.sites)
+                    plan.sites.append(site)
             if not plan.base:
                 return _not_run(result, "not_run", "no example inputs: the traced archive has no usable "
                                                    "traced_inputs.pkl (traced by an older torch?)")
@@ -90,7 +99,7 @@ def verify(result: DiffResult, trust: bool = False, timeout: float = DEFAULT_TIM
     except (ValueError, RecursionError) as exc:
         return _not_run(result, "failed", f"the verification child wrote unreadable output ({exc})")
     progress("verdicts")
-    _judge(result, plan, doc)
+    _judge(result, plan, doc, site_index)
     result.verification["seconds"] = round(time.perf_counter() - started, 2)
     return result
 
@@ -102,7 +111,7 @@ def _not_run(result: DiffResult, status: str, why: str, short: str | None = None
     return result
 
 
-def _judge(result: DiffResult, plan: Plan, doc: dict) -> None:
+def _judge(result: DiffResult, plan: Plan, doc: dict, site_index: dict[int, int]) -> None:
     failed = [f"the {side} archive cannot be loaded: {(info.get('error') or {}).get('message')}"
               for side, info in (doc.get("load") or {}).items() if not info.get("ok")]
     if failed or doc.get("error"):
@@ -115,67 +124,131 @@ def _judge(result: DiffResult, plan: Plan, doc: dict) -> None:
         r = by_id.get(v.id, {"outcome": "skipped", "why": "the child gave no result"})
         variants.append({**v.to_json(), **{k: r.get(k) for k in ("outcome", "why", "raised", "max_abs",
                                                                      "max_rel", "what", "seconds")},
-                         "values": r.get("values", v.values), "explains": []})
-    names, ranks = [i.name for i in plan.base], [len(i.shape or []) for i in plan.base]
+                         "values": r.get("values", v.values), "reached": r.get("reached"), "explains": []})
+    frozen: dict[int, list[dict]] = {}
+    for entry in doc.get("frozen") or []:
+        frozen.setdefault(entry.get("site"), []).append(entry)
+    sites = doc.get("sites")
     for f in result.findings:
-        f.verdict = _verdict(f, finding_keys(f, names, ranks), variants, reference)
-    chosen: dict[str, int] = {}
-    for f in result.findings:
-        if f.verdict["verdict"] == CONFIRMED:
-            chosen[f.verdict["variant"]] = chosen.get(f.verdict["variant"], 0) + 1
-    for f in result.findings:
-        others = chosen.get(f.verdict.get("variant"), 0) - 1
-        if f.verdict["verdict"] == CONFIRMED and others > 0:  # one input, several findings: any may be the cause
-            f.verdict["shared"] = others
-            f.verdict["text"] += f" (the same input confirms {others} other finding{'s' if others > 1 else ''})"
+        s = site_index.get(id(f))
+        f.verdict = _verdict(f, s, plan, sites, variants, frozen.get(s, []), doc.get("instrument_error"))
     # confirmed first, within the user's files and within library code
     order = (CONFIRMED, NOT_REPRODUCED, NOT_TESTED)
     result.findings.sort(key=lambda f: (f.rank()[0], order.index(f.verdict["verdict"]), f.rank()))
     for n, f in enumerate(result.findings):
         for v in variants:
-            if v["id"] in f.verdict.get("variants", []):
+            if f.verdict["verdict"] == CONFIRMED and v["id"] in f.verdict.get("variants", ()):
                 v["explains"].append(n)
-    unexplained = [f"outputs differ for {v['label']}; no finding explains it ({_effect(v)})"
-                   for v in variants if v["outcome"] == "differs" and not v["explains"]]
+    open_sites = {(e["site"], e["variant"]) for entries in frozen.values() for e in entries if e.get("changed") is not False}
+    together, joint = [], {e["variant"]: e for e in doc.get("together") or [] if e.get("changed")}
+    unexplained = []
+    for v in variants:
+        if v["outcome"] != "differs" or v["explains"]:
+            continue
+        if v["id"] in joint:
+            lines = ", ".join(f"{Path(plan.sites[s]['file']).name}:{plan.sites[s]['line']}" for s in joint[v["id"]]["sites"])
+            together.append(f"outputs differ for {v['label']} ({_effect(v)}): the findings at {lines} change the "
+                            "result only together (frozen together the traced way, the scripted output changes; "
+                            "frozen one at a time, it does not)")
+            continue
+        reached = v.get("reached")
+        if reached is None:
+            why = "which branches the scripted model took is unknown: it raised" if (v.get("raised") or {}).get(
+                "scripted") else "which branches the scripted model took is unknown"
+        elif not reached:
+            why = "the scripted model took the traced side of every finding"
+        elif all((s, v["id"]) not in open_sites and any(e["variant"] == v["id"] for e in frozen.get(s, []))
+                 for s in reached):
+            why = "freezing each finding it reached the traced way changed nothing"
+        else:
+            continue  # a finding it reached was not tried on it: not known to be a miss
+        unexplained.append(f"outputs differ for {v['label']}; no finding explains it ({_effect(v)}; {why})")
     note = None if reference else ("no value distribution gave the same outputs on the example shapes: the "
                                    "other variants use positive values, and only raises and shape changes count there")
     sandbox = doc.get("sandbox") or {}
     confined = ("in a sandboxed child" if sandbox.get("state") == "on" else
                 f"in a child, sandbox {sandbox.get('state', '?')}: {sandbox.get('reason') or 'unknown'}")
+    frozen_runs = sum(1 for e in doc.get("frozen") or [] if "changed" in e)
     result.verification = {
-        "status": "ran", "message": f"{sum(v['outcome'] != 'skipped' for v in variants)} input variants run on "
-                                    f"both archives {confined} (inputs from {plan.source})",
+        "status": "ran", "message": f"{sum(v['outcome'] != 'skipped' for v in variants)} input variants and "
+                                    f"{frozen_runs} frozen runs on both archives {confined} (inputs from {plan.source})",
         "reference_values": reference, "note": note, "sandbox": sandbox,
         "torch_version": doc.get("torch_version"), "variants": variants, "unexplained": unexplained,
-        "skipped": list(plan.skipped) + [f"{v['label']}: {v['why']}" for v in variants if v["outcome"] == "skipped"],
-        "child_seconds": doc.get("seconds")}
+        "together": together,
+        "skipped": list(plan.skipped) + [f"{v['label']}: {v['why']}" for v in variants if v["outcome"] == "skipped"]
+                   + [f"frozen run of finding site {e['site']} on variant {e['variant']}: {e['skipped']}"
+                      for e in doc.get("frozen") or [] if e.get("skipped")],
+        "instrument_error": doc.get("instrument_error"), "child_seconds": doc.get("seconds")}
 
 
-def _verdict(f: Finding, keys: set[str], variants: list[dict], reference: str | None) -> dict:
-    if not keys:
+_SITE_WORDS = {"if": "its if", "loop": "its loop", "value": "the op taking the constant"}
+
+
+def _verdict(f: Finding, s: int | None, plan: Plan, sites: list | None, variants: list[dict], frozen: list[dict],
+             instrument_error: str | None) -> dict:
+    if s is None:
         why = ("the traced archive has no such method: there is nothing to call it with" if f.kind == "missing_method"
-               else "no generated input varies what it depends on")
+               else "nothing in the scripted code to run for it")
         return {"verdict": NOT_TESTED, "text": why}
-    relevant = [v for v in variants if matches(v["keys"], keys)]
-    ran = [v for v in relevant if v["outcome"] in ("same", "differs", "both_raised")]
-    credible = [v for v in ran if v["outcome"] == "differs"
-                and (reference or "values" in v["keys"] or v.get("raised") or v.get("max_abs") is None)]
-    if credible:
-        best = max(credible, key=lambda v: (bool((v.get("raised") or {}).get("traced")), v.get("max_abs") or 0.0))
-        return {"verdict": CONFIRMED, "variant": best["label"], "text": f"{best['label']}: {_effect(best)}",
+    if instrument_error or not sites or s >= len(sites) or "status" not in sites[s]:
+        return {"verdict": NOT_TESTED, "text": "the scripted graph could not be instrumented: "
+                                               f"{instrument_error or 'no result'}"}
+    site, info = plan.sites[s], sites[s]
+    status = info.get("status")
+    where = f"{_SITE_WORDS[site['kind']]} at line {site['line']}"
+    if status == "absent":
+        return {"verdict": NOT_TESTED, "text": f"{where} is not reached from the scripted {plan.method} (only "
+                                               f"{plan.method} runs: traced_inputs.pkl holds its example inputs alone)"}
+    if status == "constant":
+        return {"verdict": NOT_REPRODUCED, "reached": 0, "tried": 0,
+                "text": "the scripted model passes constants at this line too: no input can change them"}
+    if status == "per_iteration":
+        return {"verdict": NOT_TESTED, "text": "each iteration decides this if on its own, and no reference run "
+                                               "recorded the decisions to freeze it to"}
+    if status in ("no_slot", "no_reference"):
+        return {"verdict": NOT_TESTED, "text": "the traced constant is not among the values computed at this line on "
+                                               "the example's shapes" if status == "no_slot" else
+                                               "no reference run recorded the values computed at this line"}
+    recorded = [v for v in variants if v.get("reached") is not None and v["outcome"] in ("same", "differs")]
+    reached = [v for v in recorded if s in v["reached"]]
+    by_variant = {v["id"]: v for v in variants}
+    changed = [e for e in frozen if e.get("changed")]
+    if changed:
+        best = by_variant[changed[0]["variant"]]
+        alone = " (frozen alone, it gives the traced model's output)" if changed[0].get("like_traced") else ""
+        return {"verdict": CONFIRMED, "variant": best["label"], "variant_id": best["id"],
+                "text": f"{best['label']}: {_effect(best)}; the scripted model takes the other side there, and "
+                        f"frozen the traced way its output changes{alone}",
                 "raised": (best.get("raised") or {}).get("traced") or (best.get("raised") or {}).get("scripted"),
-                "max_abs": best.get("max_abs"), "max_rel": best.get("max_rel"),
-                "variants": [v["id"] for v in credible]}
-    agreed = [v for v in ran if v["outcome"] == "same"]
-    if agreed:
-        return {"verdict": NOT_REPRODUCED, "tried": len(ran),
-                "text": f"outputs agree on {len(agreed)} variant{'s' if len(agreed) != 1 else ''} "
-                        f"({', '.join(v['label'] for v in agreed[:4])}{', ...' if len(agreed) > 4 else ''})"}
-    if ran:
-        return {"verdict": NOT_TESTED, "text": f"both models raised on its {len(ran)} variant(s): "
-                                               f"{next(iter(ran[0]['raised'].values()))}"}
-    why = relevant[0]["why"] if relevant else "no variant could be built for it"
-    return {"verdict": NOT_TESTED, "text": why}
+                "max_abs": best.get("max_abs"), "max_rel": best.get("max_rel"), "reached": len(reached),
+                "variants": [e["variant"] for e in changed]}
+    if not recorded:
+        return {"verdict": NOT_TESTED, "text": "no variant ran on both models with the scripted model's decisions "
+                                               "recorded (raised or skipped)"}
+    if not reached:
+        return {"verdict": NOT_REPRODUCED, "reached": 0, "tried": len(recorded),
+                "text": f"no input took its other side: the scripted model did as the trace on all "
+                        f"{len(recorded)} variants run"}
+    agreed = [v["label"] for v in reached if v["outcome"] == "same"]
+    harmless = [by_variant[e["variant"]]["label"] for e in frozen if e.get("changed") is False]
+    if agreed or harmless:
+        parts = []
+        if agreed:
+            parts.append(f"outputs agree on {_labels(agreed)}")
+        if harmless:
+            parts.append(f"frozen the traced way, the scripted output does not change on {_labels(harmless)}")
+        return {"verdict": NOT_REPRODUCED, "reached": len(reached), "tried": len(recorded),
+                "text": f"the scripted model takes its other side on {len(reached)} variant"
+                        f"{'s' if len(reached) != 1 else ''}: " + "; ".join(parts)}
+    why = next((e.get("skipped") or e.get("error") for e in frozen if e.get("skipped") or e.get("error")),
+               "no frozen run")
+    return {"verdict": NOT_TESTED, "reached": len(reached),
+            "text": f"the scripted model takes its other side on {_labels([v['label'] for v in reached])}, where "
+                    f"the outputs differ, but whether it is the cause is unknown ({why})"}
+
+
+def _labels(labels: list[str]) -> str:
+    return ", ".join(labels[:4]) + (", ..." if len(labels) > 4 else "")
 
 
 def _effect(v: dict) -> str:

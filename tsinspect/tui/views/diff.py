@@ -140,6 +140,9 @@ def structural_detail(finding) -> Content:
 def header(result, browsed: str) -> Content:
     from tsinspect.diff.text import summary_line
 
+    if result.mode == "export":
+        from tsinspect.tui.views.exportdiff import export_header
+        return export_header(result, browsed, basename)
     if result.mode == "structural":
         kinds = "/".join(sorted({v.get("kind", "?") for v in result.kinds.values()}))
         first = Content.assemble(("structural diff ", "bold"), f"{basename(result.a)} vs {basename(result.b)}",
@@ -263,7 +266,7 @@ class DiffView(Vertical):
                 group.add_leaf(Text(f"... {len(findings) - MAX_LEAVES} more (tsinspect diff --json lists them)",
                                     style="dim"))
         self._panes(bool(self.findings))
-        self.query_one("#diff-trace-pane").display = result.mode == "trace_vs_script"
+        self.query_one("#diff-trace-pane").display = result.mode in ("trace_vs_script", "export")
         if self.findings:
             self.show_finding(0)
 
@@ -329,6 +332,12 @@ class DiffView(Vertical):
             ("traced: its code/ ", render.HEAD), (basename(result.traced), "bold"),
             ("  ← source line", render.DIM)))
         self.query_one("#diff-trace", Static).update(traced_excerpt(finding))
+        if result.mode == "export":
+            from tsinspect.tui.views.exportdiff import export_nodes, export_titles
+            titles = export_titles(result, finding, basename)
+            script_title.update(titles[0])
+            self.query_one("#diff-trace-title", Static).update(titles[1])
+            self.query_one("#diff-trace", Static).update(export_nodes(finding))
         for selector in ("#diff-script-scroll", "#diff-trace-scroll", "#diff-detail-scroll"):
             self.query_one(selector).scroll_home(animate=False)
 

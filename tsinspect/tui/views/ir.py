@@ -531,6 +531,9 @@ class IRView(Vertical):
         if self.state != "loaded":
             self.app.notify("The IR is not loaded.", severity="warning")
             return
+        if self.extraction.ir.load == "pt2":
+            self.app.notify("An exported program has no submodule calls to inline: its graph is flat already.")
+            return
         self.inlined = not self.inlined
         if self.inlined and not self.has_inlined():  # asked for on demand: a second torch child
             self.app.request_ir(self.app.ir_trust, inline=True)

@@ -45,7 +45,8 @@ class ModulesView(Horizontal):
         if summary.modules is None:
             tree.root.set_label(Text("no modules", style="dim"))
             self.query_one("#module-detail", Static).update(Content.styled(
-                f"This {summary.format} archive has no TorchScript module tree in data.pkl.", render.DIM))
+                f"This {summary.format} archive has no TorchScript module tree in data.pkl"
+                + ("; the export view [e] has the exported program's modules." if summary.pt2 else "."), render.DIM))
             return
         root = summary.modules
         tree.show(ModuleItem(root), render.module_label(root))

@@ -1,0 +1,217 @@
+"""The IR read from torch's printer (tsinspect.ir.printed, with code/ positions mapped back by
+tsinspect.ir.origins) against a walk through torch's Python API node by node on a copy that keeps its debug
+records (``Node.sourceRange()`` then names the original source itself): every node's kind, inputs, outputs,
+types, attributes, blocks, source, scope and schema must be the same, so the reader cannot drift silently."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tsinspect.archive.reader import open_archive
+from tsinspect.ir.extract import PRINTED_ONLY_ENV, Walked, encode
+from tsinspect.ir.metacopy import write_full_copy, write_meta_copy
+from tsinspect.ir.printed import GraphReader, Unsupported
+from tsinspect.ir.run import Options, _decode, _holds_quantized_tensors, extract_ir, read_output, run_confined_child
+
+REAL = Path(__file__).parent / "real"
+
+# Everything the reader has to get right: nested blocks, loops, several outputs, a free function, a method of
+# a submodule, a TorchScript class, strings that look like the printer's own syntax, non-ASCII text before the
+# code (byte offsets), optional and container types, a tensor constant.
+MODEL = '''
+import torch
+from typing import Dict, List, Optional, Tuple
+
+def helper(x: torch.Tensor, k: int) -> torch.Tensor:
+    # ünïcödé before the code moves byte offsets away from character offsets: ✓✓✓
+    return x * k + 1.0000000000000001e-05
+
+@torch.jit.script
+class Box:
+    def __init__(self, w: float):
+        self.w = w
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+class Inner(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor, n: int) -> Tuple[torch.Tensor, List[int]]:
+        sizes: List[int] = []
+        for i in range(n):
+            if i % 2 == 0:
+                x = self.lin(x)
+            else:
+                x = torch.relu(x)
+            sizes.append(i)
+        return x, sizes
+
+class Outer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Inner()
+        self.table = {"a": 1}
+        self.register_buffer("scale", torch.tensor([2.0, 3.0, 4.0]))
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        note = "a ]( # fake.py:1:2 {} <Tensor> \\"quoted\\" ü"
+        y, sizes = self.inner(x, len(note) % 3 + 2)
+        if mask is not None:
+            y = y.masked_fill(mask, 0.5)
+        a, b = y.chunk(2, 0)
+        out = {"y": helper(y, len(sizes)) * self.scale, "a": a, "b": b}
+        out["box"] = Box(0.25).scale(y)
+        return out
+
+torch.jit.script(Outer()).save(__import__("sys").argv[1])
+'''
+
+TRACED = '''
+import torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(2, 4, 3)
+        self.norm = torch.nn.LayerNorm(4)
+    def forward(self, x):
+        y = self.conv(x).transpose(1, 2)
+        return self.norm(y) + torch.arange(4.0)
+torch.jit.trace(M().eval(), torch.randn(1, 2, 8)).save(__import__("sys").argv[1])
+'''
+
+
+def _build(tmp_path: Path, name: str, source: str) -> Path:
+    script, target = tmp_path / f"{name}.py", tmp_path / f"{name}.pt"
+    script.write_text(source, encoding="utf-8")
+    subprocess.run([sys.executable, str(script), str(target)], check=True, cwd=tmp_path, capture_output=True)
+    return target
+
+
+def resolved(doc: dict) -> dict:
+    """The document with every string and source index replaced by what it points to."""
+    strings, sources = doc["strings"], doc["sources"]
+
+    def graph(g):
+        inputs, outputs, nodes = g
+        return [[[name, strings[t]] for name, t in inputs], outputs, [node(n) for n in nodes]]
+
+    def node(n):
+        kind, inputs, outputs, attributes, blocks, source, scope, schema = n
+        return [strings[kind], inputs, [[name, strings[t]] for name, t in outputs], attributes,
+                [graph(b) for b in blocks] if blocks else None, sources[source] if source is not None else None,
+                strings[scope] if scope is not None else None, strings[schema] if schema is not None else None]
+
+    def method(m):
+        return dict(m, **{k: graph(m[k]) for k in ("graph", "inlined") if m.get(k) is not None})
+
+    return {"load": doc["load"], "error": doc["error"], "modules": doc["modules"],
+            "types": {t: [method(m) for m in v["methods"]] for t, v in doc["types"].items()},
+            "functions": {f: method(m) for f, m in doc["functions"].items()}}
+
+
+def walked_through_torch(archive, tmp_path: Path) -> dict:
+    """The extraction child walking every graph with torch's Python API, on a copy with its debug records."""
+    copies, cwd = tmp_path / "walk", tmp_path / "walk-cwd"
+    copies.mkdir()
+    cwd.mkdir()
+    copy = copies / "copy.pt"
+    if _holds_quantized_tensors(archive):
+        write_full_copy(archive, copy, 1 << 33)
+        flags = ["--full"]
+    else:
+        flags = ["--rewritten"] if write_meta_copy(archive, copy).rewritten else []
+    stdout, error = run_confined_child("tsinspect.ir.extract", ["--archive", str(copy), *flags, "--inline"], cwd,
+                                       8 << 30, 300)
+    assert error is None, error
+    return _decode(read_output(stdout).body)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("printed")
+    return {"scripted": _build(tmp, "scripted", MODEL), "traced": _build(tmp, "traced", TRACED)}
+
+
+def _same_as_the_walk(path: Path, tmp_path: Path, monkeypatch) -> dict:
+    monkeypatch.setenv(PRINTED_ONLY_ENV, "1")  # a graph the reader cannot read fails the test, not walked
+    archive = open_archive(str(path))
+    printed = extract_ir(archive, Options(inline=True)).document
+    assert printed["load"] in ("meta", "full"), printed["error"]
+    expected = resolved(walked_through_torch(archive, tmp_path))
+    got = resolved(printed)
+    assert got == expected
+    return got
+
+
+@pytest.mark.parametrize("name", ["scripted", "traced"])
+def test_printed_graphs_are_the_walked_graphs(built, name, tmp_path, monkeypatch):
+    got = _same_as_the_walk(built[name], tmp_path, monkeypatch)
+    nodes = [n for t in got["types"].values() for m in t for n in m["inlined"][2]]
+    assert len(nodes) > 20
+    assert any(n[5] and n[5]["file"] and n[5]["code_file"] for n in nodes)  # mapped back to the user's file
+    if name == "scripted":
+        kinds = {n[0] for n in nodes}
+        assert {"prim::If", "prim::Loop", "prim::TupleUnpack", "prim::DictConstruct"} <= kinds
+        assert got["functions"]  # helper and Box.scale
+    else:
+        assert any(n[5] and n[5].get("stack") for n in nodes)  # traced: the recorded call stack
+
+
+@pytest.mark.parametrize("name", ["silero_vad_v6.jit", "silero_vad_micro_2021.jit", "tch_foo7.pt"])
+def test_printed_graphs_of_real_archives_are_the_walked_graphs(name, tmp_path, monkeypatch):
+    """silero-vad (v6 scripted; micro 2021 quantized, so loaded from the full copy) and tch-rs's test
+    model: see tests/real/SOURCES.md."""
+    _same_as_the_walk(REAL / name, tmp_path, monkeypatch)
+
+
+class _Printed:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def nodes(self):
+        return iter(())
+
+
+@pytest.mark.parametrize("text", [
+    # a fusion group prints its subgraph after the graph
+    "graph(%x : Tensor):\n  %y : Tensor = prim::FusionGroup_0(%x)\n  return (%y)\nwith prim::FusionGroup_0 = "
+    "graph(%a : Tensor):\n  return (%a)\n",
+    "graph(%x : Tensor):\n  %y : Tensor = aten::relu(%x)\n",  # no return
+    "graph(%x : Tensor):\n  -> (%x)\n  return (%x)\n",  # a block end outside a block
+    "graph(%x : Tensor):\n  block0():\n  return (%x)\n",  # a block without its node
+    "graph(%x : Tensor):\n  %y : Tensor = aten::relu(%z)\n  return (%y)\n",  # an input never defined
+    "graph(%x : Tensor)\n  return (%x)\n",  # a header cut short
+    "",
+])
+def test_text_the_reader_cannot_read_exactly_is_unsupported(text):
+    from tsinspect.ir.extract import NO_BLOCKS, Tables, _attributes, _dumps
+
+    tables = Tables()
+    reader = GraphReader(tables, _attributes, _dumps, NO_BLOCKS)
+    reader.types["Tensor"] = tables.string("Tensor")
+    with pytest.raises(Unsupported):
+        reader.read(_Printed(text))
+
+
+def test_encode_writes_graph_pieces_in_place_of_their_placeholders():
+    import json
+
+    graph = Walked('[[["x",0]],["y"],', ['[0,["x"],[["y",0]],null,null,null,null,null]'] * 2, [])
+    doc = {"schema": "s", "timings": {}, "types": {"T": {"methods": [{"name": "f", "graph": graph}]}},
+           "functions": {}, "strings": ["Tensor"], "sources": [], "note": '"0123456789abcdef:0"'}
+    header, body = "".join(encode(doc)).split("\n", 1)
+    assert json.loads(header)["method_names"] == {"T": ["f"]}
+    decoded = json.loads(body)
+    assert decoded["types"]["T"]["methods"][0]["graph"][2][1][0] == 0
+    assert decoded["note"] == '"0123456789abcdef:0"'

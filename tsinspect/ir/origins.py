@@ -1,0 +1,105 @@
+"""A node's source location from its ``code/`` position, the way torch's ``Node.sourceRange()`` gives it.
+
+The extraction child loads a copy without ``*.debug_pkl`` (tsinspect.ir.metacopy), so torch's graph printer
+writes each node's ``code/`` file:line:col. ``CodeSources`` turns such a position into what
+``tsinspect.ir.extract.parse_source`` reads from ``sourceRange()`` on a load with the debug records: it finds
+the debug record in effect at the position's byte (the last one at or before it, as torch's
+``findSourceRangeThatGenerated`` does), rebuilds the head of the text torch's ``SourceRange::highlight``
+would print for the original range, and parses that with the very same ``parse_source``. The records come
+from the archive's own ``.debug_pkl`` files, read torch-free (tsinspect.archive.debuginfo); torch never sees
+them. Offsets are bytes, as in torch (a Python ``str`` index would drift on non-ASCII sources).
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, parse_source_map
+from tsinspect.archive.pickles import PickleError, walk
+
+CONTEXT = 3  # lines torch prints before a highlighted range (SourceRange's CONTEXT)
+DEBUG_SUFFIX = ".debug_pkl"
+
+
+class CodeSources:
+    """Source locations of ``code/`` positions, from a zip of the archive's ``code/`` files and their
+    ``.debug_pkl`` records (named as in the archive, without its top folder: ``code/__torch__/m.py``)."""
+
+    def __init__(self, path: str, parse_source):
+        self._zip = zipfile.ZipFile(path)
+        # torch asks for records case-insensitively (ASCII), and prints the name it asked for
+        self._names = {name.lower(): name for name in self._zip.namelist()}
+        self._parse = parse_source
+        self._files: dict[str, tuple[list[int], SourceMap | None] | None] = {}
+        self._heads: dict[int, str] = {}  # id(record) -> the head torch prints for its range
+
+    def source(self, file: str, line: int, col: int) -> dict | None:
+        """What ``parse_source`` gives for the ``sourceRange()`` of a node at ``file``:``line``:``col``."""
+        if not file:  # torch prints `File "", line N`, which names no file
+            return None
+        known = self._file(file)
+        record = None
+        if known is not None:
+            starts, source_map = known
+            if source_map is not None and 1 <= line <= len(starts):
+                record = source_map.record_at(starts[line - 1] + col)
+        if record is None:  # no debug record: torch prints the code position as the node's own place
+            return {"code_file": None, "code_line": None, "file": file, "line": line}
+        return self._parse(f'{self._head(record)}Serialized   File "{file}", line {line}\n')
+
+    def _file(self, file: str):
+        if file not in self._files:
+            self._files[file] = None
+            if file.lower() in self._names:
+                code = self._zip.read(self._names[file.lower()])
+                starts = [0]
+                position = code.find(b"\n")
+                while position >= 0:
+                    starts.append(position + 1)
+                    position = code.find(b"\n", position + 1)
+                self._files[file] = (starts, self._source_map(file + DEBUG_SUFFIX))
+        return self._files[file]
+
+    def _source_map(self, name: str) -> SourceMap | None:
+        if name.lower() not in self._names:
+            return None
+        try:
+            return parse_source_map(walk(self._zip.read(self._names[name.lower()])).value)
+        except (DebugInfoError, PickleError, ValueError, RecursionError):
+            return None  # unreadable debug records: no original location
+
+    def _head(self, record: DebugRecord) -> str:
+        head = self._heads.get(id(record))
+        if head is None:
+            head = self._heads[id(record)] = highlight_head(record)
+        return head
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def highlight_head(record: DebugRecord) -> str:
+    """The part of torch's ``SourceRange::print_with_context`` output for the record's range that
+    ``parse_source`` reads: the whole text when the range covers it (a traced call stack), else the
+    ``File "...", line N`` line and the lines up to the one the range starts on."""
+    source = record.source
+    if source is None:
+        return ""
+    text = source.text.encode("utf-8")
+    if record.end - record.start == len(text):
+        return source.text
+    start = max(0, min(record.start, len(text)))
+    line_start = text.rfind(b"\n", 0, start) + 1
+    context_start = line_start
+    for _ in range(CONTEXT):
+        if context_start == 0:
+            break
+        context_start = text.rfind(b"\n", 0, context_start - 1) + 1
+    line_end = text.find(b"\n", start)
+    shown = text[context_start:len(text) if line_end < 0 else line_end].decode("utf-8", "replace")
+    where = ""
+    if source.filename is not None:
+        line = source.start_line + text.count(b"\n", 0, start)
+        where = f'  File "{source.filename}", line {line}\n'
+    return f"{where}{shown}\n~\n"
+
