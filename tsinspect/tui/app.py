@@ -1,7 +1,8 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child; the IR is
-decoded and indexed in the worker, with the garbage collector paused), ``compare`` (the diff of the
+Workers: ``load_archive`` (summary and scan, torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
+process of its own, tui.irfetch; the IR is decoded and indexed in the worker, with the garbage collector
+paused), ``compare`` (the diff of the
 browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
 state change. Views call ``show_code``/``show_node`` to jump.
 
