@@ -2,19 +2,30 @@
 
     python benchmarks/tui_stalls.py ARCHIVE... [--repeat 3]
 
-For each archive, in a fresh process each run, the app is driven headless (App.run_test, 140x40) while an
-event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall
-of the UI thread in each phase: the IR's arrival (after the first screen), ``i`` (the inlined graphs,
-fetched on demand), a search for ``aten::`` (every node of every method), 40 ``down`` keys, and ``i`` back.
-Prints one JSON line per run and a Markdown table of the best times and the worst stalls. The times are
-from the process's start: "first screen" when the archive is read and shown, "IR ready" when the IR view
-has the IR (``g`` pressed at the first screen). Nothing here is asserted by the tests.
+For each archive, in a fresh process each run, the app is started as ``tsinspect FILE`` starts it (the IR's
+``graph --json`` process first, then Textual) and driven headless (App.run_test, 140x40) while an
+event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall of
+the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen), ``i`` (the inlined
+graphs, fetched on demand), a search for ``aten::`` (every node of every method), space on a folder of
+1,000 nodes, scrolling (20 pages, end, home, 40 lines), a jump to an input's definition (tab, enter), ``c``
+(the node's code line in the archive view), one ``gc.collect()`` on the UI thread, and ``i`` back.
+``graph --json`` and ``graph --inline --json`` run interleaved with the probe, so all see the same machine.
+Prints one JSON line per run and a Markdown table of the best times and the worst stalls. Times are from
+the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
+the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
+
+Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
+over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
+the UI thread by phase, ``--types`` counts the objects the collector tracks. Nothing here is asserted by
+the tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,51 +34,126 @@ from pathlib import Path
 PY = sys.executable
 
 PROBE = r"""
-import asyncio, json, sys, time
+import asyncio, gc, json, resource, sys, time
 START = float(sys.argv[2])
+from tsinspect.tui.irfetch import Running
+started = Running(sys.argv[1], trust=False, inline=False)  # as tsinspect.tui.run does, before Textual's import
 from tsinspect.tui.app import InspectorApp
+from tsinspect.tui.widgets.lazytree import Range
 
 stalls = {}
 phase = "start"
+beat_at = [time.perf_counter()]
+where = {}  # with --where: the UI thread's innermost frames of tsinspect or textual seen in stalls, by phase
+
+stall_cpu = {}  # the UI thread's own CPU seconds within each phase's longest stall (the rest: waiting)
 
 async def heartbeat():
     while True:
-        before = time.perf_counter()
+        before = beat_at[0] = time.perf_counter()
+        cpu_before = time.thread_time()
         await asyncio.sleep(0.01)
         late = time.perf_counter() - before - 0.01
-        stalls[phase] = max(stalls.get(phase, 0.0), late)
+        if late >= stalls.get(phase, 0.0):
+            stalls[phase] = late
+            stall_cpu[phase] = time.thread_time() - cpu_before
+
+def watch(ui_thread):
+    # samples the UI thread stack every 20 ms while the heartbeat is more than 70 ms late
+    import threading, traceback
+    while True:
+        time.sleep(0.02)
+        if time.perf_counter() - beat_at[0] > 0.07:
+            counts = where.setdefault(phase, {})
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                frames = traceback.extract_stack(frame)
+                ours = [f"{f.filename.split('site-packages/')[-1].split('tsinspect/')[-1].split('lib/python3')[-1]}"
+                        f":{f.lineno} {f.name}" for f in frames]
+                key = ("UI: " if ident == ui_thread else "other: ") + " < ".join(reversed(ours[-4:]))
+                counts[key] = counts.get(key, 0) + 1
 
 async def settle(app, pilot):
     await app.workers.wait_for_complete()
     await pilot.pause()
 
-async def main(path):
+profiles = {}  # with --profile: the UI thread's profile of each phase
+
+def set_phase(name):
     global phase
-    app = InspectorApp(path)
+    if "--profile" in sys.argv:
+        import cProfile
+        if phase in profiles:
+            profiles[phase].disable()
+        profiles[name] = cProfile.Profile()
+        profiles[name].enable()
+    phase = name
+
+slow = {}  # with --slow: message handlers and refreshes of the UI thread that took over 50 ms, by phase
+
+def time_handlers():
+    from textual.message_pump import MessagePump
+    from textual.screen import Screen
+    def timed(original, what):
+        async def wrapper(self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                took = time.perf_counter() - t
+                if took > 0.05:
+                    slow.setdefault(phase, []).append((round(took, 3), what(self, *args)))
+        return wrapper
+    MessagePump._dispatch_message = timed(MessagePump._dispatch_message,
+                                          lambda self, m: f"{type(self).__name__}#{self.id} {type(m).__name__}")
+    for name in ("_compositor_refresh", "_refresh_layout"):
+        def step(self, *args, _original=getattr(Screen, name), _name=name, **kwargs):
+            t = time.perf_counter()
+            _original(self, *args, **kwargs)
+            if time.perf_counter() - t > 0.05:
+                slow.setdefault(phase, []).append((round(time.perf_counter() - t, 3), "Screen." + _name))
+        setattr(Screen, name, step)
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+async def main(path):
+    if "--slow" in sys.argv:
+        time_handlers()
+    app = InspectorApp(path, started_ir=started)
     out = {}
     async with app.run_test(size=(140, 40)) as pilot:
         while app.loaded is None:
             await pilot.pause(0.005)
         await pilot.pause()
         out["first"] = time.time() - START
+        out["first_cpu"] = round(cpu(), 3)
         beat = asyncio.create_task(heartbeat())
-        phase = "IR arrival"
+        if "--where" in sys.argv:
+            import threading
+            threading.Thread(target=watch, args=(threading.get_ident(),), daemon=True).start()
+        set_phase("IR arrival")
         await pilot.press("g")
         view = app.query_one("IRView")
+        tree = app.query_one("#ir-tree")
         while view.state in ("waiting", "loading"):
             await pilot.pause(0.005)
         await settle(app, pilot)
         out["ir"] = time.time() - START
         out["state"] = view.state
+        out["focus_after_g"] = getattr(app.focused, "id", None)
         if view.state == "loaded":
-            phase = "i (inlined, fetched)"
+            set_phase("i (inlined, fetched)")
             t = time.perf_counter()
             await pilot.press("i")
             while view.state != "loaded" or not view.inlined:
                 await pilot.pause(0.005)
             await settle(app, pilot)
             out["inline_s"] = time.perf_counter() - t
-            phase = "search aten::"
+            out["inlined_nodes"] = max((len(v.nodes) for v in view._index.values()), default=0)
+            set_phase("search aten::")
             t = time.perf_counter()
             await pilot.press("slash", *"aten::", "enter")
             while app.workers and any(w.is_running for w in app.workers):
@@ -75,36 +161,95 @@ async def main(path):
             await settle(app, pilot)
             out["search_s"] = time.perf_counter() - t
             out["matches"] = len(app.matches)
-            phase = "40 x down"
-            app.query_one("#ir-tree").focus()
-            for _ in range(40):
-                await pilot.press("down")
+            set_phase("expand")  # a collapsed folder of 1,000 nodes (or the largest collapsed line) by space
+            tree.focus()
+            folders = [n for n in tree._tree_nodes.values() if isinstance(n.data, Range) and not n.is_expanded]
+            if folders:
+                tree.move_cursor(folders[-1])
+                await pilot.pause()
+                await pilot.press("space")
+                await settle(app, pilot)
+            set_phase("scroll")  # 20 pages down, end, home, 40 lines down
+            for key in ["pagedown"] * 20 + ["end", "home"] + ["down"] * 40:
+                await pilot.press(key)
             await settle(app, pilot)
-            phase = "i (back)"
+            set_phase("jump to definition")  # tab to the links, down to the first node link, enter
+            links = app.query_one("#ir-links")
+            enabled = [i for i, target in enumerate(links.targets) if target is not None]
+            node_link = next((i for i in enabled if links.targets[i][0] == "node"), None)
+            if node_link is not None:
+                t = time.perf_counter()
+                await pilot.press("tab", *["down"] * enabled.index(node_link), "enter")
+                await settle(app, pilot)
+                out["jump_s"] = time.perf_counter() - t
+            set_phase("code line (c)")  # the archive view opens the code record at the node's line
+            tree.focus()
+            t = time.perf_counter()
+            await pilot.press("c")
+            await settle(app, pilot)
+            out["code_s"] = time.perf_counter() - t
+            await pilot.press("g")
+            await settle(app, pilot)
+            set_phase("full collection")
+            t = time.perf_counter()
+            gc.collect()
+            out["gc_s"] = time.perf_counter() - t
+            out["gc_tracked"] = len(gc.get_objects())
+            if "--types" in sys.argv:
+                from collections import Counter
+                out["gc_types"] = Counter(type(o).__module__ + "." + type(o).__qualname__
+                                          for o in gc.get_objects()).most_common(12)
+            await pilot.pause(0.05)
+            set_phase("i (back)")
+            tree.focus()
             await pilot.press("i")
             await settle(app, pilot)
-        phase = "end"
+        set_phase("end")
         beat.cancel()
+        out["cpu_s"] = round(cpu(), 2)
+        out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     out["stalls"] = {k: round(v, 3) for k, v in stalls.items() if k not in ("start", "end")}
+    out["stall_cpu"] = {k: round(v, 3) for k, v in stall_cpu.items() if k not in ("start", "end")}
+    if slow:
+        out["slow"] = {k: sorted(v, reverse=True)[:8] for k, v in slow.items()}
+    if where:
+        out["where"] = {k: sorted(v.items(), key=lambda kv: -kv[1])[:6] for k, v in where.items()}
+    for name, prof in profiles.items():
+        import pstats
+        prof.disable()
+        print(f"----- {name}", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
     print(json.dumps(out))
 
-asyncio.run(main(sys.argv[1]))
+try:
+    asyncio.run(main(sys.argv[1]))
+finally:
+    started.stop()  # as tsinspect.tui.run does: nothing left running if the probe fails
 """
 
 
-def probe(path: Path) -> dict:
+def probe(path: Path, *flags: str) -> dict:
     start = time.time()
-    proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start), *flags],
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode:
         raise SystemExit(f"probe failed on {path}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def graph_json(path: Path) -> float:
+def graph_json(path: Path, *flags: str) -> tuple[float, float]:
+    """Wall and CPU seconds (with its torch child) of ``tsinspect graph --json``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([PY, "-m", "tsinspect", "graph", "--json", str(path)], capture_output=True, check=True,
+    subprocess.run([PY, "-m", "tsinspect", "graph", "--json", *flags, str(path)], capture_output=True, check=True,
                    timeout=900)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+PHASES = ("IR arrival", "i (inlined, fetched)", "search aten::", "expand", "scroll", "jump to definition",
+          "code line (c)", "full collection", "i (back)")
 
 
 def main() -> None:
@@ -114,29 +259,31 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for path in args.archives:
-        runs, graphs = [], []
-        for _ in range(args.repeat):  # interleaved: the same machine load for both
+        runs, graphs, inlines = [], [], []
+        for _ in range(args.repeat):  # interleaved: the same machine load for all three
             runs.append(probe(path))
             graphs.append(graph_json(path))
-            print(json.dumps({"archive": path.name, **runs[-1], "graph_json_s": round(graphs[-1], 3)}),
-                  file=sys.stderr)
-        stalls: dict[str, float] = {}
-        for run in runs:
-            for k, v in run["stalls"].items():
-                stalls[k] = max(stalls.get(k, 0.0), v)
-        ir = min(r["ir"] for r in runs)
-        rows.append((path.name, min(r["first"] for r in runs), ir, min(graphs), stalls,
-                     min(r.get("inline_s", 0) for r in runs), min(r.get("search_s", 0) for r in runs)))
-    print("| archive | first screen | IR ready | `graph --json` | IR ready x graph | `i` (fetch inlined) | "
-          "search | longest UI stall (phase) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, first, ir, graph, stalls, inline, search in rows:
-        worst = max(stalls.items(), key=lambda kv: kv[1]) if stalls else ("-", 0)
-        print(f"| {name} | {first:.2f} s | {ir:.2f} s | {graph:.2f} s | {ir / graph:.2f}x | {inline:.2f} s | "
-              f"{search:.2f} s | {worst[1] * 1000:.0f} ms ({worst[0]}) |")
+            inlines.append(graph_json(path, "--inline"))
+            print(json.dumps({"archive": path.name, "load": os.getloadavg()[0], **runs[-1],
+                              "graph_json": graphs[-1], "graph_inline_json": inlines[-1]}), file=sys.stderr)
+        stalls = {k: max(((r["stalls"].get(k, 0.0), r["stall_cpu"].get(k, 0.0)) for r in runs)) for k in PHASES}
+        best = lambda key: min(r.get(key, float("nan")) for r in runs)
+        rows.append((path.name, best("first"), best("first_cpu"), best("ir"), min(graphs), best("inline_s"),
+                     min(inlines), best("search_s"), stalls, max(r["gc_s"] for r in runs if "gc_s" in r)))
+    print("| archive | first screen (CPU) | IR ready | `graph --json` (CPU) | IR ready x graph | `i` | "
+          "`graph --inline --json` | `i` x graph | search | longest stall (phase) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, first, first_cpu, ir, graph, inline, graph_inline, search, stalls, gc_s in rows:
+        worst = max(stalls.items(), key=lambda kv: kv[1][0])
+        print(f"| {name} | {first:.2f} s ({first_cpu:.2f} s) | {ir:.2f} s | {graph[0]:.2f} s ({graph[1]:.2f} s) | "
+              f"{ir / graph[0]:.2f}x | {inline:.2f} s | {graph_inline[0]:.2f} s | {inline / graph_inline[0]:.2f}x | "
+              f"{search:.2f} s | {worst[1][0] * 1000:.0f} ms, {worst[1][1] * 1000:.0f} ms CPU ({worst[0]}) |")
     print()
     for row in rows:
-        print(f"{row[0]}: worst stall by phase (ms): " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in row[4].items()))
+        print(f"{row[0]}: worst stall by phase, ms (the UI thread's CPU in it): "
+              + ", ".join(f"{k} {v * 1000:.0f} ({c * 1000:.0f})" for k, (v, c) in row[8].items())
+              + f"; gc.collect() {row[9] * 1000:.0f} ms")
+
 
 if __name__ == "__main__":
     main()

@@ -482,6 +482,7 @@ def test_the_ir_takes_the_focus_when_it_arrives_after_g():
 def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
     import tsinspect.diff.irread as irread
     import tsinspect.ir.run as ir_run
+    import tsinspect.tui.irfetch as irfetch
 
     calls = []
     real = ir_run.extract_ir
@@ -492,6 +493,13 @@ def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
 
     monkeypatch.setattr(ir_run, "extract_ir", counted)
     monkeypatch.setattr(irread, "extract_ir", counted)
+    real_fetch = irfetch.fetch
+
+    def fetched(path, **kwargs):  # the IR view's own extraction, in a process of its own
+        calls.append((path.rsplit("/", 1)[-1], kwargs["inline"]))
+        return real_fetch(path, **kwargs)
+
+    monkeypatch.setattr(irfetch, "fetch", fetched)
 
     async def body():
         async with started(SAMPLES / "gate_traced.pt", other=str(SAMPLES / "gate_scripted.pt")) as (app, pilot):
@@ -519,3 +527,36 @@ def test_a_file_that_is_no_archive_is_one_error_line_before_the_ui(tmp_path):
         assert proc.stdout.strip() == "False 2", (path, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tsinspect: error: ") and path.name in lines[0], lines
+
+
+def test_quitting_while_the_ir_extracts_ends_graph_and_its_torch_child():
+    """The exit used to wait for the extraction worker, and so for the torch child (seconds on a loaded
+    machine): the flaky quit of the terminal walk. Now the worker's ``graph`` process is interrupted."""
+    import time
+    from pathlib import Path
+
+    from tsinspect.tui.app import InspectorApp
+    from tsinspect.tui.irfetch import Running
+
+    path = str(SAMPLES / "gate_scripted.pt")
+    running = Running(path, trust=False, inline=False)  # as tsinspect.tui.run starts it
+    children: list[str] = []
+
+    async def body():
+        app = InspectorApp(path, started_ir=running)
+        async with app.run_test() as pilot:
+            for _ in range(2000):  # until graph has started its torch child
+                out = subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True, text=True)
+                children.extend(out.stdout.split())
+                if children or running.proc.poll() is not None:
+                    break
+                await pilot.pause(0.01)
+            assert children, "graph ended before its torch child could be seen"
+            app.exit()
+
+    run(body())
+    assert running.proc.poll() not in (None, 0)  # interrupted, not waited for until it finished
+    time.sleep(0.5)
+    for pid in children:
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"torch child {pid} runs on"

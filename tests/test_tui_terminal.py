@@ -53,7 +53,7 @@ class Terminal:
     def quit(self) -> None:
         """Press q and wait for the app to exit."""
         self.keys("q")
-        deadline = time.monotonic() + 60  # a loaded machine: the exit waits for a torch child being killed
+        deadline = time.monotonic() + 60  # a loaded machine (an extraction running is interrupted, not waited for)
         while not self.exited() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert self.exited(), self.screen()

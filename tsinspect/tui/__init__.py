@@ -11,8 +11,16 @@ from __future__ import annotations
 def run(path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto") -> int:
     """Run the app on ``path`` (and ``other``, to diff against: the app then opens on the diff view and
     browses the scripted one of the two); the exit status."""
-    from tsinspect.tui.app import InspectorApp
+    from tsinspect.tui.irfetch import Running
 
-    app = InspectorApp(path, trust=trust, other=other, diff_ir=diff_ir)
-    app.run()
+    # the IR's extraction starts before Textual is imported: it takes longer than the app's own start-up
+    started = None if other else Running(path, trust=trust, inline=False)
+    try:
+        from tsinspect.tui.app import InspectorApp
+
+        app = InspectorApp(path, trust=trust, other=other, diff_ir=diff_ir, started_ir=started)
+        app.run()
+    finally:
+        if started is not None:
+            started.stop()  # never used (not an archive with an IR), or the app ended first
     return app.return_code or 0

@@ -1,7 +1,8 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) then ``load_ir`` (the extraction child; the IR is
-decoded and indexed in the worker, with the garbage collector paused), ``compare`` (the diff of the
+Workers: ``load_archive`` (summary and scan, torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
+process of its own, tui.irfetch; the IR is decoded and indexed in the worker, with the garbage collector
+paused), ``compare`` (the diff of the
 browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
 state change. Views call ``show_code``/``show_node`` to jump.
 
@@ -65,8 +66,10 @@ class InspectorApp(App):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto"):
+    def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto",
+                 started_ir=None):
         super().__init__()
+        self.started_ir = started_ir  # tsinspect.tui.irfetch.Running: the IR's extraction, started before the app
         self.path, self.trust, self.other = str(path), trust, other
         self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
         self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
@@ -190,10 +193,17 @@ class InspectorApp(App):
 
     @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
     def load_ir(self, trust: bool, inline: bool = False) -> None:
-        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``)."""
+        """The IR of the browsed archive; ``inline``: with the inlined graphs too (asked for by ``i``).
+        TorchScript archives: ``tsinspect graph --json`` in a process of its own (tui.irfetch), ended if the
+        app quits first; pt2 archives are read here (no torch, no child)."""
+        from textual.worker import get_current_worker
+
+        from tsinspect.archive.code import index_code
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
+        from tsinspect.tui.irfetch import Cancelled, fetch
 
+        worker = get_current_worker()
         try:
             archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
         except Exception:
@@ -202,9 +212,17 @@ class InspectorApp(App):
             with archive:
                 if archive.format not in rk.IR_FORMATS:
                     return  # the archive view says what it is; the IR view says it has no IR
-                extraction = extract_ir(archive, Options(inline=inline, trust=trust))
-            # decoded (collector paused, then frozen: Extraction.ir) and indexed here, off the event loop
+                if archive.format == rk.PT2 and self.started_ir is None:
+                    extraction = extract_ir(archive, Options(inline=inline, trust=trust))
+                else:
+                    started, self.started_ir = self.started_ir, None
+                    extraction = fetch(self.path, trust=trust, inline=inline, cancelled=lambda: worker.is_cancelled,
+                                       index=lambda: index_code(archive), started=started)
+            # decoded in slices (the event loop gets the interpreter lock between them), collector paused, then
+            # frozen (tsinspect.ir.stream), and indexed here, off the event loop
             self.post_message(IRLoaded(extraction, index_graphs(extraction.ir)))
+        except Cancelled:
+            return
         except Exception as exc:
             self.post_message(IRFailed(str(exc)))
 
@@ -399,7 +417,7 @@ class InspectorApp(App):
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
         query = event.value.strip()
-        event.input.display = False
+        self._hide_search()
         if not query or self.loaded is None:
             self.query_one(VIEWS[self.current_view()]).focus_main()
             return
@@ -424,10 +442,15 @@ class InspectorApp(App):
         self._go_to_match()
 
     def key_escape(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.display:
-            search.display = False
+        if self.query_one("#search", Input).display:
+            self._hide_search()
             self.query_one(VIEWS[self.current_view()]).focus_main()
+
+    def _hide_search(self) -> None:
+        """Hide the search field and take the focus from it now: a view still loading (the IR tree while `i`
+        fetches) cannot take it, and a hidden field kept the keys typed next, q included."""
+        self.query_one("#search", Input).display = False
+        self.screen.set_focus(None)
 
     def action_next_match(self, step: int) -> None:
         if not self.matches:

@@ -22,12 +22,13 @@ from textual.widgets import Button, Static, Tree
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import printable
+from tsinspect.collector import paused
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
-from tsinspect.tui.widgets.lazytree import Item, LazyTree
+from tsinspect.tui.widgets.lazytree import Item, LazyTree, Mapped
 from tsinspect.tui.widgets.links import LinkList
 
 MAX_USES = 50  # uses listed per value
@@ -55,6 +56,10 @@ def node_label(node: Node) -> Text:
 
 def values_text(prefix: str, names: list[str]) -> Text:
     return Text(prefix + "(" + ", ".join("%" + printable(n) for n in names) + ")", style="dim", end="")
+
+
+def _node_key(node: Node) -> tuple:
+    return ("node", node.id)
 
 
 class NodeItem(Item):
@@ -86,8 +91,8 @@ class BlockItem(Item):
     def expandable(self) -> bool:
         return bool(self.block.nodes)
 
-    def children(self) -> list[Item]:
-        return [NodeItem(n) for n in self.block.nodes]
+    def children(self) -> Mapped:
+        return Mapped(self.block.nodes, NodeItem, _node_key)
 
 
 class GraphEnd(Item):
@@ -120,9 +125,10 @@ class MethodItem(Item):
     def expandable(self) -> bool:
         return self.graph is not None
 
-    def children(self) -> list[Item]:
+    def children(self) -> Mapped:
         g = self.graph
-        return [GraphEnd(g, "inputs"), *(NodeItem(n) for n in g.nodes), GraphEnd(g, "return")]
+        return Mapped(["inputs", *g.nodes, "return"], lambda x: GraphEnd(g, x) if isinstance(x, str) else NodeItem(x),
+                      lambda x: (x,) if isinstance(x, str) else _node_key(x))
 
 
 class ModuleItem(Item):
@@ -202,9 +208,10 @@ def index_graphs(ir) -> dict[int, GraphView]:
     collector's reach, so that moving the cursor only looks things up."""
     import gc
 
-    index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
-             if g is not None}
-    gc.freeze()
+    with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
+        index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
+                 if g is not None}
+        gc.freeze()
     return index
 
 

@@ -2,13 +2,16 @@
 
 Children are added in chunks with a yield to the event loop between them, and a node with more than
 ``PAGE`` children gets range folders instead (``1001-2000``), so a 50k-node graph never builds 50k
-tree lines at once. ``reveal`` expands the way down to an item by keys, for jumps.
+tree lines at once; with ``Mapped`` children not even their items are made before a folder is opened.
+``reveal`` expands the way down to an item by keys, for jumps. Line widths come from the labels' lengths
+(Textual renders every label of the tree again to measure it, at each change).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from itertools import islice
 
 from rich.text import Text
 from textual import on
@@ -31,6 +34,25 @@ class Item:
         return ()
 
 
+class Mapped(Sequence):
+    """Items made on access, ``make(x)`` for each ``x`` of ``source``; ``key_of(x)`` is the key the item would
+    have, found without making it (a 200k-node graph's items cost nothing until a range of them is shown)."""
+
+    def __init__(self, source: Sequence, make: Callable[[object], Item], key_of: Callable[[object], Hashable]):
+        self.source, self.make, self.key_of = source, make, key_of
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.make(x) for x in self.source[index]]
+        return self.make(self.source[index])
+
+    def holds(self, key: Hashable, start: int = 0, stop: int | None = None) -> bool:
+        return any(self.key_of(x) == key for x in islice(self.source, start, stop))
+
+
 class Range(Item):
     """A folder standing for a slice of a long list of children."""
 
@@ -47,6 +69,8 @@ class Range(Item):
         return self.items[self.start:self.stop]
 
     def holds(self, key: Hashable) -> bool:
+        if isinstance(self.items, Mapped):
+            return self.items.holds(key, self.start, self.stop)
         return any(item.key == key for item in self.children())
 
 
@@ -57,6 +81,10 @@ class LazyTree(Tree[Item]):
     def __init__(self, label: str = "", **kwargs):
         super().__init__(Text(label), **kwargs)
         self._filled: dict[int, asyncio.Event] = {}
+
+    def get_label_width(self, node: TreeNode[Item]) -> int:
+        """The label's cells plus the expand icon's (Textual's own renders and styles the label to measure it)."""
+        return node._label.cell_len + (len(self.ICON_NODE) if node._allow_expand else 0)
 
     def show(self, root: Item, label: Text | None = None) -> None:
         """Replace the content with the children of ``root`` (the root node itself may be hidden)."""
@@ -77,10 +105,14 @@ class LazyTree(Tree[Item]):
             await done.wait()
             return
         done = self._filled[node.id] = asyncio.Event()
-        items = list(node.data.children()) if node.data is not None else []
+        items = node.data.children() if node.data is not None else []
+        if not isinstance(items, (list, Mapped)):
+            items = list(items)
         if len(items) > self.PAGE:
             size = max(self.PAGE, -(-len(items) // self.PAGE))
             items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
+        elif isinstance(items, Mapped):
+            items = items[:]
         for start in range(0, len(items), self.CHUNK):
             for item in items[start:start + self.CHUNK]:
                 node.add(item.label(), data=item, allow_expand=item.expandable())

@@ -1,0 +1,112 @@
+"""The IR view's extraction, run as ``tsinspect graph --json`` in a process of its own. Textual-free.
+
+The parent's side of an extraction (code index, safety scan, meta copy: tsinspect.ir.run) is Python that
+would share the interpreter lock with the UI, and it starts the torch child only once it is done; in a
+process of its own it runs beside the app's own reading of the archive, from the first instant. The
+document comes back as ``graph --json`` relays it (the child's text, not decoded and encoded again) and
+is decoded here in slices (tsinspect.ir.stream). A quit while the extraction runs ends it at once: the
+``graph`` process is interrupted (it then kills its torch child) rather than waited for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import tsinspect  # nothing heavier before the process starts: tsinspect.tui.run starts it first thing
+
+
+@dataclass
+class Fetched:
+    """What the IR view shows, as tsinspect.ir.run.Extraction offers it: ``ir`` (tsinspect.ir.model.IR), and
+    ``index`` (code/'s tsinspect.archive.code.CodeIndex, for the ``ast`` view when torch did not load it)."""
+
+    ir: Any
+    index: Any
+
+
+class FetchError(Exception):
+    """``graph`` gave no document; the message is its error line."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Running:
+    """A ``tsinspect graph --json`` process started for (path, trust, inline); its output goes to files of a
+    private temporary folder (removed by ``result`` or ``stop``)."""
+
+    def __init__(self, path: str, trust: bool, inline: bool):
+        self.key = (str(path), trust, inline)
+        cmd = [sys.executable, "-m", "tsinspect", "graph", "--json", str(path), "--color", "never"]
+        cmd += ["--trust"] * trust + ["--inline"] * inline
+        env = dict(os.environ)  # the very tsinspect of this process, whatever put it on sys.path
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(tsinspect.__file__).resolve().parent.parent),
+                                             *filter(None, [os.environ.get("PYTHONPATH")])])
+        self.folder = tempfile.TemporaryDirectory(prefix="tsinspect-tui-")
+        self.out_path, self.err_path = Path(self.folder.name) / "out.json", Path(self.folder.name) / "err.txt"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                         start_new_session=True)
+
+    def result(self, cancelled: Callable[[], bool], index: Callable[[], Any]) -> Fetched:
+        """Wait for it, polling ``cancelled`` (True: stop it and raise Cancelled); ``index()`` gives the code
+        index when the IR is not loaded (refused, failed: the ``ast`` view)."""
+        from tsinspect.archive.code import CodeIndex
+        from tsinspect.ir.stream import ir_from_text
+
+        try:
+            while not self._ended(0.05):
+                if cancelled():
+                    raise Cancelled
+            text = self.out_path.read_bytes()
+            errors = self.err_path.read_bytes().decode("utf-8", "replace")
+        finally:
+            self.stop()
+        if not text.strip():
+            lines = [line for line in errors.splitlines() if line.strip()]
+            message = lines[-1] if lines else f"tsinspect graph exited with status {self.proc.returncode}"
+            raise FetchError(message.removeprefix("tsinspect: error: "))
+        try:
+            ir = ir_from_text(text)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise FetchError(f"tsinspect graph wrote unreadable output ({exc})") from None
+        return Fetched(ir, CodeIndex() if ir.load in ("meta", "full", "pt2") else index())
+
+    def _ended(self, wait: float) -> bool:
+        try:
+            self.proc.wait(timeout=wait)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self) -> None:
+        """End the process if it still runs (SIGINT first: ``graph`` then kills its torch child's process
+        group on the way out), and remove its folder."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        self.folder.cleanup()
+
+
+def fetch(path: str, *, trust: bool, inline: bool, cancelled: Callable[[], bool], index: Callable[[], Any],
+          started: Running | None = None) -> Fetched:
+    """The IR of ``path`` from ``graph --json``: from ``started`` when it was started for the same request
+    (``tsinspect.tui.run`` starts one before Textual is even imported), else from a new process."""
+    running = started if started is not None and started.key == (str(path), trust, inline) else None
+    if started is not None and running is None:
+        started.stop()
+    return (running or Running(path, trust, inline)).result(cancelled, index)
