@@ -168,6 +168,7 @@ class Resolver:
                 self.by_name.setdefault(m.name, []).append(m)
         # (id(root), id(owner)) -> [root, owner, its nodes, its calls, its calls and implicit calls]
         self._calls: dict[tuple[int, int], list] = {}
+        self._members: dict[tuple[int, str], object] = {}  # (id(class info), name) -> attr of an instance
 
     # -- values -----------------------------------------------------------------------------------------
     def typed(self, annotation: str):
@@ -202,18 +203,24 @@ class Resolver:
         if isinstance(base, ClassRef):
             method = base.info.method(name)
             return Callable_(Code(method)) if method else VALUE
-        if isinstance(base, Instance):
-            if any(b in ("Interface", "ModuleInterface") for b in base.info.bases):
-                return _MethodOf(name)  # the object's own class decides: any code/ method of that name
-            method = base.info.method(name)
-            if method is not None:
-                return Callable_(Code(method))
-            if name in base.info.attributes:
-                return self.typed(base.info.attributes[name])
-            return VALUE
+        if isinstance(base, Instance):  # a Sequential's forward asks for each of its thousands of members
+            key = (id(base.info), name)  # the infos live as long as the index
+            if key not in self._members:
+                self._members[key] = self._member(base.info, name)
+            return self._members[key]
         if isinstance(base, (CustomInstance, CustomRef)):
             return Callable_(Custom(base.qualname, name))
         return _MethodOf(name)
+
+    def _member(self, info: ClassInfo, name: str):
+        if any(b in ("Interface", "ModuleInterface") for b in info.bases):
+            return _MethodOf(name)  # the object's own class decides: any code/ method of that name
+        method = info.method(name)
+        if method is not None:
+            return Callable_(Code(method))
+        if name in info.attributes:
+            return self.typed(info.attributes[name])
+        return VALUE
 
     def value(self, node: ast.expr, env: dict, owner: ClassInfo | None):
         """The sugared value of an expression (VALUE when it is a plain value)."""
