@@ -9,7 +9,7 @@ by torch once), alternately for this tree and ``--compare``'s, each run in a fre
   ``graph``'s parent does before the torch child) and ``tui`` (after ``summarize`` walked data.pkl, as
   ``tsinspect.tui.state.load``); each also prints its result's digest, and the two trees must agree;
 - ``graph --json`` against ``import torch; print(torch.jit.load(f).graph)`` (CPU of the process tree);
-- the TUI's first-screen data path (``tsinspect.tui.state.load``; no drawing).
+- the TUI's first-screen data path (``tsinspect.tui.state.load``; no drawing) and ``scan --json``.
 
 Medians of ``--repeat`` runs, and the load average before and after. Nothing here is asserted by the tests.
 """
@@ -90,13 +90,14 @@ def main() -> None:
               f"{ratios[len(ratios) // 2]:.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]")
     print(f"- torch: {statistics.median(r['cpu_s'] for r in runs['torch']):.2f} s CPU, "
           f"{statistics.median(r['wall_s'] for r in runs['torch']):.2f} s wall")
-    print("\nTUI first-screen data (tsinspect.tui.state.load), median CPU s:")
+    print("\nTUI first-screen data (tsinspect.tui.state.load) and `scan --json`, median CPU s of the process:")
     for n in (10000, 20000):
         path = str(build("params", n))
-        runs = median_runs({k: [PY, "-c", FIRST_SCREEN, v, path] for k, v in trees.items()},
-                           lambda cmd: run(cmd), args.repeat)
-        cpu = {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()}
-        print(f"- {n:,}: before {cpu['before']:.2f} s, after {cpu['after']:.2f} s")
+        for label, make in (("TUI first-screen data", lambda tree: [PY, "-c", FIRST_SCREEN, tree, path]),
+                            ("scan --json", lambda tree: tsi(tree, "scan", "--json", path))):
+            runs = median_runs({k: make(v) for k, v in trees.items()}, lambda cmd: run(cmd), args.repeat)
+            cpu = {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()}
+            print(f"- {n:,}, {label}: before {cpu['before']:.2f} s, after {cpu['after']:.2f} s")
     print(f"load average {os.getloadavg()}", file=sys.stdout)
 
 
