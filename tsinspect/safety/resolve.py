@@ -413,15 +413,17 @@ def _implicit_dunders(node: ast.AST) -> list[str]:
 
 
 def walk(root: ast.AST) -> list[ast.AST]:
-    """``list(ast.walk(root))``, the same nodes in the same (breadth-first) order, without a generator per
-    node (twice as fast on the 15,000-line forward of a Sequential of 5,000 modules)."""
+    """``ast.walk``'s nodes in its (breadth-first) order but the ``ctx`` leaves (Load, Store, Del: a third
+    of the nodes, never a call or an assignment), without a generator per node: 2.5x faster on the
+    15,000-line forward of a Sequential of 5,000 modules."""
     out = [root]
     append = out.append
     for node in out:  # grows while it is read
         for name in node._fields:
             value = getattr(node, name, None)
             if isinstance(value, ast.AST):
-                append(value)
+                if name != "ctx":
+                    append(value)
             elif isinstance(value, list):
                 for item in value:
                     if isinstance(item, ast.AST):

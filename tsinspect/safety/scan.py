@@ -36,9 +36,9 @@ from tsinspect.archive.pickles import Global, PickleError, walk
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
-from tsinspect.collector import paused
 from tsinspect.archive.zipread import (STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip,
                                        open_zip_bytes)
+from tsinspect.collector import paused
 
 SCHEMA = "tsinspect.scan/1"
 CLEAN, SUSPICIOUS, UNSAFE, ERROR = "clean", "suspicious", "unsafe", "error"
@@ -638,7 +638,7 @@ class _Scan:
 
         seen: set[str] = set()
         for file, tree in trees.items():
-            for node in ast_nodes(tree):  # ast.walk's nodes and order, faster
+            for node in ast_nodes(tree):  # ast.walk's nodes and order (but the ctx leaves), faster
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
                         and isinstance(node.value.value, ast.Name) and node.value.value.id == "ops" \
                         and node.value.attr not in known:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from tsinspect.archive.pickles import Call, Global, PDict, PickleError, PList, PTuple, walk
 from tsinspect.archive.reader import PICKLE_CAP, Archive
 from tsinspect.archive.text import printable
-from tsinspect.collector import paused
 from tsinspect.safety import ops
 
 MAX_NODES = 200_000  # values visited per pickle when looking for object states
@@ -107,8 +106,7 @@ def judge_archive(archive: Archive):
                 data = archive.read(record, PICKLE_CAP)
             except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
                 continue
-            with paused():
-                restored = judge_pickle(data)
+            restored = judge_pickle(data)
         for item in restored:
             if item.verdict != ops.OK:
                 detail = f"at byte {item.offset}: {item.why}" + _nested_note(item)
