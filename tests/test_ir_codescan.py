@@ -338,3 +338,88 @@ class Cache:
 """})
     (bad,) = scan(path).unsafe
     assert bad.what == "M.__setstate__" and bad.via == ("M.__setstate__", "Cache.refresh")
+
+
+# -- the scan's shared walks: the same answers as the straightforward ones ------------------------------
+
+AWKWARD = """
+def a(x=1):
+    try:
+        def b(): pass
+    except E:
+        def c():
+            def d(): pass
+    else:
+        def e(): pass
+    finally:
+        for i in x:
+            def f(): pass
+        else:
+            def g(): pass
+    match x:
+        case 1:
+            def h(): pass
+    with q:
+        def i(y=[k for k in z]): pass
+    class K:
+        def j(self): pass
+    def k(): pass
+class L:
+    @deco(lambda: 1)
+    def m(self):
+        while x:
+            if y:
+                def n(): pass
+            def o(): pass
+"""
+
+
+def test_the_scans_walks_visit_what_ast_walk_visits_in_its_order():
+    """(but Load/Store/Del, which are neither calls nor assignments)"""
+    import ast
+
+    from tsinspect.archive.code import index_code
+    from tsinspect.safety.codescan import _statements
+    from tsinspect.safety.resolve import walk
+
+    trees = [ast.parse(AWKWARD)]
+    for sample in ("gate_scripted.pt", "gate_extra.pt", "gate_lite.ptl"):
+        with open_archive(str(Path(__file__).parent.parent / "samples" / sample)) as archive:
+            trees += index_code(archive).trees.values()
+    for tree in trees:
+        assert walk(tree) == [n for n in ast.walk(tree) if not isinstance(n, ast.expr_context)]
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        assert [n for n in _statements(tree) if isinstance(n, ast.FunctionDef)] == defs
+    assert len([n for n in ast.walk(trees[0]) if isinstance(n, ast.FunctionDef)]) == 14  # a to o but l, a class
+
+
+def test_cached_call_sites_are_the_ones_resolved_afresh():
+    from tsinspect.archive.code import index_code
+    from tsinspect.safety.resolve import Resolver
+
+    with open_archive(str(Path(__file__).parent.parent / "samples" / "gate_extra.pt")) as archive:
+        index = index_code(archive)
+    cached = Resolver(index)
+    for method in index.methods:
+        owner = index.classes.get(method.owner) if method.owner else None
+        for implicit in (False, True, False):  # either list first, then the other from the cache
+            fresh = Resolver(index).calls(method.node, owner, implicit=implicit)
+            assert cached.calls(method.node, owner, implicit=implicit) == fresh
+            assert Resolver(index).calls(method.node, owner, env=Resolver(index).environment(method.node, owner),
+                                         implicit=implicit) == fresh
+
+
+def test_torchbind_objects_are_judged_the_same_from_the_summary_walk_of_data_pkl(tmp_path):
+    import evil_code_cases
+    from tsinspect.archive.summary import summarize
+
+    case = next(c for c in evil_code_cases.CASES if c.id == "opaque_object_in_module_state")
+    path = tmp_path / "model.pt"
+    path.write_bytes(case.build(str(tmp_path / "marker")))
+    with open_archive(str(path)) as fresh:
+        expected = scan_archive(fresh).to_json()
+    with open_archive(str(path)) as archive:
+        summary = summarize(archive)  # walks data.pkl: the scan reuses that walk
+        assert archive.walked(archive.find("data.pkl")) is not None
+        assert scan_archive(archive, summary.code).to_json() == expected
+    assert any(f["kind"] == "custom_class" and "OpaqueObject" in f["what"] for f in expected["findings"])

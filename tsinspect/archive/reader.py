@@ -267,6 +267,10 @@ class Archive:
                 raise ArchiveError(str(exc), record.display_name) from None
         return self._pickles[key]
 
+    def walked(self, record: Record) -> WalkResult | None:
+        """The record's walk if ``pickle`` made it already, else None (the safety scan reuses it)."""
+        return self._pickles.get(id(record))
+
     def pickle_optional(self, name: str) -> WalkResult | None:
         """The walked pickle, or None (with a problem) when absent or damaged."""
         if name not in self.by_name:

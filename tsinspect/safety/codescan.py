@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
+from tsinspect.collector import paused
 from tsinspect.safety import ops
 from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
 
@@ -107,24 +108,25 @@ def scan_archive(archive: Archive, index: CodeIndex | None = None, pickles: bool
     from tsinspect.safety import bytecode, torchbind
 
     index = index if index is not None else index_code(archive)
-    result = scan_code(index)
-    seen: set[str] = set()
-    # every code member, shadowed twins included: the IR child's copy holds only the one torch reads, but
-    # an archive that hides code behind a duplicate name is not one to load
-    for record in (r for r in archive.records if r.kind == CODE and r.inside and not r.hidden):
-        if record.name in seen or record.shadowed_by is not None:
-            result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
-                                              "the archive holds several members of this name; torch may "
-                                              "compile one the scan did not read"))
-        elif record.name not in index.trees:
-            result.findings.insert(0, Finding("unreadable_code", UNSAFE, record.name, 0, record.display_name,
-                                              "the scan could not parse it (see the archive's problems)"))
-        seen.add(record.name)
-    result.findings.extend(bytecode.judge_archive(archive))
-    if pickles:
-        result.findings.extend(torchbind.judge_archive(archive))
-    result.findings.sort(key=lambda f: f.verdict != UNSAFE)
-    return result
+    with paused():  # a call site, target and environment per call, none in a cycle
+        result = scan_code(index)
+        seen: set[str] = set()
+        # every code member, shadowed twins included: the IR child's copy holds only the one torch reads, but
+        # an archive that hides code behind a duplicate name is not one to load
+        for record in (r for r in archive.records if r.kind == CODE and r.inside and not r.hidden):
+            if record.name in seen or record.shadowed_by is not None:
+                result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
+                                                  "the archive holds several members of this name; torch may "
+                                                  "compile one the scan did not read"))
+            elif record.name not in index.trees:
+                result.findings.insert(0, Finding("unreadable_code", UNSAFE, record.name, 0, record.display_name,
+                                                  "the scan could not parse it (see the archive's problems)"))
+            seen.add(record.name)
+        result.findings.extend(bytecode.judge_archive(archive))
+        if pickles:
+            result.findings.extend(torchbind.judge_archive(archive))
+        result.findings.sort(key=lambda f: f.verdict != UNSAFE)
+        return result
 
 
 def scan_code(index: CodeIndex) -> ScanResult:
@@ -154,9 +156,9 @@ def _scan_code(index: CodeIndex) -> ScanResult:
         if (finding.file, finding.line) not in judge.covered:
             result.findings.append(finding)
     indexed = {(m.file, m.line) for m in index.methods if m.name in LOAD_TIME}
-    for file, tree in index.trees.items():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef) and node.name in LOAD_TIME and (file, node.lineno) not in indexed:
+    for file, defs in judge.functions().items():
+        for node in defs:
+            if node.name in LOAD_TIME and (file, node.lineno) not in indexed:
                 result.findings.append(Finding("setstate", UNSAFE, file, node.lineno, node.name,
                                                "a __setstate__ outside a top-level class, which the scan cannot judge"))
     result.findings.sort(key=lambda f: (f.verdict != UNSAFE, f.file, f.line))
@@ -172,6 +174,15 @@ class _Judge:
         self._tainted: set[str] | None = None
         self._tainted_names: set[str] = set()
         self._named = 0
+        self._functions: dict[str, list[ast.FunctionDef]] | None = None
+
+    def functions(self) -> dict[str, list[ast.FunctionDef]]:
+        """Every ``def`` of each file, nested ones too, in ``ast.walk`` order (the defaults are judged in that
+        order, and the first NAMED_CHAINS unsafe ones named)."""
+        if self._functions is None:
+            self._functions = {file: [n for n in _statements(tree) if isinstance(n, ast.FunctionDef)]
+                               for file, tree in self.index.trees.items()}
+        return self._functions
 
     def sites_of(self, method: MethodInfo) -> list[CallSite]:
         key = id(method.node)
@@ -197,10 +208,8 @@ class _Judge:
     def defaults_and_constants(self) -> list[Finding]:
         out = []
         owners = {id(m.node): _short_class(m.owner) + "." for m in self.index.methods if m.owner}
-        for file, tree in self.index.trees.items():
-            for node in ast.walk(tree):  # nested defs (closures) too: compiled with their function
-                if not isinstance(node, ast.FunctionDef):
-                    continue
+        for file, defs in self.functions().items():
+            for node in defs:  # nested defs (closures) too: compiled with their function
                 args = node.args
                 positional = args.args[len(args.args) - len(args.defaults):]
                 pairs = list(zip(positional, args.defaults)) + [
@@ -349,6 +358,23 @@ def _roots(tree: ast.Module):
             yield from stmt.body
         else:
             yield stmt
+
+
+def _statements(tree: ast.Module) -> list[ast.AST]:
+    """The statements of a tree (and its except and case clauses) in ``ast.walk``'s breadth-first order,
+    without the expressions: a statement is only ever the child of a statement or a clause, so the nodes
+    skipped never sit between two of them and every level keeps its order."""
+    out: list[ast.AST] = [tree]
+    for node in out:  # grows while it is read
+        for name in node._fields:
+            value = getattr(node, name, None)
+            for item in (value if isinstance(value, list) else (value,)):
+                if isinstance(item, _BLOCK_NODES):
+                    out.append(item)
+    return out
+
+
+_BLOCK_NODES = (ast.stmt, ast.excepthandler, ast.match_case)
 
 
 def _site_hazard(site: CallSite) -> tuple[str, str, str] | None:

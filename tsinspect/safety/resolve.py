@@ -166,6 +166,9 @@ class Resolver:
         for info in index.classes.values():
             for m in info.methods:
                 self.by_name.setdefault(m.name, []).append(m)
+        # (id(root), id(owner)) -> [root, owner, its nodes, its calls, its calls and implicit calls]
+        self._calls: dict[tuple[int, int], list] = {}
+        self._members: dict[tuple[int, str], object] = {}  # (id(class info), name) -> attr of an instance
 
     # -- values -----------------------------------------------------------------------------------------
     def typed(self, annotation: str):
@@ -200,18 +203,24 @@ class Resolver:
         if isinstance(base, ClassRef):
             method = base.info.method(name)
             return Callable_(Code(method)) if method else VALUE
-        if isinstance(base, Instance):
-            if any(b in ("Interface", "ModuleInterface") for b in base.info.bases):
-                return _MethodOf(name)  # the object's own class decides: any code/ method of that name
-            method = base.info.method(name)
-            if method is not None:
-                return Callable_(Code(method))
-            if name in base.info.attributes:
-                return self.typed(base.info.attributes[name])
-            return VALUE
+        if isinstance(base, Instance):  # a Sequential's forward asks for each of its thousands of members
+            key = (id(base.info), name)  # the infos live as long as the index
+            if key not in self._members:
+                self._members[key] = self._member(base.info, name)
+            return self._members[key]
         if isinstance(base, (CustomInstance, CustomRef)):
             return Callable_(Custom(base.qualname, name))
         return _MethodOf(name)
+
+    def _member(self, info: ClassInfo, name: str):
+        if any(b in ("Interface", "ModuleInterface") for b in info.bases):
+            return _MethodOf(name)  # the object's own class decides: any code/ method of that name
+        method = info.method(name)
+        if method is not None:
+            return Callable_(Code(method))
+        if name in info.attributes:
+            return self.typed(info.attributes[name])
+        return VALUE
 
     def value(self, node: ast.expr, env: dict, owner: ClassInfo | None):
         """The sugared value of an expression (VALUE when it is a plain value)."""
@@ -252,7 +261,8 @@ class Resolver:
         return VALUE
 
     # -- calls --------------------------------------------------------------------------------------------
-    def environment(self, function: ast.AST, owner: ClassInfo | None, params: bool = True) -> dict:
+    def environment(self, function: ast.AST, owner: ClassInfo | None, params: bool = True,
+                    nodes: list | None = None) -> dict:
         """Local names bound to sugared values anywhere in the function (flow-insensitive, like a union)."""
         env: dict = {}
         if params and isinstance(function, ast.FunctionDef):
@@ -261,12 +271,16 @@ class Resolver:
                     typed = self.typed(ast.unparse(arg.annotation))
                     if typed is not VALUE:
                         env[arg.arg] = typed
-        assigns = [n for n in ast.walk(function) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.NamedExpr))]
+        assigns = [n for n in (nodes if nodes is not None else walk(function))
+                   if isinstance(n, (ast.Assign, ast.AnnAssign, ast.NamedExpr))]
         for _ in range(3):  # chains of aliases: a = torch; b = a
+            before = dict(env)
             for node in assigns:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for target in targets:
                     self._bind(target, node.value, env, owner)
+            if env == before:  # a pass that changed nothing: the next ones would compute the same
+                break
         return env
 
     def _bind(self, target, value, env: dict, owner) -> None:
@@ -283,13 +297,35 @@ class Resolver:
 
     def calls(self, root: ast.AST, owner: ClassInfo | None, env: dict | None = None,
               implicit: bool = True) -> list[CallSite]:
-        """Every call in ``root`` with its targets; ``implicit`` adds operators that call dunder methods."""
-        env = self.environment(root, owner) if env is None else env
+        """Every call in ``root`` with its targets; ``implicit`` adds operators that call dunder methods.
+        Without ``env``, cached per root and owner (do not change the list): the hazard search, the taint
+        and the load-time walks ask for the same methods."""
+        key = (id(root), id(owner))
+        cached = self._calls.get(key) if env is None else None
+        if cached is None:
+            nodes = walk(root)
+            scope = self.environment(root, owner, nodes=nodes) if env is None else env
+            explicit = []
+            for node in nodes:  # _call right here: nesting overflows the stack where it always did (scan_code)
+                if isinstance(node, ast.Call):
+                    explicit.append(self._call(node, scope, owner))
+            cached = [root, owner, nodes, explicit, None]  # root and owner kept: their ids stay theirs
+            if env is None:
+                self._calls[key] = cached
+        if not implicit:
+            return cached[3]
+        if cached[4] is None:
+            cached[4] = self._implicit(cached[2], cached[3])
+        return cached[4]
+
+    def _implicit(self, nodes: list, explicit: list[CallSite]) -> list[CallSite]:
+        """The call sites with the implicit dunder calls among them, in the order of the nodes."""
+        calls = iter(explicit)
         sites = []
-        for node in ast.walk(root):
+        for node in nodes:
             if isinstance(node, ast.Call):
-                sites.append(self._call(node, env, owner))
-            elif implicit:
+                sites.append(next(calls))
+            else:
                 targets = tuple(ByName(d) for d in _implicit_dunders(node) if d in self.by_name)
                 if targets:
                     sites.append(CallSite(getattr(node, "lineno", 0), targets[0].name, targets))
@@ -376,6 +412,38 @@ def _implicit_dunders(node: ast.AST) -> list[str]:
     return []
 
 
+def walk(root: ast.AST) -> list[ast.AST]:
+    """``ast.walk``'s nodes in its (breadth-first) order but the ``ctx`` leaves (Load, Store, Del: a third
+    of the nodes, never a call or an assignment), without a generator per node: 2.5x faster on the
+    15,000-line forward of a Sequential of 5,000 modules."""
+    out = [root]
+    append = out.append
+    for node in out:  # grows while it is read
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                if name != "ctx":
+                    append(value)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        append(item)
+    return out
+
+
 def _short(node: ast.expr) -> str:
-    text = ast.unparse(node)
+    text = _dotted(node) or ast.unparse(node)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``ast.unparse`` of a name or of a short chain of attributes of a name (``a.b.c``), without its
+    unparser. Longer chains go to ``ast.unparse``, which overflows the stack where it always did: code
+    nested too deeply to judge stays unsafe (scan_code)."""
+    attrs = []
+    while isinstance(node, ast.Attribute) and len(attrs) < 8:
+        attrs.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(attrs)])

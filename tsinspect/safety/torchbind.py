@@ -37,7 +37,9 @@ class Restored:
 def restored_objects(globals_: list, value=None) -> list[Restored]:
     """TorchBind globals of a walked pickle (``globals_``: (Global, offset) pairs), with the decoded
     states of OpaqueObjects found in ``value`` (the walk's top value; None when the walk broke)."""
-    states = _opaque_states(value) if value is not None else []
+    opaque = any(glob.qualname.strip() == ops.OPAQUE_OBJECT for glob, _ in globals_)
+    # the states only matter to an OpaqueObject global: no walk of a value without one (data.pkl)
+    states = _opaque_states(value) if value is not None and opaque else []
     out, seen = [], set()
     for glob, offset in globals_:
         qualname = glob.qualname.strip()
@@ -96,11 +98,16 @@ def judge_archive(archive: Archive):
     for record in archive.records:
         if record.entry.is_dir or not record.name.lower().endswith((".pkl", ".debug_pkl")):
             continue
-        try:
-            data = archive.read(record, PICKLE_CAP)
-        except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
-            continue
-        for item in judge_pickle(data):
+        walked = archive.walked(record)  # data.pkl and constants.pkl, walked already by a summary
+        if walked is not None:
+            restored = restored_objects(walked.globals, walked.value)
+        else:
+            try:
+                data = archive.read(record, PICKLE_CAP)
+            except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
+                continue
+            restored = judge_pickle(data)
+        for item in restored:
             if item.verdict != ops.OK:
                 detail = f"at byte {item.offset}: {item.why}" + _nested_note(item)
                 findings.append(Finding("custom_class", UNSAFE, printable(record.name), 0, printable(item.qualname),
