@@ -20,9 +20,14 @@ from tsinspect.archive.text import printable
 _MANGLE = re.compile(r"___torch_mangle_\d+\.")
 
 
+def unmangle(text: str) -> str:
+    """``text`` without the ``___torch_mangle_N.`` segments TorchScript gives a second class of one name."""
+    return _MANGLE.sub("", text)
+
+
 def short_type(qualname: str) -> str:
     """``__torch__.torch.nn.modules.linear.___torch_mangle_0.Linear`` -> ``torch.nn.modules.linear.Linear``."""
-    name = _MANGLE.sub("", qualname)
+    name = unmangle(qualname)
     return name[len("__torch__."):] if name.startswith("__torch__.") else name
 
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import ast
 import difflib
-import re
 from collections import Counter
 
-from tsinspect.archive.modules import short_type
+from tsinspect.archive.modules import short_type, unmangle
 from tsinspect.archive.text import counted
 from tsinspect.diff.model import Finding
 from tsinspect.diff.program import ops_in
 
-_MANGLE = re.compile(r"___torch_mangle_\d+\.")
 
 
 def structural_diff(a, b) -> list[Finding]:
@@ -102,7 +100,7 @@ def _code(summary) -> dict[str, tuple[str, tuple[str, int]]]:
         owner = short_type(m.owner) if m.owner else None
         qualname = f"{'<root>' if owner == root else owner}.{m.name}" if owner else m.name
         try:
-            text = _MANGLE.sub("", ast.unparse(m.node))
+            text = unmangle(ast.unparse(m.node))
         except (ValueError, RecursionError):
             continue
         out.setdefault(qualname, (text, (m.file, m.line)))
