@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from tsinspect.archive.text import counted
 from tsinspect.diff.dynamic import Dynamic
 from tsinspect.diff.model import Finding, TracedLine, origin_of
 from tsinspect.diff.program import GRAD, TRAINING, Arg, Function, If, Item, Loc, Loop, Op, Program, ops_in
@@ -373,7 +374,7 @@ class Aligner:
         body_lines = self._lines(node.body, file)
         details: dict = {"count": k, "header": node.header_text, "body_lines": body_lines,
                          "code_location": node.code}
-        message = f"the trace unrolled this loop: its body ({_lines_text(body_lines)}) appears {k} time(s)"
+        message = f"the trace unrolled this loop: its body ({_lines_text(body_lines)}) appears {counted(k, 'time')}"
         fixed = self._trip_input(node, ctx.fn)
         if fixed:
             name, dim, key, dtype, shape = fixed

@@ -35,7 +35,7 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.pickles import Global, PickleError, walk
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive, open_archive
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import counted, printable
 from tsinspect.archive.zipread import (STORED, InflateBudgetSpent, ZipArchive, ZipEntry, open_zip,
                                        open_zip_bytes)
 from tsinspect.collector import paused
@@ -845,4 +845,4 @@ def _judge(result: ScanResult, member: str | None, policy: str, base: int, censu
     for name, offsets in grouped.items():
         shown = ", ".join(map(str, offsets[:20])) + (f" and {len(offsets) - 20} more" if len(offsets) > 20 else "")
         result.add(Finding("unknown_call", SUSPICIOUS, member,
-                           f"calls {printable(name)} {len(offsets)} time(s), at bytes {shown}", offset=offsets[0]))
+                           f"calls {printable(name)} {counted(len(offsets), 'time')}, at bytes {shown}", offset=offsets[0]))

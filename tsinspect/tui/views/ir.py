@@ -21,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static, Tree
 
 from tsinspect.archive.modules import short_type
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import counted, printable
 from tsinspect.collector import paused
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
@@ -489,7 +489,7 @@ class IRView(Vertical):
                     links.append((text, None))
                 continue
             users = view.where_used(name)
-            links.append((Text(f"%{printable(name)} is used {len(users)} time(s)", style="bold", no_wrap=True), None))
+            links.append((Text(f"%{printable(name)} is used {counted(len(users), 'time')}", style="bold", no_wrap=True), None))
             for user in users[:MAX_USES]:
                 if isinstance(user, Node):
                     text = Text("  → ", end="", no_wrap=True)
