@@ -45,8 +45,8 @@ class Running:
 
     def __init__(self, path: str, trust: bool, inline: bool):
         self.key = (str(path), trust, inline)
-        cmd = [sys.executable, "-m", "tsinspect", "graph", "--json", str(path), "--color", "never"]
-        cmd += ["--trust"] * trust + ["--inline"] * inline
+        cmd = [sys.executable, "-m", "tsinspect", "graph", "--json", "--color", "never"]
+        cmd += ["--trust"] * trust + ["--inline"] * inline + ["--", str(path)]  # a path may start with "-"
         env = dict(os.environ)  # the very tsinspect of this process, whatever put it on sys.path
         env["PYTHONPATH"] = os.pathsep.join([str(Path(tsinspect.__file__).resolve().parent.parent),
                                              *filter(None, [os.environ.get("PYTHONPATH")])])
