@@ -12,6 +12,17 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+_frozen_for_good = False
+
+
+def freeze_for_good() -> None:
+    """``gc.freeze()`` what is loaded to stay (an IR), and remember it: ``paused`` must not unfreeze it. A flag,
+    not ``gc.get_freeze_count()``, which walks every frozen object (per call: the whole loaded IR)."""
+    global _frozen_for_good
+    _frozen_for_good = True
+    gc.freeze()
+
+
 @contextmanager
 def paused() -> Iterator[None]:
     """The collector off inside; on the way out what was built moves to the oldest generation unscanned
@@ -25,7 +36,7 @@ def paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            if not gc.get_freeze_count():
+            if not _frozen_for_good:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()

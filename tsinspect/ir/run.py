@@ -16,7 +16,6 @@ sandbox's cost or working around a machine where it breaks torch); the IR docume
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -35,7 +34,7 @@ from tsinspect.archive.code import CodeIndex, index_code
 from tsinspect.safety.codescan import ScanResult, scan_archive
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import PICKLE_CAP, Archive
-from tsinspect.collector import paused
+from tsinspect.collector import freeze_for_good, paused
 from tsinspect.ir.metacopy import write_code_sources, write_full_copy, write_meta_copy
 from tsinspect.ir.model import IR, SCHEMA, LoadError
 
@@ -115,7 +114,7 @@ class Extraction:
         document = self.__dict__.get("document") or self._decoded()
         with paused():
             ir = IR.from_json(document)
-        gc.freeze()
+        freeze_for_good()
         return ir
 
     def write_json(self, out: TextIO, **extra) -> None:

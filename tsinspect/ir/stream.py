@@ -11,12 +11,11 @@ and the longest hold is that of the largest top-level node. The dataclasses are 
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from typing import Any, Callable
 
-from tsinspect.collector import paused
+from tsinspect.collector import freeze_for_good, paused
 from tsinspect.ir.model import IR, SCHEMA
 
 _decode_at = json.JSONDecoder().raw_decode
@@ -155,5 +154,5 @@ def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
             document["notes"] = list(notes)
         ir = IR.from_json(document)
         _release(document)
-        gc.freeze()
+        freeze_for_good()
     return ir

@@ -22,7 +22,7 @@ from textual.widgets import Button, Static, Tree
 
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.text import counted, printable
-from tsinspect.collector import paused
+from tsinspect.collector import freeze_for_good, paused
 from tsinspect.ir.fallback import AstMethod, OpUse, ast_methods
 from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
@@ -206,12 +206,10 @@ def index_graphs(ir) -> dict[int, GraphView]:
     """``id(graph) -> GraphView`` (where each value is defined and used; no networkx unless asked) for every
     method graph, saved and inlined: built in the worker that received the IR, then frozen out of the
     collector's reach, so that moving the cursor only looks things up."""
-    import gc
-
     with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
         index = {id(g): GraphView(g) for module in ir.modules for m in module.methods for g in (m.graph, m.inlined)
                  if g is not None}
-        gc.freeze()
+        freeze_for_good()
     return index
 
 
