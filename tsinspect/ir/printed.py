@@ -104,52 +104,39 @@ class _Nodes:
         raise Unsupported("fewer nodes than printed")
 
 
-class _Schema:
-    """A node's schema in a unit whose input types come partly from earlier units: resolved per tuple of
-    those types. ``types``: per input, its printed type (``str``) or its index in that tuple (``int``)."""
-
-    __slots__ = ("kind", "types", "occurrence", "outputs")
-
-    def __init__(self, kind: str, types: list, occurrence: int, outputs: list[int]):
-        self.kind, self.types, self.occurrence, self.outputs = kind, types, occurrence, outputs
-
-
 class _Unit:
-    """One top-level node read line by line: its JSON as ``parts`` (text; ``int``: the slot of a value name;
-    ``_Schema``: a schema that depends on ``external`` types), and what a copy of it must be checked for."""
+    """One top-level node read line by line: its JSON as a %-format (``form``, a ``%s`` per value name, written
+    in the order of ``order``: slots in the unit's name list), and what a copy of it must be checked for."""
 
-    __slots__ = ("parts", "same", "top", "external", "calls", "kinds", "size", "schemas", "refs")
+    __slots__ = ("form", "order", "same", "top", "external", "refs", "calls", "kinds", "size")
 
     def __init__(self):
-        self.parts: list = []
         self.same = True  # its copies can share a template (nothing in it is asked of torch value by value)
         self.top: list[tuple[int, str]] = []  # the node's outputs: (slot, printed type)
         self.external: list[int] = []  # slots of values from earlier units whose type a schema or call needs
+        self.refs: list[tuple[int, int]] = []  # (slot of a typed use, slot of its definition in the unit)
         self.calls: list[tuple[int, str | None, str | None]] = []  # (callee slot, method, its printed type)
         self.kinds: dict[str, int] = {}
         self.size = 0
-        self.schemas: dict[_Schema, int | None] = {}  # this copy's
-        self.refs: list[tuple[int, int]] = []  # (slot of a use, slot of its definition in the unit)
 
 
 class _Template:
-    """A distinct unit, for its copies: ``variants`` maps the types of its external values to its JSON text
-    as a %-format with a ``%s`` per value name (``order``: the slots in the order they are written)."""
+    """A distinct unit, for its copies: ``forms`` maps the printed types of its external values (schemas
+    depend on them) to its %-format."""
 
-    __slots__ = ("holes", "parts", "order", "top", "top_types", "external", "uses", "defines", "calls",
-                 "kinds", "size", "variants")
+    __slots__ = ("holes", "order", "top", "top_types", "external", "uses", "defines", "calls", "kinds", "size",
+                 "forms")
 
-    def __init__(self, unit: _Unit, holes: int, refs: list[tuple[int, int]]):
+    def __init__(self, unit: _Unit, holes: int, types: tuple):
         self.holes = holes
-        self.parts = unit.parts
-        self.order = _getter([p for p in unit.parts if type(p) is int])
+        self.order = _getter(unit.order)
         self.top = _getter([slot for slot, _ in unit.top])
         self.top_types = tuple(ptype for _, ptype in unit.top)
         self.external = _getter(unit.external) if unit.external else None
-        self.uses = _getter([r for r, _ in refs]) if refs else None  # a value used in the unit ...
-        self.defines = _getter([d for _, d in refs]) if refs else None  # ... is the one it defines there
+        self.uses = _getter([r for r, _ in unit.refs]) if unit.refs else None  # a value used in the unit ...
+        self.defines = _getter([d for _, d in unit.refs]) if unit.refs else None  # ... is the one defined there
         self.calls, self.kinds, self.size = unit.calls, unit.kinds, unit.size
-        self.variants: dict[tuple, str] = {}
+        self.forms: dict[tuple, str] = {types: unit.form}
 
 
 def _getter(slots: list[int]) -> Callable:
@@ -160,6 +147,14 @@ def _getter(slots: list[int]) -> Callable:
         only = slots[0]
         return lambda names: (names[only],)
     return lambda names: ()
+
+
+_LIST_FORMS = ["[]"] + ['["' + '","'.join(["%s"] * n) + '"]' for n in range(1, 64)]
+
+
+def _list_form(n: int) -> str:
+    """A JSON list of ``n`` value names as a %-format."""
+    return _LIST_FORMS[n] if n < len(_LIST_FORMS) else '["' + '","'.join(["%s"] * n) + '"]'
 
 
 class GraphReader:
@@ -193,7 +188,7 @@ class GraphReader:
         inputs, start = self._header(text, graph)
         templates: dict[str, _Template] = {}
         seen: set[int] = set()  # hashes of units read once: a unit gets a template when seen again
-        vtype, backlog, calls = self._vtype, self._backlog, self._calls
+        vtype, backlog = self._vtype, self._backlog
         vget = vtype.__getitem__
         texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
         chunks: list[str] = []
@@ -210,6 +205,7 @@ class GraphReader:
                         raise Unsupported("text after the return (a subgraph)")
                     continue
                 template = templates.get(unit)
+                types = None
                 if template is not None:
                     end = i + template.holes
                     own = names[i:end]
@@ -217,11 +213,9 @@ class GraphReader:
                         try:
                             types = tuple(map(vget, template.external(own))) if template.external else ()
                         except KeyError:
-                            types = None
-                        if types is not None:
-                            form = template.variants.get(types)
-                            if form is None:
-                                form = self._variant(template, types, own)
+                            pass
+                        form = None if types is None else template.forms.get(types)
+                        if form is not None:  # a copy
                             if template.top_types:
                                 vtype.update(zip(template.top(own), template.top_types))
                             if template.calls:
@@ -233,9 +227,9 @@ class GraphReader:
                                 chunks.append(",".join(texts))
                                 texts.clear()
                             continue
-                holes = unit.count(_HOLE)
-                end = i + holes
-                own = names[i:end]
+                else:
+                    end = i + unit.count(_HOLE)
+                    own = names[i:end]
                 if unit.startswith("  return ("):
                     line, _, rest = unit.partition("\n")
                     if rest.strip() or not line.endswith(")"):
@@ -249,16 +243,17 @@ class GraphReader:
                     vtype[own[slot]] = ptype
                 if built.calls:
                     self._add_calls(built.calls, own)
-                mine = written[i:end]
-                schemas = built.schemas
-                texts.append("".join([p if type(p) is str else mine[p] if type(p) is int else _null(schemas[p])
-                                      for p in built.parts]))
+                mine = own if written is names else written[i:end]
+                texts.append(built.form % tuple([mine[s] for s in built.order]))
                 if built.same:
-                    key = hash(unit)
-                    if key in seen:
-                        templates[unit] = self._template(built, holes, own)
-                    else:
-                        seen.add(key)
+                    if types is not None:  # the template's unit, with other types from earlier units
+                        template.forms[types] = built.form
+                    elif template is None:
+                        key = hash(unit)
+                        if key in seen:
+                            templates[unit] = _Template(built, end - i, tuple(vtype[own[s]] for s in built.external))
+                        else:
+                            seen.add(key)
                 i = end
                 if len(texts) > 1023:
                     chunks.append(",".join(texts))
@@ -290,72 +285,43 @@ class GraphReader:
             self._calls.append((self._per_value.get(callee) or self.type_names[ptype or self._vtype[callee]],
                                 method))
 
-    def _template(self, unit: _Unit, holes: int, own: list[str]) -> _Template:
-        template = _Template(unit, holes, unit.refs)
-        types = tuple(self._vtype[own[slot]] for slot in unit.external)
-        template.variants[types] = self._form(unit.parts, unit.schemas)
-        return template
-
-    def _variant(self, template: _Template, types: tuple, own: list[str]) -> str:
-        """The template's text for another tuple of external types: its schemas asked again."""
-        self._flush()
-        schemas = {}
-        counts = self._counts
-        for part in template.parts:
-            if type(part) is _Schema:
-                key = (part.kind, tuple(types[t] if type(t) is int else t for t in part.types))
-                schema = self.schemas.get(key, -1)
-                if schema == -1:
-                    node = self._nodes.get(part.kind, counts.get(part.kind, 0) + part.occurrence,
-                                           [own[s] for s in part.outputs])
-                    schema = self.schemas[key] = self._schema(node)
-                schemas[part] = schema
-        form = template.variants[types] = self._form(template.parts, schemas)
-        return form
-
-    @staticmethod
-    def _form(parts: list, schemas: dict) -> str:
-        return "".join([p.replace("%", "%%") if type(p) is str else "%s" if type(p) is int else _null(schemas[p])
-                        for p in parts])
-
     def _unit(self, lines: list[str], own: list[str]) -> _Unit:
         """A top-level node and its blocks read line by line from its abstracted ``lines`` (``own``: its value
-        names in order). Each node's JSON is made of parts; a node that can own blocks waits (``pending``)
-        until its blocks are read, since a block's outputs are printed after its nodes but written before
-        them."""
+        names in order). Each node is kept as (%-format, slots); a node that can own blocks waits
+        (``pending``) until its blocks are read, since a block's outputs are printed after its nodes but
+        written before them."""
         unit = _Unit()
         nodes, counts, types, attrs, schemas, positions, kinds = (self._nodes, self._counts, self.types, self.attrs,
                                                                   self.schemas, self.positions, self.kinds)
-        vtype, per_value, dumps = self._vtype, self._per_value, self.dumps
+        vtype, dumps = self._vtype, self.dumps
         defined: dict[str, tuple[str, int]] = {}  # name -> (printed type, slot): values defined in this unit
-        refs: list[tuple[int, int]] = []  # (slot of a use, slot of its definition) whose type is needed
-        external: dict[int, int] = {}  # slot -> index in the unit's external types
+        external: dict[int, int] = {}  # slot -> index in unit.external
         unit_kinds = unit.kinds
         top: list = []
-        current = top  # the part lists of the nodes of the unit or of the open block
-        frames: list = []  # per open block: (its owner, the enclosing node list, its parameters' parts)
-        pending = None  # [prefix, suffix, blocks, kind, occurrence, output names] of a node that may own blocks
+        current = top  # the (form, slots) of the nodes of the unit or of the open block
+        frames: list = []  # per open block: (its owner, the enclosing node list, its parameters' form, slots)
+        pending = None  # [prefix, suffix, blocks, kind, occurrence, output names, slots] of a node that may own blocks
         slot = 0
         first = True
 
-        def type_of(at: int) -> str | int:
-            """The printed type of the value at slot ``at`` (a use), or its index among the external types."""
+        def type_of(at: int) -> str:
+            """The printed type of the value used at slot ``at``."""
             name = own[at]
             found = defined.get(name)
             if found is not None:
-                refs.append((at, found[1]))
+                unit.refs.append((at, found[1]))
                 return found[0]
             try:
                 ptype = vtype[name]
             except KeyError:
                 raise Unsupported(f"the input %{name} is not defined before it is used") from None
-            index = external.get(at)
-            if index is None:
-                index = external[at] = len(unit.external)
+            if at not in external:
+                external[at] = len(unit.external)
                 unit.external.append(at)
-            return index
+            return ptype
 
         for line in lines:
+            holes = line.count(_HOLE)
             match = _SIMPLE.match(line)
             if match is not None:
                 ptype, kind, attr_text, ins_text, where = match.groups()
@@ -365,7 +331,7 @@ class GraphReader:
                 if attr_text is not None and _HOLE in attr_text:
                     unit.same = False
                     attr_text, at = _filled(attr_text, own, at)
-                ins = list(range(at, at + (ins_text.count(_HOLE))))
+                ins = list(range(at, at + ins_text.count(_HOLE)))
                 at += len(ins)
                 if where is not None and _HOLE in where:
                     unit.same = False
@@ -390,18 +356,16 @@ class GraphReader:
                 elif s.startswith("-> ("):
                     if not frames or not s.endswith(")"):
                         raise Unsupported(line)
-                    returned = _holes_only(s[4:-1], own[slot:])
+                    returned = len(_holes_only(s[4:-1], own[slot:]))
                     if pending is not None:
                         current.append(_joined(pending))
-                    owner, outer, params = frames.pop()
-                    block = ["[", *params, ",", *_name_list(range(slot, slot + len(returned))), ",["]
-                    for j, node_parts in enumerate(current):
-                        if j:
-                            block.append(",")
-                        block.extend(node_parts)
-                    block.append("]]")
-                    owner[2].append(block)
-                    slot += len(returned)
+                    owner, outer, params_form, params_slots = frames.pop()
+                    block_slots = params_slots + list(range(slot, slot + returned))
+                    for _, node_slots in current:
+                        block_slots += node_slots
+                    owner[2].append((f"[{params_form},{_list_form(returned)},[{','.join(f for f, _ in current)}]]",
+                                     block_slots))
+                    slot += returned
                     current, pending = outer, owner
                     continue
                 elif s.startswith("block"):
@@ -409,24 +373,24 @@ class GraphReader:
                     if match is None or pending is None:
                         raise Unsupported(line)
                     owner = pending
-                    b, params = len(owner[2]), ["["]
+                    b, params, params_slots = len(owner[2]), [], []
                     for j, ptype in enumerate(_split_typed(match.group(1))):
                         name = own[slot]
                         index = types.get(ptype)
                         if index is None:
-                            index = self._type(ptype, lambda: _block_param(nodes.get(*owner[3:]), b, j), name)
+                            index = self._type(ptype, lambda: _block_param(nodes.get(*owner[3:6]), b, j), name)
                             if ptype not in types:
                                 unit.same = False
                         defined[name] = (ptype, slot)
-                        params += [',["' if j else '["', slot, f'",{index}]']
+                        params.append(f'["%s",{index}]')
+                        params_slots.append(slot)
                         slot += 1
-                    params.append("]")
-                    frames.append((owner, current, params))
+                    frames.append((owner, current, f"[{','.join(params)}]", params_slots))
                     current, pending = [], None
                     continue
                 else:
                     raise Unsupported(line)
-            if at != slot + line.count(_HOLE):
+            if at != slot + holes:
                 raise Unsupported(line)
             if pending is not None:
                 current.append(_joined(pending))
@@ -436,11 +400,10 @@ class GraphReader:
             occurrence = counts.get(kind, 0)
             counts[kind] = occurrence + 1
             unit_kinds[kind] = unit_kinds.get(kind, 0) + 1
-            local = unit_kinds[kind] - 1  # its occurrence within the unit
             nodes.parsed += 1
             unit.size += 1
-            out_names = [own[s] for s, _ in outs]
-            out_parts = ["["]
+            out_names = [own[o] for o, _ in outs]
+            out_forms = []
             for j, (o, ptype) in enumerate(outs):
                 index = types.get(ptype)
                 if index is None:
@@ -448,8 +411,7 @@ class GraphReader:
                     if ptype not in types:
                         unit.same = False
                 defined[own[o]] = (ptype, o)
-                out_parts += [',["' if j else '["', o, f'",{index}]']
-            out_parts.append("]")
+                out_forms.append(f'["%s",{index}]')
             if first:
                 unit.top = outs
                 first = False
@@ -460,7 +422,7 @@ class GraphReader:
                 found = attrs.get(key)
                 if found is None:
                     attributes = self.attributes(nodes.get(kind, occurrence, out_names))
-                    attributes_json = dumps(attributes)
+                    attributes_json = dumps(attributes).replace("%", "%%")
                     # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
                     if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
                         attrs[key] = (attributes, attributes_json)
@@ -474,35 +436,26 @@ class GraphReader:
                                        kind in self.no_blocks or kind.startswith(_NO_BLOCKS_PREFIX))
             schema = None
             if not known[1]:
-                in_types = [type_of(at) for at in ins]
-                key = (kind, tuple(t if type(t) is str else vtype[own[unit.external[t]]] for t in in_types))
+                key = (kind, tuple([type_of(at) for at in ins]))
                 schema = schemas.get(key, -1)
                 if schema == -1:
                     schema = schemas[key] = self._schema(nodes.get(kind, occurrence, out_names))
-                if any(type(t) is int for t in in_types):
-                    recipe = _Schema(kind, in_types, local, [o for o, _ in outs])
-                    unit.schemas[recipe] = schema
-                    schema = recipe
-                else:
-                    schema = _null(schema)
             elif known[2] and ins:
                 method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
                 callee = type_of(ins[0])
-                unit.calls.append((ins[0], method, callee if type(callee) is str else None))
-                schema = "null"
-            else:
-                schema = "null"
+                unit.calls.append((ins[0], method, callee if own[ins[0]] in defined else None))
             source = None
             if where is not None:
                 source = positions.get(where, -1)
                 if source == -1:
                     source = positions[where] = self._position(where)
-            prefix = [f"[{known[0]},", *_name_list(ins), ",", *out_parts, f",{attributes_json},"]
-            suffix = [f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},", schema, "]"]
+            prefix = f"[{known[0]},{_list_form(len(ins))},[{','.join(out_forms)}],{attributes_json},"
+            suffix = f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},{_null(schema)}]"
+            node_slots = ins + [o for o, _ in outs]
             if known[3]:
-                current.append(prefix + ["null"] + suffix)
+                current.append((f"{prefix}null{suffix}", node_slots))
             else:
-                pending = [prefix, suffix, [], kind, occurrence, out_names]
+                pending = [prefix, suffix, [], kind, occurrence, out_names, node_slots]
             slot = at
         if frames:
             raise Unsupported("a block left open")
@@ -510,8 +463,7 @@ class GraphReader:
             current.append(_joined(pending))
         if len(top) != 1:
             raise Unsupported("no node in a unit")
-        unit.parts = _merge(top[0])
-        unit.refs = refs
+        unit.form, unit.order = top[0]
         return unit
 
     def _position(self, where: str) -> int | None:
@@ -587,36 +539,15 @@ def _null(index: int | None) -> str:
     return "null" if index is None else str(index)
 
 
-def _name_list(slots) -> list:
-    """The parts of a JSON list of the value names at ``slots``."""
-    parts: list = []
-    for slot in slots:
-        parts += ['","' if parts else '["', slot]
-    return parts + ['"]'] if parts else ["[]"]
-
-
-def _joined(node: list) -> list:
-    """The parts of a node read with its blocks (``pending`` in GraphReader._unit)."""
-    prefix, suffix, blocks = node[0], node[1], node[2]
+def _joined(node: list) -> tuple[str, list[int]]:
+    """(%-format, slots) of a node read with its blocks (``pending`` in GraphReader._unit)."""
+    prefix, suffix, blocks, slots = node[0], node[1], node[2], node[6]
     if not blocks:
-        return prefix + ["null"] + suffix
-    parts = prefix + ["["]
-    for j, block in enumerate(blocks):
-        if j:
-            parts.append(",")
-        parts += block
-    return parts + ["]"] + suffix
-
-
-def _merge(parts: list) -> list:
-    """Adjacent text parts joined."""
-    out: list = []
-    for part in parts:
-        if type(part) is str and out and type(out[-1]) is str:
-            out[-1] += part
-        else:
-            out.append(part)
-    return out
+        return f"{prefix}null{suffix}", slots
+    slots = list(slots)
+    for _, block_slots in blocks:
+        slots += block_slots
+    return f"{prefix}[{','.join(form for form, _ in blocks)}]{suffix}", slots
 
 
 def _filled(text: str, names: list[str], at: int) -> tuple[str, int]:
