@@ -1,0 +1,82 @@
+"""A file of generated code with its one-line statements set aside: what the code index parses up front.
+
+Most of a large ``code/`` file is one-line statements of a few shapes that torch writes by the thousand
+(``_0 = getattr(self, "0")``, ``input0 = (_0).forward(input, )``, ``__annotations__["0"] = <type>``).
+Nothing the index reads is inside them but the annotations, and parsing them is most of ``info``'s time on
+an archive of many modules. :func:`outline` turns each run of such lines (consecutive, same indentation)
+into blank lines ending in one ``pass`` at the run's last line, so every line number, ``end_lineno``, class
+and ``def`` of the outline's tree is the file's.
+
+Why the outline parses exactly when the file does: each line set aside is, by its pattern, a complete
+simple statement, valid in any block. If the file holds no triple quote and no line ending in a
+backslash, a line can continue a previous one only inside brackets, where ``pass`` is a syntax error; so
+when the outline parses, every ``pass`` stood at the start of a statement, and the file's token stream is the
+outline's with each ``pass`` replaced by the run's statements at the same indentation: it parses too, to the
+same classes, defs and line numbers. When the outline does not parse, the caller parses the file itself
+(its error is the one to report). Files with a carriage return or a NUL, triple quotes or a backslash at a
+line's end get no outline (None): they are parsed whole.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+_KEYWORDS = "|".join(keyword.kwlist)  # True, False, None included: never a name or an attribute
+_ID = rf"(?!(?:{_KEYWORDS})\b)[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = rf"{_ID}(?:\.{_ID})*"
+_STRING = r'"[ !#-\[\]-~]*"'  # printable ASCII, no quote, no backslash
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?"
+_ATOM = rf"(?:(?:None|True|False)\b|{_DOTTED}|{_NUMBER}|{_STRING}|\({_ID}\))"
+_CALLEE = rf"(?:{_DOTTED}|\({_ID}\)\.{_ID}(?:\.{_ID})*)"
+_INNER_CALL = rf"{_CALLEE}\((?:{_ATOM}(?:, {_ATOM})*(?:, )?)?\)"
+_ARG = rf"(?:{_INNER_CALL}|{_ATOM})"
+_KWARG = rf"{_ID}={_ARG}"
+_ARGS = rf"(?:{_ARG}(?:, {_ARG})*(?:, {_KWARG})*(?:, )?|{_KWARG}(?:, {_KWARG})*(?:, )?)?"
+_CALL = rf"{_CALLEE}\({_ARGS}\)"
+# the statements set aside: an annotation by subscript (group 2: name, 3: type), or an assignment to a name
+# other than the two the index reads (``__parameters__``, ``__buffers__``) of a call or an atom
+_SIMPLE = re.compile(
+    rf'( *)(?:__annotations__\["([ !#-\[\]-~]*)"\] = ({_DOTTED})'
+    rf"|(?!__parameters__\b|__buffers__\b){_ID} = (?:{_CALL}|{_ATOM}))")
+MAX_LINE = 4000  # longer lines are kept (a bound on the pattern's backtracking over hostile text)
+_UNSUITED = re.compile(r"[\r\0]|'''|\"\"\"|\\\n|\\$")
+
+
+def outline(source: str) -> tuple[str | None, dict[int, list[tuple[str, str]]]]:
+    """(the outline, {line of each ``pass``: the (name, type) annotations of its run}), or (None, {}) when
+    the file gets none (see the module's docstring) or nothing in it would be set aside."""
+    if _UNSUITED.search(source):
+        return None, {}
+    lines = source.split("\n")
+    runs: dict[int, list[tuple[str, str]]] = {}
+    match = _SIMPLE.fullmatch
+    run_indent = None  # the indentation of the run the previous line belongs to, None after a kept line
+    annotations: list[tuple[str, str]] = []
+    set_aside = 0
+    for number, line in enumerate(lines):
+        found = match(line) if len(line) < MAX_LINE else None
+        if found is None:
+            if run_indent is not None:
+                _close(lines, number - 1, run_indent, annotations, runs)
+                run_indent, annotations = None, []
+            continue
+        indent = found.group(1)
+        if run_indent is not None and indent != run_indent:
+            _close(lines, number - 1, run_indent, annotations, runs)
+            annotations = []
+        run_indent = indent
+        if found.group(2) is not None:
+            annotations.append((found.group(2), found.group(3)))
+        lines[number] = ""
+        set_aside += 1
+    if run_indent is not None:
+        _close(lines, len(lines) - 1, run_indent, annotations, runs)
+    if not set_aside:
+        return None, {}
+    return "\n".join(lines), runs
+
+
+def _close(lines: list[str], last: int, indent: str, annotations: list, runs: dict) -> None:
+    lines[last] = indent + "pass"
+    runs[last + 1] = annotations
