@@ -22,23 +22,33 @@ from __future__ import annotations
 import keyword
 import re
 
-_KEYWORDS = "|".join(keyword.kwlist)  # True, False, None included: never a name or an attribute
-_ID = rf"(?!(?:{_KEYWORDS})\b)[A-Za-z_][A-Za-z0-9_]*"
+_ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED = rf"{_ID}(?:\.{_ID})*"
 _STRING = r'"[ !#-\[\]-~]*"'  # printable ASCII, no quote, no backslash
 _NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?"
-_ATOM = rf"(?:(?:None|True|False)\b|{_DOTTED}|{_NUMBER}|{_STRING}|\({_ID}\))"
-_CALLEE = rf"(?:{_DOTTED}|\({_ID}\)\.{_ID}(?:\.{_ID})*)"
-_INNER_CALL = rf"{_CALLEE}\((?:{_ATOM}(?:, {_ATOM})*(?:, )?)?\)"
-_ARG = rf"(?:{_INNER_CALL}|{_ATOM})"
-_KWARG = rf"{_ID}={_ARG}"
-_ARGS = rf"(?:{_ARG}(?:, {_ARG})*(?:, {_KWARG})*(?:, )?|{_KWARG}(?:, {_KWARG})*(?:, )?)?"
-_CALL = rf"{_CALLEE}\({_ARGS}\)"
+_ATOM = rf"(?:{_DOTTED}|{_NUMBER}|{_STRING}|\({_ID}\))"
+_CALLEE = rf"(?:\({_ID}\)\.)?{_DOTTED}"
+_NEXT = r"(?:, |(?=\)))"  # an argument ends with a comma and a space, or the closing parenthesis
+_ARG = rf"(?:{_CALLEE}\((?:{_ATOM}{_NEXT})*\)|{_ATOM})"
+_CALL = rf"{_CALLEE}\((?:{_ARG}{_NEXT})*(?:{_ID}={_ARG}{_NEXT})*\)"  # positional arguments, then keywords
 # the statements set aside: an annotation by subscript (group 2: name, 3: type), or an assignment to a name
 # other than the two the index reads (``__parameters__``, ``__buffers__``) of a call or an atom
 _SIMPLE = re.compile(
     rf'( *)(?:__annotations__\["([ !#-\[\]-~]*)"\] = ({_DOTTED})'
-    rf"|(?!__parameters__\b|__buffers__\b){_ID} = (?:{_CALL}|{_ATOM}))")
+    rf"|(?!__parameters__ |__buffers__ ){_ID} = (?:{_CALL}|{_ATOM}))")
+# names the pattern lets through but Python does not: a keyword anywhere (in a string too: such a line is
+# just kept), and None, True or False as a target, an attribute or an argument's name (as a value, fine)
+_KEYWORDS = frozenset(keyword.kwlist) - {"None", "True", "False"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONSTANT_MISUSED = re.compile(r"\.(?:None|True|False)\b|\b(?:None|True|False)=|^ *(?:None|True|False) ")
+
+
+def _misnamed(line: str) -> bool:
+    if not _KEYWORDS.isdisjoint(_WORD.findall(line)):
+        return True
+    return ("None" in line or "True" in line or "False" in line) and _CONSTANT_MISUSED.search(line) is not None
+
+
 MAX_LINE = 4000  # longer lines are kept (a bound on the pattern's backtracking over hostile text)
 _UNSUITED = re.compile(r"[\r\0]|'''|\"\"\"|\\\n|\\$")
 
@@ -56,6 +66,8 @@ def outline(source: str) -> tuple[str | None, dict[int, list[tuple[str, str]]]]:
     set_aside = 0
     for number, line in enumerate(lines):
         found = match(line) if len(line) < MAX_LINE else None
+        if found is not None and _misnamed(line):
+            found = None
         if found is None:
             if run_indent is not None:
                 _close(lines, number - 1, run_indent, annotations, runs)

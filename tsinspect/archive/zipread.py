@@ -224,8 +224,11 @@ class ZipArchive:
         case-insensitively: ``DATA.PKL`` answers for ``data.pkl``, and of several such names the one the
         search lands on wins, whatever its place in the directory. The name is a C string (cut at a NUL).
         """
-        keys, order = self._index()
+        keys, order, unique = self._index()
         key = name.split(b"\0", 1)[0].lower()
+        found = unique.get(key)
+        if found is not None:  # no other entry has this key: the search can only land on it
+            return self.entries[found]
         low, high = 0, len(order) - 1
         while low <= high:
             mid = low + ((high - low) >> 1)
@@ -240,7 +243,7 @@ class ZipArchive:
 
     def candidates(self, name: bytes) -> list[ZipEntry]:
         """Every declared entry whose name equals ``name`` case-insensitively, in directory order."""
-        keys, _ = self._index()
+        keys = self._index()[0]
         key = name.split(b"\0", 1)[0].lower()
         return [self.entries[i] for i, k in enumerate(keys) if k == key]
 
@@ -248,11 +251,14 @@ class ZipArchive:
         if self._sorted is None:
             visible = [e for e in self.entries if e.torch_visible]
             keys = [e.raw_name.lower() for e in visible]  # bytes.lower() is ASCII-only, like MZ_TOLOWER
-            if len(set(keys)) == len(keys):
+            counts = Counter(keys)
+            if len(counts) == len(keys):
                 order = sorted(range(len(keys)), key=keys.__getitem__)  # no ties: any sort gives miniz's order
             else:
                 order = _miniz_heap_sort(keys)
-            self._sorted = (keys, order)
+            # keys no other entry shares -> their entry's index (visible entries come first, in order)
+            unique = {key: visible[i].index for i, key in enumerate(keys) if counts[key] == 1}
+            self._sorted = (keys, order, unique)
         return self._sorted
 
     def read(self, entry: ZipEntry, limit: int) -> bytes:
