@@ -84,7 +84,7 @@ class ArchiveSummary:
                         for r in self.records],
             "code_files": self.code_files,
             "extra_files": [{"name": r.display_name[len("extra/"):], "size": r.size} for r in self.extra_files],
-            "tensors": [dict(t.to_json(), kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
+            "tensors": [t.to_json(kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
             "constants": [t.to_json() for t in self.constants],
             "traced_inputs": [t.to_json() for t in self.traced_inputs],
             "weight_bytes": self.weight_bytes,
