@@ -40,7 +40,7 @@ _SIMPLE = re.compile(
 # just kept), and None, True or False as a target, an attribute or an argument's name (as a value, fine)
 _KEYWORDS = frozenset(keyword.kwlist) - {"None", "True", "False"}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CONSTANT_MISUSED = re.compile(r"\.(?:None|True|False)\b|\b(?:None|True|False)=|^ *(?:None|True|False) ")
+_CONSTANT_MISUSED = re.compile(r"\.(?:None|True|False)\b|\b(?:None|True|False)=|^ *(?:None|True|False) ", re.M)
 
 
 def _misnamed(line: str) -> bool:
@@ -50,36 +50,39 @@ def _misnamed(line: str) -> bool:
 
 
 MAX_LINE = 4000  # longer lines are kept (a bound on the pattern's backtracking over hostile text)
-_UNSUITED = re.compile(r"[\r\0]|'''|\"\"\"|\\\n|\\$")
+_UNSUITED = ("\r", "\0", "'''", '"""', "\\\n")  # found by substring search: a pattern's is 6x slower
 
 
 def outline(source: str) -> tuple[str | None, dict[int, list[tuple[str, str]]]]:
     """(the outline, {line of each ``pass``: the (name, type) annotations of its run}), or (None, {}) when
     the file gets none (see the module's docstring) or nothing in it would be set aside."""
-    if _UNSUITED.search(source):
+    if source.endswith("\\") or any(text in source for text in _UNSUITED):
         return None, {}
     lines = source.split("\n")
-    runs: dict[int, list[tuple[str, str]]] = {}
     match = _SIMPLE.fullmatch
+    found = [match(line) if len(line) < MAX_LINE else None for line in lines]
+    aside = [line for line, hit in zip(lines, found) if hit is not None]
+    if not aside:
+        return None, {}
+    if _misnamed("\n".join(aside)):  # one check for all (rarely true): then line by line
+        found = [None if hit is None or _misnamed(line) else hit for line, hit in zip(lines, found)]
+    runs: dict[int, list[tuple[str, str]]] = {}
     run_indent = None  # the indentation of the run the previous line belongs to, None after a kept line
     annotations: list[tuple[str, str]] = []
     set_aside = 0
-    for number, line in enumerate(lines):
-        found = match(line) if len(line) < MAX_LINE else None
-        if found is not None and _misnamed(line):
-            found = None
-        if found is None:
+    for number, hit in enumerate(found):
+        if hit is None:
             if run_indent is not None:
                 _close(lines, number - 1, run_indent, annotations, runs)
                 run_indent, annotations = None, []
             continue
-        indent = found.group(1)
+        indent = hit.group(1)
         if run_indent is not None and indent != run_indent:
             _close(lines, number - 1, run_indent, annotations, runs)
             annotations = []
         run_indent = indent
-        if found.group(2) is not None:
-            annotations.append((found.group(2), found.group(3)))
+        if hit.group(2) is not None:
+            annotations.append((hit.group(2), hit.group(3)))
         lines[number] = ""
         set_aside += 1
     if run_indent is not None:
