@@ -73,7 +73,7 @@ def test_the_large_generated_files_have_outlines():
 
 
 def test_hostile_and_evil_archives(tmp_path):
-    checked = 0
+    seen: set[tuple[str, str]] = set()  # most cases share the sample's code files
     for case in [*HOSTILE, *(c for c in EVIL_CODE if not c.torch)]:
         target = tmp_path / "case.pt"
         try:
@@ -81,9 +81,10 @@ def test_hostile_and_evil_archives(tmp_path):
         except Exception:  # noqa: BLE001 - a builder that needs what this test does not set up
             continue
         for name, source in sources_of(target):
-            assert_same(name, source)
-            checked += 1
-    assert checked > 100
+            if (name, source) not in seen:
+                seen.add((name, source))
+                assert_same(name, source)
+    assert len(seen) > 20
 
 
 GENERATED = '''class Seq(Module):

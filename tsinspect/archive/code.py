@@ -31,6 +31,7 @@ _NEWLINE = re.compile("\r\n|\r|\n")  # line ends as ast counts them
 # recursion depth mismatch" (python/cpython#106905; it failed the TUI's IR view in 2 of 6 starts).
 # Our own parses go one at a time, and a parse that hit the race is retried.
 _PARSE_LOCK = threading.Lock()
+_TREE_LOCK = threading.RLock()
 _PARSE_ATTEMPTS = 5
 
 
@@ -122,6 +123,10 @@ class CodeIndex:
 
     def tree(self, file: str) -> ast.Module:
         """The full tree of one indexed file; its methods' ``node`` s become its FunctionDefs."""
+        with _TREE_LOCK:  # one parse per file, its nodes from that one tree, whichever thread asks first
+            return self._tree(file)
+
+    def _tree(self, file: str) -> ast.Module:
         tree = self._trees.get(file)
         if tree is None:
             try:
