@@ -119,9 +119,7 @@ def _tensor(value: Call, func_name: str, name: str) -> TensorInfo:
         problem = problem or f"{len(shape)} dimensions"
         shape, stride = [], []
     info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
-    if func_name == "torch._utils._rebuild_tensor_v2":
-        info.requires_grad = args[4] if len(args) > 4 and isinstance(args[4], bool) else None
-    elif func_name.endswith("_rebuild_qtensor"):
+    if func_name.endswith("_rebuild_qtensor"):
         if len(args) == 8:  # torch 1.3: (storage, offset, size, stride, scale, zero_point, requires_grad, hooks)
             info.qparams = _per_tensor("per_tensor_affine", args[4], args[5])
             grad = args[6]
