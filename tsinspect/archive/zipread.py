@@ -40,6 +40,7 @@ FLAG_DATA_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
 _KNOWN_FLAGS = FLAG_ENCRYPTED | 0x2 | 0x4 | FLAG_DATA_DESCRIPTOR | FLAG_UTF8
 STORED, DEFLATED = 0, 8
+LOCAL_EXTRA_AHEAD = 128  # bytes of a local header's extra field read with it (torch's alignment padding fits)
 
 
 class InflateBudgetSpent(ArchiveError):
@@ -532,7 +533,8 @@ def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> 
         if end > len(cd):
             raise ArchiveError(f"central directory entry {len(entries)} runs past the directory")
         raw_name = cd[name_start:extra_start]
-        usize, csize, offset = _apply_zip64(cd[extra_start:extra_start + elen], usize, csize, offset)
+        if 0xFFFFFFFF in (usize, csize, offset):  # only these take their value from a zip64 extra field
+            usize, csize, offset = _apply_zip64(cd[extra_start:extra_start + elen], usize, csize, offset)
         name, valid = decode_name(raw_name)
         entry = ZipEntry(len(entries), raw_name, name, flags, method, crc, csize, usize, offset, ext_attr,
                          made_by >> 8, valid_name=valid, torch_visible=len(entries) < count)
@@ -580,19 +582,24 @@ def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: in
         problem("bad_local_header", f"local header offset {entry.header_offset} is past the end of the file")
         return
     fh.seek(pos)
-    head = fh.read(_LOCAL.size)
-    (sig, _, flags, method, _, _, crc, csize, usize, nlen, elen) = _LOCAL.unpack(head)
+    ahead = _LOCAL.size + len(entry.raw_name) + LOCAL_EXTRA_AHEAD  # one read for the usual header
+    head = fh.read(ahead)
+    (sig, _, flags, method, _, _, crc, csize, usize, nlen, elen) = _LOCAL.unpack_from(head)
     if sig != b"PK\x03\x04":
         problem("bad_local_header", f"no local header at offset {entry.header_offset}")
         return
-    local_name = fh.read(nlen)
-    local_extra = fh.read(elen)
+    end = _LOCAL.size + nlen + elen
+    if end > ahead and len(head) == ahead:  # the rest, where the file has it
+        head += fh.read(end - ahead)
+    local_name = head[_LOCAL.size:_LOCAL.size + nlen]
+    local_extra = head[_LOCAL.size + nlen:end]
     if local_name != entry.raw_name:
         problem("name_mismatch", f"local header names it {printable(decode_name(local_name)[0])!r}")
     if method != entry.method:
         problem("method_mismatch", f"local header says compression {method}, directory says {entry.method}")
     if not flags & FLAG_DATA_DESCRIPTOR:
-        usize, csize, _ = _apply_zip64(local_extra, usize, csize, 0)
+        if 0xFFFFFFFF in (usize, csize):
+            usize, csize, _ = _apply_zip64(local_extra, usize, csize, 0)
         if (crc, csize, usize) != (entry.crc, entry.compressed_size, entry.size):
             problem("local_header_mismatch",
                     f"local header declares crc {crc:08x}, {csize}/{usize} bytes; directory "
