@@ -47,8 +47,8 @@ def _parse(source: str, filename: str) -> ast.Module:
 
 
 def _parse_detached(source: str, filename: str) -> ast.Module:
-    """``_parse`` in a thread of its own: a tree asked for later, from deep in a caller, meets the same
-    recursion limits as the outline parsed at index time (the parser's limits count the caller's frames)."""
+    """``_parse`` in a thread of its own: a tree asked for later, from deep in a caller, gets at least the
+    recursion room the outline had at index time (the AST builder's limit counts the caller's frames)."""
     result: list = []
 
     def run() -> None:
