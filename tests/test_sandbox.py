@@ -167,12 +167,12 @@ def test_samples_load_inside_the_sandbox(sample_archives, stem):
 
 @needs_sandbox
 def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_archive, monkeypatch):
-    commands = []
-    real_popen = subprocess.Popen
+    commands = []  # each child's arguments: its command line and what it was told after the gate
+    real_finish = ir_run._Started.finish
 
-    def popen(cmd, *args, **kwargs):
-        commands.append(cmd)
-        return real_popen(cmd, *args, **kwargs)
+    def finish(self, timeout, rest=None, **kwargs):
+        commands.append([*self.proc.args, *(rest or [])])
+        return real_finish(self, timeout, rest, **kwargs)
 
     def extract() -> dict:
         with open_archive(str(quantized_archive)) as archive:
@@ -181,7 +181,7 @@ def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_arch
         assert "quantized::conv2d" in doc["strings"]  # every graph's node kinds (tsinspect.ir/2's table)
         return doc
 
-    monkeypatch.setattr(ir_run.subprocess, "Popen", popen)
+    monkeypatch.setattr(ir_run._Started, "finish", finish)
     # data.pkl rebuilds quantized tensors: straight to the full copy, one child
     assert "quantized tensors have no meta kernels" in extract()["notes"][0]
     assert len(commands) == 1 and "--full" in commands[0]
@@ -191,6 +191,62 @@ def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_arch
     assert len(commands) == 3 and "--full" not in commands[1] and "--full" in commands[2]
     for cmd in commands:  # no child was given the user's file or its folder
         assert not any(str(quantized_archive.parent) in arg for arg in cmd)
+
+
+def test_a_refused_archive_stops_the_early_child_unheard(setstate_file_writer_archive, setstate_marker,
+                                                        monkeypatch):
+    """The child starts before the gate has judged the archive: when the gate refuses, it is stopped
+    without a word, before any copy was written, and nothing was loaded."""
+    started, told = [], []
+    real_start, real_finish = ir_run.start_confined_child, ir_run._Started.finish
+
+    def start(*args, **kwargs):
+        child = real_start(*args, **kwargs)
+        started.append(child)
+        return child
+
+    def finish(self, *args, **kwargs):
+        told.append(args)
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(ir_run, "start_confined_child", start)
+    monkeypatch.setattr(ir_run._Started, "finish", finish)
+    with open_archive(str(setstate_file_writer_archive)) as archive:
+        doc = ir_run.extract_ir(archive).document
+    assert doc["load"] == "refused" and "__setstate__" in doc["error"]["message"]
+    assert len(started) == 1 and "--await-rest" in started[0].proc.args and not told
+    assert started[0].proc.returncode is not None  # stopped, not left running
+    assert not setstate_marker.exists()
+
+
+@pytest.mark.parametrize("rest, refusal", [
+    (["--archive", "/etc/passwd"], "outside the folder"),
+    (["--library", "/tmp/x.so"], "unexpected late arguments"),
+    ({"--full": True}, "unexpected late arguments"),
+])
+def test_the_early_child_takes_only_a_copy_in_its_folder_and_how_to_load_it(tmp_path, rest, refusal):
+    """What the parent says after the gate may choose the copy and how to load it, nothing that widens
+    what the sandbox was given."""
+    copies, cwd = tmp_path / "copies", tmp_path / "cwd"
+    copies.mkdir()
+    cwd.mkdir()
+    child = ir_run.start_confined_child("tsinspect.ir.extract", ["--archive", str(copies / "meta.pt"), "--await-rest"],
+                                        cwd, 8 * ir_run.GIB, 60, awaiting=True)
+    child.proc.stdin.write((json.dumps(rest) + "\n").encode())
+    child.proc.stdin.close()
+    stdout, error = child.finish(60)
+    assert stdout == b"" and error is not None and refusal in error.message
+
+
+def test_the_early_child_exits_quietly_when_told_nothing(tmp_path):
+    copies, cwd = tmp_path / "copies", tmp_path / "cwd"
+    copies.mkdir()
+    cwd.mkdir()
+    child = ir_run.start_confined_child("tsinspect.ir.extract", ["--archive", str(copies / "meta.pt"), "--await-rest"],
+                                        cwd, 8 * ir_run.GIB, 60, awaiting=True)
+    child.proc.stdin.close()
+    assert child.proc.wait(60) == 0
+    assert (tmp_path / "stdout.json").read_bytes() == b""
 
 
 # --- the copies ------------------------------------------------------------------------------------------

@@ -510,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code-sources", help="zip of code/ and its .debug_pkl records: the copy has none "
                         "(tsinspect.ir.origins); graphs are read from torch's printer")
     parser.add_argument("--no-sandbox", metavar="WHY", help="run unconfined (TSINSPECT_SANDBOX=off; measurement)")
+    parser.add_argument("--await-rest", action="store_true",
+                        help="started before the gate judged the archive: confine, import torch, then read the "
+                        "rest of the arguments as one JSON line on stdin (EOF: exit)")
     args = parser.parse_args(argv)
     set_limits(args.limit_memory, args.limit_cpu, args.limit_file_size)
     # before torch is imported (one thread: Landlock confines the calling thread and those it starts)
@@ -520,6 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
         readable = [args.archive, *args.library, *([args.code_sources] if args.code_sources else [])]
         sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in readable])
+    if args.await_rest:
+        args = _rest_of(parser, argv if argv is not None else sys.argv[1:], args)
+        if args is None:
+            return 0
 
     # Our JSON goes to the real stdout; whatever the archive's code prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -576,15 +583,44 @@ def encode(doc: dict) -> list[str]:
 
 
 GRAPH_FIELDS = ("types", "functions", "strings", "sources")
+_EARLY: dict = {}  # torch imported before the rest of the arguments: "seconds" it took, or the "error" (run raises it)
+_LATE = frozenset({"--archive", "--rewritten", "--full"})  # what the parent may decide after the gate
+
+
+def _rest_of(parser: argparse.ArgumentParser, argv: list[str], early: argparse.Namespace):
+    """Import torch while the parent judges the archive, then read what it decided: the copy to load and
+    how (``_LATE`` only; the copy in the folder the sandbox was given). None when the parent closed stdin
+    without a word (it refused the archive, or gave up)."""
+    started = time.perf_counter()
+    warnings.simplefilter("ignore")
+    try:
+        import torch  # noqa: F401
+    except BaseException as exc:  # noqa: BLE001 - out of memory, say: reported in the document by run
+        _EARLY["error"] = exc
+    else:
+        _EARLY["seconds"] = time.perf_counter() - started
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    rest = json.loads(line)
+    if not (isinstance(rest, list) and all(isinstance(a, str) for a in rest)
+            and {a for a in rest if a.startswith("-")} <= _LATE):
+        raise SystemExit(f"unexpected late arguments: {line[:200]!r}")
+    args = parser.parse_args([*argv, *rest])
+    if os.path.dirname(os.path.abspath(args.archive)) != os.path.dirname(os.path.abspath(early.archive)):
+        raise SystemExit("the late --archive is outside the folder the sandbox was given")
+    return args
 
 
 def run(args, doc: dict) -> None:
     started = time.perf_counter()
     warnings.simplefilter("ignore")
+    if "error" in _EARLY:
+        raise _EARLY["error"]
     import torch
 
     doc["torch_version"] = torch.__version__
-    doc["timings"]["import"] = round(time.perf_counter() - started, 4)
+    doc["timings"]["import"] = round(_EARLY.get("seconds", time.perf_counter() - started), 4)
     for lib in args.library:
         try:
             torch.ops.load_library(lib)
@@ -600,8 +636,9 @@ def run(args, doc: dict) -> None:
     doc["load"] = "full" if args.full else "meta"
     doc["timings"]["load"] = round(time.perf_counter() - started, 4)
     if equal_calls:
-        doc["notes"].append(f"{len(equal_calls)} comparison(s) of tensor constants were skipped on meta "
-                            "tensors: equal tensor constants are not pooled into one node")
+        doc["notes"].append(f"{len(equal_calls)} {'comparison' if len(equal_calls) == 1 else 'comparisons'} of "
+                            "tensor constants were skipped on meta tensors: equal tensor constants are not "
+                            "pooled into one node")
     started = time.perf_counter()
     if args.code_sources:
         tables = Tables(CodeSources(args.code_sources, parse_source))

@@ -1,9 +1,10 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
-Steps: statically scan ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted; copy the
-archive into a fresh private temporary directory with its tensor storages emptied (tsinspect.ir.metacopy);
-run the child there (it confines itself: tsinspect.safety.sandbox) with resource limits and a timeout and
-keep its ``tsinspect.ir/2`` JSON. When meta loading fails for another reason than something missing, a
+Steps: start the child, which confines itself and imports torch, then waits; meanwhile statically scan
+``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted (the child is then stopped without
+having seen a byte of the archive); copy the archive into a fresh private temporary directory with its
+tensor storages emptied (tsinspect.ir.metacopy); tell the child to load that copy (with resource limits,
+a timeout and confined: tsinspect.safety.sandbox) and keep its ``tsinspect.ir/2`` JSON. When meta loading fails for another reason than something missing, a
 full copy (real storages, still rebuilt from tsinspect's reading) is loaded by a second child: no child is
 ever given the user's file. Crashes, timeouts and memory exhaustion of the child become an ``error`` in
 that document, never an exception here.
@@ -166,6 +167,21 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
         return Extraction(ir.to_json(), scan_archive(archive, index), index)
     if archive.format not in rk.IR_FORMATS:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
+    with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
+        work = Path(workdir)
+        copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/, its cwd, nothing else
+        copies.mkdir()
+        run_dir.mkdir()
+        # the child imports torch while the gate below judges the archive; it learns which copy to load,
+        # written only once the gate let it through, or is stopped unheard
+        early = _start_child(archive, copies / "meta.pt", run_dir, options, _code_sources(copies))
+        try:
+            return _gate_and_load(archive, options, copies, run_dir, early)
+        finally:
+            early.stop()
+
+
+def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Path, early: Child) -> Extraction:
     index = index_code(archive)
     scan = scan_archive(archive, index)
     refused = not scan.safe_to_load and not options.trust
@@ -177,34 +193,36 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
     if torch_error:  # a copy would load where the original does not: show torch's answer instead
         ir = IR("failed", error=LoadError("torch_refuses_zip", f"torch's zip reader refuses this file: {torch_error}"))
         return Extraction(ir.to_json(), scan, index)
-    with tempfile.TemporaryDirectory(prefix="tsinspect-ir-") as workdir:
-        work = Path(workdir)
-        copies, run_dir = work / "copies", work / "cwd"  # the child may read copies/, its cwd, nothing else
-        copies.mkdir()
-        run_dir.mkdir()
-        notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
-        # the copies hold no debug records: torch prints code/ positions, which the child maps to the
-        # original source from this file (tsinspect.ir.origins), and reads graphs from torch's printer
-        sources = copies / "sources.zip"
-        write_code_sources(archive, sources)
-        flags = ["--code-sources", str(sources)]
-        full = options.full or _holds_quantized_tensors(archive)
-        if full and not options.full:
-            notes.append("quantized tensors have no meta kernels; loaded a full copy")
-        if not full:
-            meta = copies / "meta.pt"
-            copy = write_meta_copy(archive, meta, debug_info=False)
-            document = _run_child(archive, meta, run_dir, options, flags + (["--rewritten"] if copy.rewritten else []))
-            error = document.get("error") or {}
-            # (a child that wrote no document, killed or crashed, would not fare better on a full load)
-            if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
-                return Extraction(_with_notes(document, notes), scan, index)
-            meta.unlink()
-            notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
+    notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
+    write_code_sources(archive, copies / "sources.zip")
+    full = options.full or _holds_quantized_tensors(archive)
+    if full and not options.full:
+        notes.append("quantized tensors have no meta kernels; loaded a full copy")
+    if not full:
+        meta = copies / "meta.pt"
+        copy = write_meta_copy(archive, meta, debug_info=False)
+        document = early.finish(["--rewritten"] if copy.rewritten else [])
+        error = document.get("error") or {}
+        # (a child that wrote no document, killed or crashed, would not fare better on a full load)
+        if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
+            return Extraction(_with_notes(document, notes), scan, index)
+        meta.unlink()
+        notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
         copy_path = copies / "full.pt"
         write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
-        document = _run_child(archive, copy_path, run_dir, options, flags + ["--full"])
+        document = _start_child(archive, copy_path, run_dir, options, _code_sources(copies) + ["--full"],
+                                early=False).finish()
+    else:
+        copy_path = copies / "full.pt"
+        write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
+        document = early.finish(["--archive", str(copy_path), "--full"])
     return Extraction(_with_notes(document, notes), scan, index)
+
+
+def _code_sources(copies: Path) -> list[str]:
+    # the copies hold no debug records: torch prints code/ positions, which the child maps to the
+    # original source from this file (tsinspect.ir.origins), and reads graphs from torch's printer
+    return ["--code-sources", str(copies / "sources.zip")]
 
 
 def _holds_quantized_tensors(archive: Archive) -> bool:
@@ -244,7 +262,25 @@ def _child_env() -> dict:
     return env
 
 
-def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str]) -> dict:
+class Child:
+    """An extraction child started by :func:`_start_child`; ``finish`` waits for its document (an IR document
+    of an error when it timed out, crashed or wrote nothing), ``stop`` ends it unheard."""
+
+    def __init__(self, started: _Started, timeout: float, early: bool):
+        self.started, self.timeout, self.early = started, timeout, early
+
+    def finish(self, rest: list[str] = ()) -> dict:
+        stdout, error = self.started.finish(self.timeout, rest if self.early else None)
+        return IR("failed", error=error).to_json() if error is not None else read_output(stdout)
+
+    def stop(self) -> None:
+        self.started.stop()
+
+
+def _start_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str],
+                 early: bool = True) -> Child:
+    """The extraction child for ``copy``; ``early``: it waits, torch imported, for the rest of its arguments
+    (``Child.finish``), so that it can start before the copy exists."""
     args = ["--archive", str(copy), *flags]
     for flag, value in (("--module", options.module), ("--method", options.method)):
         if value is not None:
@@ -255,11 +291,11 @@ def _run_child(archive: Archive, copy: Path, run_dir: Path, options: Options, fl
         args += ["--inline-module", options.inline_module]
     for lib in options.libraries:
         args += ["--library", str(Path(lib).resolve())]
-    stdout, error = run_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
-                                       options.timeout)
-    if error is not None:
-        return IR("failed", error=error).to_json()
-    return read_output(stdout)
+    if early:
+        args.append("--await-rest")
+    started = start_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
+                                   options.timeout, awaiting=early)
+    return Child(started, options.timeout, early)
 
 
 def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int,
@@ -268,6 +304,51 @@ def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit
     tsinspect.ir.extract) in ``run_dir`` with the limits, the timeout and the environment every torch
     child gets; its stderr goes to ``run_dir/../stderr.log``. Returns (stdout, None), or (b"", the error)
     when it timed out, crashed or wrote nothing."""
+    return start_confined_child(module, args, run_dir, memory_limit, timeout).finish(timeout, doing=doing)
+
+
+class _Started:
+    """A confined child running (see start_confined_child)."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path, out_path: Path):
+        self.proc, self.log_path, self.out_path = proc, log_path, out_path
+
+    def finish(self, timeout: float, rest: list[str] | None = None,
+               doing: str = "loading the archive") -> tuple[bytes, LoadError | None]:
+        """Wait for the child (after handing an awaiting child the ``rest`` of its arguments)."""
+        proc = self.proc
+        try:
+            if rest is not None:
+                try:
+                    proc.stdin.write((json.dumps(list(rest)) + "\n").encode())
+                    proc.stdin.close()
+                except BrokenPipeError:  # it died before: its stderr says why
+                    pass
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.wait()
+            return b"", LoadError("timeout", f"torch did not finish {doing} within {timeout:g} s",
+                                  hint="raise the limit with --timeout")
+        finally:
+            _kill_group(proc)  # whatever the child started goes with it
+        stdout = self.out_path.read_bytes() if proc.returncode == 0 else b""
+        if not stdout:
+            return b"", _crash_error(proc.returncode, _tail(self.log_path))
+        return stdout, None
+
+    def stop(self) -> None:
+        if self.proc.returncode is None:
+            _kill_group(self.proc)
+            self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
+def start_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int, timeout: float,
+                         awaiting: bool = False) -> _Started:
+    """Start what :func:`run_confined_child` runs; ``awaiting``: with a pipe for its stdin (the rest of its
+    arguments), else stdin closed."""
     cmd = [sys.executable, "-m", module, *args]
     if os.environ.get(SANDBOX_ENV) == "off":
         cmd += ["--no-sandbox", f"disabled by {SANDBOX_ENV}=off"]
@@ -279,21 +360,10 @@ def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit
     # with SIGXFSZ), so an archive whose load-time code floods them cannot fill our memory
     log_path, out_path = run_dir.parent / "stderr.log", run_dir.parent / "stdout.json"
     with open(log_path, "wb") as log, open(out_path, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(),
+                                stdin=subprocess.PIPE if awaiting else subprocess.DEVNULL,
                                 stdout=out, stderr=log, start_new_session=True)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.wait()
-        return b"", LoadError("timeout", f"torch did not finish {doing} within {timeout:g} s",
-                              hint="raise the limit with --timeout")
-    finally:
-        _kill_group(proc)  # whatever the child started goes with it
-    stdout = out_path.read_bytes() if proc.returncode == 0 else b""
-    if not stdout:
-        return b"", _crash_error(proc.returncode, _tail(log_path))
-    return stdout, None
+    return _Started(proc, log_path, out_path)
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
+from tsinspect.archive.text import counted
 from tsinspect.collector import paused
 from tsinspect.safety import ops
 from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
@@ -90,8 +91,9 @@ class ScanResult:
             return ""
         shown = ", ".join(f"{f.what} ({f.where})" for f in good[:3])
         more = f" and {len(good) - 3} more" if len(good) > 3 else ""
-        return (f"{len(good)} __setstate__ method(s) run at load time but only assign attributes and call "
-                f"ops of torch's own namespaces (such as quantized weight repacking), no file or raw-memory "
+        runs = "runs" if len(good) == 1 else "run"
+        return (f"{counted(len(good), '__setstate__ method')} {runs} at load time, only assigning attributes and "
+                f"calling ops of torch's own namespaces (such as quantized weight repacking), no file or raw-memory "
                 f"access: {shown}{more}")
 
     def to_json(self) -> dict:
