@@ -16,7 +16,8 @@ the UI thread's own CPU time within it: on a loaded machine much of a stall is w
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
-the UI thread by phase, ``--types`` counts the objects the collector tracks. Nothing here is asserted by
+the UI thread by phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
+collection by phase. Nothing here is asserted by
 the tests.
 """
 
@@ -47,6 +48,19 @@ beat_at = [time.perf_counter()]
 where = {}  # with --where: the UI thread's innermost frames of tsinspect or textual seen in stalls, by phase
 
 stall_cpu = {}  # the UI thread's own CPU seconds within each phase's longest stall (the rest: waiting)
+
+full = {}  # with --gen2: the duration of every full collection (ms), by phase, in whichever thread it ran
+full_start = [0.0]
+
+def time_full_collections(event, info):
+    if info["generation"] == 2:
+        if event == "start":
+            full_start[0] = time.perf_counter()
+        else:
+            full.setdefault(phase, []).append(round((time.perf_counter() - full_start[0]) * 1000))
+
+if "--gen2" in sys.argv:
+    gc.callbacks.append(time_full_collections)
 
 async def heartbeat():
     while True:
@@ -216,6 +230,8 @@ async def main(path):
     out["stall_cpu"] = {k: round(v, 3) for k, v in stall_cpu.items() if k not in ("start", "end")}
     if slow:
         out["slow"] = {k: sorted(v, reverse=True)[:8] for k, v in slow.items()}
+    if full:
+        out["full_collections_ms"] = full
     if where:
         out["where"] = {k: sorted(v.items(), key=lambda kv: -kv[1])[:6] for k, v in where.items()}
     for name, prof in profiles.items():

@@ -14,6 +14,7 @@ archive then serves the IR view: torch loads each archive once.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from textual import on, work
@@ -35,6 +36,16 @@ from tsinspect.tui.views.export import ExportView
 from tsinspect.tui.views.ir import IRView, count_nodes, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
+
+def _freeze_survivors(phase: str, info: dict) -> None:
+    """After each full collection, what survived it moves out of the collector's reach (``gc.freeze``): the next
+    full collection scans only what was made since. Textual keeps ~100k containers alive in its render caches
+    (a Strip holds 7 caches of its own), and a full collection, run whenever a quarter more survived, scanned
+    them all: 100-270 ms on the UI thread, several times while scrolling a 200k-node tree. The price: cyclic
+    garbage among frozen objects is never reclaimed (reference counting still frees the rest)."""
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
 
 VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView,
          "export": ExportView}
@@ -107,6 +118,7 @@ class InspectorApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        gc.callbacks.append(_freeze_survivors)
         self.query_one("#views", TabbedContent).hide_tab("export")  # shown once a pt2 archive is read
         if self.other:
             self.start_diff(self.path, self.other)
@@ -115,6 +127,10 @@ class InspectorApp(App):
             self.load_archive()
             self.request_ir(self.trust)  # the torch child starts with the app, not after the archive is read
         self.set_interval(1.0, self._tick)
+
+    def on_unmount(self) -> None:
+        if _freeze_survivors in gc.callbacks:
+            gc.callbacks.remove(_freeze_survivors)
 
     def _tick(self) -> None:
         """Long work shows its elapsed time."""

@@ -462,7 +462,12 @@ class IRView(Vertical):
         return node.data if node is not None else None
 
     def _show_detail(self, info: Content, links: list[tuple[Text, tuple | None]]) -> None:
-        self.query_one("#ir-info", Static).update(info)
+        static = self.query_one("#ir-info", Static)
+        # a layout pass (the whole screen measured and drawn again, 50-100 ms at 200k nodes) only when the
+        # detail needs another number of lines; most cursor moves keep it
+        width = static.content_region.width
+        static.update(info, layout=not (width and static.display and info.get_height(static.styles, width)
+                                          == static.content_region.height))
         self.query_one("#ir-links", LinkList).set_links(links)
 
     def _node_detail(self, node: Node, view: GraphView | None, target: tuple) -> tuple[Content, list]:

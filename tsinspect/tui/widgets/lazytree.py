@@ -88,8 +88,15 @@ class LazyTree(Tree[Item]):
 
     def show(self, root: Item, label: Text | None = None) -> None:
         """Replace the content with the children of ``root`` (the root node itself may be hidden)."""
+        self.workers.cancel_group(self, "tree-fill")  # still filling the old nodes
         self._filled.clear()
+        old = list(self._tree_nodes.values())
         self.reset(label or root.label(), root)
+        # Textual's reset keeps the old nodes in its id map and each child refers to its parent: cycles that
+        # only a full collection frees, never once frozen (tui.app freezes what survives one)
+        self._tree_nodes = {self.root.id: self.root}
+        for node in old:
+            node._parent, node._children = None, []
         self.run_worker(self.populate(self.root), group="tree-fill")
         self.root.expand()
 
