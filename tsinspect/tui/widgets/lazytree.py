@@ -82,6 +82,14 @@ class LazyTree(Tree[Item]):
         super().__init__(Text(label), **kwargs)
         self._filled: dict[int, asyncio.Event] = {}
 
+    def notify_style_update(self) -> None:
+        """Lines drawn again, without Textual's layout pass of the whole screen: a style change (the focus
+        coming or going) changes no line's size."""
+        super(Tree, self).notify_style_update()
+        self._clear_line_cache()
+        self._updates += 1
+        self.refresh()
+
     def get_label_width(self, node: TreeNode[Item]) -> int:
         """The label's cells plus the expand icon's (Textual's own renders and styles the label to measure it)."""
         return node._label.cell_len + (len(self.ICON_NODE) if node._allow_expand else 0)
