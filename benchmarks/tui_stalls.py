@@ -17,8 +17,7 @@ the UI thread's own CPU time within it: on a loaded machine much of a stall is w
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
 the UI thread by phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
-collection by phase. Nothing here is asserted by
-the tests.
+collection by phase. Nothing here is asserted by the tests.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from tsinspect.tui.views.ir import IRView, count_nodes, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
 
+
 def _freeze_survivors(phase: str, info: dict) -> None:
     """After each full collection, what survived it moves out of the collector's reach (``gc.freeze``): the next
     full collection scans only what was made since. Textual keeps ~100k containers alive in its render caches

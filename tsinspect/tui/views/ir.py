@@ -506,8 +506,9 @@ class IRView(Vertical):
 
     def _value_links(self, names: list[str], view: GraphView | None, target: tuple, uses: bool) -> list:
         """``(label, target)`` pairs: each value's definition, or each value's uses under a heading."""
-        if view is None:
-            return [(Text(("definitions" if not uses else "uses") + ": indexing...", style="dim"), None)] if names else []
+        if view is None:  # the index is on its way (IRIndexed)
+            what = "uses" if uses else "definitions"
+            return [(Text(f"{what}: indexing...", style="dim"), None)] if names else []
         links: list[tuple[Text, tuple | None]] = []
         for name in names:
             if not uses:

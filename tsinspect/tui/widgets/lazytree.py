@@ -120,20 +120,22 @@ class LazyTree(Tree[Item]):
             await done.wait()
             return
         done = self._filled[node.id] = asyncio.Event()
-        items = node.data.children() if node.data is not None else []
-        if not isinstance(items, (list, Mapped)):
-            items = list(items)
-        if len(items) > self.PAGE:
-            size = max(self.PAGE, -(-len(items) // self.PAGE))
-            items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
-        elif isinstance(items, Mapped):
-            items = items[:]
-        for start in range(0, len(items), self.CHUNK):
-            for item in items[start:start + self.CHUNK]:
-                node.add(item.label(), data=item, allow_expand=item.expandable())
-            if start + self.CHUNK < len(items):
-                await asyncio.sleep(0)
-        done.set()
+        try:
+            items = node.data.children() if node.data is not None else []
+            if not isinstance(items, (list, Mapped)):
+                items = list(items)
+            if len(items) > self.PAGE:
+                size = max(self.PAGE, -(-len(items) // self.PAGE))
+                items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
+            elif isinstance(items, Mapped):
+                items = items[:]
+            for start in range(0, len(items), self.CHUNK):
+                for item in items[start:start + self.CHUNK]:
+                    node.add(item.label(), data=item, allow_expand=item.expandable())
+                if start + self.CHUNK < len(items):
+                    await asyncio.sleep(0)
+        finally:
+            done.set()  # also when cancelled (show replaced the tree): a reveal waiting on it goes on
 
     async def reveal(self, keys: Sequence[Hashable], expand: bool = False) -> TreeNode[Item] | None:
         """Expand the path of items with these keys (from the root down) and move the cursor to the last
