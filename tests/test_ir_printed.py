@@ -88,6 +88,45 @@ torch.jit.trace(M().eval(), torch.randn(1, 2, 8)).save(__import__("sys").argv[1]
 '''
 
 
+# Copies of one layer in an inlined forward, read from one template per distinct top-level node
+# (tsinspect.ir.printed): copies that print alike but for value names, a string holding `%name` that differs
+# per copy, a print with no output, and one layer whose constant (so type and attribute) differs.
+LAYERS = '''
+import torch
+from typing import Final, List
+
+class Layer(torch.nn.Module):
+    k: Final[int] = 2
+
+    def __init__(self, i: int):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.tag = "%x." + str(i)  # an attribute: the same GetAttr in every copy
+
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        print(self.tag, "%y")
+        for i in range(n):
+            if i % self.k == 0:
+                x = self.lin(x)
+        return x * self.k
+
+class Other(Layer):
+    k: Final[int] = 3
+
+class Stack(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([Layer(0), Layer(1), Layer(2), Other(3), Layer(4)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, 2)
+        return x
+
+torch.jit.script(Stack()).save(__import__("sys").argv[1])
+'''
+
+
 def _build(tmp_path: Path, name: str, source: str) -> Path:
     script, target = tmp_path / f"{name}.py", tmp_path / f"{name}.pt"
     script.write_text(source, encoding="utf-8")
@@ -137,7 +176,8 @@ def walked_through_torch(archive, tmp_path: Path) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("printed")
-    return {"scripted": _build(tmp, "scripted", MODEL), "traced": _build(tmp, "traced", TRACED)}
+    return {"scripted": _build(tmp, "scripted", MODEL), "traced": _build(tmp, "traced", TRACED),
+            "layers": _build(tmp, "layers", LAYERS)}
 
 
 def _same_as_the_walk(path: Path, tmp_path: Path, monkeypatch) -> dict:
@@ -151,7 +191,7 @@ def _same_as_the_walk(path: Path, tmp_path: Path, monkeypatch) -> dict:
     return got
 
 
-@pytest.mark.parametrize("name", ["scripted", "traced"])
+@pytest.mark.parametrize("name", ["scripted", "traced", "layers"])
 def test_printed_graphs_are_the_walked_graphs(built, name, tmp_path, monkeypatch):
     got = _same_as_the_walk(built[name], tmp_path, monkeypatch)
     nodes = [n for t in got["types"].values() for m in t for n in m["inlined"][2]]
@@ -161,8 +201,76 @@ def test_printed_graphs_are_the_walked_graphs(built, name, tmp_path, monkeypatch
         kinds = {n[0] for n in nodes}
         assert {"prim::If", "prim::Loop", "prim::TupleUnpack", "prim::DictConstruct"} <= kinds
         assert got["functions"]  # helper and Box.scale
-    else:
+    elif name == "traced":
         assert any(n[5] and n[5].get("stack") for n in nodes)  # traced: the recorded call stack
+    else:
+        stack = got["types"]["__torch__.Stack"][0]["inlined"][2]
+        assert len([n for n in stack if n[0] == "prim::Print" and not n[2]]) == 5
+        assert [n[3] for n in stack if n[0] == "prim::Constant" and n[3] and n[3].get("value") == "%y"]
+
+
+# Units that print alike once value names are cut out but differ: the types of values from earlier units
+# (eq.int against eq.float_int), a value used in the unit that is defined there in some copies and not in
+# others, strings holding `%name`; and copies with blocks and block parameters.
+COPIES = """graph(%a : int, %b : float, %n : int):
+  %one : int = prim::Constant[value=1]()
+  %true : bool = prim::Constant[value=1]()
+  %e1 : bool = aten::eq(%a, %one)
+  %e2 : bool = aten::eq(%a, %one)
+  %e3 : bool = aten::eq(%a, %one)
+  %e4 : bool = aten::eq(%b, %one)
+  %e5 : bool = aten::eq(%b, %one)
+  %s1 : str = prim::Constant[value="%a and %one"]()
+  %s2 : str = prim::Constant[value="%b and %one"]()
+  %s3 : str = prim::Constant[value="%n and %one"]()
+""" + "".join(f"""  %r{i} : bool = prim::If(%e1)
+    block0():
+      %q{i} : int = aten::add(%a, %one)
+      %z{i} : bool = aten::eq({"%b" if i == 3 else f"%q{i}"}, %one)
+      -> (%z{i})
+    block1():
+      -> (%e2)
+  %l{i} : int = prim::Loop(%n, %true, %a)
+    block0(%i{i} : int, %acc{i} : int):
+      %next{i} : int = aten::add(%acc{i}, %i{i})
+      -> (%true, %next{i})
+  %u{i} : int, %v{i} : int = prim::TupleUnpack(%t)
+""" for i in range(4)).replace("prim::TupleUnpack(%t)", "prim::TupleUnpack(%t0)").replace(
+    "  %r0 :", "  %t0 : (int, int) = prim::TupleConstruct(%a, %one)\n  %r0 :", 1) + """  return (%r0, %r3, %l3, %s3)
+"""
+
+
+def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch):
+    import json
+
+    import torch
+
+    from tsinspect.ir.extract import NO_BLOCKS, Tables, _attributes, _dumps, walk_graph
+
+    graph = torch._C.parse_ir(COPIES)
+
+    def resolved_graph(walked, tables):
+        strings = list(tables.strings)
+
+        def one(g):
+            return [[[name, strings[t]] for name, t in g[0]], g[1], [node(n) for n in g[2]]]
+
+        def node(n):
+            return [strings[n[0]], n[1], [[name, strings[t]] for name, t in n[2]], n[3],
+                    [one(b) for b in n[4]] if n[4] else None, n[5], n[6], strings[n[7]] if n[7] is not None else None]
+
+        return one(json.loads("".join(walked.pieces())))
+
+    built = []
+    unit = GraphReader._unit
+    monkeypatch.setattr(GraphReader, "_unit", lambda self, *a: built.append(1) or unit(self, *a))
+    tables = Tables()
+    got = resolved_graph(Walked(*GraphReader(tables, _attributes, _dumps, NO_BLOCKS).read(graph)), tables)
+    expected_tables = Tables()
+    assert got == resolved_graph(walk_graph(graph, expected_tables), expected_tables)
+    assert len(built) < len(got[2])  # some copies were written from templates
+    schemas = [n[7] for n in got[2] if n[0] == "aten::eq"]
+    assert schemas[0].startswith("aten::eq.int") and schemas[-1].startswith("aten::eq.float_int")
 
 
 @pytest.mark.parametrize("name", ["silero_vad_v6.jit", "silero_vad_micro_2021.jit", "tch_foo7.pt"])

@@ -2,6 +2,10 @@
 
 The files are valid Python syntax, so ``ast`` reads them without running anything. The class body
 declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def`` s are the methods.
+
+The index is built from each file's outline (:mod:`tsinspect.archive.outline`: the generated one-line
+statements set aside, the rest parsed); a method's full tree (``MethodInfo.node``, ``CodeIndex.trees``)
+is parsed when first asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from tsinspect.archive.outline import outline
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import SMALL_CAP, Archive
 from tsinspect.archive.records import CODE
@@ -26,6 +31,7 @@ _NEWLINE = re.compile("\r\n|\r|\n")  # line ends as ast counts them
 # recursion depth mismatch" (python/cpython#106905; it failed the TUI's IR view in 2 of 6 starts).
 # Our own parses go one at a time, and a parse that hit the race is retried.
 _PARSE_LOCK = threading.Lock()
+_TREE_LOCK = threading.RLock()
 _PARSE_ATTEMPTS = 5
 
 
@@ -40,6 +46,25 @@ def _parse(source: str, filename: str) -> ast.Module:
     raise AssertionError("unreachable")
 
 
+def _parse_detached(source: str, filename: str) -> ast.Module:
+    """``_parse`` in a thread of its own: a tree asked for later, from deep in a caller, gets at least the
+    recursion room the outline had at index time (the AST builder's limit counts the caller's frames)."""
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(_parse(source, filename))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result.append(exc)
+
+    thread = threading.Thread(target=run, name="tsinspect-parse")
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
 @dataclass
 class MethodInfo:
     owner: str | None  # class qualname, None for a free function
@@ -48,7 +73,15 @@ class MethodInfo:
     line: int
     end_line: int
     args: list[str]
-    node: ast.FunctionDef = field(repr=False, compare=False)
+    _node: ast.FunctionDef | None = field(default=None, repr=False, compare=False)
+    _index: "CodeIndex | None" = field(default=None, repr=False, compare=False)  # parses _node when asked
+
+    @property
+    def node(self) -> ast.FunctionDef:
+        """The method's tree, a node of ``CodeIndex.trees[file]`` (parsed on first use)."""
+        if self._node is None and self._index is not None:
+            self._index.tree(self.file)
+        return self._node
 
     @property
     def qualname(self) -> str:
@@ -79,9 +112,47 @@ class CodeIndex:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: list[MethodInfo] = field(default_factory=list)
     file_version: int | None = None  # the archive's file format version: which operator upgraders torch applies
-    trees: dict[str, ast.Module] = field(default_factory=dict, repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    _trees: dict[str, ast.Module] = field(default_factory=dict, repr=False, compare=False)  # parsed so far
     _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # file -> line offsets
+
+    @property
+    def trees(self) -> dict[str, ast.Module]:
+        """Every indexed file's full tree, in index order (parsed now for those not parsed yet)."""
+        return {file: self.tree(file) for file in self.sources}
+
+    def tree(self, file: str) -> ast.Module:
+        """The full tree of one indexed file; its methods' ``node`` s become its FunctionDefs."""
+        with _TREE_LOCK:  # one parse per file, its nodes from that one tree, whichever thread asks first
+            return self._tree(file)
+
+    def _tree(self, file: str) -> ast.Module:
+        tree = self._trees.get(file)
+        if tree is None:
+            try:
+                with paused():
+                    tree = _parse_detached(self.sources[file], file)
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                # its outline parsed: only a parser limit hit where the outline's was not can land here
+                raise ArchiveError(f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})",
+                                   printable(file)) from None
+            self._set_nodes(file, tree)
+            self._trees[file] = tree
+        return tree
+
+    def _set_nodes(self, file: str, tree: ast.Module) -> None:
+        """Give the file's methods their nodes in ``tree``: the outline had the same defs in the same order."""
+        methods = [m for c in self.classes.values() if c.file == file for m in c.methods]
+        methods += [m for m in self.functions if m.file == file]
+        nodes = [item for stmt in tree.body if isinstance(stmt, ast.ClassDef)
+                 for item in stmt.body if isinstance(item, ast.FunctionDef)]
+        nodes += [stmt for stmt in tree.body if isinstance(stmt, ast.FunctionDef)]
+        by_place = {(n.name, n.lineno): n for n in nodes}
+        for method in methods:
+            node = by_place.get((method.name, method.line))
+            if node is None or (node.end_lineno or node.lineno) != method.end_line:
+                raise AssertionError(f"the outline of {file} disagrees with its tree at {method.qualname}")
+            method._node = node
 
     @property
     def methods(self) -> list[MethodInfo]:
@@ -123,19 +194,39 @@ def _index_code(archive: Archive) -> CodeIndex:
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
-            tree = _parse(source, record.name)
         except ArchiveError as exc:
             archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
             continue
+        error = index_file(index, record.name, source)
+        if error is not None:
+            archive.problems.append(Problem("bad_code", record.display_name, error))
+    return index
+
+
+def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) -> str | None:
+    """Index one code file from its outline (``outlined``, when it has one) or its whole tree; None, or why
+    it is not valid Python (the file's own parse error, whatever the outline gave)."""
+    skeleton, runs = outline(source) if outlined else (None, {})
+    tree = None
+    if skeleton is not None:
+        try:
+            tree = _parse(skeleton, name)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            skeleton, runs = None, {}  # the file itself decides, and words the error
+    if tree is None:
+        try:
+            tree = _parse(source, name)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             # the message quotes the record name and may quote source text: both come from the archive
-            archive.problems.append(Problem("bad_code", record.display_name,
-                                            f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})"))
-            continue
-        index.trees[record.name] = tree
-        index.sources[record.name] = source
-        _index_module(index, record.name, tree)
-    return index
+            return f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})"
+    index.sources[name] = source
+    methods = _index_module(index, name, tree, runs)
+    if skeleton is None:
+        index._trees[name] = tree
+    else:
+        for method in methods:
+            method._node, method._index = None, index
+    return None
 
 
 def _file_version(archive: Archive) -> int | None:
@@ -148,21 +239,29 @@ def _file_version(archive: Archive) -> int | None:
     return int(digits.group(1)) if digits else None
 
 
-def _index_module(index: CodeIndex, file: str, tree: ast.Module) -> None:
+def _index_module(index: CodeIndex, file: str, tree: ast.Module, runs: dict) -> list[MethodInfo]:
+    """Index one file's tree (the file's, or its outline's with ``runs``, see outline); its methods."""
     module = module_of(file)
+    methods = []
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):
             info = ClassInfo(f"{module}.{stmt.name}", file, stmt.lineno,
                              bases=[_expr(b) for b in stmt.bases])
             for item in stmt.body:
-                _class_member(info, item, file)
+                _class_member(info, item, file, runs)
             index.classes[info.qualname] = info
+            methods += info.methods
         elif isinstance(stmt, ast.FunctionDef):
             index.functions.append(_method(None, stmt, file))
+            methods.append(index.functions[-1])
+    return methods
 
 
-def _class_member(info: ClassInfo, item: ast.stmt, file: str) -> None:
-    if isinstance(item, ast.FunctionDef):
+def _class_member(info: ClassInfo, item: ast.stmt, file: str, runs: dict) -> None:
+    if isinstance(item, ast.Pass) and item.lineno in runs:  # statements the outline set aside
+        for name, annotation in runs[item.lineno]:
+            info.attributes[name] = annotation
+    elif isinstance(item, ast.FunctionDef):
         info.methods.append(_method(info.qualname, item, file))
     elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
         info.attributes[item.target.id] = _expr(item.annotation)
@@ -180,7 +279,7 @@ def _class_member(info: ClassInfo, item: ast.stmt, file: str) -> None:
 
 def _method(owner: str | None, node: ast.FunctionDef, file: str) -> MethodInfo:
     args = [a.arg for a in node.args.args]
-    return MethodInfo(owner, node.name, file, node.lineno, node.end_lineno or node.lineno, args, node)
+    return MethodInfo(owner, node.name, file, node.lineno, node.end_lineno or node.lineno, args, _node=node)
 
 
 def _expr(node: ast.expr) -> str:

@@ -163,9 +163,10 @@ class Archive:
         def key(raw: bytes) -> bytes:  # what a lookup compares: cut at a NUL, ASCII case ignored
             return raw.split(b"\0", 1)[0].lower()
 
-        keys = Counter(key(e.raw_name) for e in entries if e.torch_visible)
+        visible = [key(e.raw_name) for e in entries if e.torch_visible]
+        keys = Counter(visible)
         shadowed = 0
-        for record in self.records:
+        for record in self.records if len(keys) < len(visible) else ():  # else every name is its own record
             raw = record.entry.raw_name
             if not record.inside or record.hidden or record.entry.is_dir or keys[key(raw)] < 2:
                 continue  # a name no other entry shares (but for case) is its own record
@@ -298,6 +299,13 @@ class RecordIndex(Mapping):
         if record is None:
             raise KeyError(name)
         return record
+
+    def get(self, name: str, default=None):  # Mapping's, without a KeyError per miss
+        record = self._archive.lookup(name) if isinstance(name, str) else None
+        return default if record is None else record
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._archive.lookup(name) is not None
 
     def __iter__(self):
         return (r.name for r in self._archive.torch_records())

@@ -29,6 +29,8 @@ STORAGE_DIRS = {"data.pkl": "data", "constants.pkl": "constants", "traced_inputs
 def classify(name: str) -> str:
     """Kind of a record, by its path inside the archive's top folder, ignoring ASCII case as torch's lookups
     do (``CODE/__torch__/m.PY`` is code torch compiles, ``Data.Pkl`` the pickle it reads)."""
+    if name.startswith("data/") and name[5:].isdigit():  # a storage, by the thousand: what the tests below give
+        return TENSOR_DATA
     name = ascii_lower(name)
     if name.endswith("/"):
         return DIRECTORY

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
@@ -12,11 +13,13 @@ from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
 from tsinspect.archive.modules import ModuleInfo, module_tree, parameter_kinds
 from tsinspect.archive.pickles import PDict, PTuple
 from tsinspect.archive.problems import Problem
-from tsinspect.archive.pt2 import Pt2Contents, read_pt2, tensor_infos
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
 from tsinspect.archive.text import printable
 from tsinspect.collector import paused
+
+if TYPE_CHECKING:  # pt2.py is imported only for a pt2 archive (2.4 ms of every info's start)
+    from tsinspect.archive.pt2 import Pt2Contents
 
 SCHEMA = "tsinspect.info/1"
 
@@ -84,7 +87,7 @@ class ArchiveSummary:
                         for r in self.records],
             "code_files": self.code_files,
             "extra_files": [{"name": r.display_name[len("extra/"):], "size": r.size} for r in self.extra_files],
-            "tensors": [dict(t.to_json(), kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
+            "tensors": [t.to_json(kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
             "constants": [t.to_json() for t in self.constants],
             "traced_inputs": [t.to_json() for t in self.traced_inputs],
             "weight_bytes": self.weight_bytes,
@@ -118,7 +121,11 @@ def _summarize(archive: Archive) -> ArchiveSummary:
         tensors += _new_views(tensors + constants, _tensors(archive, "bytecode.pkl", bytecode.value, "bytecode"))
     inputs = archive.pickle_optional("traced_inputs.pkl")
     traced = _tensors(archive, "traced_inputs.pkl", inputs.value if inputs else None, check_data=False)
-    pt2 = read_pt2(archive) if archive.format == rk.PT2 else None
+    pt2 = None
+    if archive.format == rk.PT2:
+        from tsinspect.archive.pt2 import read_pt2, tensor_infos
+
+        pt2 = read_pt2(archive)
     kinds = parameter_kinds(modules)
     model_json = modeljson.read_model_json(archive) if archive.format == rk.TORCHSCRIPT_JSON else None
     if model_json is not None:  # torch 1.0-1.3: the module tree and tensor table are JSON

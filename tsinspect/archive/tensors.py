@@ -74,13 +74,14 @@ class TensorInfo:
         where = f" {self.device}" if self.device != "cpu" else ""
         return f"Tensor {self.dtype}[{shape}]{where}"
 
-    def to_json(self) -> dict:
+    def to_json(self, **more) -> dict:
+        """The JSON object; ``more`` keys (the summary's ``kind``) come last."""
         return {"name": self.name, "dtype": self.dtype, "shape": self.shape, "stride": self.stride,
                 "offset": self.offset, "nbytes": self.nbytes, "storage": {
                     "key": self.storage_key, "record": self.record, "numel": self.storage_numel,
                     "nbytes": self.storage_nbytes}, "device": self.device, "requires_grad": self.requires_grad,
                 "quantization": self.quantization, "quantization_params": self.qparams, "aliases": self.aliases,
-                "problem": self.problem}
+                "problem": self.problem, **more}
 
 
 def is_tensor(value: Any) -> bool:
@@ -92,6 +93,10 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
     """A TensorInfo when ``value`` is a tensor rebuild call, else None. Malformed calls give a problem."""
     if not isinstance(value, Call) or value.func_name not in _REBUILD:
         return None
+    return _tensor(value, value.func_name, name)
+
+
+def _tensor(value: Call, func_name: str, name: str) -> TensorInfo:
     args = value.arg_list
     storage = args[0] if args else None
     pid = storage.pid.items if isinstance(storage, PersistentRef) and isinstance(storage.pid, PTuple) else []
@@ -100,7 +105,7 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
     problem = None
     if len(pid) >= 5 and pid[0] == "storage":
         cls = pid[1].name if isinstance(pid[1], Global) else "?"
-        dtype, itemsize, _ = STORAGE_DTYPES.get(cls, (printable(cls), 1, None))
+        dtype, itemsize, _ = STORAGE_DTYPES.get(cls) or (printable(cls), 1, None)
         key, device, numel = _text(pid[2]), _text(pid[3]), pid[4] if _is_int(pid[4]) else 0
     else:
         problem = "storage is not a ('storage', type, key, device, numel) persistent id"
@@ -114,7 +119,7 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
         problem = problem or f"{len(shape)} dimensions"
         shape, stride = [], []
     info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
-    if value.func_name.endswith("_rebuild_qtensor"):
+    if func_name.endswith("_rebuild_qtensor"):
         if len(args) == 8:  # torch 1.3: (storage, offset, size, stride, scale, zero_point, requires_grad, hooks)
             info.qparams = _per_tensor("per_tensor_affine", args[4], args[5])
             grad = args[6]
@@ -129,7 +134,7 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
                     info.qparams[key] = f"{sub.describe()} storage {sub.storage_key}" if sub else None
         info.requires_grad = grad if isinstance(grad, bool) else None
         info.quantization = _quantization_text(info.qparams)
-    elif value.func_name == "torch._utils._rebuild_tensor":  # torch < 0.4: no autograd flag, so False
+    elif func_name == "torch._utils._rebuild_tensor":  # torch < 0.4: no autograd flag, so False
         info.requires_grad = False
     else:
         info.requires_grad = args[4] if len(args) > 4 and isinstance(args[4], bool) else None
@@ -140,7 +145,7 @@ def tensor_from(value: Any, name: str = "") -> TensorInfo | None:
 def _view_problem(t: TensorInfo) -> str | None:
     if t.offset < 0 or (t.shape and min(t.shape) < 0) or (t.stride and min(t.stride) < 0):
         return "negative size, stride or offset"
-    if t.numel == 0:
+    if 0 in t.shape:  # no element
         return None
     last = t.offset
     for size, stride in zip(t.shape, t.stride):
@@ -202,9 +207,14 @@ def _ints(v: Any) -> list[int] | None:
     if not isinstance(v, (PTuple, PList)):
         return None
     items = v.items  # a walk's integers are plain ints (bool is not one here), the big ones Opaque
-    if all(type(i) is int for i in items) and (not items or (min(items) in _INT64 and max(items) in _INT64)):
+    if not items:
+        return []
+    if set(map(type, items)) == _JUST_INT and min(items) in _INT64 and max(items) in _INT64:
         return list(items)
     return None
+
+
+_JUST_INT = {int}
 
 
 def _text(v: Any) -> str:
@@ -242,7 +252,9 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
         known = parents.get(id(parent))
         if known is None or known[0] is not parent:
             known = parents[id(parent)] = (parent, _path_text(parent))
-        return _path_text((known[1], part))
+        head = known[1]  # what _path_text((head, part)) gives, without its loop
+        text = head + part if not head or part.startswith("[") else f"{head}.{part}"
+        return text if len(text) <= MAX_NAME else text[:MAX_NAME] + "..."
 
     while stack:
         path, value, depth = stack.pop()
@@ -254,13 +266,13 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
                 alias_budget -= 1
                 aliases.append(path_text(path))
             continue
-        info = tensor_from(value, "")
-        if info is not None:
-            info.name = path_text(path)
+        func_name = value.func_name if type(value) is Call else None
+        if func_name in _REBUILD:
+            info = _tensor(value, func_name, path_text(path))
             found[id(value)] = info
             out.append(info)
-            parts = _per_channel_tensors(value)
-            if parts and info.qparams and "axis" in info.qparams:
+            parts = _per_channel_tensors(value) if info.qparams and "axis" in info.qparams else None
+            if parts:
                 info.qparams["scales"], info.qparams["zero_points"] = (f"{info.name}.{seg}" for seg, _ in parts)
                 info.quantization = _quantization_text(info.qparams)
                 stack.extend(((path, seg), child, depth + 1) for seg, child in reversed(parts))
@@ -268,8 +280,8 @@ def collect(root: Any, storage_dir: str, prefix: str = "") -> list[TensorInfo]:
         if id(value) in seen:
             continue
         seen.add(id(value))
-        children = [(path if part is None else (path, part), child, depth + 1)
-                    for part, child in _named_children(value) if is_container(child)]
+        children: list = []
+        _children(value, path, depth + 1, children)
         stack.extend(reversed(children))
     for info in out:
         info.record = f"{storage_dir}/{info.storage_key}" if storage_dir else info.storage_key
@@ -296,31 +308,30 @@ def _segment(key: Any) -> str:
     return text if len(text) <= MAX_SEGMENT else text[:MAX_SEGMENT] + "..."
 
 
-def _named_children(value: Any):
-    """(name segment, child) pairs; segment None when the child shares the parent's name."""
+def _children(value: Any, path: Any, depth: int, out: list) -> None:
+    """Append ``(path, child, depth)`` for each child of ``value`` that is a container, in pickle order; the
+    child's path is ``(path, name segment)``, or ``path`` when it shares the parent's name."""
     if isinstance(value, Call):
         pairs = _ordered_dict_pairs(value)
         if pairs is not None:
-            yield from ((_segment(k), v) for k, v in pairs)
+            out += [((path, _segment(k)), v, depth) for k, v in pairs if is_container(v)]
             return
         if value.func_name in _WRAPPERS:
-            if value.arg_list:
-                yield None, value.arg_list[0]
+            if value.arg_list and is_container(value.arg_list[0]):
+                out.append((path, value.arg_list[0], depth))
             return
         for state in value.states:
             if isinstance(state, (PDict, PList, PTuple)):
-                yield from _named_children(state)
-            else:
-                yield None, state
+                _children(state, path, depth, out)
+            elif is_container(state):
+                out.append((path, state, depth))
         if value.kind != "new" or value.arg_list:
-            for i, arg in enumerate(value.arg_list):
-                yield f"[{i}]", arg
+            out += [((path, f"[{i}]"), arg, depth) for i, arg in enumerate(value.arg_list) if is_container(arg)]
     elif isinstance(value, PDict):
-        for k, v in value.items:
-            yield _segment(k), v
+        out += [((path, k if type(k) is str and len(k) <= MAX_SEGMENT and k.isascii() and k.isprintable()
+                  else _segment(k)), v, depth) for k, v in value.items if is_container(v)]
     elif isinstance(value, (PList, PTuple)):
-        for i, item in enumerate(value.items):
-            yield f"[{i}]", item
+        out += [((path, f"[{i}]"), item, depth) for i, item in enumerate(value.items) if is_container(item)]
 
 
 def _ordered_dict_pairs(call: Call) -> list | None:

@@ -40,6 +40,8 @@ _UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u
 
 def json_safe(text: str) -> str:
     """Serialized JSON with the characters above written as ``\\uXXXX`` escapes: the same JSON value."""
+    if text.isascii() and "\x7f" not in text:  # two scans in C, against the pattern's 18 ms on 5.7 MB
+        return text
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

@@ -40,6 +40,7 @@ FLAG_DATA_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
 _KNOWN_FLAGS = FLAG_ENCRYPTED | 0x2 | 0x4 | FLAG_DATA_DESCRIPTOR | FLAG_UTF8
 STORED, DEFLATED = 0, 8
+LOCAL_EXTRA_AHEAD = 128  # bytes of a local header's extra field read with it (torch's alignment padding fits)
 
 
 class InflateBudgetSpent(ArchiveError):
@@ -224,8 +225,11 @@ class ZipArchive:
         case-insensitively: ``DATA.PKL`` answers for ``data.pkl``, and of several such names the one the
         search lands on wins, whatever its place in the directory. The name is a C string (cut at a NUL).
         """
-        keys, order = self._index()
+        keys, order, unique = self._index()
         key = name.split(b"\0", 1)[0].lower()
+        found = unique.get(key)
+        if found is not None:  # no other entry has this key: the search can only land on it
+            return self.entries[found]
         low, high = 0, len(order) - 1
         while low <= high:
             mid = low + ((high - low) >> 1)
@@ -240,7 +244,7 @@ class ZipArchive:
 
     def candidates(self, name: bytes) -> list[ZipEntry]:
         """Every declared entry whose name equals ``name`` case-insensitively, in directory order."""
-        keys, _ = self._index()
+        keys = self._index()[0]
         key = name.split(b"\0", 1)[0].lower()
         return [self.entries[i] for i, k in enumerate(keys) if k == key]
 
@@ -248,11 +252,14 @@ class ZipArchive:
         if self._sorted is None:
             visible = [e for e in self.entries if e.torch_visible]
             keys = [e.raw_name.lower() for e in visible]  # bytes.lower() is ASCII-only, like MZ_TOLOWER
-            if len(set(keys)) == len(keys):
+            counts = Counter(keys)
+            if len(counts) == len(keys):
                 order = sorted(range(len(keys)), key=keys.__getitem__)  # no ties: any sort gives miniz's order
             else:
                 order = _miniz_heap_sort(keys)
-            self._sorted = (keys, order)
+            # keys no other entry shares -> their entry's index (visible entries come first, in order)
+            unique = {key: visible[i].index for i, key in enumerate(keys) if counts[key] == 1}
+            self._sorted = (keys, order, unique)
         return self._sorted
 
     def read(self, entry: ZipEntry, limit: int) -> bytes:
@@ -526,7 +533,8 @@ def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> 
         if end > len(cd):
             raise ArchiveError(f"central directory entry {len(entries)} runs past the directory")
         raw_name = cd[name_start:extra_start]
-        usize, csize, offset = _apply_zip64(cd[extra_start:extra_start + elen], usize, csize, offset)
+        if 0xFFFFFFFF in (usize, csize, offset):  # only these take their value from a zip64 extra field
+            usize, csize, offset = _apply_zip64(cd[extra_start:extra_start + elen], usize, csize, offset)
         name, valid = decode_name(raw_name)
         entry = ZipEntry(len(entries), raw_name, name, flags, method, crc, csize, usize, offset, ext_attr,
                          made_by >> 8, valid_name=valid, torch_visible=len(entries) < count)
@@ -574,19 +582,24 @@ def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: in
         problem("bad_local_header", f"local header offset {entry.header_offset} is past the end of the file")
         return
     fh.seek(pos)
-    head = fh.read(_LOCAL.size)
-    (sig, _, flags, method, _, _, crc, csize, usize, nlen, elen) = _LOCAL.unpack(head)
+    ahead = _LOCAL.size + len(entry.raw_name) + LOCAL_EXTRA_AHEAD  # one read for the usual header
+    head = fh.read(ahead)
+    (sig, _, flags, method, _, _, crc, csize, usize, nlen, elen) = _LOCAL.unpack_from(head)
     if sig != b"PK\x03\x04":
         problem("bad_local_header", f"no local header at offset {entry.header_offset}")
         return
-    local_name = fh.read(nlen)
-    local_extra = fh.read(elen)
+    end = _LOCAL.size + nlen + elen
+    if end > ahead and len(head) == ahead:  # the rest, where the file has it
+        head += fh.read(end - ahead)
+    local_name = head[_LOCAL.size:_LOCAL.size + nlen]
+    local_extra = head[_LOCAL.size + nlen:end]
     if local_name != entry.raw_name:
         problem("name_mismatch", f"local header names it {printable(decode_name(local_name)[0])!r}")
     if method != entry.method:
         problem("method_mismatch", f"local header says compression {method}, directory says {entry.method}")
     if not flags & FLAG_DATA_DESCRIPTOR:
-        usize, csize, _ = _apply_zip64(local_extra, usize, csize, 0)
+        if 0xFFFFFFFF in (usize, csize):
+            usize, csize, _ = _apply_zip64(local_extra, usize, csize, 0)
         if (crc, csize, usize) != (entry.crc, entry.compressed_size, entry.size):
             problem("local_header_mismatch",
                     f"local header declares crc {crc:08x}, {csize}/{usize} bytes; directory "

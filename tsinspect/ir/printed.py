@@ -10,6 +10,14 @@ Python spelling of each printed type (``int[]`` is ``List[int]``), the attribute
 attribute text (tensor constants, whose print is lossy, node by node), and the schema of each kind for each
 tuple of input types (the overload torch picks depends on nothing else).
 
+The text is read a top-level node at a time (the node's line and its blocks' lines: a *unit*), with every
+value name cut out (``_HOLE``). An inlined forward repeats the same units with only their value names
+changed (a 140-layer encoder: 13,808 units, 304 distinct, in 318k lines), so each distinct unit is read
+once into a template of its JSON text with a slot per name (``_Template``), and its copies are written by
+filling the slots: a few C-level operations a unit instead of a regular expression and a dozen dictionary
+operations a line. What a template assumes of a copy is checked on each copy (the types of the values it
+uses from earlier units, the names it defines and uses itself); a copy that differs is read line by line.
+
 Anything the reader does not recognise raises ``Unsupported``, and the caller walks that graph instead.
 """
 
@@ -17,12 +25,16 @@ from __future__ import annotations
 
 import itertools
 import re
+from operator import itemgetter
 from typing import Callable
 
-# one output (or none), attributes without nested lists, inputs, and the code/ position: most lines; value
-# names of ASCII word characters and dots only, which JSON writes as they are
-_SIMPLE = re.compile(r' *(?:%([\w.]+) : ([^=%]*?) )?= ([^\[\(\s]+)(\[(?:[^"\[\]]|"(?:[^"\\]|\\.)*")*\])?'
-                     r'\(((?:%[\w.]+(?:, %[\w.]+)*)?)\)(?: # (.*))?$', re.ASCII)
+_HOLE = "\x00"  # where a value name was cut out (torch's printer writes no NUL: checked per graph)
+_NAME = re.compile(r"%([\w.]+)")
+_ASCII_NAME = re.compile(r"%([\w.]+)", re.ASCII)  # the same on ASCII text, in two thirds of the time
+_TOP = re.compile(r"\n(?=  (?:\S| = ))")  # where the lines of a top-level node begin (` = f(...)`: no outputs)
+# one output (or none), attributes without nested lists, inputs, and the code/ position: most lines
+_SIMPLE = re.compile(r' *(?:\x00 : ([^=\x00]*?) )?= ([^\[\(\s]+)(\[(?:[^"\[\]]|"(?:[^"\\]|\\.)*")*\])?'
+                     r'\(((?:\x00(?:, \x00)*)?)\)(?: # (.*))?$', re.ASCII)
 _KIND = re.compile(r"[^\[\(\s]+")
 _TAIL = re.compile(r"(?:, scope: (.*?))?(?: # (.*))?")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -30,6 +42,7 @@ _TENSORISH = re.compile(r"[{<]")
 _BLOCK = re.compile(r"block\d+\((.*)\):")
 CALLS = ("prim::CallFunction", "prim::CallMethod")
 _NO_BLOCKS_PREFIX = "aten::"
+CHUNK = 1 << 20  # characters of printed text abstracted at a time
 
 
 class Unsupported(ValueError):
@@ -92,6 +105,59 @@ class _Nodes:
         raise Unsupported("fewer nodes than printed")
 
 
+class _Unit:
+    """One top-level node read line by line: its JSON as a %-format (``form``, a ``%s`` per value name, written
+    in the order of ``order``: slots in the unit's name list), and what a copy of it must be checked for."""
+
+    __slots__ = ("form", "order", "same", "top", "external", "refs", "calls", "kinds", "size")
+
+    def __init__(self):
+        self.same = True  # its copies can share a template (nothing in it is asked of torch value by value)
+        self.top: list[tuple[int, str]] = []  # the node's outputs: (slot, printed type)
+        self.external: list[int] = []  # slots of values from earlier units whose type a schema or call needs
+        self.refs: list[tuple[int, int]] = []  # (slot of a typed use, slot of its definition in the unit)
+        self.calls: list[tuple[int, str | None, str | None]] = []  # (callee slot, method, its printed type)
+        self.kinds: dict[str, int] = {}
+        self.size = 0
+
+
+class _Template:
+    """A distinct unit, for its copies: ``forms`` maps the printed types of its external values (schemas
+    depend on them) to its %-format."""
+
+    __slots__ = ("holes", "order", "top", "top_types", "external", "uses", "defines", "calls", "kinds", "size",
+                 "forms")
+
+    def __init__(self, unit: _Unit, holes: int, types: tuple):
+        self.holes = holes
+        self.order = _getter(unit.order)
+        self.top = _getter([slot for slot, _ in unit.top])
+        self.top_types = tuple(ptype for _, ptype in unit.top)
+        self.external = _getter(unit.external) if unit.external else None
+        self.uses = _getter([r for r, _ in unit.refs]) if unit.refs else None  # a value used in the unit ...
+        self.defines = _getter([d for _, d in unit.refs]) if unit.refs else None  # ... is the one defined there
+        self.calls, self.kinds, self.size = unit.calls, unit.kinds, unit.size
+        self.forms: dict[tuple, str] = {types: unit.form}
+
+
+def _getter(slots: list[int]) -> Callable:
+    """A function of a name list that returns the names at ``slots`` as a tuple."""
+    if len(slots) > 1:
+        return itemgetter(*slots)
+    if slots:
+        only = slots[0]
+        return lambda names: (names[only],)
+    return lambda names: ()
+
+
+_LIST_FORMS = ["[]"] + ['["' + '","'.join(["%s"] * n) + '"]' for n in range(1, 64)]
+
+
+def _list_form(n: int) -> str:
+    """A JSON list of ``n`` value names as a %-format."""
+    return _LIST_FORMS[n] if n < len(_LIST_FORMS) else '["' + '","'.join(["%s"] * n) + '"]'
+
+
 class GraphReader:
     """Reads printed graphs into GRAPH arrays; the per-case answers of torch are shared by all graphs.
 
@@ -104,76 +170,206 @@ class GraphReader:
         self.tables, self.attributes, self.dumps, self.no_blocks = tables, attributes, dumps, no_blocks
         self.types: dict[str, int] = {}  # printed type -> string index of str(type)
         self.type_names: dict[str, str] = {}  # printed type -> str(type)
-        self.attrs: dict[tuple[str, str], dict] = {}  # (kind, printed attributes) -> attributes
+        self.attrs: dict[tuple[str, str], tuple] = {}  # (kind, printed attributes) -> attributes, JSON
         self.schemas: dict[tuple, int | None] = {}  # (kind, printed input types) -> schema string index
         self.positions: dict[str, int | None] = {}  # printed "file:line:col" -> source index
         self.kinds: dict[str, tuple] = {}  # kind -> (string index, prim::, a call, owns no blocks)
 
     def read(self, graph):
-        """(head, top-level nodes in comma-joined chunks, calls): the pieces of tsinspect.ir.extract.Walked.
-
-        Each node's JSON is written straight from its line (names checked to need no escaping by _SIMPLE),
-        without building it as lists first; a node that can own blocks waits (``pending``) until its blocks
-        are read, since a block's outputs are printed after its nodes but written before them."""
-        nodes = _Nodes(graph, self.no_blocks)
-        lines = _lines(str(graph))
-        counts: dict[str, int] = {}
-        vtype: dict[str, str] = {}  # value name -> printed type
-        per_value: dict[str, str] = {}  # value name -> str(type), for types whose print is ambiguous
-        dumps, types, attrs, schemas, positions, kinds = (self.dumps, self.types, self.attrs, self.schemas,
-                                                          self.positions, self.kinds)
-        simple, vget = _SIMPLE.match, vtype.__getitem__
-        inputs = self._header(lines, graph, vtype, per_value)
+        """(head, top-level nodes in comma-joined chunks, calls): the pieces of tsinspect.ir.extract.Walked."""
+        text = str(graph)
+        if _HOLE in text:
+            raise Unsupported("a NUL in the printed graph")
+        # per graph: its nodes, value name -> printed type (graph inputs and top-level outputs: a value
+        # defined in a block is not seen outside it), value name -> str(type) for types whose print is
+        # ambiguous, occurrences of each kind read so far (``backlog``: units written from templates since)
+        self._nodes = _Nodes(graph, self.no_blocks)
+        self._vtype, self._per_value, self._counts, self._backlog = {}, {}, {}, []
+        self._calls: list[tuple[str, str | None]] = []
+        inputs, start = self._header(text, graph)
+        templates: dict[str, _Template] = {}
+        seen: set[int] = set()  # hashes of units read once: a unit gets a template when seen again
+        vtype, backlog = self._vtype, self._backlog
+        vget = vtype.__getitem__
         texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
         chunks: list[str] = []
-        calls: list[tuple[str, str | None]] = []
-        current = texts  # the JSON texts of the nodes of the graph or of the open block
-        frames: list = []  # per open block: (its owner, the enclosing node texts, its parameters' JSON)
-        pending = None  # [prefix, suffix, block texts, kind, occurrence, output names] of a node that may own blocks
         outputs = None
-        for line in lines:
-            match = simple(line)
-            if match is not None:
-                name, ptype, kind, attr_text, names, where = match.groups()
-                occurrence = counts.get(kind, 0)
-                counts[kind] = occurrence + 1
-                scope = None
-                if name:
-                    vtype[name] = ptype
-                    out_names = [name]
-                    index = types.get(ptype)
-                    if index is None:
-                        index = self._type(ptype, lambda: nodes.get(kind, occurrence, out_names).outputsAt(0),
-                                           name, per_value)
-                    outs_json = f'[["{name}",{index}]]'
+        for chunk in _chunks(text, start):
+            ascii = chunk.isascii()
+            pieces = (_ASCII_NAME if ascii else _NAME).split(chunk)
+            del chunk
+            names = pieces[1::2]
+            abstract = _HOLE.join(pieces[0::2])
+            del pieces
+            written = names if ascii else [self.dumps(n)[1:-1] for n in names]
+            i = 0
+            for unit in _TOP.split(abstract):
+                if outputs is not None:
+                    if unit.strip():
+                        raise Unsupported("text after the return (a subgraph)")
+                    continue
+                template = templates.get(unit)
+                types = None
+                if template is not None:
+                    end = i + template.holes
+                    own = names[i:end]
+                    if template.uses is None or template.uses(own) == template.defines(own):
+                        try:
+                            types = tuple(map(vget, template.external(own))) if template.external else ()
+                        except KeyError:
+                            pass
+                        form = None if types is None else template.forms.get(types)
+                        if form is not None:  # a copy
+                            if template.top_types:
+                                vtype.update(zip(template.top(own), template.top_types))
+                            if template.calls:
+                                self._add_calls(template.calls, own)
+                            texts.append(form % template.order(own if written is names else written[i:end]))
+                            backlog.append(template)
+                            i = end
+                            if len(texts) > 1023:  # 50 bytes an object less for the most nodes
+                                chunks.append(",".join(texts))
+                                texts.clear()
+                            continue
                 else:
-                    out_names, outs_json = [], "[]"
-                ins_json = f'["{names[1:].replace(", %", _QUOTED_COMMA)}"]' if names else "[]"
-                ins = None
+                    end = i + unit.count(_HOLE)
+                    own = names[i:end]
+                if unit.startswith("  return ("):
+                    line, _, rest = unit.partition("\n")
+                    if rest.strip() or not line.endswith(")"):
+                        raise Unsupported("text after the return (a subgraph)")
+                    outputs = _holes_only(line[10:-1], own)
+                    i = end
+                    continue
+                self._flush()
+                built = self._unit(unit.split("\n"), own)
+                for slot, ptype in built.top:
+                    vtype[own[slot]] = ptype
+                if built.calls:
+                    self._add_calls(built.calls, own)
+                mine = own if written is names else written[i:end]
+                texts.append(built.form % tuple([mine[s] for s in built.order]))
+                if built.same:
+                    if types is not None:  # the template's unit, with other types from earlier units
+                        template.forms[types] = built.form
+                    elif template is None:
+                        key = hash(unit)
+                        if key in seen:
+                            templates[unit] = _Template(built, end - i, tuple(vtype[own[s]] for s in built.external))
+                        else:
+                            seen.add(key)
+                i = end
+                if len(texts) > 1023:
+                    chunks.append(",".join(texts))
+                    texts.clear()
+            if i != len(names):
+                raise Unsupported("value names out of step with the text")
+        if outputs is None:
+            raise Unsupported("no return")
+        if texts:
+            chunks.append(",".join(texts))
+        result = f"[{self.dumps(inputs)},{self.dumps(outputs)},", chunks, self._calls
+        self._nodes = self._vtype = self._per_value = self._backlog = self._calls = None
+        return result
+
+    def _flush(self) -> None:
+        """Count the nodes of the units written from templates since the last count (their kinds'
+        occurrences locate representatives in torch's graph)."""
+        if self._backlog:
+            counts, nodes = self._counts, self._nodes
+            for template in self._backlog:
+                for kind, n in template.kinds.items():
+                    counts[kind] = counts.get(kind, 0) + n
+                nodes.parsed += template.size
+            self._backlog.clear()
+
+    def _add_calls(self, calls: list, own: list[str]) -> None:
+        for slot, method, ptype in calls:
+            callee = own[slot]
+            self._calls.append((self._per_value.get(callee) or self.type_names[ptype or self._vtype[callee]],
+                                method))
+
+    def _unit(self, lines: list[str], own: list[str]) -> _Unit:
+        """A top-level node and its blocks read line by line from its abstracted ``lines`` (``own``: its value
+        names in order). Each node is kept as (%-format, slots); a node that can own blocks waits
+        (``pending``) until its blocks are read, since a block's outputs are printed after its nodes but
+        written before them."""
+        unit = _Unit()
+        nodes, counts, types, attrs, schemas, positions, kinds = (self._nodes, self._counts, self.types, self.attrs,
+                                                                  self.schemas, self.positions, self.kinds)
+        vtype, dumps = self._vtype, self.dumps
+        defined: dict[str, tuple[str, int]] = {}  # name -> (printed type, slot): values defined in this unit
+        external: dict[int, int] = {}  # slot -> index in unit.external
+        unit_kinds = unit.kinds
+        top: list = []
+        current = top  # the (form, slots) of the nodes of the unit or of the open block
+        frames: list = []  # per open block: (its owner, the enclosing node list, its parameters' form, slots)
+        pending = None  # [prefix, suffix, blocks, kind, occurrence, output names, slots] of a node that may own blocks
+        slot = 0
+        first = True
+
+        def type_of(at: int) -> str:
+            """The printed type of the value used at slot ``at``."""
+            name = own[at]
+            found = defined.get(name)
+            if found is not None:
+                unit.refs.append((at, found[1]))
+                return found[0]
+            try:
+                ptype = vtype[name]
+            except KeyError:
+                raise Unsupported(f"the input %{name} is not defined before it is used") from None
+            if at not in external:
+                external[at] = len(unit.external)
+                unit.external.append(at)
+            return ptype
+
+        for line in lines:
+            holes = line.count(_HOLE)
+            match = _SIMPLE.match(line)
+            if match is not None:
+                ptype, kind, attr_text, ins_text, where = match.groups()
+                scope = None
+                outs = [(slot, ptype)] if ptype is not None else []
+                at = slot + len(outs)
+                if attr_text is not None and _HOLE in attr_text:
+                    unit.same = False
+                    attr_text, at = _filled(attr_text, own, at)
+                ins = list(range(at, at + ins_text.count(_HOLE)))
+                at += len(ins)
+                if where is not None and _HOLE in where:
+                    unit.same = False
+                    where, at = _filled(where, own, at)
             else:
                 s = line.lstrip()
-                if s.startswith("%") or s.startswith("= "):
-                    outs, kind, attr_text, names, scope, where = _node_line(s)
-                    occurrence = counts.get(kind, 0)
-                    counts[kind] = occurrence + 1
-                    out_names, out_items = [v for v, _ in outs], []
-                    for j, (name, ptype) in enumerate(outs):
-                        vtype[name] = ptype
-                        index = types.get(ptype)
-                        if index is None:
-                            index = self._type(ptype, lambda: nodes.get(kind, occurrence, out_names).outputsAt(j),
-                                               name, per_value)
-                        out_items.append([name, index])
-                    outs_json = dumps(out_items)
-                    ins = _names(names)
-                    ins_json = dumps(ins)
+                if s.startswith(_HOLE) or s.startswith("= "):
+                    outs, kind, attr_text, ins_text, scope, where = _node_line(s)
+                    outs = [(slot + j, ptype) for j, ptype in enumerate(outs)]
+                    at = slot + len(outs)
+                    if attr_text is not None and _HOLE in attr_text:
+                        unit.same = False
+                        attr_text, at = _filled(attr_text, own, at)
+                    ins = list(range(at, at + len(_holes_only(ins_text, own[at:]))))
+                    at += len(ins)
+                    if scope is not None and _HOLE in scope:
+                        unit.same = False
+                        scope, at = _filled(scope, own, at)
+                    if where is not None and _HOLE in where:
+                        unit.same = False
+                        where, at = _filled(where, own, at)
                 elif s.startswith("-> ("):
                     if not frames or not s.endswith(")"):
                         raise Unsupported(line)
+                    returned = len(_holes_only(s[4:-1], own[slot:]))
                     if pending is not None:
                         current.append(_joined(pending))
-                    owner, outer, params_json = frames.pop()
-                    owner[2].append(f"[{params_json},{dumps(_names(s[4:-1]))},[{','.join(current)}]]")
+                    owner, outer, params_form, params_slots = frames.pop()
+                    block_slots = params_slots + list(range(slot, slot + returned))
+                    for _, node_slots in current:
+                        block_slots += node_slots
+                    owner[2].append((f"[{params_form},{_list_form(returned)},[{','.join(f for f, _ in current)}]]",
+                                     block_slots))
+                    slot += returned
                     current, pending = outer, owner
                     continue
                 elif s.startswith("block"):
@@ -181,26 +377,48 @@ class GraphReader:
                     if match is None or pending is None:
                         raise Unsupported(line)
                     owner = pending
-                    b, params = len(owner[2]), []
-                    for j, (name, ptype) in enumerate(_split_typed(match.group(1))):
-                        vtype[name] = ptype
+                    b, params, params_slots = len(owner[2]), [], []
+                    for j, ptype in enumerate(_split_typed(match.group(1))):
+                        name = own[slot]
                         index = types.get(ptype)
                         if index is None:
-                            index = self._type(ptype, lambda: _block_param(nodes.get(*owner[3:]), b, j), name,
-                                               per_value)
-                        params.append([name, index])
-                    frames.append((owner, current, dumps(params)))
+                            index = self._type(ptype, lambda: _block_param(nodes.get(*owner[3:6]), b, j), name)
+                            if ptype not in types:
+                                unit.same = False
+                        defined[name] = (ptype, slot)
+                        params.append(f'["%s",{index}]')
+                        params_slots.append(slot)
+                        slot += 1
+                    frames.append((owner, current, f"[{','.join(params)}]", params_slots))
                     current, pending = [], None
                     continue
-                elif s.startswith("return (") and not frames and s.endswith(")"):
-                    outputs = _names(s[8:-1])
-                    break
                 else:
                     raise Unsupported(line)
+            if at != slot + holes:
+                raise Unsupported(line)
             if pending is not None:
                 current.append(_joined(pending))
                 pending = None
+            elif not first and current is top:
+                raise Unsupported("two top-level nodes in one unit")
+            occurrence = counts.get(kind, 0)
+            counts[kind] = occurrence + 1
+            unit_kinds[kind] = unit_kinds.get(kind, 0) + 1
             nodes.parsed += 1
+            unit.size += 1
+            out_names = [own[o] for o, _ in outs]
+            out_forms = []
+            for j, (o, ptype) in enumerate(outs):
+                index = types.get(ptype)
+                if index is None:
+                    index = self._type(ptype, lambda: nodes.get(kind, occurrence, out_names).outputsAt(j), own[o])
+                    if ptype not in types:
+                        unit.same = False
+                defined[own[o]] = (ptype, o)
+                out_forms.append(f'["%s",{index}]')
+            if first:
+                unit.top = outs
+                first = False
             attributes = None
             attributes_json = "null"
             if attr_text is not None:
@@ -208,10 +426,12 @@ class GraphReader:
                 found = attrs.get(key)
                 if found is None:
                     attributes = self.attributes(nodes.get(kind, occurrence, out_names))
-                    attributes_json = dumps(attributes)
+                    attributes_json = dumps(attributes).replace("%", "%%")
                     # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
                     if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
                         attrs[key] = (attributes, attributes_json)
+                    else:
+                        unit.same = False
                 else:
                     attributes, attributes_json = found
             known = kinds.get(kind)
@@ -220,41 +440,35 @@ class GraphReader:
                                        kind in self.no_blocks or kind.startswith(_NO_BLOCKS_PREFIX))
             schema = None
             if not known[1]:
-                if ins is None:
-                    ins = names[1:].split(", %") if names else []
-                try:
-                    key = (kind, tuple(map(vget, ins)))
-                except KeyError:
-                    raise Unsupported(f"an input of {line} is not defined before it") from None
+                key = (kind, tuple([type_of(at) for at in ins]))
                 schema = schemas.get(key, -1)
                 if schema == -1:
                     schema = schemas[key] = self._schema(nodes.get(kind, occurrence, out_names))
-            elif known[2] and names:
+            elif known[2] and ins:
                 method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
-                callee = names[1:].split(", %", 1)[0]
-                calls.append((per_value.get(callee) or self.type_names[vtype[callee]], method))
+                callee = type_of(ins[0])
+                unit.calls.append((ins[0], method, callee if own[ins[0]] in defined else None))
             source = None
             if where is not None:
                 source = positions.get(where, -1)
                 if source == -1:
                     source = positions[where] = self._position(where)
-            prefix = f"[{known[0]},{ins_json},{outs_json},{attributes_json},"
-            suffix = (f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},"
-                      f"{_null(schema)}]")
+            prefix = f"[{known[0]},{_list_form(len(ins))},[{','.join(out_forms)}],{attributes_json},"
+            suffix = f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},{_null(schema)}]"
+            node_slots = ins + [o for o, _ in outs]
             if known[3]:
-                current.append(f"{prefix}null{suffix}")
-                if len(current) > 1023 and current is texts:  # 50 bytes an object less for the most nodes
-                    chunks.append(",".join(texts))
-                    texts.clear()
+                current.append((f"{prefix}null{suffix}", node_slots))
             else:
-                pending = [prefix, suffix, [], kind, occurrence, out_names]
-        if outputs is None or any(line.strip() for line in lines):
-            raise Unsupported("no return, or text after it (a subgraph)")
+                pending = [prefix, suffix, [], kind, occurrence, out_names, node_slots]
+            slot = at
+        if frames:
+            raise Unsupported("a block left open")
         if pending is not None:
             current.append(_joined(pending))
-        if texts:
-            chunks.append(",".join(texts))
-        return f"[{dumps(inputs)},{dumps(outputs)},", chunks, calls
+        if len(top) != 1:
+            raise Unsupported("no node in a unit")
+        unit.form, unit.order = top[0]
+        return unit
 
     def _position(self, where: str) -> int | None:
         file, sep, rest = where.rpartition(":")
@@ -263,13 +477,15 @@ class GraphReader:
             raise Unsupported(where)
         return self.tables.position(file, int(line), int(rest))
 
-    def _header(self, lines, graph, vtype: dict, per_value: dict) -> list:
-        """The graph's inputs, printed one a line: ``graph(%a : T,`` ... ``%z : U):``."""
-        first = next(lines, "")
+    def _header(self, text: str, graph) -> tuple[list, int]:
+        """The graph's inputs, printed one a line (``graph(%a : T,`` ... ``%z : U):``), and where the
+        text after them begins."""
+        end = text.find("\n")
+        first = text[:end if end >= 0 else len(text)]
         if not first.startswith("graph("):
             raise Unsupported(first)
         if first == "graph():":
-            return []
+            return [], end + 1
         inputs, part = [], first[6:]
         while True:
             done = part.endswith("):")
@@ -278,24 +494,28 @@ class GraphReader:
             name, sep, ptype = part[:-2 if done else -1].partition(" : ")
             if not sep or not name.startswith("%"):
                 raise Unsupported(part)
-            vtype[name[1:]] = ptype
+            self._vtype[name[1:]] = ptype
             index = self.types.get(ptype)
             if index is None:
                 j = len(inputs)
-                index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:], per_value)
+                index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:])
             inputs.append([name[1:], index])
-            if done:
-                return inputs
-            part = next(lines, "").lstrip()
+            if done or end < 0:
+                if not done:
+                    raise Unsupported(part)
+                return inputs, end + 1
+            start = end + 1
+            end = text.find("\n", start)
+            part = text[start:end if end >= 0 else len(text)].lstrip()
 
-    def _type(self, printed: str, value: Callable, name: str, per_value: dict) -> int:
+    def _type(self, printed: str, value: Callable, name: str) -> int:
         """The string index of str(type) of a value printed with type ``printed``, asked of torch once per
         printed type; a function's type prints without the mangled part of its name (two functions, one
-        print), so those are asked value by value (``per_value``: value name -> str(type))."""
+        print), so those are asked value by value (``_per_value``: value name -> str(type))."""
         torch_type = value().type()
         text = str(torch_type)
         if torch_type.kind() == "FunctionType":
-            per_value[name] = text
+            self._per_value[name] = text
             return self.tables.string(text)
         self.type_names[printed] = text
         index = self.types[printed] = self.tables.string(text)
@@ -309,33 +529,52 @@ class GraphReader:
         return None if text == "(no schema)" else self.tables.string(text)
 
 
-_QUOTED_COMMA = '","'
+def _chunks(text: str, start: int):
+    """The text from ``start`` about a megabyte at a time, cut where a top-level node begins."""
+    size = len(text)
+    while start < size:
+        match = _TOP.search(text, start + CHUNK) if start + CHUNK < size else None
+        end = match.start() if match is not None else size
+        yield text[start:end]
+        start = end + 1
 
 
 def _null(index: int | None) -> str:
     return "null" if index is None else str(index)
 
 
-def _joined(node: list) -> str:
-    """The JSON of a node read with its blocks (``pending`` in GraphReader.read)."""
-    prefix, suffix, blocks = node[0], node[1], node[2]
-    return f"{prefix}[{','.join(blocks)}]{suffix}" if blocks else f"{prefix}null{suffix}"
+def _joined(node: list) -> tuple[str, list[int]]:
+    """(%-format, slots) of a node read with its blocks (``pending`` in GraphReader._unit)."""
+    prefix, suffix, blocks, slots = node[0], node[1], node[2], node[6]
+    if not blocks:
+        return f"{prefix}null{suffix}", slots
+    slots = list(slots)
+    for _, block_slots in blocks:
+        slots += block_slots
+    return f"{prefix}[{','.join(form for form, _ in blocks)}]{suffix}", slots
 
 
-def _lines(text: str, chunk: int = 1 << 20):
-    """The lines of ``text``, split a megabyte at a time: a 205k-node graph prints 32 MB in 318k lines, as
-    one list 48 MB more."""
-    start, size = 0, len(text)
-    while start < size:
-        end = text.find("\n", start + chunk)
-        if end < 0:
-            end = size
-        yield from text[start:end].split("\n")
-        start = end + 1
+def _filled(text: str, names: list[str], at: int) -> tuple[str, int]:
+    """``text`` with its holes filled with the names from slot ``at`` on, and the slot after them."""
+    pieces = text.split(_HOLE)
+    out = [pieces[0]]
+    for j, piece in enumerate(pieces[1:]):
+        out += ["%", names[at + j], piece]
+    return "".join(out), at + len(pieces) - 1
+
+
+def _holes_only(text: str, names: list[str]) -> list[str]:
+    """The names of a list of values (``%a, %b`` abstracted to holes), given the names from its first slot."""
+    if not text:
+        return []
+    count = text.count(_HOLE)
+    if text != ", ".join([_HOLE] * count):
+        raise Unsupported(text)
+    return names[:count]
 
 
 def _node_line(s: str):
-    """(outputs [(name, printed type)], kind, attribute text, input names text, scope, position) of a node
+    """(output printed types, kind, attribute text, input names text, scope, position) of an abstracted node
     line that _SIMPLE does not match (several outputs, nested or quoted attributes, a scope)."""
     eq = s.find("= ")
     rest = s[eq + 2:]
@@ -356,25 +595,18 @@ def _node_line(s: str):
     return _split_typed(s[:eq].rstrip()), kind, attr_text, rest[p + 1:close], tail.group(1), tail.group(2)
 
 
-def _names(text: str) -> list[str]:
-    if not text:
-        return []
-    names = text.split(", ")
-    if any(not v.startswith("%") for v in names):
-        raise Unsupported(text)
-    return [v[1:] for v in names]
-
-
-def _split_typed(text: str) -> list[tuple[str, str]]:
-    """``%a : T, %b : U`` -> [(a, T), (b, U)] (a type never holds ``%``)."""
+def _split_typed(text: str) -> list[str]:
+    """``<hole> : T, <hole> : U`` -> [T, U] (a type never holds a value name)."""
     if not text:
         return []
     out = []
-    for part in text[1:].split(", %"):
+    if not text.startswith(_HOLE):
+        raise Unsupported(text)
+    for part in text[1:].split(", " + _HOLE):
         name, sep, ptype = part.partition(" : ")
-        if not sep:
+        if name or not sep or _HOLE in ptype:
             raise Unsupported(text)
-        out.append((name, ptype))
+        out.append(ptype)
     return out
 
 

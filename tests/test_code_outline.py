@@ -1,0 +1,197 @@
+"""The code index from outlines (archive/outline.py) against the index from whole parses: every field the
+index gives, every method's tree, and the verdict on files that do not parse, on real, generated, hostile
+and randomly assembled code."""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import pytest
+
+from tsinspect.archive import records as rk
+from tsinspect.archive.code import CodeIndex, index_file
+from tsinspect.archive.outline import outline
+from tsinspect.archive.problems import ArchiveError
+from tsinspect.archive.reader import open_archive
+
+from hostile import CASES as HOSTILE
+from evil_code_cases import CASES as EVIL_CODE
+
+REPO = Path(__file__).resolve().parent.parent
+ARCHIVES = sorted([*REPO.glob("samples/*.pt*"), *REPO.glob("tests/real/*.p*"), *REPO.glob("tests/real/*.jit"),
+                   *REPO.glob("benchmarks/out/info_scale/*.pt")])
+
+
+def sources_of(path: Path) -> list[tuple[str, str]]:
+    try:
+        with open_archive(str(path)) as archive:
+            if archive.zip is None:
+                return []
+            return [(r.name, archive.read(r, 64 << 20).decode("utf-8", "replace"))
+                    for r in archive.records_of(rk.CODE)]
+    except ArchiveError:
+        return []
+
+
+def indexed(name: str, source: str, outlined: bool) -> tuple[CodeIndex, str | None]:
+    index = CodeIndex()
+    return index, index_file(index, name, source, outlined)
+
+
+def fields(index: CodeIndex) -> list:
+    classes = [(c.qualname, c.file, c.line, c.parameters, c.buffers, list(c.attributes.items()), c.bases,
+                [m.to_json() for m in c.methods]) for c in index.classes.values()]
+    return [classes, [f.to_json() for f in index.functions]]
+
+
+def assert_same(name: str, source: str) -> bool:
+    """Outline and whole parse agree; whether the source had an outline."""
+    fast, fast_error = indexed(name, source, True)
+    full, full_error = indexed(name, source, False)
+    assert fast_error == full_error
+    assert fields(fast) == fields(full)
+    for method, twin in zip(fast.methods, full.methods):
+        assert ast.dump(method.node, include_attributes=True) == ast.dump(twin.node, include_attributes=True)
+    trees = fast.trees
+    assert list(trees) == list(full.trees)
+    for method in fast.methods:  # a node of the file's tree, as the safety scan matches them by identity
+        assert any(node is method.node for node in ast.walk(trees[method.file]))
+    return outline(source)[0] is not None
+
+
+@pytest.mark.parametrize("path", ARCHIVES, ids=lambda p: p.name)
+def test_real_and_generated_archives(path):
+    for name, source in sources_of(path):
+        assert_same(name, source)
+
+
+def test_the_large_generated_files_have_outlines():
+    path = REPO / "samples" / "gate_scripted.pt"
+    assert any(assert_same(name, source) for name, source in sources_of(path))
+
+
+def test_hostile_and_evil_archives(tmp_path):
+    seen: set[tuple[str, str]] = set()  # most cases share the sample's code files
+    for case in [*HOSTILE, *(c for c in EVIL_CODE if not c.torch)]:
+        target = tmp_path / "case.pt"
+        try:
+            target.write_bytes(case.build(str(tmp_path / "marker")))
+        except Exception:  # noqa: BLE001 - a builder that needs what this test does not set up
+            continue
+        for name, source in sources_of(target):
+            if (name, source) not in seen:
+                seen.add((name, source))
+                assert_same(name, source)
+    assert len(seen) > 20
+
+
+GENERATED = '''class Seq(Module):
+  __parameters__ = ["weight", ]
+  __buffers__ = []
+  weight : Tensor
+  __annotations__["0"] = __torch__.torch.nn.modules.linear.Linear
+  __annotations__["1"] = __torch__.torch.nn.modules.linear.Linear
+  def forward(self: __torch__.Seq,
+    input: Tensor) -> Tensor:
+    _0 = getattr(self, "0")
+    _1 = getattr(self, "1")
+    input0 = (_0).forward(input, )
+    x = torch.add(input0, torch.mul(input, 2.), alpha=1)
+    return (_1).forward(input0, )
+  def tail(self: __torch__.Seq) -> None:
+    _2 = getattr(self, "1")
+'''
+
+
+def test_outline_sets_aside_runs_and_keeps_lines():
+    skeleton, runs = outline(GENERATED)
+    lines = skeleton.split("\n")
+    assert len(lines) == len(GENERATED.split("\n"))
+    assert lines[4:6] == ["", "  pass"] and runs[6] == [("0", "__torch__.torch.nn.modules.linear.Linear"),
+                                                        ("1", "__torch__.torch.nn.modules.linear.Linear")]
+    assert lines[8:12] == ["", "", "", "    pass"] and lines[12] == "    return (_1).forward(input0, )"
+    assert lines[14] == "    pass"  # the last statement of a method: end_lineno stays
+    assert assert_same("code/__torch__.py", GENERATED)
+    index, _ = indexed("code/__torch__.py", GENERATED, True)
+    assert index.classes["__torch__.Seq"].method("tail").end_line == 15
+
+
+TRICKY = [
+    GENERATED.replace('  def tail', '  """doc"""\n  def tail'),  # triple quotes: no outline
+    GENERATED.replace("input: Tensor) -> Tensor:", "input: Tensor) -> Tensor: \\"),  # continuation
+    GENERATED.replace("    _1 = getattr", "\t_1 = getattr"),  # a tab
+    GENERATED.replace("\n", "\r\n"),  # CRLF
+    GENERATED.replace("  def forward(self: __torch__.Seq,\n    input: Tensor)",
+                      "  def forward(self: __torch__.Seq,\n    input: Tensor = f(\n    _0 = getattr(self, \"0\")))"),
+    GENERATED.replace("    _1 = getattr", "  _1 = getattr"),  # dedent to another level
+    GENERATED.replace("    _1 = getattr", "      _1 = getattr"),  # unexpected indent
+    GENERATED.replace('  __annotations__["1"]', '__annotations__["1"]'),  # out of the class
+    GENERATED.replace("class Seq(Module):\n", "class Seq(Module):\n  @decorated\n  class Inner:\n"),
+    GENERATED.replace("    _0 = getattr", "    if x:\n    _0 = getattr"),  # no indented block
+    GENERATED.replace("    _0 = getattr", "    x = 'def f('\n    _0 = getattr"),
+    GENERATED.replace("    _0 = getattr", "    x = '''\n    _0 = getattr").replace("_1 = getattr", "'''\n    _1 = getattr"),
+    GENERATED.replace("    _0 = getattr", "    x = \"abc\\\n    _0 = getattr"),
+    GENERATED.replace("    _0 = getattr", "    x = [  # (\n    _0 = getattr"),
+    GENERATED.replace("    _0 = getattr", "    x = f\"{(\"\n    _0 = getattr"),
+    GENERATED.replace("Linear\n  __annotations__[\"1\"]", "Linear  # é\n  __annotations__[\"1\"]"),
+    GENERATED.replace('"0"', '"é"'),
+    GENERATED.replace("input0 = (_0)", "None = (_0)"),
+    GENERATED.replace("input0 = (_0)", "input0 = (_0) "),
+    GENERATED + "\0",
+    GENERATED.replace("class Seq(Module):", "class Seq(Module):\n  class Seq2:\n    pass\n  pass"),
+    "def f(x):\n  y = g(x, )\n  return y\nclass A:\n  z = h()\n",
+    "class A:\n" + "".join(f'  __annotations__["{i % 3}"] = T{i}\n' for i in range(10)),  # repeated keys
+]
+
+
+@pytest.mark.parametrize("n", range(len(TRICKY)))
+def test_tricky_sources(n):
+    assert_same("code/__torch__/m.py", TRICKY[n])
+
+
+LINES = [
+    'x = getattr(self, "0")', "_0 = (_1).forward(x, )", "y = torch.add(x, torch.mul(x, 1.), alpha=1)",
+    '__annotations__["k"] = a.b.C', "__parameters__ = (a).b()", "z = None", "z = -3", "z = 0.5",
+    "return x", "pass", "def f(self, x):", "class C(Module):", "if x:", "else:", "for i in y:", "x = (",
+    ")", "x = 1 + \\", "# comment (", "x = 'a(b'", 'x = """', '"""', "@dec", "w : Tensor", "t = f(a=1, b)",
+    "x = 07", "v = f(a, )", "x = a.if", "y = [1,", "  ]", "z = f'{x}'", "x = g(x, None, True)",
+]
+
+
+SIMPLE = [line for line in LINES[:8] + ["v = f(a, )", "x = g(x, None, True)", "y = [1, 2]", "w : Tensor"]]
+HEADERS = ["def f(self, x):", "class C(Module):", "if x:", "for i in y:", "while x:", "@dec\ndef g():"]
+
+
+def _block(rng: random.Random, indent: int, depth: int) -> list[str]:
+    lines = []
+    for _ in range(rng.randint(1, 5)):
+        if depth < 3 and rng.random() < 0.3:
+            lines += [" " * indent + part for part in rng.choice(HEADERS).split("\n")]
+            lines += _block(rng, indent + rng.choice((1, 2, 4)), depth + 1)
+        else:
+            lines.append(" " * indent + rng.choice(SIMPLE))
+    return lines
+
+
+def test_random_assemblies():
+    """Random files of generated lines inside blocks, some mutated (a line of any kind inserted, a line
+    dropped, an indentation changed): the outline agrees with the whole parse whether or not they parse."""
+    rng = random.Random(14)
+    outlined = valid = 0
+    for _ in range(4000):
+        lines = _block(rng, 0, 0)
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            at = rng.randrange(len(lines) + 1)
+            mutation = rng.random()
+            if mutation < 0.5:
+                lines.insert(at, " " * rng.choice((0, 1, 2, 4, 6)) + rng.choice(LINES))
+            elif mutation < 0.75 and len(lines) > 1:
+                del lines[at - 1]
+            else:
+                lines[at - 1] = " " * rng.choice((0, 1, 2, 4)) + lines[at - 1].lstrip(" ")
+        source = "\n".join(lines) + rng.choice(("", "\n"))
+        outlined += assert_same("code/__torch__/r.py", source)
+        valid += indexed("code/__torch__/r.py", source, False)[1] is None
+    assert outlined > 2000 and valid > 1000
