@@ -560,3 +560,31 @@ def test_quitting_while_the_ir_extracts_ends_graph_and_its_torch_child():
     for pid in children:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"torch child {pid} runs on"
+
+
+def test_the_tree_shows_before_the_index_and_the_links_follow_it():
+    """IRLoaded shows the tree with the node counts; where each value is defined and used (IRIndexed) can come
+    later: meanwhile the detail says so, then the highlighted line's links appear without a key."""
+    from copy import copy
+
+    from tsinspect.tui.views.ir import count_nodes, index_graphs
+
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            view = app.query_one("IRView")
+            extraction = app.extraction
+            other = copy(extraction)  # another extraction of the same IR, not indexed yet
+            view.show_ir(other, count_nodes(other.ir))
+            await settle(app, pilot)
+            app.show_node(view.search("prim::If")[0])
+            await settle(app, pilot)
+            links = app.query_one("#ir-links")
+            prompts = [str(o.prompt) for o in links.options]
+            assert "definitions: indexing..." in prompts and not any("defined by" in p for p in prompts), prompts
+            view.indexed(extraction, index_graphs(extraction.ir))  # an older extraction's index: ignored
+            assert "definitions: indexing..." in [str(o.prompt) for o in links.options]
+            view.indexed(other, index_graphs(other.ir))
+            await settle(app, pilot)
+            prompts = [str(o.prompt) for o in links.options]
+            assert any("defined by" in p and "aten::Bool" in p for p in prompts), prompts
+    run(body())

@@ -70,6 +70,8 @@ def status(app) -> str:
 def text_of(app, selector: str) -> str:
     """The plain text a Static shows."""
     widget = app.query_one(selector)
+    if hasattr(widget, "plain"):  # a line-based view (the code pane)
+        return widget.plain
     visual = widget.visual if hasattr(widget, "visual") else widget.render()
     return getattr(visual, "plain", str(visual))
 

@@ -25,7 +25,16 @@ class ArchiveFailed(Message):
 @dataclass
 class IRLoaded(Message):
     """The extraction child answered (``extraction`` is a tsinspect.ir.run.Extraction; its IR may be
-    refused or failed, and is decoded already); ``index``: tsinspect.tui.views.ir.index_graphs of it."""
+    refused or failed, and is decoded already); ``counts``: its graphs' node counts (tui.views.ir.count_nodes).
+    The tree shows at once; where each value is defined and used follows as IRIndexed."""
+
+    extraction: Any
+    counts: dict
+
+
+@dataclass
+class IRIndexed(Message):
+    """tsinspect.tui.views.ir.index_graphs of an extraction already shown (IRLoaded)."""
 
     extraction: Any
     index: dict

@@ -6,7 +6,7 @@ as plain text, never interpolated into markup (a name like ``[red]x`` must show 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.text import Text
 from textual.content import Content
@@ -205,7 +205,14 @@ def raw_record(name: str, data: bytes, size: int) -> Content:
 # ----- code
 
 
-def code_content(code, mark: int | None = None) -> Content:
+class CodeRows(NamedTuple):
+    """A code record prepared for the code pane: one styled row per line, and the widest row's cells."""
+
+    rows: list[Content]
+    width: int
+
+
+def code_content(code, mark: int | None = None) -> CodeRows:
     """Highlighted code with each line's number and original file:line in a gutter."""
     source = printable(code.text, keep_lines=True)
     body = highlight(source, language="python").split("\n", allow_blank=True)
@@ -220,7 +227,7 @@ def code_content(code, mark: int | None = None) -> Content:
         if number == mark:
             row = row.stylize("on $accent 25%")
         rows.append(row)
-    return lines(*rows)
+    return CodeRows(rows, max((row.cell_length for row in rows), default=0))
 
 
 def origin_text(origin) -> Content:

@@ -82,14 +82,29 @@ class LazyTree(Tree[Item]):
         super().__init__(Text(label), **kwargs)
         self._filled: dict[int, asyncio.Event] = {}
 
+    def notify_style_update(self) -> None:
+        """Lines drawn again, without Textual's layout pass of the whole screen: a style change (the focus
+        coming or going) changes no line's size."""
+        super(Tree, self).notify_style_update()
+        self._clear_line_cache()
+        self._updates += 1
+        self.refresh()
+
     def get_label_width(self, node: TreeNode[Item]) -> int:
         """The label's cells plus the expand icon's (Textual's own renders and styles the label to measure it)."""
         return node._label.cell_len + (len(self.ICON_NODE) if node._allow_expand else 0)
 
     def show(self, root: Item, label: Text | None = None) -> None:
         """Replace the content with the children of ``root`` (the root node itself may be hidden)."""
+        self.workers.cancel_group(self, "tree-fill")  # still filling the old nodes
         self._filled.clear()
+        old = list(self._tree_nodes.values())
         self.reset(label or root.label(), root)
+        # Textual's reset keeps the old nodes in its id map and each child refers to its parent: cycles that
+        # only a full collection frees, never once frozen (tui.app freezes what survives one)
+        self._tree_nodes = {self.root.id: self.root}
+        for node in old:
+            node._parent, node._children = None, []
         self.run_worker(self.populate(self.root), group="tree-fill")
         self.root.expand()
 
@@ -105,20 +120,22 @@ class LazyTree(Tree[Item]):
             await done.wait()
             return
         done = self._filled[node.id] = asyncio.Event()
-        items = node.data.children() if node.data is not None else []
-        if not isinstance(items, (list, Mapped)):
-            items = list(items)
-        if len(items) > self.PAGE:
-            size = max(self.PAGE, -(-len(items) // self.PAGE))
-            items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
-        elif isinstance(items, Mapped):
-            items = items[:]
-        for start in range(0, len(items), self.CHUNK):
-            for item in items[start:start + self.CHUNK]:
-                node.add(item.label(), data=item, allow_expand=item.expandable())
-            if start + self.CHUNK < len(items):
-                await asyncio.sleep(0)
-        done.set()
+        try:
+            items = node.data.children() if node.data is not None else []
+            if not isinstance(items, (list, Mapped)):
+                items = list(items)
+            if len(items) > self.PAGE:
+                size = max(self.PAGE, -(-len(items) // self.PAGE))
+                items = [Range(items, i, min(i + size, len(items))) for i in range(0, len(items), size)]
+            elif isinstance(items, Mapped):
+                items = items[:]
+            for start in range(0, len(items), self.CHUNK):
+                for item in items[start:start + self.CHUNK]:
+                    node.add(item.label(), data=item, allow_expand=item.expandable())
+                if start + self.CHUNK < len(items):
+                    await asyncio.sleep(0)
+        finally:
+            done.set()  # also when cancelled (show replaced the tree): a reveal waiting on it goes on
 
     async def reveal(self, keys: Sequence[Hashable], expand: bool = False) -> TreeNode[Item] | None:
         """Expand the path of items with these keys (from the root down) and move the cursor to the last
