@@ -16,7 +16,7 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.modules import ModuleInfo, short_type
 from tsinspect.archive.pickletree import children, inline, label
 from tsinspect.archive.tensors import TensorInfo, decode_values, tensor_from
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import counted, human_bytes, printable
 
 PREVIEW_VALUES = 256  # tensor values shown on request
 TEXT_CAP = 256 * 1024  # extra files shown as text
@@ -99,7 +99,7 @@ def overview(loaded) -> Content:
     rows.append(field("problems", Content.styled(f"{len(s.problems)}  (s)", WARN) if s.problems
                       else Content.styled("none", GOOD)))
     unsafe = loaded.scan.unsafe
-    rows.append(field("safety", Content.styled(f"{len(unsafe)} unsafe finding(s) in code/  (s)", BAD) if unsafe
+    rows.append(field("safety", Content.styled(f"{counted(len(unsafe), 'unsafe finding')} in code/  (s)", BAD) if unsafe
                       else Content.styled(f"nothing unsafe in code/ ({len(loaded.scan.findings)} notes)", GOOD)))
     rows += ["", Content.styled("Select a record on the left; F1 lists every key.", DIM)]
     return lines(*rows)

@@ -16,7 +16,7 @@ from textual.widgets import Static, Tree
 from tsinspect.archive.pt2 import SHORT, Pt2Program, Pt2Tensor
 from tsinspect.archive.pt2tree import (Pt2Module, Pt2Node, module_tree, program_tensors, symbol_uses,
                                        symbolic_dims)
-from tsinspect.archive.text import human_bytes, printable
+from tsinspect.archive.text import counted, human_bytes, printable
 from tsinspect.tui import render
 from tsinspect.tui.widgets.lazytree import Item, LazyTree
 
@@ -285,7 +285,7 @@ class ExportView(Horizontal):
                 render.field("name", n.name),
                 render.field("source", f"{n.file}:{n.line}" if n.file else "no user line in its stack_trace"),
                 render.field("modules", n.stack or "(root)"),
-                render.field("nesting", "the top graph" if not n.depth else f"{n.depth} subgraph(s) deep"),
+                render.field("nesting", "the top graph" if not n.depth else f"{counted(n.depth, 'subgraph')} deep"),
                 "", Content.styled("enter: show it in the IR view", render.DIM))
         if isinstance(item, TensorItem):
             return self._tensor(item.tensor)

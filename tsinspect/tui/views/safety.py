@@ -10,7 +10,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from tsinspect.safety.codescan import BENIGN, UNSAFE
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import counted, printable
 from tsinspect.tui import render
 
 VERDICT_STYLE = {UNSAFE: "bold red", BENIGN: "green"}
@@ -39,11 +39,11 @@ class SafetyView(Vertical):
         loaded = self.app.loaded
         scan, problems = loaded.scan, loaded.summary.problems
         unsafe = len(scan.unsafe)
-        verdict = (Content.styled(f"{unsafe} unsafe finding(s): the IR is only loaded with torch after you confirm",
+        verdict = (Content.styled(f"{counted(unsafe, 'unsafe finding')}: the IR is only loaded with torch after you confirm",
                                   render.BAD) if unsafe else
                    Content.styled("nothing in code/ runs file or raw-memory operations at load time", render.GOOD))
         self.query_one("#safety-summary", Static).update(Content.assemble(
-            verdict, (f"   {len(problems)} problem(s) in the archive", render.WARN if problems else render.DIM)))
+            verdict, (f"   {counted(len(problems), 'problem')} in the archive", render.WARN if problems else render.DIM)))
         findings = self.query_one("#findings", DataTable)
         findings.clear(columns=True)
         findings.add_columns("verdict", "kind", "where", "what", "detail")
