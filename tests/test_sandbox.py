@@ -168,7 +168,7 @@ def test_samples_load_inside_the_sandbox(sample_archives, stem):
 @needs_sandbox
 def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_archive, monkeypatch):
     commands = []  # each child's arguments: its command line and what it was told after the gate
-    real_finish = ir_run._Started.finish
+    real_finish = ir_run.ConfinedChild.finish
 
     def finish(self, timeout, rest=None, **kwargs):
         commands.append([*self.proc.args, *(rest or [])])
@@ -181,7 +181,7 @@ def test_quantized_archive_takes_the_full_copy_inside_the_sandbox(quantized_arch
         assert "quantized::conv2d" in doc["strings"]  # every graph's node kinds (tsinspect.ir/2's table)
         return doc
 
-    monkeypatch.setattr(ir_run._Started, "finish", finish)
+    monkeypatch.setattr(ir_run.ConfinedChild, "finish", finish)
     # data.pkl rebuilds quantized tensors: straight to the full copy, one child
     assert "quantized tensors have no meta kernels" in extract()["notes"][0]
     assert len(commands) == 1 and "--full" in commands[0]
@@ -198,7 +198,7 @@ def test_a_refused_archive_stops_the_early_child_unheard(setstate_file_writer_ar
     """The child starts before the gate has judged the archive: when the gate refuses, it is stopped
     without a word, before any copy was written, and nothing was loaded."""
     started, told = [], []
-    real_start, real_finish = ir_run.start_confined_child, ir_run._Started.finish
+    real_start, real_finish = ir_run.start_confined_child, ir_run.ConfinedChild.finish
 
     def start(*args, **kwargs):
         child = real_start(*args, **kwargs)
@@ -210,7 +210,7 @@ def test_a_refused_archive_stops_the_early_child_unheard(setstate_file_writer_ar
         return real_finish(self, *args, **kwargs)
 
     monkeypatch.setattr(ir_run, "start_confined_child", start)
-    monkeypatch.setattr(ir_run._Started, "finish", finish)
+    monkeypatch.setattr(ir_run.ConfinedChild, "finish", finish)
     with open_archive(str(setstate_file_writer_archive)) as archive:
         doc = ir_run.extract_ir(archive).document
     assert doc["load"] == "refused" and "__setstate__" in doc["error"]["message"]

@@ -4,10 +4,10 @@ Steps: start the child, which confines itself and imports torch, then waits; mea
 ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted (the child is then stopped without
 having seen a byte of the archive); copy the archive into a fresh private temporary directory with its
 tensor storages emptied (tsinspect.ir.metacopy); tell the child to load that copy (with resource limits,
-a timeout and confined: tsinspect.safety.sandbox) and keep its ``tsinspect.ir/2`` JSON. When meta loading fails for another reason than something missing, a
-full copy (real storages, still rebuilt from tsinspect's reading) is loaded by a second child: no child is
-ever given the user's file. Crashes, timeouts and memory exhaustion of the child become an ``error`` in
-that document, never an exception here.
+a timeout and confined: tsinspect.safety.sandbox) and keep its ``tsinspect.ir/2`` JSON. When meta loading
+fails for another reason than something missing, a full copy (real storages, still rebuilt from
+tsinspect's reading) is loaded by a second child: no child is ever given the user's file. Crashes, timeouts
+and memory exhaustion of the child become an ``error`` in that document, never an exception here.
 
 ``TSINSPECT_TEST_ONLY_SKIP_GATE=1`` skips the static gate, so that tests can prove what the sandbox alone
 stops; never set it otherwise. ``TSINSPECT_SANDBOX=off`` runs the child unconfined (for measuring the
@@ -181,7 +181,7 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
             early.stop()
 
 
-def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Path, early: Child) -> Extraction:
+def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Path, early: ConfinedChild) -> Extraction:
     index = index_code(archive)
     scan = scan_archive(archive, index)
     refused = not scan.safe_to_load and not options.trust
@@ -201,7 +201,7 @@ def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Pa
     if not full:
         meta = copies / "meta.pt"
         copy = write_meta_copy(archive, meta, debug_info=False)
-        document = early.finish(["--rewritten"] if copy.rewritten else [])
+        document = _document(early, options, ["--rewritten"] if copy.rewritten else [])
         error = document.get("error") or {}
         # (a child that wrote no document, killed or crashed, would not fare better on a full load)
         if document.get("torch_version") is None or error.get("kind") not in _FULL_WORTHY:
@@ -210,12 +210,12 @@ def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Pa
         notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
         copy_path = copies / "full.pt"
         write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
-        document = _start_child(archive, copy_path, run_dir, options, _code_sources(copies) + ["--full"],
-                                early=False).finish()
+        document = _document(_start_child(archive, copy_path, run_dir, options, _code_sources(copies) + ["--full"],
+                                          early=False), options)
     else:
         copy_path = copies / "full.pt"
         write_full_copy(archive, copy_path, _memory_limit(archive, options), debug_info=False)
-        document = early.finish(["--archive", str(copy_path), "--full"])
+        document = _document(early, options, ["--archive", str(copy_path), "--full"])
     return Extraction(_with_notes(document, notes), scan, index)
 
 
@@ -262,25 +262,17 @@ def _child_env() -> dict:
     return env
 
 
-class Child:
-    """An extraction child started by :func:`_start_child`; ``finish`` waits for its document (an IR document
-    of an error when it timed out, crashed or wrote nothing), ``stop`` ends it unheard."""
-
-    def __init__(self, started: _Started, timeout: float, early: bool):
-        self.started, self.timeout, self.early = started, timeout, early
-
-    def finish(self, rest: list[str] = ()) -> dict:
-        stdout, error = self.started.finish(self.timeout, rest if self.early else None)
-        return IR("failed", error=error).to_json() if error is not None else read_output(stdout)
-
-    def stop(self) -> None:
-        self.started.stop()
+def _document(child: ConfinedChild, options: Options, rest: list[str] | None = None) -> dict:
+    """The child's IR document (one of an error when it timed out, crashed or wrote nothing); ``rest``: the
+    rest of an awaiting child's arguments."""
+    stdout, error = child.finish(options.timeout, rest)
+    return IR("failed", error=error).to_json() if error is not None else read_output(stdout)
 
 
 def _start_child(archive: Archive, copy: Path, run_dir: Path, options: Options, flags: list[str],
-                 early: bool = True) -> Child:
+                 early: bool = True) -> ConfinedChild:
     """The extraction child for ``copy``; ``early``: it waits, torch imported, for the rest of its arguments
-    (``Child.finish``), so that it can start before the copy exists."""
+    (:func:`_document`), so that it can start before the copy exists."""
     args = ["--archive", str(copy), *flags]
     for flag, value in (("--module", options.module), ("--method", options.method)):
         if value is not None:
@@ -293,9 +285,8 @@ def _start_child(archive: Archive, copy: Path, run_dir: Path, options: Options, 
         args += ["--library", str(Path(lib).resolve())]
     if early:
         args.append("--await-rest")
-    started = start_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
-                                   options.timeout, awaiting=early)
-    return Child(started, options.timeout, early)
+    return start_confined_child("tsinspect.ir.extract", args, run_dir, _memory_limit(archive, options),
+                                options.timeout, awaiting=early)
 
 
 def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int,
@@ -307,7 +298,7 @@ def run_confined_child(module: str, args: list[str], run_dir: Path, memory_limit
     return start_confined_child(module, args, run_dir, memory_limit, timeout).finish(timeout, doing=doing)
 
 
-class _Started:
+class ConfinedChild:
     """A confined child running (see start_confined_child)."""
 
     def __init__(self, proc: subprocess.Popen, log_path: Path, out_path: Path):
@@ -346,7 +337,7 @@ class _Started:
 
 
 def start_confined_child(module: str, args: list[str], run_dir: Path, memory_limit: int, timeout: float,
-                         awaiting: bool = False) -> _Started:
+                         awaiting: bool = False) -> ConfinedChild:
     """Start what :func:`run_confined_child` runs; ``awaiting``: with a pipe for its stdin (the rest of its
     arguments), else stdin closed."""
     cmd = [sys.executable, "-m", module, *args]
@@ -363,7 +354,7 @@ def start_confined_child(module: str, args: list[str], run_dir: Path, memory_lim
         proc = subprocess.Popen(cmd, cwd=run_dir, env=_child_env(),
                                 stdin=subprocess.PIPE if awaiting else subprocess.DEVNULL,
                                 stdout=out, stderr=log, start_new_session=True)
-    return _Started(proc, log_path, out_path)
+    return ConfinedChild(proc, log_path, out_path)
 
 
 def _tail(path: Path, size: int = 4096) -> bytes:
