@@ -183,13 +183,14 @@ def module_of(record_name: str) -> str:
     return path[:-3].replace("/", ".") if path.endswith(".py") else path.replace("/", ".")
 
 
-def index_code(archive: Archive) -> CodeIndex:
-    """Parse every code record; files that do not parse become problems on the archive."""
+def index_code(archive: Archive, outlined: bool = True) -> CodeIndex:
+    """Parse every code record; files that do not parse become problems on the archive. ``outlined=False``
+    for callers that read every method's tree anyway (the safety scan): the outline would be work twice."""
     with paused():  # ASTs are large and acyclic
-        return _index_code(archive)
+        return _index_code(archive, outlined)
 
 
-def _index_code(archive: Archive) -> CodeIndex:
+def _index_code(archive: Archive, outlined: bool) -> CodeIndex:
     index = CodeIndex(file_version=_file_version(archive))
     for record in archive.records_of(CODE):
         try:
@@ -197,7 +198,7 @@ def _index_code(archive: Archive) -> CodeIndex:
         except ArchiveError as exc:
             archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
             continue
-        error = index_file(index, record.name, source)
+        error = index_file(index, record.name, source, outlined)
         if error is not None:
             archive.problems.append(Problem("bad_code", record.display_name, error))
     return index

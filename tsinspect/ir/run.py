@@ -182,7 +182,7 @@ def extract_ir(archive: Archive, options: Options | None = None) -> Extraction:
 
 
 def _gate_and_load(archive: Archive, options: Options, copies: Path, run_dir: Path, early: ConfinedChild) -> Extraction:
-    index = index_code(archive)
+    index = index_code(archive, outlined=False)  # the gate reads every method's tree
     scan = scan_archive(archive, index)
     refused = not scan.safe_to_load and not options.trust
     skip_gate = refused and os.environ.get(SKIP_GATE_ENV) == "1"

@@ -618,7 +618,7 @@ class _Scan:
         if not self.archive.records_of(rk.CODE) and not any(
                 r.name.lower() == "bytecode.pkl" for r in self.archive.records):
             return
-        index = index_code(self.archive)
+        index = index_code(self.archive, outlined=False)  # the judge reads every method's tree
         scan = codescan.scan_archive(self.archive, index, pickles=False)  # _members judges the pickles
         prefix = self.archive.prefix
         for f in scan.findings:
