@@ -34,8 +34,10 @@ from pathlib import Path
 PY = sys.executable
 
 PROBE = r"""
-import asyncio, gc, json, resource, sys, time
+import asyncio, gc, json, os, resource, sys, time
 START = float(sys.argv[2])
+if os.environ.get("TUI_STALLS_SOURCE"):  # another tsinspect package than the editable install's
+    sys.path.insert(0, os.environ["TUI_STALLS_SOURCE"])
 from tsinspect.tui.irfetch import Running
 started = Running(sys.argv[1], trust=False, inline=False)  # as tsinspect.tui.run does, before Textual's import
 from tsinspect.tui.app import InspectorApp
@@ -143,6 +145,10 @@ async def main(path):
         await pilot.pause()
         out["first"] = time.time() - START
         out["first_cpu"] = round(cpu(), 3)
+        if "--first" in sys.argv:  # no teardown: it is not measured, and the app's may race its timers
+            print(json.dumps(out), flush=True)
+            started.stop()
+            os._exit(0)
         beat = asyncio.create_task(heartbeat())
         if "--where" in sys.argv:
             import threading
@@ -247,10 +253,17 @@ finally:
 """
 
 
-def probe(path: Path, *flags: str) -> dict:
+# as an installed tsinspect runs: with the bytecode cache (this machine's environment sets
+# PYTHONDONTWRITEBYTECODE, and tsinspect's modules were then compiled again by every probe: 0.05-0.1 s of CPU)
+CACHED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def probe(path: Path, *flags: str, source: Path | None = None) -> dict:
+    """One run of the app on ``path``; ``source``: a folder holding another tsinspect package to run instead."""
+    env = dict(CACHED_ENV, TUI_STALLS_SOURCE=str(source)) if source else CACHED_ENV
     start = time.time()
     proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start), *flags],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode:
         raise SystemExit(f"probe failed on {path}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -271,11 +284,37 @@ PHASES = ("IR arrival", "i (inlined, fetched)", "search aten::", "expand", "scro
           "code line (c)", "full collection", "i (back)")
 
 
+def first_screens(archives: list[Path], repeat: int, source: Path) -> None:
+    """The first screen of this tree's app and of ``source``'s, alternately, in one run (same machine load)."""
+    here = Path(__file__).resolve().parent.parent
+    print("| archive | tree | first screen, wall (each run) | UI CPU (each run) | load |")
+    print("|---|---|---|---|---|")
+    for path in archives:
+        for tree in (source, here):  # one warm-up each: writes the bytecode cache, reads the archive into memory
+            probe(path, "--first", source=tree)
+        times = {source: [], here: []}
+        loads = []
+        for _ in range(repeat):
+            for tree in (source, here):
+                out = probe(path, "--first", source=tree)
+                times[tree].append((out["first"], out["first_cpu"]))
+                loads.append(os.getloadavg()[0])
+        for tree, runs in times.items():
+            print(f"| {path.name} | {tree} | {' '.join(f'{w:.2f}' for w, _ in runs)} s | "
+                  f"{' '.join(f'{c:.2f}' for _, c in runs)} s | {min(loads):.1f}-{max(loads):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("archives", nargs="+", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--first", type=Path, metavar="SOURCE",
+                        help="only the first screen, alternating with the tsinspect package in SOURCE (a folder "
+                             "holding it, e.g. `git archive main tsinspect | tar -x -C SOURCE`)")
     args = parser.parse_args()
+    if args.first:
+        first_screens(args.archives, args.repeat, args.first)
+        return
     rows = []
     for path in args.archives:
         runs, graphs, inlines = [], [], []
