@@ -150,7 +150,12 @@ class InspectorApp(App):
                 return
             views = {name: VIEWS[name]() for name in later}
             for name, view in views.items():  # one at a time: mounted together, their children were not all there
-                await self.query_one(f"#{name}", TabPane).mount(view)
+                pane = self.query(f"TabPane#{name}")
+                if not pane:  # the app quits (q right after the first screen): its widgets are going
+                    return
+                await pane.first().mount(view)
+            if not all(view.children for view in views.values()):  # the app quit meanwhile
+                return
             self.views_ready.update(later)
             for view in views.values():  # what the views composed at once were told already
                 if self.load_error is not None:
