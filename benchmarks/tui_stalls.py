@@ -5,14 +5,18 @@
 For each archive, in a fresh process each run, the app is started as ``tsinspect FILE`` starts it (the IR's
 ``graph --json`` process first, then Textual) and driven headless (App.run_test, 140x40) while an
 event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall of
-the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen: the screen refreshed once
-the archive is shown), ``i`` (the inlined graphs, fetched on demand), a search for ``aten::`` (every node of every method), space on a folder of
-1,000 nodes, scrolling (20 pages, end, home, 40 lines), a jump to an input's definition (tab, enter), ``c``
-(the node's code line in the archive view), one ``gc.collect()`` on the UI thread, and ``i`` back.
+the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen: the screen refreshed
+once the archive is shown), ``i`` (the inlined graphs, fetched on demand), a search for ``aten::`` (every
+node of every method), space on a folder of 1,000 nodes, scrolling (20 pages, end, home, 40 lines), a
+jump to an input's definition (tab, enter), ``c`` (the node's code line in the archive view), one
+``gc.collect()`` on the UI thread, and ``i`` back.
 ``graph --json`` and ``graph --inline --json`` run interleaved with the probe, so all see the same machine.
 Prints one JSON line per run and a Markdown table of the best times and the worst stalls. Times are from
 the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
 the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
+
+``--first SOURCE`` times the first screen only, this tree's app alternating with the tsinspect package in
+the folder SOURCE (the code before a change), each run with the bytecode cache as an installed tsinspect.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
