@@ -376,7 +376,11 @@ class InspectorApp(App):
         if isinstance(self.screen, CompareScreen):
             return
         if len(self.views_ready) < len(VIEWS):  # before the first screen: the diff view is composed first
-            self._jump(self.current_view(), lambda view: self.action_compare())
+            async def when_composed() -> None:
+                await self.mount_views()
+                self.action_compare()
+
+            self.run_worker(when_composed(), group="views")
             return
         folder = str(Path(self.path).parent)
         start = "" if folder == "." else folder.rstrip("/") + "/"
