@@ -388,8 +388,10 @@ class InspectorApp(App):
         def chosen(path: str | None) -> None:
             if path:
                 self.other = path
-                self._activate("diff")
                 self.start_diff(self.path, path)
+                # once the dialog is gone: the main screen, resumed, gives the focus back to the widget that had
+                # it, whose tab (the safety view's, in test_tui_walk) could take the diff's place
+                self.call_after_refresh(self._activate, "diff")
 
         self.push_screen(CompareScreen(self.path, start), chosen)
 
