@@ -5,14 +5,18 @@
 For each archive, in a fresh process each run, the app is started as ``tsinspect FILE`` starts it (the IR's
 ``graph --json`` process first, then Textual) and driven headless (App.run_test, 140x40) while an
 event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall of
-the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen), ``i`` (the inlined
-graphs, fetched on demand), a search for ``aten::`` (every node of every method), space on a folder of
-1,000 nodes, scrolling (20 pages, end, home, 40 lines), a jump to an input's definition (tab, enter), ``c``
-(the node's code line in the archive view), one ``gc.collect()`` on the UI thread, and ``i`` back.
+the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen: the screen refreshed
+once the archive is shown), ``i`` (the inlined graphs, fetched on demand), a search for ``aten::`` (every
+node of every method), space on a folder of 1,000 nodes, scrolling (20 pages, end, home, 40 lines), a
+jump to an input's definition (tab, enter), ``c`` (the node's code line in the archive view), one
+``gc.collect()`` on the UI thread, and ``i`` back.
 ``graph --json`` and ``graph --inline --json`` run interleaved with the probe, so all see the same machine.
 Prints one JSON line per run and a Markdown table of the best times and the worst stalls. Times are from
 the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
 the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
+
+``--first SOURCE`` times the first screen only, this tree's app alternating with the tsinspect package in
+the folder SOURCE (the code before a change), each run with the bytecode cache as an installed tsinspect.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
@@ -34,8 +38,10 @@ from pathlib import Path
 PY = sys.executable
 
 PROBE = r"""
-import asyncio, gc, json, resource, sys, time
+import asyncio, gc, json, os, resource, sys, time
 START = float(sys.argv[2])
+if os.environ.get("TUI_STALLS_SOURCE"):  # another tsinspect package than the editable install's
+    sys.path.insert(0, os.environ["TUI_STALLS_SOURCE"])
 from tsinspect.tui.irfetch import Running
 started = Running(sys.argv[1], trust=False, inline=False)  # as tsinspect.tui.run does, before Textual's import
 from tsinspect.tui.app import InspectorApp
@@ -135,14 +141,25 @@ def cpu():
 async def main(path):
     if "--slow" in sys.argv:
         time_handlers()
+    shown = {}  # the first screen: the screen refreshed after the status line first names the archive's records
+    update_status = InspectorApp.update_status
+    def marked(self, *args):
+        update_status(self, *args)
+        if self.loaded is not None and not shown:
+            shown["at"] = None
+            self.call_after_refresh(lambda: shown.update(at=(time.time() - START, cpu())))
+    InspectorApp.update_status = marked
     app = InspectorApp(path, started_ir=started)
     out = {}
     async with app.run_test(size=(140, 40)) as pilot:
-        while app.loaded is None:
+        while shown.get("at") is None:
             await pilot.pause(0.005)
+        out["first"], out["first_cpu"] = shown["at"][0], round(shown["at"][1], 3)
         await pilot.pause()
-        out["first"] = time.time() - START
-        out["first_cpu"] = round(cpu(), 3)
+        if "--first" in sys.argv:  # no teardown: it is not measured, and the app's may race its timers
+            print(json.dumps(out), flush=True)
+            started.stop()
+            os._exit(0)
         beat = asyncio.create_task(heartbeat())
         if "--where" in sys.argv:
             import threading
@@ -247,10 +264,17 @@ finally:
 """
 
 
-def probe(path: Path, *flags: str) -> dict:
+# as an installed tsinspect runs: with the bytecode cache (this machine's environment sets
+# PYTHONDONTWRITEBYTECODE, and tsinspect's modules were then compiled again by every probe: 0.05-0.1 s of CPU)
+CACHED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def probe(path: Path, *flags: str, source: Path | None = None) -> dict:
+    """One run of the app on ``path``; ``source``: a folder holding another tsinspect package to run instead."""
+    env = dict(CACHED_ENV, TUI_STALLS_SOURCE=str(source)) if source else CACHED_ENV
     start = time.time()
     proc = subprocess.run([PY, "-c", PROBE, str(path), repr(start), *flags],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode:
         raise SystemExit(f"probe failed on {path}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -271,11 +295,37 @@ PHASES = ("IR arrival", "i (inlined, fetched)", "search aten::", "expand", "scro
           "code line (c)", "full collection", "i (back)")
 
 
+def first_screens(archives: list[Path], repeat: int, source: Path) -> None:
+    """The first screen of this tree's app and of ``source``'s, alternately, in one run (same machine load)."""
+    here = Path(__file__).resolve().parent.parent
+    print("| archive | tree | first screen, wall (each run) | UI CPU (each run) | load |")
+    print("|---|---|---|---|---|")
+    for path in archives:
+        for tree in (source, here):  # one warm-up each: writes the bytecode cache, reads the archive into memory
+            probe(path, "--first", source=tree)
+        times = {source: [], here: []}
+        loads = []
+        for _ in range(repeat):
+            for tree in (source, here):
+                out = probe(path, "--first", source=tree)
+                times[tree].append((out["first"], out["first_cpu"]))
+                loads.append(os.getloadavg()[0])
+        for tree, runs in times.items():
+            print(f"| {path.name} | {tree} | {' '.join(f'{w:.2f}' for w, _ in runs)} s | "
+                  f"{' '.join(f'{c:.2f}' for _, c in runs)} s | {min(loads):.1f}-{max(loads):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("archives", nargs="+", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--first", type=Path, metavar="SOURCE",
+                        help="only the first screen, alternating with the tsinspect package in SOURCE (a folder "
+                             "holding it, e.g. `git archive main tsinspect | tar -x -C SOURCE`)")
     args = parser.parse_args()
+    if args.first:
+        first_screens(args.archives, args.repeat, args.first)
+        return
     rows = []
     for path in args.archives:
         runs, graphs, inlines = [], [], []

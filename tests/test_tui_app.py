@@ -588,3 +588,43 @@ def test_the_tree_shows_before_the_index_and_the_links_follow_it():
             prompts = [str(o.prompt) for o in links.options]
             assert any("defined by" in p and "aten::Bool" in p for p in prompts), prompts
     run(body())
+
+
+def test_views_composed_after_the_first_screen_answer_keys_pressed_before():
+    """Only the archive and IR views are composed for the first screen; a view key pressed before the others
+    are shows its view once composed, with the focus and the archive's content."""
+    from tsinspect.tui.app import InspectorApp
+
+    async def body():
+        app = InspectorApp(str(SAMPLES / "gate_scripted.pt"))
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.view("archive") is not None and app.view("ir") is not None
+            assert app.view("modules") is None and app.view("diff") is None
+            await pilot.press("m")
+            await until(app, pilot, lambda: app.loaded is not None and app.view("modules") is not None, "modules")
+            await settle(app, pilot)
+            assert app.current_view() == "modules"
+            assert app.focused is app.query_one("#module-tree")
+            assert "models.Gate" in app.query_one("#module-tree").root.label.plain
+            await press(app, pilot, "s")
+            assert "0 problems" in text_of(app, "#safety-summary")
+    run(body())
+
+
+def test_compare_before_the_late_views_are_composed():
+    """ctrl+o at start composes the diff view first, then asks for the other archive; the diff shows."""
+    from tsinspect.tui.app import InspectorApp
+
+    async def body():
+        app = InspectorApp(str(SAMPLES / "gate_traced.pt"))
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.view("diff") is None
+            await pilot.press("ctrl+o")
+            await until(app, pilot, lambda: type(app.screen).__name__ == "CompareScreen", "the dialog")
+            app.screen.query_one("#compare-path").value = str(SAMPLES / "gate_scripted.pt")
+            await pilot.press("enter")
+            await until(app, pilot, lambda: app.view("diff").state in ("loaded", "failed"), "the diff")
+            await settle(app, pilot)
+            assert app.view("diff").state == "loaded"
+            assert app.current_view() == "diff" and app.focused is app.query_one("#diff-findings")
+    run(body())

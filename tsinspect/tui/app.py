@@ -14,7 +14,9 @@ archive then serves the IR view: torch loads each archive once.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 from pathlib import Path
 
 from textual import on, work
@@ -27,7 +29,6 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.text import printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
-from tsinspect.tui.help import HelpScreen
 from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRIndexed, IRLoaded,
                                    SearchDone)
 from tsinspect.tui.views.archive import ArchiveView
@@ -50,6 +51,11 @@ def _freeze_survivors(phase: str, info: dict) -> None:
 
 VIEWS = {"archive": ArchiveView, "modules": ModulesView, "ir": IRView, "safety": SafetyView, "diff": DiffView,
          "export": ExportView}
+TITLES = {"archive": "Archive [a]", "modules": "Modules [m]", "ir": "IR [g]", "safety": "Safety [s]",
+          "diff": "Diff [d]", "export": "Export [e]"}
+# composed after the first screen (see InspectorApp.mount_views); the IR view is not: it follows the IR's
+# extraction from the start, and the status line reads it
+LATER = ("modules", "safety", "diff", "export")
 
 
 class InspectorApp(App):
@@ -95,23 +101,20 @@ class InspectorApp(App):
         self.matches: list = []
         self.match_index = 0
         self.match_view = ""
+        self.load_error: str | None = None
+        # the views composed: the others wait in empty tabs until the first screen is shown (with a second
+        # archive, every view at once: the app opens on the diff)
+        self.views_ready = set(VIEWS) if other else set(VIEWS) - set(LATER)
+        self._mounting = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Static(Content.assemble(("tsinspect ", "bold"), printable(Path(self.path).name),
                                       ("  reading...", render.DIM)), id="status")
         with TabbedContent(initial="diff" if self.other else "archive", id="views"):
-            with TabPane(Content("Archive [a]"), id="archive"):
-                yield ArchiveView()
-            with TabPane(Content("Modules [m]"), id="modules"):
-                yield ModulesView()
-            with TabPane(Content("IR [g]"), id="ir"):
-                yield IRView()
-            with TabPane(Content("Safety [s]"), id="safety"):
-                yield SafetyView()
-            with TabPane(Content("Diff [d]"), id="diff"):
-                yield DiffView()
-            with TabPane(Content("Export [e]"), id="export"):
-                yield ExportView()
+            for name, view in VIEWS.items():
+                with TabPane(Content(TITLES[name]), id=name):
+                    if name in self.views_ready:
+                        yield view()
         search = Input(placeholder="find in this view: op kind, value, record, module name; enter, then n / N",
                        id="search")
         search.display = False
@@ -133,10 +136,40 @@ class InspectorApp(App):
         if _freeze_survivors in gc.callbacks:
             gc.callbacks.remove(_freeze_survivors)
 
+    def view(self, name: str):
+        """The view ``name`` once composed, else None."""
+        return self.query_one(VIEWS[name]) if name in self.views_ready else None
+
+    async def mount_views(self) -> None:
+        """Compose the views not composed yet (once; every caller waits for it): after the first screen is
+        shown, or earlier by whatever needs one of them (its key, a jump, ctrl+o). Their 34 widgets of 86,
+        hidden at start, were composed and styled before the first screen."""
+        async with self._mounting:
+            later = [name for name in VIEWS if name not in self.views_ready]
+            if not later:
+                return
+            views = {name: VIEWS[name]() for name in later}
+            for name, view in views.items():  # one at a time: mounted together, their children were not all there
+                pane = self.query(f"TabPane#{name}")
+                if not pane:  # the app quits (q right after the first screen): its widgets are going
+                    return
+                await pane.first().mount(view)
+            if not all(view.children for view in views.values()):  # the app quit meanwhile
+                return
+            self.views_ready.update(later)
+            for view in views.values():  # what the views composed at once were told already
+                if self.load_error is not None:
+                    view.show_failure(self.load_error)
+                elif self.loaded is not None:
+                    view.show_archive()
+
+    def _mount_later(self) -> None:
+        self.run_worker(self.mount_views(), group="views")
+
     def _tick(self) -> None:
         """Long work shows its elapsed time."""
         for view in self.query("IRView, DiffView"):  # nothing while the app shuts down
-            if view.state == "loading":
+            if view.state == "loading" and view.children:  # none once the app quits: q in the first second
                 view.tick()
 
     # ----- loading
@@ -185,29 +218,34 @@ class InspectorApp(App):
         self.loaded = message.state
         if self.loaded.summary.format == rk.PT2:
             self.query_one("#views", TabbedContent).show_tab("export")
+        self.load_error = None
         ir_asked = self.query_one(IRView).state != "waiting"  # the IR worker started with the app
-        for view in VIEWS.values():
-            self.query_one(view).show_archive()
-        if self.current_view() == "diff":  # opened by diff --tui: the focus stays with the findings
-            self.query_one(DiffView).focus_main()
+        for name in self.views_ready:
+            self.view(name).show_archive()
+        diff = self.view("diff")
+        if self.current_view() == "diff" and diff is not None:  # opened by diff --tui: the focus stays there
+            diff.focus_main()
         else:
             self.query_one("#records").focus()
         if self.loaded.summary.format in rk.IR_FORMATS and not ir_asked:
             if self.path in self.diff_extractions:
                 self.ir_from_diff()
-            elif (self.query_one(DiffView).state == "loading" and self.path in (self.diff_pair or ())
+            elif (diff is not None and diff.state == "loading" and self.path in (self.diff_pair or ())
                   and self.diff_ir != "never"):
                 self.ir_after_diff = True  # the diff is extracting this archive already
                 self.query_one(IRView).show_loading(self.trust, "the diff is extracting it")
             else:
                 self.load_ir(self.trust)
         self.update_status()
+        self.call_after_refresh(self._mount_later)
 
     @on(ArchiveFailed)
     def _archive_failed(self, message: ArchiveFailed) -> None:
-        for view in VIEWS.values():
-            self.query_one(view).show_failure(message.message)
+        self.load_error = message.message
+        for name in self.views_ready:
+            self.view(name).show_failure(message.message)
         self.update_status(message.message)
+        self.call_after_refresh(self._mount_later)
 
     @work(thread=True, exclusive=True, group="ir", exit_on_error=False)
     def load_ir(self, trust: bool, inline: bool = False) -> None:
@@ -337,22 +375,32 @@ class InspectorApp(App):
     def action_compare(self) -> None:
         if isinstance(self.screen, CompareScreen):
             return
+        if len(self.views_ready) < len(VIEWS):  # before the first screen: the diff view is composed first
+            async def when_composed() -> None:
+                await self.mount_views()
+                self.action_compare()
+
+            self.run_worker(when_composed(), group="views")
+            return
         folder = str(Path(self.path).parent)
         start = "" if folder == "." else folder.rstrip("/") + "/"
 
         def chosen(path: str | None) -> None:
             if path:
                 self.other = path
-                self.action_view("diff")
                 self.start_diff(self.path, path)
+                # once the dialog is gone: the main screen, resumed, gives the focus back to the widget that had
+                # it, whose tab (the safety view's, in test_tui_walk) could take the diff's place
+                self.call_after_refresh(self._activate, "diff")
 
         self.push_screen(CompareScreen(self.path, start), chosen)
 
     def show_finding(self, index: int) -> None:
-        self.query_one("#views", TabbedContent).active = "diff"
-        view = self.query_one(DiffView)
-        view.show_finding(index)
-        view.focus_main()
+        def show(view: DiffView) -> None:
+            view.show_finding(index)
+            view.focus_main()
+
+        self._jump("diff", show)
 
     # ----- status
 
@@ -393,40 +441,57 @@ class InspectorApp(App):
         if name == "export" and (self.loaded is None or self.loaded.summary.format != rk.PT2):
             self.notify("The export view shows torch.export archives (.pt2); this is not one.", markup=False)
             return
+        if name in self.views_ready:
+            self._activate(name)
+        else:  # its tab shows at once, the view once composed
+            self._jump(name, lambda view: view.focus_main())
+
+    def _activate(self, name: str) -> None:
         self.query_one("#views", TabbedContent).active = name
-        self.query_one(VIEWS[name]).focus_main()
+        self.view(name).focus_main()
 
     @on(TabbedContent.TabActivated)
     def _tab(self, event: TabbedContent.TabActivated) -> None:
-        view = VIEWS.get(event.pane.id or "")
-        if view is not None:
-            self.query_one(view).focus_main()
+        name = event.pane.id or ""
+        if name in self.views_ready:
+            self.view(name).focus_main()
+        elif name in VIEWS:  # a click on the tab of a view not composed yet
+            self._jump(name, lambda view: view.focus_main())
 
     def current_view(self) -> str:
         return self.query_one("#views", TabbedContent).active
 
+    def _jump(self, name: str, go) -> None:
+        """Switch to view ``name`` and call ``go`` with it (awaited when it returns an awaitable), in a worker:
+        the view may have to be composed first."""
+        self.query_one("#views", TabbedContent).active = name
+
+        async def run() -> None:
+            if name not in self.views_ready:
+                await self.mount_views()
+            result = go(self.view(name))
+            if inspect.isawaitable(result):
+                await result
+
+        self.run_worker(run(), group="jump")
+
     def show_code(self, file: str, line: int | None = None) -> None:
         """Switch to the archive view on a code record, marking ``line``."""
-        self.query_one("#views", TabbedContent).active = "archive"
-        self.run_worker(self.query_one(ArchiveView).jump(("record", file), line), group="jump")
+        self._jump("archive", lambda view: view.jump(("record", file), line))
 
     def show_record(self, key: tuple) -> None:
-        self.query_one("#views", TabbedContent).active = "archive"
-        self.run_worker(self.query_one(ArchiveView).jump(key), group="jump")
+        self._jump("archive", lambda view: view.jump(key))
 
     def show_module(self, path: str) -> None:
-        self.query_one("#views", TabbedContent).active = "modules"
-        self.run_worker(self.query_one(ModulesView).jump(path), group="jump")
+        self._jump("modules", lambda view: view.jump(path))
 
     def show_export(self, chain: list) -> None:
         """Switch to the export view on an item: its tree keys from the root down."""
-        self.query_one("#views", TabbedContent).active = "export"
-        self.run_worker(self.query_one(ExportView).jump(chain), group="jump")
+        self._jump("export", lambda view: view.jump(chain))
 
     def show_node(self, target: tuple) -> None:
         """Switch to the IR view on a method or node: (module path, method, node id or None)."""
-        self.query_one("#views", TabbedContent).active = "ir"
-        self.run_worker(self.query_one(IRView).jump(target), group="jump")
+        self._jump("ir", lambda view: view.jump(target))
 
     # ----- search
 
@@ -446,11 +511,12 @@ class InspectorApp(App):
     def _search(self, event: Input.Submitted) -> None:
         query = event.value.strip()
         self._hide_search()
-        if not query or self.loaded is None:
-            self.query_one(VIEWS[self.current_view()]).focus_main()
+        view = self.view(self.current_view())
+        if view is None:  # its tab was clicked and it is being composed
             return
-        view = self.query_one(VIEWS[self.current_view()])
         view.focus_main()
+        if not query or self.loaded is None:
+            return
         self.find(self.current_view(), view.search, query)
 
     @work(thread=True, exclusive=True, group="search", exit_on_error=False)
@@ -472,7 +538,9 @@ class InspectorApp(App):
     def key_escape(self) -> None:
         if self.query_one("#search", Input).display:
             self._hide_search()
-            self.query_one(VIEWS[self.current_view()]).focus_main()
+            view = self.view(self.current_view())
+            if view is not None:
+                view.focus_main()
 
     def _hide_search(self) -> None:
         """Hide the search field and take the focus from it now: a view still loading (the IR tree while `i`
@@ -496,5 +564,7 @@ class InspectorApp(App):
     # ----- help
 
     def action_help(self) -> None:
+        from tsinspect.tui.help import HelpScreen  # Textual's Markdown widget: 31 ms to import, on the first F1
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -18,7 +18,8 @@ class JumpProvider(Provider):
         """(text, callback) for everything one can jump to, as the app knows it now."""
         app = self.app
         out: list[tuple[str, object]] = [("diff: compare with another archive...", app.action_compare)]
-        for i, f in enumerate(app.query_one("DiffView").findings):
+        diff = app.view("diff")  # None until composed (after the first screen)
+        for i, f in enumerate(diff.findings if diff is not None else []):
             where = f"{f.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{f.line}" if f.file and f.line else ""
             out.append((printable(f"diff: {f.kind} {where} {f.method or ''}"), partial(app.show_finding, i)))
         loaded = app.loaded

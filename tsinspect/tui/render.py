@@ -10,7 +10,6 @@ from typing import Any, NamedTuple
 
 from rich.text import Text
 from textual.content import Content
-from textual.highlight import highlight
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.modules import ModuleInfo, short_type
@@ -194,6 +193,8 @@ def raw_record(name: str, data: bytes, size: int) -> Content:
     if text is not None:
         body = Content(printable(text, keep_lines=True))
         if name.endswith(".json") or name.endswith(".py"):
+            from textual.highlight import highlight  # pygments: 16 ms to import, not needed by the first screen
+
             body = highlight(printable(text, keep_lines=True), path=name)
         cut = [Content.styled(f"... first {len(data)} of {size} bytes", DIM)] if size > len(data) else []
         return lines(body, *cut)
@@ -215,6 +216,8 @@ class CodeRows(NamedTuple):
 def code_content(code, mark: int | None = None) -> CodeRows:
     """Highlighted code with each line's number and original file:line in a gutter."""
     source = printable(code.text, keep_lines=True)
+    from textual.highlight import highlight
+
     body = highlight(source, language="python").split("\n", allow_blank=True)
     labels = [f"{_basename(o.file)}:{o.line}" if o and o.file else "" for o in code.origins]
     width = min(32, max(map(len, labels), default=0))

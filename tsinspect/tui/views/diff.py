@@ -16,7 +16,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.content import Content
-from textual.highlight import highlight
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Input, LoadingIndicator, Static, Tree
@@ -52,6 +51,8 @@ def _dedent(texts: list[str]) -> list[str]:
 def _code(texts: list[str]) -> list[Content]:
     """Highlighted lines (as Python), one Content per line, common indentation removed."""
     body = printable("\n".join(_dedent(texts)), keep_lines=True)
+    from textual.highlight import highlight  # pygments, imported when a diff shows code
+
     return list(highlight(body, language="python").split("\n", allow_blank=True))[:len(texts)]
 
 
