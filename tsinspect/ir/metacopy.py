@@ -76,7 +76,7 @@ def write_meta_copy(archive: Archive, target: Path, debug_info: bool = True) -> 
     return CopyInfo(rewritten, keep_constants)
 
 
-_DOS_DATE = (1 << 5) | 1  # 1980-01-01, 00:00:00 as in _info
+_DOS_DATE = (1 << 5) | 1  # 1980-01-01, 00:00:00 as in _zip_info
 
 
 def _write_stored_zip(target: Path, members: list[tuple[str, bytes]]) -> None:
@@ -86,7 +86,7 @@ def _write_stored_zip(target: Path, members: list[tuple[str, bytes]]) -> None:
     if len(members) >= 0xFFFF or sum(len(data) for _, data in members) >= 0xFFFFFFFF - (1 << 26):
         with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
             for name, data in members:
-                out.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+                out.writestr(_zip_info(name), data)
         return
     local, central, offset = [], [], 0
     for name, data in members:
@@ -117,7 +117,7 @@ def write_full_copy(archive: Archive, target: Path, budget: int, debug_info: boo
                            "(raise --memory-limit)")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
         for record in records:
-            with out.open(_info(record), "w", force_zip64=record.entry.size >= 2 ** 31) as dest:
+            with out.open(_zip_info(record.entry.name), "w", force_zip64=record.entry.size >= 2 ** 31) as dest:
                 for chunk in archive.zip.iter_chunks(record.entry, record.entry.size):
                     dest.write(chunk)
 
@@ -129,8 +129,7 @@ def write_code_sources(archive: Archive, target: Path) -> None:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
         for record in copied_records(archive):
             if record.kind in (rk.CODE, rk.DEBUG_INFO):
-                out.writestr(zipfile.ZipInfo(record.name, date_time=(1980, 1, 1, 0, 0, 0)),
-                             archive.read(record, PICKLE_CAP))
+                out.writestr(_zip_info(record.name), archive.read(record, PICKLE_CAP))
 
 
 def copied_records(archive: Archive, debug_info: bool = True) -> list[Record]:
@@ -151,8 +150,9 @@ def copied_records(archive: Archive, debug_info: bool = True) -> list[Record]:
     return out
 
 
-def _info(record: Record) -> zipfile.ZipInfo:
-    return zipfile.ZipInfo(record.entry.name, date_time=(1980, 1, 1, 0, 0, 0))
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    """A member of a copy, dated as every copy's members are (the same bytes for the same archive)."""
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
 
 
 def _binunicode(text: str) -> bytes:
