@@ -219,6 +219,58 @@ def test_a_refused_archive_stops_the_early_child_unheard(setstate_file_writer_ar
     assert not setstate_marker.exists()
 
 
+def _watch_early_start(monkeypatch) -> list:
+    """Record, in order, each child started and each archive opened by tsinspect.ir.run."""
+    events: list = []
+    real_start, real_open = ir_run.start_confined_child, ir_run.open_archive
+
+    def start(*args, **kwargs):
+        child = real_start(*args, **kwargs)
+        events.append(("child", child))
+        return child
+
+    def opened(path):
+        events.append(("open", path))
+        return real_open(path)
+
+    monkeypatch.setattr(ir_run, "start_confined_child", start)
+    monkeypatch.setattr(ir_run, "open_archive", opened)
+    return events
+
+
+def test_extract_path_starts_the_child_before_it_opens_the_archive(sample_archives, monkeypatch):
+    events = _watch_early_start(monkeypatch)
+    doc = ir_run.extract_path(str(sample_archives["gate_scripted"]), ir_run.Options()).document
+    assert doc["load"] == "meta" and doc["timings"]["import"] > 0
+    assert [kind for kind, _ in events] == ["child", "open"]
+
+
+@pytest.mark.parametrize("content, error", [
+    (b"not a zip at all", "not"),  # the archive cannot be opened
+    (None, "no TorchScript code"),  # a zip that is no TorchScript archive
+])
+def test_an_early_child_for_a_file_that_cannot_be_loaded_is_stopped(tmp_path, monkeypatch, content, error):
+    path = tmp_path / "x.pt"
+    if content is None:
+        _zip(path, [("x/data.csv", b"1,2\n")])
+    else:
+        path.write_bytes(content)
+    events = _watch_early_start(monkeypatch)
+    with pytest.raises(ArchiveError, match=error):
+        ir_run.extract_path(str(path), ir_run.Options())
+    children = [child for kind, child in events if kind == "child"]
+    assert len(children) == 1 and children[0].proc.returncode is not None  # stopped, not left running
+    assert not children[0].out_path.parent.exists()  # its work folder is gone
+    assert (tmp_path / "stdout.json").exists() is False and sorted(p.name for p in tmp_path.iterdir()) == ["x.pt"]
+
+
+def test_no_early_child_for_a_path_that_names_no_file(tmp_path, monkeypatch):
+    events = _watch_early_start(monkeypatch)
+    with pytest.raises(ArchiveError):
+        ir_run.extract_path(str(tmp_path / "missing.pt"), ir_run.Options())
+    assert [kind for kind, _ in events] == ["open"]
+
+
 @pytest.mark.parametrize("rest, refusal", [
     (["--archive", "/etc/passwd"], "outside the folder"),
     (["--library", "/tmp/x.so"], "unexpected late arguments"),

@@ -21,8 +21,8 @@ from tsinspect.cli.output import emit_json
 from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.lines import graph_lines, where
-from tsinspect.ir.model import Graph, LoadError, ir_sandbox
-from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir
+from tsinspect.ir.model import IR, Graph, LoadError, ir_sandbox
+from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir, start_early
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
 HANDLED = {"missing_op", "missing_class", "unsupported_version", "torch_refuses_zip"}
@@ -72,16 +72,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="load the storages too (skip the meta-device attempt)")
 
 
-def _extract(args: argparse.Namespace) -> tuple[Extraction, int]:
-    """Run the extraction; print what stderr should say; return it with the exit status it implies."""
+def _extract(args: argparse.Namespace) -> tuple[IR | Extraction, int]:
+    """A pt2 archive's programs as IR, read torch-free (the JSON is data: no child, no gate); else run the
+    extraction and print what stderr should say. Returns either with the exit status it implies."""
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
                       libraries=args.library, timeout=args.timeout,
                       memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
-    with Progress("extracting the IR (torch, in a sandboxed child)"), open_archive(args.file) as archive:
-        _check_names(archive, args)
-        result = extract_ir(archive, options)
+    early = start_early(args.file, options)  # torch is imported while the archive is opened and judged
+    try:
+        with open_archive(args.file) as archive:
+            if archive.format == rk.PT2:
+                return _pt2(archive, args), EXIT_OK
+            with Progress("extracting the IR (torch, in a sandboxed child)"):
+                _check_names(archive, args)
+                result = extract_ir(archive, options, early)
+    finally:
+        if early is not None:
+            early.close()
     doc, scan = result.header, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
     err = Style(style_for(args.color).enabled and sys.stderr.isatty())
@@ -135,14 +144,11 @@ def _say(err: Style, label: str, colour: str, message: str) -> None:
 # ----- graph
 
 
-def _pt2(args: argparse.Namespace):
-    """A pt2 archive's programs as IR, read torch-free (the JSON is data: no child, no gate); else None."""
-    with open_archive(args.file) as archive:
-        if archive.format != rk.PT2:
-            return None
-        from tsinspect.ir.pt2graph import pt2_ir
+def _pt2(archive, args: argparse.Namespace) -> IR:
+    """A pt2 archive's programs as IR, the ones --module and --method name."""
+    from tsinspect.ir.pt2graph import pt2_ir
 
-        ir = pt2_ir(archive)
+    ir = pt2_ir(archive)
     ir.modules = [m for m in ir.modules if args.module is None or m.path == args.module]
     if not ir.modules:
         raise UsageError(f"no exported program {printable(args.module)!r} (--module takes a program name)")
@@ -154,14 +160,13 @@ def _pt2(args: argparse.Namespace):
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    pt2 = _pt2(args)
-    if pt2 is not None:
-        if args.json:
-            emit_json(dict(pt2.to_json(), path=args.file))
-        else:
-            _print_ir(pt2, args, style_for(args.color))
-        return EXIT_OK
     result, status = _extract(args)
+    if isinstance(result, IR):  # pt2
+        if args.json:
+            emit_json(dict(result.to_json(), path=args.file))
+        else:
+            _print_ir(result, args, style_for(args.color))
+        return status
     loaded = result.loaded
     if loaded:
         _check_selection(args, result)
@@ -242,9 +247,8 @@ def ast_lines(result: Extraction, style: Style):
 
 
 def run_ops(args: argparse.Namespace) -> int:
-    pt2 = _pt2(args)
-    result, status = (None, EXIT_OK) if pt2 is not None else _extract(args)
-    ir = pt2 or result.ir
+    result, status = _extract(args)
+    ir = result if isinstance(result, IR) else result.ir
     if ir.load in ("meta", "full", "pt2"):
         from tsinspect.ir.views import op_inventory
 

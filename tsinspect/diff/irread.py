@@ -10,19 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from tsinspect.archive.problems import ArchiveError
-from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import printable
 from tsinspect.diff.irprogram import program_from_ir
 from tsinspect.ir.model import IR
-from tsinspect.ir.run import Extraction, Options, extract_ir
+from tsinspect.ir.run import Extraction, Options, extract_path
 
 Extract = Callable[[str, Options], Extraction]
 LOADED = ("meta", "full")
-
-
-def extract_path(path: str, options: Options) -> Extraction:
-    with open_archive(path) as archive:
-        return extract_ir(archive, options)
 
 
 def programs_from_ir(traced, scripted, trust: bool, extract: Extract | None = None):
