@@ -39,6 +39,7 @@ _KIND = re.compile(r"[^\[\(\s]+")
 _TAIL = re.compile(r"(?:, scope: (.*?))?(?: # (.*))?")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _TENSORISH = re.compile(r"[{<]")
+_PLAIN_STRING = re.compile(r'\[(\w+)="(\w*)"\]', re.ASCII)
 _BLOCK = re.compile(r"block\d+\((.*)\):")
 CALLS = ("prim::CallFunction", "prim::CallMethod")
 _NO_BLOCKS_PREFIX = "aten::"
@@ -425,7 +426,11 @@ class GraphReader:
                 key = (kind, attr_text)
                 found = attrs.get(key)
                 if found is None:
-                    attributes = self.attributes(nodes.get(kind, occurrence, out_names))
+                    plain = _PLAIN_STRING.fullmatch(attr_text)
+                    # one string attribute with nothing torch's printer escapes: its text is its value (the
+                    # names of GetAttr and CallMethod: one distinct text per submodule)
+                    attributes = ({plain[1]: plain[2]} if plain is not None
+                                  else self.attributes(nodes.get(kind, occurrence, out_names)))
                     attributes_json = dumps(attributes).replace("%", "%%")
                     # a tensor prints as `{...}` or `<Tensor>` whatever its dtype and shape: those node by node
                     if not _TENSORISH.search(_STRINGS.sub("", attr_text)):
