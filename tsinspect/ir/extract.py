@@ -375,8 +375,9 @@ class KeptGraphs:
 
 
 def walk_modules(root, want_module: str | None, want_method: str | None, inline: bool | str | None,
-                 tables: Tables, kept: KeptGraphs | None = None) -> tuple[list, dict]:
-    """(modules, types): every module instance by path, and the methods of each module type, walked once.
+                 tables: Tables, kept: KeptGraphs | None = None) -> tuple[list, dict, set[str]]:
+    """(modules, types, all types): every module instance by path (``want_module``'s only when given), the
+    methods of each of their types, walked once, and the types of every module.
 
     Methods belong to the type in TorchScript, so 24 instances of one layer type share one set of graphs.
     ``inline``: True for the inlined graphs of every type, a module path for those of that module's type only.
@@ -395,7 +396,7 @@ def walk_modules(root, want_module: str | None, want_method: str | None, inline:
             types[type_name] = {"methods": [_walk_method(cpp, name, type_name in inlined, tables, kept, expected)
                                             for name in cpp._method_names()
                                             if want_method is None or name == want_method]}
-    return modules, types
+    return modules, types, {t for _, _, t in found}
 
 
 def _modules_under(paths) -> dict[str, int]:
@@ -646,8 +647,7 @@ def run(args, doc: dict) -> None:
     else:
         tables = Tables()
     inline = True if args.inline else args.inline_module
-    doc["modules"], doc["types"] = walk_modules(module, args.module, args.method, inline, tables, _KEPT)
-    module_types = {cpp._type().qualified_name() for _, cpp in named_modules(module)}
+    doc["modules"], doc["types"], module_types = walk_modules(module, args.module, args.method, inline, tables, _KEPT)
     doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
     doc.update(tables.to_json())
     doc["timings"]["walk"] = round(time.perf_counter() - started, 4)

@@ -304,10 +304,12 @@ class Resolver:
         cached = self._calls.get(key) if env is None else None
         if cached is None:
             nodes = walk(root)
-            scope = self.environment(root, owner, nodes=nodes) if env is None else env
+            scope = env
             explicit = []
             for node in nodes:  # _call right here: nesting overflows the stack where it always did (scan_code)
                 if isinstance(node, ast.Call):
+                    if scope is None:  # only calls need it (a class body's thousands of annotations have none)
+                        scope = self.environment(root, owner, nodes=nodes)
                     explicit.append(self._call(node, scope, owner))
             cached = [root, owner, nodes, explicit, None]  # root and owner kept: their ids stay theirs
             if env is None:
