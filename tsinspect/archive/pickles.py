@@ -586,12 +586,10 @@ def _torch_tensor(data: bytes, pos: int, memo: dict, calls: list, stack: list, r
             else:
                 return None
             device = device[1] if len(device) == 2 else _U4(device, 1)[0]
-            puts = []
             if key_put is not None:
                 key_put = key_put[1] if len(key_put) == 2 else _U4(key_put, 1)[0]
                 if key_put == device or key_put == ordered:
                     return None
-                puts.append(key_put)
             ref = PersistentRef(PTuple([memo[name[1] if len(name) == 2 else _U4(name, 1)[0]],
                                         memo[cls[1] if len(cls) == 2 else _U4(cls, 1)[0]], key, memo[device],
                                         _int(numel)]))
@@ -599,10 +597,10 @@ def _torch_tensor(data: bytes, pos: int, memo: dict, calls: list, stack: list, r
                 ref_put = ref_put[1] if len(ref_put) == 2 else _U4(ref_put, 1)[0]
                 if ref_put == ordered:
                     return None
-            ops, persistent = 10 + len(puts) + (ref_put is not None), 1
-        else:
+            ops, persistent = 10 + (key_put is not None) + (ref_put is not None), 1
+        else:  # the pattern has no puts on this side
             ref = memo[ref_get[1] if len(ref_get) == 2 else _U4(ref_get, 1)[0]]
-            ops, persistent, puts = 3, 0, None
+            ops, persistent = 3, 0
         ordered = memo[ordered]
     except KeyError:
         return None
@@ -610,9 +608,9 @@ def _torch_tensor(data: bytes, pos: int, memo: dict, calls: list, stack: list, r
     ops += 7 + (len(sizes) + 2 if len(size) > 1 else 1) + (len(strides) + 2 if len(stride) > 1 else 1)
     if ops > room:
         return None
-    if puts:
-        memo[puts[0]] = key
-    if ref_get is None and ref_put is not None:
+    if key_put is not None:
+        memo[key_put] = key
+    if ref_put is not None:
         memo[ref_put] = ref
     end = m.end()
     hooks = Call(ordered, PTuple([]))
