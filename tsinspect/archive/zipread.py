@@ -627,13 +627,13 @@ def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: in
 def _check_names(entries: list[ZipEntry], problems: list[Problem]) -> None:
     seen = Counter(e.raw_name for e in entries)
     truncated = Counter(e.raw_name.split(b"\0", 1)[0] for e in entries if b"\0" in e.raw_name)
-    truncated.update(e.raw_name for e in entries if b"\0" not in e.raw_name)  # cut at a NUL they have none
-    common = len(seen) == len(entries) and len(truncated) == len(entries)  # no name shared, cut or not
+    truncated.update(e.raw_name for e in entries if b"\0" not in e.raw_name)  # without a NUL: their own cut
+    distinct = len(seen) == len(entries) and len(truncated) == len(entries)  # no name shared, cut or not
     for entry in entries:
         raw = entry.raw_name
         if not entry.valid_name:
             problems.append(Problem("invalid_name", entry.display_name, "name is not valid UTF-8"))
-        if not common or b"\0" in raw:
+        if not distinct or b"\0" in raw:
             if b"\0" in raw:
                 problems.append(Problem("nul_in_name", entry.display_name,
                                         "name contains a NUL byte (Python's zipfile shows it cut at the NUL)"))
