@@ -297,11 +297,6 @@ def test_limits_at_their_edges(torch_pickles, taken) -> None:
     assert spans and taken.taken > 0
 
 
-def _memo_puts(data: bytes) -> dict[int, int]:
-    """Memo index -> offset of the put that writes it."""
-    return {arg: pos for op, arg, pos in _ops(data) if op.name in ("BINPUT", "LONG_BINPUT")}
-
-
 def test_a_get_reading_a_put_of_the_same_tensor(torch_pickles, taken) -> None:
     """A hostile pickle may put the key where the device is read from, or the persistent id where
     OrderedDict is: the gets must see those puts, as the opcode walk does."""
