@@ -337,7 +337,9 @@ def test_control_flow_word_search_agrees_with_the_tree(tmp_path):
             "  def e(self):\n    for(a, b)in self.x:\n      pass\n    return 1\n"
             "  def f(self):\r\n    while\\\n  self.x:\r\n      pass\r\n    return 1\r\n"
             "  def g(self):\n    return 1\n"
-            "  def h(self):\n    x = 1\n    for i in self.x: x = i\n\n  # a comment\n")
+            "  def h(self):\n    x = 1\n    for i in self.x: x = i\n\n  # a comment\n"
+            "  def i(self):\r    x = 1; y = 2\r    if self.x:\r      pass\r    return x\r"
+            "  def j(self):\n    x = (1,\n      2) if self.x else 3\n    return [y\n      for y in x]\n")
     made = tmp_path / "m.pt"
     import zipfile
 
@@ -354,5 +356,6 @@ def test_control_flow_word_search_agrees_with_the_tree(tmp_path):
     with open_archive(str(made)) as archive:
         index = index_code(archive)
         found = {m.name: index.has_control_flow(m) for m in index.methods}
-    assert found == {"a": True, "b": False, "c": False, "d": False, "e": True, "f": True, "g": False, "h": True}
+    assert found == {"a": True, "b": False, "c": False, "d": False, "e": True, "f": True, "g": False, "h": True,
+                     "i": True, "j": False}
     assert checked > 100

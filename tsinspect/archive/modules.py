@@ -60,9 +60,13 @@ class ModuleInfo:
         """Nested JSON; built iteratively so deep trees cannot exhaust the stack."""
         out: dict = {}
         work = [(self, out)]
+        shorts: dict[str, str] = {}  # type -> short_type(type): thousands of modules share a few types
         while work:
             module, target = work.pop()
-            target.update({"path": module.path, "type": module.type, "short_type": short_type(module.type),
+            short = shorts.get(module.type)
+            if short is None:
+                short = shorts[module.type] = short_type(module.type)
+            target.update({"path": module.path, "type": module.type, "short_type": short,
                            "parameters": module.parameters, "buffers": module.buffers,
                            "tensors": module.tensors, "attributes": module.attributes, "methods": module.methods,
                            "training": module.training, "custom_state": module.custom_state, "children": []})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import re
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -224,6 +225,15 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS, fast: bool = True) -> Wal
             code = data[pos] if pos < size else -1
             if ops <= fast_ops:  # in line: what torch writes, in the order of how often it does
                 if code == 0x68 and pos + 2 <= size:  # BINGET
+                    if pos + 2 < size and data[pos + 2] == 0x28:  # then MARK: a torch tensor, as a whole?
+                        found = _torch_tensor(data, pos, memo, calls, stack, max_ops + 1 - ops, max_arg) \
+                            if len(memo) + 2 < max_memo and len(marks) + 2 <= max_marks else None
+                        if found is not None:
+                            pos, count, refs = found
+                            ops += count - 1
+                            persistent += refs
+                            at = pos - 1  # the last REDUCE's
+                            continue
                     key = data[pos + 1]
                     pos += 2
                     if key not in memo:
@@ -344,6 +354,15 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS, fast: bool = True) -> Wal
                     pos += 5
                     continue
                 elif code == 0x6A and pos + 5 <= size:  # LONG_BINGET
+                    if pos + 5 < size and data[pos + 5] == 0x28:  # as BINGET's
+                        found = _torch_tensor(data, pos, memo, calls, stack, max_ops + 1 - ops, max_arg) \
+                            if len(memo) + 2 < max_memo and len(marks) + 2 <= max_marks else None
+                        if found is not None:
+                            pos, count, refs = found
+                            ops += count - 1
+                            persistent += refs
+                            at = pos - 1
+                            continue
                     key = _U4(data, pos + 1)[0]
                     pos += 5
                     if key not in memo:
@@ -524,6 +543,100 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS, fast: bool = True) -> Wal
         error = PickleError(f"malformed pickle ({_one_line(exc)})", at)
     error.globals, error.calls = globals_seen, calls
     raise error from None
+
+
+# The bytes torch's own pickler (TorchScript's data.pkl, constants.pkl) writes for most tensors once the
+# rebuild function, the storage class, 'storage', the device and OrderedDict are in the memo:
+#   <get _rebuild_tensor_v2> MARK
+#     ( MARK <get 'storage'> <get storage class> <key: BINUNICODE of digits | get> [put] <get device>
+#       <numel> TUPLE BINPERSID [put]  |  <get of that persistent id, a view of a storage seen before> )
+#     <offset> <size: EMPTY_TUPLE | MARK ints TUPLE> <stride: the same> NEWTRUE|NEWFALSE
+#     <get OrderedDict> EMPTY_TUPLE REDUCE
+#   TUPLE REDUCE
+# with gets and puts in their 1- or 4-byte forms and ints as BININT1, BININT2 or BININT. Opcode bytes and
+# argument lengths are fixed per alternative and every alternative starts with another byte, so a match is
+# the one way the opcodes decode from its first byte; the key's digits must be as many as its length says.
+_GET = rb"(h.|j....)"
+_INT = rb"(K.|M..|J....)"
+_INTS = rb"(\)|\((?:K.|M..|J....)*t)"
+_TENSOR = re.compile(
+    _GET + rb"\((?:\(" + _GET + _GET + rb"(?:X(.)\x00\x00\x00([0-9]+)|" + _GET + rb")(q.|r....)?" + _GET + _INT
+    + rb"tQ(q.|r....)?|" + _GET + rb")" + _INT + _INTS + _INTS + rb"([\x88\x89])" + _GET + rb"\)RtR", re.S)
+
+
+def _torch_tensor(data: bytes, pos: int, memo: dict, calls: list, stack: list, room: int, max_arg: int) -> tuple | None:
+    """Walk the tensor at ``pos`` in the form above in one step, as its opcodes would (memo puts, call sites,
+    its value on the stack): (end, opcodes, persistent ids). None, and nothing changed, when the bytes
+    differ, when the walk would not get through (a get of a key not written, more than ``room`` opcodes, a
+    key longer than ``max_arg``) or when a get would read a put of the same tensor: the opcode walk goes on.
+    The caller checks the memo and MARK limits, which two puts and two nested MARKs cannot pass."""
+    m = _TENSOR.match(data, pos)
+    if m is None:
+        return None
+    (func, name, cls, key_len, key_text, key_get, key_put, device, numel, ref_put, ref_get, offset, size, stride,
+     grad, ordered) = m.groups()
+    ordered = ordered[1] if len(ordered) == 2 else _U4(ordered, 1)[0]
+    try:
+        func = memo[func[1] if len(func) == 2 else _U4(func, 1)[0]]
+        if ref_get is None:
+            if key_text is None:
+                key = memo[key_get[1] if len(key_get) == 2 else _U4(key_get, 1)[0]]
+            elif len(key_text) == key_len[0] <= max_arg:
+                key = key_text.decode("ascii")
+            else:
+                return None
+            device = device[1] if len(device) == 2 else _U4(device, 1)[0]
+            if key_put is not None:
+                key_put = key_put[1] if len(key_put) == 2 else _U4(key_put, 1)[0]
+                if key_put == device or key_put == ordered:
+                    return None
+            ref = PersistentRef(PTuple([memo[name[1] if len(name) == 2 else _U4(name, 1)[0]],
+                                        memo[cls[1] if len(cls) == 2 else _U4(cls, 1)[0]], key, memo[device],
+                                        _int(numel)]))
+            if ref_put is not None:
+                ref_put = ref_put[1] if len(ref_put) == 2 else _U4(ref_put, 1)[0]
+                if ref_put == ordered:
+                    return None
+            ops, persistent = 10 + (key_put is not None) + (ref_put is not None), 1
+        else:  # the pattern has no puts on this side
+            ref = memo[ref_get[1] if len(ref_get) == 2 else _U4(ref_get, 1)[0]]
+            ops, persistent = 3, 0
+        ordered = memo[ordered]
+    except KeyError:
+        return None
+    sizes, strides = _ints(size), _ints(stride)
+    ops += 7 + (len(sizes) + 2 if len(size) > 1 else 1) + (len(strides) + 2 if len(stride) > 1 else 1)
+    if ops > room:
+        return None
+    if key_put is not None:
+        memo[key_put] = key
+    if ref_put is not None:
+        memo[ref_put] = ref
+    end = m.end()
+    hooks = Call(ordered, PTuple([]))
+    call = Call(func, PTuple([ref, _int(offset), PTuple(sizes), PTuple(strides), grad == b"\x88", hooks]))
+    calls.append((ordered.qualname if isinstance(ordered, Global) else "<computed>", end - 3))
+    calls.append((func.qualname if isinstance(func, Global) else "<computed>", end - 1))
+    stack.append(call)
+    return end, ops, persistent
+
+
+def _int(op: bytes) -> int:
+    return op[1] if len(op) == 2 else _U2(op, 1)[0] if len(op) == 3 else _I4(op, 1)[0]
+
+
+def _ints(span: bytes) -> list[int]:
+    """The integers of ``)`` or ``( <ints> t``."""
+    inner = span[1:-1]
+    values = inner[1::2]
+    if inner[::2] == b"K" * len(values) and len(inner) % 2 == 0:  # all BININT1 (or none)
+        return list(values)
+    out, i = [], 0
+    while i < len(inner):
+        step = 2 if inner[i] == 0x4B else 3 if inner[i] == 0x4D else 5
+        out.append(_int(inner[i:i + step]))
+        i += step
+    return out
 
 
 def _global(module: str, name: str) -> Global:

@@ -133,12 +133,20 @@ class Archive:
         # torch.export.load still reads (with Python's zipfile, by exact name): its records are not "outside"
         self.export_zip = not self._prefix_raw and any(e.raw_name == b"serialized_exported_program.json"
                                                        for e in entries)
-        lowered = self._prefix_raw.lower()
+        prefix_raw = self._prefix_raw
+        lowered = prefix_raw.lower()
+        cut, chars = len(prefix_raw), len(self.prefix)
         outside = case_variants = 0
         by_index: dict[int, Record] = {}
         for entry in entries:
-            inside = bool(self._prefix_raw) and entry.raw_name.lower().startswith(lowered)
-            name = decode_name(entry.raw_name[len(self._prefix_raw):])[0] if inside else entry.name
+            raw = entry.raw_name
+            inside = bool(prefix_raw) and (raw.startswith(prefix_raw) or raw.lower().startswith(lowered))
+            if not inside:
+                name = entry.name
+            elif entry.valid_name and raw.startswith(prefix_raw):  # the prefix ends at a character ('/')
+                name = entry.name[chars:]
+            else:
+                name = decode_name(raw[cut:])[0]
             kind = rk.classify(name) if inside else rk.OTHER
             record = Record(name, kind, entry, inside, hidden=not entry.torch_visible)
             self.records.append(record)
@@ -163,7 +171,7 @@ class Archive:
         def key(raw: bytes) -> bytes:  # what a lookup compares: cut at a NUL, ASCII case ignored
             return raw.split(b"\0", 1)[0].lower()
 
-        visible = [key(e.raw_name) for e in entries if e.torch_visible]
+        visible = [e.raw_name.split(b"\0", 1)[0].lower() for e in entries if e.torch_visible]  # key(), inline
         keys = Counter(visible)
         shadowed = 0
         for record in self.records if len(keys) < len(visible) else ():  # else every name is its own record

@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tsinspect.archive import modeljson
 from tsinspect.archive import records as rk
 from tsinspect.archive.madeby import MadeBy, made_by
 from tsinspect.archive.code import CodeIndex, MethodInfo, index_code
@@ -127,7 +126,12 @@ def _summarize(archive: Archive) -> ArchiveSummary:
 
         pt2 = read_pt2(archive)
     kinds = parameter_kinds(modules)
-    model_json = modeljson.read_model_json(archive) if archive.format == rk.TORCHSCRIPT_JSON else None
+    model_json = json_note = None
+    if archive.format == rk.TORCHSCRIPT_JSON:  # torch 1.0-1.3 only: imported then (it imports json, 3 ms)
+        from tsinspect.archive import modeljson
+
+        model_json = modeljson.read_model_json(archive)
+        json_note = modeljson.NOTE if model_json else None
     if model_json is not None:  # torch 1.0-1.3: the module tree and tensor table are JSON
         modules, kinds = model_json.modules, model_json.kinds
         tensors += model_json.tensors
@@ -140,7 +144,7 @@ def _summarize(archive: Archive) -> ArchiveSummary:
     return ArchiveSummary(
         path=archive.path, file_size=archive.zip.file_size if archive.zip else _size(archive.path),
         container=archive.container, format=archive.format, prefix=archive.prefix,
-        note=archive.note or (modeljson.NOTE if model_json else None),
+        note=archive.note or json_note,
         versions=_versions(archive), records=archive.records,
         code_files=[r.name for r in archive.records_of(rk.CODE)],
         extra_files=archive.records_of(rk.EXTRA), tensors=tensors, constants=constants, traced_inputs=traced,

@@ -106,7 +106,13 @@ def _tensor(value: Call, func_name: str, name: str) -> TensorInfo:
     if len(pid) >= 5 and pid[0] == "storage":
         cls = pid[1].name if isinstance(pid[1], Global) else "?"
         dtype, itemsize, _ = STORAGE_DTYPES.get(cls) or (printable(cls), 1, None)
-        key, device, numel = _text(pid[2]), _text(pid[3]), pid[4] if _is_int(pid[4]) else 0
+        key, device, numel = pid[2], pid[3], pid[4]
+        if not (type(key) is str and key.isascii() and key.isprintable()):  # else _text() gives it back
+            key = _text(key)
+        if not (type(device) is str and device.isascii() and device.isprintable()):
+            device = _text(device)
+        if not (type(numel) is int and _LOW <= numel < _HIGH):  # _is_int(), in line
+            numel = numel if _is_int(numel) else 0
     else:
         problem = "storage is not a ('storage', type, key, device, numel) persistent id"
     offset = args[1] if len(args) > 1 and _is_int(args[1]) else 0
@@ -207,11 +213,17 @@ def _ints(v: Any) -> list[int] | None:
     if not isinstance(v, (PTuple, PList)):
         return None
     items = v.items  # a walk's integers are plain ints (bool is not one here), the big ones Opaque
-    if not items:
-        return []
+    if len(items) <= 8:  # a tensor's few dimensions: a loop is cheaper than the set below
+        for i in items:
+            if type(i) is not int or not _LOW <= i < _HIGH:
+                return None
+        return list(items)
     if set(map(type, items)) == _JUST_INT and min(items) in _INT64 and max(items) in _INT64:
         return list(items)
     return None
+
+
+_LOW, _HIGH = -(1 << 63), 1 << 63
 
 
 _JUST_INT = {int}

@@ -50,7 +50,9 @@ def json_dumps(obj: object, **options) -> str:
     text kept readable, every character a terminal or an editor may act on escaped (see json_safe)."""
     import json
 
-    return json_safe(json.dumps(obj, ensure_ascii=False, **options))
+    # what is encoded is built for it, a tree: the encoder's cycle check (a dict entry per container, 15% of
+    # the time on 10,000 tensors) can only find none
+    return json_safe(json.dumps(obj, ensure_ascii=False, check_circular=False, **options))
 
 
 def decode_name(raw: bytes) -> tuple[str, bool]:

@@ -40,6 +40,8 @@ FLAG_DATA_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
 _KNOWN_FLAGS = FLAG_ENCRYPTED | 0x2 | 0x4 | FLAG_DATA_DESCRIPTOR | FLAG_UTF8
 STORED, DEFLATED = 0, 8
+_METHOD_NAMES = {STORED: "stored", DEFLATED: "deflate"}
+WHOLE_READ = 16 * 1024 * 1024  # a zip this small has its local headers checked from one read
 LOCAL_EXTRA_AHEAD = 128  # bytes of a local header's extra field read with it (torch's alignment padding fits)
 
 
@@ -89,7 +91,7 @@ class ZipEntry:
 
     @property
     def method_name(self) -> str:
-        return {STORED: "stored", DEFLATED: "deflate"}.get(self.method, f"method {self.method}")
+        return _METHOD_NAMES.get(self.method) or f"method {self.method}"
 
 
 @dataclass
@@ -390,8 +392,15 @@ def _parse(path: str, fh: BinaryIO, end_record: int | None = None) -> ZipArchive
     entries = _parse_central_directory(cd, count, problems)
     if len(entries) < count:
         refusals.append(f"the end record declares {count} entries, the directory holds {len(entries)}")
+    # a small file's local headers are read from one read of the bytes before its directory (a read each
+    # costs more than the check: 10,000 entries of a few bytes each), a large file's one by one
+    if cd_start <= WHOLE_READ and len(entries) > 1:
+        fh.seek(0)
+        whole = fh.read(cd_start)
+    else:
+        whole = None
     for entry in entries:
-        _check_local_header(fh, entry, shift, file_size, problems)
+        _check_local_header(fh, entry, shift, file_size, problems, whole)
         if entry.torch_visible:
             refusals += _torch_entry_refusals(entry, file_size)
     _check_names(entries, problems)
@@ -564,69 +573,78 @@ def _apply_zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int
     return usize, csize, offset
 
 
-def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: int,
-                        problems: list[Problem]) -> None:
+def _check_local_header(fh: BinaryIO, entry: ZipEntry, shift: int, file_size: int, problems: list[Problem],
+                        whole: bytes | None = None) -> None:
+    """``whole``: the file's bytes up to (at least) where the header's may end, or None to read them."""
     def problem(kind: str, detail: str) -> None:
         problems.append(Problem(kind, entry.display_name, detail))
 
-    if entry.flags & ~_KNOWN_FLAGS:
-        problem("unusual_flags", f"general-purpose flag bits 0x{entry.flags:04x}")
-    if entry.encrypted:
-        problem("encrypted", "member is encrypted and cannot be read")
-    if entry.method not in (STORED, DEFLATED):
-        problem("unsupported_method", f"compression {entry.method_name}")
-    if entry.is_symlink:
-        problem("symlink", "member is a symbolic link")
+    if entry.flags & (~_KNOWN_FLAGS | FLAG_ENCRYPTED) or entry.method not in (STORED, DEFLATED) \
+            or entry.create_system == 3:  # else none of these four (the usual entry: one test)
+        if entry.flags & ~_KNOWN_FLAGS:
+            problem("unusual_flags", f"general-purpose flag bits 0x{entry.flags:04x}")
+        if entry.encrypted:
+            problem("encrypted", "member is encrypted and cannot be read")
+        if entry.method not in (STORED, DEFLATED):
+            problem("unsupported_method", f"compression {entry.method_name}")
+        if entry.is_symlink:
+            problem("symlink", "member is a symbolic link")
     pos = entry.header_offset + shift
     if pos + _LOCAL.size > file_size:
         problem("bad_local_header", f"local header offset {entry.header_offset} is past the end of the file")
         return
-    fh.seek(pos)
     ahead = _LOCAL.size + len(entry.raw_name) + LOCAL_EXTRA_AHEAD  # one read for the usual header
-    head = fh.read(ahead)
+    if whole is not None and pos + ahead <= len(whole):
+        head = whole[pos:pos + ahead]
+    else:
+        fh.seek(pos)
+        head = fh.read(ahead)
     (sig, _, flags, method, _, _, crc, csize, usize, nlen, elen) = _LOCAL.unpack_from(head)
     if sig != b"PK\x03\x04":
         problem("bad_local_header", f"no local header at offset {entry.header_offset}")
         return
     end = _LOCAL.size + nlen + elen
     if end > ahead and len(head) == ahead:  # the rest, where the file has it
+        fh.seek(pos + ahead)
         head += fh.read(end - ahead)
     local_name = head[_LOCAL.size:_LOCAL.size + nlen]
-    local_extra = head[_LOCAL.size + nlen:end]
     if local_name != entry.raw_name:
         problem("name_mismatch", f"local header names it {printable(decode_name(local_name)[0])!r}")
     if method != entry.method:
         problem("method_mismatch", f"local header says compression {method}, directory says {entry.method}")
     if not flags & FLAG_DATA_DESCRIPTOR:
-        if 0xFFFFFFFF in (usize, csize):
-            usize, csize, _ = _apply_zip64(local_extra, usize, csize, 0)
-        if (crc, csize, usize) != (entry.crc, entry.compressed_size, entry.size):
+        if usize == 0xFFFFFFFF or csize == 0xFFFFFFFF:
+            usize, csize, _ = _apply_zip64(head[_LOCAL.size + nlen:end], usize, csize, 0)
+        if crc != entry.crc or csize != entry.compressed_size or usize != entry.size:
             problem("local_header_mismatch",
                     f"local header declares crc {crc:08x}, {csize}/{usize} bytes; directory "
                     f"{entry.crc:08x}, {entry.compressed_size}/{entry.size}")
-    entry.data_offset = pos + _LOCAL.size + nlen + elen
+    entry.data_offset = pos + end
     if entry.data_offset + entry.compressed_size > file_size:
         problem("size_out_of_range", f"declares {entry.compressed_size} bytes, past the end of the file")
 
 
 def _check_names(entries: list[ZipEntry], problems: list[Problem]) -> None:
     seen = Counter(e.raw_name for e in entries)
-    truncated = Counter(e.raw_name.split(b"\0", 1)[0] for e in entries)
+    truncated = Counter(e.raw_name.split(b"\0", 1)[0] for e in entries if b"\0" in e.raw_name)
+    truncated.update(e.raw_name for e in entries if b"\0" not in e.raw_name)  # without a NUL: their own cut
+    distinct = len(seen) == len(entries) and len(truncated) == len(entries)  # no name shared, cut or not
     for entry in entries:
         raw = entry.raw_name
         if not entry.valid_name:
             problems.append(Problem("invalid_name", entry.display_name, "name is not valid UTF-8"))
-        if b"\0" in raw:
-            problems.append(Problem("nul_in_name", entry.display_name,
-                                    "name contains a NUL byte (Python's zipfile shows it cut at the NUL)"))
-        if seen[raw] > 1:
-            problems.append(Problem("duplicate_name", entry.display_name,
-                                    f"{seen[raw]} entries share this name (entry {entry.index})"))
-        elif truncated[raw.split(b"\0", 1)[0]] > 1 and b"\0" in raw:
-            problems.append(Problem("nul_shadowed_name", entry.display_name,
-                                    "cut at its NUL it equals another entry's name"))
+        if not distinct or b"\0" in raw:
+            if b"\0" in raw:
+                problems.append(Problem("nul_in_name", entry.display_name,
+                                        "name contains a NUL byte (Python's zipfile shows it cut at the NUL)"))
+            if seen[raw] > 1:
+                problems.append(Problem("duplicate_name", entry.display_name,
+                                        f"{seen[raw]} entries share this name (entry {entry.index})"))
+            elif truncated[raw.split(b"\0", 1)[0]] > 1 and b"\0" in raw:
+                problems.append(Problem("nul_shadowed_name", entry.display_name,
+                                        "cut at its NUL it equals another entry's name"))
         text = entry.name.replace("\\", "/")
-        if text.startswith("/") or ".." in text.split("/") or (len(text) > 1 and text[1] == ":"):
+        if text.startswith("/") or (".." in text and ".." in text.split("/")) or (len(text) > 1 and text[1] == ":"):
             problems.append(Problem("unsafe_path", entry.display_name, "name is absolute or climbs with '..'"))
 
 

@@ -11,7 +11,6 @@ from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import CODE_CAP, PICKLE_CAP, Archive, open_archive
 from tsinspect.archive.text import printable
 from tsinspect.cli import add_command
-from tsinspect.cli.info_text import info_lines
 from tsinspect.cli.output import emit_json, json_line, warn_problems
 from tsinspect.cli.style import style_for
 
@@ -133,6 +132,13 @@ def run_info(args: argparse.Namespace) -> int:
             warn_problems(summary.problems, style)
         return 0
     return _info_many(paths, args)
+
+
+def info_lines(*args, **kwargs):
+    """``cli.info_text.info_lines``, imported when first used: ``info --json`` has no need of it."""
+    from tsinspect.cli.info_text import info_lines as lines
+
+    return lines(*args, **kwargs)
 
 
 def _summary(archive):
