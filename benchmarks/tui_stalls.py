@@ -20,7 +20,7 @@ the folder SOURCE (the code before a change), each run with the bytecode cache a
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
-the UI thread by phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
+the UI thread by phase, ``--worst`` profiles the event loop's longest callback of each phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
 collection by phase. Nothing here is asserted by the tests.
 """
 
@@ -98,6 +98,23 @@ async def settle(app, pilot):
     await pilot.pause()
 
 profiles = {}  # with --profile: the UI thread's profile of each phase
+worst = {}  # with --worst: (seconds, profile) of the event loop's longest callback in each phase
+
+def profile_callbacks():
+    import asyncio.events, cProfile
+    run = asyncio.events.Handle._run
+    def profiled(self):
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        try:
+            return run(self)
+        finally:
+            prof.disable()
+            took = time.perf_counter() - t
+            if took > worst.get(phase, (0.0,))[0]:
+                worst[phase] = (took, prof)
+    asyncio.events.Handle._run = profiled
 
 def set_phase(name):
     global phase
@@ -141,6 +158,8 @@ def cpu():
 async def main(path):
     if "--slow" in sys.argv:
         time_handlers()
+    if "--worst" in sys.argv:
+        profile_callbacks()
     shown = {}  # the first screen: the screen refreshed after the status line first names the archive's records
     update_status = InspectorApp.update_status
     def marked(self, *args):
@@ -250,6 +269,10 @@ async def main(path):
         out["full_collections_ms"] = full
     if where:
         out["where"] = {k: sorted(v.items(), key=lambda kv: -kv[1])[:6] for k, v in where.items()}
+    for name, (took, prof) in worst.items():
+        import pstats
+        print(f"----- {name}: longest callback {took * 1000:.0f} ms", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     for name, prof in profiles.items():
         import pstats
         prof.disable()
