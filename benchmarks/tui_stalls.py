@@ -15,7 +15,9 @@ Prints one JSON line per run and a Markdown table of the best times and the wors
 the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
 the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
 
-``--first SOURCE`` times the first screen only, this tree's app alternating with the tsinspect package in
+``--against SOURCE`` runs the whole probe on this tree's app and on the tsinspect package in the folder
+SOURCE alternately, and prints each phase's median and range for both. ``--first SOURCE`` times the first
+screen only, this tree's app alternating with the tsinspect package in
 the folder SOURCE (the code before a change), each run with the bytecode cache as an installed tsinspect.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
@@ -338,6 +340,42 @@ def first_screens(archives: list[Path], repeat: int, source: Path) -> None:
                   f"{' '.join(f'{c:.2f}' for _, c in runs)} s | {min(loads):.1f}-{max(loads):.1f} |")
 
 
+def against(archives: list[Path], repeat: int, source: Path) -> None:
+    """Each probe of ``source``'s app followed by one of this tree's and a ``graph --json``, ``repeat`` times."""
+    from statistics import median
+
+    here = Path(__file__).resolve().parent.parent
+    for path in archives:
+        runs: dict[Path, list] = {source: [], here: []}
+        graphs, loads = [], []
+        for _ in range(repeat):
+            for tree in (source, here):
+                loads.append(os.getloadavg()[0])
+                runs[tree].append(probe(path, source=tree))
+                print(json.dumps({"archive": path.name, "tree": str(tree), "load": loads[-1], **runs[tree][-1]}),
+                      file=sys.stderr)
+            graphs.append(graph_json(path)[0])
+        print(f"\n{path.name}: {repeat} runs each, alternating, load {min(loads):.1f}-{max(loads):.1f}; "
+              f"`graph --json` median {median(graphs):.2f} s; median (range)\n")
+        print("| phase | " + " | ".join(str(t) for t in runs) + " |")
+        print("|---|---|---|")
+
+        def cell(values: list[float], unit: str, scale: float = 1.0) -> str:
+            values = [v * scale for v in values]
+            digits = 0 if unit == "ms" else 2
+            return f"{median(values):.{digits}f} {unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+        for phase in PHASES:
+            print(f"| {phase} | " + " | ".join(cell([r["stalls"].get(phase, 0.0) for r in rs], "ms", 1000)
+                                               for rs in runs.values()) + " |")
+        for key, what in (("first", "first screen"), ("ir", "IR ready"), ("inline_s", "`i`"),
+                          ("search_s", "search")):
+            print(f"| {what} | " + " | ".join(cell([r[key] for r in rs if key in r], "s") for rs in runs.values())
+                  + " |")
+        print(f"| IR ready x `graph --json` | " + " | ".join(
+            f"{median(r['ir'] for r in rs) / median(graphs):.2f}x" for rs in runs.values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("archives", nargs="+", type=Path)
@@ -345,9 +383,15 @@ def main() -> None:
     parser.add_argument("--first", type=Path, metavar="SOURCE",
                         help="only the first screen, alternating with the tsinspect package in SOURCE (a folder "
                              "holding it, e.g. `git archive main tsinspect | tar -x -C SOURCE`)")
+    parser.add_argument("--against", type=Path, metavar="SOURCE",
+                        help="stalls and times of this tree's app and of the tsinspect package in SOURCE, run "
+                             "alternately (with `graph --json` between): median and range of each")
     args = parser.parse_args()
     if args.first:
         first_screens(args.archives, args.repeat, args.first)
+        return
+    if args.against:
+        against(args.archives, args.repeat, args.against)
         return
     rows = []
     for path in args.archives:

@@ -231,7 +231,7 @@ class InspectorApp(App):
         diff = self.view("diff")
         if self.current_view() == "diff" and diff is not None:  # opened by diff --tui: the focus stays there
             diff.focus_main()
-        else:
+        elif self.current_view() == "archive":  # not when a view key came first: the IR tree takes it on arrival
             self.query_one("#records").focus()
         if self.loaded.summary.format in rk.IR_FORMATS and not ir_asked:
             if self.path in self.diff_extractions:
