@@ -690,3 +690,38 @@ def test_the_archive_arriving_after_a_view_key_leaves_that_view_its_focus():
             await settle(app, pilot)
             assert app.query_one("#views").active == "ir" and app.focused is tree
     run(body())
+
+
+def test_workers_pause_while_the_event_loop_is_busy_never_the_loop_itself():
+    """tui.priority: a worker's pause() sleeps while the loop runs callbacks and returns once it waits in
+    select(); called on the loop's own thread it never waits."""
+    import asyncio
+    import threading
+
+    from tsinspect.tui.priority import UIPriority
+
+    async def body():
+        priority = UIPriority()
+        priority.watch(asyncio.get_running_loop())
+        try:
+            assert priority.busy  # running this coroutine
+            priority.pause()  # on the loop's thread: returns at once (a wait here could never end early)
+            paused = threading.Event()
+            released = []
+
+            def worker():
+                paused.set()
+                priority.pause()
+                released.append(priority.busy)
+
+            thread = threading.Thread(target=worker)
+            thread.start()
+            paused.wait()
+            await asyncio.sleep(0.2)  # the loop waits in select(): the worker's pause ends
+            thread.join(1)
+            assert released == [False]
+        finally:
+            priority.unwatch()
+        assert not priority.busy and priority._selector is None
+
+    asyncio.run(body())

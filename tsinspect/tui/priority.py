@@ -11,6 +11,7 @@ seconds, so a worker still advances when the UI is busy for long. Textual-free.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 LIMIT = 0.05  # seconds a worker waits at most for the loop to be idle, per pause
@@ -22,6 +23,7 @@ class UIPriority:
         self.busy = False
         self._selector = None
         self._select = None
+        self._loop_thread: int | None = None
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Follow ``loop`` (a selector loop; any other: pause never waits)."""
@@ -38,18 +40,20 @@ class UIPriority:
                 self.busy = True
 
         self._selector, self._select = selector, select
+        self._loop_thread = threading.get_ident()
         selector.select = watched
         self.busy = True
 
     def unwatch(self) -> None:
         if self._selector is not None:
             self._selector.select = self._select
-            self._selector = self._select = None
+            self._selector = self._select = self._loop_thread = None
         self.busy = False
 
     def pause(self) -> None:
-        """From a worker, between slices of its work: let a busy event loop finish first."""
-        if not self.busy:
+        """From a worker, between slices of its work: let a busy event loop finish first (on the loop's own
+        thread: nothing, it is the one busy)."""
+        if not self.busy or threading.get_ident() == self._loop_thread:
             return
         deadline = time.perf_counter() + LIMIT
         while self.busy and time.perf_counter() < deadline:
