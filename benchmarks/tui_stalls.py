@@ -16,14 +16,15 @@ the process's start; CPU times are the UI process's own (its children not includ
 the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
 
 ``--against SOURCE`` runs the whole probe on this tree's app and on the tsinspect package in the folder
-SOURCE alternately, and prints each phase's median and range for both. ``--first SOURCE`` times the first
-screen only, this tree's app alternating with the tsinspect package in
-the folder SOURCE (the code before a change), each run with the bytecode cache as an installed tsinspect.
+SOURCE (the code before a change) alternately, and prints each phase's median and range for both.
+``--first SOURCE`` times the first screen only, the same way. Every run has the bytecode cache, as an
+installed tsinspect.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
-the UI thread by phase, ``--worst`` profiles the event loop's longest callback of each phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
-collection by phase. Nothing here is asserted by the tests.
+the UI thread by phase, ``--worst`` profiles the event loop's longest callback of each phase, ``--types``
+counts the objects the collector tracks, ``--gen2`` times every full collection by phase. Nothing here is
+asserted by the tests.
 """
 
 from __future__ import annotations
