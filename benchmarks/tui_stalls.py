@@ -15,13 +15,16 @@ Prints one JSON line per run and a Markdown table of the best times and the wors
 the process's start; CPU times are the UI process's own (its children not included). Beside each stall,
 the UI thread's own CPU time within it: on a loaded machine much of a stall is waiting for a core.
 
-``--first SOURCE`` times the first screen only, this tree's app alternating with the tsinspect package in
-the folder SOURCE (the code before a change), each run with the bytecode cache as an installed tsinspect.
+``--against SOURCE`` runs the whole probe on this tree's app and on the tsinspect package in the folder
+SOURCE (the code before a change) alternately, and prints each phase's median and range for both.
+``--first SOURCE`` times the first screen only, the same way. Every run has the bytecode cache, as an
+installed tsinspect.
 
 Diagnostics for one probe (``probe(path, flag)``): ``--slow`` lists message handlers and screen updates
 over 50 ms, ``--where`` samples every thread's stack while the heartbeat is late, ``--profile`` profiles
-the UI thread by phase, ``--types`` counts the objects the collector tracks, ``--gen2`` times every full
-collection by phase. Nothing here is asserted by the tests.
+the UI thread by phase, ``--worst`` profiles the event loop's longest callback of each phase, ``--types``
+counts the objects the collector tracks, ``--gen2`` times every full collection by phase. Nothing here is
+asserted by the tests.
 """
 
 from __future__ import annotations
@@ -98,6 +101,23 @@ async def settle(app, pilot):
     await pilot.pause()
 
 profiles = {}  # with --profile: the UI thread's profile of each phase
+worst = {}  # with --worst: (seconds, profile) of the event loop's longest callback in each phase
+
+def profile_callbacks():
+    import asyncio.events, cProfile
+    run = asyncio.events.Handle._run
+    def profiled(self):
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        try:
+            return run(self)
+        finally:
+            prof.disable()
+            took = time.perf_counter() - t
+            if took > worst.get(phase, (0.0,))[0]:
+                worst[phase] = (took, prof)
+    asyncio.events.Handle._run = profiled
 
 def set_phase(name):
     global phase
@@ -141,6 +161,8 @@ def cpu():
 async def main(path):
     if "--slow" in sys.argv:
         time_handlers()
+    if "--worst" in sys.argv:
+        profile_callbacks()
     shown = {}  # the first screen: the screen refreshed after the status line first names the archive's records
     update_status = InspectorApp.update_status
     def marked(self, *args):
@@ -250,6 +272,10 @@ async def main(path):
         out["full_collections_ms"] = full
     if where:
         out["where"] = {k: sorted(v.items(), key=lambda kv: -kv[1])[:6] for k, v in where.items()}
+    for name, (took, prof) in worst.items():
+        import pstats
+        print(f"----- {name}: longest callback {took * 1000:.0f} ms", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     for name, prof in profiles.items():
         import pstats
         prof.disable()
@@ -315,6 +341,42 @@ def first_screens(archives: list[Path], repeat: int, source: Path) -> None:
                   f"{' '.join(f'{c:.2f}' for _, c in runs)} s | {min(loads):.1f}-{max(loads):.1f} |")
 
 
+def against(archives: list[Path], repeat: int, source: Path) -> None:
+    """Each probe of ``source``'s app followed by one of this tree's and a ``graph --json``, ``repeat`` times."""
+    from statistics import median
+
+    here = Path(__file__).resolve().parent.parent
+    for path in archives:
+        runs: dict[Path, list] = {source: [], here: []}
+        graphs, loads = [], []
+        for _ in range(repeat):
+            for tree in (source, here):
+                loads.append(os.getloadavg()[0])
+                runs[tree].append(probe(path, source=tree))
+                print(json.dumps({"archive": path.name, "tree": str(tree), "load": loads[-1], **runs[tree][-1]}),
+                      file=sys.stderr)
+            graphs.append(graph_json(path)[0])
+        print(f"\n{path.name}: {repeat} runs each, alternating, load {min(loads):.1f}-{max(loads):.1f}; "
+              f"`graph --json` median {median(graphs):.2f} s; median (range)\n")
+        print("| phase | " + " | ".join(str(t) for t in runs) + " |")
+        print("|---|---|---|")
+
+        def cell(values: list[float], unit: str, scale: float = 1.0) -> str:
+            values = [v * scale for v in values]
+            digits = 0 if unit == "ms" else 2
+            return f"{median(values):.{digits}f} {unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+        for phase in PHASES:
+            print(f"| {phase} | " + " | ".join(cell([r["stalls"].get(phase, 0.0) for r in rs], "ms", 1000)
+                                               for rs in runs.values()) + " |")
+        for key, what in (("first", "first screen"), ("ir", "IR ready"), ("inline_s", "`i`"),
+                          ("search_s", "search")):
+            print(f"| {what} | " + " | ".join(cell([r[key] for r in rs if key in r], "s") for rs in runs.values())
+                  + " |")
+        print(f"| IR ready x `graph --json` | " + " | ".join(
+            f"{median(r['ir'] for r in rs) / median(graphs):.2f}x" for rs in runs.values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("archives", nargs="+", type=Path)
@@ -322,9 +384,15 @@ def main() -> None:
     parser.add_argument("--first", type=Path, metavar="SOURCE",
                         help="only the first screen, alternating with the tsinspect package in SOURCE (a folder "
                              "holding it, e.g. `git archive main tsinspect | tar -x -C SOURCE`)")
+    parser.add_argument("--against", type=Path, metavar="SOURCE",
+                        help="stalls and times of this tree's app and of the tsinspect package in SOURCE, run "
+                             "alternately (with `graph --json` between): median and range of each")
     args = parser.parse_args()
     if args.first:
         first_screens(args.archives, args.repeat, args.first)
+        return
+    if args.against:
+        against(args.archives, args.repeat, args.against)
         return
     rows = []
     for path in args.archives:

@@ -628,3 +628,100 @@ def test_compare_before_the_late_views_are_composed():
             assert app.view("diff").state == "loaded"
             assert app.current_view() == "diff" and app.focused is app.query_one("#diff-findings")
     run(body())
+
+
+def test_node_path_by_bisection_agrees_with_a_walk_through_blocks():
+    """A jump's path to a node (node, block, node, ...) is found by bisection of the pre-order node ids: the
+    same path as a walk of the whole graph for every node of every graph, saved and inlined; None for an id
+    that is not there."""
+    from tsinspect.diff.irread import extract_path
+    from tsinspect.ir.run import Options
+    from tsinspect.tui.views.ir import IRView
+
+    extraction = extract_path(str(REPO / "tests/real/silero_vad_v6.jit"), Options(inline=True))
+    graphs = [g for module in extraction.ir.modules for m in module.methods for g in (m.graph, m.inlined) if g]
+    checked = nested = 0
+    for graph in graphs:
+        for node, depth in graph.walk():
+            path = IRView._node_path(graph, node.id)
+            assert path == IRView._walk_to(graph, node.id) and path[-1] == ("node", node.id)
+            checked += 1
+            nested += depth > 0
+        last = max((n.id for n, _ in graph.walk()), default=0)
+        assert IRView._node_path(graph, last + 1) is None and IRView._node_path(graph, -1) is None
+    assert checked > 1000 and nested > 100  # silero's loops and ifs: paths through blocks were checked
+
+
+def test_the_footer_is_composed_again_only_when_its_keys_change():
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            await press(app, pilot, "g")
+            footer = app.query_one("Footer")
+            keys = list(footer.query("FooterKey"))
+            assert "i" in [k.key for k in keys]
+            view = app.query_one("IRView")
+            view._set_status(view._loaded_status())  # bindings refreshed, the same keys shown
+            await settle(app, pilot)
+            assert list(footer.query("FooterKey")) == keys  # the same widgets: not composed again
+            await press(app, pilot, "tab")  # the links take the focus: enter follows a link
+            assert app.focused is app.query_one("#ir-links")
+            assert "Follow link" in [k.description for k in footer.query("FooterKey")]
+            view.show_loading(False)  # i is hidden while the IR is extracted
+            await settle(app, pilot)
+            assert "i" not in [k.key for k in footer.query("FooterKey")]
+            view.show_ir(app.extraction)
+            view.focus_main()  # as the app does when the IR arrives
+            await settle(app, pilot)
+            assert "i" in [k.key for k in footer.query("FooterKey")]
+    run(body())
+
+
+def test_the_archive_arriving_after_a_view_key_leaves_that_view_its_focus():
+    """g pressed before the archive was read: its arrival no longer moves the focus to the hidden archive
+    view's records (the keys typed next went there)."""
+    from tsinspect.tui.messages import ArchiveLoaded
+
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            await press(app, pilot, "g")
+            tree = app.query_one("#ir-tree")
+            assert app.focused is tree
+            app.post_message(ArchiveLoaded(app.loaded))
+            await settle(app, pilot)
+            assert app.query_one("#views").active == "ir" and app.focused is tree
+    run(body())
+
+
+def test_workers_pause_while_the_event_loop_is_busy_never_the_loop_itself():
+    """tui.priority: a worker's pause() sleeps while the loop runs callbacks and returns once it waits in
+    select(); called on the loop's own thread it never waits."""
+    import asyncio
+    import threading
+
+    from tsinspect.tui.priority import UIPriority
+
+    async def body():
+        priority = UIPriority()
+        priority.watch(asyncio.get_running_loop())
+        try:
+            assert priority.busy  # running this coroutine
+            priority.pause()  # on the loop's thread: returns at once (a wait here could never end early)
+            paused = threading.Event()
+            released = []
+
+            def worker():
+                paused.set()
+                priority.pause()
+                released.append(priority.busy)
+
+            thread = threading.Thread(target=worker)
+            thread.start()
+            paused.wait()
+            await asyncio.sleep(0.2)  # the loop waits in select(): the worker's pause ends
+            thread.join(1)
+            assert released == [False]
+        finally:
+            priority.unwatch()
+        assert not priority.busy and priority._selector is None
+
+    asyncio.run(body())

@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import threading
+import time
 from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from tsinspect.archive import records as rk
 from tsinspect.archive.text import printable
@@ -31,12 +33,14 @@ from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
 from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRIndexed, IRLoaded,
                                    SearchDone)
+from tsinspect.tui.priority import ui_priority
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
 from tsinspect.tui.views.export import ExportView
 from tsinspect.tui.views.ir import IRView, count_nodes, index_graphs
 from tsinspect.tui.views.modules import ModulesView
 from tsinspect.tui.views.safety import SafetyView
+from tsinspect.tui.widgets.footer import Footer
 
 
 def _freeze_survivors(phase: str, info: dict) -> None:
@@ -123,6 +127,7 @@ class InspectorApp(App):
 
     def on_mount(self) -> None:
         gc.callbacks.append(_freeze_survivors)
+        ui_priority.watch(asyncio.get_running_loop())  # the workers' loops step aside while this one is busy
         self.query_one("#views", TabbedContent).hide_tab("export")  # shown once a pt2 archive is read
         if self.other:
             self.start_diff(self.path, self.other)
@@ -133,6 +138,7 @@ class InspectorApp(App):
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
+        ui_priority.unwatch()
         if _freeze_survivors in gc.callbacks:
             gc.callbacks.remove(_freeze_survivors)
 
@@ -225,7 +231,7 @@ class InspectorApp(App):
         diff = self.view("diff")
         if self.current_view() == "diff" and diff is not None:  # opened by diff --tui: the focus stays there
             diff.focus_main()
-        else:
+        elif self.current_view() == "archive":  # not when a view key came first: the IR tree takes it on arrival
             self.query_one("#records").focus()
         if self.loaded.summary.format in rk.IR_FORMATS and not ir_asked:
             if self.path in self.diff_extractions:
@@ -284,8 +290,17 @@ class InspectorApp(App):
 
     def deliver_ir(self, extraction) -> None:
         """From a worker: the tree first, then where each value is defined and used (1 s of CPU at 205k nodes,
-        that the tree need not wait for)."""
-        self.post_message(IRLoaded(extraction, count_nodes(extraction.ir)))
+        that the tree need not wait for), started once the tree is on screen: built meanwhile, it took the
+        interpreter lock from the event loop half the time while the tree was shown."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        shown = threading.Event()
+        self.post_message(IRLoaded(extraction, count_nodes(extraction.ir), shown))
+        deadline = time.monotonic() + 2.0
+        while not shown.wait(0.05) and time.monotonic() < deadline:
+            if worker.is_cancelled:
+                return
         self.post_message(IRIndexed(extraction, index_graphs(extraction.ir)))
 
     def request_ir(self, trust: bool, inline: bool = False) -> None:
@@ -299,6 +314,8 @@ class InspectorApp(App):
         self.extraction = message.extraction
         view = self.query_one(IRView)
         view.show_ir(message.extraction, message.counts)
+        if message.shown is not None:
+            self.call_after_refresh(message.shown.set)
         if self.current_view() == "ir" and (self.focused is None or view not in self.focused.ancestors):
             view.focus_main()  # g was pressed while the IR was extracting: the tree takes the focus
         self.update_status()
@@ -519,7 +536,7 @@ class InspectorApp(App):
             return
         self.find(self.current_view(), view.search, query)
 
-    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False, description="search")
     def find(self, view: str, search, query: str) -> None:
         """Search off the event loop (``search``: the view's; it reads data, never widgets): a 50k-node graph
         takes a noticeable moment."""

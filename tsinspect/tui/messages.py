@@ -26,10 +26,12 @@ class ArchiveFailed(Message):
 class IRLoaded(Message):
     """The extraction child answered (``extraction`` is a tsinspect.ir.run.Extraction; its IR may be
     refused or failed, and is decoded already); ``counts``: its graphs' node counts (tui.views.ir.count_nodes).
-    The tree shows at once; where each value is defined and used follows as IRIndexed."""
+    The tree shows at once; where each value is defined and used follows as IRIndexed, once the tree is on
+    screen (the handler sets ``shown``, a threading.Event, after the next refresh)."""
 
     extraction: Any
     counts: dict
+    shown: Any = None
 
 
 @dataclass

@@ -214,15 +214,18 @@ class CodeRows(NamedTuple):
 
 
 def code_content(code, mark: int | None = None) -> CodeRows:
-    """Highlighted code with each line's number and original file:line in a gutter."""
+    """Highlighted code with each line's number and original file:line in a gutter (from a worker: it steps
+    aside while the event loop is busy, tui.priority)."""
     source = printable(code.text, keep_lines=True)
     from textual.highlight import highlight
+
+    from tsinspect.tui.priority import paced
 
     body = highlight(source, language="python").split("\n", allow_blank=True)
     labels = [f"{_basename(o.file)}:{o.line}" if o and o.file else "" for o in code.origins]
     width = min(32, max(map(len, labels), default=0))
     rows = []
-    for number, line in enumerate(body, 1):
+    for number, line in paced(enumerate(body, 1), every=100):
         where = labels[number - 1] if number - 1 < len(labels) else ""
         gutter = Content.assemble((f"{number:>5} ", DIM), (f"{printable(where)[:width]:<{width}}", "$text-primary"),
                                   (" │ ", DIM))

@@ -40,6 +40,10 @@ class Loaded:
     def tensors_by_name(self) -> dict[str, TensorInfo]:
         return {t.name: t for t in self.summary.tensors + self.summary.constants + self.summary.traced_inputs}
 
+    def cached_code_file(self, name: str) -> CodeFile | None:
+        """``code_file(name)`` if it was read already (None: read it from a worker)."""
+        return self._code.get(name)
+
     def code_file(self, name: str) -> CodeFile:
         """The code record ``name`` with its blame (cached; call from a worker for big files)."""
         if name not in self._code:

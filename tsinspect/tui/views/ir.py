@@ -8,11 +8,12 @@ reason is shown in place with the ``ast`` view of code/ (methods and the ops the
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -28,6 +29,7 @@ from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
+from tsinspect.tui.priority import paced
 from tsinspect.tui.widgets.lazytree import Item, LazyTree, Mapped
 from tsinspect.tui.widgets.links import LinkList
 
@@ -208,7 +210,7 @@ def _graphs(ir) -> list[Graph]:
 def count_nodes(ir) -> dict[int, int]:
     """``id(graph) -> nodes`` (its blocks' included) of every method graph: the method lines' counts, known
     before the index (0.1 s at 205k nodes against the index's 1 s)."""
-    return {id(g): sum(1 for _ in g.walk()) for g in _graphs(ir)}
+    return {id(g): sum(1 for _ in paced(g.walk())) for g in _graphs(ir)}
 
 
 def index_graphs(ir) -> dict[int, GraphView]:
@@ -216,7 +218,7 @@ def index_graphs(ir) -> dict[int, GraphView]:
     method graph, saved and inlined: built in the worker that received the IR, then frozen out of the
     collector's reach, so that moving the cursor only looks things up."""
     with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
-        index = {id(g): GraphView(g) for g in _graphs(ir)}
+        index = {id(g): GraphView(g) for g in paced(_graphs(ir), every=1)}
         freeze_for_good()
     return index
 
@@ -274,6 +276,8 @@ class IRView(Vertical):
         self._counts: dict = {}  # id(graph) -> its nodes (count_nodes)
         self._loading_since = 0.0
         self._loading_what = ""
+        self._reading: set[str] = set()  # code files whose blame a worker is reading (_origin)
+        self._unreadable: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("Waiting for the archive...", render.DIM), id="ir-status")
@@ -402,9 +406,7 @@ class IRView(Vertical):
         if extraction is not self.extraction:
             return  # an older extraction, replaced since
         self._index = index
-        tree = self.query_one("#ir-tree", LazyTree)
-        if tree.cursor_node is not None:
-            self._show_line(tree.cursor_node)
+        self._refresh_line()
 
     def view_of(self, graph: Graph) -> GraphView | None:
         """Where each value of ``graph`` is defined and used (indexed by the worker that got the IR); None
@@ -491,7 +493,9 @@ class IRView(Vertical):
         if src is not None and src.code_file:
             rows.append(render.field("code", f"{src.code_file}:{src.code_line}"))
             origin = self._origin(src.code_file, src.code_line)
-            if origin is not None and origin.file:
+            if origin is ...:
+                rows.append(render.field("source", Content.styled("reading the debug info...", render.DIM)))
+            elif origin is not None and origin.file:
                 rows.append(render.field("source", f"{origin.where}"))
                 rows.append(render.field("", origin.text.strip()[:200]))
             links.append((Text(f"show code line {printable(src.code_file)}:{src.code_line}  (c)"),
@@ -535,11 +539,36 @@ class IRView(Vertical):
         return links
 
     def _origin(self, code_file: str, line: int | None):
-        try:
-            code = self.app.loaded.code_file(code_file)
-        except Exception:
+        """The original source of a code line; ``...`` while its code file's blame is read in a worker (a
+        record's debug info takes 10-100 ms to parse: never on the event loop)."""
+        loaded = self.app.loaded
+        if loaded is None:
             return None
+        code = loaded.cached_code_file(code_file)
+        if code is None:
+            if code_file in self._unreadable:
+                return None
+            if code_file not in self._reading:
+                self._reading.add(code_file)
+                self._read_code_file(loaded, code_file)
+            return ...
         return code.origins[line - 1] if line and 0 < line <= len(code.origins) else None
+
+    @work(thread=True, group="ir-blame", exit_on_error=False, description="blame")  # no repr of the arguments
+    def _read_code_file(self, loaded, name: str) -> None:
+        try:
+            loaded.code_file(name)
+        except Exception:
+            self._unreadable.add(name)
+        self._reading.discard(name)
+        self.app.call_from_thread(self._refresh_line)
+
+    def _refresh_line(self) -> None:
+        if not self.is_attached:
+            return
+        tree = self.query_one("#ir-tree", LazyTree)
+        if tree.cursor_node is not None:
+            self._show_line(tree.cursor_node)
 
     @on(LinkList.Followed, "#ir-links")
     def _link(self, event: LinkList.Followed) -> None:
@@ -592,19 +621,47 @@ class IRView(Vertical):
         if self.state != "loaded":
             return []
         q = query.lower().lstrip("%")
+        versioned = q + "."
+        kind_matches: dict[str, bool] = {}  # a few hundred kinds among 200k nodes: each lowered once
         hits = []
         for module in self.extraction.ir.modules:
             for method in module.methods:
                 graph = self.graph_of(module.path, method.name)
-                for node, _ in graph.walk() if graph else []:
-                    if q in node.kind.lower() or any(v.name.lower() == q or v.name.lower().startswith(q + ".")
-                                                     for v in node.outputs):
+                for node, _ in paced(graph.walk()) if graph else ():
+                    kind = node.kind
+                    hit = kind_matches.get(kind)
+                    if hit is None:
+                        hit = kind_matches[kind] = q in kind.lower()
+                    if hit or any((name := v.name.lower()) == q or name.startswith(versioned) for v in node.outputs):
                         hits.append((module.path, method.name, node.id))
         return hits
 
     @staticmethod
     def _node_path(graph: Graph, node_id: int) -> list | None:
-        """Tree keys from the method down to the node: node, block, node, ... (one walk, nothing kept)."""
+        """Tree keys from the method down to the node: node, block, node, ... Node ids number a graph's nodes
+        in pre-order (tsinspect.ir.model), so each list of nodes is searched by bisection (a walk to a node
+        near the end of a 200k-node graph took 50-120 ms of the event loop); a walk when that finds nothing."""
+        path: list = []
+        nodes = graph.nodes
+        while nodes:
+            at = bisect.bisect_right(nodes, node_id, key=lambda n: n.id) - 1
+            if at < 0:
+                break
+            node = nodes[at]
+            path.append(("node", node.id))
+            if node.id == node_id:
+                return path
+            # inside one of its blocks: the last block whose first node's id is not past it
+            blocks = [i for i, b in enumerate(node.blocks) if b.nodes and b.nodes[0].id <= node_id]
+            if not blocks:
+                break
+            path.append(("block", blocks[-1]))
+            nodes = node.blocks[blocks[-1]].nodes
+        return IRView._walk_to(graph, node_id)
+
+    @staticmethod
+    def _walk_to(graph: Graph, node_id: int) -> list | None:
+        """``_node_path`` by a walk of the whole graph (nothing assumed about the ids)."""
         stack: list[tuple[list[Node], list]] = [(graph.nodes, [])]
         while stack:
             nodes, prefix = stack.pop()

@@ -18,6 +18,8 @@ from textual import on
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from tsinspect.tui.widgets.quietsize import QuietVirtualSize
+
 
 class Item:
     """What a tree node stands for. Subclasses say how it looks and what is below it."""
@@ -74,9 +76,9 @@ class Range(Item):
         return any(item.key == key for item in self.children())
 
 
-class LazyTree(Tree[Item]):
+class LazyTree(QuietVirtualSize, Tree[Item]):
     PAGE = 1000
-    CHUNK = 250
+    CHUNK = 100  # tree lines added per turn of the event loop (a label of an IR node: 30-70 µs to make)
 
     def __init__(self, label: str = "", **kwargs):
         super().__init__(Text(label), **kwargs)
@@ -88,6 +90,17 @@ class LazyTree(Tree[Item]):
         super(Tree, self).notify_style_update()
         self._clear_line_cache()
         self._updates += 1
+        self.refresh()
+
+    def _invalidate(self) -> None:
+        """Textual's, without its layout pass of the whole screen when the tree's size does not follow its
+        lines (its new size reaches the scrollbars through QuietVirtualSize when the lines are built)."""
+        if self.styles.auto_dimensions:
+            super()._invalidate()
+            return
+        self._clear_line_cache()
+        self._updates += 1
+        self.root._reset()
         self.refresh()
 
     def get_label_width(self, node: TreeNode[Item]) -> int:

@@ -15,10 +15,12 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from tsinspect.tui.widgets.quietsize import QuietVirtualSize
+
 MAX_LINKS = 400
 
 
-class LinkList(OptionList):
+class LinkList(QuietVirtualSize, OptionList):
     BINDINGS = [Binding("enter", "select", "Follow link", tooltip="Go to the highlighted link's target")]
 
     class Followed(Message):
