@@ -480,19 +480,18 @@ def test_the_ir_takes_the_focus_when_it_arrives_after_g():
 
 
 def test_diff_tui_loads_each_archive_with_torch_once(monkeypatch):
-    import tsinspect.diff.irread as irread
     import tsinspect.ir.run as ir_run
     import tsinspect.tui.irfetch as irfetch
 
     calls = []
     real = ir_run.extract_ir
 
-    def counted(archive, options=None):
+    def counted(archive, options=None, early=None):
+        options = early.options if early is not None else options
         calls.append((archive.path.rsplit("/", 1)[-1], options.inline if options else False))
-        return real(archive, options)
+        return real(archive, options, early)
 
-    monkeypatch.setattr(ir_run, "extract_ir", counted)
-    monkeypatch.setattr(irread, "extract_ir", counted)
+    monkeypatch.setattr(ir_run, "extract_ir", counted)  # extract_path (the diff's) calls it there
     real_fetch = irfetch.fetch
 
     def fetched(path, **kwargs):  # the IR view's own extraction, in a process of its own
