@@ -28,7 +28,7 @@ from textual.content import Content
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from tsinspect.archive import records as rk
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import counted, printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
 from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRIndexed, IRLoaded,
@@ -549,7 +549,7 @@ class InspectorApp(App):
         if not self.matches:
             self.notify(f"nothing matches {query!r} in this view", severity="warning", markup=False)
             return
-        self.notify(f"{len(self.matches)} match(es) for {query!r}: n next, N previous", markup=False)
+        self.notify(f"{counted(len(self.matches), 'match', 'matches')} for {query!r}: n next, N previous", markup=False)
         self._go_to_match()
 
     def key_escape(self) -> None:
