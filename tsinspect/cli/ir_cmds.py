@@ -22,7 +22,7 @@ from tsinspect.cli.style import Style, style_for
 from tsinspect.ir.fallback import ast_methods, ast_view_json
 from tsinspect.ir.lines import graph_lines, where
 from tsinspect.ir.model import IR, Graph, LoadError, ir_sandbox
-from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, extract_ir, start_early
+from tsinspect.ir.run import DEFAULT_TIMEOUT, Extraction, Options, early_child, extract_ir
 
 # Load failures that are a fact about the archive and this torch, not an error of the input.
 HANDLED = {"missing_op", "missing_class", "unsupported_version", "torch_refuses_zip"}
@@ -80,17 +80,13 @@ def _extract(args: argparse.Namespace) -> tuple[IR | Extraction, int]:
     options = Options(module=args.module, method=args.method, inline=args.inline, trust=args.trust,
                       libraries=args.library, timeout=args.timeout,
                       memory_limit=args.memory_limit * 1024 * 1024 if args.memory_limit else None, full=args.full)
-    early = start_early(args.file, options)  # torch is imported while the archive is opened and judged
-    try:
-        with open_archive(args.file) as archive:
-            if archive.format == rk.PT2:
-                return _pt2(archive, args), EXIT_OK
-            with Progress("extracting the IR (torch, in a sandboxed child)"):
-                _check_names(archive, args)
-                result = extract_ir(archive, options, early)
-    finally:
-        if early is not None:
-            early.close()
+    # torch is imported while the archive is opened and judged
+    with early_child(args.file, options) as early, open_archive(args.file) as archive:
+        if archive.format == rk.PT2:
+            return _pt2(archive, args), EXIT_OK
+        with Progress("extracting the IR (torch, in a sandboxed child)"):
+            _check_names(archive, args)
+            result = extract_ir(archive, options, early)
     doc, scan = result.header, result.scan
     error = LoadError.from_json(doc["error"]) if doc.get("error") else None
     err = Style(style_for(args.color).enabled and sys.stderr.isatty())

@@ -1,7 +1,7 @@
 """Get the IR of an archive from the extraction child (tsinspect.ir.extract), without importing torch here.
 
-Steps: start the child, which confines itself and imports torch, then waits; meanwhile statically scan
-``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted (the child is then stopped without
+Steps: start the child (``early_child``: before the archive is even opened), which confines itself and
+imports torch, then waits; meanwhile statically scan ``code/`` (tsinspect.safety.codescan) and refuse unless safe or trusted (the child is then stopped without
 having seen a byte of the archive); copy the archive into a fresh private temporary directory with its
 tensor storages emptied (tsinspect.ir.metacopy); tell the child to load that copy (with resource limits,
 a timeout and confined: tsinspect.safety.sandbox) and keep its ``tsinspect.ir/2`` JSON. When meta loading
@@ -23,10 +23,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 import tsinspect
 from tsinspect.archive import modeljson
@@ -188,9 +189,14 @@ class EarlyChild:
         self.close()
 
 
-def start_early(path: str, options: Options) -> EarlyChild | None:
-    """An EarlyChild for ``path``, or None when it names no file (opening it reports why)."""
-    return EarlyChild(path, options) if os.path.isfile(path) else None
+@contextmanager
+def early_child(path: str, options: Options) -> Iterator[EarlyChild | None]:
+    """An EarlyChild for ``path``, closed on leaving; None when ``path`` names no file (opening it says why)."""
+    if not os.path.isfile(path):
+        yield None
+        return
+    with EarlyChild(path, options) as early:
+        yield early
 
 
 def extract_ir(archive: Archive, options: Options | None = None, early: EarlyChild | None = None) -> Extraction:
@@ -216,13 +222,8 @@ def extract_ir(archive: Archive, options: Options | None = None, early: EarlyChi
 
 def extract_path(path: str, options: Options) -> Extraction:
     """Open the archive at ``path`` and extract its IR, with the child started before the archive is opened."""
-    early = start_early(path, options)
-    try:
-        with open_archive(path) as archive:
-            return extract_ir(archive, options, early)
-    finally:
-        if early is not None:
-            early.close()
+    with early_child(path, options) as early, open_archive(path) as archive:
+        return extract_ir(archive, options, early)
 
 
 def _gate_and_load(archive: Archive, options: Options, early: EarlyChild) -> Extraction:
