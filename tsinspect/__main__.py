@@ -1,3 +1,6 @@
-from tsinspect.cli import main
+try:
+    from tsinspect.cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python imports the command line: no traceback
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None and command not in COMMANDS:
         argv.insert(argv.index(command), "open")
         command = "open"
-    parser = build_parser(command)
     try:
+        parser = build_parser(command)  # imports the command's module: Ctrl-C may come here
         args = parser.parse_args(argv)
         from tsinspect.cli import progress
 
