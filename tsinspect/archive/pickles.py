@@ -224,16 +224,18 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS, fast: bool = True) -> Wal
             ops += 1
             code = data[pos] if pos < size else -1
             if ops <= fast_ops:  # in line: what torch writes, in the order of how often it does
-                if code == 0x68 and pos + 2 <= size:  # BINGET
-                    if pos + 2 < size and data[pos + 2] == 0x28:  # then MARK: a torch tensor, as a whole?
-                        found = _torch_tensor(data, pos, memo, calls, stack, max_ops + 1 - ops, max_arg) \
-                            if len(memo) + 2 < max_memo and len(marks) + 2 <= max_marks else None
+                if code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET, then MARK: a torch tensor, as a whole?
+                    after = pos + (2 if code == 0x68 else 5)
+                    if after < size and data[after] == 0x28 and len(memo) + 2 < max_memo \
+                            and len(marks) + 2 <= max_marks:
+                        found = _torch_tensor(data, pos, memo, calls, stack, max_ops + 1 - ops, max_arg)
                         if found is not None:
                             pos, count, refs = found
                             ops += count - 1
                             persistent += refs
                             at = pos - 1  # the last REDUCE's
                             continue
+                if code == 0x68 and pos + 2 <= size:  # BINGET
                     key = data[pos + 1]
                     pos += 2
                     if key not in memo:
@@ -354,15 +356,6 @@ def walk(data: bytes, limits: Limits = DEFAULT_LIMITS, fast: bool = True) -> Wal
                     pos += 5
                     continue
                 elif code == 0x6A and pos + 5 <= size:  # LONG_BINGET
-                    if pos + 5 < size and data[pos + 5] == 0x28:  # as BINGET's
-                        found = _torch_tensor(data, pos, memo, calls, stack, max_ops + 1 - ops, max_arg) \
-                            if len(memo) + 2 < max_memo and len(marks) + 2 <= max_marks else None
-                        if found is not None:
-                            pos, count, refs = found
-                            ops += count - 1
-                            persistent += refs
-                            at = pos - 1
-                            continue
                     key = _U4(data, pos + 1)[0]
                     pos += 5
                     if key not in memo:
