@@ -156,3 +156,13 @@ def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
         _release(document)
         freeze_for_good()
     return ir
+
+
+def decode_extraction(extraction) -> None:
+    """Give a tsinspect.ir.run.Extraction its ``ir`` decoded in slices (``ir_from_text``) when it holds the
+    child's text: its own ``ir`` would decode the text with one ``json.loads``."""
+    from tsinspect.ir.run import Transport
+
+    header = extraction.header
+    if "ir" not in extraction.__dict__ and isinstance(header, Transport):
+        extraction.__dict__["ir"] = ir_from_text(header.body, notes=list(header.get("notes") or []))
