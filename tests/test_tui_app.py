@@ -552,6 +552,31 @@ def test_quitting_while_the_ir_extracts_ends_its_torch_child():
     assert proc.returncode is not None and proc.returncode < 0  # killed, not waited for until it finished
 
 
+def test_the_first_extraction_is_gated_by_the_apps_own_scan(monkeypatch):
+    """The torch child started with the app loads the archive only if the app's own scan of it (the one its
+    safety view shows) lets it: an unsafe finding there refuses the IR, with no second scan that could
+    disagree."""
+    import tsinspect.tui.state as state
+    from tsinspect.safety.codescan import UNSAFE, Finding
+
+    real = state.scan_archive
+
+    def scan_with_a_finding(archive, index):
+        result = real(archive, index)
+        result.findings.insert(0, Finding("ambiguous_code", UNSAFE, "code/__torch__.py", 0, "code/__torch__.py",
+                                          "planted by the test"))
+        return result
+
+    monkeypatch.setattr(state, "scan_archive", scan_with_a_finding)
+
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            view = app.query_one("IRView")
+            assert view.state == "refused", view.state
+            assert "planted by the test" in text_of(app, "#ir-status")
+    run(body())
+
+
 def test_the_tree_shows_before_the_index_and_the_links_follow_it(monkeypatch):
     """IRLoaded shows the tree with the node counts; where each value is defined and used (IRIndexed) can come
     later for a large graph: meanwhile the detail says so, then the highlighted line's links appear without a

@@ -174,7 +174,7 @@ class InspectorApp(App):
                     view.show_archive()
 
     def _mount_later(self) -> None:
-        self.run_worker(self.mount_views(), group="views")
+        self.run_worker(self.mount_views, group="views")
 
     def _tick(self) -> None:
         """Long work shows its elapsed time."""
@@ -423,7 +423,7 @@ class InspectorApp(App):
                 await self.mount_views()
                 self.action_compare()
 
-            self.run_worker(when_composed(), group="views")
+            self.run_worker(when_composed, group="views")
             return
         folder = str(Path(self.path).parent)
         start = "" if folder == "." else folder.rstrip("/") + "/"
@@ -516,7 +516,7 @@ class InspectorApp(App):
             if inspect.isawaitable(result):
                 await result
 
-        self.run_worker(run(), group="jump")
+        self.run_worker(run, group="jump")
 
     def show_code(self, file: str, line: int | None = None) -> None:
         """Switch to the archive view on a code record, marking ``line``."""

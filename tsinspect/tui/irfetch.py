@@ -63,6 +63,7 @@ class Running:
         index when the IR is not loaded (refused, failed: the ``ast`` view)."""
         from tsinspect.archive.code import CodeIndex
         from tsinspect.ir.stream import ir_from_text
+        from tsinspect.tui.priority import ui_priority
 
         try:
             while not self._ended(0.01):
@@ -77,7 +78,7 @@ class Running:
             message = lines[-1] if lines else f"tsinspect graph exited with status {self.proc.returncode}"
             raise FetchError(message.removeprefix("tsinspect: error: "))
         try:
-            ir = ir_from_text(text)
+            ir = ir_from_text(text, pause=ui_priority.pause)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FetchError(f"tsinspect graph wrote unreadable output ({exc})") from None
         return Fetched(ir, CodeIndex() if ir.load in ("meta", "full", "pt2") else index())
@@ -125,6 +126,7 @@ class Early:
         from tsinspect.archive import records as rk
         from tsinspect.ir.run import extract_ir
         from tsinspect.ir.stream import decode_extraction
+        from tsinspect.tui.priority import ui_priority
 
         try:
             while (state := read()) is None:
@@ -144,7 +146,7 @@ class Early:
                     extraction = extract_ir(archive, early=self.child)
         finally:
             self.stop()
-        decode_extraction(extraction)
+        decode_extraction(extraction, ui_priority.pause)
         return Fetched(extraction.ir, extraction.index)
 
     def stop(self) -> None:

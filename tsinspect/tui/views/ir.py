@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 import time
+from functools import partial
 
 from rich.text import Text
 from textual import on, work
@@ -29,7 +30,7 @@ from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
-from tsinspect.tui.priority import paced
+from tsinspect.tui.priority import paced, ui_priority
 from tsinspect.tui.widgets.lazytree import Item, LazyTree, Mapped
 from tsinspect.tui.widgets.links import LinkList
 
@@ -237,7 +238,7 @@ def index_graphs(ir, counts: dict[int, int]) -> dict[int, GraphView]:
     small ones cost more to index all at once (1,822 graphs of 1,059 nodes in all: 90 ms) than one at a time."""
     with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
         large = [g for g in _graphs(ir) if counts.get(id(g), 0) > SMALL_GRAPH]
-        index = {id(g): GraphView(g) for g in paced(large, every=1)}
+        index = {id(g): GraphView(g, ui_priority.pause) for g in large}
         freeze_for_good()
     return index
 
@@ -379,7 +380,8 @@ class IRView(Vertical):
             tree.show(IRRoot(ir.modules, self.inlined, self._counts))
             first = next((m for m in ir.modules if m.methods), None)
             if first is not None:  # open on the first method's graph
-                self.run_worker(self.jump((first.path, first.methods[0].name, None), focus=False), group="tree-fill")
+                self.run_worker(partial(self.jump, (first.path, first.methods[0].name, None), focus=False),
+                                group="tree-fill")
         else:
             self.state = "refused" if ir.load == "refused" else "failed"
             error = ir.error

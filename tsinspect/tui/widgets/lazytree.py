@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from itertools import islice
 
 from rich.text import Text
@@ -121,13 +122,13 @@ class LazyTree(QuietVirtualSize, Tree[Item]):
         self._tree_nodes = {self.root.id: self.root}
         for node in old:
             node._parent, node._children = None, []
-        self.run_worker(self.populate(self.root), group="tree-fill")
+        self.run_worker(partial(self.populate, self.root), group="tree-fill")
         self.root.expand()
 
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded) -> None:
         if event.node.id not in self._filled:
-            self.run_worker(self.populate(event.node), group="tree-fill")
+            self.run_worker(partial(self.populate, event.node), group="tree-fill")
 
     async def populate(self, node: TreeNode[Item]) -> None:
         """Add the node's children once, in chunks; waits if another call is already adding them."""
