@@ -1,11 +1,13 @@
-"""The IR view's extraction, run as ``tsinspect graph --json`` in a process of its own. Textual-free.
+"""The IR view's extractions. Textual-free.
 
-The parent's side of an extraction (code index, safety scan, meta copy: tsinspect.ir.run) is Python that
-would share the interpreter lock with the UI, and it starts the torch child only once it is done; in a
-process of its own it runs beside the app's own reading of the archive, from the first instant. The
-document comes back as ``graph --json`` relays it (the child's text, not decoded and encoded again) and
-is decoded here in slices (tsinspect.ir.stream). A quit while the extraction runs ends it at once: the
-``graph`` process is interrupted (it then kills its torch child) rather than waited for.
+The first one (``Early``) is the torch child started before the app, gated by the app's own reading of the
+archive: no second scan, and the child loads the copy written from the very Archive object judged. Later
+ones (``i``, the inlined graphs; ``t``, after the user confirmed) run ``tsinspect graph --json`` in a
+process of its own (``Running``): the parent's side of such an extraction (code index, safety scan, meta
+copy: tsinspect.ir.run) would otherwise share the interpreter lock with the UI. Its document comes back as
+``graph --json`` relays it (the child's text, not decoded and encoded again). Both are decoded here in
+slices (tsinspect.ir.stream). A quit while an extraction runs ends it at once: the ``graph`` process is
+interrupted (it then kills its torch child), the early child killed, rather than waited for.
 """
 
 from __future__ import annotations
