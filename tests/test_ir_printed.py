@@ -323,3 +323,30 @@ def test_encode_writes_graph_pieces_in_place_of_their_placeholders():
     decoded = json.loads(body)
     assert decoded["types"]["T"]["methods"][0]["graph"][2][1][0] == 0
     assert decoded["note"] == '"0123456789abcdef:0"'
+
+
+def test_the_parent_places_the_positions_the_child_sends_and_refuses_malformed_ones():
+    """The child sends code/ positions in its header and leaves ``sources`` empty; the parent maps them
+    (tsinspect.ir.origins) into the body it relays. A position table that is not [file, line, column]
+    triples, or a body that does not end with the empty table, is unreadable output, not a crash."""
+    import json
+
+    from tsinspect.ir.origins import CodeSources
+    from tsinspect.ir.run import Transport, _placed
+
+    code = b"def forward(self):\n  return 1\n"
+    sources = CodeSources({"code/__torch__/m.py": code}.get, ["code/__torch__/m.py"])
+    body = b'{"schema":"tsinspect.ir/2","strings":[],"sources":[]}'
+    header = {"schema": "tsinspect.ir/2", "positions": [["code/__torch__/m.py", 2, 2], ["code/__torch__/x.py", 1, 0]]}
+    placed = _placed(Transport(header, body), sources)
+    assert "positions" not in placed
+    # no debug records: torch names the code position itself as the node's place
+    assert json.loads(placed.body)["sources"] == [
+        {"code_file": None, "code_line": None, "file": "code/__torch__/m.py", "line": 2},
+        {"code_file": None, "code_line": None, "file": "code/__torch__/x.py", "line": 1}]
+    for bad_positions, bad_body in [([["code/m.py", "2", 2]], body), ([["code/m.py", True, 2]], body),
+                                    ([["code/m.py", 2]], body), ({"a": 1}, body),
+                                    ([["code/m.py", 2, 2]], body.replace(b'"sources":[]', b'"sources":[1]')),
+                                    ([["code/m.py", 2, 2]], body.replace(b'"sources":[]}', b'"sources":[],"x":1}'))]:
+        failed = _placed(Transport({"schema": "tsinspect.ir/2", "positions": bad_positions}, bad_body), sources)
+        assert failed["load"] == "failed" and "unreadable output" in failed["error"]["message"]
