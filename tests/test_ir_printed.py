@@ -240,7 +240,8 @@ COPIES = """graph(%a : int, %b : float, %n : int):
 """
 
 
-def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 40])  # 40 characters: cut at every top-level node
+def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch, chunk):
     import json
 
     import torch
@@ -261,6 +262,8 @@ def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch):
 
         return one(json.loads("".join(walked.pieces())))
 
+    if chunk is not None:
+        monkeypatch.setattr("tsinspect.ir.printed.CHUNK", chunk)
     built = []
     unit = GraphReader._unit
     monkeypatch.setattr(GraphReader, "_unit", lambda self, *a: built.append(1) or unit(self, *a))

@@ -535,7 +535,7 @@ class GraphReader:
 
 
 def _chunks(text: str, start: int):
-    """The text from ``start`` about a megabyte at a time, cut where a top-level node begins."""
+    """The text from ``start`` about ``CHUNK`` characters at a time, cut where a top-level node begins."""
     size = len(text)
     while start < size:
         match = _TOP.search(text, start + CHUNK) if start + CHUNK < size else None
