@@ -332,8 +332,8 @@ class KeptGraphs:
     to free a graph as to build it (205k nodes: 0.6-0.8 s). Before another is built, the kept ones are freed
     unless the new one is expected to be small beside the largest kept (an eighth), so that two large graphs
     are never alive together. Expected size: the number of modules under the method's module instance, whose
-    calls the inlining expands; none for a method that calls nothing (it inlines to itself: a root's small
-    second method once freed the 205k-node forward, 0.56 s)."""
+    calls the inlining expands; none for a method that calls nothing (it inlines to itself: an encoder's
+    ``ModuleList.__len__`` once freed the 205k-node forward, 0.56 s)."""
 
     def __init__(self) -> None:
         self.graphs: list = []
