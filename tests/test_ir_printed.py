@@ -240,7 +240,8 @@ COPIES = """graph(%a : int, %b : float, %n : int):
 """
 
 
-def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 40])  # 40 characters: cut at every top-level node
+def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch, chunk):
     import json
 
     import torch
@@ -261,6 +262,8 @@ def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch):
 
         return one(json.loads("".join(walked.pieces())))
 
+    if chunk is not None:
+        monkeypatch.setattr("tsinspect.ir.printed.CHUNK", chunk)
     built = []
     unit = GraphReader._unit
     monkeypatch.setattr(GraphReader, "_unit", lambda self, *a: built.append(1) or unit(self, *a))
@@ -323,3 +326,61 @@ def test_encode_writes_graph_pieces_in_place_of_their_placeholders():
     decoded = json.loads(body)
     assert decoded["types"]["T"]["methods"][0]["graph"][2][1][0] == 0
     assert decoded["note"] == '"0123456789abcdef:0"'
+
+
+def test_the_parent_places_the_positions_the_child_sends_and_refuses_malformed_ones():
+    """The child sends code/ positions in its header and leaves ``sources`` empty; the parent maps them
+    (tsinspect.ir.origins) into the body it relays. A position table that is not [file, line, column]
+    triples, or a body that does not end with the empty table, is unreadable output, not a crash."""
+    import json
+
+    from tsinspect.ir.origins import CodeSources
+    from tsinspect.ir.run import Transport, _placed
+
+    code = b"def forward(self):\n  return 1\n"
+    sources = CodeSources({"code/__torch__/m.py": code}.get, ["code/__torch__/m.py"])
+    body = b'{"schema":"tsinspect.ir/2","strings":[],"sources":[]}'
+    header = {"schema": "tsinspect.ir/2", "positions": [["code/__torch__/m.py", 2, 2], ["code/__torch__/x.py", 1, 0]]}
+    placed = _placed(Transport(header, body), sources)
+    assert "positions" not in placed
+    # no debug records: torch names the code position itself as the node's place
+    assert json.loads(placed.body)["sources"] == [
+        {"code_file": None, "code_line": None, "file": "code/__torch__/m.py", "line": 2},
+        {"code_file": None, "code_line": None, "file": "code/__torch__/x.py", "line": 1}]
+    for bad_positions, bad_body in [([["code/m.py", "2", 2]], body), ([["code/m.py", True, 2]], body),
+                                    ([["code/m.py", 2]], body), ({"a": 1}, body),
+                                    ([["code/m.py", 2, 2]], body.replace(b'"sources":[]', b'"sources":[1]')),
+                                    ([["code/m.py", 2, 2]], body.replace(b'"sources":[]}', b'"sources":[],"x":1}'))]:
+        failed = _placed(Transport({"schema": "tsinspect.ir/2", "positions": bad_positions}, bad_body), sources)
+        assert failed["load"] == "failed" and "unreadable output" in failed["error"]["message"]
+
+
+def test_a_method_that_calls_nothing_does_not_free_the_kept_inlined_forward():
+    """Inlined graphs are kept alive to spare torch's slow free; a root's second method that calls nothing
+    inlines to itself and must not count as large as the forward (which was then freed: 0.56 s at 205k
+    nodes)."""
+    import torch
+
+    from tsinspect.ir.extract import KeptGraphs, Tables, walk_modules
+
+    class Leaf(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+    class Root(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Leaf(), Leaf()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x))
+
+        @torch.jit.export
+        def small(self, n: int) -> int:
+            return n * 2
+
+    kept = KeptGraphs()
+    _, types, _ = walk_modules(torch.jit.script(Root())._c, None, None, True, Tables(), kept)
+    root = next(t for name, t in types.items() if name.endswith("Root"))
+    assert [m["name"] for m in root["methods"]] == ["forward", "small"]
+    assert kept.largest == 3 and len(kept.graphs) == 3  # Root.forward, Root.small and Leaf.forward, all kept

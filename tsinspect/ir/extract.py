@@ -3,7 +3,7 @@
 The only tsinspect module that imports torch. It is started by tsinspect.ir.run in a fresh empty
 working directory; before anything else it lowers its resource limits and confines itself
 (tsinspect.safety.sandbox: no exec, no network, no file writes, reads limited), then loads the archive,
-reads every method graph of every module (from torch's printer with ``--code-sources``:
+reads every method graph of every module (from torch's printer with ``--positions``:
 tsinspect.ir.printed; else, and where that reader gives up, walked node by node), and writes one
 ``tsinspect.ir/2`` JSON document (docs/ir.md) to its original stdout. Anything the archive's code prints
 goes to stderr. A load failure is reported inside the JSON, never as a traceback.
@@ -19,6 +19,7 @@ have no meta kernels).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -28,8 +29,8 @@ import time
 import warnings
 
 from tsinspect.ir.model import SCHEMA
-from tsinspect.ir.origins import CodeSources  # imported before confine(): reads only what is on sys.path
 from tsinspect.ir.printed import GraphReader
+from tsinspect.ir.sourcerange import parse_source
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
 
 SMALL_TENSOR = 16  # tensor constants up to this many elements carry their values
@@ -41,9 +42,6 @@ _ARGUMENT_TYPE = re.compile(r"^\s*([\w:.]+)\(.*\n\s*Expected a value of type '([
                             r"but instead found type '([^']+)'", re.M)
 _VERSION = re.compile(r"version (\d+), but the (maximum|minimum) supported version for reading is (\d+)")
 _CODE_AT = re.compile(r'File "(code/[^"]+)", line (\d+)')
-_FILE_LINE = re.compile(r'^\s*File "(.*)", line (\d+)')
-_FRAME = re.compile(r"^(.*)\((\d+)\): (.*)$")
-_SERIALIZED = re.compile(r'Serialized\s+File "([^"]*)", line (\d+)')
 
 
 def classify_error(exc: BaseException) -> dict:
@@ -95,35 +93,6 @@ def classify_error(exc: BaseException) -> dict:
     first = first.split(". ", 1)[0]  # torch appends paragraphs of generic advice
     return {"kind": "load_failed", "missing": None, "message": f"{type(exc).__name__}: {first[:300]}{at}",
             "hint": None}
-
-
-def parse_source(text: str) -> dict | None:
-    """Node.sourceRange() text -> {code_file, code_line, file, line[, stack]}, or None when empty."""
-    if not text or not text.strip():
-        return None
-    out: dict = {"code_file": None, "code_line": None, "file": None, "line": None}
-    serialized = _SERIALIZED.search(text)
-    if serialized:
-        out["code_file"], out["code_line"] = serialized.group(1), int(serialized.group(2))
-    head = text[:serialized.start()] if serialized else text
-    lines = head.splitlines()
-    first = lines[0] if lines else ""
-    match = _FILE_LINE.match(first)
-    if match and match.group(1):
-        out["file"], out["line"] = match.group(1), int(match.group(2))
-    else:
-        stack = []
-        for line in lines:
-            frame = _FRAME.match(line)
-            if not frame:
-                break
-            stack.append(f"{frame.group(1)}:{frame.group(2)}")
-        if stack:
-            file, _, line = stack[0].rpartition(":")
-            out["file"], out["line"], out["stack"] = file, int(line), stack
-    if out["file"] is None and out["code_file"] is None:
-        return None
-    return out
 
 
 def _jsonable(value, depth: int = 0):
@@ -187,15 +156,16 @@ class Tables:
     """The document-wide tables of the compact transport (docs/ir.md): repeated strings (kinds, types,
     scopes, schemas) and distinct source locations are written once and referred to by index.
 
-    ``code_sources`` (tsinspect.ir.origins.CodeSources): the copy was loaded without debug records, so a
-    node's place is its ``code/`` position, mapped to the original source as torch maps it. ``reader``
-    (tsinspect.ir.printed.GraphReader) reads graphs from torch's printer instead of walking them."""
+    ``positions``: the copy was loaded without debug records, so a node's place is its ``code/`` position
+    (file, line, column); the table then holds those positions, which the parent maps to the original source
+    as torch maps them (tsinspect.ir.origins: the debug records are read there, not in this process).
+    ``reader`` (tsinspect.ir.printed.GraphReader) reads graphs from torch's printer instead of walking them."""
 
-    def __init__(self, code_sources=None) -> None:
+    def __init__(self, positions: bool = False) -> None:
         self.strings: dict[str, int] = {}
-        self.sources: list[dict] = []
+        self.sources: list = []  # parse_source dicts, or [file, line, column] with ``positions``
         self._source_of: dict = {}  # Node.sourceRange() text or code/ position -> index in sources
-        self.code_sources = code_sources
+        self.positions = positions
         self.reader = None
 
     def string(self, text: str) -> int:
@@ -209,7 +179,7 @@ class Tables:
         try:
             return self._source_of[text]
         except KeyError:
-            if self.code_sources is None:
+            if not self.positions:
                 index = self._add(parse_source(text))
             else:
                 where = code_position(text)
@@ -218,21 +188,26 @@ class Tables:
             return index
 
     def position(self, file: str, line: int, col: int) -> int | None:
-        """The index of the source of a node at a ``code/`` position (``code_sources`` only)."""
+        """The index of the source of a node at a ``code/`` position (``positions`` only); none for the
+        empty file name torch prints for a node that has no place."""
+        if not file:
+            return None
         key = (file, line, col)
         try:
             return self._source_of[key]
         except KeyError:
-            index = self._source_of[key] = self._add(self.code_sources.source(file, line, col))
+            index = self._source_of[key] = self._add([file, line, col])
             return index
 
-    def _add(self, parsed: dict | None) -> int | None:
+    def _add(self, parsed) -> int | None:
         if parsed is None:
             return None
         self.sources.append(parsed)
         return len(self.sources) - 1
 
     def to_json(self) -> dict:
+        if self.positions:  # the parent fills "sources" (see encode)
+            return {"strings": list(self.strings), "positions": self.sources}
         return {"strings": list(self.strings), "sources": self.sources}
 
 
@@ -357,7 +332,8 @@ class KeptGraphs:
     to free a graph as to build it (205k nodes: 0.6-0.8 s). Before another is built, the kept ones are freed
     unless the new one is expected to be small beside the largest kept (an eighth), so that two large graphs
     are never alive together. Expected size: the number of modules under the method's module instance, whose
-    calls the inlining expands."""
+    calls the inlining expands; none for a method that calls nothing (it inlines to itself: an encoder's
+    ``ModuleList.__len__`` once freed the 205k-node forward, 0.56 s)."""
 
     def __init__(self) -> None:
         self.graphs: list = []
@@ -420,6 +396,8 @@ def _walk_method(cpp, name: str, inline: bool, tables: Tables, kept: KeptGraphs 
         method["schema"] = str(fn.schema)
         method["graph"] = read_graph(fn.graph, tables)
         if inline:
+            if not method["graph"].calls:  # it inlines to itself, small whatever its module holds
+                expected = 0
             if kept is not None:
                 kept.make_room(expected)
             inlined = fn.inlined_graph  # keep alive while walking: its nodes die with it
@@ -508,8 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-file-size", type=int, help="largest file this process may write, in bytes")
     parser.add_argument("--rewritten", action="store_true",
                         help="the archive's storages already say device meta (tsinspect.ir.metacopy)")
-    parser.add_argument("--code-sources", help="zip of code/ and its .debug_pkl records: the copy has none "
-                        "(tsinspect.ir.origins); graphs are read from torch's printer")
+    parser.add_argument("--positions", action="store_true",
+                        help="the copy has no debug records: write each node's code/ position, which the parent "
+                        "maps to the original source (tsinspect.ir.origins); graphs are read from torch's printer")
     parser.add_argument("--no-sandbox", metavar="WHY", help="run unconfined (TSINSPECT_SANDBOX=off; measurement)")
     parser.add_argument("--await-rest", action="store_true",
                         help="started before the gate judged the archive: confine, import torch, then read the "
@@ -522,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = Confinement("off", [], args.no_sandbox)
     else:
         # readable: the copy's folder, and each --library's folder (for the libraries it loads beside it)
-        readable = [args.archive, *args.library, *([args.code_sources] if args.code_sources else [])]
+        readable = [args.archive, *args.library]
         sandbox = confine([os.path.dirname(os.path.abspath(path)) for path in readable])
     if args.await_rest:
         args = _rest_of(parser, argv if argv is not None else sys.argv[1:], args)
@@ -552,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
 def encode(doc: dict) -> list[str]:
     """The transport (docs/ir.md) as pieces to write in order: a one-line header (the document without its
     graphs, plus the method names of each type), a newline, then the whole document. The parent reads the
-    header alone and relays the document to ``graph --json`` as it is.
+    header alone and relays the document to ``graph --json`` as it is. Nodes' ``code/`` positions
+    (``positions``) go in the header only: the parent maps them and fills the document's empty ``sources``.
 
     The graphs are JSON text already (``Walked``): their pieces go in where placeholders holding a random
     token stand, which no string of the archive can forge; nothing is joined into one string (a 205k-node
@@ -570,7 +550,9 @@ def encode(doc: dict) -> list[str]:
         graphs.append(obj)
         return f"{token}:{len(graphs) - 1}"
 
-    body = re.split(f'"{token}:([0-9]+)"', json.dumps(doc, separators=(",", ":"), default=placeholder))
+    # with code/ positions, "sources" is the document's last field, left empty for the parent to fill
+    whole = {k: v for k, v in doc.items() if k != "positions"}
+    body = re.split(f'"{token}:([0-9]+)"', json.dumps(whole, separators=(",", ":"), default=placeholder))
     header = {k: v for k, v in doc.items() if k not in GRAPH_FIELDS}
     header["timings"] = dict(doc["timings"], encode=round(time.perf_counter() - started, 4))
     header["method_names"] = {name: [m["name"] for m in t["methods"]] for name, t in doc["types"].items()}
@@ -636,16 +618,15 @@ def run(args, doc: dict) -> None:
     module, cu = load_module(args.archive, None if args.full or args.rewritten else "meta")
     doc["load"] = "full" if args.full else "meta"
     doc["timings"]["load"] = round(time.perf_counter() - started, 4)
+    _release_free_heap()
     if equal_calls:
         doc["notes"].append(f"{len(equal_calls)} {'comparison' if len(equal_calls) == 1 else 'comparisons'} of "
                             "tensor constants were skipped on meta tensors: equal tensor constants are not "
                             "pooled into one node")
     started = time.perf_counter()
-    if args.code_sources:
-        tables = Tables(CodeSources(args.code_sources, parse_source))
+    tables = Tables(args.positions)
+    if args.positions:
         tables.reader = GraphReader(tables, _attributes, _dumps, NO_BLOCKS)
-    else:
-        tables = Tables()
     inline = True if args.inline else args.inline_module
     doc["modules"], doc["types"], module_types = walk_modules(module, args.module, args.method, inline, tables, _KEPT)
     doc["functions"] = walk_functions(cu, doc["types"], module_types, tables) if cu is not None else {}
@@ -654,6 +635,16 @@ def run(args, doc: dict) -> None:
 
 
 _KEPT = KeptGraphs()  # alive until os._exit
+
+
+def _release_free_heap() -> None:
+    """Give back to the system the heap torch's load used and freed (glibc's ``malloc_trim``; about 8 MiB on a
+    1.7k-node model): the load's transient peak is the process's, and reading the graphs then grows from below
+    it instead of on top of it."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _meta_equal() -> list:

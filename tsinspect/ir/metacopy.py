@@ -44,7 +44,7 @@ class CopyInfo:
 
 def write_meta_copy(archive: Archive, target: Path, debug_info: bool = True) -> CopyInfo:
     """Write the copy; see the module docstring for what it holds. ``debug_info=False``: without the
-    ``*.debug_pkl`` records (see write_code_sources)."""
+    ``*.debug_pkl`` records (the parent places nodes from them: tsinspect.ir.origins)."""
     by_name = archive.by_name
     constants = [r for r in archive.records_of(rk.TENSOR_DATA) if r.name.startswith("constants/")]
     keep_constants = sum(r.size for r in constants) <= CONSTANTS_CAP
@@ -120,16 +120,6 @@ def write_full_copy(archive: Archive, target: Path, budget: int, debug_info: boo
             with out.open(_zip_info(record.entry.name), "w", force_zip64=record.entry.size >= 2 ** 31) as dest:
                 for chunk in archive.zip.iter_chunks(record.entry, record.entry.size):
                     dest.write(chunk)
-
-
-def write_code_sources(archive: Archive, target: Path) -> None:
-    """The ``code/`` records and their ``*.debug_pkl``, named as in the archive without its top folder: what
-    tsinspect.ir.origins needs to map the ``code/`` positions that torch prints for a copy written with
-    ``debug_info=False`` back to the user's source. Torch never reads this file."""
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
-        for record in copied_records(archive):
-            if record.kind in (rk.CODE, rk.DEBUG_INFO):
-                out.writestr(_zip_info(record.name), archive.read(record, PICKLE_CAP))
 
 
 def copied_records(archive: Archive, debug_info: bool = True) -> list[Record]:

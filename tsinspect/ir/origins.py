@@ -1,37 +1,48 @@
 """A node's source location from its ``code/`` position, the way torch's ``Node.sourceRange()`` gives it.
 
 The extraction child loads a copy without ``*.debug_pkl`` (tsinspect.ir.metacopy), so torch's graph printer
-writes each node's ``code/`` file:line:col. ``CodeSources`` turns such a position into what
-``tsinspect.ir.extract.parse_source`` reads from ``sourceRange()`` on a load with the debug records: it finds
-the debug record in effect at the position's byte (the last one at or before it, as torch's
+writes each node's ``code/`` file:line:col, and the child sends those positions. ``CodeSources``, in the
+parent, turns such a position into what ``parse_source`` reads from ``sourceRange()`` on a load with the debug
+records: it finds the debug record in effect at the position's byte (the last one at or before it, as torch's
 ``findSourceRangeThatGenerated`` does), rebuilds the head of the text torch's ``SourceRange::highlight``
 would print for the original range, and parses that with the very same ``parse_source``. The records come
 from the archive's own ``.debug_pkl`` files, read torch-free (tsinspect.archive.debuginfo); torch never sees
-them. Offsets are bytes, as in torch (a Python ``str`` index would drift on non-ASCII sources).
+them, and the child never holds them. Offsets are bytes, as in torch (a Python ``str`` index would drift on
+non-ASCII sources).
 """
 
 from __future__ import annotations
 
-import zipfile
+from typing import Callable, Iterable
 
 from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, parse_source_map
 from tsinspect.archive.pickles import PickleError, walk
+from tsinspect.ir.sourcerange import parse_source
 
 CONTEXT = 3  # lines torch prints before a highlighted range (SourceRange's CONTEXT)
 DEBUG_SUFFIX = ".debug_pkl"
 
 
 class CodeSources:
-    """Source locations of ``code/`` positions, from a zip of the archive's ``code/`` files and their
-    ``.debug_pkl`` records (named as in the archive, without its top folder: ``code/__torch__/m.py``)."""
+    """Source locations of ``code/`` positions. ``read(name)``: the bytes of the archive's ``code/`` file or
+    ``.debug_pkl`` record of that name (as torch prints it, without the archive's top folder:
+    ``code/__torch__/m.py``), found as torch finds it (case-insensitively); None when there is none.
+    ``code_files``: the names of the ``code/`` files, which ``prefetch`` reads."""
 
-    def __init__(self, path: str, parse_source):
-        self._zip = zipfile.ZipFile(path)
-        # torch asks for records case-insensitively (ASCII), and prints the name it asked for
-        self._names = {name.lower(): name for name in self._zip.namelist()}
-        self._parse = parse_source
+    def __init__(self, read: Callable[[str], bytes | None], code_files: Iterable[str] = ()):
+        self._read = read
+        self._code_files = list(code_files)
         self._files: dict[str, tuple[list[int], SourceMap | None] | None] = {}
         self._heads: dict[int, str] = {}  # id(record) -> the head torch prints for its range
+
+    def prefetch(self) -> None:
+        """Read every code file's debug records now (while the child loads the archive, say)."""
+        for name in self._code_files:
+            self._file(name)
+
+    def sources(self, positions: list) -> list[dict | None]:
+        """The ``sources`` table of an IR document for the child's table of ``[file, line, column]``."""
+        return [self.source(*position) for position in positions]
 
     def source(self, file: str, line: int, col: int) -> dict | None:
         """What ``parse_source`` gives for the ``sourceRange()`` of a node at ``file``:``line``:``col``."""
@@ -45,13 +56,13 @@ class CodeSources:
                 record = source_map.record_at(starts[line - 1] + col)
         if record is None:  # no debug record: torch prints the code position as the node's own place
             return {"code_file": None, "code_line": None, "file": file, "line": line}
-        return self._parse(f'{self._head(record)}Serialized   File "{file}", line {line}\n')
+        return parse_source(f'{self._head(record)}Serialized   File "{file}", line {line}\n')
 
     def _file(self, file: str):
         if file not in self._files:
             self._files[file] = None
-            if file.lower() in self._names:
-                code = self._zip.read(self._names[file.lower()])
+            code = self._read(file)
+            if code is not None:
                 starts = [0]
                 position = code.find(b"\n")
                 while position >= 0:
@@ -61,10 +72,11 @@ class CodeSources:
         return self._files[file]
 
     def _source_map(self, name: str) -> SourceMap | None:
-        if name.lower() not in self._names:
+        data = self._read(name)
+        if data is None:
             return None
         try:
-            return parse_source_map(walk(self._zip.read(self._names[name.lower()])).value)
+            return parse_source_map(walk(data).value)
         except (DebugInfoError, PickleError, ValueError, RecursionError):
             return None  # unreadable debug records: no original location
 
@@ -73,9 +85,6 @@ class CodeSources:
         if head is None:
             head = self._heads[id(record)] = highlight_head(record)
         return head
-
-    def close(self) -> None:
-        self._zip.close()
 
 
 def highlight_head(record: DebugRecord) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from tsinspect.ir.extract import parse_source
+from tsinspect.ir.sourcerange import parse_source
 
 MAX_RECORDS = 100_000  # entries per run; a run recording more is treated as not recorded (unknown)
 _SKIP = {"prim::Constant", "prim::If", "prim::Loop", "prim::GetAttr", "prim::unchecked_cast", "prim::RaiseException"}
