@@ -148,13 +148,23 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
                 info.attributes["<state>"] = inline(state, 120) or label(state)
                 info.training = _training_from_state(state, _setstate_training_index(cls))
             continue
+        head = info.path + "." if info.path else ""
         for key, value in state.items:
             if not isinstance(key, str):
                 continue
-            name = printable(key[:MAX_NAME])
-            path = (f"{info.path}.{name}" if info.path else name)[:MAX_NAME]
+            name = key if len(key) <= MAX_NAME and key.isascii() and key.isprintable() else printable(key[:MAX_NAME])
+            path = head + name
+            if len(path) > MAX_NAME:
+                path = path[:MAX_NAME]
             if name == "training" and isinstance(value, bool):
                 info.training = value
+            elif type(value) is Call and value.kind == "reduce" and is_tensor(value):  # the usual attribute
+                if key in parameters:
+                    info.parameters.append(path)
+                elif key in buffers:
+                    info.buffers.append(path)
+                else:
+                    info.tensors.append(path)
             elif is_module_object(value) and id(value) not in seen and depth < MAX_DEPTH:
                 seen.add(id(value))
                 child = ModuleInfo(path, value.func.qualname)
