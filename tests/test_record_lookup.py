@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # noqa: E402
 
 ARCHIVES = sorted(p for d in ("samples", "tests/real") for p in (REPO / d).iterdir()
-                  if p.suffix not in (".md", ".py"))
+                  if p.is_file() and p.suffix not in (".md", ".py"))
 
 
 def _by_search(archive: Archive, name: str):

@@ -135,18 +135,13 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
     while work and count < max_modules:
         obj, info, depth = work.pop()
         count += 1
-        cls = code.classes.get(info.type)
-        if cls is not None:
-            info.methods = [m.name for m in cls.methods]
-            if info.type not in declared:
-                declared[info.type] = (set(cls.parameters), set(cls.buffers))
-        parameters, buffers = declared.get(info.type, ((), ()))
+        parameters, buffers = declared_names(info, code, declared)
         state = obj.state
         if not isinstance(state, PDict):
             info.custom_state = obj.states != []
             if obj.states:
                 info.attributes["<state>"] = inline(state, 120) or label(state)
-                info.training = _training_from_state(state, _setstate_training_index(cls))
+                info.training = _training_from_state(state, _setstate_training_index(code.classes.get(info.type)))
             continue
         head = info.path + "." if info.path else ""
         for key, value in state.items:
@@ -184,6 +179,17 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
             elif name != "_is_full_backward_hook":
                 info.attributes[name] = inline(value, 120) or label(value)
     return top
+
+
+def declared_names(info: ModuleInfo, code: CodeIndex, declared: dict) -> tuple:
+    """The parameter and buffer names ``info``'s class declares (cached in ``declared`` by type); sets
+    ``info.methods``."""
+    cls = code.classes.get(info.type)
+    if cls is not None:
+        info.methods = [m.name for m in cls.methods]
+        if info.type not in declared:
+            declared[info.type] = (set(cls.parameters), set(cls.buffers))
+    return declared.get(info.type, ((), ()))
 
 
 def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:

@@ -66,6 +66,7 @@ class Archive:
         self.prefix = ""
         self.note: str | None = None  # what the container is when it is not a zip tsinspect can browse
         self._pickles: dict[int, WalkResult] = {}  # by id() of the record
+        self._read_pickles: dict[int, bytes | ArchiveError] = {}  # their bytes (or why not), read once
         self._prefix_raw = b""
         self._by_index: dict[int, Record] = {}
         self._exact: dict[str, Record] | None = None  # see _exact_names
@@ -290,13 +291,37 @@ class Archive:
         record = self.find(name)
         key = id(record)  # records live as long as the archive: one walk per entry, whatever name found it
         if key not in self._pickles:
-            data = self.read(record, PICKLE_CAP)
+            data = self._pickle_bytes(record, keep=False)  # what pickle_bytes read, else read now
             try:
                 with paused():  # containers by the hundred thousand, rarely in a cycle
                     self._pickles[key] = walk(data)
             except PickleError as exc:
                 raise ArchiveError(str(exc), record.display_name) from None
         return self._pickles[key]
+
+    def pickle_bytes(self, name: str) -> bytes | None:
+        """The bytes of the pickle record ``name`` (None when absent or unreadable), kept: the next ``pickle``
+        of it walks these (or raises what reading them raised) instead of reading the record again."""
+        record = self.lookup(name)
+        if record is None:
+            return None
+        try:
+            return self._pickle_bytes(record)
+        except ArchiveError:
+            return None
+
+    def _pickle_bytes(self, record: Record, keep: bool = True) -> bytes:
+        read = self._read_pickles.get(id(record)) if keep else self._read_pickles.pop(id(record), None)
+        if read is None:
+            try:
+                read = self.read(record, PICKLE_CAP)
+            except ArchiveError as exc:
+                read = exc
+            if keep:
+                self._read_pickles[id(record)] = read
+        if isinstance(read, ArchiveError):
+            raise read
+        return read
 
     def walked(self, record: Record) -> WalkResult | None:
         """The record's walk if ``pickle`` made it already, else None (the safety scan reuses it)."""

@@ -121,9 +121,14 @@ def summarize(archive: Archive) -> ArchiveSummary:
 
 def _summarize(archive: Archive) -> ArchiveSummary:
     code = index_code(archive) if archive.zip else CodeIndex()
-    data = archive.pickle_optional("data.pkl")
-    tensors = _tensors(archive, "data.pkl", data.value if data else None)
-    modules = module_tree(data.value, code) if data else None
+    state = _torch_state(archive, code)
+    if state is not None:  # the same tensors and tree, read without walking (see archive/torchstate.py)
+        tensors, modules = state
+        _check_storages(archive, tensors)
+    else:
+        data = archive.pickle_optional("data.pkl")
+        tensors = _tensors(archive, "data.pkl", data.value if data else None)
+        modules = module_tree(data.value, code) if data else None
     constants = []
     consts = archive.pickle_optional("constants.pkl")
     if consts is not None:
@@ -168,10 +173,26 @@ def _summarize(archive: Archive) -> ArchiveSummary:
         made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 
+def _torch_state(archive: Archive, code: CodeIndex) -> tuple[list[TensorInfo], ModuleInfo] | None:
+    if archive.zip is None or archive.walked(archive.by_name.get("data.pkl")) is not None:
+        return None
+    data = archive.pickle_bytes("data.pkl")
+    if data is None:
+        return None
+    from tsinspect.archive.torchstate import read_state
+
+    return read_state(data, code, rk.STORAGE_DIRS.get("data.pkl", ""))
+
+
 def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:
     if root is None:
         return []
     found = collect(root, rk.STORAGE_DIRS.get(pickle_name, ""), prefix)
+    _check_storages(archive, found, check_data)
+    return found
+
+
+def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool = True) -> None:
     for tensor in found:
         record = _storage_record(archive, tensor.record)
         tensor.record = record.name if record else tensor.record
@@ -188,7 +209,6 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
                 "storage_size_mismatch", printable(tensor.name),
                 f"{record.display_name} holds {record.size} bytes, the pickle declares "
                 f"{tensor.storage_numel} x {tensor.itemsize}"))
-    return found
 
 
 def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorInfo]:
