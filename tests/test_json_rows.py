@@ -131,7 +131,8 @@ class _Record:
 
 @pytest.mark.parametrize("record", [
     _Record("data/0", "tensor_data"), _Record("a\"b\\c\u202e", "code"), _Record("x", "other", size=True),
-    _Record("x", "other", stored=Small.TWO), _Record("x", "other", stored=False), _Record("x", "other", size=2 ** 70), _Record("x", 5),
+    _Record("x", "other", stored=Small.TWO), _Record("x", "other", stored=False),
+    _Record("x", "other", size=2 ** 70), _Record("x", 5),
     _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other")])
 def test_odd_record(record) -> None:
     expected = jsonrows.encode([{"name": record.display_name, "kind": record.kind, "size": record.size,

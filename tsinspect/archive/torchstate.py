@@ -23,6 +23,7 @@ from tsinspect.archive.pickles import _TENSOR, DEFAULT_LIMITS, _I4, _U2, _U4, Gl
 from tsinspect.archive.pickletree import inline, label
 from tsinspect.archive.tensors import TensorInfo, _view_problem, tensor_info
 
+_F8 = struct.Struct(">d").unpack_from
 _GLOBAL = re.compile(rb"c([A-Za-z0-9_.]{1,200})\n([A-Za-z0-9_]{1,200})\n")
 _REBUILD = "torch._utils._rebuild_tensor_v2"
 _ORDERED = "collections.OrderedDict"
@@ -55,7 +56,7 @@ class _Dict(list):
 
 
 _HOOKS = object()  # OrderedDict(): the hooks argument of a tensor rebuild
-_PLAIN = frozenset({str, Global, int, bool, type(None)})  # values a walk gives as themselves (or a Global)
+_PLAIN = frozenset({str, Global, int, float, bool, type(None)})  # values a walk gives as themselves (or a Global)
 _SHAREABLE = _PLAIN | {_Pid}  # memo gets of anything else (a tensor, module, dict, tuple): a node shared
 
 
@@ -157,6 +158,9 @@ def _parse(data: bytes, max_marks: int):
         elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
             stack.append(code == 0x88)
             pos += 1
+        elif code == 0x47:  # BINFLOAT
+            stack.append(_F8(data, pos + 1)[0])
+            pos += 9
         elif code == 0x4E:  # NONE
             stack.append(None)
             pos += 1
@@ -274,7 +278,7 @@ def _build(root: _Module, code: CodeIndex, storage_dir: str) -> tuple[list[Tenso
                 break  # its attributes first, then the rest of these
             elif key == "training" and kind is bool:
                 info.training = value
-            elif value is None or kind is bool or kind is int or kind is str:
+            elif value is None or kind is bool or kind is int or kind is float or kind is str:
                 if key != "_is_full_backward_hook":
                     info.attributes[key] = inline(value, 120) or label(value)
             else:
