@@ -18,6 +18,7 @@ from tsinspect.collector import paused
 SMALL_CAP = 1024 * 1024  # version records, extra files shown as text
 PICKLE_CAP = 256 * 1024 * 1024
 CODE_CAP = 64 * 1024 * 1024
+EXACT_AFTER = 64  # lookups answered by the search before Archive.lookup builds its table of exact names
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Archive:
         self._prefix_raw = b""
         self._by_index: dict[int, Record] = {}
         self._exact: dict[str, Record] | None = None  # see _exact_names
+        self._lookups = 0
         self.export_zip = False  # an early torch.export.save zip (see _index_records)
         try:
             with open(self.path, "rb") as fh:
@@ -203,10 +205,13 @@ class Archive:
             return None
         exact = self._exact
         if exact is None:
-            exact = self._exact = self._exact_names()
-        record = exact.get(name)
-        if record is not None:
-            return record
+            self._lookups += 1
+            if self._lookups > EXACT_AFTER:  # many lookups to come (a tensor's storage each): worth a table
+                exact = self._exact = self._exact_names()
+        if exact is not None:
+            record = exact.get(name)
+            if record is not None:
+                return record
         entry = self.zip.locate(self._prefix_raw + name.encode("utf-8", "surrogateescape"))
         return None if entry is None else self._by_index[entry.index]
 
