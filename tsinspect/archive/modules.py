@@ -135,26 +135,31 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
     while work and count < max_modules:
         obj, info, depth = work.pop()
         count += 1
-        cls = code.classes.get(info.type)
-        if cls is not None:
-            info.methods = [m.name for m in cls.methods]
-            if info.type not in declared:
-                declared[info.type] = (set(cls.parameters), set(cls.buffers))
-        parameters, buffers = declared.get(info.type, ((), ()))
+        parameters, buffers = declared_names(info, code, declared)
         state = obj.state
         if not isinstance(state, PDict):
             info.custom_state = obj.states != []
             if obj.states:
                 info.attributes["<state>"] = inline(state, 120) or label(state)
-                info.training = _training_from_state(state, _setstate_training_index(cls))
+                info.training = _training_from_state(state, _setstate_training_index(code.classes.get(info.type)))
             continue
+        head = info.path + "." if info.path else ""
         for key, value in state.items:
             if not isinstance(key, str):
                 continue
-            name = printable(key[:MAX_NAME])
-            path = (f"{info.path}.{name}" if info.path else name)[:MAX_NAME]
+            name = key if len(key) <= MAX_NAME and key.isascii() and key.isprintable() else printable(key[:MAX_NAME])
+            path = head + name
+            if len(path) > MAX_NAME:
+                path = path[:MAX_NAME]
             if name == "training" and isinstance(value, bool):
                 info.training = value
+            elif type(value) is Call and value.kind == "reduce" and is_tensor(value):  # the usual attribute
+                if key in parameters:
+                    info.parameters.append(path)
+                elif key in buffers:
+                    info.buffers.append(path)
+                else:
+                    info.tensors.append(path)
             elif is_module_object(value) and id(value) not in seen and depth < MAX_DEPTH:
                 seen.add(id(value))
                 child = ModuleInfo(path, value.func.qualname)
@@ -174,6 +179,17 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
             elif name != "_is_full_backward_hook":
                 info.attributes[name] = inline(value, 120) or label(value)
     return top
+
+
+def declared_names(info: ModuleInfo, code: CodeIndex, declared: dict) -> tuple:
+    """The parameter and buffer names ``info``'s class declares (cached in ``declared`` by type); sets
+    ``info.methods``."""
+    cls = code.classes.get(info.type)
+    if cls is not None:
+        info.methods = [m.name for m in cls.methods]
+        if info.type not in declared:
+            declared[info.type] = (set(cls.parameters), set(cls.buffers))
+    return declared.get(info.type, ((), ()))
 
 
 def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:

@@ -18,6 +18,7 @@ from tsinspect.collector import paused
 SMALL_CAP = 1024 * 1024  # version records, extra files shown as text
 PICKLE_CAP = 256 * 1024 * 1024
 CODE_CAP = 64 * 1024 * 1024
+EXACT_AFTER = 64  # lookups answered by the search before Archive.lookup builds its table of exact names
 
 
 @dataclass
@@ -66,8 +67,11 @@ class Archive:
         self.prefix = ""
         self.note: str | None = None  # what the container is when it is not a zip tsinspect can browse
         self._pickles: dict[int, WalkResult] = {}  # by id() of the record
+        self._read_pickles: dict[int, bytes | ArchiveError] = {}  # their bytes (or why not), read once
         self._prefix_raw = b""
         self._by_index: dict[int, Record] = {}
+        self._exact: dict[str, Record] | None = None  # see _exact_names
+        self._lookups = 0
         self.export_zip = False  # an early torch.export.save zip (see _index_records)
         try:
             with open(self.path, "rb") as fh:
@@ -199,8 +203,32 @@ class Archive:
             return next((r for r in self.records if r.name == name), None)
         if not self.prefix:
             return None
+        exact = self._exact
+        if exact is None:
+            self._lookups += 1
+            if self._lookups > EXACT_AFTER:  # many lookups to come (a tensor's storage each): worth a table
+                exact = self._exact = self._exact_names()
+        if exact is not None:
+            record = exact.get(name)
+            if record is not None:
+                return record
         entry = self.zip.locate(self._prefix_raw + name.encode("utf-8", "surrogateescape"))
         return None if entry is None else self._by_index[entry.index]
+
+    def _exact_names(self) -> dict[str, Record]:
+        """Record name -> the record, for the names ``locate`` answers with their own entry at once: valid
+        UTF-8 under the top folder as written, no NUL, and a key no other entry shares. What ``lookup`` gives
+        for such a name without encoding it and cutting and lowering the bytes (10,000 tensors' storages)."""
+        unique = self.zip._index()[2]
+        prefix = self._prefix_raw
+        exact = {}
+        for record in self.records:
+            entry = record.entry
+            raw = entry.raw_name
+            if entry.valid_name and raw.startswith(prefix) and b"\0" not in raw \
+                    and unique.get(raw.lower()) == entry.index:
+                exact[record.name] = record
+        return exact
 
     def torch_records(self) -> list[Record]:
         """The records torch can read, one per name (the entry it reads), in directory order: what a copy of
@@ -268,13 +296,37 @@ class Archive:
         record = self.find(name)
         key = id(record)  # records live as long as the archive: one walk per entry, whatever name found it
         if key not in self._pickles:
-            data = self.read(record, PICKLE_CAP)
+            data = self._pickle_bytes(record, keep=False)  # what pickle_bytes read, else read now
             try:
                 with paused():  # containers by the hundred thousand, rarely in a cycle
                     self._pickles[key] = walk(data)
             except PickleError as exc:
                 raise ArchiveError(str(exc), record.display_name) from None
         return self._pickles[key]
+
+    def pickle_bytes(self, name: str) -> bytes | None:
+        """The bytes of the pickle record ``name`` (None when absent or unreadable), kept: the next ``pickle``
+        of it walks these (or raises what reading them raised) instead of reading the record again."""
+        record = self.lookup(name)
+        if record is None:
+            return None
+        try:
+            return self._pickle_bytes(record)
+        except ArchiveError:
+            return None
+
+    def _pickle_bytes(self, record: Record, keep: bool = True) -> bytes:
+        read = self._read_pickles.get(id(record)) if keep else self._read_pickles.pop(id(record), None)
+        if read is None:
+            try:
+                read = self.read(record, PICKLE_CAP)
+            except ArchiveError as exc:
+                read = exc
+            if keep:
+                self._read_pickles[id(record)] = read
+        if isinstance(read, ArchiveError):
+            raise read
+        return read
 
     def walked(self, record: Record) -> WalkResult | None:
         """The record's walk if ``pickle`` made it already, else None (the safety scan reuses it)."""

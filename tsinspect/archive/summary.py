@@ -14,7 +14,7 @@ from tsinspect.archive.pickles import PDict, PTuple
 from tsinspect.archive.problems import Problem
 from tsinspect.archive.reader import SMALL_CAP, Archive, Record
 from tsinspect.archive.tensors import TensorInfo, collect
-from tsinspect.archive.text import printable
+from tsinspect.archive.text import json_dumps, json_safe, printable
 from tsinspect.collector import paused
 
 if TYPE_CHECKING:  # pt2.py is imported only for a pt2 archive (2.4 ms of every info's start)
@@ -71,7 +71,21 @@ class ArchiveSummary:
         with paused():  # a dict per tensor, module and record, over a heap the collector would rescan
             return self._to_json()
 
-    def _to_json(self) -> dict:
+    def json_text(self, indent: int | None = None) -> str:
+        """``json_dumps(self.to_json(), indent=indent)``, the same text; compact, the rows of the records and
+        tensors are written from templates (:mod:`tsinspect.archive.jsonrows`) instead of a dict each."""
+        if indent is not None:
+            return json_dumps(self.to_json(), indent=indent)
+        from tsinspect.archive.jsonrows import document, record_rows, tensor_rows
+
+        with paused():
+            doc = self._to_json(rows=False)
+            doc["records"] = record_rows(self.records)
+            doc["tensors"] = tensor_rows(self.tensors, self.tensor_kinds)
+            return json_safe(document(doc))
+
+    def _to_json(self, rows: bool = True) -> dict:
+        """The JSON object; without ``rows``, "records" and "tensors" are left None (json_text writes them)."""
         return {
             "schema": SCHEMA,
             "path": printable(self.path),
@@ -83,10 +97,11 @@ class ArchiveSummary:
             "versions": self.versions,
             "records": [{"name": r.display_name, "kind": r.kind, "size": r.size,
                          "compressed_size": r.compressed_size, "compression": r.entry.method_name}
-                        for r in self.records],
+                        for r in self.records] if rows else None,
             "code_files": self.code_files,
             "extra_files": [{"name": r.display_name[len("extra/"):], "size": r.size} for r in self.extra_files],
-            "tensors": [t.to_json(kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors],
+            "tensors": [t.to_json(kind=self.tensor_kinds.get(t.name, "attribute")) for t in self.tensors]
+            if rows else None,
             "constants": [t.to_json() for t in self.constants],
             "traced_inputs": [t.to_json() for t in self.traced_inputs],
             "weight_bytes": self.weight_bytes,
@@ -106,9 +121,14 @@ def summarize(archive: Archive) -> ArchiveSummary:
 
 def _summarize(archive: Archive) -> ArchiveSummary:
     code = index_code(archive) if archive.zip else CodeIndex()
-    data = archive.pickle_optional("data.pkl")
-    tensors = _tensors(archive, "data.pkl", data.value if data else None)
-    modules = module_tree(data.value, code) if data else None
+    state = _torch_state(archive, code)
+    if state is not None:  # the same tensors and tree, read without walking (see archive/torchstate.py)
+        tensors, modules = state
+        _check_storages(archive, tensors)
+    else:
+        data = archive.pickle_optional("data.pkl")
+        tensors = _tensors(archive, "data.pkl", data.value if data else None)
+        modules = module_tree(data.value, code) if data else None
     constants = []
     consts = archive.pickle_optional("constants.pkl")
     if consts is not None:
@@ -153,10 +173,26 @@ def _summarize(archive: Archive) -> ArchiveSummary:
         made_by=made_by(code, "traced_inputs.pkl" in archive.by_name) if archive.zip else None)
 
 
+def _torch_state(archive: Archive, code: CodeIndex) -> tuple[list[TensorInfo], ModuleInfo] | None:
+    if archive.zip is None or archive.walked(archive.by_name.get("data.pkl")) is not None:
+        return None
+    data = archive.pickle_bytes("data.pkl")
+    if data is None:
+        return None
+    from tsinspect.archive.torchstate import read_state
+
+    return read_state(data, code, rk.STORAGE_DIRS.get("data.pkl", ""))
+
+
 def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_data: bool = True) -> list[TensorInfo]:
     if root is None:
         return []
     found = collect(root, rk.STORAGE_DIRS.get(pickle_name, ""), prefix)
+    _check_storages(archive, found, check_data)
+    return found
+
+
+def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool = True) -> None:
     for tensor in found:
         record = _storage_record(archive, tensor.record)
         tensor.record = record.name if record else tensor.record
@@ -173,7 +209,6 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
                 "storage_size_mismatch", printable(tensor.name),
                 f"{record.display_name} holds {record.size} bytes, the pickle declares "
                 f"{tensor.storage_numel} x {tensor.itemsize}"))
-    return found
 
 
 def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorInfo]:

@@ -100,31 +100,10 @@ def _tensor(value: Call, func_name: str, name: str) -> TensorInfo:
     args = value.arg_list
     storage = args[0] if args else None
     pid = storage.pid.items if isinstance(storage, PersistentRef) and isinstance(storage.pid, PTuple) else []
-    dtype, itemsize = "?", 1
-    key, device, numel = "?", "?", 0
-    problem = None
-    if len(pid) >= 5 and pid[0] == "storage":
-        cls = pid[1].name if isinstance(pid[1], Global) else "?"
-        dtype, itemsize, _ = STORAGE_DTYPES.get(cls) or (printable(cls), 1, None)
-        key, device, numel = pid[2], pid[3], pid[4]
-        if not (type(key) is str and key.isascii() and key.isprintable()):  # else _text() gives it back
-            key = _text(key)
-        if not (type(device) is str and device.isascii() and device.isprintable()):
-            device = _text(device)
-        if not (type(numel) is int and _LOW <= numel < _HIGH):  # _is_int(), in line
-            numel = numel if _is_int(numel) else 0
-    else:
-        problem = "storage is not a ('storage', type, key, device, numel) persistent id"
     offset = args[1] if len(args) > 1 and _is_int(args[1]) else 0
     shape = _ints(args[2]) if len(args) > 2 else None
     stride = _ints(args[3]) if len(args) > 3 else None
-    if shape is None or stride is None or len(shape) != len(stride):
-        problem = problem or "size and stride are not matching integer tuples"
-        shape, stride = shape or [], stride or []
-    if len(shape) > MAX_DIMS:  # the element count of 10,000 dimensions would not even print
-        problem = problem or f"{len(shape)} dimensions"
-        shape, stride = [], []
-    info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
+    info = tensor_info(name, pid, offset, shape, stride)
     if func_name.endswith("_rebuild_qtensor"):
         if len(args) == 8:  # torch 1.3: (storage, offset, size, stride, scale, zero_point, requires_grad, hooks)
             info.qparams = _per_tensor("per_tensor_affine", args[4], args[5])
@@ -144,7 +123,36 @@ def _tensor(value: Call, func_name: str, name: str) -> TensorInfo:
         info.requires_grad = False
     else:
         info.requires_grad = args[4] if len(args) > 4 and isinstance(args[4], bool) else None
-    info.problem = problem or _view_problem(info)
+    info.problem = info.problem or _view_problem(info)
+    return info
+
+
+def tensor_info(name: str, pid: list, offset: int, shape: list[int] | None, stride: list[int] | None) -> TensorInfo:
+    """The TensorInfo of a rebuild call's persistent id items, offset and size and stride (``_ints`` of the
+    call's tuples), with the problem they have (``problem`` still None when the view is to be checked)."""
+    dtype, itemsize = "?", 1
+    key, device, numel = "?", "?", 0
+    problem = None
+    if len(pid) >= 5 and pid[0] == "storage":
+        cls = pid[1].name if isinstance(pid[1], Global) else "?"
+        dtype, itemsize, _ = STORAGE_DTYPES.get(cls) or (printable(cls), 1, None)
+        key, device, numel = pid[2], pid[3], pid[4]
+        if not (type(key) is str and key.isascii() and key.isprintable()):  # else _text() gives it back
+            key = _text(key)
+        if not (type(device) is str and device.isascii() and device.isprintable()):
+            device = _text(device)
+        if not (type(numel) is int and _LOW <= numel < _HIGH):  # _is_int(), in line
+            numel = numel if _is_int(numel) else 0
+    else:
+        problem = "storage is not a ('storage', type, key, device, numel) persistent id"
+    if shape is None or stride is None or len(shape) != len(stride):
+        problem = problem or "size and stride are not matching integer tuples"
+        shape, stride = shape or [], stride or []
+    if len(shape) > MAX_DIMS:  # the element count of 10,000 dimensions would not even print
+        problem = problem or f"{len(shape)} dimensions"
+        shape, stride = [], []
+    info = TensorInfo(name, dtype, shape, stride, offset, key, numel, device, itemsize)
+    info.problem = problem
     return info
 
 

@@ -123,8 +123,8 @@ def run_info(args: argparse.Namespace) -> int:
     if len(paths) == 1 and not os.path.isdir(paths[0]):
         with open_archive(paths[0]) as archive:
             summary = _summary(archive)
-            if args.json:
-                emit_json(summary.to_json())
+            if args.json:  # emit_json(summary.to_json()), the same text
+                sys.stdout.write(summary.json_text(indent=1 if sys.stdout.isatty() else None) + "\n")
                 return 0
             style = style_for(args.color)
             for line in info_lines(summary, style, args.all):
@@ -170,7 +170,7 @@ def _info_many(paths: list[str], args: argparse.Namespace) -> int:
                                            "error": printable(error_message(exc))}))
                 continue
             if args.json:
-                print_above(json_line(summary.to_json()))
+                print_above(summary.json_text())  # json_line(summary.to_json()), the same text
                 continue
             lines = list(info_lines(summary, style, args.all))
             print_above("\n".join(([""] if n else []) + lines))

@@ -1,0 +1,147 @@
+"""``info --json``'s rows written from templates (``archive/jsonrows.py``) against ``json_dumps(to_json())``.
+
+Every comparison is of the whole text. Each test also counts the rows the templates wrote, so none can pass
+with them switched off; the hand-made rows hold each kind of value a template must refuse (an int subclass,
+a bool where an int belongs, a float, a non-string where a string belongs, aliases, quantization
+parameters) and the strings json escapes (controls, quotes, backslashes, non-ASCII, lone surrogates).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from enum import IntEnum
+from pathlib import Path
+
+import pytest
+
+from tsinspect.archive import jsonrows
+from tsinspect.archive.reader import ArchiveError, open_archive
+from tsinspect.archive.summary import summarize
+from tsinspect.archive.tensors import TensorInfo
+from tsinspect.archive.text import json_dumps
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hostile  # noqa: E402
+
+ARCHIVES = sorted(p for d in ("samples", "tests/real") for p in (REPO / d).iterdir()
+                  if p.is_file() and p.suffix not in (".md", ".py"))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many rows each template wrote."""
+    counts = {"tensor": 0}
+    tensor_row = jsonrows._tensor_row
+
+    def counting_tensor_row(*args):
+        row = tensor_row(*args)
+        counts["tensor"] += row is not None
+        return row
+
+    monkeypatch.setattr(jsonrows, "_tensor_row", counting_tensor_row)
+    return counts
+
+
+def _same(summary) -> None:
+    assert summary.json_text() == json_dumps(summary.to_json())
+    assert summary.json_text(indent=1) == json_dumps(summary.to_json(), indent=1)
+
+
+def test_archives(counted) -> None:
+    tensors = 0
+    for path in ARCHIVES:
+        with open_archive(str(path)) as archive:
+            summary = summarize(archive)
+            _same(summary)
+            tensors += len(summary.tensors)
+    assert len(ARCHIVES) >= 45
+    assert counted["tensor"] >= 550 and tensors >= 600  # the others have aliases or quantization
+
+
+def test_hostile_corpus(tmp_path, counted) -> None:
+    opened = 0
+    for case in hostile.CASES:
+        if case.fatal:
+            continue
+        path = tmp_path / f"{case.id}.pt"
+        path.write_bytes(case.build(str(tmp_path / "marker")))
+        try:
+            with open_archive(str(path)) as archive:
+                summary = summarize(archive)
+        except ArchiveError:
+            continue
+        _same(summary)
+        opened += 1
+    assert opened > 50 and counted["tensor"] > 50
+
+
+PLAIN = TensorInfo("a.weight", "float32", [3, 4], [4, 1], 0, "0", 12, "cpu", 4, requires_grad=True,
+                   record="data/0")
+
+
+class Small(IntEnum):
+    TWO = 2
+
+
+class Text(str):
+    pass
+
+
+ODD = [
+    {}, {"offset": True}, {"offset": Small.TWO}, {"offset": 2.0}, {"storage_numel": True},
+    {"storage_numel": 12.0}, {"itemsize": True}, {"itemsize": float("inf")}, {"shape": [3, True], "stride": [4, 1]},
+    {"shape": [3, Small.TWO]}, {"shape": [3.0, 4]}, {"stride": [4, False]}, {"shape": (3, 4)}, {"stride": (4, 1)},
+    {"shape": [], "stride": []}, {"shape": [0, 5], "stride": [5, 1]}, {"shape": [2 ** 62, 2], "stride": [-1, 7]},
+    {"requires_grad": None}, {"requires_grad": False}, {"requires_grad": 1}, {"requires_grad": 0},
+    {"record": None}, {"record": 5}, {"problem": "view reaches element 99"}, {"problem": 3},
+    {"quantization": "per_tensor_affine scale=0.1 zero_point=0"}, {"quantization": 1.5},
+    {"qparams": {"scheme": "per_tensor_affine", "scale": 0.1, "zero_point": 0}}, {"aliases": ["b.weight"]},
+    {"name": 'quote " back \\ nl \n tab \t nul \x00 del \x7f c1 \x9b bidi \u202e e\u0301 \u4e2d \U0001f600'},
+    {"name": "lone \ud800 surrogate"}, {"name": Text("sub")}, {"name": 7}, {"dtype": None},
+    {"storage_key": "\x1b[31m"}, {"device": "cuda:0"}, {"device": None}, {"dtype": "?"},
+]
+
+
+@pytest.mark.parametrize("changes", ODD, ids=[",".join(c) or "plain" for c in ODD])
+def test_odd_tensor(changes) -> None:
+    tensor = replace(PLAIN, **changes)
+    for kind in ("parameter", "buffer", "attri\x85bute"):
+        expected = jsonrows.encode([tensor.to_json(kind=kind)])
+        assert jsonrows.tensor_rows([tensor], {tensor.name: kind}) == expected
+
+
+def test_templates_are_used() -> None:
+    """The rows above that the template must write (plain types only): it does."""
+    written = [c for c in ODD if jsonrows._tensor_row(replace(PLAIN, **c), "parameter") is not None]
+    assert len(written) >= 15
+
+
+class _Entry:
+    def __init__(self, size, compressed_size, method_name):
+        self.size, self.compressed_size, self.method_name = size, compressed_size, method_name
+
+
+class _Record:
+    def __init__(self, name, kind, size=10, stored=8, method="deflate"):
+        self.entry = _Entry(size, stored, method)
+        self.display_name, self.kind, self.size, self.compressed_size = name, kind, size, stored
+
+
+@pytest.mark.parametrize("record", [
+    _Record("data/0", "tensor_data"), _Record("a\"b\\c\u202e", "code"), _Record("x", "other", size=True),
+    _Record("x", "other", stored=Small.TWO), _Record("x", "other", stored=False),
+    _Record("x", "other", size=2 ** 70), _Record("x", 5),
+    _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other")])
+def test_odd_record(record) -> None:
+    expected = jsonrows.encode([{"name": record.display_name, "kind": record.kind, "size": record.size,
+                                 "compressed_size": record.compressed_size,
+                                 "compression": record.entry.method_name}])
+    assert jsonrows.record_rows([record]) == expected
+
+
+def test_document() -> None:
+    doc = {"a": 1, "b\u202e": [None, True, 1.5, "x\x00"], "c": jsonrows.Encoded("[1, 2]"), "d": {"e": "f"},
+           "g": "[1, 2]"}
+    assert jsonrows.document(doc) == jsonrows.encode(dict(doc, c=[1, 2]))

@@ -1,0 +1,86 @@
+"""The compact JSON text of the summary's many rows (records, tensors), written from templates.
+
+``json.dumps`` of a dict per row spends most of its time building the dicts and encoding the same keys
+10,000 times over. Here each row is one f-string holding the keys, with the values encoded as
+``json.dumps(..., ensure_ascii=False)`` encodes them: strings by json's own ``encode_basestring``, exact
+ints and lists of exact ints by ``repr`` (what json writes for them), None/True/False as null/true/false.
+A row holding anything else (an int subclass, a float, quantization parameters, aliases, a non-string
+where a string belongs) is encoded by ``json.dumps`` of the row's dict, so the text is the same either
+way; ``tests/test_json_rows.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+from json import dumps
+from json.encoder import encode_basestring as _text  # json.dumps(ensure_ascii=False)'s own string encoder
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tsinspect.archive.reader import Record
+    from tsinspect.archive.tensors import TensorInfo
+
+
+class Encoded(str):
+    """JSON text, spliced as it is by :func:`document`."""
+
+
+def encode(value) -> str:
+    """``json.dumps`` with the options of ``text.json_dumps`` (no indent), without its final escaping."""
+    return dumps(value, ensure_ascii=False, check_circular=False)
+
+
+def document(doc: dict) -> str:
+    """``encode(doc)``, with the values that are :class:`Encoded` written as they are."""
+    return "{" + ", ".join(f"{_text(key)}: {value if type(value) is Encoded else encode(value)}"
+                           for key, value in doc.items()) + "}"
+
+
+_JUST_INT = {int}
+
+
+def record_rows(records: list[Record]) -> Encoded:
+    """``encode`` of the summary's "records" list."""
+    rows = []
+    for r in records:
+        entry = r.entry
+        name, size, stored, kind, method = r.display_name, entry.size, entry.compressed_size, r.kind, entry.method_name
+        if type(size) is int and type(stored) is int and isinstance(name, str) and isinstance(kind, str) \
+                and isinstance(method, str):
+            rows.append(f'{{"name": {_text(name)}, "kind": {_text(kind)}, "size": {size}, '
+                        f'"compressed_size": {stored}, "compression": {_text(method)}}}')
+        else:
+            rows.append(encode({"name": r.display_name, "kind": kind, "size": r.size,
+                                "compressed_size": r.compressed_size, "compression": method}))
+    return Encoded("[" + ", ".join(rows) + "]")
+
+
+def tensor_rows(tensors: list[TensorInfo], kinds: dict[str, str]) -> Encoded:
+    """``encode`` of the summary's "tensors" list: each ``t.to_json(kind=kinds.get(t.name, "attribute"))``."""
+    rows = []
+    for t in tensors:
+        kind = kinds.get(t.name, "attribute")
+        row = _tensor_row(t, kind)
+        rows.append(row if row is not None else encode(t.to_json(kind=kind)))
+    return Encoded("[" + ", ".join(rows) + "]")
+
+
+def _tensor_row(t: TensorInfo, kind: str) -> str | None:
+    """The row from its template, or None when a value is not of a type the template writes as json does."""
+    shape, stride, offset, numel, grad = t.shape, t.stride, t.offset, t.storage_numel, t.requires_grad
+    if (t.qparams is not None or t.aliases or type(offset) is not int or type(numel) is not int
+            or type(t.itemsize) is not int or type(shape) is not list or type(stride) is not list
+            or not set(map(type, shape + stride)) <= _JUST_INT
+            or not (grad is None or grad is True or grad is False)):
+        return None
+    record, quantization, problem = t.record, t.quantization, t.problem
+    try:  # json's encode_basestring raises TypeError on anything but a str
+        return (f'{{"name": {_text(t.name)}, "dtype": {_text(t.dtype)}, "shape": {shape!r}, '
+                f'"stride": {stride!r}, "offset": {offset}, "nbytes": {t.nbytes}, "storage": {{"key": '
+                f'{_text(t.storage_key)}, "record": {"null" if record is None else _text(record)}, '
+                f'"numel": {numel}, "nbytes": {t.storage_nbytes}}}, "device": {_text(t.device)}, '
+                f'"requires_grad": {"null" if grad is None else "true" if grad else "false"}, '
+                f'"quantization": {"null" if quantization is None else _text(quantization)}, '
+                f'"quantization_params": null, "aliases": [], '
+                f'"problem": {"null" if problem is None else _text(problem)}, "kind": {_text(kind)}}}')
+    except TypeError:
+        return None
