@@ -296,7 +296,10 @@ def _code_sources(archive: Archive) -> CodeSources:
     def read(name: str) -> bytes | None:
         record = records.get(name.lower())
         try:
-            return None if record is None else archive.read(record, PICKLE_CAP)
+            if record is None:
+                return None
+            # the safety scan read the .debug_pkl already
+            return archive.pickle_record_bytes(record) if record.kind == rk.DEBUG_INFO else archive.read(record, PICKLE_CAP)
         except ArchiveError:
             return None
     return CodeSources(read, [r.name for r in records.values() if r.kind == rk.CODE])
