@@ -359,3 +359,30 @@ def test_control_flow_word_search_agrees_with_the_tree(tmp_path):
     assert found == {"a": True, "b": False, "c": False, "d": False, "e": True, "f": True, "g": False, "h": True,
                      "i": True, "j": False}
     assert checked > 100
+
+
+def test_each_pickle_record_is_read_once_by_the_summary_the_scan_and_the_ir_source_map() -> None:
+    """The summary reads data.pkl without walking it; the safety scan (which walks every pickle) and the
+    parent's source map (tsinspect.ir.run, the .debug_pkl records) take the bytes already read instead of
+    reading (and charging to the inflate budget) the record again."""
+    from tsinspect.archive import records as rk
+    from tsinspect.archive.code import index_code
+    from tsinspect.ir.run import _code_sources
+    from tsinspect.safety.codescan import scan_archive
+
+    archive = open_archive(str(SAMPLES / "gate_scripted.pt"))
+    reads: dict[str, int] = {}
+    read = archive.read
+
+    def counted(record, limit):
+        reads[record.name] = reads.get(record.name, 0) + 1
+        return read(record, limit)
+
+    archive.read = counted
+    summarize(archive)
+    scan_archive(archive, index_code(archive, outlined=False))
+    sources = _code_sources(archive)
+    sources.prefetch()
+    pickles = [r.name for r in archive.records if r.name.endswith((".pkl", ".debug_pkl"))]
+    assert any(r.kind == rk.DEBUG_INFO for r in archive.records)
+    assert {name: reads.get(name) for name in pickles} == {name: 1 for name in pickles}

@@ -263,3 +263,4 @@ def test_models_torch_writes(tmp_path) -> None:
             read.add(path.stem)
     # lists (LSTM weights, Conv2d padding) and tuples as attributes are left to the walk
     assert read >= {"transformer", "mha", "deep", "half", "conv_frozen", "conv_traced"}
+

@@ -315,6 +315,11 @@ class Archive:
         except ArchiveError:
             return None
 
+    def pickle_record_bytes(self, record: Record) -> bytes:
+        """Like ``pickle_bytes`` for this very record (of several with one name too); ArchiveError when it is
+        unreadable. Read once whoever asks first (the summary, the safety scan, the IR's source map)."""
+        return self._pickle_bytes(record)
+
     def _pickle_bytes(self, record: Record, keep: bool = True) -> bytes:
         read = self._read_pickles.get(id(record)) if keep else self._read_pickles.pop(id(record), None)
         if read is None:

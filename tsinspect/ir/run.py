@@ -306,11 +306,12 @@ def _code_sources(archive: Archive, reading) -> CodeSources:
 
     def read(name: str) -> bytes | None:
         record = records.get(name.lower())
-        if record is None:
-            return None
         try:
+            if record is None:
+                return None
             with reading:
-                return archive.read(record, PICKLE_CAP)
+                # the safety scan read the .debug_pkl already
+                return archive.pickle_record_bytes(record) if record.kind == rk.DEBUG_INFO else archive.read(record, PICKLE_CAP)
         except ArchiveError:
             return None
     return CodeSources(read, [r.name for r in records.values() if r.kind == rk.CODE])

@@ -15,7 +15,7 @@ import binascii
 from dataclasses import dataclass
 
 from tsinspect.archive.pickles import Call, Global, PDict, PickleError, PList, PTuple, walk
-from tsinspect.archive.reader import PICKLE_CAP, Archive
+from tsinspect.archive.reader import Archive
 from tsinspect.archive.text import printable
 from tsinspect.safety import ops
 
@@ -103,7 +103,7 @@ def judge_archive(archive: Archive):
             restored = restored_objects(walked.globals, walked.value)
         else:
             try:
-                data = archive.read(record, PICKLE_CAP)
+                data = archive.pickle_record_bytes(record)  # read once, also for a summary that read it
             except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
                 continue
             restored = judge_pickle(data)
