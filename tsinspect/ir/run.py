@@ -298,7 +298,7 @@ def _placed(document: dict, sources: CodeSources) -> dict:
     return document
 
 
-def _code_sources(archive: Archive, reading) -> CodeSources:
+def _code_sources(archive: Archive, reading=nullcontext()) -> CodeSources:
     """Where the child's ``code/`` positions come from (tsinspect.ir.origins): the ``code/`` and
     ``.debug_pkl`` records the copies were made from, looked up case-insensitively as torch does, each read
     holding ``reading``; a damaged record reads as none (no original place)."""
