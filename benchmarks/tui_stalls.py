@@ -3,7 +3,7 @@
     python benchmarks/tui_stalls.py ARCHIVE... [--repeat 3]
 
 For each archive, in a fresh process each run, the app is started as ``tsinspect FILE`` starts it (the IR's
-``graph --json`` process first, then Textual) and driven headless (App.run_test, 140x40) while an
+torch child first, then Textual) and driven headless (App.run_test, 140x40) while an
 event-loop heartbeat (a task that sleeps 10 ms and records how late it wakes) measures the longest stall of
 the UI thread in each phase: the IR's arrival (``g`` pressed at the first screen: the screen refreshed
 once the archive is shown), ``i`` (the inlined graphs, fetched on demand), a search for ``aten::`` (every
@@ -45,8 +45,12 @@ import asyncio, gc, json, os, resource, sys, time
 START = float(sys.argv[2])
 if os.environ.get("TUI_STALLS_SOURCE"):  # another tsinspect package than the editable install's
     sys.path.insert(0, os.environ["TUI_STALLS_SOURCE"])
-from tsinspect.tui.irfetch import Running
-started = Running(sys.argv[1], trust=False, inline=False)  # as tsinspect.tui.run does, before Textual's import
+try:  # as tsinspect.tui.run does, before Textual's import
+    from tsinspect.tui import start_ir
+    started = start_ir(sys.argv[1], False)
+except ImportError:  # the code before irfetch.Early: a `graph --json` process
+    from tsinspect.tui.irfetch import Running
+    started = Running(sys.argv[1], trust=False, inline=False)
 from tsinspect.tui.app import InspectorApp
 from tsinspect.tui.widgets.lazytree import Range
 

@@ -47,6 +47,25 @@ def test_the_ir_is_the_one_extraction_ir_builds(inlined):
     assert any(m.inlined for module in ours.modules for m in module.methods)
 
 
+def test_the_decoder_and_the_index_step_aside_every_so_many_nodes(inlined, monkeypatch):
+    """The pause hooks a UI's workers give (tsinspect.tui.priority): called while decoding and indexing, and
+    nothing decoded differs."""
+    import tsinspect.ir.stream as stream
+    from tsinspect.ir.views import GraphView
+
+    monkeypatch.setattr(stream, "PAUSE_EVERY", 1)
+    text = text_of(inlined)
+    calls = []
+    assert decode_document(text, lambda: calls.append(1)) == json.loads(text)
+    nodes = sum(len(m["inlined"][2]) for t in json.loads(text)["types"].values() for m in t.get("methods", [])
+                if m.get("inlined"))
+    assert len(calls) >= nodes > 0
+    graph = next(m.inlined for module in inlined.ir.modules for m in module.methods if m.inlined)
+    steps = []
+    view = GraphView(graph, lambda: steps.append(1))
+    assert steps and view.defs == GraphView(graph).defs and view.uses == GraphView(graph).uses
+
+
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
                            max_leaves=12)

@@ -528,47 +528,75 @@ def test_a_file_that_is_no_archive_is_one_error_line_before_the_ui(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("tsinspect: error: ") and path.name in lines[0], lines
 
 
-def test_quitting_while_the_ir_extracts_ends_graph_and_its_torch_child():
+def test_quitting_while_the_ir_extracts_ends_its_torch_child():
     """The exit used to wait for the extraction worker, and so for the torch child (seconds on a loaded
-    machine): the flaky quit of the terminal walk. Now the worker's ``graph`` process is interrupted."""
-    import time
-    from pathlib import Path
-
+    machine): the flaky quit of the terminal walk. Now the child the worker waits for is killed at a quit."""
+    from tsinspect.tui import start_ir
     from tsinspect.tui.app import InspectorApp
-    from tsinspect.tui.irfetch import Running
 
     path = str(SAMPLES / "gate_scripted.pt")
-    running = Running(path, trust=False, inline=False)  # as tsinspect.tui.run starts it
-    children: list[str] = []
+    started_ir = start_ir(path, trust=False)  # as tsinspect.tui.run starts it
+    proc = started_ir.child.child.proc
 
     async def body():
-        app = InspectorApp(path, started_ir=running)
+        app = InspectorApp(path, started_ir=started_ir)
         async with app.run_test() as pilot:
-            for _ in range(2000):  # until graph has started its torch child
-                out = subprocess.run(["pgrep", "-P", str(running.proc.pid)], capture_output=True, text=True)
-                children.extend(out.stdout.split())
-                if children or running.proc.poll() is not None:
+            for _ in range(500):  # until a worker waits for the child
+                if app._early is not None:
                     break
                 await pilot.pause(0.01)
-            assert children, "graph ended before its torch child could be seen"
+            assert proc.poll() is None, "the torch child ended before the quit"
             app.exit()
 
     run(body())
-    assert running.proc.poll() not in (None, 0)  # interrupted, not waited for until it finished
-    time.sleep(0.5)
-    for pid in children:
-        stat = Path(f"/proc/{pid}/stat")
-        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"torch child {pid} runs on"
+    assert proc.returncode is not None and proc.returncode < 0  # killed, not waited for until it finished
 
 
-def test_the_tree_shows_before_the_index_and_the_links_follow_it():
+def test_the_first_extraction_is_gated_by_the_apps_own_scan(monkeypatch):
+    """The torch child started with the app loads the archive only if the app's own scan of it (the one its
+    safety view shows) lets it: an unsafe finding there refuses the IR, with no second scan that could
+    disagree."""
+    import tsinspect.tui.state as state
+    from tsinspect.safety.codescan import UNSAFE, Finding
+
+    real = state.scan_archive
+
+    def scan_with_a_finding(archive, index):
+        result = real(archive, index)
+        result.findings.insert(0, Finding("ambiguous_code", UNSAFE, "code/__torch__.py", 0, "code/__torch__.py",
+                                          "planted by the test"))
+        return result
+
+    monkeypatch.setattr(state, "scan_archive", scan_with_a_finding)
+
+    async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            view = app.query_one("IRView")
+            assert view.state == "refused", view.state
+            assert "planted by the test" in text_of(app, "#ir-status")
+    run(body())
+
+
+def test_the_tree_shows_before_the_index_and_the_links_follow_it(monkeypatch):
     """IRLoaded shows the tree with the node counts; where each value is defined and used (IRIndexed) can come
-    later: meanwhile the detail says so, then the highlighted line's links appear without a key."""
+    later for a large graph: meanwhile the detail says so, then the highlighted line's links appear without a
+    key. A small graph's links are there at once (indexed when first shown)."""
     from copy import copy
 
+    import tsinspect.tui.views.ir as irview
     from tsinspect.tui.views.ir import count_nodes, index_graphs
 
     async def body():
+        async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
+            view = app.query_one("IRView")
+            other = copy(app.extraction)
+            view.show_ir(other, count_nodes(other.ir))
+            await settle(app, pilot)
+            app.show_node(view.search("prim::If")[0])
+            await settle(app, pilot)
+            prompts = [str(o.prompt) for o in app.query_one("#ir-links").options]
+            assert any("defined by" in p and "aten::Bool" in p for p in prompts), prompts
+        monkeypatch.setattr(irview, "SMALL_GRAPH", 0)  # every graph large: indexed by the worker only
         async with started(SAMPLES / "gate_scripted.pt") as (app, pilot):
             view = app.query_one("IRView")
             extraction = app.extraction
@@ -580,13 +608,25 @@ def test_the_tree_shows_before_the_index_and_the_links_follow_it():
             links = app.query_one("#ir-links")
             prompts = [str(o.prompt) for o in links.options]
             assert "definitions: indexing..." in prompts and not any("defined by" in p for p in prompts), prompts
-            view.indexed(extraction, index_graphs(extraction.ir))  # an older extraction's index: ignored
+            view.indexed(extraction, index_graphs(extraction.ir, count_nodes(extraction.ir)))  # an older extraction's index: ignored
             assert "definitions: indexing..." in [str(o.prompt) for o in links.options]
-            view.indexed(other, index_graphs(other.ir))
+            view.indexed(other, index_graphs(other.ir, count_nodes(other.ir)))
             await settle(app, pilot)
             prompts = [str(o.prompt) for o in links.options]
             assert any("defined by" in p and "aten::Bool" in p for p in prompts), prompts
     run(body())
+
+
+def test_graph_size_counts_the_nodes_of_blocks_as_a_walk_does():
+    from tsinspect.ir.model import Graph
+    from tsinspect.ir.run import Options, extract_path
+    from tsinspect.tui.views.ir import _graphs, graph_size
+
+    ir = extract_path(str(SAMPLES / "gate_scripted.pt"), Options(inline=True)).ir
+    sizes = [(graph_size(g), sum(1 for _ in g.walk())) for g in _graphs(ir)]
+    assert sizes and all(size == walked for size, walked in sizes), sizes
+    assert any(any(n.blocks for n, _ in g.walk()) for g in _graphs(ir))  # blocks were counted
+    assert graph_size(Graph([], [])) == 0
 
 
 def test_views_composed_after_the_first_screen_answer_keys_pressed_before():

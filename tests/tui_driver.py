@@ -9,6 +9,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
+from tsinspect.tui import start_ir
 from tsinspect.tui.app import InspectorApp
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -41,13 +42,19 @@ async def until(app, pilot, condition, what: str, limit: int = 2000) -> None:
 async def started(path, size=SIZE, ir: bool = True, **kwargs):
     """The app on ``path``, with the archive read and (unless ``ir`` is False) the IR worker finished."""
     Input._toggle_cursor = lambda self: None  # no blinking cursor: stable snapshots
+    if not kwargs.get("other") and "started_ir" not in kwargs:  # as tsinspect.tui.run starts the app
+        kwargs["started_ir"] = start_ir(str(path), kwargs.get("trust", False))
     app = InspectorApp(str(path), **kwargs)
-    async with app.run_test(size=size) as pilot:
-        await until(app, pilot, lambda: app.loaded is not None or "cannot open" in status(app), "the archive")
-        if ir and app.loaded is not None and app.loaded.summary.format in ("torchscript", "lite"):
-            await until(app, pilot, lambda: app.query_one("IRView").state not in ("waiting", "loading"), "the IR")
-        await settle(app, pilot)
-        yield app, pilot
+    try:
+        async with app.run_test(size=size) as pilot:
+            await until(app, pilot, lambda: app.loaded is not None or "cannot open" in status(app), "the archive")
+            if ir and app.loaded is not None and app.loaded.summary.format in ("torchscript", "lite"):
+                await until(app, pilot, lambda: app.query_one("IRView").state not in ("waiting", "loading"), "the IR")
+            await settle(app, pilot)
+            yield app, pilot
+    finally:
+        if kwargs.get("started_ir") is not None:
+            kwargs["started_ir"].stop()
 
 
 async def press(app, pilot, *keys: str) -> None:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -199,9 +199,12 @@ def early_child(path: str, options: Options) -> Iterator[EarlyChild | None]:
         yield early
 
 
-def extract_ir(archive: Archive, options: Options | None = None, early: EarlyChild | None = None) -> Extraction:
+def extract_ir(archive: Archive, options: Options | None = None, early: EarlyChild | None = None,
+               scanned: tuple[CodeIndex, ScanResult] | None = None, reading=None) -> Extraction:
     """The IR of ``archive``; ``early``: a child started for it (its options are the ones used), else one
-    is started here."""
+    is started here. ``scanned``: (index, scan) of this very ``archive`` object, made already (the TUI's first
+    screen): the gate judges that scan instead of scanning again. ``reading``: a lock held while the archive
+    is read here (the TUI's reads share its file handle)."""
     options = early.options if early is not None else options or Options()
     if archive.format == rk.PT2:  # the exported graph is data: read without torch, no child (ir.pt2graph)
         from tsinspect.ir.pt2graph import pt2_ir
@@ -215,9 +218,9 @@ def extract_ir(archive: Archive, options: Options | None = None, early: EarlyChi
     if archive.format not in rk.IR_FORMATS:
         raise ArchiveError(f"{archive.format} archives have no TorchScript code and no IR graphs")
     if early is not None:
-        return _gate_and_load(archive, options, early)
+        return _gate_and_load(archive, options, early, scanned, reading or nullcontext())
     with EarlyChild(archive.path, options) as early:
-        return _gate_and_load(archive, options, early)
+        return _gate_and_load(archive, options, early, scanned, reading or nullcontext())
 
 
 def extract_path(path: str, options: Options) -> Extraction:
@@ -226,10 +229,14 @@ def extract_path(path: str, options: Options) -> Extraction:
         return extract_ir(archive, options, early)
 
 
-def _gate_and_load(archive: Archive, options: Options, early: EarlyChild) -> Extraction:
+def _gate_and_load(archive: Archive, options: Options, early: EarlyChild, scanned, reading) -> Extraction:
     copies, run_dir, child = early.copies, early.run_dir, early.child
-    index = index_code(archive, outlined=False)  # the gate reads every method's tree
-    scan = scan_archive(archive, index)
+    if scanned is None:
+        with reading:
+            index = index_code(archive, outlined=False)  # the gate reads every method's tree
+            scan = scan_archive(archive, index)
+    else:
+        index, scan = scanned
     refused = not scan.safe_to_load and not options.trust
     skip_gate = refused and os.environ.get(SKIP_GATE_ENV) == "1"
     if refused and not skip_gate:
@@ -240,13 +247,15 @@ def _gate_and_load(archive: Archive, options: Options, early: EarlyChild) -> Ext
         ir = IR("failed", error=LoadError("torch_refuses_zip", f"torch's zip reader refuses this file: {torch_error}"))
         return Extraction(ir.to_json(), scan, index)
     notes = [f"the static gate refused this archive; skipped for a test ({SKIP_GATE_ENV}=1)"] if skip_gate else []
-    sources = _code_sources(archive)
-    full = options.full or _holds_quantized_tensors(archive)
+    sources = _code_sources(archive, reading)
+    meta = copies / "meta.pt"
+    with reading:
+        full = options.full or _holds_quantized_tensors(archive)
+        if not full:
+            copy = write_meta_copy(archive, meta, debug_info=False)
     if full and not options.full:
         notes.append("quantized tensors have no meta kernels; loaded a full copy")
     if not full:
-        meta = copies / "meta.pt"
-        copy = write_meta_copy(archive, meta, debug_info=False)
         document = _document(child, options, ["--rewritten"] if copy.rewritten else [], sources)
         error = document.get("error") or {}
         # (a child that wrote no document, killed or crashed, would not fare better on a full load)
@@ -255,12 +264,14 @@ def _gate_and_load(archive: Archive, options: Options, early: EarlyChild) -> Ext
         meta.unlink()
         notes.append(f"meta loading failed ({error.get('message')}); loaded a full copy")
         copy_path = copies / "full.pt"
-        write_full_copy(archive, copy_path, _memory_limit(archive.path, options), debug_info=False)
+        with reading:
+            write_full_copy(archive, copy_path, _memory_limit(archive.path, options), debug_info=False)
         document = _document(_start_child(archive.path, copy_path, run_dir, options, [*_POSITIONS, "--full"],
                                           early=False), options, None, sources)
     else:
         copy_path = copies / "full.pt"
-        write_full_copy(archive, copy_path, _memory_limit(archive.path, options), debug_info=False)
+        with reading:
+            write_full_copy(archive, copy_path, _memory_limit(archive.path, options), debug_info=False)
         document = _document(child, options, ["--archive", str(copy_path), "--full"], sources)
     return Extraction(_with_notes(document, notes), scan, index)
 
@@ -287,10 +298,10 @@ def _placed(document: dict, sources: CodeSources) -> dict:
     return document
 
 
-def _code_sources(archive: Archive) -> CodeSources:
+def _code_sources(archive: Archive, reading=nullcontext()) -> CodeSources:
     """Where the child's ``code/`` positions come from (tsinspect.ir.origins): the ``code/`` and
-    ``.debug_pkl`` records the copies were made from, looked up case-insensitively as torch does; a damaged
-    record reads as none (no original place)."""
+    ``.debug_pkl`` records the copies were made from, looked up case-insensitively as torch does, each read
+    holding ``reading``; a damaged record reads as none (no original place)."""
     records = {r.name.lower(): r for r in copied_records(archive) if r.kind in (rk.CODE, rk.DEBUG_INFO)}
 
     def read(name: str) -> bytes | None:
@@ -298,8 +309,9 @@ def _code_sources(archive: Archive) -> CodeSources:
         try:
             if record is None:
                 return None
-            # the safety scan read the .debug_pkl already
-            return archive.pickle_record_bytes(record) if record.kind == rk.DEBUG_INFO else archive.read(record, PICKLE_CAP)
+            with reading:
+                # the safety scan read the .debug_pkl already
+                return archive.pickle_record_bytes(record) if record.kind == rk.DEBUG_INFO else archive.read(record, PICKLE_CAP)
         except ArchiveError:
             return None
     return CodeSources(read, [r.name for r in records.values() if r.kind == rk.CODE])

@@ -20,13 +20,15 @@ from tsinspect.ir.model import IR, SCHEMA
 
 _decode_at = json.JSONDecoder().raw_decode
 _SPACE = re.compile(r"[ \t\n\r]*")
+PAUSE_EVERY = 100
 
 
 class _Cursor:
     """A position in a JSON text, and the few structural steps the walk needs."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, pause: Callable[[], None] | None = None):
         self.text, self.at = text, 0
+        self.pause = pause or (lambda: None)
 
     def skip(self) -> str:
         """The next non-space character (not consumed)."""
@@ -86,6 +88,8 @@ def _graph(cur: _Cursor) -> list:
             nodes: list = []
             for _ in cur.elements():
                 nodes.append(cur.value())
+                if len(nodes) % PAUSE_EVERY == 0:
+                    cur.pause()
             parts.append(nodes)
         else:
             parts.append(cur.value())
@@ -113,9 +117,10 @@ def _type_entry(cur: _Cursor) -> dict:
     return entry
 
 
-def decode_document(text: str | bytes) -> dict:
-    """The document, as ``json.loads`` would give it (ValueError when it is not one)."""
-    cur = _Cursor(text.decode("ascii") if isinstance(text, bytes) else text)
+def decode_document(text: str | bytes, pause: Callable[[], None] | None = None) -> dict:
+    """The document, as ``json.loads`` would give it (ValueError when it is not one); ``pause`` is called
+    every PAUSE_EVERY top-level nodes of a graph (a UI's worker steps aside there: tsinspect.tui.priority)."""
+    cur = _Cursor(text.decode("ascii") if isinstance(text, bytes) else text, pause)
     document: dict = {}
     for key in cur.members():
         if key == "types" and cur.skip() == "{":
@@ -143,16 +148,26 @@ def _release(document: dict) -> None:
     document.clear()
 
 
-def ir_from_text(text: str | bytes, notes: list[str] | None = None) -> IR:
+def ir_from_text(text: str | bytes, notes: list[str] | None = None, pause: Callable[[], None] | None = None) -> IR:
     """The IR of a document's text (``notes``: replace the document's own), decoded in slices with the
     collector paused; the result is frozen out of the collector's reach (gc.freeze), as Extraction.ir does.
     The collector stays paused from the first object to the freeze: a collection on the way (in this thread or
     in the UI's, whichever allocates next) would scan every object made so far, seconds at 200k nodes."""
     with paused():
-        document = decode_document(text)
+        document = decode_document(text, pause)
         if notes is not None and document.get("schema") == SCHEMA:
             document["notes"] = list(notes)
         ir = IR.from_json(document)
         _release(document)
         freeze_for_good()
     return ir
+
+
+def decode_extraction(extraction, pause: Callable[[], None] | None = None) -> None:
+    """Give a tsinspect.ir.run.Extraction its ``ir`` decoded in slices (``ir_from_text``) when it holds the
+    child's text: its own ``ir`` would decode the text with one ``json.loads``."""
+    from tsinspect.ir.run import Transport
+
+    header = extraction.header
+    if "ir" not in extraction.__dict__ and isinstance(header, Transport):
+        extraction.__dict__["ir"] = ir_from_text(header.body, list(header.get("notes") or []), pause)

@@ -12,6 +12,7 @@ for the algorithms networkx has (paths, cycles, dominators), built on first use.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,13 +24,16 @@ Vertex = int | str  # a node id, INPUT or RETURN
 
 
 class GraphView:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, pause: Callable[[], None] | None = None):
+        """``pause``: called every few thousand nodes (a UI's worker steps aside there: tsinspect.tui.priority)."""
         self.graph = graph
         self.nodes: dict[int, Node] = {}
         self.defs: dict[str, Vertex] = {v.name: INPUT for v in graph.inputs}
         self.uses: dict[str, list[Vertex]] = {}
         owner_of_block_outputs: list[tuple[int, list[str]]] = []
         for node, _depth in graph.walk():
+            if pause is not None and len(self.nodes) % 2000 == 0:
+                pause()
             self.nodes[node.id] = node
             for value in node.outputs:
                 self.defs[value.name] = node.id

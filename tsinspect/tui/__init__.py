@@ -11,10 +11,8 @@ from __future__ import annotations
 def run(path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto") -> int:
     """Run the app on ``path`` (and ``other``, to diff against: the app then opens on the diff view and
     browses the scripted one of the two); the exit status."""
-    from tsinspect.tui.irfetch import Running
-
-    # the IR's extraction starts before Textual is imported: it takes longer than the app's own start-up
-    started = None if other else Running(path, trust=trust, inline=False)
+    # the IR's torch child starts before Textual is imported: it takes longer than the app's own start-up
+    started = None if other else start_ir(path, trust)
     try:
         from tsinspect.tui.app import InspectorApp
 
@@ -24,3 +22,11 @@ def run(path: str, *, trust: bool = False, other: str | None = None, diff_ir: st
         if started is not None:
             started.stop()  # never used (not an archive with an IR), or the app ended first
     return app.return_code or 0
+
+
+def start_ir(path: str, trust: bool):
+    """The first extraction's torch child, started now (tsinspect.tui.irfetch.Early), for InspectorApp's
+    ``started_ir``; stop() it when the app did not use it."""
+    from tsinspect.tui.irfetch import Early
+
+    return Early(path, trust)

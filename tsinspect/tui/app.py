@@ -92,7 +92,9 @@ class InspectorApp(App):
     def __init__(self, path: str, *, trust: bool = False, other: str | None = None, diff_ir: str = "auto",
                  started_ir=None):
         super().__init__()
-        self.started_ir = started_ir  # tsinspect.tui.irfetch.Running: the IR's extraction, started before the app
+        self.started_ir = started_ir  # tsinspect.tui.irfetch.Early: the IR's torch child, started before the app
+        self._early = None  # that child once a worker waits for it (stopped by a quit)
+        self._read: dict = {}  # path -> its tsinspect.tui.state.Loaded, False if it could not be read
         self.path, self.trust, self.other = str(path), trust, other
         self.diff_ir = diff_ir  # the diff's --ir: auto, never or always
         self.diff = None  # tsinspect.diff.model.DiffResult of the last comparison
@@ -138,6 +140,8 @@ class InspectorApp(App):
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
+        if self._early is not None:  # the worker waits for the torch child: no wait for it at exit
+            self._early.stop()
         ui_priority.unwatch()
         if _freeze_survivors in gc.callbacks:
             gc.callbacks.remove(_freeze_survivors)
@@ -170,7 +174,7 @@ class InspectorApp(App):
                     view.show_archive()
 
     def _mount_later(self) -> None:
-        self.run_worker(self.mount_views(), group="views")
+        self.run_worker(self.mount_views, group="views")
 
     def _tick(self) -> None:
         """Long work shows its elapsed time."""
@@ -185,12 +189,18 @@ class InspectorApp(App):
         from tsinspect.archive.problems import ArchiveError
         from tsinspect.tui.state import load
 
+        path = self.path
         try:
-            self.post_message(ArchiveLoaded(load(self.path)))
+            state = load(path)
         except ArchiveError as exc:
+            self._read[path] = False
             self.post_message(ArchiveFailed(str(exc)))
         except Exception as exc:  # keep the UI up and say what happened
+            self._read[path] = False
             self.post_message(ArchiveFailed(f"internal error ({type(exc).__name__}: {exc})"))
+        else:
+            self._read[path] = state  # the IR's gate (irfetch.Early) need not wait for the message
+            self.post_message(ArchiveLoaded(state))
 
     @work(thread=True, group="pick", exit_on_error=False)
     def pick_browsed(self, a: str, b: str) -> None:
@@ -263,9 +273,24 @@ class InspectorApp(App):
         from tsinspect.archive.code import index_code
         from tsinspect.archive.reader import open_archive
         from tsinspect.ir.run import Options, extract_ir
-        from tsinspect.tui.irfetch import Cancelled, fetch
+        from tsinspect.tui.irfetch import Cancelled, Early, fetch
 
         worker = get_current_worker()
+        started = self.started_ir
+        if isinstance(started, Early):  # gated by the app's own reading of the archive (irfetch.Early)
+            self.started_ir = None
+            if started.key == (self.path, trust, inline):
+                self._early = started  # stopped by a quit
+                try:
+                    fetched = started.result(lambda: self._read.get(self.path), lambda: worker.is_cancelled)
+                    if fetched is not None:
+                        self.deliver_ir(fetched)
+                except Cancelled:
+                    pass
+                except Exception as exc:
+                    self.post_message(IRFailed(str(exc)))
+                return
+            started.stop()
         try:
             archive = open_archive(self.path)  # its own file handle: the UI keeps reading the other
         except Exception:
@@ -296,12 +321,13 @@ class InspectorApp(App):
 
         worker = get_current_worker()
         shown = threading.Event()
-        self.post_message(IRLoaded(extraction, count_nodes(extraction.ir), shown))
+        counts = count_nodes(extraction.ir)
+        self.post_message(IRLoaded(extraction, counts, shown))
         deadline = time.monotonic() + 2.0
         while not shown.wait(0.05) and time.monotonic() < deadline:
             if worker.is_cancelled:
                 return
-        self.post_message(IRIndexed(extraction, index_graphs(extraction.ir)))
+        self.post_message(IRIndexed(extraction, index_graphs(extraction.ir, counts)))
 
     def request_ir(self, trust: bool, inline: bool = False) -> None:
         self.extraction, self.ir_trust = None, trust
@@ -397,7 +423,7 @@ class InspectorApp(App):
                 await self.mount_views()
                 self.action_compare()
 
-            self.run_worker(when_composed(), group="views")
+            self.run_worker(when_composed, group="views")
             return
         folder = str(Path(self.path).parent)
         start = "" if folder == "." else folder.rstrip("/") + "/"
@@ -490,7 +516,7 @@ class InspectorApp(App):
             if inspect.isawaitable(result):
                 await result
 
-        self.run_worker(run(), group="jump")
+        self.run_worker(run, group="jump")
 
     def show_code(self, file: str, line: int | None = None) -> None:
         """Switch to the archive view on a code record, marking ``line``."""

@@ -1,11 +1,13 @@
-"""The IR view's extraction, run as ``tsinspect graph --json`` in a process of its own. Textual-free.
+"""The IR view's extractions. Textual-free.
 
-The parent's side of an extraction (code index, safety scan, meta copy: tsinspect.ir.run) is Python that
-would share the interpreter lock with the UI, and it starts the torch child only once it is done; in a
-process of its own it runs beside the app's own reading of the archive, from the first instant. The
-document comes back as ``graph --json`` relays it (the child's text, not decoded and encoded again) and
-is decoded here in slices (tsinspect.ir.stream). A quit while the extraction runs ends it at once: the
-``graph`` process is interrupted (it then kills its torch child) rather than waited for.
+The first one (``Early``) is the torch child started before the app, gated by the app's own reading of the
+archive: no second scan, and the child loads the copy written from the very Archive object judged. Later
+ones (``i``, the inlined graphs; ``t``, after the user confirmed) run ``tsinspect graph --json`` in a
+process of its own (``Running``): the parent's side of such an extraction (code index, safety scan, meta
+copy: tsinspect.ir.run) would otherwise share the interpreter lock with the UI. Its document comes back as
+``graph --json`` relays it (the child's text, not decoded and encoded again). Both are decoded here in
+slices (tsinspect.ir.stream). A quit while an extraction runs ends it at once: the ``graph`` process is
+interrupted (it then kills its torch child), the early child killed, rather than waited for.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -61,9 +65,10 @@ class Running:
         index when the IR is not loaded (refused, failed: the ``ast`` view)."""
         from tsinspect.archive.code import CodeIndex
         from tsinspect.ir.stream import ir_from_text
+        from tsinspect.tui.priority import ui_priority
 
         try:
-            while not self._ended(0.05):
+            while not self._ended(0.01):
                 if cancelled():
                     raise Cancelled
             text = self.out_path.read_bytes()
@@ -75,7 +80,7 @@ class Running:
             message = lines[-1] if lines else f"tsinspect graph exited with status {self.proc.returncode}"
             raise FetchError(message.removeprefix("tsinspect: error: "))
         try:
-            ir = ir_from_text(text)
+            ir = ir_from_text(text, pause=ui_priority.pause)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FetchError(f"tsinspect graph wrote unreadable output ({exc})") from None
         return Fetched(ir, CodeIndex() if ir.load in ("meta", "full", "pt2") else index())
@@ -100,6 +105,57 @@ class Running:
             except ProcessLookupError:
                 pass
         self.folder.cleanup()
+
+
+class Early:
+    """The first extraction's torch child, started before the app (tsinspect.ir.run.EarlyChild: it confines
+    itself and imports torch meanwhile). The app's own reading of the archive, which its first screen needs
+    anyway, is the gate: ``result`` judges the app's scan of that very Archive object and copies from it, so
+    the bytes the child loads are the bytes judged, with no second process scanning the archive again on the
+    2 cores the child's import of torch needs (``Running`` does that for later requests: ``i``, ``t``)."""
+
+    def __init__(self, path: str, trust: bool):
+        from tsinspect.ir.run import EarlyChild, Options
+
+        self.key = (str(path), trust, False)
+        self.child = EarlyChild(path, Options(trust=trust)) if os.path.isfile(path) else None
+        self._stopping = threading.Lock()  # the worker's stop and the app's at a quit
+
+    def result(self, read: Callable[[], Any], cancelled: Callable[[], bool]) -> Fetched | None:
+        """Wait for ``read()``, the app's tsinspect.tui.state.Loaded of this path (None until it is read, False
+        when it could not be: the archive view says why, and this raises Cancelled), polling ``cancelled``;
+        then gate and load. None for an archive with no IR."""
+        from tsinspect.archive import records as rk
+        from tsinspect.ir.run import extract_ir
+        from tsinspect.ir.stream import decode_extraction
+        from tsinspect.tui.priority import ui_priority
+
+        try:
+            while (state := read()) is None:
+                if cancelled():
+                    raise Cancelled
+                time.sleep(0.01)
+            if state is False or self.child is None:
+                raise Cancelled
+            archive = state.archive
+            if archive.format not in rk.IR_FORMATS:
+                return None
+            scanned = (state.summary.code, state.scan)
+            if archive.format in (rk.TORCHSCRIPT, rk.LITE):  # the lock only while the archive is read
+                extraction = extract_ir(archive, early=self.child, scanned=scanned, reading=state.read_lock)
+            else:  # read without torch, at once (pt2's graph, model.json's refusal)
+                with state.read_lock:
+                    extraction = extract_ir(archive, early=self.child)
+        finally:
+            self.stop()
+        decode_extraction(extraction, ui_priority.pause)
+        return Fetched(extraction.ir, extraction.index)
+
+    def stop(self) -> None:
+        """Stop the child if it still runs (a quit while it loads), remove its folder."""
+        with self._stopping:
+            if self.child is not None:
+                self.child.close()
 
 
 def fetch(path: str, *, trust: bool, inline: bool, cancelled: Callable[[], bool], index: Callable[[], Any],

@@ -6,6 +6,7 @@ table (values on ``enter``), extra files and metadata text or hex. Records are r
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -241,7 +242,7 @@ class ArchiveView(Horizontal):
         self.groups = build_groups(self.loaded.summary, max(16, width))
         tree.show(Overview(self.groups), render.plain(self.loaded.summary.path.rsplit("/", 1)[-1], "bold"))
         if self.groups and self.groups[0].title == "code":
-            self.run_worker(tree.reveal([self.groups[0].key], expand=True), group="tree-fill")
+            self.run_worker(partial(tree.reveal, [self.groups[0].key], expand=True), group="tree-fill")
         self.refresh_overview()
 
     def refresh_overview(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 import time
+from functools import partial
 
 from rich.text import Text
 from textual import on, work
@@ -29,7 +30,7 @@ from tsinspect.ir.lines import attr_text, node_pieces
 from tsinspect.ir.model import Block, Graph, Method, Module, Node
 from tsinspect.ir.views import GraphView
 from tsinspect.tui import render
-from tsinspect.tui.priority import paced
+from tsinspect.tui.priority import paced, ui_priority
 from tsinspect.tui.widgets.lazytree import Item, LazyTree, Mapped
 from tsinspect.tui.widgets.links import LinkList
 
@@ -207,18 +208,37 @@ def _graphs(ir) -> list[Graph]:
     return [g for module in ir.modules for m in module.methods for g in (m.graph, m.inlined) if g is not None]
 
 
+def graph_size(graph: Graph) -> int:
+    """The nodes of ``graph``, its blocks' included: the id of its last node in pre-order, plus one (node ids
+    number a graph's nodes in pre-order, tsinspect.ir.model), so no walk; a walk when the ids say otherwise."""
+    nodes, last = graph.nodes, None
+    while nodes:
+        last = nodes[-1]
+        nodes = next((b.nodes for b in reversed(last.blocks) if b.nodes), None)
+    if last is None:
+        return 0
+    if graph.nodes[0].id != 0 or last.id + 1 < len(graph.nodes):
+        return sum(1 for _ in graph.walk())
+    return last.id + 1
+
+
 def count_nodes(ir) -> dict[int, int]:
-    """``id(graph) -> nodes`` (its blocks' included) of every method graph: the method lines' counts, known
-    before the index (0.1 s at 205k nodes against the index's 1 s)."""
-    return {id(g): sum(1 for _ in paced(g.walk())) for g in _graphs(ir)}
+    """``id(graph) -> nodes`` (its blocks' included) of every method graph: the method lines' counts, and
+    which graphs are worth indexing in a worker (index_graphs)."""
+    return {id(g): graph_size(g) for g in _graphs(ir)}
 
 
-def index_graphs(ir) -> dict[int, GraphView]:
+SMALL_GRAPH = 2000  # nodes of a graph whose def/use index is built when first needed, on the loop (< 10 ms)
+
+
+def index_graphs(ir, counts: dict[int, int]) -> dict[int, GraphView]:
     """``id(graph) -> GraphView`` (where each value is defined and used; no networkx unless asked) for every
-    method graph, saved and inlined: built in the worker that received the IR, then frozen out of the
-    collector's reach, so that moving the cursor only looks things up."""
+    method graph of more than SMALL_GRAPH nodes (``counts``: count_nodes), built in the worker that received
+    the IR, then frozen out of the collector's reach, so that moving the cursor only looks things up. The
+    small ones cost more to index all at once (1,822 graphs of 1,059 nodes in all: 90 ms) than one at a time."""
     with paused():  # until the freeze: see tsinspect.ir.stream.ir_from_text
-        index = {id(g): GraphView(g) for g in paced(_graphs(ir), every=1)}
+        large = [g for g in _graphs(ir) if counts.get(id(g), 0) > SMALL_GRAPH]
+        index = {id(g): GraphView(g, ui_priority.pause) for g in large}
         freeze_for_good()
     return index
 
@@ -273,6 +293,7 @@ class IRView(Vertical):
         self.inlined = False
         self.state = "waiting"  # waiting, loading, loaded, refused, failed, none
         self._index: dict | None = None  # id(graph) -> GraphView, from the worker (index_graphs); None: not yet
+        self._small: dict | None = None  # the small graphs' GraphViews made before the worker's index came
         self._counts: dict = {}  # id(graph) -> its nodes (count_nodes)
         self._loading_since = 0.0
         self._loading_what = ""
@@ -345,6 +366,7 @@ class IRView(Vertical):
         each value is defined and used, the detail says so in place of those links."""
         if extraction is not self.extraction:
             self._index = None if counts is not None else {}  # no counts: no worker indexes it, view_of does
+            self._small = None
         self.extraction = extraction
         ir = extraction.ir
         self._counts = counts if counts is not None else count_nodes(ir)
@@ -358,7 +380,8 @@ class IRView(Vertical):
             tree.show(IRRoot(ir.modules, self.inlined, self._counts))
             first = next((m for m in ir.modules if m.methods), None)
             if first is not None:  # open on the first method's graph
-                self.run_worker(self.jump((first.path, first.methods[0].name, None), focus=False), group="tree-fill")
+                self.run_worker(partial(self.jump, (first.path, first.methods[0].name, None), focus=False),
+                                group="tree-fill")
         else:
             self.state = "refused" if ir.load == "refused" else "failed"
             error = ir.error
@@ -405,17 +428,20 @@ class IRView(Vertical):
         """The index of the extraction shown arrived: the highlighted line's links follow."""
         if extraction is not self.extraction:
             return  # an older extraction, replaced since
-        self._index = index
+        self._index = {**self._small, **index} if self._small else index
         self._refresh_line()
 
     def view_of(self, graph: Graph) -> GraphView | None:
-        """Where each value of ``graph`` is defined and used (indexed by the worker that got the IR); None
-        while that index is on its way."""
-        if self._index is None:
-            return None
-        if id(graph) not in self._index:
-            self._index[id(graph)] = GraphView(graph)
-        return self._index[id(graph)]
+        """Where each value of ``graph`` is defined and used: a large graph's from the worker that got the IR
+        (None while that index is on its way), a small one's built here when first asked for."""
+        index = self._index
+        if index is None:
+            if self._counts.get(id(graph), 0) > SMALL_GRAPH:
+                return None
+            index = self._small = self._small if self._small is not None else {}
+        if id(graph) not in index:
+            index[id(graph)] = GraphView(graph)
+        return index[id(graph)]
 
     def has_inlined(self) -> bool:
         return any(m.inlined for module in self.extraction.ir.modules for m in module.methods)
@@ -465,11 +491,18 @@ class IRView(Vertical):
 
     def _show_detail(self, info: Content, links: list[tuple[Text, tuple | None]]) -> None:
         static = self.query_one("#ir-info", Static)
-        # a layout pass (the whole screen measured and drawn again, 50-100 ms at 200k nodes) only when the
-        # detail needs another number of lines; most cursor moves keep it
-        width = static.content_region.width
-        static.update(info, layout=not (width and static.display and info.get_height(static.styles, width)
-                                          == static.content_region.height))
+        # a layout pass (the whole screen measured and drawn again, 50-120 ms at 200k nodes on a loaded
+        # machine) only when the detail needs more lines than it has, up to what its pane shows: a shorter
+        # one is padded with blank lines, so the links below stay where they are as the cursor moves
+        width, height = static.content_region.width, static.content_region.height
+        same = False
+        if width and static.display:
+            needed = info.get_height(static.styles, width)
+            shown = min(height, self.query_one("#ir-info-scroll").content_region.height)
+            if needed < shown:
+                info, needed = info + "\n" * (shown - needed), shown
+            same = needed == height
+        static.update(info, layout=not same)
         self.query_one("#ir-links", LinkList).set_links(links)
 
     def _node_detail(self, node: Node, view: GraphView | None, target: tuple) -> tuple[Content, list]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from itertools import islice
 
 from rich.text import Text
@@ -83,6 +84,7 @@ class LazyTree(QuietVirtualSize, Tree[Item]):
     def __init__(self, label: str = "", **kwargs):
         super().__init__(Text(label), **kwargs)
         self._filled: dict[int, asyncio.Event] = {}
+        self._adding = False  # populate adds a chunk: one invalidation after it, not one per line
 
     def notify_style_update(self) -> None:
         """Lines drawn again, without Textual's layout pass of the whole screen: a style change (the focus
@@ -95,6 +97,8 @@ class LazyTree(QuietVirtualSize, Tree[Item]):
     def _invalidate(self) -> None:
         """Textual's, without its layout pass of the whole screen when the tree's size does not follow its
         lines (its new size reaches the scrollbars through QuietVirtualSize when the lines are built)."""
+        if self._adding:
+            return
         if self.styles.auto_dimensions:
             super()._invalidate()
             return
@@ -118,13 +122,13 @@ class LazyTree(QuietVirtualSize, Tree[Item]):
         self._tree_nodes = {self.root.id: self.root}
         for node in old:
             node._parent, node._children = None, []
-        self.run_worker(self.populate(self.root), group="tree-fill")
+        self.run_worker(partial(self.populate, self.root), group="tree-fill")
         self.root.expand()
 
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded) -> None:
         if event.node.id not in self._filled:
-            self.run_worker(self.populate(event.node), group="tree-fill")
+            self.run_worker(partial(self.populate, event.node), group="tree-fill")
 
     async def populate(self, node: TreeNode[Item]) -> None:
         """Add the node's children once, in chunks; waits if another call is already adding them."""
@@ -143,12 +147,29 @@ class LazyTree(QuietVirtualSize, Tree[Item]):
             elif isinstance(items, Mapped):
                 items = items[:]
             for start in range(0, len(items), self.CHUNK):
-                for item in items[start:start + self.CHUNK]:
-                    node.add(item.label(), data=item, allow_expand=item.expandable())
+                self._adding = True
+                try:
+                    for item in items[start:start + self.CHUNK]:
+                        node.add(item.label(), data=item, allow_expand=item.expandable())
+                finally:
+                    self._adding = False
+                self._added(node, start)
                 if start + self.CHUNK < len(items):
                     await asyncio.sleep(0)
         finally:
             done.set()  # also when cancelled (show replaced the tree): a reveal waiting on it goes on
+
+    def _added(self, node: TreeNode[Item], start: int) -> None:
+        """After ``node``'s children from ``start`` on were added: the lines on screen are drawn again only when
+        they change. Lines added below the window change none (a 1,000-line folder drew the window ten times,
+        30-60 lines each); the scrollbar follows the new size."""
+        if start and not self.styles.auto_dimensions:
+            self._tree_lines_cached = None
+            self._tree_lines  # rebuilt: the lines' numbers, and the virtual size for the scrollbar
+            previous = node._children[start - 1]
+            if not node._expanded or previous._line >= self.scroll_offset.y + self.size.height:
+                return
+        self._invalidate()
 
     async def reveal(self, keys: Sequence[Hashable], expand: bool = False) -> TreeNode[Item] | None:
         """Expand the path of items with these keys (from the root down) and move the cursor to the last
