@@ -367,7 +367,7 @@ def test_each_pickle_record_is_read_once_by_the_summary_the_scan_and_the_ir_sour
     reading (and charging to the inflate budget) the record again."""
     from tsinspect.archive import records as rk
     from tsinspect.archive.code import index_code
-    from tsinspect.ir.run import _code_sources
+    from tsinspect.ir.run import _code_sources, _holds_quantized_tensors
     from tsinspect.safety.codescan import scan_archive
 
     archive = open_archive(str(SAMPLES / "gate_scripted.pt"))
@@ -385,4 +385,5 @@ def test_each_pickle_record_is_read_once_by_the_summary_the_scan_and_the_ir_sour
     sources.prefetch()
     pickles = [r.name for r in archive.records if r.name.endswith((".pkl", ".debug_pkl"))]
     assert any(r.kind == rk.DEBUG_INFO for r in archive.records)
+    _holds_quantized_tensors(archive)
     assert {name: reads.get(name) for name in pickles} == {name: 1 for name in pickles}

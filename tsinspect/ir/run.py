@@ -323,7 +323,7 @@ def _holds_quantized_tensors(archive: Archive) -> bool:
     record = archive.by_name.get("data.pkl")
     # a pickle names a global by its text, so without these bytes no walk can find it (walking a 10,000-parameter
     # data.pkl costs 0.2 s)
-    if record is None or b"_rebuild_qtensor" not in archive.read(record, PICKLE_CAP):
+    if record is None or b"_rebuild_qtensor" not in archive.pickle_record_bytes(record):
         return False
     walked = archive.pickle_optional("data.pkl")
     return walked is not None and any(g.module == "torch._utils" and g.name == "_rebuild_qtensor"
