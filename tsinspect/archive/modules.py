@@ -48,6 +48,10 @@ class ModuleInfo:
     def name(self) -> str:
         return self.path.rsplit(".", 1)[-1] if self.path else "<root>"
 
+    def add_tensor(self, key: str, path: str, parameters: set, buffers: set) -> None:
+        """A tensor attribute: a parameter or buffer when its class declares ``key`` as one, else a tensor."""
+        (self.parameters if key in parameters else self.buffers if key in buffers else self.tensors).append(path)
+
     def walk(self):
         """This module and all below it, depth first, without recursion."""
         stack = [self]
@@ -154,24 +158,14 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
             if name == "training" and isinstance(value, bool):
                 info.training = value
             elif type(value) is Call and value.kind == "reduce" and is_tensor(value):  # the usual attribute
-                if key in parameters:
-                    info.parameters.append(path)
-                elif key in buffers:
-                    info.buffers.append(path)
-                else:
-                    info.tensors.append(path)
+                info.add_tensor(key, path, parameters, buffers)
             elif is_module_object(value) and id(value) not in seen and depth < MAX_DEPTH:
                 seen.add(id(value))
                 child = ModuleInfo(path, value.func.qualname)
                 info.children.append(child)
                 work.append((value, child, depth + 1))
             elif is_tensor(value):
-                if key in parameters:
-                    info.parameters.append(path)
-                elif key in buffers:
-                    info.buffers.append(path)
-                else:
-                    info.tensors.append(path)
+                info.add_tensor(key, path, parameters, buffers)
             elif is_custom_class(value):
                 state = value.state if value.states else None
                 info.attributes[name] = (f"{short_type(value.func.qualname)} object, state "
