@@ -18,6 +18,7 @@ import pytest
 from tsinspect.archive import jsonrows
 from tsinspect.archive.reader import ArchiveError, open_archive
 from tsinspect.archive.summary import summarize
+from tsinspect.archive.modules import ModuleInfo
 from tsinspect.archive.tensors import TensorInfo
 from tsinspect.archive.text import json_dumps
 
@@ -145,3 +146,57 @@ def test_document() -> None:
     doc = {"a": 1, "b\u202e": [None, True, 1.5, "x\x00"], "c": jsonrows.Encoded("[1, 2]"), "d": {"e": "f"},
            "g": "[1, 2]"}
     assert jsonrows.document(doc) == jsonrows.encode(dict(doc, c=[1, 2]))
+
+
+def _module(where="a", **changes) -> ModuleInfo:
+    module = ModuleInfo(where, "__torch__.m.___torch_mangle_3.Linear", parameters=[f"{where}.weight"],
+                        buffers=[f"{where}.mean"], tensors=[], attributes={"eps": "1e-05", "name": "'x'"},
+                        methods=["forward", "extra"], training=False)
+    for key, value in changes.items():
+        setattr(module, key, value)
+    return module
+
+
+ODD_MODULES = [
+    {}, {"training": None}, {"training": True}, {"training": 1}, {"training": 0}, {"custom_state": True},
+    {"custom_state": None}, {"custom_state": 0}, {"attributes": {}}, {"attributes": {1: "x"}},
+    {"attributes": {None: "x"}}, {"attributes": {"k": 1.5}}, {"attributes": {"k": None}},
+    {"attributes": {"k\x1b": "v\u202e\ud800 \"q\" \\"}}, {"parameters": []}, {"parameters": ("a", "b")},
+    {"parameters": ["a", 3]}, {"methods": [Text("sub")]}, {"methods": [None]}, {"type": 5}, {"type": None},
+    {"type": "\u4e2d.\x00"}, {"path": 'q"uote\n'}, {"path": 7}, {"tensors": ["t\U0001f600"]},
+    {"children": ()},
+]
+
+
+@pytest.mark.parametrize("changes", ODD_MODULES, ids=[",".join(c) or "plain" for c in ODD_MODULES])
+def test_odd_module(changes) -> None:
+    """One odd module in the middle of a tree: the tree's text is ``encode(to_json())``'s."""
+    root = _module("")
+    for i in range(3):
+        child = _module(f"c{i}", **(changes if i == 1 else {}))
+        child.children = [_module(f"c{i}.g{j}") for j in range(i)] if type(child.children) is list else child.children
+        root.children.append(child)
+    try:
+        expected = jsonrows.encode(root.to_json())
+    except TypeError:  # a type that is not a string: to_json itself fails, and so must the template's way
+        with pytest.raises(TypeError):
+            jsonrows.module_tree(root)
+        return
+    assert jsonrows.module_tree(root) == expected
+
+
+def test_module_tree_shapes(monkeypatch) -> None:
+    """Deep, wide and single trees, with the template counted."""
+    heads = []
+    head = jsonrows._module_head
+    monkeypatch.setattr(jsonrows, "_module_head", lambda *a: heads.append(1) or head(*a))
+    deep = _module("")
+    node = deep
+    for i in range(150):
+        node.children.append(_module(f"d{i}"))
+        node = node.children[0]
+    wide = _module("")
+    wide.children = [_module(f"w{i}", training=i % 3 == 0) for i in range(300)]
+    for tree in (deep, wide, _module(""), ModuleInfo("", "T")):
+        assert jsonrows.module_tree(tree) == jsonrows.encode(tree.to_json())
+    assert len(heads) == 151 + 301 + 2

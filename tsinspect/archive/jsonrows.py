@@ -16,6 +16,7 @@ from json.encoder import encode_basestring as _text  # json.dumps(ensure_ascii=F
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tsinspect.archive.modules import ModuleInfo
     from tsinspect.archive.reader import Record
     from tsinspect.archive.tensors import TensorInfo
 
@@ -31,8 +32,19 @@ def encode(value) -> str:
 
 def document(doc: dict) -> str:
     """``encode(doc)``, with the values that are :class:`Encoded` written as they are."""
-    return "{" + ", ".join(f"{_text(key)}: {value if type(value) is Encoded else encode(value)}"
-                           for key, value in doc.items()) + "}"
+    return "".join(pieces(doc))
+
+
+def pieces(doc: dict) -> list[str]:
+    """``document(doc)`` in pieces, its Encoded values among them as they are: they are megabytes long, and
+    each copy of them costs (a writer writes the pieces one by one)."""
+    out = ["{"]
+    for key, value in doc.items():
+        out += (_text(key), ": ", value if type(value) is Encoded else encode(value), ", ")
+    if len(out) == 1:
+        return ["{}"]
+    out[-1] = "}"
+    return out
 
 
 _JUST_INT = {int}
@@ -82,5 +94,60 @@ def _tensor_row(t: TensorInfo, kind: str) -> str | None:
                 f'"quantization": {"null" if quantization is None else _text(quantization)}, '
                 f'"quantization_params": null, "aliases": [], '
                 f'"problem": {"null" if problem is None else _text(problem)}, "kind": {_text(kind)}}}')
+    except TypeError:
+        return None
+
+
+def module_tree(top: ModuleInfo) -> Encoded:
+    """``encode(top.to_json())``: each module's keys from a template, its children written in place, without
+    recursion (a tree 100 modules deep). A module holding a value of a type the template does not write as
+    json does (a non-string where a string belongs, a non-bool flag) is written by ``encode`` of its subtree."""
+    out: list[str] = []
+    types: dict[str, str] = {}  # type -> its "type" and "short_type" text: thousands of modules share a few
+    work: list = [top]
+    while work:
+        module = work.pop()
+        if type(module) is str:  # what closes a module, or separates two children
+            out.append(module)
+            continue
+        head = _module_head(module, types)
+        if head is None:
+            out.append(encode(module.to_json()))
+            continue
+        out.append(head)
+        children = module.children
+        if not children:
+            out.append("]}")
+            continue
+        work.append("]}")
+        for i in range(len(children) - 1, 0, -1):
+            work.append(children[i])
+            work.append(", ")
+        work.append(children[0])
+    return Encoded("".join(out))
+
+
+_FLAGS = {None: "null", True: "true", False: "false"}
+
+
+def _module_head(m: ModuleInfo, types: dict) -> str | None:
+    """A module's JSON up to its children's opening bracket, or None (see ``module_tree``)."""
+    training, custom, attributes, kind = m.training, m.custom_state, m.attributes, m.type
+    lists = (m.parameters, m.buffers, m.tensors, m.methods)
+    if not (training is None or training is True or training is False) or not (custom is True or custom is False) \
+            or type(attributes) is not dict or type(m.children) is not list or type(kind) is not str \
+            or any(type(names) is not list for names in lists):
+        return None
+    try:  # json's encode_basestring raises TypeError on anything but a str
+        typed = types.get(kind)
+        if typed is None:
+            from tsinspect.archive.modules import short_type
+
+            typed = types[kind] = f'"type": {_text(kind)}, "short_type": {_text(short_type(kind))}'
+        parameters, buffers, tensors, methods = (", ".join(map(_text, names)) if names else "" for names in lists)
+        attrs = ", ".join(f"{_text(key)}: {_text(value)}" for key, value in attributes.items()) if attributes else ""
+        return (f'{{"path": {_text(m.path)}, {typed}, "parameters": [{parameters}], "buffers": [{buffers}], '
+                f'"tensors": [{tensors}], "attributes": {{{attrs}}}, "methods": [{methods}], '
+                f'"training": {_FLAGS[training]}, "custom_state": {_FLAGS[custom]}, "children": [')
     except TypeError:
         return None

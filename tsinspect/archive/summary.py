@@ -72,20 +72,28 @@ class ArchiveSummary:
             return self._to_json()
 
     def json_text(self, indent: int | None = None) -> str:
-        """``json_dumps(self.to_json(), indent=indent)``, the same text; compact, the rows of the records and
-        tensors are written from templates (:mod:`tsinspect.archive.jsonrows`) instead of a dict each."""
+        """``json_dumps(self.to_json(), indent=indent)``, the same text; compact, the rows of the records,
+        tensors and modules are written from templates (:mod:`tsinspect.archive.jsonrows`) instead of a dict
+        each."""
+        return "".join(self.json_pieces(indent))
+
+    def json_pieces(self, indent: int | None = None) -> list[str]:
+        """``json_text(indent)`` in pieces, for a writer to write one by one: the text is megabytes long at
+        10,000 tensors, and joining it costs as much as writing it."""
         if indent is not None:
-            return json_dumps(self.to_json(), indent=indent)
-        from tsinspect.archive.jsonrows import document, record_rows, tensor_rows
+            return [json_dumps(self.to_json(), indent=indent)]
+        from tsinspect.archive.jsonrows import module_tree, pieces, record_rows, tensor_rows
 
         with paused():
             doc = self._to_json(rows=False)
             doc["records"] = record_rows(self.records)
             doc["tensors"] = tensor_rows(self.tensors, self.tensor_kinds)
-            return json_safe(document(doc))
+            doc["modules"] = module_tree(self.modules) if self.modules else None
+            return [json_safe(piece) for piece in pieces(doc)]  # what it escapes is one character at a time
 
     def _to_json(self, rows: bool = True) -> dict:
-        """The JSON object; without ``rows``, "records" and "tensors" are left None (json_text writes them)."""
+        """The JSON object; without ``rows``, "records", "tensors" and "modules" are left None (json_text writes
+        them)."""
         return {
             "schema": SCHEMA,
             "path": printable(self.path),
@@ -105,7 +113,7 @@ class ArchiveSummary:
             "constants": [t.to_json() for t in self.constants],
             "traced_inputs": [t.to_json() for t in self.traced_inputs],
             "weight_bytes": self.weight_bytes,
-            "modules": self.modules.to_json() if self.modules else None,
+            "modules": self.modules.to_json() if self.modules and rows else None,
             "methods": [m.to_json() for m in self.methods],
             "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
