@@ -195,3 +195,23 @@ def test_random_assemblies():
         outlined += assert_same("code/__torch__/r.py", source)
         valid += indexed("code/__torch__/r.py", source, False)[1] is None
     assert outlined > 2000 and valid > 1000
+
+
+def test_misnamed_check_on_distinct_shapes():
+    """``_any_misnamed`` (distinct lines, digits deleted) is True whenever a line is ``_misnamed``, on lines of
+    keywords and constants glued to digits, letters and punctuation (and it is no constant True)."""
+    from tsinspect.archive.outline import _any_misnamed, _misnamed
+
+    rng = random.Random(7)
+    words = ["in", "is", "if", "for", "not", "None", "True", "False", "x", "_1", "a1", "7", "é", "ı", "forward"]
+    glue = ["", "", " ", ".", "=", "(", ", ", "1", "0", "_", "a", '"', "\n", "２"]
+    said = {True: 0, False: 0}
+    for _ in range(20000):
+        lines = ["".join(rng.choice(words) + rng.choice(glue) for _ in range(rng.randint(1, 4)))
+                 for _ in range(rng.randint(1, 3))]
+        lines = [part for line in lines for part in line.split("\n")]
+        truth = any(_misnamed(line) for line in lines)
+        assert _any_misnamed(lines) or not truth, lines
+        said[truth] += 1
+    assert said[True] > 1000 and said[False] > 1000
+    assert not _any_misnamed(['_0 = getattr(self, "0")', "input1 = (_1).forward(input0, )"])
