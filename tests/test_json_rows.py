@@ -8,6 +8,7 @@ parameters) and the strings json escapes (controls, quotes, backslashes, non-ASC
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from enum import IntEnum
@@ -20,7 +21,7 @@ from tsinspect.archive.reader import ArchiveError, open_archive
 from tsinspect.archive.summary import summarize
 from tsinspect.archive.modules import ModuleInfo
 from tsinspect.archive.tensors import TensorInfo
-from tsinspect.archive.text import json_dumps
+from tsinspect.archive.text import json_dumps, printable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -120,26 +121,32 @@ def test_templates_are_used() -> None:
 
 
 class _Entry:
-    def __init__(self, size, compressed_size, method_name):
-        self.size, self.compressed_size, self.method_name = size, compressed_size, method_name
+    def __init__(self, size, compressed_size, method_name, method):
+        self.size, self.compressed_size, self.method_name, self.method = size, compressed_size, method_name, method
 
 
 class _Record:
-    def __init__(self, name, kind, size=10, stored=8, method="deflate"):
-        self.entry = _Entry(size, stored, method)
-        self.display_name, self.kind, self.size, self.compressed_size = name, kind, size, stored
+    def __init__(self, name, kind, size=10, stored=8, method="deflate", number=8):
+        self.entry = _Entry(size, stored, method, number)
+        self.name, self.kind, self.size, self.compressed_size = name, kind, size, stored
+        self.display_name = printable(name) if isinstance(name, str) else name
 
 
 @pytest.mark.parametrize("record", [
     _Record("data/0", "tensor_data"), _Record("a\"b\\c\u202e", "code"), _Record("x", "other", size=True),
     _Record("x", "other", stored=Small.TWO), _Record("x", "other", stored=False),
     _Record("x", "other", size=2 ** 70), _Record("x", 5),
-    _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other")])
+    _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other"),
+    _Record("a\x1bb", "code"), _Record("x", "other", method="stored", number=0),
+    _Record("x", "other", method="method 99", number=99), _Record("x", "other", method=None, number=None)])
 def test_odd_record(record) -> None:
     expected = jsonrows.encode([{"name": record.display_name, "kind": record.kind, "size": record.size,
                                  "compressed_size": record.compressed_size,
                                  "compression": record.entry.method_name}])
     assert jsonrows.record_rows([record]) == expected
+    twice = jsonrows.record_rows([record, record, _Record("y", "other", method="deflate", number=8)])  # a method's
+    assert twice == jsonrows.encode(json.loads(expected) * 2 + [{  # name kept for the next rows
+        "name": "y", "kind": "other", "size": 10, "compressed_size": 8, "compression": "deflate"}])
 
 
 def test_document() -> None:

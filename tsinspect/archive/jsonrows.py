@@ -12,6 +12,7 @@ way; ``tests/test_json_rows.py`` compares the two.
 from __future__ import annotations
 
 from json import dumps
+from math import prod  # TensorInfo.nbytes of ints, in C
 from json.encoder import encode_basestring as _text  # json.dumps(ensure_ascii=False)'s own string encoder
 from typing import TYPE_CHECKING
 
@@ -48,21 +49,31 @@ def pieces(doc: dict) -> list[str]:
 
 
 _JUST_INT = {int}
+_FLAGS = {None: "null", True: "true", False: "false"}  # the values a flag is checked to be (by identity)
 
 
 def record_rows(records: list[Record]) -> Encoded:
     """``encode`` of the summary's "records" list."""
     rows = []
+    compressions: dict = {}  # entry.method -> its encoded name (a few methods among thousands of entries)
     for r in records:
         entry = r.entry
-        name, size, stored, kind, method = r.display_name, entry.size, entry.compressed_size, r.kind, entry.method_name
+        name, size, stored, kind, method = r.name, entry.size, entry.compressed_size, r.kind, entry.method
+        if not (type(name) is str and name.isascii() and name.isprintable()):  # printable() gives it back
+            name = r.display_name
+        compression = compressions.get(method) if type(method) is int else None
+        if compression is None:
+            compression = entry.method_name
+            compression = _text(compression) if isinstance(compression, str) else None
+            if type(method) is int and compression is not None:
+                compressions[method] = compression
         if type(size) is int and type(stored) is int and isinstance(name, str) and isinstance(kind, str) \
-                and isinstance(method, str):
+                and compression is not None:
             rows.append(f'{{"name": {_text(name)}, "kind": {_text(kind)}, "size": {size}, '
-                        f'"compressed_size": {stored}, "compression": {_text(method)}}}')
+                        f'"compressed_size": {stored}, "compression": {compression}}}')
         else:
             rows.append(encode({"name": r.display_name, "kind": kind, "size": r.size,
-                                "compressed_size": r.compressed_size, "compression": method}))
+                                "compressed_size": r.compressed_size, "compression": entry.method_name}))
     return Encoded("[" + ", ".join(rows) + "]")
 
 
@@ -78,19 +89,19 @@ def tensor_rows(tensors: list[TensorInfo], kinds: dict[str, str]) -> Encoded:
 
 def _tensor_row(t: TensorInfo, kind: str) -> str | None:
     """The row from its template, or None when a value is not of a type the template writes as json does."""
-    shape, stride, offset, numel, grad = t.shape, t.stride, t.offset, t.storage_numel, t.requires_grad
+    shape, stride, offset, numel, grad, size = t.shape, t.stride, t.offset, t.storage_numel, t.requires_grad, t.itemsize
     if (t.qparams is not None or t.aliases or type(offset) is not int or type(numel) is not int
-            or type(t.itemsize) is not int or type(shape) is not list or type(stride) is not list
+            or type(size) is not int or type(shape) is not list or type(stride) is not list
             or not set(map(type, shape + stride)) <= _JUST_INT
             or not (grad is None or grad is True or grad is False)):
         return None
     record, quantization, problem = t.record, t.quantization, t.problem
     try:  # json's encode_basestring raises TypeError on anything but a str
         return (f'{{"name": {_text(t.name)}, "dtype": {_text(t.dtype)}, "shape": {shape!r}, '
-                f'"stride": {stride!r}, "offset": {offset}, "nbytes": {t.nbytes}, "storage": {{"key": '
+                f'"stride": {stride!r}, "offset": {offset}, "nbytes": {prod(shape) * size}, "storage": {{"key": '
                 f'{_text(t.storage_key)}, "record": {"null" if record is None else _text(record)}, '
-                f'"numel": {numel}, "nbytes": {t.storage_nbytes}}}, "device": {_text(t.device)}, '
-                f'"requires_grad": {"null" if grad is None else "true" if grad else "false"}, '
+                f'"numel": {numel}, "nbytes": {numel * size}}}, "device": {_text(t.device)}, '
+                f'"requires_grad": {_FLAGS[grad]}, '
                 f'"quantization": {"null" if quantization is None else _text(quantization)}, '
                 f'"quantization_params": null, "aliases": [], '
                 f'"problem": {"null" if problem is None else _text(problem)}, "kind": {_text(kind)}}}')
@@ -125,9 +136,6 @@ def module_tree(top: ModuleInfo) -> Encoded:
             work.append(", ")
         work.append(children[0])
     return Encoded("".join(out))
-
-
-_FLAGS = {None: "null", True: "true", False: "false"}
 
 
 def _module_head(m: ModuleInfo, types: dict) -> str | None:

@@ -31,7 +31,7 @@ def short_type(qualname: str) -> str:
     return name[len("__torch__."):] if name.startswith("__torch__.") else name
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleInfo:
     path: str  # "" for the root, "encoder.layers.0" below it
     type: str  # qualified class name as stored (mangling kept)

@@ -243,9 +243,8 @@ def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorI
 def _storage_record(archive: Archive, name: str | None) -> Record | None:
     if name is None:
         return None
-    by_name = archive.by_name
-    return by_name.get(name) or by_name.get(name + ".storage") or by_name.get(
-        ".data/" + name.rsplit("/", 1)[-1] + ".storage")
+    lookup = archive.lookup  # what by_name.get gives for a name, without its layer (10,000 storages)
+    return lookup(name) or lookup(name + ".storage") or lookup(".data/" + name.rsplit("/", 1)[-1] + ".storage")
 
 
 def _versions(archive: Archive) -> dict[str, str | int]:

@@ -34,7 +34,7 @@ _WRAPPERS = {"torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tens
              "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorInfo:
     name: str
     dtype: str

@@ -53,7 +53,7 @@ class InflateBudgetSpent(ArchiveError):
                          "(a deflate bomb shared by many entries?)", member)
 
 
-@dataclass
+@dataclass(slots=True)
 class ZipEntry:
     """One central-directory entry, with what its local header said."""
 
@@ -114,6 +114,7 @@ class ZipArchive:
     torch_error: str | None = None  # why torch's zip reader would refuse the file (None: it opens it)
     inflate_budget: int = INFLATE_BUDGET  # inflated bytes still allowed, all members together
     _sorted: tuple | None = field(default=None, repr=False)
+    _search_order: list[int] | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self._fh.close()
@@ -227,11 +228,14 @@ class ZipArchive:
         case-insensitively: ``DATA.PKL`` answers for ``data.pkl``, and of several such names the one the
         search lands on wins, whatever its place in the directory. The name is a C string (cut at a NUL).
         """
-        keys, order, unique = self._index()
+        keys, counts, unique = self._index()
         key = name.split(b"\0", 1)[0].lower()
         found = unique.get(key)
         if found is not None:  # no other entry has this key: the search can only land on it
             return self.entries[found]
+        if key not in counts:  # no entry has it
+            return None
+        order = self._order()
         low, high = 0, len(order) - 1
         while low <= high:
             mid = low + ((high - low) >> 1)
@@ -251,18 +255,26 @@ class ZipArchive:
         return [self.entries[i] for i, k in enumerate(keys) if k == key]
 
     def _index(self) -> tuple:
+        """(the visible entries' keys, how many entries share each key, key -> index of the entry that alone
+        has it)."""
         if self._sorted is None:
             visible = [e for e in self.entries if e.torch_visible]
             keys = [e.raw_name.lower() for e in visible]  # bytes.lower() is ASCII-only, like MZ_TOLOWER
             counts = Counter(keys)
-            if len(counts) == len(keys):
-                order = sorted(range(len(keys)), key=keys.__getitem__)  # no ties: any sort gives miniz's order
-            else:
-                order = _miniz_heap_sort(keys)
             # keys no other entry shares -> their entry's index (visible entries come first, in order)
             unique = {key: visible[i].index for i, key in enumerate(keys) if counts[key] == 1}
-            self._sorted = (keys, order, unique)
+            self._sorted = (keys, counts, unique)
         return self._sorted
+
+    def _order(self) -> list[int]:
+        """The visible entries' indices in miniz's sorted order (made when a search first needs it)."""
+        if self._search_order is None:
+            keys, counts, _ = self._index()
+            if len(counts) == len(keys):
+                self._search_order = sorted(range(len(keys)), key=keys.__getitem__)  # no ties: any sort is miniz's
+            else:
+                self._search_order = _miniz_heap_sort(keys)
+        return self._search_order
 
     def read(self, entry: ZipEntry, limit: int) -> bytes:
         """The member's bytes, checked; ArchiveError past ``limit``."""
