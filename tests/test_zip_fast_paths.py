@@ -138,3 +138,25 @@ def test_may_refuse() -> None:
             assert zipread._may_refuse(entry, 1000)
         screened += not zipread._may_refuse(entry, 1000)
     assert screened > 1000
+
+
+def test_laid_in_order() -> None:
+    """Entries in directory order with no byte shared: the general check finds no overlap either."""
+    rng = random.Random(9)
+    in_order = 0
+    for _ in range(20000):
+        entries, pos = [], rng.choice((0, 5))
+        for i in range(rng.randint(1, 5)):
+            entry = _entry(rng, i, b"m/x")
+            entry.header_offset = max(0, pos + rng.choice((0, 0, 0, 3, -3, -40)))
+            entry.data_offset = None if rng.random() < 0.1 else entry.header_offset + rng.choice((0, 30, 33))
+            entry.compressed_size = rng.choice((0, 1, 10, 50))
+            entries.append(entry)
+            pos = entry.header_offset + 33 + entry.compressed_size
+        shift = rng.choice((0, 0, 7))
+        found: list = []
+        zipread._overlap_problems(entries, shift, found)
+        if zipread._laid_in_order(entries, shift):
+            in_order += 1
+            assert not found and not any(e.overlaps for e in entries)
+    assert 2000 < in_order < 18000

@@ -79,6 +79,10 @@ class Archive:
         except OSError as exc:
             raise ArchiveError(f"cannot open {printable(self.path)}: {exc.strerror or exc}") from None
         self.container, self.note = rk.sniff(head)
+        with paused():  # entries and records by the ten thousand: young collections would scan them again and again
+            self._open(head)
+
+    def _open(self, head: bytes) -> None:
         if self.container in ("zip", "unknown"):
             try:
                 self.zip = open_zip(self.path)

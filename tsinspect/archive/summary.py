@@ -49,7 +49,8 @@ class ArchiveSummary:
     @property
     def weight_bytes(self) -> int:
         """Bytes of distinct storages the model's tensors use."""
-        storages = {(t.record, t.storage_key): t.storage_nbytes for t in self.tensors + self.constants}
+        storages = {(t.record, t.storage_key): t.storage_numel * t.itemsize  # storage_nbytes, in line
+                    for t in self.tensors + self.constants}
         return sum(storages.values())
 
     def bytes_by_module(self) -> dict[str, tuple[int, int]]:

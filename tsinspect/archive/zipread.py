@@ -720,6 +720,26 @@ def _name_problems(entries: list[ZipEntry], problems: list[Problem]) -> None:
 
 
 def _check_overlaps(entries: list[ZipEntry], shift: int, problems: list[Problem]) -> None:
+    if not _laid_in_order(entries, shift):
+        _overlap_problems(entries, shift, problems)
+
+
+def _laid_in_order(entries: list[ZipEntry], shift: int) -> bool:
+    """Whether the entries' bytes follow one another in directory order, each starting past the end of all
+    before it (as every writer lays them out): then ``_overlap_problems`` can only find nothing."""
+    reach = last = -1
+    for entry in entries:
+        if entry.data_offset is not None:
+            start = entry.header_offset + shift
+            if start <= last or start < reach:  # (starts rising: the general check's sorted order is this one)
+                return False
+            last, end = start, entry.data_offset + entry.compressed_size
+            if end > reach:
+                reach = end
+    return True
+
+
+def _overlap_problems(entries: list[ZipEntry], shift: int, problems: list[Problem]) -> None:
     spans = sorted(((e.header_offset + shift, e.data_offset + e.compressed_size, e)
                     for e in entries if e.data_offset is not None), key=lambda span: span[:2])
     reach, owner = -1, None
