@@ -243,7 +243,8 @@ class Archive:
     def torch_records(self) -> list[Record]:
         """The records torch can read, one per name (the entry it reads), in directory order: what a copy of
         the archive must hold for torch to see exactly what tsinspect saw."""
-        return [r for r in self.records if r.torch_reads and not getattr(r.entry, "is_dir", False)]
+        return [r for r in self.records if r.inside and r.shadowed_by is None and not r.hidden  # torch_reads
+                and not getattr(r.entry, "is_dir", False)]
 
     @cached_property
     def by_name(self) -> "RecordIndex":
@@ -263,7 +264,10 @@ class Archive:
         fmt_record = self.by_name.get("archive_format")
         archive_format = self.read_optional(fmt_record, SMALL_CAP) if fmt_record else None
         # torch's lookups ignore ASCII case, and the names detection asks for are all lower case
-        return rk.detect_zip_format({rk.ascii_lower(r.name) for r in self.torch_records()}, archive_format)
+        names = [r.name for r in self.torch_records()]
+        if "".join(names).isascii():  # ascii_lower of each, in C
+            return rk.detect_zip_format(set(map(str.lower, names)), archive_format)
+        return rk.detect_zip_format({rk.ascii_lower(name) for name in names}, archive_format)
 
     def find(self, name: str) -> Record:
         """A record by name, with or without the top folder, resolved as torch resolves it; else the entry of

@@ -202,8 +202,10 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
 
 
 def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool = True) -> None:
+    lookup = archive.lookup  # _storage_record's first name, in line: most storages are found by it
     for tensor in found:
-        record = _storage_record(archive, tensor.record)
+        name = tensor.record
+        record = None if name is None else lookup(name) or _storage_record(archive, name)
         tensor.record = record.name if record else tensor.record
         if tensor.problem:
             archive.problems.append(Problem("bad_tensor", printable(tensor.name), tensor.problem))
@@ -213,7 +215,7 @@ def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool 
             if tensor.storage_numel:
                 archive.problems.append(Problem("missing_storage", printable(tensor.name),
                                                 f"storage record {printable(tensor.record or '?')} is absent"))
-        elif record.size != tensor.storage_nbytes:
+        elif record.entry.size != tensor.storage_numel * tensor.itemsize:  # record.size, tensor.storage_nbytes
             archive.problems.append(Problem(
                 "storage_size_mismatch", printable(tensor.name),
                 f"{record.display_name} holds {record.size} bytes, the pickle declares "
