@@ -141,10 +141,11 @@ def module_tree(top: ModuleInfo) -> Encoded:
 def _module_head(m: ModuleInfo, types: dict) -> str | None:
     """A module's JSON up to its children's opening bracket, or None (see ``module_tree``)."""
     training, custom, attributes, kind = m.training, m.custom_state, m.attributes, m.type
-    lists = (m.parameters, m.buffers, m.tensors, m.methods)
+    parameters, buffers, tensors, methods = m.parameters, m.buffers, m.tensors, m.methods
     if not (training is None or training is True or training is False) or not (custom is True or custom is False) \
             or type(attributes) is not dict or type(m.children) is not list or type(kind) is not str \
-            or any(type(names) is not list for names in lists):
+            or type(parameters) is not list or type(buffers) is not list or type(tensors) is not list \
+            or type(methods) is not list:
         return None
     try:  # json's encode_basestring raises TypeError on anything but a str
         typed = types.get(kind)
@@ -152,7 +153,10 @@ def _module_head(m: ModuleInfo, types: dict) -> str | None:
             from tsinspect.archive.modules import short_type
 
             typed = types[kind] = f'"type": {_text(kind)}, "short_type": {_text(short_type(kind))}'
-        parameters, buffers, tensors, methods = (", ".join(map(_text, names)) if names else "" for names in lists)
+        parameters = ", ".join(map(_text, parameters)) if parameters else ""
+        buffers = ", ".join(map(_text, buffers)) if buffers else ""
+        tensors = ", ".join(map(_text, tensors)) if tensors else ""
+        methods = ", ".join(map(_text, methods)) if methods else ""
         attrs = ", ".join(f"{_text(key)}: {_text(value)}" for key, value in attributes.items()) if attributes else ""
         return (f'{{"path": {_text(m.path)}, {typed}, "parameters": [{parameters}], "buffers": [{buffers}], '
                 f'"tensors": [{tensors}], "attributes": {{{attrs}}}, "methods": [{methods}], '

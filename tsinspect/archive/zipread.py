@@ -547,20 +547,19 @@ def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> 
     sizes or offset)."""
     entries: list[ZipEntry] = []
     spots: list[int | None] = []
-    pos = 0
+    pos = index = 0
     size = len(cd)
-    unpack = _CENTRAL.unpack_from
-    while pos + 4 <= size and cd[pos:pos + 4] == b"PK\x01\x02":
-        index = len(entries)
+    unpack, fixed = _CENTRAL.unpack_from, _CENTRAL.size
+    while cd.startswith(b"PK\x01\x02", pos):
         if index >= MAX_ENTRIES:
             problems.append(Problem("entry_flood", None,
                                     f"more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} were read"))
             break
-        if pos + _CENTRAL.size > size:
+        if pos + fixed > size:
             raise ArchiveError(f"central directory entry {index} is truncated")
         (_, made_by, _, flags, method, _, _, crc, csize, usize, nlen, elen, clen, disk, _, ext_attr,
          offset) = unpack(cd, pos)
-        name_start = pos + _CENTRAL.size
+        name_start = pos + fixed
         extra_start = name_start + nlen
         end = extra_start + elen + clen
         if end > size:
@@ -578,6 +577,7 @@ def _parse_central_directory(cd: bytes, count: int, problems: list[Problem]) -> 
                                 made_by >> 8, None, valid, False, index < count))
         spots.append(spot)
         pos = end
+        index += 1
     if len(entries) < MAX_ENTRIES and len(entries) != count:
         hidden = "; torch sees only the declared ones" if len(entries) > count else ""
         problems.append(Problem("entry_count_mismatch", None,
