@@ -12,8 +12,8 @@ way; ``tests/test_json_rows.py`` compares the two.
 from __future__ import annotations
 
 from json import dumps
-from math import prod  # TensorInfo.nbytes of ints, in C
 from json.encoder import encode_basestring as _text  # json.dumps(ensure_ascii=False)'s own string encoder
+from math import prod  # TensorInfo.nbytes of ints, in C
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -113,7 +113,7 @@ class ZipArchive:
     alternatives: list[int] = field(default_factory=list)  # other end records stricter zip tools would read
     torch_error: str | None = None  # why torch's zip reader would refuse the file (None: it opens it)
     inflate_budget: int = INFLATE_BUDGET  # inflated bytes still allowed, all members together
-    _sorted: tuple | None = field(default=None, repr=False)
+    _keyed: tuple | None = field(default=None, repr=False)  # see _index
     _search_order: list[int] | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -257,14 +257,14 @@ class ZipArchive:
     def _index(self) -> tuple:
         """(the visible entries' keys, how many entries share each key, key -> index of the entry that alone
         has it)."""
-        if self._sorted is None:
+        if self._keyed is None:
             visible = [e for e in self.entries if e.torch_visible]
             keys = [e.raw_name.lower() for e in visible]  # bytes.lower() is ASCII-only, like MZ_TOLOWER
             counts = Counter(keys)
             # keys no other entry shares -> their entry's index (visible entries come first, in order)
             unique = {key: visible[i].index for i, key in enumerate(keys) if counts[key] == 1}
-            self._sorted = (keys, counts, unique)
-        return self._sorted
+            self._keyed = (keys, counts, unique)
+        return self._keyed
 
     def _order(self) -> list[int]:
         """The visible entries' indices in miniz's sorted order (made when a search first needs it)."""
