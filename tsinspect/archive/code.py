@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from dataclasses import dataclass, field
 
@@ -51,21 +52,17 @@ def _parse(source: str, filename: str) -> ast.Module:
 
 def _parse_detached(source: str, filename: str) -> ast.Module:
     """``_parse`` in a thread of its own: a tree asked for later, from deep in a caller, gets at least the
-    recursion room the outline had at index time (the AST builder's limit counts the caller's frames)."""
-    result: list = []
+    recursion room the outline had at index time (the AST builder's limit counts the caller's frames). One
+    thread for all parses: starting one per file cost more than parsing 5,000 small files."""
+    global _PARSER
+    with _PARSER_LOCK:
+        if _PARSER is None:
+            _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsinspect-parse")
+    return _PARSER.submit(_parse, source, filename).result()
 
-    def run() -> None:
-        try:
-            result.append(_parse(source, filename))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            result.append(exc)
 
-    thread = threading.Thread(target=run, name="tsinspect-parse")
-    thread.start()
-    thread.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
+_PARSER: ThreadPoolExecutor | None = None
+_PARSER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -119,6 +116,7 @@ class CodeIndex:
     _trees: dict[str, ast.Module] = field(default_factory=dict, repr=False, compare=False)  # parsed so far
     _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # file -> line offsets
     _every_tree: dict[str, ast.Module] | None = field(default=None, repr=False, compare=False)  # trees, made once
+    _by_file: dict[str, list[MethodInfo]] | None = field(default=None, repr=False, compare=False)  # methods_of
 
     @property
     def trees(self) -> dict[str, ast.Module]:
@@ -150,8 +148,7 @@ class CodeIndex:
 
     def _set_nodes(self, file: str, tree: ast.Module) -> None:
         """Give the file's methods their nodes in ``tree``: the outline had the same defs in the same order."""
-        methods = [m for c in self.classes.values() if c.file == file for m in c.methods]
-        methods += [m for m in self.functions if m.file == file]
+        methods = self.methods_of(file)
         nodes = [item for stmt in tree.body if isinstance(stmt, ast.ClassDef)
                  for item in stmt.body if isinstance(item, ast.FunctionDef)]
         nodes += [stmt for stmt in tree.body if isinstance(stmt, ast.FunctionDef)]
@@ -165,6 +162,16 @@ class CodeIndex:
     @property
     def methods(self) -> list[MethodInfo]:
         return [m for c in self.classes.values() for m in c.methods] + self.functions
+
+    def methods_of(self, file: str) -> list[MethodInfo]:
+        """``[m for m in self.methods if m.file == file]``, grouped once for all files (asked per file, the
+        filter was quadratic: 5,000 traced classes, 15 s in a diff)."""
+        if self._by_file is None:
+            by_file: dict[str, list[MethodInfo]] = {}
+            for method in self.methods:
+                by_file.setdefault(method.file, []).append(method)
+            self._by_file = by_file
+        return self._by_file.get(file, [])
 
     def has_control_flow(self, method: MethodInfo) -> bool:
         """Whether the method holds an ``if``, ``for`` or ``while`` statement. Its lines are searched for a line
@@ -231,6 +238,7 @@ def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) 
             # the message quotes the record name and may quote source text: both come from the archive
             return f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})"
     index.sources[name] = source
+    index._by_file = None
     methods = _index_module(index, name, tree, runs)
     if skeleton is None:
         index._trees[name] = tree

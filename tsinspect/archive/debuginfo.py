@@ -337,7 +337,7 @@ def op_origin_kinds(code, archive) -> tuple[int, int]:
             continue
         starts = [0]
         starts += [i + 1 for i, byte in enumerate(source.encode("utf-8")) if byte == 10]
-        for method in (m for m in code.methods if m.file == file):
+        for method in code.methods_of(file):
             for call in _calls(method.node.body, 0):
                 if op_of_call(call) is None:
                     continue

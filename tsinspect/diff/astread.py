@@ -49,7 +49,7 @@ def read_program(archive: Archive, summary: ArchiveSummary) -> Program:
         if source_map is not None:
             _collect_sources(program, source_map)
         reader = _FileReader(file, index.sources[file].encode("utf-8"), source_map, constants)
-        for method in (m for m in index.methods if m.file == file):
+        for method in index.methods_of(file):
             fn = Function(short_type(method.owner) if method.owner else None, method.name,
                           f"{file}:{method.line}", [a for a in method.args if a != "self"])
             if method.owner is None:
