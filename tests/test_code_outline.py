@@ -244,3 +244,20 @@ def test_methods_of_a_file_are_the_filtered_methods_grouped_once(monkeypatch):
         stacks, plain = op_origin_kinds(index, archive)
         assert stacks + plain > 0 and len(index.sources) > 1
         assert len(listed) == 1
+
+
+@pytest.mark.parametrize("outlined", [True, False])
+def test_released_trees_are_parsed_again_when_asked(outlined):
+    """The IR's gate forgets the trees it scanned (210 MB on 8,000 traced classes); a method's node is then
+    parsed again, the same tree as before."""
+    path = REPO / "samples" / "gate_scripted.pt"
+    with open_archive(str(path)) as archive:
+        from tsinspect.archive.code import index_code
+
+        index = index_code(archive, outlined=outlined)
+        before = {m.qualname: ast.dump(m.node, include_attributes=True) for m in index.methods}
+        index.trees
+        index.release_trees()
+        assert not index._trees and all(m._node is None for m in index.methods)
+        assert {m.qualname: ast.dump(m.node, include_attributes=True) for m in index.methods} == before
+        assert all(any(node is m.node for node in ast.walk(index.trees[m.file])) for m in index.methods)

@@ -127,8 +127,11 @@ class Extraction:
         if not relay or "document" in self.__dict__:
             out.write(json.dumps(dict(extra, **self.document), separators=(",", ":")))
         else:
-            body = self._body.decode("ascii")  # the child writes ASCII only (extract.encode)
-            out.write(json.dumps(extra, separators=(",", ":"))[:-1] + "," + body[1:] if extra else body)
+            body = self._body  # ASCII only (extract.encode, origins.CodeSources.table): written a MiB at a time
+            if extra:
+                out.write(json.dumps(extra, separators=(",", ":"))[:-1] + ",")
+            for start in range(1 if extra else 0, len(body), 1 << 20):
+                out.write(body[start:start + (1 << 20)].decode("ascii"))
         out.write("\n")
 
 
@@ -235,6 +238,7 @@ def _gate_and_load(archive: Archive, options: Options, early: EarlyChild, scanne
         with reading:
             index = index_code(archive, outlined=False)  # the gate reads every method's tree
             scan = scan_archive(archive, index)
+        index.release_trees()  # parsed again if the fallback asks (a failed load)
     else:
         index, scan = scanned
     refused = not scan.safe_to_load and not options.trust
@@ -293,8 +297,7 @@ def _placed(document: dict, sources: CodeSources) -> dict:
             type(p) is list and len(p) == 3 and type(p[0]) is str and type(p[1]) is int and type(p[2]) is int
             for p in positions)):
         return IR("failed", error=LoadError("crashed", "the extractor wrote unreadable output (source positions)")).to_json()
-    table = json.dumps(sources.sources(positions), separators=(",", ":"))
-    document.body = body[:-len(_EMPTY_SOURCES) + 1] + b'"sources":' + table.encode("ascii") + b"}"
+    document.body = b"".join((body[:-len(_EMPTY_SOURCES) + 1], b'"sources":', sources.table(positions), b"}"))
     return document
 
 
