@@ -423,3 +423,98 @@ def test_torchbind_objects_are_judged_the_same_from_the_summary_walk_of_data_pkl
         assert archive.walked(archive.find("data.pkl")) is not None
         assert scan_archive(archive, summary.code).to_json() == expected
     assert any(f["kind"] == "custom_class" and "OpaqueObject" in f["what"] for f in expected["findings"])
+
+
+# -- the TorchBind judge's pre-check: a pickle that cannot spell "classes" is not walked -------------------------
+
+def _spelled(text: str, how: list[int]) -> tuple[bytes, bytes]:
+    """``text`` as a pickle string, each character spelled one of the ways the walk decodes: (opcode bytes of
+    a string pushed on the stack, the same text as a GLOBAL line). ``how`` picks the spelling per character."""
+    line, unicode = b"", b""
+    for char, pick in zip(text, how + [0] * len(text)):
+        code = ord(char)
+        line += [char.encode(), b"\\x%02x" % code, b"\\x%02X" % code, b"\\%03o" % code,
+                 b"\\%03o" % (code + 256)][pick % 5]
+        unicode += [char.encode(), b"\\u%04x" % code, b"\\U%08X" % code][pick % 3]
+    choice = how[0] % 4 if how else 0
+    pushed = [b"V" + unicode + b"\n",  # UNICODE: raw-unicode-escape
+              b"S'" + line + b"'\n",  # STRING: quoted, escape_decode
+              b"T" + len(text).to_bytes(4, "little") + text.encode("latin-1"),  # BINSTRING: latin-1
+              b"\x8c" + len(text.encode()).to_bytes(1, "little") + text.encode()][choice]  # SHORT_BINUNICODE
+    return pushed, line
+
+
+def _torchbind_pickles(module: str, name: str, how: list[int]) -> list[bytes]:
+    """Pickles restoring an object of class module.name: by GLOBAL (escaped lines) and by STACK_GLOBAL."""
+    pushed_module, line_module = _spelled(module, how)
+    pushed_name, line_name = _spelled(name, how[::-1])
+    tail = b")\x81}b."  # EMPTY_TUPLE NEWOBJ EMPTY_DICT BUILD STOP
+    return [b"\x80\x02c" + line_module + b"\n" + line_name + b"\n" + tail,
+            b"\x80\x04" + pushed_module + pushed_name + b"\x93" + tail,
+            b"\x80\x02(c" + line_module + b"\n" + line_name + b"\n" + b"i" + line_module + b"\n" + line_name
+            + b"\n."]  # MARK, then INST of the class (the GLOBAL before it is popped by INST's MARK)
+
+
+def test_a_pickle_that_names_a_torchbind_class_in_any_spelling_is_walked():
+    """The pre-check (may_name_torchbind) lets a pickle skip the walk only when it cannot name a TorchBind
+    class: every spelling the walk decodes (escapes of GLOBAL lines and STRING, raw-unicode-escape of UNICODE,
+    latin-1, UTF-8; module and name split at each dot) is caught, and the walk does find the class."""
+    from hypothesis import given, settings, strategies as st
+
+    from tsinspect.safety.torchbind import judge_pickle, may_name_torchbind
+
+    qualnames = ["__torch__.torch.classes.aten.OpaqueObject", "__torch__.torch.classes.evil.Runner",
+                 "__torch__.torch.classes.x.Y\t"]
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.sampled_from(qualnames), st.integers(0, 4), st.lists(st.integers(0, 59), min_size=1, max_size=50))
+    def check(qualname, split, how):
+        parts = qualname.split(".")
+        split = min(split, len(parts) - 1) or 1
+        module, name = ".".join(parts[:split]), ".".join(parts[split:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # escape_decode's octal escapes over 0o377
+            for data in _torchbind_pickles(module, name, how):
+                found = judge_pickle(data)
+                assert [r.qualname for r in found] == [qualname.strip()], (data, found)
+                assert may_name_torchbind(data), data
+
+    check()
+
+
+def test_pickles_that_cannot_name_a_torchbind_class_are_judged_empty_both_ways(tmp_path):
+    """Where the pre-check skips the walk, the walk finds nothing either: the samples' pickles (the pre-check's
+    common case) and pickles cut, flipped and spliced from them and from TorchBind ones."""
+    import random
+
+    from tsinspect.safety.torchbind import judge_pickle, may_name_torchbind
+
+    root = Path(__file__).resolve().parents[1] / "samples"
+    pickles = []
+    for sample in sorted(root.glob("*.pt*")):
+        with zipfile.ZipFile(sample) as z:
+            pickles += [z.read(n) for n in z.namelist() if n.endswith((".pkl", ".debug_pkl"))]
+    assert pickles and not any(may_name_torchbind(p) for p in pickles if b"classes" not in p)
+    evil = _torchbind_pickles("__torch__.torch", "classes.aten.OpaqueObject", [1, 2, 3])
+    rng = random.Random(14)
+    skipped = 0
+    for _ in range(3000):
+        data = bytearray(rng.choice(pickles + evil))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data) + 1)
+            action = rng.random()
+            if action < 0.4:
+                data[at:at + 1] = bytes([rng.randrange(256)])
+            elif action < 0.7:
+                other = rng.choice(pickles + evil)
+                start = rng.randrange(len(other))
+                data[at:at] = other[start:start + rng.randint(1, 64)]
+            else:
+                del data[at:at + rng.randint(1, 32)]
+        data = bytes(data)
+        if not may_name_torchbind(data):
+            skipped += 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # escape_decode on octal escapes over 0o377
+                assert judge_pickle(data) == [], data
+    assert skipped > 1000
