@@ -518,3 +518,100 @@ def test_pickles_that_cannot_name_a_torchbind_class_are_judged_empty_both_ways(t
                 warnings.simplefilter("ignore", DeprecationWarning)  # escape_decode on octal escapes over 0o377
                 assert judge_pickle(data) == [], data
     assert skipped > 1000
+
+
+# -- the resolver's shortcuts, run both ways -----------------------------------------------------------------
+
+def _code_sources() -> list[str]:
+    import hostile
+    import evil_code_cases
+
+    root = Path(__file__).resolve().parents[1]
+    sources = []
+    for path in [*sorted(root.glob("samples/*.pt*")), *sorted(root.glob("tests/real/*.p*")),
+                 *sorted(root.glob("tests/real/*.jit"))]:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                sources += [z.read(n).decode("utf-8", "replace") for n in z.namelist()
+                            if "/code/" in n and n.endswith(".py")]
+    for case in evil_code_cases.CASES:
+        if not case.torch:
+            try:
+                with zipfile.ZipFile(__import__("io").BytesIO(case.build("/nonexistent/marker"))) as z:
+                    sources += [z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith(".py")]
+            except Exception:  # noqa: BLE001 - cases that are no zip
+                pass
+    assert len(sources) > 100 and hostile
+    return sources
+
+
+def test_the_walks_skip_only_fields_that_never_hold_what_they_look_for():
+    """resolve.walk skips fields the grammar says hold no node, codescan._statements looks only in fields that
+    may hold statements: both checked against the running Python's node classes, and both give ast.walk's
+    nodes in its order on real and hostile code."""
+    import ast
+    import re
+
+    from tsinspect.safety import codescan, resolve
+
+    for name in dir(ast):
+        kind = getattr(ast, name)
+        if not (isinstance(kind, type) and issubclass(kind, ast.AST)) or not kind._fields:
+            continue
+        signature = re.match(r"\w+\((.*)\)$", (kind.__doc__ or "").strip().splitlines()[0])
+        if signature is None:  # the deprecated aliases of Constant
+            continue
+        for part in signature.group(1).split(", "):
+            typ, field = part.rsplit(" ", 1)
+            typ = typ.rstrip("?*")
+            if field in resolve.NOT_NODES:
+                assert typ in ("identifier", "string", "int", "constant", "expr_context"), (name, field)
+            if typ in ("stmt", "excepthandler", "match_case"):
+                assert field in codescan._BLOCK_FIELDS, (name, field)
+    for source in _code_sources():
+        tree = ast.parse(source)
+        expected = [n for n in ast.walk(tree) if not isinstance(n, ast.expr_context)]
+        assert resolve.walk(tree) == expected
+        assert codescan._statements(tree) == [n for n in expected if n is tree or isinstance(n, codescan._BLOCK_NODES)]
+
+
+ALIASES = ["torch", "ops", "ops.c10d", "ops.quantized", "getattr(self, \"helper\")", "self.helper", "(a).b",
+           "a", "b", "s", "t", "s.save", "getattr(s, \"load\")", "torch.nn", "__torch__.m.Helper",
+           "__torch__.m.Helper()", "annotate(List[int], t)", "x", "1", "(c := torch)", "f(a)"]
+
+
+def test_the_environment_is_the_same_with_and_without_its_second_pass():
+    """Resolver.environment stops after one pass when every name was bound before it was first looked up: the
+    environments and calls are the ones of the passes it skips, on real code and on random alias chains."""
+    import ast
+    import random
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import resolve
+
+    rng = random.Random(11)
+    sources = _code_sources()
+    helper = "class Helper(Module):\n  def save(self, x):\n    return torch.save(x, \"p\")\n"
+    for _ in range(1500):
+        body = [f"    {rng.choice('abcst')} = {rng.choice(ALIASES)}" for _ in range(rng.randint(1, 8))]
+        body += [f"    {rng.choice('abcst')}.{rng.choice(('save', 'load', 'forward', 'x'))}(1)"
+                 for _ in range(rng.randint(0, 2))]
+        sources.append(textwrap.dedent(MODULE_HEAD) + "\n".join(body) + "\n" + helper)
+    skipped = 0
+    for source in sources:
+        index = CodeIndex()
+        if index_file(index, "code/__torch__/m.py", source, False) is not None:
+            continue
+        for method in index.methods:
+            owner = index.classes.get(method.owner) if method.owner else None
+            with mock.patch.object(resolve._Lookups, "settled", lambda self: False):
+                slow = resolve.Resolver(index)
+                expected = (slow.environment(method.node, owner), slow.calls(method.node, owner))
+            fast = resolve.Resolver(index)
+            settled = []
+            real = resolve._Lookups.settled
+            with mock.patch.object(resolve._Lookups, "settled", lambda self: settled.append(real(self)) or settled[-1]):
+                assert (fast.environment(method.node, owner), fast.calls(method.node, owner)) == expected, source
+            skipped += any(settled)
+    assert skipped > 500

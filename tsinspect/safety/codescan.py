@@ -364,11 +364,17 @@ def _roots(tree: ast.Module):
 
 def _statements(tree: ast.Module) -> list[ast.AST]:
     """The statements of a tree (and its except and case clauses) in ``ast.walk``'s breadth-first order,
-    without the expressions: a statement is only ever the child of a statement or a clause, so the nodes
-    skipped never sit between two of them and every level keeps its order."""
+    without the expressions: a statement is only ever the child of a statement or a clause, in one of the
+    fields of _BLOCK_FIELDS, so the nodes skipped never sit between two of them and every level keeps its
+    order."""
     out: list[ast.AST] = [tree]
+    fields_of = _STATEMENT_FIELDS
     for node in out:  # grows while it is read
-        for name in node._fields:
+        kind = type(node)
+        fields = fields_of.get(kind)
+        if fields is None:
+            fields = fields_of[kind] = tuple(f for f in kind._fields if f in _BLOCK_FIELDS)
+        for name in fields:
             value = getattr(node, name, None)
             for item in (value if isinstance(value, list) else (value,)):
                 if isinstance(item, _BLOCK_NODES):
@@ -377,6 +383,9 @@ def _statements(tree: ast.Module) -> list[ast.AST]:
 
 
 _BLOCK_NODES = (ast.stmt, ast.excepthandler, ast.match_case)
+# the fields that hold statements, clauses or cases (checked against the grammar by tests/test_ir_codescan.py)
+_BLOCK_FIELDS = frozenset({"body", "orelse", "finalbody", "handlers", "cases"})
+_STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _site_hazard(site: CallSite) -> tuple[str, str, str] | None:
