@@ -169,6 +169,7 @@ class Resolver:
         # (id(root), id(owner)) -> [root, owner, its nodes, its calls, its calls and implicit calls]
         self._calls: dict[tuple[int, int], list] = {}
         self._members: dict[tuple[int, str], object] = {}  # (id(class info), name) -> attr of an instance
+        self._selves: dict[int, Instance] = {}  # id(class info) -> its Instance (the infos live as long as the index)
 
     # -- values -----------------------------------------------------------------------------------------
     def typed(self, annotation: str):
@@ -224,15 +225,16 @@ class Resolver:
 
     def value(self, node: ast.expr, env: dict, owner: ClassInfo | None):
         """The sugared value of an expression (VALUE when it is a plain value)."""
-        if isinstance(node, ast.Name):
+        kind = type(node)  # the parser's classes, never subclassed: by type, as often as on a long forward
+        if kind is ast.Name:
             if node.id in env:
                 return env[node.id]
             return self.global_value(node.id, owner)
-        if isinstance(node, ast.Attribute):
+        if kind is ast.Attribute:
             return self.attr(self.value(node.value, env, owner), node.attr)
-        if isinstance(node, ast.Call):
-            fname = node.func.id if isinstance(node.func, ast.Name) and node.func.id not in env else None
-            if fname == "getattr" and len(node.args) == 2 and isinstance(node.args[1], ast.Constant) \
+        if kind is ast.Call:
+            fname = node.func.id if type(node.func) is ast.Name and node.func.id not in env else None
+            if fname == "getattr" and len(node.args) == 2 and type(node.args[1]) is ast.Constant \
                     and isinstance(node.args[1].value, str):
                 return self.attr(self.value(node.args[0], env, owner), node.args[1].value)
             if fname in PASS_THROUGH and len(node.args) == 2:
@@ -243,22 +245,17 @@ class Resolver:
             if isinstance(callee, CustomRef):
                 return CustomInstance(callee.qualname)
             return VALUE
-        if isinstance(node, ast.NamedExpr):
+        if kind is ast.NamedExpr:
             return self.value(node.value, env, owner)
         return VALUE
 
     def global_value(self, name: str, owner: ClassInfo | None):
-        if name == "torch":
-            return BuiltinModule("aten")
-        if name == "ops":
-            return OpsRoot()
-        if name == "__torch__":
-            return Namespace("__torch__")
         if name == "self" and owner is not None:
-            return Instance(owner)
-        if name in SPECIAL_CALLERS or name in BUILTINS:
-            return Special(name)
-        return VALUE
+            instance = self._selves.get(id(owner))  # one per class: a forward names self thousands of times
+            if instance is None:
+                instance = self._selves[id(owner)] = Instance(owner)
+            return instance
+        return _GLOBALS.get(name, VALUE)
 
     # -- calls --------------------------------------------------------------------------------------------
     def environment(self, function: ast.AST, owner: ClassInfo | None, params: bool = True,
@@ -271,8 +268,7 @@ class Resolver:
                     typed = self.typed(ast.unparse(arg.annotation))
                     if typed is not VALUE:
                         env[arg.arg] = typed
-        assigns = [n for n in (nodes if nodes is not None else walk(function))
-                   if isinstance(n, (ast.Assign, ast.AnnAssign, ast.NamedExpr))]
+        assigns = [n for n in (nodes if nodes is not None else walk(function)) if type(n) in _ASSIGNMENTS]
         for number in range(3):  # chains of aliases: a = torch; b = a
             before = dict(env)
             for env.at, node in enumerate(assigns):
@@ -310,7 +306,7 @@ class Resolver:
             scope = env
             explicit = []
             for node in nodes:  # _call right here: nesting overflows the stack where it always did (scan_code)
-                if isinstance(node, ast.Call):
+                if type(node) is ast.Call:
                     if scope is None:  # only calls need it (a class body's thousands of annotations have none)
                         scope = self.environment(root, owner, nodes=nodes)
                     explicit.append(self._call(node, scope, owner))
@@ -412,6 +408,12 @@ class _MethodOf:
     """``<value of unknown type>.name``."""
 
     name: str
+
+
+_ASSIGNMENTS = frozenset({ast.Assign, ast.AnnAssign, ast.NamedExpr})
+# what a name means to the importer when no local binds it (``self`` aside)
+_GLOBALS = {"torch": BuiltinModule("aten"), "ops": OpsRoot(), "__torch__": Namespace("__torch__"),
+            **{name: Special(name) for name in SPECIAL_CALLERS | BUILTINS}}
 
 
 def _union(meanings) -> object:
