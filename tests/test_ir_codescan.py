@@ -615,3 +615,53 @@ def test_the_environment_is_the_same_with_and_without_its_second_pass():
                 assert (fast.environment(method.node, owner), fast.calls(method.node, owner)) == expected, source
             skipped += any(settled)
     assert skipped > 500
+
+
+HAZARD_SPELLINGS = [
+    "torch.save(x, p)", "getattr(torch, \"save\")(x, p)", "getattr(torch, \"sa\" \"ve\")(x, p)",
+    "getattr(torch, 'sa'  # cut\n      r've')(x, p)", "getattr(torch, \"\\x73ave\")(x, p)",
+    "torch.\uff53\uff41\uff56\uff45(x, p)", "s = torch\n    s.save(x, p)", "c = ops.c10d\n    c.broadcast(x)",
+    "getattr(ops, \"c10d\").allreduce(x)", "t = torch.autograd\n    t.as_strided(x, [1], [1])", "x.set_(y)",
+    "ops.prim.rpc_async(x)", "ops.anything.autograd.from_file(p)", "getattr(torch, \"save.out\")(x, p)",
+    "x.data_ptr()", "fork(torch.load, p)", "q = getattr(ops, 'symm_mem')\n    q.rendezvous(x)",
+]
+HARMLESS = ["y = torch.add(x, x)", "y = (self).forward(x, )", "y = getattr(self, \"0\")", "return x",
+            "y = ops.quantized.linear(x)", "z = [x, \"b\"]", "w = \"\"", "v = x.size(0)"]
+
+
+def test_functions_that_cannot_name_a_hazard_are_not_resolved_for_hazards():
+    """anywhere() skips resolving a function whose text names no hazardous op or namespace (ASCII, no
+    backslash, no strings side by side): every hazard the full resolution finds, in any spelling, is in a
+    function the check keeps, and scan_code gives the same findings with and without the shortcut."""
+    import ast
+    import random
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import codescan
+    from tsinspect.safety.codescan import scan_code
+
+    rng = random.Random(3)
+    sources = _code_sources()
+    for _ in range(800):
+        body = [rng.choice(HAZARD_SPELLINGS + HARMLESS * 3) for _ in range(rng.randint(1, 4))]
+        decorator = rng.choice(["", "", "  @torch.jit.unused\n", "  @torch.save\n"])
+        sources.append(textwrap.dedent(MODULE_HEAD) + decorator + "  def g(self, x: Tensor, p: str):\n"
+                       + "".join(f"    {line}\n" for line in body) + "    return x\n")
+    named = 0
+    for source in sources:
+        index = CodeIndex()
+        if index_file(index, "code/__torch__/m.py", source, False) is not None:
+            continue
+        lines = source.split("\n")
+        owners = {id(m.node): info for info in index.classes.values() for m in info.methods}
+        resolver = codescan._Judge(index).resolver
+        for root in codescan._roots(index.tree("code/__torch__/m.py")):
+            sites = resolver.calls(root, owners.get(id(root)), implicit=False)
+            if type(root) is ast.FunctionDef and any(codescan._site_hazard(site) for site in sites):
+                named += 1
+                assert codescan._may_name_a_hazard(codescan._text(lines, root)), ast.get_source_segment(source, root)
+        with mock.patch.object(codescan, "_may_name_a_hazard", lambda text: True):
+            expected = scan_code(index).to_json()
+        assert scan_code(index).to_json() == expected
+    assert named > 300

@@ -16,6 +16,7 @@ unless the result is safe.
 from __future__ import annotations
 
 import ast
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -198,7 +199,11 @@ class _Judge:
         found = []
         owners = {id(m.node): info for info in self.index.classes.values() for m in info.methods}
         for file, tree in self.index.trees.items():
+            source = self.index.sources.get(file)
+            lines = source.split("\n") if source is not None and "\r" not in source else None  # ast's lines
             for root in _roots(tree):
+                if lines is not None and type(root) is ast.FunctionDef and not _may_name_a_hazard(_text(lines, root)):
+                    continue  # the 10,000-line forward of a Sequential: resolving its calls cannot find anything
                 owner = owners.get(id(root))
                 for site in self.resolver.calls(root, owner, implicit=False):
                     hazard = _site_hazard(site)
@@ -386,6 +391,28 @@ _BLOCK_NODES = (ast.stmt, ast.excepthandler, ast.match_case)
 # the fields that hold statements, clauses or cases (checked against the grammar by tests/test_ir_codescan.py)
 _BLOCK_FIELDS = frozenset({"body", "orelse", "finalbody", "handlers", "cases"})
 _STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+# An op the judge calls a hazard (ops.op_hazard) has the name of one in FILE_OPS, MEMORY_OPS or NETWORK_OPS, or a
+# network namespace. The resolver takes every name of an op and its namespace from the code of the function it
+# resolves (an attribute, or the string of a getattr), or is aten's. So a function whose text holds none of
+# those names cannot call a hazard however its names resolve, provided the text spells every name as it is:
+# ASCII (the parser folds other letters to ASCII ones: NFKC), no backslash (escapes in strings), no strings
+# side by side (the parser joins "sa" "ve").
+_HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
+                             | ops.NETWORK_NAMESPACES))
+_ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
+
+
+def _may_name_a_hazard(text: str) -> bool:
+    return (not text.isascii() or "\\" in text or _ADJACENT_STRINGS.search(text) is not None
+            or any(name in text for name in _HAZARD_NAMES))
+
+
+def _text(lines: list[str], function: ast.FunctionDef) -> str:
+    """The lines of a function, its decorators included: every node its walk visits is on them."""
+    first = min([function.lineno, *(d.lineno for d in function.decorator_list)])
+    return "\n".join(lines[first - 1:function.end_lineno])
 
 
 def _site_hazard(site: CallSite) -> tuple[str, str, str] | None:
