@@ -665,3 +665,49 @@ def test_functions_that_cannot_name_a_hazard_are_not_resolved_for_hazards():
             expected = scan_code(index).to_json()
         assert scan_code(index).to_json() == expected
     assert named > 300
+
+
+NESTINGS = {"attributes": lambda d: "x" + ".a" * d + "()", "calls": lambda d: "f(" * d + "x" + ")" * d,
+            "callees": lambda d: "x" + "()" * d, "getattrs": lambda d: "getattr(" * d + "x" + ", 'a')" * d,
+            "operators": lambda d: "(" * d + "x" + " + 1)" * d, "subscripts": lambda d: "x" + "[0]" * d,
+            "lambdas": lambda d: "lambda: " * d + "x", "names": lambda d: "(" * d + "a, b" + ")" * d}
+
+
+def test_the_hazard_search_skips_only_what_it_could_have_resolved():
+    """Code nested too deeply to resolve is unsafe (scan_code), so the hazard search skips a function only when
+    its full resolution would have gone through: nested at most SKIPPED_DEPTH levels, with STACK_ROOM frames
+    left. Both ways agree at the edge: nestings of every kind around that depth, resolved with exactly that
+    room on the stack and with less."""
+    import sys
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import codescan
+    from tsinspect.safety.codescan import SKIPPED_DEPTH, STACK_ROOM, scan_code
+
+    def depth() -> int:
+        frame, n = sys._getframe(), 0
+        while frame is not None:
+            frame, n = frame.f_back, n + 1
+        return n
+
+    skipped = 0
+    for kind, make in NESTINGS.items():
+        for nesting in (5, SKIPPED_DEPTH - 4, SKIPPED_DEPTH - 3, SKIPPED_DEPTH - 2, SKIPPED_DEPTH, 200, 900):
+            line = f"({make(nesting)[1:-1] if kind == 'names' else ''}) = 1" if kind == "names" else f"y = {make(nesting)}"
+            source = f"def f(x: int) -> int:\n  {line}\n  return 1\n"
+            index = CodeIndex()
+            if index_file(index, "code/__torch__/m.py", source, False) is not None:
+                continue  # deeper than the parser goes
+            for room in (STACK_ROOM + 20, STACK_ROOM - 50, 120):  # scan_code -> anywhere: a few frames
+                old = sys.getrecursionlimit()
+                sys.setrecursionlimit(depth() + room)
+                try:
+                    fast = scan_code(index).to_json()
+                    with mock.patch.object(codescan, "_may_name_a_hazard", lambda text: True):
+                        full = scan_code(index).to_json()
+                finally:
+                    sys.setrecursionlimit(old)
+                assert fast == full, (kind, nesting, room, fast, full)
+                skipped += room > STACK_ROOM and nesting < SKIPPED_DEPTH - 3
+    assert skipped > 10

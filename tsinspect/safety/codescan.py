@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from tsinspect.archive.records import CODE
 from tsinspect.archive.text import counted
 from tsinspect.collector import paused
 from tsinspect.safety import ops
-from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
+from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown, within_depth
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
 LOAD_TIME = ("__setstate__",)
@@ -200,9 +201,10 @@ class _Judge:
         owners = {id(m.node): info for info in self.index.classes.values() for m in info.methods}
         for file, tree in self.index.trees.items():
             source = self.index.sources.get(file)
-            lines = source.split("\n") if source is not None and "\r" not in source else None  # ast's lines
+            lines = source.split("\n") if source is not None and "\r" not in source and _stack_room() else None
             for root in _roots(tree):
-                if lines is not None and type(root) is ast.FunctionDef and not _may_name_a_hazard(_text(lines, root)):
+                if lines is not None and type(root) is ast.FunctionDef and not _may_name_a_hazard(_text(lines, root)) \
+                        and within_depth(root, SKIPPED_DEPTH):
                     continue  # the 10,000-line forward of a Sequential: resolving its calls cannot find anything
                 owner = owners.get(id(root))
                 for site in self.resolver.calls(root, owner, implicit=False):
@@ -402,6 +404,19 @@ _STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
 _HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
                              | ops.NETWORK_NAMESPACES))
 _ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
+
+
+# ... and its resolution could not have failed either: at most SKIPPED_DEPTH levels of nodes (resolving them
+# takes at most ~3.2 frames a level: measured on chains of attributes, calls, operators and subscripts), with
+# room for STACK_ROOM more frames (resolving code nested deeper than the stack allows makes it unsafe: scan_code)
+SKIPPED_DEPTH, STACK_ROOM = 50, 500
+
+
+def _stack_room() -> bool:
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return sys.getrecursionlimit() - depth >= STACK_ROOM
 
 
 def _may_name_a_hazard(text: str) -> bool:

@@ -472,6 +472,32 @@ def walk(root: ast.AST) -> list[ast.AST]:
     return out
 
 
+def within_depth(root: ast.AST, limit: int) -> bool:
+    """Whether no node lies more than ``limit`` levels below ``root`` (the ``ctx`` leaves aside), found without
+    recursion."""
+    level = [root]
+    fields_of = _NODE_FIELDS
+    for _ in range(limit + 1):
+        below = []
+        append = below.append
+        for node in level:
+            fields = fields_of.get(type(node))
+            if fields is None:
+                fields = node_fields(type(node))
+            for name in fields:
+                value = getattr(node, name, None)
+                if isinstance(value, ast.AST):
+                    append(value)
+                elif isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            append(item)
+        if not below:
+            return True
+        level = below
+    return False
+
+
 # fields whose value is never a node in the ast grammar (identifiers, strings, ints, constants), and ctx:
 # tests/test_ir_codescan.py checks them against the running Python's node classes
 NOT_NODES = frozenset({"ctx", "id", "attr", "arg", "kind", "type_comment", "level", "module", "is_async",
