@@ -455,9 +455,28 @@ def walk(root: ast.AST) -> list[ast.AST]:
     fields that never hold a node (:func:`node_fields`): 5x faster than ``ast.walk`` on the 10,000-line
     forward of a Sequential of 5,000 modules."""
     out = [root]
+    _children(out, out)  # the list grows while it is read
+    return out
+
+
+def within_depth(root: ast.AST, limit: int) -> bool:
+    """Whether no node lies more than ``limit`` levels below ``root`` (the ``ctx`` leaves aside), found without
+    recursion."""
+    level = [root]
+    for _ in range(limit + 1):
+        below: list[ast.AST] = []
+        _children(level, below)
+        if not below:
+            return True
+        level = below
+    return False
+
+
+def _children(nodes: list[ast.AST], out: list[ast.AST]) -> None:
+    """Append the child nodes of each of ``nodes`` to ``out``, in field order, the ``ctx`` leaves aside."""
     append = out.append
     fields_of = _NODE_FIELDS
-    for node in out:  # grows while it is read
+    for node in nodes:
         fields = fields_of.get(type(node))
         if fields is None:
             fields = node_fields(type(node))
@@ -469,33 +488,6 @@ def walk(root: ast.AST) -> list[ast.AST]:
                 for item in value:
                     if isinstance(item, ast.AST):
                         append(item)
-    return out
-
-
-def within_depth(root: ast.AST, limit: int) -> bool:
-    """Whether no node lies more than ``limit`` levels below ``root`` (the ``ctx`` leaves aside), found without
-    recursion."""
-    level = [root]
-    fields_of = _NODE_FIELDS
-    for _ in range(limit + 1):
-        below = []
-        append = below.append
-        for node in level:
-            fields = fields_of.get(type(node))
-            if fields is None:
-                fields = node_fields(type(node))
-            for name in fields:
-                value = getattr(node, name, None)
-                if isinstance(value, ast.AST):
-                    append(value)
-                elif isinstance(value, list):
-                    for item in value:
-                        if isinstance(item, ast.AST):
-                            append(item)
-        if not below:
-            return True
-        level = below
-    return False
 
 
 # fields whose value is never a node in the ast grammar (identifiers, strings, ints, constants), and ctx:
