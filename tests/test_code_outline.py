@@ -209,7 +209,7 @@ def _custom_ops(trees: dict) -> list:
     found: list = []
     fake = SimpleNamespace(result=SimpleNamespace(add=found.append), archive=SimpleNamespace(prefix=""))
     _Scan._custom_ops(fake, trees, codescan.KNOWN_NAMESPACES)
-    return [(f.kind, f.where if hasattr(f, "where") else None, str(f)) for f in found]
+    return [repr(f) for f in found]
 
 
 def assert_judged_same(name: str, source: str) -> bool:
