@@ -452,7 +452,7 @@ def _implicit_dunders(node: ast.AST) -> list[str]:
 def walk(root: ast.AST) -> list[ast.AST]:
     """``ast.walk``'s nodes in its (breadth-first) order but the ``ctx`` leaves (Load, Store, Del: a third
     of the nodes, never a call or an assignment), without a generator per node and without looking into the
-    fields that never hold a node (:func:`node_fields`): 5x faster than ``ast.walk`` on the 10,000-line
+    fields that never hold a node (:func:`node_fields`): 4.5x faster than ``ast.walk`` on the 10,000-line
     forward of a Sequential of 5,000 modules."""
     out = [root]
     _children(out, out)  # the list grows while it is read
