@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
-from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, parse_source_map
+from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, line_starts, parse_source_map
 from tsinspect.archive.pickles import PickleError, walk
 from tsinspect.ir.sourcerange import parse_source
 
@@ -101,12 +101,7 @@ class CodeSources:
             self._files[file] = None
             code = self._read(file)
             if code is not None:
-                starts = [0]
-                position = code.find(b"\n")
-                while position >= 0:
-                    starts.append(position + 1)
-                    position = code.find(b"\n", position + 1)
-                self._files[file] = (starts, self._source_map(file + DEBUG_SUFFIX))
+                self._files[file] = (line_starts(code), self._source_map(file + DEBUG_SUFFIX))
         return self._files[file]
 
     def _source_map(self, name: str) -> SourceMap | None:
