@@ -127,6 +127,33 @@ torch.jit.script(Stack()).save(__import__("sys").argv[1])
 '''
 
 
+# Units that differ only in their code/ positions, within a graph and across graphs (the same forward in
+# each traced Linear's class and file), and strings holding what a position looks like (` # file:1:2`).
+POSITIONS = '''
+import torch
+
+class Tags(torch.nn.Module):
+    def forward(self, s: str) -> str:
+        s = s + "a # b.py:1:2"
+        s = s + "a # b.py:1:2"
+        s = s + "c"
+        s = s + "c"
+        return s + " # "
+
+class Top(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        linears = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(4)])
+        self.seq = torch.jit.trace(linears, torch.randn(1, 2))
+        self.tags = Tags()
+
+    def forward(self, x: torch.Tensor, s: str):
+        return self.seq(x), self.tags(s)
+
+torch.jit.script(Top()).save(__import__("sys").argv[1])
+'''
+
+
 def _build(tmp_path: Path, name: str, source: str) -> Path:
     script, target = tmp_path / f"{name}.py", tmp_path / f"{name}.pt"
     script.write_text(source, encoding="utf-8")
@@ -177,7 +204,7 @@ def walked_through_torch(archive, tmp_path: Path) -> dict:
 def built(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("printed")
     return {"scripted": _build(tmp, "scripted", MODEL), "traced": _build(tmp, "traced", TRACED),
-            "layers": _build(tmp, "layers", LAYERS)}
+            "layers": _build(tmp, "layers", LAYERS), "positions": _build(tmp, "positions", POSITIONS)}
 
 
 def _same_as_the_walk(path: Path, tmp_path: Path, monkeypatch) -> dict:
@@ -207,6 +234,27 @@ def test_printed_graphs_are_the_walked_graphs(built, name, tmp_path, monkeypatch
         stack = got["types"]["__torch__.Stack"][0]["inlined"][2]
         assert len([n for n in stack if n[0] == "prim::Print" and not n[2]]) == 5
         assert [n[3] for n in stack if n[0] == "prim::Constant" and n[3] and n[3].get("value") == "%y"]
+
+
+def test_units_that_differ_only_in_positions_share_templates_across_graphs(built, tmp_path, monkeypatch):
+    import torch
+
+    from tsinspect.ir.extract import NO_BLOCKS, Tables, _attributes, _dumps
+
+    got = _same_as_the_walk(built["positions"], tmp_path, monkeypatch)
+    tags = got["types"]["__torch__.Tags"][0]["graph"][2]
+    assert sorted(n[3]["value"] for n in tags if n[0] == "prim::Constant") == [" # ", "a # b.py:1:2", "c"]
+    assert len({n[5]["line"] for n in tags if n[0] == "aten::add"}) == 5  # its own line each
+    module = torch.jit.load(str(built["positions"]))
+    graphs = [module.tags.graph] + [getattr(module.seq, str(i)).graph for i in range(4)]
+    units = sum(len(list(g.nodes())) + 1 for g in graphs)  # the return too
+    read = []
+    unit = GraphReader._unit
+    monkeypatch.setattr(GraphReader, "_unit", lambda self, *a: read.append(1) or unit(self, *a))
+    reader = GraphReader(Tables(True), _attributes, _dumps, NO_BLOCKS)
+    for graph in graphs:
+        reader.read(graph)
+    assert len(read) < units - 6  # the third and fourth Linear's units (3 each) from templates
 
 
 # Units that print alike once value names are cut out but differ: the types of values from earlier units
@@ -384,3 +432,25 @@ def test_a_method_that_calls_nothing_does_not_free_the_kept_inlined_forward():
     root = next(t for name, t in types.items() if name.endswith("Root"))
     assert [m["name"] for m in root["methods"]] == ["forward", "small"]
     assert kept.largest == 3 and len(kept.graphs) == 3  # Root.forward, Root.small and Leaf.forward, all kept
+
+
+@pytest.mark.parametrize("path", sorted([*(Path(__file__).parent.parent / "samples").glob("*.pt*"),
+                                         *REAL.glob("*.p*"), *REAL.glob("*.jit")]), ids=lambda p: p.name)
+def test_the_source_table_written_per_record_is_the_table_of_parsed_sources(path):
+    """``CodeSources.table`` writes each debug record's part of an entry once: the same JSON as the entries
+    parsed one by one, at every line start and a few columns of every code file, and at odd positions."""
+    import json
+
+    from tsinspect.archive.problems import ArchiveError
+    from tsinspect.ir.run import _code_sources
+
+    try:
+        archive = open_archive(str(path))
+    except ArchiveError:
+        pytest.skip("not an archive")
+    sources = _code_sources(archive)
+    positions = [["", 1, 0], ['code/"quoted".py', 1, 0], ["code/none.py", 3, 2]]
+    for name in sources._code_files:
+        lines = sources._read(name).count(b"\n") + 1
+        positions += [[name, line, col] for line in range(-1, lines + 2) for col in (0, 4, 9)]
+    assert sources.table(positions) == json.dumps(sources.sources(positions), separators=(",", ":")).encode()

@@ -323,3 +323,17 @@ def _script_from(source: Path, cls: str, out: Path) -> Path:
             f"from {source.stem} import {cls}; torch.jit.script({cls}()).save({str(out)!r})")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
     return out
+
+
+def test_a_report_scans_once_and_gates_the_ir_with_that_scan(sample_archives, monkeypatch):
+    """The report's own scan judges the IR child's archive (it once scanned twice: the gate did it again,
+    5 s of a 5,000-module archive's 11)."""
+    from tsinspect.report.model import build_report
+    from tsinspect.safety import codescan
+
+    scans = []
+    scan_code = codescan.scan_code
+    monkeypatch.setattr(codescan, "scan_code", lambda index: scans.append(index) or scan_code(index))
+    built = build_report(str(sample_archives["gate_scripted"]))
+    assert built.ir.loaded and built.scan.safe_to_load
+    assert len(scans) == 1

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import replace
 
 from tsinspect.archive.code import module_of
-from tsinspect.archive.debuginfo import SourceMap, load_source_map, origin_of
+from tsinspect.archive.debuginfo import SourceMap, line_starts, load_source_map, origin_of
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import Archive
@@ -49,7 +49,7 @@ def read_program(archive: Archive, summary: ArchiveSummary) -> Program:
         if source_map is not None:
             _collect_sources(program, source_map)
         reader = _FileReader(file, index.sources[file].encode("utf-8"), source_map, constants)
-        for method in (m for m in index.methods if m.file == file):
+        for method in index.methods_of(file):
             fn = Function(short_type(method.owner) if method.owner else None, method.name,
                           f"{file}:{method.line}", [a for a in method.args if a != "self"])
             if method.owner is None:
@@ -111,10 +111,7 @@ class _FileReader:
         self.source_map = source_map
         self.constants = constants
         self.scope = _Scope(None, [], None, {})
-        self.line_starts = [0]
-        for i, byte in enumerate(code):
-            if byte == 10:
-                self.line_starts.append(i + 1)
+        self.line_starts = line_starts(code)
 
     def where(self, node: ast.AST) -> tuple[Loc | None, tuple[Loc, ...]]:
         if self.source_map is None:

@@ -29,6 +29,8 @@ from operator import itemgetter
 from typing import Callable
 
 _HOLE = "\x00"  # where a value name was cut out (torch's printer writes no NUL: checked per graph)
+_AT = "\x01"  # where a node's code/ position was cut out (nor this: checked per graph)
+_POSITION = re.compile(r" # ([^\n]*)")  # the first ` # ` of a line and the rest: a node's position, where it is one
 _NAME = re.compile(r"%([\w.]+)")
 _ASCII_NAME = re.compile(r"%([\w.]+)", re.ASCII)  # the same on ASCII text, in two thirds of the time
 _TOP = re.compile(r"\n(?=  (?:\S| = ))")  # where the lines of a top-level node begin (` = f(...)`: no outputs)
@@ -110,10 +112,11 @@ class _Unit:
     """One top-level node read line by line: its JSON as a %-format (``form``, a ``%s`` per value name, written
     in the order of ``order``: slots in the unit's name list), and what a copy of it must be checked for."""
 
-    __slots__ = ("form", "order", "same", "top", "external", "refs", "calls", "kinds", "size")
+    __slots__ = ("form", "order", "same", "top", "external", "refs", "calls", "kinds", "size", "sources")
 
     def __init__(self):
         self.same = True  # its copies can share a template (nothing in it is asked of torch value by value)
+        self.sources: list[str] = []  # the source index of each position, in order: the slots after its names
         self.top: list[tuple[int, str]] = []  # the node's outputs: (slot, printed type)
         self.external: list[int] = []  # slots of values from earlier units whose type a schema or call needs
         self.refs: list[tuple[int, int]] = []  # (slot of a typed use, slot of its definition in the unit)
@@ -173,14 +176,17 @@ class GraphReader:
         self.type_names: dict[str, str] = {}  # printed type -> str(type)
         self.attrs: dict[tuple[str, str], tuple] = {}  # (kind, printed attributes) -> attributes, JSON
         self.schemas: dict[tuple, int | None] = {}  # (kind, printed input types) -> schema string index
-        self.positions: dict[str, int | None] = {}  # printed "file:line:col" -> source index
+        self.positions: dict[str, str] = {}  # printed "file:line:col" -> its source index as JSON
+        # units read, across graphs: the distinct ones seen twice get a template (see read)
+        self.templates: dict[str, _Template] = {}
+        self.seen: set[int] = set()  # hashes of units read once
         self.kinds: dict[str, tuple] = {}  # kind -> (string index, prim::, a call, owns no blocks)
 
     def read(self, graph):
         """(head, top-level nodes in comma-joined chunks, calls): the pieces of tsinspect.ir.extract.Walked."""
         text = str(graph)
-        if _HOLE in text:
-            raise Unsupported("a NUL in the printed graph")
+        if _HOLE in text or _AT in text:
+            raise Unsupported("a NUL or \\x01 in the printed graph")
         # per graph: its nodes, value name -> printed type (graph inputs and top-level outputs: a value
         # defined in a block is not seen outside it), value name -> str(type) for types whose print is
         # ambiguous, occurrences of each kind read so far (``backlog``: units written from templates since)
@@ -188,9 +194,8 @@ class GraphReader:
         self._vtype, self._per_value, self._counts, self._backlog = {}, {}, {}, []
         self._calls: list[tuple[str, str | None]] = []
         inputs, start = self._header(text, graph)
-        templates: dict[str, _Template] = {}
-        seen: set[int] = set()  # hashes of units read once: a unit gets a template when seen again
-        vtype, backlog = self._vtype, self._backlog
+        templates, seen = self.templates, self.seen
+        vtype, backlog, source_of = self._vtype, self._backlog, self._source
         vget = vtype.__getitem__
         texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
         chunks: list[str] = []
@@ -203,13 +208,24 @@ class GraphReader:
             abstract = _HOLE.join(pieces[0::2])
             del pieces
             written = names if ascii else [self.dumps(n)[1:-1] for n in names]
-            i = 0
-            for unit in _TOP.split(abstract):
+            # positions cut out too, so that units differing only in them (a layer's code in each of 5,000
+            # traced classes, a Sequential's calls line by line) share a template; not where one held a name
+            wheres = _POSITION.findall(abstract)
+            shared = not any(_HOLE in where for where in wheres)
+            cut = bool(wheres) and shared
+            keyed = _POSITION.sub(" # " + _AT, abstract) if cut else abstract
+            del abstract
+            i = w = 0
+            for unit in _TOP.split(keyed):
                 if outputs is not None:
                     if unit.strip():
                         raise Unsupported("text after the return (a subgraph)")
                     continue
-                template = templates.get(unit)
+                at = 0
+                if cut:
+                    at = unit.count(_AT)
+                    w += at
+                template = templates.get(unit) if shared else None
                 types = None
                 if template is not None:
                     end = i + template.holes
@@ -225,7 +241,10 @@ class GraphReader:
                                 vtype.update(zip(template.top(own), template.top_types))
                             if template.calls:
                                 self._add_calls(template.calls, own)
-                            texts.append(form % template.order(own if written is names else written[i:end]))
+                            values = own if written is names else written[i:end]
+                            if at:
+                                values = values + [source_of(where) for where in wheres[w - at:w]]
+                            texts.append(form % template.order(values))
                             backlog.append(template)
                             i = end
                             if len(texts) > 1023:  # 50 bytes an object less for the most nodes
@@ -235,6 +254,10 @@ class GraphReader:
                 else:
                     end = i + unit.count(_HOLE)
                     own = names[i:end]
+                key = unit
+                if at:  # the unit as printed
+                    parts = unit.split(_AT)
+                    unit = parts[0] + "".join(map(str.__add__, wheres[w - at:w], parts[1:]))
                 if unit.startswith("  return ("):
                     line, _, rest = unit.partition("\n")
                     if rest.strip() or not line.endswith(")"):
@@ -248,17 +271,16 @@ class GraphReader:
                     vtype[own[slot]] = ptype
                 if built.calls:
                     self._add_calls(built.calls, own)
-                mine = own if written is names else written[i:end]
+                mine = (own if written is names else written[i:end]) + built.sources
                 texts.append(built.form % tuple([mine[s] for s in built.order]))
-                if built.same:
+                if built.same and shared:
                     if types is not None:  # the template's unit, with other types from earlier units
                         template.forms[types] = built.form
                     elif template is None:
-                        key = hash(unit)
-                        if key in seen:
-                            templates[unit] = _Template(built, end - i, tuple(vtype[own[s]] for s in built.external))
+                        if hash(key) in seen:
+                            templates[key] = _Template(built, end - i, tuple(vtype[own[s]] for s in built.external))
                         else:
-                            seen.add(key)
+                            seen.add(hash(key))
                 i = end
                 if len(texts) > 1023:
                     chunks.append(",".join(texts))
@@ -294,10 +316,12 @@ class GraphReader:
         """A top-level node and its blocks read line by line from its abstracted ``lines`` (``own``: its value
         names in order). Each node is kept as (%-format, slots); a node that can own blocks waits
         (``pending``) until its blocks are read, since a block's outputs are printed after its nodes but
-        written before them."""
+        written before them. A node's position is a slot too, after the unit's names (``unit.sources``): a
+        template serves units that differ in them, provided each position is where ``read`` cut one out (the
+        first ` # ` of its line), and no other line has a ` # `."""
         unit = _Unit()
-        nodes, counts, types, attrs, schemas, positions, kinds = (self._nodes, self._counts, self.types, self.attrs,
-                                                                  self.schemas, self.positions, self.kinds)
+        nodes, counts, types, attrs, schemas, kinds = (self._nodes, self._counts, self.types, self.attrs,
+                                                       self.schemas, self.kinds)
         vtype, dumps = self._vtype, self.dumps
         defined: dict[str, tuple[str, int]] = {}  # name -> (printed type, slot): values defined in this unit
         external: dict[int, int] = {}  # slot -> index in unit.external
@@ -305,8 +329,9 @@ class GraphReader:
         top: list = []
         current = top  # the (form, slots) of the nodes of the unit or of the open block
         frames: list = []  # per open block: (its owner, the enclosing node list, its parameters' form, slots)
-        pending = None  # [prefix, suffix, blocks, kind, occurrence, output names, slots] of a node that may own blocks
+        pending = None  # [prefix, suffix, blocks, kind, occurrence, output names, slots, position slot]
         slot = 0
+        position_slot = len(own)
         first = True
 
         def type_of(at: int) -> str:
@@ -331,6 +356,8 @@ class GraphReader:
             if match is not None:
                 ptype, kind, attr_text, ins_text, where = match.groups()
                 scope = None
+                if line.find(" # ") != (-1 if where is None else len(line) - len(where) - 3):
+                    unit.same = False  # a ` # ` before the position, or without one
                 outs = [(slot, ptype)] if ptype is not None else []
                 at = slot + len(outs)
                 if attr_text is not None and _HOLE in attr_text:
@@ -345,6 +372,8 @@ class GraphReader:
                 s = line.lstrip()
                 if s.startswith(_HOLE) or s.startswith("= "):
                     outs, kind, attr_text, ins_text, scope, where = _node_line(s)
+                    if line.find(" # ") != (-1 if where is None else len(line) - len(where) - 3):
+                        unit.same = False
                     outs = [(slot + j, ptype) for j, ptype in enumerate(outs)]
                     at = slot + len(outs)
                     if attr_text is not None and _HOLE in attr_text:
@@ -361,6 +390,8 @@ class GraphReader:
                 elif s.startswith("-> ("):
                     if not frames or not s.endswith(")"):
                         raise Unsupported(line)
+                    if " # " in line:
+                        unit.same = False
                     returned = len(_holes_only(s[4:-1], own[slot:]))
                     if pending is not None:
                         current.append(_joined(pending))
@@ -377,6 +408,8 @@ class GraphReader:
                     match = _BLOCK.fullmatch(s)
                     if match is None or pending is None:
                         raise Unsupported(line)
+                    if " # " in line:
+                        unit.same = False
                     owner = pending
                     b, params, params_slots = len(owner[2]), [], []
                     for j, ptype in enumerate(_split_typed(match.group(1))):
@@ -453,18 +486,19 @@ class GraphReader:
                 method = (attributes or {}).get("name") if kind == "prim::CallMethod" else None
                 callee = type_of(ins[0])
                 unit.calls.append((ins[0], method, callee if own[ins[0]] in defined else None))
-            source = None
+            position = []
             if where is not None:
-                source = positions.get(where, -1)
-                if source == -1:
-                    source = positions[where] = self._position(where)
+                unit.sources.append(self._source(where))
+                position.append(position_slot)
+                position_slot += 1
             prefix = f"[{known[0]},{_list_form(len(ins))},[{','.join(out_forms)}],{attributes_json},"
-            suffix = f",{_null(source)},{_null(self.tables.string(scope) if scope else None)},{_null(schema)}]"
+            suffix = (f",{'null' if where is None else '%s'},{_null(self.tables.string(scope) if scope else None)},"
+                      f"{_null(schema)}]")
             node_slots = ins + [o for o, _ in outs]
             if known[3]:
-                current.append((f"{prefix}null{suffix}", node_slots))
+                current.append((f"{prefix}null{suffix}", node_slots + position))
             else:
-                pending = [prefix, suffix, [], kind, occurrence, out_names, node_slots]
+                pending = [prefix, suffix, [], kind, occurrence, out_names, node_slots, position]
             slot = at
         if frames:
             raise Unsupported("a block left open")
@@ -475,12 +509,16 @@ class GraphReader:
         unit.form, unit.order = top[0]
         return unit
 
-    def _position(self, where: str) -> int | None:
-        file, sep, rest = where.rpartition(":")
-        file, sep2, line = file.rpartition(":")
-        if not (sep and sep2 and line.isdigit() and rest.isdigit()):
-            raise Unsupported(where)
-        return self.tables.position(file, int(line), int(rest))
+    def _source(self, where: str) -> str:
+        """The source index of a printed ``file:line:col``, as JSON."""
+        text = self.positions.get(where)
+        if text is None:
+            file, sep, rest = where.rpartition(":")
+            file, sep2, line = file.rpartition(":")
+            if not (sep and sep2 and line.isdigit() and rest.isdigit()):
+                raise Unsupported(where)
+            text = self.positions[where] = _null(self.tables.position(file, int(line), int(rest)))
+        return text
 
     def _header(self, text: str, graph) -> tuple[list, int]:
         """The graph's inputs, printed one a line (``graph(%a : T,`` ... ``%z : U):``), and where the
@@ -552,11 +590,11 @@ def _joined(node: list) -> tuple[str, list[int]]:
     """(%-format, slots) of a node read with its blocks (``pending`` in GraphReader._unit)."""
     prefix, suffix, blocks, slots = node[0], node[1], node[2], node[6]
     if not blocks:
-        return f"{prefix}null{suffix}", slots
+        return f"{prefix}null{suffix}", slots + node[7]
     slots = list(slots)
     for _, block_slots in blocks:
         slots += block_slots
-    return f"{prefix}[{','.join(form for form, _ in blocks)}]{suffix}", slots
+    return f"{prefix}[{','.join(form for form, _ in blocks)}]{suffix}", slots + node[7]
 
 
 def _filled(text: str, names: list[str], at: int) -> tuple[str, int]:

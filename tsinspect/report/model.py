@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import tsinspect
@@ -160,11 +161,17 @@ def build_report(path: str, ir_options: IROptions | None = None, diff_with: str 
 
         diff = diff_archives(path, diff_with, ir="auto" if ir_options.enabled else "never", trust=ir_options.trust,
                              extract=extract)
-    with open_archive(path) as archive:
+    with open_archive(path) as archive, ExitStack() as stack:
+        early = None
+        if ir_options.enabled and path not in extracted and archive.format in rk.IR_FORMATS:
+            from tsinspect.ir.run import EarlyChild, Options
+
+            # torch imports in the child while the summary, the scan and the code files are read here
+            early = stack.enter_context(EarlyChild(path, _run_options(ir_options, Options())))
         summary = summarize(archive)
         scan = scan_archive(archive, summary.code)
         code = [code_file(archive, name) for name in summary.code_files]
-        ir = _ir_part(archive, summary, ir_options, extracted.get(path))
+        ir = _ir_part(archive, summary, ir_options, extracted.get(path), early, scan)
     return Report(summary, scan, code, ir, diff, limits or Limits(), _now())
 
 
@@ -185,8 +192,10 @@ def code_file(archive: Archive, name: str) -> CodeFile:
     return CodeFile(name, lines, origins + [None] * (len(lines) - len(origins)), smap.layout if smap else None, note)
 
 
-def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, result=None) -> IRPart:
-    """``result``: this archive's extraction when the diff already made one (it walked every module)."""
+def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, result=None, early=None,
+             scan: ScanResult | None = None) -> IRPart:
+    """``result``: this archive's extraction when the diff already made one (it walked every module); else
+    ``early`` (tsinspect.ir.run.EarlyChild) extracts it, gated by ``scan``, the report's own."""
     if archive.format == rk.PT2:  # the exported graph is data: no child, no gate
         from tsinspect.ir.pt2graph import pt2_ir
         from tsinspect.ir.views import op_inventory
@@ -205,7 +214,8 @@ def _ir_part(archive: Archive, summary: ArchiveSummary, options: IROptions, resu
                       ops=ast_op_inventory(summary.code), ops_from="ast")
     from tsinspect.ir.run import Options, extract_ir
 
-    result = result or extract_ir(archive, _run_options(options, Options()))
+    result = result or extract_ir(archive, _run_options(options, Options()), early,
+                                  (summary.code, scan) if scan is not None else None)
     part = IRPart(result.document)
     if part.loaded:
         from tsinspect.ir.views import op_inventory
