@@ -3,6 +3,7 @@
     python benchmarks/info_scale.py                       # build (torch, once) and measure every axis
     python benchmarks/info_scale.py --axes params --repeat 5 --plot docs/performance-info.png
     python benchmarks/info_scale.py --compare /tmp/old    # also time another tsinspect tree (its parent dir)
+    python benchmarks/info_scale.py --archives ../main/benchmarks/out/info_scale   # archives built elsewhere
 
 Axes (each archive scripted by torch in a child process of its own, into benchmarks/out/info_scale/):
 
@@ -91,10 +92,13 @@ runpy.run_module("tsinspect", run_name="__main__", alter_sys=True)
 FIRST_SCREEN = "import sys\nsys.path.insert(0, sys.argv[1])\nfrom tsinspect.tui.state import load\nload(sys.argv[2])"
 
 
+ARCHIVES = OUT  # where the archives are read (and built when absent): --archives
+
+
 def build(axis: str, n: int) -> Path:
-    path = OUT / f"{axis}_{n}.pt"
+    path = ARCHIVES / f"{axis}_{n}.pt"
     if not path.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
+        ARCHIVES.mkdir(parents=True, exist_ok=True)
         print(f"building {path.name} ...", file=sys.stderr)
         tmp = path.with_suffix(".part")
         subprocess.run([PY, "-c", BUILD, axis, str(n), str(tmp)], check=True)
@@ -235,9 +239,14 @@ def main() -> None:
     parser.add_argument("--compare", help="a directory holding another tsinspect package to time as well "
                         "(e.g. git archive main tsinspect | tar -x -C /tmp/old)")
     parser.add_argument("--tree", default=str(HERE.parent), help="the tsinspect tree to time (default: this one)")
+    parser.add_argument("--archives", type=Path, default=OUT,
+                        help="read the archives from this folder (another tree's benchmarks/out/info_scale, say) "
+                        "instead of building them here; results.json is still written here")
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
+    global ARCHIVES
+    ARCHIVES = args.archives
     axes = {a: AXES[a] for a in args.axes.split(",")}
     if args.sizes:
         axes = {a: [int(n) for n in args.sizes.split(",")] for a in axes}

@@ -197,6 +197,52 @@ def test_random_assemblies():
     assert outlined > 2000 and valid > 1000
 
 
+def test_misnamed_check_on_distinct_shapes():
+    """``_any_misnamed`` (distinct lines, digits deleted) is True whenever a line is ``_misnamed``, on lines of
+    keywords and constants glued to digits, letters and punctuation (and it is no constant True)."""
+    from tsinspect.archive.outline import _any_misnamed, _misnamed
+
+    rng = random.Random(7)
+    words = ["in", "is", "if", "for", "not", "None", "True", "False", "x", "_1", "a1", "7", "é", "ı", "forward"]
+    glue = ["", "", " ", ".", "=", "(", ", ", "1", "0", "_", "a", '"', "\n", "２"]
+    said = {True: 0, False: 0}
+    for _ in range(20000):
+        lines = ["".join(rng.choice(words) + rng.choice(glue) for _ in range(rng.randint(1, 4)))
+                 for _ in range(rng.randint(1, 3))]
+        lines = [part for line in lines for part in line.split("\n")]
+        truth = any(_misnamed(line) for line in lines)
+        assert _any_misnamed(lines) or not truth, lines
+        said[truth] += 1
+    assert said[True] > 1000 and said[False] > 1000
+    assert not _any_misnamed(['_0 = getattr(self, "0")', "input1 = (_1).forward(input0, )"])
+
+
+def test_lines_match_as_their_shapes():
+    """The pattern matches a line exactly when it matches its shape (digits 2-9 written 1), with every group at
+    the same place: numbers with leading zeros, fractions, digits in names, strings and annotation keys."""
+    from tsinspect.archive.outline import _ONES, _SIMPLE
+
+    rng = random.Random(11)
+    digits = ["0", "00", "07", "7", "70", "12", "2.5", "0.05", "-3", "-0", "09.9", "1.", "10.0"]
+    templates = [
+        '{i}__annotations__["{d}"] = a{d}.b_{d}', '{i}x{d} = {d}', '{i}_{d} = getattr(self, "{d}")',
+        "{i}input{d} = (_{d}).forward(input{d}, )", "{i}y = f({d}, {d}, k{d}={d})", "{i}{d}x = {d}",
+        "{i}z = g(h({d}), {d}{d})", '{i}__annotations__["x"] = {d}a', "{i}v = a.b{d}.c({d}.{d}, )",
+    ]
+    matched = 0
+    for _ in range(6000):
+        line = rng.choice(templates)
+        while "{d}" in line:
+            line = line.replace("{d}", rng.choice(digits), 1)
+        line = line.format(i=" " * rng.choice((0, 2, 4)))
+        hit, shaped = _SIMPLE.fullmatch(line), _SIMPLE.fullmatch(line.translate(_ONES))
+        assert (hit is None) == (shaped is None), line
+        if hit is not None:
+            matched += 1
+            assert [hit.span(g) for g in range(4)] == [shaped.span(g) for g in range(4)], line
+    assert 1000 < matched < 5500
+
+
 def test_the_scan_parses_each_file_once_however_many(tmp_path, monkeypatch):
     """``CodeIndex.trees`` is made once: the scan once asked for it per code record (quadratic; a traced
     Sequential of 5,000 modules has 5,001 code files: 25 M lookups, 8.7 s)."""

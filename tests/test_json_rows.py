@@ -8,6 +8,7 @@ parameters) and the strings json escapes (controls, quotes, backslashes, non-ASC
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from enum import IntEnum
@@ -18,8 +19,9 @@ import pytest
 from tsinspect.archive import jsonrows
 from tsinspect.archive.reader import ArchiveError, open_archive
 from tsinspect.archive.summary import summarize
+from tsinspect.archive.modules import ModuleInfo
 from tsinspect.archive.tensors import TensorInfo
-from tsinspect.archive.text import json_dumps
+from tsinspect.archive.text import json_dumps, printable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -119,29 +121,89 @@ def test_templates_are_used() -> None:
 
 
 class _Entry:
-    def __init__(self, size, compressed_size, method_name):
-        self.size, self.compressed_size, self.method_name = size, compressed_size, method_name
+    def __init__(self, size, compressed_size, method_name, method):
+        self.size, self.compressed_size, self.method_name, self.method = size, compressed_size, method_name, method
 
 
 class _Record:
-    def __init__(self, name, kind, size=10, stored=8, method="deflate"):
-        self.entry = _Entry(size, stored, method)
-        self.display_name, self.kind, self.size, self.compressed_size = name, kind, size, stored
+    def __init__(self, name, kind, size=10, stored=8, method="deflate", number=8):
+        self.entry = _Entry(size, stored, method, number)
+        self.name, self.kind, self.size, self.compressed_size = name, kind, size, stored
+        self.display_name = printable(name) if isinstance(name, str) else name
 
 
 @pytest.mark.parametrize("record", [
     _Record("data/0", "tensor_data"), _Record("a\"b\\c\u202e", "code"), _Record("x", "other", size=True),
     _Record("x", "other", stored=Small.TWO), _Record("x", "other", stored=False),
     _Record("x", "other", size=2 ** 70), _Record("x", 5),
-    _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other")])
+    _Record("x", "other", method=None), _Record("x", "other", size=1.0), _Record(3, "other"),
+    _Record("a\x1bb", "code"), _Record("x", "other", method="stored", number=0),
+    _Record("x", "other", method="method 99", number=99), _Record("x", "other", method=None, number=None)])
 def test_odd_record(record) -> None:
     expected = jsonrows.encode([{"name": record.display_name, "kind": record.kind, "size": record.size,
                                  "compressed_size": record.compressed_size,
                                  "compression": record.entry.method_name}])
     assert jsonrows.record_rows([record]) == expected
+    twice = jsonrows.record_rows([record, record, _Record("y", "other", method="deflate", number=8)])  # a method's
+    assert twice == jsonrows.encode(json.loads(expected) * 2 + [{  # name kept for the next rows
+        "name": "y", "kind": "other", "size": 10, "compressed_size": 8, "compression": "deflate"}])
 
 
 def test_document() -> None:
     doc = {"a": 1, "b\u202e": [None, True, 1.5, "x\x00"], "c": jsonrows.Encoded("[1, 2]"), "d": {"e": "f"},
            "g": "[1, 2]"}
     assert jsonrows.document(doc) == jsonrows.encode(dict(doc, c=[1, 2]))
+
+
+def _module(where="a", **changes) -> ModuleInfo:
+    module = ModuleInfo(where, "__torch__.m.___torch_mangle_3.Linear", parameters=[f"{where}.weight"],
+                        buffers=[f"{where}.mean"], tensors=[], attributes={"eps": "1e-05", "name": "'x'"},
+                        methods=["forward", "extra"], training=False)
+    for key, value in changes.items():
+        setattr(module, key, value)
+    return module
+
+
+ODD_MODULES = [
+    {}, {"training": None}, {"training": True}, {"training": 1}, {"training": 0}, {"custom_state": True},
+    {"custom_state": None}, {"custom_state": 0}, {"attributes": {}}, {"attributes": {1: "x"}},
+    {"attributes": {None: "x"}}, {"attributes": {"k": 1.5}}, {"attributes": {"k": None}},
+    {"attributes": {"k\x1b": "v\u202e\ud800 \"q\" \\"}}, {"parameters": []}, {"parameters": ("a", "b")},
+    {"parameters": ["a", 3]}, {"methods": [Text("sub")]}, {"methods": [None]}, {"type": 5}, {"type": None},
+    {"type": "\u4e2d.\x00"}, {"path": 'q"uote\n'}, {"path": 7}, {"tensors": ["t\U0001f600"]},
+    {"children": ()},
+]
+
+
+@pytest.mark.parametrize("changes", ODD_MODULES, ids=[",".join(c) or "plain" for c in ODD_MODULES])
+def test_odd_module(changes) -> None:
+    """One odd module in the middle of a tree: the tree's text is ``encode(to_json())``'s."""
+    root = _module("")
+    for i in range(3):
+        child = _module(f"c{i}", **(changes if i == 1 else {}))
+        child.children = [_module(f"c{i}.g{j}") for j in range(i)] if type(child.children) is list else child.children
+        root.children.append(child)
+    try:
+        expected = jsonrows.encode(root.to_json())
+    except TypeError:  # a type that is not a string: to_json itself fails, and so must the template's way
+        with pytest.raises(TypeError):
+            jsonrows.module_tree(root)
+        return
+    assert jsonrows.module_tree(root) == expected
+
+
+def test_module_tree_shapes(monkeypatch) -> None:
+    """Deep, wide and single trees, with the template counted."""
+    heads = []
+    head = jsonrows._module_head
+    monkeypatch.setattr(jsonrows, "_module_head", lambda *a: heads.append(1) or head(*a))
+    deep = _module("")
+    node = deep
+    for i in range(150):
+        node.children.append(_module(f"d{i}"))
+        node = node.children[0]
+    wide = _module("")
+    wide.children = [_module(f"w{i}", training=i % 3 == 0) for i in range(300)]
+    for tree in (deep, wide, _module(""), ModuleInfo("", "T")):
+        assert jsonrows.module_tree(tree) == jsonrows.encode(tree.to_json())
+    assert len(heads) == 151 + 301 + 2

@@ -97,3 +97,40 @@ def test_awkward_names(tmp_path) -> None:
             assert not twins & set(archive._exact or ())  # a name with a case twin torch sees is never in the table
             assert all(not r.hidden for r in (archive._exact or {}).values())
     assert answered >= 5
+
+
+def _binary_search(archive: Archive, raw: bytes):
+    """miniz's search over its whole sorted order, as ``locate`` did before its shortcuts."""
+    keys, order = archive.zip._index()[0], archive.zip._order()
+    key = raw.split(b"\0", 1)[0].lower()
+    low, high = 0, len(order) - 1
+    while low <= high:
+        mid = low + ((high - low) >> 1)
+        probe = keys[order[mid]]
+        if probe == key:
+            return archive.zip.entries[order[mid]]
+        low, high = (mid + 1, high) if probe < key else (low, mid - 1)
+    return None
+
+
+def test_locate_shortcuts(tmp_path) -> None:
+    """``locate`` answers a name no other entry shares, and a name no entry has, without the search: the
+    same entry (or None) as the search, on twins by case, NULs, absent names and the real archives."""
+    paths = list(ARCHIVES[:12])
+    for i, names in enumerate([[b"m/data.pkl", b"m/DATA.PKL", b"m/Data.pkl", b"m/code/a.py", b"m/a\0b", b"m/a"],
+                               [b"m/x", b"m/X", b"m/y\0", b"m/y", b"m/z"]]):
+        paths.append(tmp_path / f"{i}.pt")
+        paths[-1].write_bytes(_zip(names))
+    absent = searched = 0
+    for path in paths:
+        with open_archive(str(path)) as archive:
+            if archive.zip is None:
+                continue
+            raws = {e.raw_name for e in archive.zip.entries}
+            raws |= {r.upper() for r in raws} | {r + b"\0q" for r in raws} | {r + b"x" for r in raws} | {b"", b"m/"}
+            for raw in raws:
+                found = archive.zip.locate(raw)
+                assert found is _binary_search(archive, raw), raw
+                absent += found is None
+                searched += 1
+    assert absent > 100 and searched > 500

@@ -191,6 +191,11 @@ ODD = {
     "view of a class": _s("a") + _tensor("0", True) + _s("b") + b"hZ(h\\K\x00(K\x02K\x02t(K\x02K\x01t\x88h^)RtR",
     "view of a put view": _s("a") + _tensor("0", True)[:-len(_TAIL)] + b"q\x07" + _TAIL + _s("b")
     + b"hZ(h\x07K\x01(K\x01t(K\x01t\x88h^)RtR",
+    "tuple key": b"(K\x01tN",
+    "unhashable key": b"(}tN",  # a tuple holding a dict: read_state must refuse it, not fail on a set lookup
+    "class key": b"c__torch__.m\nX\nN",
+    "repeated keys": b"".join(_s(f"m{i}") + _module(_s("training") + b"\x88" + _s("w") + _tensor(str(i), i == 0)
+                                                   + _s("\x1bw" if i == 2 else "n") + b"N") for i in range(4)),
     "training int": _s("training") + b"K\x01",
     "hook": _s("_is_full_backward_hook") + b"K\x01",
 }
@@ -264,3 +269,15 @@ def test_models_torch_writes(tmp_path) -> None:
     # lists (LSTM weights, Conv2d padding) and tuples as attributes are left to the walk
     assert read >= {"transformer", "mha", "deep", "half", "conv_frozen", "conv_traced"}
 
+
+
+def test_dims_decoded_once() -> None:
+    """The sizes and strides decoded once per distinct span: the same ints as pickles._ints, a list of their own."""
+    from tsinspect.archive.pickles import _ints
+    from tsinspect.archive.torchstate import _dims
+
+    for span in (b")", b"(K\x02t", b"(K\x02K\x01t", b"(M\x00\x01J\xff\xff\xff\xffK\x00t", b"(J\x00\x00\x00\x80t"):
+        first = _dims(span)
+        assert first == _ints(span) and type(first) is list
+        first.append(99)
+        assert _dims(span) == _ints(span) and _dims(span) is not _dims(span)

@@ -31,7 +31,7 @@ def short_type(qualname: str) -> str:
     return name[len("__torch__."):] if name.startswith("__torch__.") else name
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleInfo:
     path: str  # "" for the root, "encoder.layers.0" below it
     type: str  # qualified class name as stored (mangling kept)
@@ -190,7 +190,8 @@ def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:
     """Tensor path -> "parameter" / "buffer" / "attribute" for every tensor the module tree holds."""
     kinds: dict[str, str] = {}
     for module in tree.walk() if tree else []:
-        kinds.update(dict.fromkeys(module.parameters, "parameter"))
-        kinds.update(dict.fromkeys(module.buffers, "buffer"))
-        kinds.update(dict.fromkeys(module.tensors, "attribute"))
+        for names, kind in ((module.parameters, "parameter"), (module.buffers, "buffer"),
+                            (module.tensors, "attribute")):
+            if names:  # most modules hold one or two kinds
+                kinds.update(dict.fromkeys(names, kind))
     return kinds

@@ -21,7 +21,7 @@ CODE_CAP = 64 * 1024 * 1024
 EXACT_AFTER = 64  # lookups answered by the search before Archive.lookup builds its table of exact names
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """A zip entry seen as an archive record: ``name`` is relative to the top folder.
 
@@ -79,6 +79,10 @@ class Archive:
         except OSError as exc:
             raise ArchiveError(f"cannot open {printable(self.path)}: {exc.strerror or exc}") from None
         self.container, self.note = rk.sniff(head)
+        with paused():  # entries and records by the ten thousand: young collections would scan them again and again
+            self._open(head)
+
+    def _open(self, head: bytes) -> None:
         if self.container in ("zip", "unknown"):
             try:
                 self.zip = open_zip(self.path)
@@ -142,20 +146,23 @@ class Archive:
         cut, chars = len(prefix_raw), len(self.prefix)
         outside = case_variants = 0
         by_index: dict[int, Record] = {}
+        records, classify = self.records, rk.classify
         for entry in entries:
             raw = entry.raw_name
-            inside = bool(prefix_raw) and (raw.startswith(prefix_raw) or raw.lower().startswith(lowered))
-            if not inside:
-                name = entry.name
-            elif entry.valid_name and raw.startswith(prefix_raw):  # the prefix ends at a character ('/')
-                name = entry.name[chars:]
-            else:
-                name = decode_name(raw[cut:])[0]
-            kind = rk.classify(name) if inside else rk.OTHER
+            if prefix_raw and raw.startswith(prefix_raw):  # the usual entry: under the top folder as written
+                # (the prefix ends at a character, '/')
+                name = entry.name[chars:] if entry.valid_name else decode_name(raw[cut:])[0]
+                record = Record(name, classify(name), entry, True, None, not entry.torch_visible)
+                records.append(record)
+                by_index[entry.index] = record
+                continue
+            inside = bool(prefix_raw) and raw.lower().startswith(lowered)
+            name = decode_name(raw[cut:])[0] if inside else entry.name
+            kind = classify(name) if inside else rk.OTHER
             record = Record(name, kind, entry, inside, hidden=not entry.torch_visible)
-            self.records.append(record)
+            records.append(record)
             by_index[entry.index] = record
-            if inside and not entry.raw_name.startswith(self._prefix_raw):
+            if inside:
                 case_variants += 1
                 if case_variants <= 20:
                     self.problems.append(Problem(
@@ -175,8 +182,11 @@ class Archive:
         def key(raw: bytes) -> bytes:  # what a lookup compares: cut at a NUL, ASCII case ignored
             return raw.split(b"\0", 1)[0].lower()
 
-        visible = [e.raw_name.split(b"\0", 1)[0].lower() for e in entries if e.torch_visible]  # key(), inline
-        keys = Counter(visible)
+        visible, counts, _ = self.zip._index()  # the visible entries' names, lowered (not cut at a NUL)
+        if b"\0" in b"/".join(visible):
+            keys = Counter(key(e.raw_name) for e in entries if e.torch_visible)
+        else:  # no name to cut: the same keys, counted already
+            keys = counts
         shadowed = 0
         for record in self.records if len(keys) < len(visible) else ():  # else every name is its own record
             raw = record.entry.raw_name
@@ -233,7 +243,8 @@ class Archive:
     def torch_records(self) -> list[Record]:
         """The records torch can read, one per name (the entry it reads), in directory order: what a copy of
         the archive must hold for torch to see exactly what tsinspect saw."""
-        return [r for r in self.records if r.torch_reads and not getattr(r.entry, "is_dir", False)]
+        return [r for r in self.records if r.inside and r.shadowed_by is None and not r.hidden  # torch_reads
+                and not getattr(r.entry, "is_dir", False)]
 
     @cached_property
     def by_name(self) -> "RecordIndex":
@@ -253,7 +264,10 @@ class Archive:
         fmt_record = self.by_name.get("archive_format")
         archive_format = self.read_optional(fmt_record, SMALL_CAP) if fmt_record else None
         # torch's lookups ignore ASCII case, and the names detection asks for are all lower case
-        return rk.detect_zip_format({rk.ascii_lower(r.name) for r in self.torch_records()}, archive_format)
+        names = [r.name for r in self.torch_records()]
+        if "".join(names).isascii():  # ascii_lower of each, in C
+            return rk.detect_zip_format(set(map(str.lower, names)), archive_format)
+        return rk.detect_zip_format({rk.ascii_lower(name) for name in names}, archive_format)
 
     def find(self, name: str) -> Record:
         """A record by name, with or without the top folder, resolved as torch resolves it; else the entry of

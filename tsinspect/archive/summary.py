@@ -49,7 +49,8 @@ class ArchiveSummary:
     @property
     def weight_bytes(self) -> int:
         """Bytes of distinct storages the model's tensors use."""
-        storages = {(t.record, t.storage_key): t.storage_nbytes for t in self.tensors + self.constants}
+        storages = {(t.record, t.storage_key): t.storage_numel * t.itemsize  # storage_nbytes, in line
+                    for t in self.tensors + self.constants}
         return sum(storages.values())
 
     def bytes_by_module(self) -> dict[str, tuple[int, int]]:
@@ -72,20 +73,28 @@ class ArchiveSummary:
             return self._to_json()
 
     def json_text(self, indent: int | None = None) -> str:
-        """``json_dumps(self.to_json(), indent=indent)``, the same text; compact, the rows of the records and
-        tensors are written from templates (:mod:`tsinspect.archive.jsonrows`) instead of a dict each."""
+        """``json_dumps(self.to_json(), indent=indent)``, the same text; compact, the rows of the records,
+        tensors and modules are written from templates (:mod:`tsinspect.archive.jsonrows`) instead of a dict
+        each."""
+        return "".join(self.json_pieces(indent))
+
+    def json_pieces(self, indent: int | None = None) -> list[str]:
+        """``json_text(indent)`` in pieces, for a writer to write one by one: the text is megabytes long at
+        10,000 tensors, and joining it costs as much as writing it."""
         if indent is not None:
-            return json_dumps(self.to_json(), indent=indent)
-        from tsinspect.archive.jsonrows import document, record_rows, tensor_rows
+            return [json_dumps(self.to_json(), indent=indent)]
+        from tsinspect.archive.jsonrows import module_tree, pieces, record_rows, tensor_rows
 
         with paused():
             doc = self._to_json(rows=False)
             doc["records"] = record_rows(self.records)
             doc["tensors"] = tensor_rows(self.tensors, self.tensor_kinds)
-            return json_safe(document(doc))
+            doc["modules"] = module_tree(self.modules) if self.modules else None
+            return [json_safe(piece) for piece in pieces(doc)]  # what it escapes is one character at a time
 
     def _to_json(self, rows: bool = True) -> dict:
-        """The JSON object; without ``rows``, "records" and "tensors" are left None (json_text writes them)."""
+        """The JSON object; without ``rows``, "records", "tensors" and "modules" are left None (json_text writes
+        them)."""
         return {
             "schema": SCHEMA,
             "path": printable(self.path),
@@ -105,7 +114,7 @@ class ArchiveSummary:
             "constants": [t.to_json() for t in self.constants],
             "traced_inputs": [t.to_json() for t in self.traced_inputs],
             "weight_bytes": self.weight_bytes,
-            "modules": self.modules.to_json() if self.modules else None,
+            "modules": self.modules.to_json() if self.modules and rows else None,
             "methods": [m.to_json() for m in self.methods],
             "made_by": self.made_by.to_json() if self.made_by else None,
             "problems": [p.to_json() for p in self.problems],
@@ -193,8 +202,10 @@ def _tensors(archive: Archive, pickle_name: str, root, prefix: str = "", check_d
 
 
 def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool = True) -> None:
+    lookup = archive.lookup  # _storage_record's first name, in line: most storages are found by it
     for tensor in found:
-        record = _storage_record(archive, tensor.record)
+        name = tensor.record
+        record = None if name is None else lookup(name) or _storage_record(archive, name)
         tensor.record = record.name if record else tensor.record
         if tensor.problem:
             archive.problems.append(Problem("bad_tensor", printable(tensor.name), tensor.problem))
@@ -204,7 +215,7 @@ def _check_storages(archive: Archive, found: list[TensorInfo], check_data: bool 
             if tensor.storage_numel:
                 archive.problems.append(Problem("missing_storage", printable(tensor.name),
                                                 f"storage record {printable(tensor.record or '?')} is absent"))
-        elif record.size != tensor.storage_nbytes:
+        elif record.entry.size != tensor.storage_numel * tensor.itemsize:  # record.size, tensor.storage_nbytes
             archive.problems.append(Problem(
                 "storage_size_mismatch", printable(tensor.name),
                 f"{record.display_name} holds {record.size} bytes, the pickle declares "
@@ -235,9 +246,8 @@ def _new_views(known: list[TensorInfo], found: list[TensorInfo]) -> list[TensorI
 def _storage_record(archive: Archive, name: str | None) -> Record | None:
     if name is None:
         return None
-    by_name = archive.by_name
-    return by_name.get(name) or by_name.get(name + ".storage") or by_name.get(
-        ".data/" + name.rsplit("/", 1)[-1] + ".storage")
+    lookup = archive.lookup  # what by_name.get gives for a name, without its layer (10,000 storages)
+    return lookup(name) or lookup(name + ".storage") or lookup(".data/" + name.rsplit("/", 1)[-1] + ".storage")
 
 
 def _versions(archive: Archive) -> dict[str, str | int]:

@@ -34,7 +34,7 @@ _WRAPPERS = {"torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tens
              "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorInfo:
     name: str
     dtype: str
@@ -157,15 +157,16 @@ def tensor_info(name: str, pid: list, offset: int, shape: list[int] | None, stri
 
 
 def _view_problem(t: TensorInfo) -> str | None:
-    if t.offset < 0 or (t.shape and min(t.shape) < 0) or (t.stride and min(t.stride) < 0):
+    offset, shape, strides, numel = t.offset, t.shape, t.stride, t.storage_numel
+    if offset < 0 or (shape and min(shape) < 0) or (strides and min(strides) < 0):
         return "negative size, stride or offset"
-    if 0 in t.shape:  # no element
+    if 0 in shape:  # no element
         return None
-    last = t.offset
-    for size, stride in zip(t.shape, t.stride):
+    last = offset
+    for size, stride in zip(shape, strides):
         last += (size - 1) * stride
-    if last >= t.storage_numel:
-        return f"view reaches element {last} of a storage of {t.storage_numel} elements"
+    if last >= numel:
+        return f"view reaches element {last} of a storage of {numel} elements"
     return None
 
 

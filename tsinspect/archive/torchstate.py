@@ -239,7 +239,20 @@ def _tensor_run(m: re.Match, memo: dict) -> _Tensor | None:
         memo[key_put] = key
     if ref_put is not None:
         memo[ref_put] = pid
-    return _Tensor(pid, _int(offset), _ints(size), _ints(stride), grad == b"\x88")
+    return _Tensor(pid, _int(offset), _dims(size), _dims(stride), grad == b"\x88")
+
+
+_DIMS: dict[bytes, tuple] = {}  # the opcodes of a size or stride -> its ints: a model has few shapes
+
+
+def _dims(span: bytes) -> list[int]:
+    """``pickles._ints(span)``, a list of its own, decoded once per distinct span."""
+    dims = _DIMS.get(span)
+    if dims is None:
+        dims = tuple(_ints(span))
+        if len(_DIMS) < 4096:
+            _DIMS[span] = dims
+    return list(dims)
 
 
 def _int(op: bytes) -> int:
@@ -254,12 +267,15 @@ def _build(root: _Module, code: CodeIndex, storage_dir: str) -> tuple[list[Tenso
     top = ModuleInfo("", root.cls.qualname)
     stack = [_enter(root, top, code, declared)]
     modules = 1
+    plain: set[str] = set()  # keys that passed the test below (a few names repeat in every module)
     while stack:
         items, info, head, parameters, buffers = stack[-1]
         for key, value in items:
-            if type(key) is not str or len(key) > 200 or key.startswith("[") \
-                    or not (key.isascii() and key.isprintable()):
-                raise _Unread  # a name collect() or module_tree() would write otherwise
+            if type(key) is not str or key not in plain:
+                if type(key) is not str or len(key) > 200 or key.startswith("[") \
+                        or not (key.isascii() and key.isprintable()):
+                    raise _Unread  # a name collect() or module_tree() would write otherwise
+                plain.add(key)
             path = head + key
             if len(path) > MAX_NAME:
                 raise _Unread

@@ -124,7 +124,10 @@ def run_info(args: argparse.Namespace) -> int:
         with open_archive(paths[0]) as archive:
             summary = _summary(archive)
             if args.json:  # emit_json(summary.to_json()), the same text
-                sys.stdout.write(summary.json_text(indent=1 if sys.stdout.isatty() else None) + "\n")
+                write = sys.stdout.write
+                for piece in summary.json_pieces(indent=1 if sys.stdout.isatty() else None):
+                    write(piece)
+                write("\n")
                 return 0
             style = style_for(args.color)
             for line in info_lines(summary, style, args.all):
