@@ -332,6 +332,8 @@ class IRView(Vertical):
         if summary.format in ("torchscript", "lite", "pt2"):
             if self.state == "waiting":  # the extraction usually started with the app, and may be done
                 self.show_loading(self.app.trust)
+            elif self.state == "loading":  # says whether it waits for the scan
+                self.tick()
         else:
             self.state = "none"
             self.query_one("#ir-tree", LazyTree).loading = False
@@ -354,7 +356,9 @@ class IRView(Vertical):
 
     def tick(self) -> None:
         elapsed = time.monotonic() - self._loading_since
-        self._set_status(Content.styled(f"{self._loading_what}... {elapsed:.0f} s", render.DIM))
+        loaded = self.app.loaded
+        waiting = " (waiting for the safety scan's verdict)" if loaded is not None and loaded.scan is None else ""
+        self._set_status(Content.styled(f"{self._loading_what}{waiting}... {elapsed:.0f} s", render.DIM))
 
     def show_error(self, message: str) -> None:
         self.state = "failed"
