@@ -203,8 +203,12 @@ class InspectorApp(App):
             self.post_message(ArchiveFailed(f"internal error ({type(exc).__name__}: {exc})"))
             return
         self._read[path] = state  # the IR's gate (irfetch.Early) need not wait for the message, only the verdict
-        self.post_message(ArchiveLoaded(state))
-        # a daemon thread, not this worker: a quit does not wait for the scan (Textual joins its workers' threads)
+        self.post_message(ArchiveLoaded(state))  # its handler starts the scan once the archive is on screen
+
+    def _start_scan(self, state) -> None:
+        """The scan, started once the first screen is drawn (begun earlier, it took the interpreter lock from the
+        drawing half the time); in a daemon thread, not a worker: a quit does not wait for it (Textual joins
+        its workers' threads)."""
         threading.Thread(target=self._scan, args=(state,), name="tsinspect-scan", daemon=True).start()
 
     def _scan(self, state) -> None:
@@ -265,6 +269,7 @@ class InspectorApp(App):
             else:
                 self.load_ir(self.trust)
         self.update_status()
+        self.call_after_refresh(self._start_scan, self.loaded)
         self.call_after_refresh(self._mount_later)
 
     @on(ArchiveScanned)
