@@ -212,10 +212,16 @@ class InspectorApp(App):
         threading.Thread(target=self._scan, args=(state,), name="tsinspect-scan", daemon=True).start()
 
     def _scan(self, state) -> None:
+        from tsinspect.collector import freeze_for_good
+
         try:
             state.run_scan()
         except Exception:  # state.scan_error says what happened; nothing is loaded
             pass
+        # what the summary and the scan built stays as long as the app (the code index, its syntax trees): out of
+        # the collector's reach now, or the next full collection scans it all, in whichever thread allocates
+        # next (3.8 s of the UI thread on a traced model of 5,000 submodules)
+        freeze_for_good()
         self.post_message(ArchiveScanned(state))
 
     @work(thread=True, group="pick", exit_on_error=False)
