@@ -332,13 +332,17 @@ def plot(results: dict, path: Path) -> bool:
 
 CURVE_LAYERS = "1,7,35,70,140"  # d_model 32 encoders: 1.7k, 10k, 51k, 102k, 205k inlined nodes
 CURVE_PARAMS = "1000,2500,5000,10000"
+CURVE_TRACED = "2500,10000"  # the same models traced: a class and a code file per Linear
 
 PARAMS = """
 import sys, warnings, torch
 warnings.simplefilter("ignore")
 torch.manual_seed(0)
 model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(int(sys.argv[2]) // 2)]).eval()
-torch.jit.script(model).save(sys.argv[1])
+if sys.argv[3:] == ["traced"]:
+    torch.jit.trace(model, torch.randn(1, 2)).save(sys.argv[1])
+else:
+    torch.jit.script(model).save(sys.argv[1])
 """
 
 # Python writes no bytecode cache when PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it):
@@ -347,8 +351,11 @@ torch.jit.script(model).save(sys.argv[1])
 CACHED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def build_params(n: int) -> Path:
-    """n parameters: a scripted nn.Sequential of n/2 Linear(2, 2) (code/ grows with n too)."""
+def build_params(n: int, traced: bool = False) -> Path:
+    """n parameters: a scripted nn.Sequential of n/2 Linear(2, 2) (code/ grows with n too); ``traced``: the
+    same model traced, which gives each Linear a class and a code file (and debug records) of its own."""
+    if traced:
+        return build(OUT / f"params_{n}_traced.pt", PARAMS, n, "traced")
     return build(OUT / f"params_{n}.pt", PARAMS, n)
 
 
@@ -388,7 +395,7 @@ def child_timings(path: Path, *flags: str) -> dict:
     return doc.get("timings", {})
 
 
-def curves(repeat: int, layers: str, params: str) -> dict:
+def curves(repeat: int, layers: str, params: str, traced: str = CURVE_TRACED) -> dict:
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                       f"torch {torch_version()}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -406,9 +413,10 @@ def curves(repeat: int, layers: str, params: str) -> dict:
         row["child"] = child_timings(path, "--inline")
         print(f"  nodes {row['nodes']}: {row}", file=sys.stderr)
         out["nodes"].append(row)
-    for n in map(int, params.split(",")):
-        path = build_params(n)
-        row = {"params": n, "size_mib": round(path.stat().st_size / 2**20, 2)}
+    for n, how in [(int(n), "scripted") for n in params.split(",") if n] + \
+            [(int(n), "traced") for n in traced.split(",") if n]:
+        path = build_params(n, how == "traced")
+        row = {"params": n, "how": how, "size_mib": round(path.stat().st_size / 2**20, 2)}
         row["info"] = interleaved([*TSI, "info", "--json", str(path)], torch_cmd(LOAD, path), repeat)
         row["graph"] = interleaved([*TSI, "graph", "--json", str(path)], torch_cmd(LOAD_GRAPH, path), repeat)
         print(f"  params {n}: {row}", file=sys.stderr)
@@ -439,12 +447,12 @@ def curve_tables(c: dict) -> str:
             f"{rx(g, 'cpu')} | {g['memory_x']:.2f}x | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
             f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {r['child'].get('import', 0):.2f} / "
             f"{r['child'].get('load', 0):.2f} / {r['child'].get('walk', 0):.2f} s |")
-    say("\n| parameters | size | `info --json` | `torch.jit.load` | wall x | CPU x | memory x | `graph --json` | "
-        "load + print `.graph` | wall x | CPU x |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    say("\n| parameters | saved by | size | `info --json` | `torch.jit.load` | wall x | CPU x | memory x | "
+        "`graph --json` | load + print `.graph` | wall x | CPU x |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in c["params"]:
         i, g = r["info"], r["graph"]
-        say(f"| {r['params']:,} | {r['size_mib']:.1f} MiB | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
+        say(f"| {r['params']:,} | {r.get('how', 'scripted')} | {r['size_mib']:.1f} MiB | {tcm(i['ours'])} | {tcm(i['theirs'])} | {rx(i, 'time')} | "
             f"{rx(i, 'cpu')} | {i['memory_x']:.2f}x | {tcm(g['ours'])} | {tcm(g['theirs'])} | {rx(g, 'time')} | "
             f"{rx(g, 'cpu')} |")
     return "\n".join(lines)
@@ -475,12 +483,13 @@ def plot_curves(c: dict, path: Path) -> bool:
     a.axhline(c["fixed"]["theirs"]["cpu_s"], color="C7", linestyle=":", label="import torch alone")
     a.set(title="CPU time against inlined graph size (d_model 32 encoders)", xlabel="nodes in the inlined forward",
           ylabel="CPU seconds (process tree, best of runs)")
-    params = [r["params"] for r in c["params"]]
+    scripted = [r for r in c["params"] if r.get("how", "scripted") == "scripted"]
+    params = [r["params"] for r in scripted]
     for key, side, label, colour, style in (
             ("info", "ours", "tsinspect info --json", "C0", "-"), ("info", "theirs", "torch.jit.load", "C3", "--"),
             ("graph", "ours", "tsinspect graph --json", "C1", "-"),
             ("graph", "theirs", "load + print .graph", "C5", "--")):
-        b.plot(params, [r[key][side]["cpu_s"] for r in c["params"]], style, marker="o", color=colour, label=label)
+        b.plot(params, [r[key][side]["cpu_s"] for r in scripted], style, marker="o", color=colour, label=label)
     b.set(title="CPU time against parameters (nn.Sequential of Linear(2, 2))", xlabel="parameters",
           ylabel="CPU seconds (process tree, best of runs)")
     for axis in (a, b):
@@ -567,6 +576,8 @@ def main() -> None:
                         help="only the curves: graph from 1k to 200k nodes, info from 1k to 10k parameters")
     parser.add_argument("--curve-layers", default=CURVE_LAYERS, help="layers of the d_model 32 encoders of the curve")
     parser.add_argument("--curve-params", default=CURVE_PARAMS, help="parameter counts of the parameter curve")
+    parser.add_argument("--curve-traced", default=CURVE_TRACED,
+                        help="parameter counts of the traced models measured beside it ('' for none)")
     parser.add_argument("--heartbeat", metavar="LAYERS",
                         help="only the TUI's event-loop stalls on d_model 32 encoders of these layers (e.g. 35,140)")
     args = parser.parse_args()
@@ -577,7 +588,7 @@ def main() -> None:
                               **heartbeat(path)}))
         return
     if args.curves:
-        result = curves(args.repeat, args.curve_layers, args.curve_params)
+        result = curves(args.repeat, args.curve_layers, args.curve_params, args.curve_traced)
         (OUT / "results-curves.json").write_text(json.dumps(result, indent=1))
         print(curve_tables(result))
         if args.plot and plot_curves(result, args.plot):

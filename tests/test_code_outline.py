@@ -244,3 +244,144 @@ def test_methods_of_a_file_are_the_filtered_methods_grouped_once(monkeypatch):
         stacks, plain = op_origin_kinds(index, archive)
         assert stacks + plain > 0 and len(index.sources) > 1
         assert len(listed) == 1
+
+
+@pytest.mark.parametrize("outlined", [True, False])
+def test_released_trees_are_parsed_again_when_asked(outlined):
+    """The IR's gate forgets the trees it scanned (210 MB on 8,000 traced classes); a method's node is then
+    parsed again, the same tree as before."""
+    path = REPO / "samples" / "gate_scripted.pt"
+    with open_archive(str(path)) as archive:
+        from tsinspect.archive.code import index_code
+
+        index = index_code(archive, outlined=outlined)
+        before = {m.qualname: ast.dump(m.node, include_attributes=True) for m in index.methods}
+        index.trees
+        index.release_trees()
+        assert not index._trees and all(m._node is None for m in index.methods)
+        assert {m.qualname: ast.dump(m.node, include_attributes=True) for m in index.methods} == before
+        assert all(any(node is m.node for node in ast.walk(index.trees[m.file])) for m in index.methods)
+
+
+# -- the judge's index (outlined=False): class-body annotations by subscript set aside, the rest parsed whole ----
+
+def _custom_ops(trees: dict) -> list:
+    """What ``tsinspect scan`` lists from the trees: ops of namespaces torch does not ship (by line)."""
+    from types import SimpleNamespace
+
+    from tsinspect.safety import codescan
+    from tsinspect.safety.scan import _Scan
+
+    found: list = []
+    fake = SimpleNamespace(result=SimpleNamespace(add=found.append), archive=SimpleNamespace(prefix=""))
+    _Scan._custom_ops(fake, trees, codescan.KNOWN_NAMESPACES)
+    return [repr(f) for f in found]
+
+
+def assert_judged_same(name: str, source: str) -> bool:
+    """The judge's index, with its annotations set aside, against the index of the whole tree: same fields,
+    same method trees, same scan findings, same unknown ops; whether anything was set aside."""
+    from unittest import mock
+
+    from tsinspect.archive import code
+    from tsinspect.safety.codescan import scan_code
+
+    fast, fast_error = indexed(name, source, False)
+    with mock.patch.object(code, "_annotations_aside", lambda source: (None, {})):
+        whole, whole_error = indexed(name, source, False)
+    assert fast_error == whole_error
+    assert fields(fast) == fields(whole)
+    for method, twin in zip(fast.methods, whole.methods):
+        assert ast.dump(method.node, include_attributes=True) == ast.dump(twin.node, include_attributes=True)
+    assert list(fast.trees) == list(whole.trees)
+    assert scan_code(fast).to_json() == scan_code(whole).to_json()
+    assert _custom_ops(fast.trees) == _custom_ops(whole.trees)
+    return code._annotations_aside(source)[0] is not None and fast_error is None
+
+
+@pytest.mark.parametrize("path", ARCHIVES, ids=lambda p: p.name)
+def test_the_judges_index_on_real_and_generated_archives(path):
+    for name, source in sources_of(path):
+        assert_judged_same(name, source)
+
+
+def test_the_judges_index_on_hostile_and_evil_archives(tmp_path):
+    seen: set[tuple[str, str]] = set()
+    for case in [*HOSTILE, *(c for c in EVIL_CODE if not c.torch)]:
+        target = tmp_path / "case.pt"
+        try:
+            target.write_bytes(case.build(str(tmp_path / "marker")))
+        except Exception:  # noqa: BLE001 - a builder that needs what this test does not set up
+            continue
+        for name, source in sources_of(target):
+            if (name, source) not in seen:
+                seen.add((name, source))
+                assert_judged_same(name, source)
+    assert len(seen) > 20
+
+
+@pytest.mark.parametrize("n", range(len(TRICKY)))
+def test_the_judges_index_on_tricky_sources(n):
+    assert_judged_same("code/__torch__/m.py", TRICKY[n])
+
+
+# annotations the judge must not lose: of a function or a nested class (their subscripts call __getitem__ ...),
+# of ops (the unknown ops scan lists), with keywords (not valid Python), and load-time code that reaches them
+JUDGED = [
+    '__annotations__["k"] = a.b.C', '__annotations__["k"] = ops.evil.C', '__annotations__["k"] = a.None',
+    '__annotations__["k"] = None', '__annotations__["k"] = ops', '__annotations__["k"] = x.class.y',
+    '__annotations__["0"] = __torch__.torch.nn.modules.linear.Linear', '__annotations__["k"] = torch.save',
+    '__annotations__["k"] = ' + ".".join(["a"] * 33), '__annotations__["k"] = ' + ".".join(["a"] * 32),
+    '__annotations__["k\'"] = a', "def __setstate__(self, state):", "def __getitem__(self, i):",
+    "x = torch.save(a, b)", "y = (self).__getitem__(0)", "def f(self, x=torch.load(p)):", "k : Final[int] = g()",
+    "s = torch", "s.save(x, p)",
+]
+
+
+def _judged_file(rng: random.Random) -> list[str]:
+    """Classes with runs of annotations, attributes, constants and methods (annotations in their bodies too),
+    nested classes and functions, the way torch writes them and not."""
+    valid = [line for line in JUDGED if not line.startswith("def") and ".class." not in line and ".None" not in line]
+    annotations = [line for line in valid if line.startswith("__annotations__")]
+    lines: list[str] = []
+    for _ in range(rng.randint(1, 3)):
+        if rng.random() < 0.2:
+            lines += ["def top(x):", *("  " + rng.choice(valid) for _ in range(rng.randint(0, 2))), "  return x"]
+        lines.append("class K(Module):")
+        for _ in range(rng.randint(1, 5)):
+            part = rng.random()
+            if part < 0.4:
+                lines += ["  " + rng.choice(annotations) for _ in range(rng.randint(1, 4))]
+            elif part < 0.55:
+                lines.append("  " + rng.choice(("w : Tensor", "k : Final[int] = g()", "__parameters__ = []")))
+            elif part < 0.65:
+                lines += ["  class Inner(Module):", *("    " + rng.choice(annotations) for _ in range(2))]
+            else:
+                lines.append("  " + rng.choice(("def forward(self, x):", "def __setstate__(self, state):",
+                                                 "def __getitem__(self, i):", "def f(self, x=torch.load(p)):")))
+                lines += ["    " + rng.choice(SIMPLE[:8] + valid) for _ in range(rng.randint(1, 4))]
+                lines.append("    return x")
+    return lines
+
+
+def test_the_judges_index_on_random_assemblies():
+    """Random files of classes like torch's, with the lines above anywhere, some mutated (a line inserted or
+    dropped, an indentation changed): the judge's index and findings agree with the whole tree's, whether or
+    not they parse."""
+    rng = random.Random(5)
+    aside = valid = 0
+    for _ in range(3000):
+        lines = _judged_file(rng) if rng.random() < 0.8 else _block(rng, 0, 0)
+        for _ in range(rng.choice((0, 0, 0, 1, 2))):
+            at = rng.randrange(len(lines) + 1)
+            mutation = rng.random()
+            if mutation < 0.5:
+                lines.insert(at, " " * rng.choice((0, 1, 2, 4)) + rng.choice(LINES + JUDGED))
+            elif mutation < 0.75 and len(lines) > 1:
+                del lines[at - 1]
+            else:
+                lines[at - 1] = " " * rng.choice((0, 1, 2, 4)) + lines[at - 1].lstrip(" ")
+        source = "\n".join(lines) + rng.choice(("", "\n"))
+        aside += assert_judged_same("code/__torch__/r.py", source)
+        valid += indexed("code/__torch__/r.py", source, False)[1] is None
+    assert aside > 1000 and valid > 1500, (aside, valid)

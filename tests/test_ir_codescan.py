@@ -423,3 +423,293 @@ def test_torchbind_objects_are_judged_the_same_from_the_summary_walk_of_data_pkl
         assert archive.walked(archive.find("data.pkl")) is not None
         assert scan_archive(archive, summary.code).to_json() == expected
     assert any(f["kind"] == "custom_class" and "OpaqueObject" in f["what"] for f in expected["findings"])
+
+
+# -- the TorchBind judge's pre-check: a pickle that cannot spell "classes" is not walked -------------------------
+
+def _spelled(text: str, how: list[int]) -> tuple[bytes, bytes]:
+    """``text`` as a pickle string, each character spelled one of the ways the walk decodes: (opcode bytes of
+    a string pushed on the stack, the same text as a GLOBAL line). ``how`` picks the spelling per character."""
+    line, unicode = b"", b""
+    for char, pick in zip(text, how + [0] * len(text)):
+        code = ord(char)
+        line += [char.encode(), b"\\x%02x" % code, b"\\x%02X" % code, b"\\%03o" % code,
+                 b"\\%03o" % (code + 256)][pick % 5]
+        unicode += [char.encode(), b"\\u%04x" % code, b"\\U%08X" % code][pick % 3]
+    choice = how[0] % 4 if how else 0
+    pushed = [b"V" + unicode + b"\n",  # UNICODE: raw-unicode-escape
+              b"S'" + line + b"'\n",  # STRING: quoted, escape_decode
+              b"T" + len(text).to_bytes(4, "little") + text.encode("latin-1"),  # BINSTRING: latin-1
+              b"\x8c" + len(text.encode()).to_bytes(1, "little") + text.encode()][choice]  # SHORT_BINUNICODE
+    return pushed, line
+
+
+def _torchbind_pickles(module: str, name: str, how: list[int]) -> list[bytes]:
+    """Pickles restoring an object of class module.name: by GLOBAL (escaped lines) and by STACK_GLOBAL."""
+    pushed_module, line_module = _spelled(module, how)
+    pushed_name, line_name = _spelled(name, how[::-1])
+    tail = b")\x81}b."  # EMPTY_TUPLE NEWOBJ EMPTY_DICT BUILD STOP
+    return [b"\x80\x02c" + line_module + b"\n" + line_name + b"\n" + tail,
+            b"\x80\x04" + pushed_module + pushed_name + b"\x93" + tail,
+            b"\x80\x02(c" + line_module + b"\n" + line_name + b"\n" + b"i" + line_module + b"\n" + line_name
+            + b"\n."]  # MARK, then INST of the class (the GLOBAL before it is popped by INST's MARK)
+
+
+def test_a_pickle_that_names_a_torchbind_class_in_any_spelling_is_walked():
+    """The pre-check (may_name_torchbind) lets a pickle skip the walk only when it cannot name a TorchBind
+    class: every spelling the walk decodes (escapes of GLOBAL lines and STRING, raw-unicode-escape of UNICODE,
+    latin-1, UTF-8; module and name split at each dot) is caught, and the walk does find the class."""
+    from hypothesis import given, settings, strategies as st
+
+    from tsinspect.safety.torchbind import judge_pickle, may_name_torchbind
+
+    qualnames = ["__torch__.torch.classes.aten.OpaqueObject", "__torch__.torch.classes.evil.Runner",
+                 "__torch__.torch.classes.x.Y\t"]
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.sampled_from(qualnames), st.integers(0, 4), st.lists(st.integers(0, 59), min_size=1, max_size=50))
+    def check(qualname, split, how):
+        parts = qualname.split(".")
+        split = min(split, len(parts) - 1) or 1
+        module, name = ".".join(parts[:split]), ".".join(parts[split:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # escape_decode's octal escapes over 0o377
+            for data in _torchbind_pickles(module, name, how):
+                found = judge_pickle(data)
+                assert [r.qualname for r in found] == [qualname.strip()], (data, found)
+                assert may_name_torchbind(data), data
+
+    check()
+
+
+def test_pickles_that_cannot_name_a_torchbind_class_are_judged_empty_both_ways(tmp_path):
+    """Where the pre-check skips the walk, the walk finds nothing either: the samples' pickles (the pre-check's
+    common case) and pickles cut, flipped and spliced from them and from TorchBind ones."""
+    import random
+
+    from tsinspect.safety.torchbind import judge_pickle, may_name_torchbind
+
+    root = Path(__file__).resolve().parents[1] / "samples"
+    pickles = []
+    for sample in sorted(root.glob("*.pt*")):
+        with zipfile.ZipFile(sample) as z:
+            pickles += [z.read(n) for n in z.namelist() if n.endswith((".pkl", ".debug_pkl"))]
+    assert pickles and not any(may_name_torchbind(p) for p in pickles if b"classes" not in p)
+    evil = _torchbind_pickles("__torch__.torch", "classes.aten.OpaqueObject", [1, 2, 3])
+    rng = random.Random(14)
+    skipped = 0
+    for _ in range(3000):
+        data = bytearray(rng.choice(pickles + evil))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data) + 1)
+            action = rng.random()
+            if action < 0.4:
+                data[at:at + 1] = bytes([rng.randrange(256)])
+            elif action < 0.7:
+                other = rng.choice(pickles + evil)
+                start = rng.randrange(len(other))
+                data[at:at] = other[start:start + rng.randint(1, 64)]
+            else:
+                del data[at:at + rng.randint(1, 32)]
+        data = bytes(data)
+        if not may_name_torchbind(data):
+            skipped += 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # escape_decode on octal escapes over 0o377
+                assert judge_pickle(data) == [], data
+    assert skipped > 1000
+
+
+# -- the resolver's shortcuts, run both ways -----------------------------------------------------------------
+
+def _code_sources() -> list[str]:
+    """The code/ files of the samples, of tests/real and of the hostile code cases (torch-free ones)."""
+    import io
+
+    import evil_code_cases
+
+    root = Path(__file__).resolve().parents[1]
+    sources = []
+    for path in [*sorted(root.glob("samples/*.pt*")), *sorted(root.glob("tests/real/*.p*")),
+                 *sorted(root.glob("tests/real/*.jit"))]:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                sources += [z.read(n).decode("utf-8", "replace") for n in z.namelist()
+                            if "/code/" in n and n.endswith(".py")]
+    for case in evil_code_cases.CASES:
+        if not case.torch:
+            try:
+                with zipfile.ZipFile(io.BytesIO(case.build("/nonexistent/marker"))) as z:
+                    sources += [z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith(".py")]
+            except Exception:  # noqa: BLE001 - cases that are no zip
+                pass
+    assert len(sources) > 100
+    return sources
+
+
+def test_the_walks_skip_only_fields_that_never_hold_what_they_look_for():
+    """resolve.walk skips fields the grammar says hold no node, codescan._statements looks only in fields that
+    may hold statements: both checked against the running Python's node classes, and both give ast.walk's
+    nodes in its order on real and hostile code."""
+    import ast
+    import re
+
+    from tsinspect.safety import codescan, resolve
+
+    for name in dir(ast):
+        kind = getattr(ast, name)
+        if not (isinstance(kind, type) and issubclass(kind, ast.AST)) or not kind._fields:
+            continue
+        signature = re.match(r"\w+\((.*)\)$", (kind.__doc__ or "").strip().splitlines()[0])
+        if signature is None:  # the deprecated aliases of Constant
+            continue
+        for part in signature.group(1).split(", "):
+            typ, field = part.rsplit(" ", 1)
+            typ = typ.rstrip("?*")
+            if field in resolve.NOT_NODES:
+                assert typ in ("identifier", "string", "int", "constant", "expr_context"), (name, field)
+            if typ in ("stmt", "excepthandler", "match_case"):
+                assert field in codescan._BLOCK_FIELDS, (name, field)
+    for source in _code_sources():
+        tree = ast.parse(source)
+        expected = [n for n in ast.walk(tree) if not isinstance(n, ast.expr_context)]
+        assert resolve.walk(tree) == expected
+        assert codescan._statements(tree) == [n for n in expected if n is tree or isinstance(n, codescan._BLOCK_NODES)]
+
+
+ALIASES = ["torch", "ops", "ops.c10d", "ops.quantized", "getattr(self, \"helper\")", "self.helper", "(a).b",
+           "a", "b", "s", "t", "s.save", "getattr(s, \"load\")", "torch.nn", "__torch__.m.Helper",
+           "__torch__.m.Helper()", "annotate(List[int], t)", "x", "1", "(c := torch)", "f(a)"]
+
+
+def test_the_environment_is_the_same_with_and_without_its_second_pass():
+    """Resolver.environment stops after one pass when every name was bound before it was first looked up: the
+    environments and calls are the ones of the passes it skips, on real code and on random alias chains."""
+    import ast
+    import random
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import resolve
+
+    rng = random.Random(11)
+    sources = _code_sources()
+    helper = "class Helper(Module):\n  def save(self, x):\n    return torch.save(x, \"p\")\n"
+    for _ in range(1500):
+        body = [f"    {rng.choice('abcst')} = {rng.choice(ALIASES)}" for _ in range(rng.randint(1, 8))]
+        body += [f"    {rng.choice('abcst')}.{rng.choice(('save', 'load', 'forward', 'x'))}(1)"
+                 for _ in range(rng.randint(0, 2))]
+        sources.append(textwrap.dedent(MODULE_HEAD) + "\n".join(body) + "\n" + helper)
+    skipped = 0
+    for source in sources:
+        index = CodeIndex()
+        if index_file(index, "code/__torch__/m.py", source, False) is not None:
+            continue
+        for method in index.methods:
+            owner = index.classes.get(method.owner) if method.owner else None
+            with mock.patch.object(resolve._Lookups, "settled", lambda self: False):
+                slow = resolve.Resolver(index)
+                expected = (slow.environment(method.node, owner), slow.calls(method.node, owner))
+            fast = resolve.Resolver(index)
+            settled = []
+            real = resolve._Lookups.settled
+            with mock.patch.object(resolve._Lookups, "settled", lambda self: settled.append(real(self)) or settled[-1]):
+                assert (fast.environment(method.node, owner), fast.calls(method.node, owner)) == expected, source
+            skipped += any(settled)
+    assert skipped > 500
+
+
+HAZARD_SPELLINGS = [
+    "torch.save(x, p)", "getattr(torch, \"save\")(x, p)", "getattr(torch, \"sa\" \"ve\")(x, p)",
+    "getattr(torch, 'sa'  # cut\n      r've')(x, p)", "getattr(torch, \"\\x73ave\")(x, p)",
+    "torch.\uff53\uff41\uff56\uff45(x, p)", "s = torch\n    s.save(x, p)", "c = ops.c10d\n    c.broadcast(x)",
+    "getattr(ops, \"c10d\").allreduce(x)", "t = torch.autograd\n    t.as_strided(x, [1], [1])", "x.set_(y)",
+    "ops.prim.rpc_async(x)", "ops.anything.autograd.from_file(p)", "getattr(torch, \"save.out\")(x, p)",
+    "x.data_ptr()", "fork(torch.load, p)", "q = getattr(ops, 'symm_mem')\n    q.rendezvous(x)",
+]
+HARMLESS = ["y = torch.add(x, x)", "y = (self).forward(x, )", "y = getattr(self, \"0\")", "return x",
+            "y = ops.quantized.linear(x)", "z = [x, \"b\"]", "w = \"\"", "v = x.size(0)"]
+
+
+def test_functions_that_cannot_name_a_hazard_are_not_resolved_for_hazards():
+    """anywhere() skips resolving a function whose text names no hazardous op or namespace (ASCII, no
+    backslash, no strings side by side): every hazard the full resolution finds, in any spelling, is in a
+    function the check keeps, and scan_code gives the same findings with and without the shortcut."""
+    import ast
+    import random
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import codescan
+    from tsinspect.safety.codescan import scan_code
+
+    rng = random.Random(3)
+    sources = _code_sources()
+    for _ in range(800):
+        body = [rng.choice(HAZARD_SPELLINGS + HARMLESS * 3) for _ in range(rng.randint(1, 4))]
+        decorator = rng.choice(["", "", "  @torch.jit.unused\n", "  @torch.save\n"])
+        sources.append(textwrap.dedent(MODULE_HEAD) + decorator + "  def g(self, x: Tensor, p: str):\n"
+                       + "".join(f"    {line}\n" for line in body) + "    return x\n")
+    named = 0
+    for source in sources:
+        index = CodeIndex()
+        if index_file(index, "code/__torch__/m.py", source, False) is not None:
+            continue
+        lines = source.split("\n")
+        owners = {id(m.node): info for info in index.classes.values() for m in info.methods}
+        resolver = codescan._Judge(index).resolver
+        for root in codescan._roots(index.tree("code/__torch__/m.py")):
+            sites = resolver.calls(root, owners.get(id(root)), implicit=False)
+            if type(root) is ast.FunctionDef and any(codescan._site_hazard(site) for site in sites):
+                named += 1
+                assert codescan._may_name_a_hazard(codescan._text(lines, root)), ast.get_source_segment(source, root)
+        with mock.patch.object(codescan, "_may_name_a_hazard", lambda text: True):
+            expected = scan_code(index).to_json()
+        assert scan_code(index).to_json() == expected
+    assert named > 300
+
+
+NESTINGS = {"attributes": lambda d: "x" + ".a" * d + "()", "calls": lambda d: "f(" * d + "x" + ")" * d,
+            "callees": lambda d: "x" + "()" * d, "getattrs": lambda d: "getattr(" * d + "x" + ", 'a')" * d,
+            "operators": lambda d: "(" * d + "x" + " + 1)" * d, "subscripts": lambda d: "x" + "[0]" * d,
+            "lambdas": lambda d: "lambda: " * d + "x", "names": lambda d: "(" * d + "a, b" + ")" * d}
+
+
+def test_the_hazard_search_skips_only_what_it_could_have_resolved():
+    """Code nested too deeply to resolve is unsafe (scan_code), so the hazard search skips a function only when
+    its full resolution would have gone through: nested at most SKIPPED_DEPTH levels, with STACK_ROOM frames
+    left. Both ways agree at the edge: nestings of every kind around that depth, resolved with just that room
+    on the stack and with less."""
+    import sys
+    from unittest import mock
+
+    from tsinspect.archive.code import CodeIndex, index_file
+    from tsinspect.safety import codescan
+    from tsinspect.safety.codescan import SKIPPED_DEPTH, STACK_ROOM, scan_code
+
+    def depth() -> int:
+        frame, n = sys._getframe(), 0
+        while frame is not None:
+            frame, n = frame.f_back, n + 1
+        return n
+
+    skipped = 0
+    for kind, make in NESTINGS.items():
+        for nesting in (5, SKIPPED_DEPTH - 4, SKIPPED_DEPTH - 3, SKIPPED_DEPTH - 2, SKIPPED_DEPTH, 200, 900):
+            line = f"{make(nesting)} = 1" if kind == "names" else f"y = {make(nesting)}"
+            source = f"def f(x: int) -> int:\n  {line}\n  return 1\n"
+            index = CodeIndex()
+            if index_file(index, "code/__torch__/m.py", source, False) is not None:
+                continue  # deeper than the parser goes
+            for room in (STACK_ROOM + 20, STACK_ROOM - 50, 120):  # scan_code -> anywhere: a few frames
+                old = sys.getrecursionlimit()
+                sys.setrecursionlimit(depth() + room)
+                try:
+                    fast = scan_code(index).to_json()
+                    with mock.patch.object(codescan, "_may_name_a_hazard", lambda text: True):
+                        full = scan_code(index).to_json()
+                finally:
+                    sys.setrecursionlimit(old)
+                assert fast == full, (kind, nesting, room, fast, full)
+                skipped += room > STACK_ROOM and nesting < SKIPPED_DEPTH - 3
+    assert skipped > 10

@@ -432,3 +432,25 @@ def test_a_method_that_calls_nothing_does_not_free_the_kept_inlined_forward():
     root = next(t for name, t in types.items() if name.endswith("Root"))
     assert [m["name"] for m in root["methods"]] == ["forward", "small"]
     assert kept.largest == 3 and len(kept.graphs) == 3  # Root.forward, Root.small and Leaf.forward, all kept
+
+
+@pytest.mark.parametrize("path", sorted([*(Path(__file__).parent.parent / "samples").glob("*.pt*"),
+                                         *REAL.glob("*.p*"), *REAL.glob("*.jit")]), ids=lambda p: p.name)
+def test_the_source_table_written_per_record_is_the_table_of_parsed_sources(path):
+    """``CodeSources.table`` writes each debug record's part of an entry once: the same JSON as the entries
+    parsed one by one, at every line start and a few columns of every code file, and at odd positions."""
+    import json
+
+    from tsinspect.archive.problems import ArchiveError
+    from tsinspect.ir.run import _code_sources
+
+    try:
+        archive = open_archive(str(path))
+    except ArchiveError:
+        pytest.skip("not an archive")
+    sources = _code_sources(archive)
+    positions = [["", 1, 0], ['code/"quoted".py', 1, 0], ["code/none.py", 3, 2]]
+    for name in sources._code_files:
+        lines = sources._read(name).count(b"\n") + 1
+        positions += [[name, line, col] for line in range(-1, lines + 2) for col in (0, 4, 9)]
+    assert sources.table(positions) == json.dumps(sources.sources(positions), separators=(",", ":")).encode()

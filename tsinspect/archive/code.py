@@ -5,12 +5,16 @@ declares ``__parameters__``/``__buffers__`` and annotates every attribute; ``def
 
 The index is built from each file's outline (:mod:`tsinspect.archive.outline`: the generated one-line
 statements set aside, the rest parsed); a method's full tree (``MethodInfo.node``, ``CodeIndex.trees``)
-is parsed when first asked for.
+is parsed when first asked for. An index for the safety judge (``outlined=False``) parses every method at
+once and sets aside only the class-body annotations by subscript (``__annotations__["0"] = <dotted type>``,
+one per module of a Sequential): no call, no name binding, no operator, nothing the judge reads in them but
+the type, which the index records.
 """
 
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,12 @@ _NEWLINE = re.compile("\r\n|\r|\n")  # line ends as ast counts them
 _PARSE_LOCK = threading.Lock()
 _TREE_LOCK = threading.RLock()
 _PARSE_ATTEMPTS = 5
+# a class-body annotation by subscript, as torch writes it; at most 32 names in its type, so that it nests no
+# deeper than a parse of the rest of the file could fail on (the parser's limit is thousands of levels)
+_ANNOTATION_LINE = re.compile(r'^( +)__annotations__\["([ !#-\[\]-~]*)"\] = '
+                              r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,31})$", re.M)
+_KEYWORDS = frozenset(keyword.kwlist)  # None, True, False too: ``a.None`` is no name
+_UNSUITED = ("\r", "\0", "'''", '"""', "\\\n")  # the outline's conditions (see outline's docstring)
 
 
 def _parse(source: str, filename: str) -> ast.Module:
@@ -159,6 +169,15 @@ class CodeIndex:
                 raise AssertionError(f"the outline of {file} disagrees with its tree at {method.qualname}")
             method._node = node
 
+    def release_trees(self) -> None:
+        """Forget every parsed tree; a method's ``node`` is parsed again when next asked for. The safety scan
+        reads every file's tree, the IR's gate little after it (8,000 traced classes: 210 MB of trees)."""
+        with _TREE_LOCK:
+            self._trees.clear()
+            self._every_tree = None
+            for method in self.methods:
+                method._node = None
+
     @property
     def methods(self) -> list[MethodInfo]:
         return [m for c in self.classes.values() for m in c.methods] + self.functions
@@ -222,15 +241,18 @@ def _index_code(archive: Archive, outlined: bool) -> CodeIndex:
 
 
 def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) -> str | None:
-    """Index one code file from its outline (``outlined``, when it has one) or its whole tree; None, or why
-    it is not valid Python (the file's own parse error, whatever the outline gave)."""
-    skeleton, runs = outline(source) if outlined else (None, {})
+    """Index one code file from its outline (``outlined``, when it has one) or its tree (without its class-body
+    annotations by subscript: see the module's docstring); None, or why it is not valid Python (the file's own
+    parse error, whatever the outline gave)."""
+    skeleton, runs = outline(source) if outlined else _annotations_aside(source)
     tree = None
     if skeleton is not None:
         try:
             tree = _parse(skeleton, name)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             skeleton, runs = None, {}  # the file itself decides, and words the error
+        if tree is not None and not outlined and not _in_class_bodies(tree, runs):
+            tree, skeleton, runs = None, None, {}  # annotations of a nested class or a function: parse it all
     if tree is None:
         try:
             tree = _parse(source, name)
@@ -240,12 +262,61 @@ def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) 
     index.sources[name] = source
     index._by_file = None
     methods = _index_module(index, name, tree, runs)
-    if skeleton is None:
+    if skeleton is None or not outlined:
         index._trees[name] = tree
-    else:
-        for method in methods:
-            method._node, method._index = None, index
+    for method in methods:  # parsed again from its file when asked for after release_trees
+        method._index = index
+        if skeleton is not None and outlined:
+            method._node = None
     return None
+
+
+def _annotations_aside(source: str) -> tuple[str | None, dict[int, list[tuple[str, str]]]]:
+    """The file with its runs of annotations by subscript set aside as the outline sets its lines aside (blank
+    lines, one ``pass`` at the run's last line; the outline's docstring says why the result parses exactly when
+    the file does) and {line of each ``pass``: its (name, type) pairs}; (None, {}) when there are none. Types
+    starting at ``ops`` are kept (the scan lists the ops of unknown namespaces named anywhere)."""
+    if source.endswith("\\") or any(text in source for text in _UNSUITED):
+        return None, {}
+    pieces: list[str] = []
+    runs: dict[int, list[tuple[str, str]]] = {}
+    copied = counted = 0  # the source is copied up to ``copied``; its lines are counted up to ``counted``
+    line = 1
+    run: list[tuple[str, str]] = []
+    indent, run_end = "", -1
+
+    def close() -> None:
+        nonlocal line, counted
+        line += source.count("\n", counted, run_end)
+        counted = run_end
+        pieces.append("\n" * (len(run) - 1) + indent + "pass")
+        runs[line] = list(run)
+
+    for match in _ANNOTATION_LINE.finditer(source):
+        words = match.group(3).split(".")
+        if words[0] == "ops" or not _KEYWORDS.isdisjoint(words):
+            continue
+        start = match.start()
+        if run and (start != run_end + 1 or match.group(1) != indent):
+            close()
+            run = []
+        if not run:
+            pieces.append(source[copied:start])
+        run.append((match.group(2), match.group(3)))
+        indent, run_end = match.group(1), match.end()
+        copied = run_end
+    if not run:
+        return None, {}
+    close()
+    pieces.append(source[copied:])
+    return "".join(pieces), runs
+
+
+def _in_class_bodies(tree: ast.Module, runs: dict) -> bool:
+    """Whether every run's ``pass`` is a statement of a top-level class's body (where the index reads it)."""
+    places = {item.lineno for stmt in tree.body if isinstance(stmt, ast.ClassDef)
+              for item in stmt.body if isinstance(item, ast.Pass)}
+    return places.issuperset(runs)
 
 
 def _file_version(archive: Archive) -> int | None:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import replace
 
 from tsinspect.archive.code import module_of
-from tsinspect.archive.debuginfo import SourceMap, load_source_map, origin_of
+from tsinspect.archive.debuginfo import SourceMap, line_starts, load_source_map, origin_of
 from tsinspect.archive.modules import short_type
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import Archive
@@ -111,10 +111,7 @@ class _FileReader:
         self.source_map = source_map
         self.constants = constants
         self.scope = _Scope(None, [], None, {})
-        self.line_starts = [0]
-        for i, byte in enumerate(code):
-            if byte == 10:
-                self.line_starts.append(i + 1)
+        self.line_starts = line_starts(code)
 
     def where(self, node: ast.AST) -> tuple[Loc | None, tuple[Loc, ...]]:
         if self.source_map is None:

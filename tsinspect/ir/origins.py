@@ -13,13 +13,15 @@ non-ASCII sources).
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Iterable
 
-from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, parse_source_map
+from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, line_starts, parse_source_map
 from tsinspect.archive.pickles import PickleError, walk
 from tsinspect.ir.sourcerange import parse_source
 
 CONTEXT = 3  # lines torch prints before a highlighted range (SourceRange's CONTEXT)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps(value, separators=(",", ":"))
 DEBUG_SUFFIX = ".debug_pkl"
 
 
@@ -34,6 +36,7 @@ class CodeSources:
         self._code_files = list(code_files)
         self._files: dict[str, tuple[list[int], SourceMap | None] | None] = {}
         self._heads: dict[int, str] = {}  # id(record) -> the head torch prints for its range
+        self._tails: dict[int, bytes | None] = {}  # id(record) -> its entries' JSON after "code_line" (see table)
 
     def prefetch(self) -> None:
         """Read every code file's debug records now (while the child loads the archive, say)."""
@@ -48,27 +51,57 @@ class CodeSources:
         """What ``parse_source`` gives for the ``sourceRange()`` of a node at ``file``:``line``:``col``."""
         if not file:  # torch prints `File "", line N`, which names no file
             return None
-        known = self._file(file)
-        record = None
-        if known is not None:
-            starts, source_map = known
-            if source_map is not None and 1 <= line <= len(starts):
-                record = source_map.record_at(starts[line - 1] + col)
+        record = self._record(file, line, col)
         if record is None:  # no debug record: torch prints the code position as the node's own place
             return {"code_file": None, "code_line": None, "file": file, "line": line}
         return parse_source(f'{self._head(record)}Serialized   File "{file}", line {line}\n')
+
+    def table(self, positions: list) -> bytes:
+        """``json.dumps(self.sources(positions), separators=(",", ":"))`` as ASCII bytes, with the part of an
+        entry that comes from its debug record written once per record: a trace's records are call stacks,
+        repeated in the entry of every position in their range (8,000 traced classes: 34,000 entries, 46 MB of
+        JSON), and the dicts of ``sources`` took several times that in memory."""
+        pieces = [b"["]
+        for file, line, col in positions:
+            if len(pieces) > 1:
+                pieces.append(b",")
+            record = self._record(file, line, col) if file else None
+            tail = self._tail(record) if record is not None and '"' not in file and line >= 0 else None
+            if tail is None:
+                pieces.append(_dumps(self.source(file, line, col)).encode("ascii"))
+            else:  # parse_source reads code_file and code_line from the "Serialized" line, the rest from the head
+                pieces += (b'{"code_file":%s,"code_line":%d,' % (_dumps(file).encode("ascii"), line), tail)
+        pieces.append(b"]")
+        return b"".join(pieces)
+
+    def _record(self, file: str, line: int, col: int) -> DebugRecord | None:
+        known = self._file(file)
+        if known is not None:
+            starts, source_map = known
+            if source_map is not None and 1 <= line <= len(starts):
+                return source_map.record_at(starts[line - 1] + col)
+        return None
+
+    def _tail(self, record: DebugRecord) -> bytes | None:
+        """The JSON of what ``parse_source`` reads from the record's head (file, line, stack), or None when the
+        head could hold the "Serialized" line's words itself (then each entry is parsed whole)."""
+        key = id(record)
+        if key not in self._tails:
+            head = self._head(record)
+            tail = None
+            if "Serialized" not in head:
+                place = parse_source(head) or {"file": None, "line": None}
+                tail = _dumps({k: v for k, v in place.items() if k not in ("code_file", "code_line")})[1:]
+                tail = tail.encode("ascii")  # and the entry's closing brace
+            self._tails[key] = tail
+        return self._tails[key]
 
     def _file(self, file: str):
         if file not in self._files:
             self._files[file] = None
             code = self._read(file)
             if code is not None:
-                starts = [0]
-                position = code.find(b"\n")
-                while position >= 0:
-                    starts.append(position + 1)
-                    position = code.find(b"\n", position + 1)
-                self._files[file] = (starts, self._source_map(file + DEBUG_SUFFIX))
+                self._files[file] = (line_starts(code), self._source_map(file + DEBUG_SUFFIX))
         return self._files[file]
 
     def _source_map(self, name: str) -> SourceMap | None:

@@ -16,6 +16,8 @@ unless the result is safe.
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -25,7 +27,7 @@ from tsinspect.archive.records import CODE
 from tsinspect.archive.text import counted
 from tsinspect.collector import paused
 from tsinspect.safety import ops
-from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown
+from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown, within_depth
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
 LOAD_TIME = ("__setstate__",)
@@ -198,7 +200,12 @@ class _Judge:
         found = []
         owners = {id(m.node): info for info in self.index.classes.values() for m in info.methods}
         for file, tree in self.index.trees.items():
+            source = self.index.sources.get(file)
+            lines = source.split("\n") if source is not None and "\r" not in source and _stack_room() else None
             for root in _roots(tree):
+                if lines is not None and type(root) is ast.FunctionDef and not _may_name_a_hazard(_text(lines, root)) \
+                        and within_depth(root, SKIPPED_DEPTH):
+                    continue  # the 10,000-line forward of a Sequential: resolving its calls cannot find anything
                 owner = owners.get(id(root))
                 for site in self.resolver.calls(root, owner, implicit=False):
                     hazard = _site_hazard(site)
@@ -364,11 +371,17 @@ def _roots(tree: ast.Module):
 
 def _statements(tree: ast.Module) -> list[ast.AST]:
     """The statements of a tree (and its except and case clauses) in ``ast.walk``'s breadth-first order,
-    without the expressions: a statement is only ever the child of a statement or a clause, so the nodes
-    skipped never sit between two of them and every level keeps its order."""
+    without the expressions: a statement is only ever the child of a statement or a clause, in one of the
+    fields of _BLOCK_FIELDS, so the nodes skipped never sit between two of them and every level keeps its
+    order."""
     out: list[ast.AST] = [tree]
+    fields_of = _STATEMENT_FIELDS
     for node in out:  # grows while it is read
-        for name in node._fields:
+        kind = type(node)
+        fields = fields_of.get(kind)
+        if fields is None:
+            fields = fields_of[kind] = tuple(f for f in kind._fields if f in _BLOCK_FIELDS)
+        for name in fields:
             value = getattr(node, name, None)
             for item in (value if isinstance(value, list) else (value,)):
                 if isinstance(item, _BLOCK_NODES):
@@ -377,6 +390,44 @@ def _statements(tree: ast.Module) -> list[ast.AST]:
 
 
 _BLOCK_NODES = (ast.stmt, ast.excepthandler, ast.match_case)
+# the fields that hold statements, clauses or cases (checked against the grammar by tests/test_ir_codescan.py)
+_BLOCK_FIELDS = frozenset({"body", "orelse", "finalbody", "handlers", "cases"})
+_STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+# An op the judge calls a hazard (ops.op_hazard) has the name of one in FILE_OPS, MEMORY_OPS or NETWORK_OPS, or a
+# network namespace. The resolver takes every name of an op and its namespace from the code of the function it
+# resolves (an attribute, or the string of a getattr), or is aten's. So a function whose text holds none of
+# those names cannot call a hazard however its names resolve, provided the text spells every name as it is:
+# ASCII (the parser folds other letters to ASCII ones: NFKC), no backslash (escapes in strings), no strings
+# side by side (the parser joins "sa" "ve").
+_HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
+                             | ops.NETWORK_NAMESPACES))
+_ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
+
+
+# ... and its resolution could not have failed either: at most SKIPPED_DEPTH levels of nodes (resolving them
+# takes at most ~3.2 frames a level: measured on chains of attributes, calls, operators and subscripts), with
+# room for STACK_ROOM more frames (resolving code nested deeper than the stack allows makes it unsafe: scan_code)
+SKIPPED_DEPTH, STACK_ROOM = 50, 500
+
+
+def _stack_room() -> bool:
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return sys.getrecursionlimit() - depth >= STACK_ROOM
+
+
+def _may_name_a_hazard(text: str) -> bool:
+    return (not text.isascii() or "\\" in text or _ADJACENT_STRINGS.search(text) is not None
+            or any(name in text for name in _HAZARD_NAMES))
+
+
+def _text(lines: list[str], function: ast.FunctionDef) -> str:
+    """The lines of a function, its decorators included: every node its walk visits is on them."""
+    first = min([function.lineno, *(d.lineno for d in function.decorator_list)])
+    return "\n".join(lines[first - 1:function.end_lineno])
 
 
 def _site_hazard(site: CallSite) -> tuple[str, str, str] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from tsinspect.archive.pickles import Call, Global, PDict, PickleError, PList, PTuple, walk
@@ -106,13 +107,29 @@ def judge_archive(archive: Archive):
                 data = archive.pickle_record_bytes(record)  # read once, also for a summary that read it
             except Exception:  # noqa: BLE001 - an unreadable record is the archive's problem, reported there
                 continue
-            restored = judge_pickle(data)
+            restored = judge_pickle(data) if may_name_torchbind(data) else []
         for item in restored:
             if item.verdict != ops.OK:
                 detail = f"at byte {item.offset}: {item.why}" + _nested_note(item)
                 findings.append(Finding("custom_class", UNSAFE, printable(record.name), 0, printable(item.qualname),
                                         printable(detail)))
     return findings
+
+
+# A TorchBind qualname holds the word "classes" whole in its module or in its name (the walk joins them with
+# the "." before or after it, never inside it). The walk takes every string from the pickle's bytes: one
+# byte per character (latin-1), UTF-8 (which spells an ASCII letter only by its own byte), or through
+# escapes (GLOBAL and INST lines and STRING: ``escape_decode``'s \xhh and \ooo, whose value it takes modulo
+# 256: \543 is "c"; UNICODE: raw-unicode-escape's \uXXXX and \UXXXXXXXX). So a pickle without the bytes
+# "classes" and without an escape that may spell one of its letters (a, c, e, l, s) names no TorchBind class,
+# whatever its opcodes: nothing to walk.
+_LETTER_ESCAPE = re.compile(rb"\\(?:x(?:6[135c]|73)|[0-7](?:4[135]|54|63)|u00(?:6[135c]|73)|U000000(?:6[135c]|73))",
+                            re.IGNORECASE)
+
+
+def may_name_torchbind(data: bytes) -> bool:
+    """False when no walk of ``data`` can meet a TorchBind global (see above): its judge finds nothing."""
+    return b"classes" in data or _LETTER_ESCAPE.search(data) is not None
 
 
 def judge_pickle(data: bytes) -> list[Restored]:
