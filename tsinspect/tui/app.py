@@ -1,6 +1,7 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary, then the safety scan: the first screen does not wait for it; torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
+Workers: ``load_archive`` (the summary; the safety scan follows in a thread once the first screen is drawn;
+torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
 process of its own, tui.irfetch; the IR is decoded and indexed in the worker, with the garbage collector
 paused), ``compare`` (the diff of the
 browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
@@ -31,8 +32,8 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.text import counted, printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
-from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, ArchiveScanned, Browse, DiffReady, IRFailed, IRIndexed, IRLoaded,
-                                   SearchDone)
+from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, ArchiveScanned, Browse, DiffReady, IRFailed,
+                                   IRIndexed, IRLoaded, SearchDone)
 from tsinspect.tui.priority import ui_priority
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
