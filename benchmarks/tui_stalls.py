@@ -179,7 +179,7 @@ async def main(path):
     out = {}
     async with app.run_test(size=(140, 40)) as pilot:
         while shown.get("at") is None:
-            await pilot.pause(0.005)
+            await asyncio.sleep(0.005)  # not pilot.pause: it posts to every widget and redraws
         out["first"], out["first_cpu"] = shown["at"][0], round(shown["at"][1], 3)
         await pilot.pause()
         if "--first" in sys.argv:  # no teardown: it is not measured, and the app's may race its timers
@@ -195,7 +195,7 @@ async def main(path):
         view = app.query_one("IRView")
         tree = app.query_one("#ir-tree")
         while view.state in ("waiting", "loading"):
-            await pilot.pause(0.005)
+            await asyncio.sleep(0.005)  # not pilot.pause: it posts to every widget and redraws
         await pilot.pause()
         out["ir"] = time.time() - START  # the tree shown; where values are defined and used may follow
         await settle(app, pilot)
@@ -207,7 +207,7 @@ async def main(path):
             t = time.perf_counter()
             await pilot.press("i")
             while view.state != "loaded" or not view.inlined:
-                await pilot.pause(0.005)
+                await asyncio.sleep(0.005)  # not pilot.pause: it posts to every widget and redraws
             await pilot.pause()
             out["inline_s"] = time.perf_counter() - t
             await settle(app, pilot)
@@ -217,7 +217,7 @@ async def main(path):
             t = time.perf_counter()
             await pilot.press("slash", *"aten::", "enter")
             while app.workers and any(w.is_running for w in app.workers):
-                await pilot.pause(0.005)
+                await asyncio.sleep(0.005)  # not pilot.pause: it posts to every widget and redraws
             await settle(app, pilot)
             out["search_s"] = time.perf_counter() - t
             out["matches"] = len(app.matches)

@@ -764,3 +764,149 @@ def test_workers_pause_while_the_event_loop_is_busy_never_the_loop_itself():
         assert not priority.busy and priority._selector is None
 
     asyncio.run(body())
+
+
+def _slow_scan(monkeypatch, plant: bool = False, fail: bool = False):
+    """The app's safety scan held until the returned event is set (then the real one: with an unsafe finding
+    planted, or raising); and the calls of ir.run.extract_ir, each with whether the scan was done then."""
+    import threading
+
+    import tsinspect.ir.run as run_mod
+    import tsinspect.tui.state as state
+    from tsinspect.safety.codescan import UNSAFE, Finding
+
+    release, calls = threading.Event(), []
+    real_scan, real_extract = state.scan_archive, run_mod.extract_ir
+
+    def held_scan(archive, index):
+        release.wait(60)
+        if fail:
+            raise RuntimeError("planted failure")
+        result = real_scan(archive, index)
+        if plant:
+            result.findings.insert(0, Finding("ambiguous_code", UNSAFE, "code/__torch__.py", 0, "code/__torch__.py",
+                                              "planted by the test"))
+        return result
+
+    def recorded_extract(archive, *args, scanned=None, **kwargs):
+        calls.append(scanned)
+        return real_extract(archive, *args, scanned=scanned, **kwargs)
+
+    monkeypatch.setattr(state, "scan_archive", held_scan)
+    monkeypatch.setattr(run_mod, "extract_ir", recorded_extract)
+    return release, calls
+
+
+async def _first_screen_while_scanning(app, pilot, release, calls):
+    """Checks what shows while the scan is held; polls a bounded number of times (the workers wait on it)."""
+    for _ in range(1000):
+        if app.loaded is not None:
+            break
+        await pilot.pause(0.01)
+    assert app.loaded is not None, "the first screen waited for the scan"
+    for _ in range(20):  # time for a wrong IR worker to call the extraction
+        await pilot.pause(0.02)
+    assert app.loaded.scan is None and "scanning code/" in text_of(app, "#overview-body")
+    assert "safety: scanning" in status(app)
+    assert app.query_one("IRView").state == "loading" and "safety scan's verdict" in text_of(app, "#ir-status")
+    assert calls == [], "the IR was extracted before the scan's verdict"
+    await pilot.press("s")  # composed by the key meanwhile: says the scan runs (no settle: a worker waits)
+    for _ in range(500):
+        if app.view("safety") is not None and app.focused is app.query_one("#findings"):
+            break
+        await pilot.pause(0.01)
+    assert "scanning" in text_of(app, "#safety-summary")
+    assert "scanning" in str(app.query_one("#findings", DataTable).get_row_at(0)[0])
+    release.set()
+
+
+def test_the_first_screen_does_not_wait_for_the_scan_and_the_ir_waits_for_its_verdict(monkeypatch):
+    """The archive shows as soon as it is summarised, saying the scan runs; the verdict fills in when done,
+    and the torch child loads only after it, gated by that very scan."""
+    from tsinspect.tui import start_ir
+    from tsinspect.tui.app import InspectorApp
+
+    release, calls = _slow_scan(monkeypatch)
+    path = str(SAMPLES / "gate_scripted.pt")
+
+    async def body():
+        started_ir = start_ir(path, trust=False)
+        app = InspectorApp(path, started_ir=started_ir)
+        try:
+            async with app.run_test() as pilot:
+                await _first_screen_while_scanning(app, pilot, release, calls)
+                await until(app, pilot, lambda: app.query_one("IRView").state == "loaded", "the IR")
+                assert "nothing unsafe in code/" in text_of(app, "#overview-body")
+                assert "scanning" not in status(app) and "IR: meta load" in status(app)
+                assert "nothing in code/ runs" in text_of(app, "#safety-summary")
+                assert len(calls) == 1 and calls[0][1] is app.loaded.scan
+        finally:
+            release.set()
+            started_ir.stop()
+    run(body())
+
+
+def test_an_unsafe_verdict_after_the_first_screen_still_refuses_the_ir(monkeypatch):
+    from tsinspect.tui import start_ir
+    from tsinspect.tui.app import InspectorApp
+
+    release, calls = _slow_scan(monkeypatch, plant=True)
+    path = str(SAMPLES / "gate_scripted.pt")
+
+    async def body():
+        started_ir = start_ir(path, trust=False)
+        app = InspectorApp(path, started_ir=started_ir)
+        try:
+            async with app.run_test() as pilot:
+                await _first_screen_while_scanning(app, pilot, release, calls)
+                await until(app, pilot, lambda: app.query_one("IRView").state == "refused", "the refusal")
+                assert "planted by the test" in text_of(app, "#ir-status")
+                assert "unsafe code found" in status(app) and "1 unsafe finding" in text_of(app, "#overview-body")
+                assert "planted by the test" in str(app.query_one("#findings", DataTable).get_row_at(0)[4])
+        finally:
+            release.set()
+            started_ir.stop()
+    run(body())
+
+
+def test_a_scan_that_fails_loads_nothing_and_says_so(monkeypatch):
+    from tsinspect.tui import start_ir
+    from tsinspect.tui.app import InspectorApp
+
+    release, calls = _slow_scan(monkeypatch, fail=True)
+    release.set()
+    path = str(SAMPLES / "gate_scripted.pt")
+
+    async def body():
+        started_ir = start_ir(path, trust=False)
+        app = InspectorApp(path, started_ir=started_ir)
+        try:
+            async with app.run_test() as pilot:
+                await until(app, pilot, lambda: app.query_one("IRView").state == "failed", "the IR's failure")
+                assert "safety scan failed" in text_of(app, "#ir-status") and calls == []
+                assert "planted failure" in text_of(app, "#overview-body") and "scan failed" in status(app)
+        finally:
+            started_ir.stop()
+    run(body())
+
+
+def test_the_scan_reads_the_archive_only_under_the_read_lock(monkeypatch):
+    """The scan runs beside the record view's workers, on one file handle: each read holds the lock, and
+    the lock is free between reads (held for the whole scan, it kept the record view waiting)."""
+    from tsinspect.archive.zipread import ZipArchive
+    from tsinspect.tui.state import open_loaded
+
+    loaded = open_loaded(str(SAMPLES / "gate_scripted.pt"))
+    reads = []
+    for name in ("read", "read_range", "iter_chunks"):
+        real = getattr(ZipArchive, name)
+
+        def checked(self, *args, _real=real, **kwargs):
+            reads.append(loaded.read_lock.locked())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ZipArchive, name, checked)
+    monkeypatch.setattr(loaded.archive, "_read_pickles", {})  # what the summary read is read again
+    loaded.run_scan()
+    assert reads and all(reads), reads
+    assert not loaded.read_lock.locked() and loaded.scan is not None

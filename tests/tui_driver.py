@@ -48,6 +48,8 @@ async def started(path, size=SIZE, ir: bool = True, **kwargs):
     try:
         async with app.run_test(size=size) as pilot:
             await until(app, pilot, lambda: app.loaded is not None or "cannot open" in status(app), "the archive")
+            if app.loaded is not None:  # the scan's verdict follows the first screen
+                await until(app, pilot, lambda: "scanning code/" not in text_of(app, "#overview-body"), "the scan")
             if ir and app.loaded is not None and app.loaded.summary.format in ("torchscript", "lite"):
                 await until(app, pilot, lambda: app.query_one("IRView").state not in ("waiting", "loading"), "the IR")
             await settle(app, pilot)

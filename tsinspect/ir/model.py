@@ -151,9 +151,18 @@ class IR:
     timings: dict[str, float] = field(default_factory=dict)
     functions: dict[str, Method] = field(default_factory=dict)  # free functions the methods call, by qualname
     sandbox: Confinement | None = None  # how the child that loaded it was confined (None: no child ran)
+    _by_path: tuple = field(default=(-1, None), repr=False, compare=False)  # module(): (len(modules), path -> module)
 
     def module(self, path: str) -> Module | None:
-        return next((m for m in self.modules if m.path == path), None)
+        """By path, from a map made once per length of ``modules`` (a traced model has a module per submodule
+        instance: thousands, each looked up)."""
+        count, by_path = self._by_path
+        if count != len(self.modules):
+            by_path = {}
+            for m in reversed(self.modules):  # the first of a path wins, as a linear search found it
+                by_path[m.path] = m
+            self._by_path = (len(self.modules), by_path)
+        return by_path.get(path)
 
     @property
     def types(self) -> dict[str, list[Method]]:

@@ -1,6 +1,7 @@
 """The tsinspect app: one screen with a tab per view, a search bar, the footer and F1 help.
 
-Workers: ``load_archive`` (summary and scan, torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
+Workers: ``load_archive`` (the summary; the safety scan follows in a thread once the first screen is drawn;
+torch-free) and ``load_ir`` (``tsinspect graph --json`` in a
 process of its own, tui.irfetch; the IR is decoded and indexed in the worker, with the garbage collector
 paused), ``compare`` (the diff of the
 browsed archive with a second one) and ``find`` (search). They post messages; the handlers here own every
@@ -31,8 +32,8 @@ from tsinspect.archive import records as rk
 from tsinspect.archive.text import counted, printable
 from tsinspect.tui import render
 from tsinspect.tui.commands import JumpProvider
-from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, Browse, DiffReady, IRFailed, IRIndexed, IRLoaded,
-                                   SearchDone)
+from tsinspect.tui.messages import (ArchiveFailed, ArchiveLoaded, ArchiveScanned, Browse, DiffReady, IRFailed,
+                                   IRIndexed, IRLoaded, SearchDone)
 from tsinspect.tui.priority import ui_priority
 from tsinspect.tui.views.archive import ArchiveView
 from tsinspect.tui.views.diff import CompareScreen, DiffView, basename
@@ -186,21 +187,43 @@ class InspectorApp(App):
 
     @work(thread=True, exclusive=True, group="archive", exit_on_error=False)
     def load_archive(self) -> None:
+        """The archive's summary, shown at once (ArchiveLoaded), then its safety scan (ArchiveScanned): seconds on
+        an archive of thousands of code files, that the first screen does not wait for."""
         from tsinspect.archive.problems import ArchiveError
-        from tsinspect.tui.state import load
+        from tsinspect.tui.state import open_loaded
 
         path = self.path
         try:
-            state = load(path)
+            state = open_loaded(path)
         except ArchiveError as exc:
             self._read[path] = False
             self.post_message(ArchiveFailed(str(exc)))
+            return
         except Exception as exc:  # keep the UI up and say what happened
             self._read[path] = False
             self.post_message(ArchiveFailed(f"internal error ({type(exc).__name__}: {exc})"))
-        else:
-            self._read[path] = state  # the IR's gate (irfetch.Early) need not wait for the message
-            self.post_message(ArchiveLoaded(state))
+            return
+        self._read[path] = state  # the IR's gate (irfetch.Early) need not wait for the message, only the verdict
+        self.post_message(ArchiveLoaded(state))  # its handler starts the scan once the archive is on screen
+
+    def _start_scan(self, state) -> None:
+        """The scan, started once the first screen is drawn (begun earlier, it took the interpreter lock from the
+        drawing half the time); in a daemon thread, not a worker: a quit does not wait for it (Textual joins
+        its workers' threads)."""
+        threading.Thread(target=self._scan, args=(state,), name="tsinspect-scan", daemon=True).start()
+
+    def _scan(self, state) -> None:
+        from tsinspect.collector import freeze_for_good
+
+        try:
+            state.run_scan()
+        except Exception:  # state.scan_error says what happened; nothing is loaded
+            pass
+        # what the summary and the scan built stays as long as the app (the code index, its syntax trees): out of
+        # the collector's reach now, or the next full collection scans it all, in whichever thread allocates
+        # next (3.8 s of the UI thread on a traced model of 5,000 submodules)
+        freeze_for_good()
+        self.post_message(ArchiveScanned(state))
 
     @work(thread=True, group="pick", exit_on_error=False)
     def pick_browsed(self, a: str, b: str) -> None:
@@ -253,7 +276,21 @@ class InspectorApp(App):
             else:
                 self.load_ir(self.trust)
         self.update_status()
+        self.call_after_refresh(self._start_scan, self.loaded)
         self.call_after_refresh(self._mount_later)
+
+    @on(ArchiveScanned)
+    def _archive_scanned(self, message: ArchiveScanned) -> None:
+        if message.state is not self.loaded:  # an archive browsed before (diff --tui)
+            return
+        self.query_one(ArchiveView).refresh_overview()  # the summary's safety line
+        safety = self.view("safety")
+        if safety is not None:  # else it shows the verdict when composed
+            safety.show_archive()
+        ir = self.query_one(IRView)
+        if ir.state == "loading":
+            ir.tick()
+        self.update_status()
 
     @on(ArchiveFailed)
     def _archive_failed(self, message: ArchiveFailed) -> None:
@@ -458,7 +495,11 @@ class InspectorApp(App):
             parts.append((f"  {s.format}, {len(s.records)} records", render.DIM))
             parts.append(("  IR: ", render.DIM))
             parts.append(self.query_one(IRView).status())
-            if self.loaded.scan.unsafe:
+            scan = self.loaded.scan
+            if scan is None:
+                parts.append(("  safety: " + ("scan failed (s)" if self.loaded.scan_error else "scanning..."),
+                              render.WARN if self.loaded.scan_error else render.DIM))
+            elif scan.unsafe:
                 parts.append(("  unsafe code found (s)", render.BAD))
         if self.diff_pair is not None:
             parts.append(self._diff_status())

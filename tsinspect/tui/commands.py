@@ -42,7 +42,7 @@ class JumpProvider(Provider):
                 for method in module.methods:
                     out.append((f"method: {prefix}{printable(method.name)}",
                                 partial(app.show_node, (module.path, method.name, None))))
-                    graph = view.graph_of(module.path, method.name)
+                    graph = view.shown_graph(method)
                     for node, _ in graph.walk() if graph and count < MAX_NODES else []:
                         count += 1
                         values = ", ".join("%" + v.name for v in node.outputs)

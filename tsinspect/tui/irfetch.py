@@ -123,8 +123,8 @@ class Early:
 
     def result(self, read: Callable[[], Any], cancelled: Callable[[], bool]) -> Fetched | None:
         """Wait for ``read()``, the app's tsinspect.tui.state.Loaded of this path (None until it is read, False
-        when it could not be: the archive view says why, and this raises Cancelled), polling ``cancelled``;
-        then gate and load. None for an archive with no IR."""
+        when it could not be: the archive view says why, and this raises Cancelled), and for its safety scan's
+        verdict, polling ``cancelled``; then gate and load. None for an archive with no IR."""
         from tsinspect.archive import records as rk
         from tsinspect.ir.run import extract_ir
         from tsinspect.ir.stream import decode_extraction
@@ -140,9 +140,14 @@ class Early:
             archive = state.archive
             if archive.format not in rk.IR_FORMATS:
                 return None
-            scanned = (state.summary.code, state.scan)
             if archive.format in (rk.TORCHSCRIPT, rk.LITE):  # the lock only while the archive is read
-                extraction = extract_ir(archive, early=self.child, scanned=scanned, reading=state.read_lock)
+                scan = state.verdict(cancelled)  # the gate's: nothing is loaded before it
+                if scan is None:
+                    if cancelled():
+                        raise Cancelled
+                    raise FetchError(state.scan_error or "the safety scan gave no verdict")
+                extraction = extract_ir(archive, early=self.child, scanned=(state.summary.code, scan),
+                                        reading=state.read_lock)
             else:  # read without torch, at once (pt2's graph, model.json's refusal)
                 with state.read_lock:
                     extraction = extract_ir(archive, early=self.child)

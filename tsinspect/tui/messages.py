@@ -10,7 +10,16 @@ from textual.message import Message
 
 @dataclass
 class ArchiveLoaded(Message):
-    """The archive was opened and summarised (``state`` is a tsinspect.tui.state.Loaded)."""
+    """The archive was opened and summarised (``state`` is a tsinspect.tui.state.Loaded); its safety scan
+    runs on (ArchiveScanned follows)."""
+
+    state: Any
+
+
+@dataclass
+class ArchiveScanned(Message):
+    """The safety scan of ``state`` (a tsinspect.tui.state.Loaded shown already) is done: ``state.scan``, or
+    ``state.scan_error`` when it failed."""
 
     state: Any
 

@@ -97,11 +97,20 @@ def overview(loaded) -> Content:
                                                    for r in s.extra_files[:10])))
     rows.append(field("problems", Content.styled(f"{len(s.problems)}  (s)", WARN) if s.problems
                       else Content.styled("none", GOOD)))
-    unsafe = loaded.scan.unsafe
-    rows.append(field("safety", Content.styled(f"{counted(len(unsafe), 'unsafe finding')} in code/  (s)", BAD) if unsafe
-                      else Content.styled(f"nothing unsafe in code/ ({len(loaded.scan.findings)} notes)", GOOD)))
+    rows.append(field("safety", safety_line(loaded)))
     rows += ["", Content.styled("Select a record on the left; F1 lists every key.", DIM)]
     return lines(*rows)
+
+
+def safety_line(loaded) -> Content:
+    """The scan's verdict in a few words: it comes after the first screen (tsinspect.tui.state)."""
+    scan = loaded.scan
+    if scan is None:
+        return (Content.styled(printable(loaded.scan_error), BAD) if loaded.scan_error else
+                Content.styled("scanning code/ for load-time code... (the IR waits for the verdict)", DIM))
+    unsafe = scan.unsafe
+    return (Content.styled(f"{counted(len(unsafe), 'unsafe finding')} in code/  (s)", BAD) if unsafe
+            else Content.styled(f"nothing unsafe in code/ ({len(scan.findings)} notes)", GOOD))
 
 
 # ----- records

@@ -1,7 +1,8 @@
 """What the app knows about the open archive: the lower layers' result objects plus small caches.
 
 Textual-free. Every read of the archive file goes through ``read_lock`` because the record worker and
-the event loop may both read it.
+the event loop may both read it. The safety scan's verdict comes after the summary (``open_loaded``, then
+``Loaded.run_scan``): the first screen does not wait for it, whatever needs it does (``verdict``).
 """
 
 from __future__ import annotations
@@ -27,14 +28,55 @@ class CodeFile:
     debug_note: str | None = None  # why there is no blame
 
 
+class _LockedCalls:
+    """The archive as the scan sees it: each call of one of its methods holds ``lock`` (the scan reads a record
+    now and then between long stretches of work on code/; holding the lock for the whole scan would keep the
+    record view waiting that long). Attributes are the archive's own: the scan judges that very object."""
+
+    def __init__(self, archive: Archive, lock: threading.Lock):
+        self._archive, self._lock = archive, lock
+
+    def __getattr__(self, name: str):
+        value = getattr(self._archive, name)
+        if not callable(value):
+            return value
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
 @dataclass
 class Loaded:
     path: str
     archive: Archive
     summary: ArchiveSummary
-    scan: ScanResult
+    scan: ScanResult | None = None  # None until run_scan is done (the first screen does not wait for it)
     read_lock: threading.Lock = field(default_factory=threading.Lock)
+    scanned: threading.Event = field(default_factory=threading.Event)  # set when ``scan`` is (or the scan failed)
+    scan_error: str | None = None  # why the scan failed (an internal error: nothing loads then)
     _code: dict[str, CodeFile] = field(default_factory=dict)
+
+    def run_scan(self) -> ScanResult:
+        """The safety scan of code/ (from a worker: seconds on an archive of thousands of code files); every read
+        of the archive under ``read_lock``, the lock not held in between."""
+        try:
+            self.scan = scan_archive(_LockedCalls(self.archive, self.read_lock), self.summary.code)
+        except Exception as exc:  # unknown is unsafe: ``scan`` stays None, and nothing waiting for it loads
+            self.scan_error = f"the safety scan failed: internal error ({type(exc).__name__}: {exc})"
+            raise
+        finally:
+            self.scanned.set()
+        return self.scan
+
+    def verdict(self, cancelled=lambda: False) -> ScanResult | None:
+        """Wait for the scan (from a worker), polling ``cancelled``; None if cancelled or the scan failed."""
+        while not self.scanned.wait(0.01):
+            if cancelled():
+                return None
+        return self.scan
 
     @property
     def tensors_by_name(self) -> dict[str, TensorInfo]:
@@ -64,8 +106,14 @@ class Loaded:
         return self._code[name]
 
 
-def load(path: str) -> Loaded:
-    """Open and summarise ``path`` and scan its code; ArchiveError when it is not an archive at all."""
+def open_loaded(path: str) -> Loaded:
+    """Open and summarise ``path`` (not scanned yet: ``run_scan``); ArchiveError when it is not an archive."""
     archive = open_archive(path)
-    summary = summarize(archive)
-    return Loaded(path, archive, summary, scan_archive(archive, summary.code))
+    return Loaded(path, archive, summarize(archive))
+
+
+def load(path: str) -> Loaded:
+    """Open, summarise and scan ``path``."""
+    loaded = open_loaded(path)
+    loaded.run_scan()
+    return loaded

@@ -332,6 +332,8 @@ class IRView(Vertical):
         if summary.format in ("torchscript", "lite", "pt2"):
             if self.state == "waiting":  # the extraction usually started with the app, and may be done
                 self.show_loading(self.app.trust)
+            elif self.state == "loading":  # says whether it waits for the scan
+                self.tick()
         else:
             self.state = "none"
             self.query_one("#ir-tree", LazyTree).loading = False
@@ -354,7 +356,9 @@ class IRView(Vertical):
 
     def tick(self) -> None:
         elapsed = time.monotonic() - self._loading_since
-        self._set_status(Content.styled(f"{self._loading_what}... {elapsed:.0f} s", render.DIM))
+        loaded = self.app.loaded
+        waiting = " (waiting for the safety scan's verdict)" if loaded is not None and loaded.scan is None else ""
+        self._set_status(Content.styled(f"{self._loading_what}{waiting}... {elapsed:.0f} s", render.DIM))
 
     def show_error(self, message: str) -> None:
         self.state = "failed"
@@ -420,8 +424,12 @@ class IRView(Vertical):
     def graph_of(self, module_path: str, method_name: str) -> Graph | None:
         module = self.extraction.ir.module(module_path) if self.extraction else None
         method = module.method(method_name) if module else None
-        if method is None:
-            return None
+        return self.shown_graph(method) if method is not None else None
+
+    def shown_graph(self, method) -> Graph | None:
+        """The method's graph as the tree shows it (inlined or as saved). Callers walking every module use this,
+        not graph_of by path: one lookup per method was quadratic in modules (a traced model has one per
+        submodule instance: 5,001)."""
         return method.inlined if self.inlined and method.inlined else method.graph
 
     def indexed(self, extraction, index: dict) -> None:
@@ -659,7 +667,7 @@ class IRView(Vertical):
         hits = []
         for module in self.extraction.ir.modules:
             for method in module.methods:
-                graph = self.graph_of(module.path, method.name)
+                graph = self.shown_graph(method)
                 for node, _ in paced(graph.walk()) if graph else ():
                     kind = node.kind
                     hit = kind_matches.get(kind)

@@ -36,10 +36,12 @@ class SafetyView(Vertical):
         yield DataTable(id="problems", cursor_type="row", zebra_stripes=True)
 
     def show_archive(self) -> None:
+        """The archive's problems, and the scan's findings once it is done (called again then)."""
         loaded = self.app.loaded
         scan, problems = loaded.scan, loaded.summary.problems
-        unsafe = len(scan.unsafe)
-        verdict = (Content.styled(f"{counted(unsafe, 'unsafe finding')}: the IR is only loaded with torch after you confirm",
+        unsafe = len(scan.unsafe) if scan is not None else 0
+        verdict = (render.safety_line(loaded) if scan is None else
+                   Content.styled(f"{counted(unsafe, 'unsafe finding')}: the IR is only loaded with torch after you confirm",
                                   render.BAD) if unsafe else
                    Content.styled("nothing in code/ runs file or raw-memory operations at load time", render.GOOD))
         self.query_one("#safety-summary", Static).update(Content.assemble(
@@ -47,13 +49,14 @@ class SafetyView(Vertical):
         findings = self.query_one("#findings", DataTable)
         findings.clear(columns=True)
         findings.add_columns("verdict", "kind", "where", "what", "detail")
-        self.findings = list(scan.findings)
+        self.findings = list(scan.findings) if scan is not None else []
         rows = [(Text(f.verdict, style=VERDICT_STYLE.get(f.verdict, "")), render.plain(f.kind),
                  render.plain(f.where), render.plain(f.what),
                  render.plain(f.detail + (f" (via {' -> '.join(f.via)})" if f.via else "")))
                 for f in self.findings[:MAX_ROWS]]
+        empty = Text("scanning..." if scan is None else "none", style="dim")
         findings.add_rows(capped(rows, len(self.findings), 5, "scan --json")
-                          or [(Text("none", style="dim"), Text(""), Text(""), Text(""), Text(""))])
+                          or [(empty, Text(""), Text(""), Text(""), Text(""))])
         table = self.query_one("#problems", DataTable)
         table.clear(columns=True)
         table.add_columns("kind", "member", "detail")
