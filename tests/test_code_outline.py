@@ -72,19 +72,23 @@ def test_the_large_generated_files_have_outlines():
     assert any(assert_same(name, source) for name, source in sources_of(path))
 
 
-def test_hostile_and_evil_archives(tmp_path):
-    seen: set[tuple[str, str]] = set()  # most cases share the sample's code files
+def hostile_sources(tmp_path: Path) -> list[tuple[str, str]]:
+    """The distinct code files of the hostile and evil archives (most cases share the sample's)."""
+    seen: dict[tuple[str, str], None] = {}
     for case in [*HOSTILE, *(c for c in EVIL_CODE if not c.torch)]:
         target = tmp_path / "case.pt"
         try:
             target.write_bytes(case.build(str(tmp_path / "marker")))
         except Exception:  # noqa: BLE001 - a builder that needs what this test does not set up
             continue
-        for name, source in sources_of(target):
-            if (name, source) not in seen:
-                seen.add((name, source))
-                assert_same(name, source)
+        seen.update(dict.fromkeys(sources_of(target)))
     assert len(seen) > 20
+    return list(seen)
+
+
+def test_hostile_and_evil_archives(tmp_path):
+    for name, source in hostile_sources(tmp_path):
+        assert_same(name, source)
 
 
 GENERATED = '''class Seq(Module):
@@ -352,18 +356,8 @@ def test_the_judges_index_on_real_and_generated_archives(path):
 
 
 def test_the_judges_index_on_hostile_and_evil_archives(tmp_path):
-    seen: set[tuple[str, str]] = set()
-    for case in [*HOSTILE, *(c for c in EVIL_CODE if not c.torch)]:
-        target = tmp_path / "case.pt"
-        try:
-            target.write_bytes(case.build(str(tmp_path / "marker")))
-        except Exception:  # noqa: BLE001 - a builder that needs what this test does not set up
-            continue
-        for name, source in sources_of(target):
-            if (name, source) not in seen:
-                seen.add((name, source))
-                assert_judged_same(name, source)
-    assert len(seen) > 20
+    for name, source in hostile_sources(tmp_path):
+        assert_judged_same(name, source)
 
 
 @pytest.mark.parametrize("n", range(len(TRICKY)))
