@@ -179,23 +179,28 @@ def _block(rng: random.Random, indent: int, depth: int) -> list[str]:
     return lines
 
 
+def _mutated(rng, lines: list[str], counts: tuple, indents: tuple, pool: list[str]) -> str:
+    """``lines`` with a few lines inserted (indented by one of ``indents``, from ``pool``), deleted or
+    re-indented, joined, with or without a final newline."""
+    for _ in range(rng.choice(counts)):
+        at = rng.randrange(len(lines) + 1)
+        mutation = rng.random()
+        if mutation < 0.5:
+            lines.insert(at, " " * rng.choice(indents) + rng.choice(pool))
+        elif mutation < 0.75 and len(lines) > 1:
+            del lines[at - 1]
+        else:
+            lines[at - 1] = " " * rng.choice((0, 1, 2, 4)) + lines[at - 1].lstrip(" ")
+    return "\n".join(lines) + rng.choice(("", "\n"))
+
+
 def test_random_assemblies():
     """Random files of generated lines inside blocks, some mutated (a line of any kind inserted, a line
     dropped, an indentation changed): the outline agrees with the whole parse whether or not they parse."""
     rng = random.Random(14)
     outlined = valid = 0
     for _ in range(4000):
-        lines = _block(rng, 0, 0)
-        for _ in range(rng.choice((0, 0, 1, 2))):
-            at = rng.randrange(len(lines) + 1)
-            mutation = rng.random()
-            if mutation < 0.5:
-                lines.insert(at, " " * rng.choice((0, 1, 2, 4, 6)) + rng.choice(LINES))
-            elif mutation < 0.75 and len(lines) > 1:
-                del lines[at - 1]
-            else:
-                lines[at - 1] = " " * rng.choice((0, 1, 2, 4)) + lines[at - 1].lstrip(" ")
-        source = "\n".join(lines) + rng.choice(("", "\n"))
+        source = _mutated(rng, _block(rng, 0, 0), (0, 0, 1, 2), (0, 1, 2, 4, 6), LINES)
         outlined += assert_same("code/__torch__/r.py", source)
         valid += indexed("code/__torch__/r.py", source, False)[1] is None
     assert outlined > 2000 and valid > 1000
@@ -412,16 +417,7 @@ def test_the_judges_index_on_random_assemblies():
     aside = valid = 0
     for _ in range(3000):
         lines = _judged_file(rng) if rng.random() < 0.8 else _block(rng, 0, 0)
-        for _ in range(rng.choice((0, 0, 0, 1, 2))):
-            at = rng.randrange(len(lines) + 1)
-            mutation = rng.random()
-            if mutation < 0.5:
-                lines.insert(at, " " * rng.choice((0, 1, 2, 4)) + rng.choice(LINES + JUDGED))
-            elif mutation < 0.75 and len(lines) > 1:
-                del lines[at - 1]
-            else:
-                lines[at - 1] = " " * rng.choice((0, 1, 2, 4)) + lines[at - 1].lstrip(" ")
-        source = "\n".join(lines) + rng.choice(("", "\n"))
+        source = _mutated(rng, lines, (0, 0, 0, 1, 2), (0, 1, 2, 4), LINES + JUDGED)
         aside += assert_judged_same("code/__torch__/r.py", source)
         valid += indexed("code/__torch__/r.py", source, False)[1] is None
     assert aside > 1000 and valid > 1500, (aside, valid)

@@ -797,6 +797,26 @@ def _slow_scan(monkeypatch, plant: bool = False, fail: bool = False):
     return release, calls
 
 
+def _with_early_ir(release, check) -> None:
+    """The app on gate_scripted.pt with its IR child started first, as ``tsinspect FILE`` starts it;
+    ``check(app, pilot)`` drives it; the held scan is released and the child stopped whatever happens."""
+    from tsinspect.tui import start_ir
+    from tsinspect.tui.app import InspectorApp
+
+    path = str(SAMPLES / "gate_scripted.pt")
+
+    async def body():
+        started_ir = start_ir(path, trust=False)
+        app = InspectorApp(path, started_ir=started_ir)
+        try:
+            async with app.run_test() as pilot:
+                await check(app, pilot)
+        finally:
+            release.set()
+            started_ir.stop()
+    run(body())
+
+
 async def _first_screen_while_scanning(app, pilot, release, calls):
     """Checks what shows while the scan is held; polls a bounded number of times (the workers wait on it)."""
     for _ in range(1000):
@@ -823,71 +843,39 @@ async def _first_screen_while_scanning(app, pilot, release, calls):
 def test_the_first_screen_does_not_wait_for_the_scan_and_the_ir_waits_for_its_verdict(monkeypatch):
     """The archive shows as soon as it is summarised, saying the scan runs; the verdict fills in when done,
     and the torch child loads only after it, gated by that very scan."""
-    from tsinspect.tui import start_ir
-    from tsinspect.tui.app import InspectorApp
-
     release, calls = _slow_scan(monkeypatch)
-    path = str(SAMPLES / "gate_scripted.pt")
 
-    async def body():
-        started_ir = start_ir(path, trust=False)
-        app = InspectorApp(path, started_ir=started_ir)
-        try:
-            async with app.run_test() as pilot:
-                await _first_screen_while_scanning(app, pilot, release, calls)
-                await until(app, pilot, lambda: app.query_one("IRView").state == "loaded", "the IR")
-                assert "nothing unsafe in code/" in text_of(app, "#overview-body")
-                assert "scanning" not in status(app) and "IR: meta load" in status(app)
-                assert "nothing in code/ runs" in text_of(app, "#safety-summary")
-                assert len(calls) == 1 and calls[0][1] is app.loaded.scan
-        finally:
-            release.set()
-            started_ir.stop()
-    run(body())
+    async def check(app, pilot):
+        await _first_screen_while_scanning(app, pilot, release, calls)
+        await until(app, pilot, lambda: app.query_one("IRView").state == "loaded", "the IR")
+        assert "nothing unsafe in code/" in text_of(app, "#overview-body")
+        assert "scanning" not in status(app) and "IR: meta load" in status(app)
+        assert "nothing in code/ runs" in text_of(app, "#safety-summary")
+        assert len(calls) == 1 and calls[0][1] is app.loaded.scan
+    _with_early_ir(release, check)
 
 
 def test_an_unsafe_verdict_after_the_first_screen_still_refuses_the_ir(monkeypatch):
-    from tsinspect.tui import start_ir
-    from tsinspect.tui.app import InspectorApp
-
     release, calls = _slow_scan(monkeypatch, plant=True)
-    path = str(SAMPLES / "gate_scripted.pt")
 
-    async def body():
-        started_ir = start_ir(path, trust=False)
-        app = InspectorApp(path, started_ir=started_ir)
-        try:
-            async with app.run_test() as pilot:
-                await _first_screen_while_scanning(app, pilot, release, calls)
-                await until(app, pilot, lambda: app.query_one("IRView").state == "refused", "the refusal")
-                assert "planted by the test" in text_of(app, "#ir-status")
-                assert "unsafe code found" in status(app) and "1 unsafe finding" in text_of(app, "#overview-body")
-                assert "planted by the test" in str(app.query_one("#findings", DataTable).get_row_at(0)[4])
-        finally:
-            release.set()
-            started_ir.stop()
-    run(body())
+    async def check(app, pilot):
+        await _first_screen_while_scanning(app, pilot, release, calls)
+        await until(app, pilot, lambda: app.query_one("IRView").state == "refused", "the refusal")
+        assert "planted by the test" in text_of(app, "#ir-status")
+        assert "unsafe code found" in status(app) and "1 unsafe finding" in text_of(app, "#overview-body")
+        assert "planted by the test" in str(app.query_one("#findings", DataTable).get_row_at(0)[4])
+    _with_early_ir(release, check)
 
 
 def test_a_scan_that_fails_loads_nothing_and_says_so(monkeypatch):
-    from tsinspect.tui import start_ir
-    from tsinspect.tui.app import InspectorApp
-
     release, calls = _slow_scan(monkeypatch, fail=True)
     release.set()
-    path = str(SAMPLES / "gate_scripted.pt")
 
-    async def body():
-        started_ir = start_ir(path, trust=False)
-        app = InspectorApp(path, started_ir=started_ir)
-        try:
-            async with app.run_test() as pilot:
-                await until(app, pilot, lambda: app.query_one("IRView").state == "failed", "the IR's failure")
-                assert "safety scan failed" in text_of(app, "#ir-status") and calls == []
-                assert "planted failure" in text_of(app, "#overview-body") and "scan failed" in status(app)
-        finally:
-            started_ir.stop()
-    run(body())
+    async def check(app, pilot):
+        await until(app, pilot, lambda: app.query_one("IRView").state == "failed", "the IR's failure")
+        assert "safety scan failed" in text_of(app, "#ir-status") and calls == []
+        assert "planted failure" in text_of(app, "#overview-body") and "scan failed" in status(app)
+    _with_early_ir(release, check)
 
 
 def test_the_scan_reads_the_archive_only_under_the_read_lock(monkeypatch):
