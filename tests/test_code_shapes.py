@@ -218,8 +218,8 @@ def test_a_module_path_naming_a_hazard_or_a_keyword(traced, tmp_path, monkeypatc
     top = names[0].split("/", 1)[0]
     for i, word in enumerate(["save", "if", "__debug__", "__tsph0__", "load_x", "None"]):
         for j, source in enumerate(names[:3]):
-            text = traced[source].decode().replace(_module(source), f"__torch__.p{i}.{word}.m{j}")
-            members[f"{top}/code/__torch__/p{i}/{word}/m{j}.py"] = text.encode()
+            text = traced[source].decode().replace(_module(source), f"__torch__.p{i}.{word}.___torch_mangle_{j}")
+            members[f"{top}/code/__torch__/p{i}/{word}/___torch_mangle_{j}.py"] = text.encode()
     seen = assert_both_ways(_write(members, tmp_path / "t.pt"), monkeypatch)
     assert min(seen["shaped"]) >= 8
 
@@ -256,7 +256,7 @@ def test_shared_files_at_the_depth_and_stack_edge():
     for kind, make in NESTINGS.items():
         for nesting in (5, SKIPPED_DEPTH - 3, SKIPPED_DEPTH, SKIPPED_DEPTH + 2, 200, 900):
             line = f"{make(nesting)} = 1" if kind == "names" else f"y = {make(nesting)}"
-            files = {f"code/__torch__/p/m{i}.py": f"class C(Module):\n  def forward(self: __torch__.p.m{i}.C,\n"
+            files = {f"code/__torch__/p/___torch_mangle_{i}.py": f"class C(Module):\n  def forward(self: __torch__.p.___torch_mangle_{i}.C,\n"
                      f"    x: int) -> int:\n    {line}\n    return 1\n" for i in range(3)}
             shared, alone, shapes_seen = CodeIndex(), CodeIndex(), {}
             for name, source in files.items():
@@ -306,11 +306,11 @@ def test_index_file_twice_and_the_ops_fact():
     text = "class C(Module):\n  def forward(self: {m}.C,\n    x: int) -> int:\n    y = {call}\n    return 1\n"
     for call, ops_named in [("torch.add(x, 1)", False), ("ops.myns.op(x)", True)]:
         index, seen = CodeIndex(), {}
-        files = [f"code/__torch__/p/m{i}.py" for i in range(3)]
-        for name in files:
-            index_file(index, name, text.format(m=f"__torch__.p.{name[-5:-3]}", call=call), False, seen)
+        files = [f"code/__torch__/p/___torch_mangle_{i}.py" for i in range(3)]
+        for i, name in enumerate(files):
+            index_file(index, name, text.format(m=f"__torch__.p.___torch_mangle_{i}", call=call), False, seen)
         index_file(index, files[0], text.format(m="__torch__.q", call="torch.save(x, 'f')"), False, seen)
-        index_file(index, files[0], text.format(m="__torch__.p.m0", call=call), False, seen)
+        index_file(index, files[0], text.format(m="__torch__.p.___torch_mangle_0", call=call), False, seen)
         assert index.shape(files[0]) is not None
         assert "save" not in ast.dump(index.tree(files[0]))
         assert names_no_ops(index, files[2]) == (not ops_named)
@@ -330,7 +330,7 @@ def test_the_scan_certificate_parts():
         for package, expect in [("p", expected), ("save", False), ("p.set_x", False)]:
             index, seen = CodeIndex(), {}
             for i in range(3):
-                module = f"__torch__.{package}.m{i}"
+                module = f"__torch__.{package}.___torch_mangle_{i}"
                 index_file(index, f"code/{module.replace('.', '/')}.py", base.format(m=module, body=body), False, seen)
             files = list(index.sources)
             assert index.shape(files[0]) is None and index.shape(files[2]) is not None
@@ -343,16 +343,16 @@ def test_the_scan_certificate_parts():
 
 def test_shape_conditions():
     module = "__torch__.a.___torch_mangle_3"
-    mark = shapes.placeholder(2)
-    assert shapes.shape_of(module, f"x: {module}.Linear") == (f"x: {mark}.Linear", mark)
-    assert shapes.bounded(f"x: {mark}.Linear", mark)
-    for text in [f"x{mark}", f".{mark}", f"{mark}y", f'{mark}"', f"{mark}'", f"\\{mark}", f"é{mark}", f"{mark}\u0301",
-                 f"{mark}{mark}", "x" * shapes.MAX_LINE + mark]:
-        assert not shapes.bounded(text, mark), text
-    for bad in ["__torch__", "a.b", "__torch__.if", "__torch__.a.__debug__", "__torch__.__tsph0__", "__torch__.é",
-                "__torch__.a b", "__torch__.0a", "__torch__." + ".".join(["a"] * 65)]:
-        assert shapes.shape_of(bad, "pass") is None, bad
-    assert shapes.shape_of(module, "__tsph") is None
-    assert shapes.shape_of(module, "x" * shapes.MAX_LINE) is None
-    assert shapes.placed(f"{mark}.L", mark, module) == f"{module}.L" and shapes.whole(f"{mark}.L", mark)
-    assert not shapes.whole("__tsph1__", mark)
+    text = "x: __torch__.a.___torch_mangle_3.L = ___torch_mangle_12\n'___torch_mangle_3' # ___torch_mangle_007"
+    assert shapes.shape_of(module, text) == (
+        "__torch__.a.___torch_mangle___tsph0__",
+        "x: __torch__.a.___torch_mangle___tsph0__.L = ___torch_mangle___tsph1__\n'___torch_mangle___tsph0__' "
+        "# ___torch_mangle___tsph2__", ("3", "12", "007"))
+    _, shaped, numbers = shapes.shape_of(module, text)
+    assert shapes.placed(shaped, numbers) == text and shapes.whole(shaped, 3) and not shapes.whole(shaped, 2)
+    for value in ["__tsph", "__tsph0_", "__tsph01__", "__tsph3__"]:
+        assert not shapes.whole(value, 3), value
+    assert shapes.shape_of("__torch__.a", "x = 1") is None  # no mangled number: nothing to share
+    for bad in [text + "__tsph", text + "é", text + "\n" + "x" * shapes.MAX_LINE]:
+        assert shapes.shape_of(module, bad) is None, bad[-10:]
+    assert shapes.shape_of(module + "é", text) is None

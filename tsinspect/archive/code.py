@@ -234,7 +234,7 @@ def index_code(archive: Archive, outlined: bool = True) -> CodeIndex:
 
 def _index_code(archive: Archive, outlined: bool) -> CodeIndex:
     index = CodeIndex(file_version=_file_version(archive))
-    shapes: dict[str, CodeShape] = {}
+    shapes: dict[tuple[str, str], CodeShape | None] = {}
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
@@ -250,11 +250,11 @@ def _index_code(archive: Archive, outlined: bool) -> CodeIndex:
 @dataclass
 class CodeShape:
     """Code files of one shape (tsinspect.archive.shapes), indexed once: the shape's classes and functions, with
-    the placeholder ``mark`` where each file's module path goes (``classes`` None: every file of the shape is
-    read on its own). ``facts``: what other readers derived from the shape's tree, by reader."""
+    placeholders where each file's mangled numbers go (``classes`` None: every file of the shape is read on
+    its own). ``facts``: what other readers derived from the shape's tree, by reader."""
 
+    module: str
     text: str
-    mark: str
     classes: list[ClassInfo] | None = None
     functions: list[MethodInfo] = field(default_factory=list)
     facts: dict = field(default_factory=dict, repr=False)
@@ -262,24 +262,23 @@ class CodeShape:
 
     @property
     def tree(self) -> ast.Module:
-        """The shape's whole tree (the shape parsed when its index was made: no error here)."""
+        """The shape's whole tree (parsed on first use)."""
         if self._tree is None:
             with paused():
                 self._tree = _parse_detached(self.text, "<shape>")
         return self._tree
 
 
-def _shape(text: str, mark: str, outlined: bool) -> CodeShape:
-    shape = CodeShape(text, mark)
-    if shaping.bounded(text, mark):
-        scratch = CodeIndex()
-        if _index_alone(scratch, "<shape>", text, outlined, mark) is None:
-            strings = [s for info in scratch.classes.values() for s in _class_strings(info)]
-            strings += [s for f in scratch.functions for s in _method_strings(f)]
-            if all(shaping.whole(s, mark) for s in strings):
-                shape.classes, shape.functions = list(scratch.classes.values()), scratch.functions
-                for method in scratch.methods:  # models only: no tree kept for them
-                    method._node = method._index = None
+def _shape(module: str, text: str, count: int, outlined: bool) -> CodeShape:
+    shape = CodeShape(module, text)
+    scratch = CodeIndex()
+    if _index_alone(scratch, "<shape>", text, outlined, module) is None:
+        strings = [s for info in scratch.classes.values() for s in _class_strings(info)]
+        strings += [s for f in scratch.functions for s in _method_strings(f)]
+        if all(shaping.whole(s, count) for s in strings):
+            shape.classes, shape.functions = list(scratch.classes.values()), scratch.functions
+            for method in scratch.methods:  # models only: no tree kept for them
+                method._node = method._index = None
     return shape
 
 
@@ -292,24 +291,23 @@ def _method_strings(method: MethodInfo) -> list[str]:
     return [method.owner or "", method.name, *method.args]
 
 
-def _placed_method(method: MethodInfo, owner: str | None, file: str, mark: str, module: str) -> MethodInfo:
-    return MethodInfo(owner, shaping.placed(method.name, mark, module), file, method.line, method.end_line,
-                      [shaping.placed(a, mark, module) for a in method.args])
+def _placed_method(method: MethodInfo, owner: str | None, file: str, numbers: tuple[str, ...]) -> MethodInfo:
+    return MethodInfo(owner, shaping.placed(method.name, numbers), file, method.line, method.end_line,
+                      [shaping.placed(a, numbers) for a in method.args])
 
 
 def _index_shaped(index: CodeIndex, name: str, source: str, outlined: bool, shapes: dict) -> bool:
     """Index a file from its shape's index (True), or False when it has none to share."""
-    module = module_of(name)
-    found = shaping.shape_of(module, source)
+    found = shaping.shape_of(module_of(name), source)
     if found is None:
         return False
-    text, mark = found
-    shape = shapes.get(text, False)
+    module, text, numbers = found
+    shape = shapes.get((module, text), False)
     if shape is False:  # the shape's first file: read on its own (a shape of one file costs no more)
-        shapes[text] = None
+        shapes[module, text] = None
         return False
     if shape is None:
-        shape = shapes[text] = _shape(text, mark, outlined)
+        shape = shapes[module, text] = _shape(module, text, len(numbers), outlined)
     if shape.classes is None:
         return False
     index.sources[name] = source
@@ -317,17 +315,17 @@ def _index_shaped(index: CodeIndex, name: str, source: str, outlined: bool, shap
     index._shapes[name] = shape
     put = shaping.placed
     for model in shape.classes:
-        qualname = put(model.qualname, mark, module)
-        info = ClassInfo(qualname, name, model.line, [put(p, mark, module) for p in model.parameters],
-                         [put(b, mark, module) for b in model.buffers],
-                         {put(k, mark, module): put(v, mark, module) for k, v in model.attributes.items()},
-                         [_placed_method(m, qualname, name, mark, module) for m in model.methods],
-                         [put(b, mark, module) for b in model.bases])
+        qualname = put(model.qualname, numbers)
+        info = ClassInfo(qualname, name, model.line, [put(p, numbers) for p in model.parameters],
+                         [put(b, numbers) for b in model.buffers],
+                         {put(k, numbers): put(v, numbers) for k, v in model.attributes.items()},
+                         [_placed_method(m, qualname, name, numbers) for m in model.methods],
+                         [put(b, numbers) for b in model.bases])
         index.classes[qualname] = info
         for method in info.methods:
             method._index = index
     for model in shape.functions:
-        index.functions.append(_placed_method(model, None, name, mark, module))
+        index.functions.append(_placed_method(model, None, name, numbers))
         index.functions[-1]._index = index
     return True
 
@@ -336,8 +334,9 @@ def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True,
                shapes: dict | None = None) -> str | None:
     """Index one code file from its outline (``outlined``, when it has one) or its tree (without its class-body
     annotations by subscript: see the module's docstring); None, or why it is not valid Python (the file's own
-    parse error, whatever the outline gave). With ``shapes`` (shape text -> CodeShape, shared by the files of
-    one index), the second and later files of a shape are indexed from it (tsinspect.archive.shapes)."""
+    parse error, whatever the outline gave). With ``shapes`` ((module, text) of a shape -> CodeShape, shared by
+    the files of one index), the second and later files of a shape are indexed from it
+    (tsinspect.archive.shapes)."""
     for known in (index._shapes, index._trees, index._line_starts):  # of a file of this name indexed before
         known.pop(name, None)  # (a duplicate entry): its tree would stand for this one's
     index._every_tree = None

@@ -374,11 +374,12 @@ class _Judge:
 
 def quiet(index: CodeIndex, file: str, room: bool = True) -> bool:
     """Whether the scan finds nothing in ``file`` whatever the rest of the archive holds, told from its shape
-    (tsinspect.archive.shapes: the same tree as the file's but for the names and strings where the file's
-    module path stands) and its own text: no ``__setstate__`` and no default argument anywhere, no call in a
-    class body or at module level, every method nested no deeper than the hazard search skips (SKIPPED_DEPTH),
-    and a text that names no hazard (what ``anywhere`` asks of each method, asked of the whole file). The scan
-    reads no tree of such a file; every other file is read on its own. ``room``: ``_stack_room()``."""
+    (tsinspect.archive.shapes: the same tree as the file's but for the names and strings holding a mangled
+    number) and its own text: no ``__setstate__`` and no default argument anywhere, no call in a class body or
+    at module level, every method nested no deeper than the hazard search skips (SKIPPED_DEPTH), and a text
+    that names no hazard (what ``anywhere`` asks of each method, asked of the whole file). The scan reads no
+    tree of such a file; every other file, and the first of each shape, is read on its own. ``room``:
+    ``_stack_room()``."""
     shape = index.shape(file)
     if shape is None or not room:
         return False
@@ -386,12 +387,10 @@ def quiet(index: CodeIndex, file: str, room: bool = True) -> bool:
     if "\r" in source or not source.isascii() or "\\" in source or _ADJACENT_STRINGS.search(source):
         return False
     known = shape.facts.get("scan")
-    if known is None:
+    if known is None:  # a hazard's name in the file is in its shape: no name holds a digit but the c10d ones,
+        # where a "c" stands before it, and a mangled number follows "___torch_mangle_"
         known = shape.facts["scan"] = _quiet_tree(shape) and not any(name in shape.text for name in _HAZARD_NAMES)
-    # a hazard's name in the file is in its shape or in its module path: the name is identifier characters,
-    # and the path's components stand apart from the text around them (shapes' conditions) and from each other
-    module = module_of(file)
-    return known and not any(name in module for name in _HAZARD_NAMES)
+    return known
 
 
 def _quiet_tree(shape) -> bool:
@@ -411,7 +410,7 @@ def _quiet_tree(shape) -> bool:
 
 def names_no_ops(index: CodeIndex, file: str) -> bool:
     """Whether the file's shape names no ``ops`` (then the file calls no op of any namespace by its name): the
-    names of a file and its shape differ only where its module path stands, always a ``__torch__``."""
+    names of a file and its shape differ only in names holding ``___torch_mangle_``, never ``ops``."""
     shape = index.shape(file)
     if shape is None:
         return False
@@ -473,7 +472,8 @@ _STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
 _HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
                              | ops.NETWORK_NAMESPACES))
 _ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
-assert all(re.fullmatch(r"[A-Za-z0-9_]+", name) for name in _HAZARD_NAMES)  # quiet() relies on it
+# quiet() relies on it: a hazard's name is identifier characters, its digits only after a "c" (c10d)
+assert all(re.fullmatch(r"(?:[A-Za-z_]|(?<=c)[0-9]+)+", name) for name in _HAZARD_NAMES)
 
 
 # ... and its resolution could not have failed either: at most SKIPPED_DEPTH levels of nodes (resolving them
