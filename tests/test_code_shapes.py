@@ -224,17 +224,23 @@ def test_a_module_path_naming_a_hazard_or_a_keyword(traced, tmp_path, monkeypatc
     assert min(seen["shaped"]) >= 8
 
 
-def test_a_path_that_glues_into_a_keyword(traced, tmp_path, monkeypatch):
-    """Files of one text but for their paths, where a path's last component and the letter after it make a
-    keyword (``i`` + ``f``) in one of them only: that one does not parse, the others do."""
+def test_mangled_numbers_of_every_spelling(traced, tmp_path, monkeypatch):
+    """Files of one shape whose numbers have leading zeros, other lengths, or stand glued to letters, in
+    strings and comments, and name each other's classes; and one that does not parse."""
     members = dict(traced)
     top = next(iter(traced)).split("/", 1)[0]
-    for last in ["m0", "m1", "i", "m2"]:
-        module = f"__torch__.k.{last}"
-        members[f"{top}/code/__torch__/k/{last}.py"] = (
-            f"class C(Module):\n  def forward(self: {module}.C) -> int:\n    _0 = {module}f\n    return 1\n").encode()
+    numbers = ["0", "7", "007", "70", "12345678901234567890", "8"]
+    for i, number in enumerate(numbers):
+        module, other = f"__torch__.k.___torch_mangle_{number}", numbers[i - 1]
+        text = (f"class C(Module):\n  def forward(self: {module}.C,\n    x: int) -> int:\n"
+                f"    _0 = ___torch_mangle_{number}x  # ___torch_mangle_{other}\n"
+                f"    _1 = \"{module}.C ___torch_mangle_{other}\"\n"
+                f"    _2 = __torch__.k.___torch_mangle_{other}.C.forward(self, x)\n"
+                + ("    return (\n" if number == "70" else "    return 1\n"))
+        members[f"{top}/code/__torch__/k/___torch_mangle_{number}.py"] = text.encode()
     seen = assert_both_ways(_write(members, tmp_path / "t.pt"), monkeypatch)
-    assert {p["member"] for p in seen["problems False"] if p["kind"] == "bad_code"} == {"code/__torch__/k/i.py"}
+    assert {p["member"] for p in seen["problems False"] if p["kind"] == "bad_code"} == {
+        "code/__torch__/k/___torch_mangle_70.py"}
 
 
 def test_shared_files_at_the_depth_and_stack_edge():
