@@ -102,8 +102,6 @@ def traced(tmp_path_factory) -> dict[str, bytes]:
     model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(8)])
     blocks = torch.nn.Sequential(*[Block() for _ in range(4)]).eval()
     path = tmp_path_factory.mktemp("traced") / "traced.pt"
-    holder = torch.nn.Module()
-    holder.lin, holder.blocks = model, blocks
 
     class Both(torch.nn.Module):
         def __init__(self):
