@@ -360,3 +360,75 @@ def test_shape_conditions():
     for bad in [text + "__tsph", text + "é", text + "\n" + "x" * shapes.MAX_LINE]:
         assert shapes.shape_of(module, bad) is None, bad[-10:]
     assert shapes.shape_of(module + "é", text) is None
+
+
+# ---------------------------------------------------------------------------------------- debug records
+
+def _maps_both_ways(datas: list[bytes]) -> int:
+    """SourceMaps' reading of ``datas`` in order against each walked on its own: the same maps, the same
+    errors; how many were read from a shape."""
+    from tsinspect.archive.debuginfo import SourceMaps, parse_source_map
+    from tsinspect.archive.pickles import walk
+
+    def read(how, data):
+        try:
+            found = how(data)
+        except Exception as exc:  # noqa: BLE001 - the same exception either way is the point
+            return type(exc).__name__, str(exc)
+        return found.layout, [(r.offset, r.source, r.start, r.end, r.tag) for r in found.records]
+
+    maps = SourceMaps()
+    for data in datas:
+        assert read(maps.read, data) == read(lambda d: parse_source_map(walk(d).value), data)
+    return sum(shape.matched - 1 for known in maps._shapes.values() for shape in known
+               if shape.tree is not None and not shape.failed)
+
+
+def _debug_records(path: Path) -> list[bytes]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [z.read(i) for i in z.infolist() if i.filename.endswith(".debug_pkl")]
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def test_debug_records_both_ways_on_real_archives(traced):
+    shared = sum(_maps_both_ways(_debug_records(path)) for path in ARCHIVES)
+    shared += _maps_both_ways([d for n, d in traced.items() if n.endswith(".debug_pkl")])
+    assert shared > 20
+
+
+def test_debug_records_of_edited_copies(traced):
+    """Copies of a traced debug record with their integers, other bytes or lengths changed at random, read
+    in one archive's order: the same maps and errors as each walked on its own."""
+    import random
+    import struct
+
+    from tsinspect.archive.debuginfo import _int_slots
+
+    rng = random.Random(14)
+    bases = [d for n, d in traced.items() if n.endswith(".debug_pkl") and _int_slots(d)]
+    datas = []
+    for _ in range(3000):
+        data = bytearray(rng.choice(bases))
+        slots = _int_slots(bytes(data))
+        for at, width in rng.sample(slots, rng.randint(0, min(6, len(slots)))):
+            value = rng.choice([0, 1, 2, 255, rng.randrange(1 << (8 * width))])
+            data[at:at + width] = value.to_bytes(width, "little") if width < 4 else struct.pack(
+                "<i", rng.choice([value % (1 << 31), -1, -(1 << 31), (1 << 31) - 1]))
+        if rng.random() < 0.1:  # any byte: the layout may change (read on its own) or the walk fail
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        datas.append(bytes(data))
+    assert _maps_both_ways(datas) > 1000
+
+
+def test_debug_records_over_the_size_limit():
+    """Sources adding up to more than MAX_SOURCE_CHARS in one record, each under it: an error each time, also
+    for the copies whose first source was made for an earlier copy."""
+    from hostile import debug_pkl
+    from tsinspect.archive.debuginfo import MAX_SOURCE_CHARS
+
+    big = "x" * (MAX_SOURCE_CHARS // 20)
+    datas = [debug_pkl([big, "f.py", "g"], [(offset, [0] * 12, 1, 1, 0, 5), (offset + 9, [0] * 12 + [2], 1, 2, 0, 5)])
+             for offset in range(10, 16)]
+    assert _maps_both_ways(datas) >= 3
