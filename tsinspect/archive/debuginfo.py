@@ -21,7 +21,7 @@ from itertools import accumulate
 from typing import Any
 
 from tsinspect.archive.calls import op_of_call
-from tsinspect.archive.pickles import Call, Global, PList, PTuple
+from tsinspect.archive.pickles import Call, Global, PickleError, PList, PTuple, walk
 
 MAX_SOURCE_CHARS = 64 * 1024 * 1024
 MAX_LINE_CHARS = 4096  # longest source line shown as an origin's text
@@ -419,8 +419,6 @@ class SourceMaps:
         self._known: dict = {}  # parse_source_map's sources made, for the nodes copies share
 
     def read(self, data: bytes) -> SourceMap:
-        from tsinspect.archive.pickles import walk
-
         for shape in self._shapes.get(len(data), ()):
             ints = shape.match(data)
             if ints is not None:
@@ -516,8 +514,6 @@ class _DebugShape:
             return None
 
     def _make(self, data: bytes) -> None:
-        from tsinspect.archive.pickles import PickleError, walk
-
         pieces, pos = [], 0
         for place, (at, width) in enumerate(self.slots):
             pieces += [data[pos:at - 1], b"J", struct.pack("<i", _SENTINEL + place)]
