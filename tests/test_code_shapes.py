@@ -86,32 +86,40 @@ def test_hostile_and_evil_archives(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------- traced archives, edited
 
+TRACE = """
+import sys, warnings, torch
+warnings.simplefilter("ignore")
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x))) + x
+
+class Both(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(8)])
+        self.blocks = torch.nn.Sequential(*[Block() for _ in range(4)]).eval()
+
+    def forward(self, x, y):
+        return self.lin(x), self.blocks(y)
+
+torch.jit.trace(Both(), (torch.ones(1, 2), torch.ones(1, 2, 4, 4))).save(sys.argv[1])
+"""
+
+
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory) -> dict[str, bytes]:
-    """The members of a traced Sequential of 8 Linear and a conv-bn-relu block net (torch only builds it)."""
-    import torch
+    """The members of a traced Sequential of 8 Linear and a net of 4 conv-bn-relu blocks, traced by torch in a
+    process of its own (tracing here would change the class names torch mangles for later tests)."""
+    import subprocess
+    import sys
 
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
-
-        def forward(self, x):
-            return torch.relu(self.bn(self.conv(x))) + x
-
-    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(8)])
-    blocks = torch.nn.Sequential(*[Block() for _ in range(4)]).eval()
     path = tmp_path_factory.mktemp("traced") / "traced.pt"
-
-    class Both(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin, self.blocks = model, blocks
-
-        def forward(self, x, y):
-            return self.lin(x), self.blocks(y)
-
-    torch.jit.trace(Both(), (torch.ones(1, 2), torch.ones(1, 2, 4, 4))).save(str(path))
+    subprocess.run([sys.executable, "-c", TRACE, str(path)], check=True, timeout=300)
     with zipfile.ZipFile(path) as z:
         return {i.filename: z.read(i) for i in z.infolist()}
 
