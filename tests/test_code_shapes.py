@@ -430,11 +430,14 @@ def test_debug_records_of_edited_copies(traced):
     assert _maps_both_ways(datas) > 1000
 
 
-def test_debug_records_over_the_size_limit():
+def test_debug_records_over_the_size_limit(monkeypatch):
     """Sources adding up to more than MAX_SOURCE_CHARS in one record, each under it: an error each time, also
-    for the copies whose first source was made for an earlier copy."""
+    for the copies whose first source was made for an earlier copy (pickles this large shaped for the test)."""
     from hostile import debug_pkl
+    from tsinspect.archive import debuginfo
     from tsinspect.archive.debuginfo import MAX_SOURCE_CHARS
+
+    monkeypatch.setattr(debuginfo, "MAX_SHAPED_BYTES", 1 << 30)
 
     big = "x" * (MAX_SOURCE_CHARS // 20)
     datas = [debug_pkl([big, "f.py", "g"], [(offset, [0] * 12, 1, 1, 0, 5), (offset + 9, [0] * 12 + [2], 1, 2, 0, 5)])

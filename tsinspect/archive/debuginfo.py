@@ -408,6 +408,7 @@ _WIDTHS = {0x4B: 1, 0x4D: 2, 0x4A: 4}  # BININT1, BININT2, BININT
 _FORMATS = {1: "B", 2: "H", 4: "i"}
 _SENTINEL = 1 << 30  # + the integer's place; more places than 2**30 - 1 do not fit a pickle this reads
 MAX_SHAPES_A_LENGTH = 8
+MAX_SHAPED_BYTES = 1 << 16  # a shape keeps its pickle's bytes: larger ones (a script's sources) are not copies
 
 
 class SourceMaps:
@@ -427,7 +428,7 @@ class SourceMaps:
                     return parse_source_map(value, self._known)
                 break
         else:
-            slots = _int_slots(data)
+            slots = _int_slots(data) if len(data) <= MAX_SHAPED_BYTES else None
             known = self._shapes.setdefault(len(data), [])
             if slots and len(known) < MAX_SHAPES_A_LENGTH:
                 known.append(_DebugShape(data, slots))
