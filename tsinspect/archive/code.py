@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from dataclasses import dataclass, field
 
+from tsinspect.archive import shapes as shaping
 from tsinspect.archive.outline import outline
 from tsinspect.archive.problems import ArchiveError, Problem
 from tsinspect.archive.reader import SMALL_CAP, Archive
@@ -127,6 +128,11 @@ class CodeIndex:
     _line_starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # file -> line offsets
     _every_tree: dict[str, ast.Module] | None = field(default=None, repr=False, compare=False)  # trees, made once
     _by_file: dict[str, list[MethodInfo]] | None = field(default=None, repr=False, compare=False)  # methods_of
+    _shapes: dict[str, "CodeShape"] = field(default_factory=dict, repr=False, compare=False)  # file -> its shape
+
+    def shape(self, file: str) -> "CodeShape | None":
+        """The shape the file was indexed from (tsinspect.archive.shapes), None when it was read on its own."""
+        return self._shapes.get(file)
 
     @property
     def trees(self) -> dict[str, ast.Module]:
@@ -228,22 +234,118 @@ def index_code(archive: Archive, outlined: bool = True) -> CodeIndex:
 
 def _index_code(archive: Archive, outlined: bool) -> CodeIndex:
     index = CodeIndex(file_version=_file_version(archive))
+    shapes: dict[tuple[str, str], CodeShape | None] = {}
     for record in archive.records_of(CODE):
         try:
             source = archive.read(record, MAX_CODE_FILE).decode("utf-8", "replace")
         except ArchiveError as exc:
             archive.problems.append(Problem("unreadable_record", record.display_name, str(exc).split(": ", 1)[-1]))
             continue
-        error = index_file(index, record.name, source, outlined)
+        error = index_file(index, record.name, source, outlined, shapes)
         if error is not None:
             archive.problems.append(Problem("bad_code", record.display_name, error))
     return index
 
 
-def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) -> str | None:
+@dataclass
+class CodeShape:
+    """Code files of one shape (tsinspect.archive.shapes), indexed once: the shape's classes and functions, with
+    placeholders where each file's mangled numbers go (``classes`` None: every file of the shape is read on
+    its own). ``facts``: what other readers derived from the shape's tree, by reader."""
+
+    module: str
+    text: str
+    classes: list[ClassInfo] | None = None
+    functions: list[MethodInfo] = field(default_factory=list)
+    facts: dict = field(default_factory=dict, repr=False)
+    _tree: ast.Module | None = field(default=None, repr=False)
+
+    @property
+    def tree(self) -> ast.Module:
+        """The shape's whole tree (parsed on first use)."""
+        if self._tree is None:
+            with paused():
+                self._tree = _parse_detached(self.text, "<shape>")
+        return self._tree
+
+
+def _shape(module: str, text: str, count: int, outlined: bool) -> CodeShape:
+    shape = CodeShape(module, text)
+    scratch = CodeIndex()
+    if _index_alone(scratch, "<shape>", text, outlined, module) is None:
+        strings = [s for info in scratch.classes.values() for s in _class_strings(info)]
+        strings += [s for f in scratch.functions for s in _method_strings(f)]
+        if all(shaping.whole(s, count) for s in strings):
+            shape.classes, shape.functions = list(scratch.classes.values()), scratch.functions
+            for method in scratch.methods:  # models only: no tree kept for them
+                method._node = method._index = None
+    return shape
+
+
+def _class_strings(info: ClassInfo) -> list[str]:
+    return [info.qualname, *info.parameters, *info.buffers, *info.attributes, *info.attributes.values(),
+            *info.bases, *(s for m in info.methods for s in _method_strings(m))]
+
+
+def _method_strings(method: MethodInfo) -> list[str]:
+    return [method.owner or "", method.name, *method.args]
+
+
+def _placed_method(method: MethodInfo, owner: str | None, file: str, numbers: tuple[str, ...]) -> MethodInfo:
+    return MethodInfo(owner, shaping.placed(method.name, numbers), file, method.line, method.end_line,
+                      [shaping.placed(a, numbers) for a in method.args])
+
+
+def _index_shaped(index: CodeIndex, name: str, source: str, outlined: bool, shapes: dict) -> bool:
+    """Index a file from its shape's index (True), or False when it has none to share."""
+    found = shaping.shape_of(module_of(name), source)
+    if found is None:
+        return False
+    module, text, numbers = found
+    shape = shapes.get((module, text), False)
+    if shape is False:  # the shape's first file: read on its own (a shape of one file costs no more)
+        shapes[module, text] = None
+        return False
+    if shape is None:
+        shape = shapes[module, text] = _shape(module, text, len(numbers), outlined)
+    if shape.classes is None:
+        return False
+    index.sources[name] = source
+    index._by_file = None
+    index._shapes[name] = shape
+    put = shaping.placed
+    for model in shape.classes:
+        qualname = put(model.qualname, numbers)
+        info = ClassInfo(qualname, name, model.line, [put(p, numbers) for p in model.parameters],
+                         [put(b, numbers) for b in model.buffers],
+                         {put(k, numbers): put(v, numbers) for k, v in model.attributes.items()},
+                         [_placed_method(m, qualname, name, numbers) for m in model.methods],
+                         [put(b, numbers) for b in model.bases])
+        index.classes[qualname] = info
+        for method in info.methods:
+            method._index = index
+    for model in shape.functions:
+        index.functions.append(_placed_method(model, None, name, numbers))
+        index.functions[-1]._index = index
+    return True
+
+
+def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True,
+               shapes: dict | None = None) -> str | None:
     """Index one code file from its outline (``outlined``, when it has one) or its tree (without its class-body
     annotations by subscript: see the module's docstring); None, or why it is not valid Python (the file's own
-    parse error, whatever the outline gave)."""
+    parse error, whatever the outline gave). With ``shapes`` ((module, text) of a shape -> CodeShape, shared by
+    the files of one index), the second and later files of a shape are indexed from it
+    (tsinspect.archive.shapes)."""
+    for known in (index._shapes, index._trees, index._line_starts):  # of a file of this name indexed before
+        known.pop(name, None)  # (a duplicate entry): its tree would stand for this one's
+    index._every_tree = None
+    if shapes is not None and _index_shaped(index, name, source, outlined, shapes):
+        return None
+    return _index_alone(index, name, source, outlined)
+
+
+def _index_alone(index: CodeIndex, name: str, source: str, outlined: bool, module: str | None = None) -> str | None:
     skeleton, runs = outline(source) if outlined else _annotations_aside(source)
     tree = None
     if skeleton is not None:
@@ -261,7 +363,7 @@ def index_file(index: CodeIndex, name: str, source: str, outlined: bool = True) 
             return f"not valid Python ({type(exc).__name__}: {printable(str(exc)[:120])})"
     index.sources[name] = source
     index._by_file = None
-    methods = _index_module(index, name, tree, runs)
+    methods = _index_module(index, name, tree, runs, module)
     if skeleton is None or not outlined:
         index._trees[name] = tree
     for method in methods:  # parsed again from its file when asked for after release_trees
@@ -329,9 +431,9 @@ def _file_version(archive: Archive) -> int | None:
     return int(digits.group(1)) if digits else None
 
 
-def _index_module(index: CodeIndex, file: str, tree: ast.Module, runs: dict) -> list[MethodInfo]:
+def _index_module(index: CodeIndex, file: str, tree: ast.Module, runs: dict, module: str | None = None) -> list[MethodInfo]:
     """Index one file's tree (the file's, or its outline's with ``runs``, see outline); its methods."""
-    module = module_of(file)
+    module = module_of(file) if module is None else module
     methods = []
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef):

@@ -263,15 +263,16 @@ class _TableSources:
             lines = _ints(parts[0])
             if lines is None or not isinstance(parts[1], int) or not isinstance(parts[2], int):
                 raise DebugInfoError("source fields are not integers")
-            if any(not 0 <= i < len(self.table) for i in lines) or not 0 <= parts[1] < len(self.table):
+            size = len(self.table)
+            if lines and (min(lines) < 0 or max(lines) >= size) or not 0 <= parts[1] < size:
                 raise DebugInfoError("source refers past the string table")
             # count before joining: a short list of indices can repeat one huge table string
-            self.chars += sum(len(self.table[i]) for i in lines)
+            self.chars += sum(map(len, map(self.table.__getitem__, lines)))
             if self.chars > MAX_SOURCE_CHARS:
                 raise DebugInfoError(f"sources add up to more than {MAX_SOURCE_CHARS} characters")
             # interned: a trace repeats the same call stacks in every class's records (8,000 classes: 85 MB of
             # texts, 6 distinct)
-            text = sys.intern("".join(self.table[i] for i in lines))
+            text = sys.intern("".join(map(self.table.__getitem__, lines)))
             self.cache[key] = Source(text, self.table[parts[1]] or None, parts[2]) if lines or parts[1] else None
         return self.cache[key]
 
@@ -301,9 +302,13 @@ def _ints(value: Any) -> list[int] | None:
     if isinstance(value, Call) and value.func_name == "torch.jit._pickle.build_intlist" and value.arg_list:
         value = value.arg_list[0]
     items = _tuple(value)
-    if items is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+    # a walked pickle's numbers are ints and bools (no other subclass of int): ints only, as a set of types
+    if items is None or not set(map(type, items)) <= _INT:
         return None
     return items
+
+
+_INT = frozenset({int})
 
 
 def load_source_map(archive, code_record: str) -> SourceMap | None:

@@ -21,13 +21,13 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
-from tsinspect.archive.code import CodeIndex, MethodInfo, index_code, module_of
+from tsinspect.archive.code import ClassInfo, CodeIndex, MethodInfo, index_code, module_of
 from tsinspect.archive.reader import Archive
 from tsinspect.archive.records import CODE
 from tsinspect.archive.text import counted
 from tsinspect.collector import paused
 from tsinspect.safety import ops
-from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown, within_depth
+from tsinspect.safety.resolve import Builtin, ByName, CallSite, Code, Custom, Op, Resolver, Unknown, walk, within_depth
 
 UNSAFE, BENIGN, INFO = "unsafe", "benign", "info"
 LOAD_TIME = ("__setstate__",)
@@ -122,7 +122,7 @@ def scan_archive(archive: Archive, index: CodeIndex | None = None, pickles: bool
                 result.findings.insert(0, Finding("ambiguous_code", UNSAFE, record.name, 0, record.display_name,
                                                   "the archive holds several members of this name; torch may "
                                                   "compile one the scan did not read"))
-            elif record.name not in index.trees:
+            elif record.name not in index.sources:  # indexed files, each with its tree
                 result.findings.insert(0, Finding("unreadable_code", UNSAFE, record.name, 0, record.display_name,
                                                   "the scan could not parse it (see the archive's problems)"))
             seen.add(record.name)
@@ -179,13 +179,27 @@ class _Judge:
         self._tainted_names: set[str] = set()
         self._named = 0
         self._functions: dict[str, list[ast.FunctionDef]] | None = None
+        self._room = _stack_room()
+        self._trees: dict[str, ast.Module] | None = None
+
+    def trees(self) -> dict[str, ast.Module]:
+        """The tree of every file the scan must read: all but the quiet ones (see ``quiet``), in index order."""
+        if self._trees is None:
+            self._trees = {file: self.index.tree(file) for file in self.index.sources
+                           if not quiet(self.index, file, self._room)}
+        return self._trees
+
+    def owners(self, files) -> dict[int, ClassInfo]:
+        """id(method node) -> its class, for the methods of ``files`` (their trees parsed)."""
+        return {id(m.node): self.index.classes[m.owner] for file in files for m in self.index.methods_of(file)
+                if m.owner}
 
     def functions(self) -> dict[str, list[ast.FunctionDef]]:
         """Every ``def`` of each file, nested ones too, in ``ast.walk`` order (the defaults are judged in that
         order, and the first NAMED_CHAINS unsafe ones named)."""
         if self._functions is None:
             self._functions = {file: [n for n in _statements(tree) if isinstance(n, ast.FunctionDef)]
-                               for file, tree in self.index.trees.items()}
+                               for file, tree in self.trees().items()}
         return self._functions
 
     def sites_of(self, method: MethodInfo) -> list[CallSite]:
@@ -198,10 +212,11 @@ class _Judge:
     # -- file, raw-memory and network ops anywhere in code/ ------------------------------------------------
     def anywhere(self) -> list[Finding]:
         found = []
-        owners = {id(m.node): info for info in self.index.classes.values() for m in info.methods}
-        for file, tree in self.index.trees.items():
+        trees = self.trees()
+        owners = self.owners(trees)
+        for file, tree in trees.items():
             source = self.index.sources.get(file)
-            lines = source.split("\n") if source is not None and "\r" not in source and _stack_room() else None
+            lines = source.split("\n") if source is not None and "\r" not in source and self._room else None
             for root in _roots(tree):
                 if lines is not None and type(root) is ast.FunctionDef and not _may_name_a_hazard(_text(lines, root)) \
                         and within_depth(root, SKIPPED_DEPTH):
@@ -216,7 +231,8 @@ class _Judge:
     # -- default arguments and class constants: evaluated when the importer compiles the class --------------
     def defaults_and_constants(self) -> list[Finding]:
         out = []
-        owners = {id(m.node): _short_class(m.owner) + "." for m in self.index.methods if m.owner}
+        trees = self.trees()
+        owners = {key: _short_class(info.qualname) + "." for key, info in self.owners(trees).items()}
         for file, defs in self.functions().items():
             for node in defs:  # nested defs (closures) too: compiled with their function
                 args = node.args
@@ -230,7 +246,7 @@ class _Judge:
                             "default_argument", file, default.lineno,
                             f"{owners.get(id(node), '')}{node.name}({arg.arg}=...)", sites,
                             "the default value is evaluated when torch compiles the method"))
-        for file, tree in self.index.trees.items():
+        for file, tree in trees.items():
             for cls in (s for s in tree.body if isinstance(s, ast.ClassDef)):
                 for item in cls.body:
                     target = item.target if isinstance(item, ast.AnnAssign) else (
@@ -356,6 +372,58 @@ class _Judge:
         return target.text, ops.UNKNOWN, "a call the scan cannot resolve"
 
 
+def quiet(index: CodeIndex, file: str, room: bool = True) -> bool:
+    """Whether the scan finds nothing in ``file`` whatever the rest of the archive holds, told from its shape
+    (tsinspect.archive.shapes: the same tree as the file's but for the names and strings holding a mangled
+    number) and its own text: no ``__setstate__`` and no default argument anywhere, no call in a class body or
+    at module level, every method nested no deeper than the hazard search skips (SKIPPED_DEPTH), and a text
+    that names no hazard (what ``anywhere`` asks of each method, asked of the whole file). The scan reads no
+    tree of such a file; every other file, and the first of each shape, is read on its own. ``room``:
+    ``_stack_room()``."""
+    shape = index.shape(file)
+    if shape is None or not room:
+        return False
+    source = index.sources[file]
+    if "\r" in source or not source.isascii() or "\\" in source or _ADJACENT_STRINGS.search(source):
+        return False
+    known = shape.facts.get("scan")
+    if known is None:  # a hazard's name in the file is in its shape: no name holds a digit but the c10d ones,
+        # where a "c" stands before it, and a mangled number follows "___torch_mangle_"
+        known = shape.facts["scan"] = _quiet_tree(shape) and not any(name in shape.text for name in _HAZARD_NAMES)
+    return known
+
+
+def _quiet_tree(shape) -> bool:
+    try:
+        tree = shape.tree
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a parser limit the outline did not hit: read alone
+        return False
+    for root in _roots(tree):
+        if type(root) is ast.FunctionDef:
+            if not within_depth(root, SKIPPED_DEPTH):
+                return False
+        elif any(type(node) is ast.Call for node in walk(root)):
+            return False
+    return not any(isinstance(node, ast.FunctionDef) and (node.name in LOAD_TIME or node.args.defaults or any(
+        d is not None for d in node.args.kw_defaults)) for node in _statements(tree))
+
+
+def names_no_ops(index: CodeIndex, file: str) -> bool:
+    """Whether the file's shape names no ``ops`` (then the file calls no op of any namespace by its name): the
+    names of a file and its shape differ only in names holding ``___torch_mangle_``, never ``ops``."""
+    shape = index.shape(file)
+    if shape is None:
+        return False
+    known = shape.facts.get("ops")
+    if known is None:
+        try:
+            known = not any(type(node) is ast.Name and node.id == "ops" for node in walk(shape.tree))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # as in _quiet_tree
+            known = False
+        shape.facts["ops"] = known
+    return known
+
+
 def _item_value(item: ast.stmt) -> ast.expr | None:
     return item.value if isinstance(item, (ast.Assign, ast.AnnAssign)) else None
 
@@ -404,6 +472,8 @@ _STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
 _HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
                              | ops.NETWORK_NAMESPACES))
 _ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
+# quiet() relies on it: a hazard's name is identifier characters, its digits only after a "c" (c10d)
+assert all(re.fullmatch(r"(?:[A-Za-z_]|(?<=c)[0-9]+)+", name) for name in _HAZARD_NAMES)
 
 
 # ... and its resolution could not have failed either: at most SKIPPED_DEPTH levels of nodes (resolving them

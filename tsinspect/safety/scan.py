@@ -630,7 +630,8 @@ class _Scan:
                 severity = INFO
             self.result.add(Finding(f.kind, severity, printable(prefix + f.file), f"{f.what}: {f.detail}",
                                     line=f.line or None))
-        self._custom_ops(index.trees, codescan.KNOWN_NAMESPACES)
+        self._custom_ops({file: index.tree(file) for file in index.sources if not codescan.names_no_ops(index, file)},
+                         codescan.KNOWN_NAMESPACES)
 
     def _custom_ops(self, trees: dict, known: frozenset) -> None:
         """Ops of namespaces torch does not ship: not run at load time, but loading needs their library."""
