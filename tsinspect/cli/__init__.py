@@ -30,6 +30,9 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+# Commands that wait for all they start and leave nothing to clean up: run as the program, the process ends once
+# their output is flushed, without freeing what they read object by object (20 ms at 10,000 tensors).
+QUICK_EXIT = frozenset({"ls", "info", "cat", "pickle"})
 
 
 class UsageError(Exception):
@@ -129,6 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # every failure is one line, never a traceback
         return report_error(exc)
+
+
+def run() -> None:
+    """The program (``python -m tsinspect``, the ``tsinspect`` script): ``main()``, then exit with its status;
+    after a command of QUICK_EXIT, with its output flushed, at once (the code index's parse thread, idle by then,
+    is not joined either)."""
+    status = main()
+    if _first_positional(sys.argv[1:]) in QUICK_EXIT:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - Python's own exit reports it, as without this
+            raise SystemExit(status) from None
+        os._exit(status)
+    raise SystemExit(status)
 
 
 def report_error(exc: BaseException) -> int:
