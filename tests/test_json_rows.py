@@ -116,8 +116,26 @@ def test_odd_tensor(changes) -> None:
 
 def test_templates_are_used() -> None:
     """The rows above that the template must write (plain types only): it does."""
-    written = [c for c in ODD if jsonrows._tensor_row(replace(PLAIN, **c), "parameter") is not None]
+    written = [c for c in ODD if jsonrows._tensor_row(replace(PLAIN, **c), "parameter", {}) is not None]
     assert len(written) >= 15
+
+
+def test_shared_shapes(counted) -> None:
+    """Tensors holding the same shape and stride lists (as ``archive.torchstate`` gives them; their text is
+    written once), the same shape with other strides and the other way round, odd lists shared, and the odd
+    values of ODD on tensors with shared lists: the rows are json's."""
+    shapes = [[3, 4], [12], [], [3, True], [2 ** 62, 2], [0, 5], [3.0, 4], (3, 4)]
+    strides = [[4, 1], [1], [], [1, 4], [4, False], [-1, 7], [5, 1], (4, 1)]
+    tensors = []
+    for i in range(4 * len(ODD)):
+        shape, stride = shapes[i % len(shapes)], strides[(i // 3) % len(strides)]
+        tensors.append(replace(PLAIN, **{"name": f"t{i}", "shape": shape, "stride": stride, "offset": i % 5,
+                                         "itemsize": 1 + i % 4, **ODD[i % len(ODD)]}))
+    kinds = {t.name: ("parameter", "buffer", "attribute")[i % 3] for i, t in enumerate(tensors)
+             if isinstance(t.name, str)}
+    expected = jsonrows.encode([t.to_json(kind=kinds.get(t.name, "attribute")) for t in tensors])
+    assert jsonrows.tensor_rows(tensors, kinds) == expected
+    assert counted["tensor"] >= 30
 
 
 class _Entry:

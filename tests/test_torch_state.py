@@ -142,13 +142,13 @@ def _s(text: str) -> bytes:
 
 
 def _tensor(key: str, first: bool, numel: int = 4, shape: bytes = b"(K\x02K\x02t", stride: bytes = b"(K\x02K\x01t",
-            grad: bytes = b"\x88") -> bytes:
+            grad: bytes = b"\x88", offset: int = 0, device: bytes = b"h]") -> bytes:
     if first:  # globals and strings written, then put at 90..94
         return (b"ctorch._utils\n_rebuild_tensor_v2\nqZ((" + _s("storage") + b"q[ctorch\nFloatStorage\nq\\"
-                + _s(key) + _s("cpu") + b"q]K" + bytes([numel]) + b"tQK\x00" + shape + stride + grad
+                + _s(key) + _s("cpu") + b"q]K" + bytes([numel]) + b"tQK" + bytes([offset]) + shape + stride + grad
                 + b"ccollections\nOrderedDict\nq^)RtR")
-    return (b"hZ((h[h\\" + _s(key) + b"h]K" + bytes([numel]) + b"tQK\x00" + shape + stride + grad
-            + b"h^)RtR")
+    return (b"hZ((h[h\\" + _s(key) + device + b"K" + bytes([numel]) + b"tQK" + bytes([offset]) + shape + stride
+            + grad + b"h^)RtR")
 
 
 def _module(items: bytes, cls: bytes = b"c__torch__.m\nLinear\n") -> bytes:
@@ -225,6 +225,26 @@ def test_deep_and_wide_trees() -> None:
     assert _compare(_pickle(chain), code)
     wide = b"".join(_s(f"m{i}") + _module(_s("w") + _tensor(str(i), i == 0)) for i in range(300))
     assert _compare(_pickle(wide), code)
+
+
+def test_tensor_forms() -> None:
+    """Tensors that share all but one thing with others read before them (``torchstate._tensor`` works a form
+    out once for all its tensors): each differs where it should. Also a second storage class and device, and
+    storage keys to escape (a memo get: the run ``_TENSOR`` matches writes digits only)."""
+    variants = [{}, {"numel": 8}, {"numel": 3}, {"offset": 1}, {"offset": 1, "numel": 8}, {"grad": b"\x89"},
+                {"shape": b"(K\x04t", "stride": b"(K\x01t"}, {"stride": b"(K\x01K\x02t"}, {"shape": b"(K\x01K\x04t"},
+                {"key": b"ha"}, {"key": b"hb"}, {"device": b"h`"}, {"storage": b"hc"}, {"shape": b")", "stride": b")", "numel": 1}]
+    items = (_s("first") + _tensor("1", True) + _s("device") + _s("cuda:1") + b"q`" + _s("k") + _s("\x1bk") + b"qa"
+             + _s("l") + _s("caf\u00e9") + b"qb" + _s("m") + _s("Storage") + b"qc" + _s("half")
+             + _tensor("2", False).replace(b"h\\", b"ctorch\nHalfStorage\nq_", 1))  # put: the other class
+    for i in range(3 * len(variants)):
+        change = dict(variants[i % len(variants)])
+        key = str(100 + i)
+        get, storage = change.pop("key", _s(key)), change.pop("storage", b"h[")
+        items += _s(f"t{i}") + _tensor(key, False, **change).replace(_s(key), get, 1).replace(b"h[", storage, 1)
+        if i % 5 == 4:  # the other class, once per form too
+            items += _s(f"h{i}") + _tensor(key + "7", False, **change).replace(b"h\\", b"h_", 1).replace(b"h[", storage, 1)
+    assert _compare(_pickle(items), CodeIndex())
 
 
 BUILD = r"""
