@@ -291,13 +291,20 @@ def test_models_torch_writes(tmp_path) -> None:
 
 
 
-def test_dims_decoded_once() -> None:
-    """The sizes and strides decoded once per distinct span: the same ints as pickles._ints, a list of their own."""
+def test_dims_shared_within_a_read() -> None:
+    """The sizes and strides decoded once per distinct span in a read: one list for all its tensors (nothing
+    changes them), equal to pickles._ints of the span; another read has lists of its own."""
     from tsinspect.archive.pickles import _ints
-    from tsinspect.archive.torchstate import _dims
 
-    for span in (b")", b"(K\x02t", b"(K\x02K\x01t", b"(M\x00\x01J\xff\xff\xff\xffK\x00t", b"(J\x00\x00\x00\x80t"):
-        first = _dims(span)
-        assert first == _ints(span) and type(first) is list
-        first.append(99)
-        assert _dims(span) == _ints(span) and _dims(span) is not _dims(span)
+    spans = [b")", b"(K\x02t", b"(K\x02K\x01t", b"(M\x00\x01J\xff\xff\xff\xffK\x00t", b"(J\x00\x00\x00\x80t"]
+    items = _s("first") + _tensor("1", True)
+    for i in range(3 * len(spans)):
+        span = spans[i % len(spans)]
+        items += _s(f"t{i}") + _tensor(str(100 + i), False, shape=span, stride=span)
+    data = _pickle(items)
+    tensors, _ = read_state(data, CodeIndex(), "data")
+    again, _ = read_state(data, CodeIndex(), "data")
+    for i, t in enumerate(tensors[1:]):
+        span = spans[i % len(spans)]
+        assert t.shape == t.stride == _ints(span) and t.shape is t.stride is tensors[1 + i % len(spans)].shape
+        assert again[1 + i].shape is not t.shape
