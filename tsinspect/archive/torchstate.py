@@ -100,31 +100,67 @@ def _parse(data: bytes, max_marks: int):
             if type(value) not in _SHAREABLE:
                 raise _Unread
             stack.append(value)
-        elif code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
-            memo[data[pos + 1] if code == 0x71 else _U4(data, pos + 1)[0]] = stack[-1]
-            pos += 2 if code == 0x71 else 5
-        elif code == 0x58:  # BINUNICODE
-            end = pos + 5 + _U4(data, pos + 1)[0]  # past the end: cut short, and no STOP after it
-            stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
-            pos = end
+        elif code > 0x60:  # b c q r t u } and up (BINGET above): fewer tests per opcode than one chain
+            if code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
+                memo[data[pos + 1] if code == 0x71 else _U4(data, pos + 1)[0]] = stack[-1]
+                pos += 2 if code == 0x71 else 5
+            elif code == 0x7D:  # EMPTY_DICT
+                stack.append(_Dict())
+                pos += 1
+            elif code == 0x81:  # NEWOBJ: a module object of a TorchScript class
+                args = stack.pop()
+                cls = stack[-1]
+                if args != () or type(cls) is not Global or not cls.module.startswith("__torch__") \
+                        or cls.module.startswith("__torch__.torch.classes."):
+                    raise _Unread
+                stack[-1] = _Module(cls)
+                pos += 1
+            elif code == 0x75:  # SETITEMS
+                items = stack
+                stack = marks.pop()
+                target = stack[-1]
+                if type(target) is not _Dict or len(items) % 2:
+                    raise _Unread
+                target.extend(zip(items[::2], items[1::2]))
+                pos += 1
+            elif code == 0x62:  # BUILD
+                state = stack.pop()
+                obj = stack[-1]
+                if type(obj) is not _Module or obj.items is not None or type(state) is not _Dict:
+                    raise _Unread
+                obj.items = state
+                pos += 1
+            elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
+                stack.append(code == 0x88)
+                pos += 1
+            elif code == 0x74:  # TUPLE
+                items = stack
+                stack = marks.pop()
+                stack.append(tuple(items))
+                pos += 1
+            elif code == 0x63:  # GLOBAL
+                m = _GLOBAL.match(data, pos)
+                if m is None:
+                    raise _Unread
+                stack.append(Global(m[1].decode("ascii"), m[2].decode("ascii")))
+                pos = m.end()
+            else:
+                raise _Unread
         elif code == 0x28:  # MARK
             if len(marks) >= max_marks:
                 raise _Unread
             marks.append(stack)
             stack = []
             pos += 1
-        elif code == 0x75:  # SETITEMS
-            items = stack
-            stack = marks.pop()
-            target = stack[-1]
-            if type(target) is not _Dict or len(items) % 2:
-                raise _Unread
-            target.extend(zip(items[::2], items[1::2]))
+        elif code == 0x29:  # EMPTY_TUPLE
+            stack.append(())
             pos += 1
-        elif code == 0x74:  # TUPLE
-            items = stack
-            stack = marks.pop()
-            stack.append(tuple(items))
+        elif code == 0x58:  # BINUNICODE
+            end = pos + 5 + _U4(data, pos + 1)[0]  # past the end: cut short, and no STOP after it
+            stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
+            pos = end
+        elif code == 0x4E:  # NONE
+            stack.append(None)
             pos += 1
         elif code == 0x4B:  # BININT1
             stack.append(data[pos + 1])
@@ -135,36 +171,9 @@ def _parse(data: bytes, max_marks: int):
         elif code == 0x4A:  # BININT
             stack.append(_I4(data, pos + 1)[0])
             pos += 5
-        elif code == 0x29:  # EMPTY_TUPLE
-            stack.append(())
-            pos += 1
-        elif code == 0x7D:  # EMPTY_DICT
-            stack.append(_Dict())
-            pos += 1
-        elif code == 0x81:  # NEWOBJ: a module object of a TorchScript class
-            args = stack.pop()
-            cls = stack[-1]
-            if args != () or type(cls) is not Global or not cls.module.startswith("__torch__") \
-                    or cls.module.startswith("__torch__.torch.classes."):
-                raise _Unread
-            stack[-1] = _Module(cls)
-            pos += 1
-        elif code == 0x62:  # BUILD
-            state = stack.pop()
-            obj = stack[-1]
-            if type(obj) is not _Module or obj.items is not None or type(state) is not _Dict:
-                raise _Unread
-            obj.items = state
-            pos += 1
-        elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
-            stack.append(code == 0x88)
-            pos += 1
         elif code == 0x47:  # BINFLOAT
             stack.append(_F8(data, pos + 1)[0])
             pos += 9
-        elif code == 0x4E:  # NONE
-            stack.append(None)
-            pos += 1
         elif code == 0x51:  # BINPERSID
             pid = stack[-1]
             if type(pid) is not tuple or any(type(item) not in _PLAIN for item in pid):
@@ -187,12 +196,6 @@ def _parse(data: bytes, max_marks: int):
             else:
                 raise _Unread
             pos += 1
-        elif code == 0x63:  # GLOBAL
-            m = _GLOBAL.match(data, pos)
-            if m is None:
-                raise _Unread
-            stack.append(Global(m[1].decode("ascii"), m[2].decode("ascii")))
-            pos = m.end()
         elif code == 0x2E:  # STOP
             if len(stack) != 1 or marks or type(stack[0]) is not _Module:
                 raise _Unread
