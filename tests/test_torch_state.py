@@ -308,3 +308,21 @@ def test_dims_shared_within_a_read() -> None:
         span = spans[i % len(spans)]
         assert t.shape == t.stride == _ints(span) and t.shape is t.stride is tensors[1 + i % len(spans)].shape
         assert again[1 + i].shape is not t.shape
+
+
+def test_module_methods_of_their_class() -> None:
+    """Each module's methods are its class's in the code index (both readers); one list for a class's modules."""
+    modules = 0
+    for path in ARCHIVES + BENCH:
+        with open_archive(str(path)) as archive:
+            summary = summarize(archive)
+            if summary.modules is None:
+                continue
+            lists: dict[str, list] = {}
+            for module in summary.modules.walk():
+                cls = summary.code.classes.get(module.type)
+                assert module.methods == ([m.name for m in cls.methods] if cls else [])
+                if cls is not None:
+                    assert lists.setdefault(module.type, module.methods) is module.methods
+                modules += 1
+    assert modules > 500

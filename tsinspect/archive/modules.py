@@ -177,13 +177,15 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
 
 def declared_names(info: ModuleInfo, code: CodeIndex, declared: dict) -> tuple:
     """The parameter and buffer names ``info``'s class declares (cached in ``declared`` by type); sets
-    ``info.methods``."""
-    cls = code.classes.get(info.type)
-    if cls is not None:
-        info.methods = [m.name for m in cls.methods]
-        if info.type not in declared:
-            declared[info.type] = (set(cls.parameters), set(cls.buffers))
-    return declared.get(info.type, ((), ()))
+    ``info.methods`` (one list for the modules of a class: nothing changes it)."""
+    found = declared.get(info.type)
+    if found is None:
+        cls = code.classes.get(info.type)
+        if cls is None:
+            return (), ()
+        found = declared[info.type] = (set(cls.parameters), set(cls.buffers)), [m.name for m in cls.methods]
+    info.methods = found[1]
+    return found[0]
 
 
 def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:
