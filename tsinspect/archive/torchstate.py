@@ -280,7 +280,8 @@ def _build(root: _Module, code: CodeIndex, storage_dir: str) -> tuple[list[Tenso
             kind = type(value)
             if kind is _Tensor:
                 tensors.append(_tensor(path, value, storage_dir, forms))
-                info.add_tensor(key, path, parameters, buffers)
+                held = info.parameters if key in parameters else info.buffers if key in buffers else info.tensors
+                held.append(path)  # info.add_tensor(key, path, parameters, buffers), in line
             elif kind is _Module:
                 modules += 1
                 if len(stack) >= MAX_MODULE_DEPTH - 10 or modules >= 100_000:
