@@ -225,3 +225,19 @@ def test_module_tree_shapes(monkeypatch) -> None:
     for tree in (deep, wide, _module(""), ModuleInfo("", "T")):
         assert jsonrows.module_tree(tree) == jsonrows.encode(tree.to_json())
     assert len(heads) == 151 + 301 + 2
+
+
+def test_shared_method_lists() -> None:
+    """Modules sharing one methods list (as ``modules.declared_names`` gives a class's modules), others with
+    equal lists of their own, a shared list holding a non-string, empty ones: the tree's text is json's."""
+    shared, odd, other = ["forward", "extra\u202e"], ["forward", None], ["forward", "extra\u202e"]
+    root = _module("", methods=shared)
+    for i in range(12):
+        methods = (shared, odd, other, [], shared[:1])[i % 5]
+        child = _module(f"c{i}", methods=methods)
+        child.children = [_module(f"c{i}.g{j}", methods=(shared, other, odd)[j % 3]) for j in range(i % 4)]
+        root.children.append(child)
+    assert jsonrows.module_tree(root) == jsonrows.encode(root.to_json())
+    root.children = [c for c in root.children if c.methods is not odd and all(g.methods is not odd for g in c.children)]
+    shared.append("late")  # a list changed between two documents: written as it is now
+    assert jsonrows.module_tree(root) == jsonrows.encode(root.to_json())

@@ -326,3 +326,24 @@ def test_module_methods_of_their_class() -> None:
                     assert lists.setdefault(module.type, module.methods) is module.methods
                 modules += 1
     assert modules > 500
+
+
+def test_parameter_kinds_in_walk_order() -> None:
+    """``parameter_kinds``: every tensor path of the tree with its kind, in the order of ``walk()``; a path
+    listed twice (a hostile pickle's repeated keys) keeps the kind its last listing gives."""
+    from tsinspect.archive.modules import ModuleInfo, parameter_kinds
+
+    def module(path, parameters=(), buffers=(), tensors=(), children=()):
+        return ModuleInfo(path, "T", list(parameters), list(buffers), list(tensors), children=list(children))
+
+    leaf = module("a.b", ["a.b.w", "x"], ["a.b.r"], ["a.b.t"])
+    tree = module("", ["w"], ["x", "w"], ["t"], [module("a", [], ["a.r"], [], [leaf, module("a.c")]),
+                                                 module("d", ["x", "d.w"], [], ["w"])])
+    expected: dict = {}
+    for m in tree.walk():
+        for names, kind in ((m.parameters, "parameter"), (m.buffers, "buffer"), (m.tensors, "attribute")):
+            for name in names:
+                expected[name] = kind
+    assert list(parameter_kinds(tree).items()) == list(expected.items())
+    assert parameter_kinds(None) == {} and parameter_kinds(module("")) == {}
+    assert {"x", "w", "a.b.w"} <= expected.keys() and expected["w"] == "attribute" and expected["x"] == "parameter"

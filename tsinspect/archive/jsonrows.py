@@ -123,7 +123,7 @@ def module_tree(top: ModuleInfo) -> Encoded:
     recursion (a tree 100 modules deep). A module holding a value of a type the template does not write as
     json does (a non-string where a string belongs, a non-bool flag) is written by ``encode`` of its subtree."""
     out: list[str] = []
-    types: dict[str, str] = {}  # type -> its "type" and "short_type" text: thousands of modules share a few
+    types: dict = {}  # type -> its "type" and "short_type" text, id of a methods list -> (it, its text): shared
     work: list = [top]
     while work:
         module = work.pop()
@@ -165,7 +165,13 @@ def _module_head(m: ModuleInfo, types: dict) -> str | None:
         parameters = ", ".join(map(_text, parameters)) if parameters else ""
         buffers = ", ".join(map(_text, buffers)) if buffers else ""
         tensors = ", ".join(map(_text, tensors)) if tensors else ""
-        methods = ", ".join(map(_text, methods)) if methods else ""
+        if methods:  # one list for the modules of a class (modules.declared_names): its text written once
+            known = types.get(id(methods))
+            if known is None:  # (the list kept with its text: its id stays its own)
+                known = types[id(methods)] = methods, ", ".join(map(_text, methods))
+            methods = known[1]
+        else:
+            methods = ""
         attrs = ", ".join(f"{_text(key)}: {_text(value)}" for key, value in attributes.items()) if attributes else ""
         return (f'{{"path": {_text(m.path)}, {typed}, "parameters": [{parameters}], "buffers": [{buffers}], '
                 f'"tensors": [{tensors}], "attributes": {{{attrs}}}, "methods": [{methods}], '

@@ -191,9 +191,15 @@ def declared_names(info: ModuleInfo, code: CodeIndex, declared: dict) -> tuple:
 def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:
     """Tensor path -> "parameter" / "buffer" / "attribute" for every tensor the module tree holds."""
     kinds: dict[str, str] = {}
-    for module in tree.walk() if tree else []:
-        for names, kind in ((module.parameters, "parameter"), (module.buffers, "buffer"),
-                            (module.tensors, "attribute")):
-            if names:  # most modules hold one or two kinds
-                kinds.update(dict.fromkeys(names, kind))
+    stack = [tree] if tree else []
+    while stack:  # tree.walk(), in line
+        module = stack.pop()
+        if module.parameters:  # most modules hold one or two kinds
+            kinds.update(dict.fromkeys(module.parameters, "parameter"))
+        if module.buffers:
+            kinds.update(dict.fromkeys(module.buffers, "buffer"))
+        if module.tensors:
+            kinds.update(dict.fromkeys(module.tensors, "attribute"))
+        if module.children:
+            stack.extend(reversed(module.children))
     return kinds
