@@ -56,18 +56,22 @@ class _Nodes:
     """A graph's torch nodes by kind, in pre-order. Walked from the start only as far as a representative is
     asked for (the first occurrence of a printed case is mostly near the start); a case first seen further
     on than ``AHEAD`` nodes past the walk takes all nodes of its kind from torch at once (``findAllNodes``, in
-    C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader)."""
+    C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader).
+
+    No pybind iterator is run to its end: pybind ends one by throwing a C++ exception, and unwinding it reads
+    libtorch's exception tables (0.6 MiB of pages torch's own print never touches). A block's last node is
+    known beforehand (its return node's ``prev()``), and a node's blocks are taken one by one (``_blocks``)."""
 
     AHEAD = 512
     __slots__ = ("graph", "todo", "by_kind", "whole", "no_blocks", "previous", "walked", "parsed")
 
     def __init__(self, graph, no_blocks: frozenset):
         self.graph = graph
-        self.todo = [iter(graph.nodes())]
+        self.todo = []  # per block being walked: (its nodes' iterator, its last node)
         self.by_kind: dict[str, list] = {}
         self.whole: set[str] = set()  # kinds fetched whole
         self.no_blocks = no_blocks
-        self.previous = None
+        self.previous = None  # (node, kind) walked last
         self.walked = self.parsed = 0
 
     def get(self, kind: str, occurrence: int, outputs: list[str]):
@@ -88,24 +92,49 @@ class _Nodes:
         return node
 
     def _next(self) -> None:
-        previous = self.previous
-        if previous is not None:
-            kind = previous.kind()
+        todo = self.todo
+        if self.previous is None:
+            if not self.walked:  # the first node asked for
+                _push(todo, self.graph.nodes(), self.graph.return_node())
+        else:
+            previous, kind = self.previous
             if kind not in self.no_blocks and not kind.startswith(_NO_BLOCKS_PREFIX):
-                blocks = list(previous.blocks())
-                if blocks:  # pre-order: a node, then its blocks' nodes, block 0 first
-                    self.todo.append(itertools.chain.from_iterable(b.nodes() for b in blocks))
-        while self.todo:
-            node = next(self.todo[-1], None)
+                for block in reversed(_blocks(previous, kind)):  # pre-order: a node, then block 0's nodes first
+                    _push(todo, block.nodes(), block.returnNode())
+        while todo:
+            nodes, last = todo[-1]
+            node = next(nodes, None)
             if node is not None:
-                self.previous = node
+                if node is last:
+                    todo.pop()
                 self.walked += 1
                 kind = node.kind()
+                self.previous = node, kind
                 if kind not in self.whole:
                     self.by_kind.setdefault(kind, []).append(node)
                 return
-            self.todo.pop()
+            todo.pop()  # (not reached while pybind gives the same wrapper for the same node)
         raise Unsupported("fewer nodes than printed")
+
+
+# kinds whose nodes torch always builds with this many blocks (the reader checks each printed one): taken with
+# next(), which never reaches the iterator's end
+BLOCKS = {"prim::If": 2, "prim::Loop": 1}
+
+
+def _blocks(node, kind: str) -> list:
+    count = BLOCKS.get(kind)
+    if count is None:
+        return list(node.blocks())
+    blocks = iter(node.blocks())
+    return [next(blocks) for _ in range(count)]
+
+
+def _push(todo: list, nodes, end) -> None:
+    """Walk a block's ``nodes`` next (``end``: its return node), unless it has none."""
+    last = end.prev()
+    if last.kind() != "prim::Param":  # the return node's prev() of an empty block is its param node
+        todo.append((iter(nodes), last))
 
 
 class _Unit:
@@ -541,7 +570,7 @@ class GraphReader:
             index = self.types.get(ptype)
             if index is None:
                 j = len(inputs)
-                index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:])
+                index = self._type(ptype, lambda: graph.param_node().outputsAt(j), name[1:])
             inputs.append([name[1:], index])
             if done or end < 0:
                 if not done:
@@ -589,6 +618,8 @@ def _null(index: int | None) -> str:
 def _joined(node: list) -> tuple[str, list[int]]:
     """(%-format, slots) of a node read with its blocks (``pending`` in GraphReader._unit)."""
     prefix, suffix, blocks, slots = node[0], node[1], node[2], node[6]
+    if len(blocks) != BLOCKS.get(node[3], len(blocks)):  # what _Nodes assumes of torch's graph
+        raise Unsupported(f"a {node[3]} with {len(blocks)} blocks")
     if not blocks:
         return f"{prefix}null{suffix}", slots + node[7]
     slots = list(slots)
@@ -654,7 +685,7 @@ def _split_typed(text: str) -> list[str]:
 
 
 def _block_param(node, b: int, j: int):
-    return list(node.blocks())[b].paramNode().outputsAt(j)
+    return next(itertools.islice(node.blocks(), b, None)).paramNode().outputsAt(j)
 
 
 def _attributes_end(text: str, start: int) -> int:
