@@ -504,3 +504,12 @@ def test_the_source_table_written_per_record_is_the_table_of_parsed_sources(path
         lines = sources._read(name).count(b"\n") + 1
         positions += [[name, line, col] for line in range(-1, lines + 2) for col in (0, 4, 9)]
     assert sources.table(positions) == json.dumps(sources.sources(positions), separators=(",", ":")).encode()
+
+
+def test_the_child_imports_only_what_it_uses():
+    """The extraction child's own modules, before it imports torch: not the parent's dataclasses (``model``:
+    169 KiB at the child's peak for one string, the schema name)."""
+    code = "import sys, tsinspect.ir.extract; print(' '.join(sorted(sys.modules)))"
+    modules = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "tsinspect.ir.extract" in modules
+    assert not {"torch", "tsinspect.ir.model", "tsinspect.ir.run", "tsinspect.archive"} & modules

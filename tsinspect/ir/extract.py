@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 
-from tsinspect.ir.model import SCHEMA
+from tsinspect.ir import SCHEMA
 from tsinspect.ir.printed import GraphReader
 from tsinspect.ir.sourcerange import parse_source
 from tsinspect.safety.sandbox import Confinement, confine, set_limits

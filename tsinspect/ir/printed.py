@@ -46,6 +46,10 @@ _BLOCK = re.compile(r"block\d+\((.*)\):")
 CALLS = ("prim::CallFunction", "prim::CallMethod")
 _NO_BLOCKS_PREFIX = "aten::"
 CHUNK = 1 << 16  # characters of printed text abstracted at a time (1 << 20: 5-6 MB more at the peak of a 51k-node graph, same time)
+# top-level nodes' JSON texts joined into one piece (50 bytes an object less) this many at a time: the list and
+# its join are alive together, so 1,024 at a time held a 10k-node graph's whole JSON twice at the end of its read
+# (0.5 MiB more at the child's peak than 128)
+JOINED = 127
 
 
 class Unsupported(ValueError):
@@ -276,7 +280,7 @@ class GraphReader:
                             texts.append(form % template.order(values))
                             backlog.append(template)
                             i = end
-                            if len(texts) > 1023:  # 50 bytes an object less for the most nodes
+                            if len(texts) > JOINED:
                                 chunks.append(",".join(texts))
                                 texts.clear()
                             continue
@@ -311,7 +315,7 @@ class GraphReader:
                         else:
                             seen.add(hash(key))
                 i = end
-                if len(texts) > 1023:
+                if len(texts) > JOINED:
                     chunks.append(",".join(texts))
                     texts.clear()
             if i != len(names):
