@@ -45,7 +45,10 @@ _PLAIN_STRING = re.compile(r'\[(\w+)="(\w*)"\]', re.ASCII)
 _BLOCK = re.compile(r"block\d+\((.*)\):")
 CALLS = ("prim::CallFunction", "prim::CallMethod")
 _NO_BLOCKS_PREFIX = "aten::"
-CHUNK = 1 << 16  # characters of printed text abstracted at a time (1 << 20: 5-6 MB more at the peak of a 51k-node graph, same time)
+# characters of printed text abstracted at a time (cut where a top-level node begins): each part's value names
+# and pieces are a transient (1 << 20: 5-6 MB more at the peak of a 51k-node graph; 1 << 16: 0.4 MiB more at
+# 10k nodes than 1 << 14, at the same time)
+CHUNK = 1 << 14
 # top-level nodes' JSON texts joined into one piece (50 bytes an object less) this many at a time: the list and
 # its join are alive together, so 1,024 at a time held a 10k-node graph's whole JSON twice at the end of its read
 # (0.5 MiB more at the child's peak than 128)
