@@ -513,3 +513,18 @@ def test_the_child_imports_only_what_it_uses():
     modules = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert "tsinspect.ir.extract" in modules
     assert not {"torch", "tsinspect.ir.model", "tsinspect.ir.run", "tsinspect.archive"} & modules
+
+
+def test_freeing_the_kept_graphs_gives_their_heap_back(monkeypatch):
+    """Python's objects never reuse the heap torch's freed graphs leave (they come from arenas of their own)."""
+    from tsinspect.ir import extract
+
+    released = []
+    monkeypatch.setattr(extract, "_release_free_heap", lambda: released.append(1))
+    kept = extract.KeptGraphs()
+    kept.make_room(10)  # nothing kept: nothing freed
+    kept.keep(object(), 10)
+    kept.make_room(1)  # small beside the kept one: kept
+    assert released == [] and len(kept.graphs) == 1
+    kept.make_room(10)
+    assert released == [1] and kept.graphs == []

@@ -258,8 +258,12 @@ class GraphReader:
             cut = bool(wheres) and shared
             keyed = _POSITION.sub(" # " + _AT, abstract) if cut else abstract
             del abstract
+            units = _TOP.split(keyed)
+            del keyed
+            units.reverse()  # each unit freed once read (a single unit can be most of a part)
             i = w = 0
-            for unit in _TOP.split(keyed):
+            while units:
+                unit = units.pop()
                 if outputs is not None:
                     if unit.strip():
                         raise Unsupported("text after the return (a subgraph)")
@@ -301,6 +305,7 @@ class GraphReader:
                 if at:  # the unit as printed
                     parts = unit.split(_AT)
                     unit = parts[0] + "".join(map(str.__add__, wheres[w - at:w], parts[1:]))
+                    del parts
                 if unit.startswith("  return ("):
                     line, _, rest = unit.partition("\n")
                     if rest.strip() or not line.endswith(")"):
@@ -309,7 +314,10 @@ class GraphReader:
                     i = end
                     continue
                 self._flush()
-                built = self._unit(unit.split("\n"), own)
+                lines = unit.split("\n")
+                del unit  # (the printed unit; its abstracted text is ``key``)
+                built = self._unit(lines, own)
+                del lines
                 for slot, ptype in built.top:
                     vtype[own[slot]] = ptype
                 if built.calls:
