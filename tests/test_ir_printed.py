@@ -510,7 +510,8 @@ def test_the_child_imports_only_what_it_uses():
     """The extraction child's own modules, before it imports torch: not the parent's dataclasses (``model``:
     169 KiB at the child's peak for one string, the schema name)."""
     code = "import sys, tsinspect.ir.extract; print(' '.join(sorted(sys.modules)))"
-    modules = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    modules = set(listed.split())
     assert "tsinspect.ir.extract" in modules
     assert not {"torch", "tsinspect.ir.model", "tsinspect.ir.run", "tsinspect.archive"} & modules
 

@@ -66,7 +66,7 @@ class _Nodes:
     C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader).
 
     No pybind iterator is run to its end: pybind ends one by throwing a C++ exception, and unwinding it reads
-    libtorch's exception tables (0.6 MiB of pages torch's own print never touches). A block's last node is
+    libtorch's exception tables (0.75 MiB of pages torch's own print never touches). A block's last node is
     known beforehand (its return node's ``prev()``), and a node's blocks are taken one by one (``_blocks``)."""
 
     AHEAD = 512
@@ -236,9 +236,9 @@ class GraphReader:
         texts: list[str] = []  # top-level nodes, joined JOINED at a time into chunks
         chunks: list[str] = []
         outputs = None
-        # the text cut into parts first (``unread``), each freed once read: the whole text is no longer alive beside the whole
-        # JSON at the end of the read (1.2 MiB less at the child's peak at 10k nodes, 1.9 MiB at 51k); the parts
-        # are copied while what torch's str() used for the text is free again
+        # the text cut into parts first (``unread``), each freed once read: the whole text is no longer alive
+        # beside the whole JSON at the end of the read (1.2 MiB less at the child's peak at 10k nodes, 1.9 MiB at
+        # 51k); the parts are copied while what torch's str() used for the text is free again
         unread = list(_chunks(text, start))
         del text
         unread.reverse()
