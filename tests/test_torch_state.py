@@ -233,7 +233,8 @@ def test_tensor_forms() -> None:
     storage keys to escape (a memo get: the run ``_TENSOR`` matches writes digits only)."""
     variants = [{}, {"numel": 8}, {"numel": 3}, {"offset": 1}, {"offset": 1, "numel": 8}, {"grad": b"\x89"},
                 {"shape": b"(K\x04t", "stride": b"(K\x01t"}, {"stride": b"(K\x01K\x02t"}, {"shape": b"(K\x01K\x04t"},
-                {"key": b"ha"}, {"key": b"hb"}, {"device": b"h`"}, {"storage": b"hc"}, {"shape": b")", "stride": b")", "numel": 1}]
+                {"key": b"ha"}, {"key": b"hb"}, {"device": b"h`"}, {"storage": b"hc"},
+                {"shape": b")", "stride": b")", "numel": 1}]
     items = (_s("first") + _tensor("1", True) + _s("device") + _s("cuda:1") + b"q`" + _s("k") + _s("\x1bk") + b"qa"
              + _s("l") + _s("caf\u00e9") + b"qb" + _s("m") + _s("Storage") + b"qc" + _s("half")
              + _tensor("2", False).replace(b"h\\", b"ctorch\nHalfStorage\nq_", 1))  # put: the other class
@@ -243,7 +244,8 @@ def test_tensor_forms() -> None:
         get, storage = change.pop("key", _s(key)), change.pop("storage", b"h[")
         items += _s(f"t{i}") + _tensor(key, False, **change).replace(_s(key), get, 1).replace(b"h[", storage, 1)
         if i % 5 == 4:  # the other class, once per form too
-            items += _s(f"h{i}") + _tensor(key + "7", False, **change).replace(b"h\\", b"h_", 1).replace(b"h[", storage, 1)
+            other = _tensor(key + "7", False, **change).replace(b"h\\", b"h_", 1)
+            items += _s(f"h{i}") + other.replace(b"h[", storage, 1)
     assert _compare(_pickle(items), CodeIndex())
 
 
