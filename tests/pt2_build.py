@@ -198,6 +198,11 @@ def main(outdir: Path) -> None:
                                         (torch.randn(3, 5, 8),), dynamic_shapes=({0: Dim("batch", max=32)},))
     built["convnet"] = torch.export.export(ConvNet().eval(), (torch.randn(2, 3, 8, 8),),
                                            dynamic_shapes={"x": {0: Dim("batch", min=2, max=16)}})
+    # traced twins of torch.nn's code: the trace records ops inside F.dropout/F.layer_norm/attention, the
+    # export at the module line that called them
+    torch.jit.save(torch.jit.trace(transformer, (torch.randn(2, 5, 16), torch.randn(2, 4, 16)), check_trace=False),
+                   str(outdir / "transformer_traced.pt"))
+    torch.jit.save(torch.jit.trace(ConvNet().eval(), torch.randn(2, 3, 8, 8)), str(outdir / "convnet_traced.pt"))
     out = {}
     for name, ep in built.items():
         path = outdir / f"{name}.pt2"

@@ -98,6 +98,7 @@ def test_zoo_details(zoo, ir_extract, analysis):
     assert loop["method"] == "zoo_models.RuntimeLoop.forward"
     baked = next(f for f in doc["findings"] if f["kind"] == "baked_constant")
     assert baked["details"]["values"] == [{"script": "torch.sqrt(torch.size(x, 1))", "trace": "2.0"}]
+    assert baked["fix"].startswith("keep sizes as tensor values")  # the fix names what was baked: a size
     _, doc = diff_json(*zoo["DataIf"])
     (drop,) = doc["findings"]
     assert drop["details"]["kept"] == "then" and drop["details"]["dropped_lines"] == [zoo_mod.line_of("data-else")]
@@ -289,6 +290,28 @@ def test_ranked_with_origin_severity_and_fix(rnn_pair, ir_extract, analysis):
     assert doc["library"] == {"torch": len(rest)}
     assert doc["accepts"] == {"forward": {"traced": ["x"], "scripted": ["x"]}}
     assert "the traced forward(x) accepts every argument of the scripted one" in doc["notes"]
+
+
+def test_baked_fix_names_what_was_baked(tmp_path, ir_extract):
+    """nn.TransformerEncoder traced vs scripted: attention's baked values are masks, flags and dropout's
+    probability, not sizes, so their fix does not tell the user to keep sizes as tensors."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    model = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(2, 3, 8), check_trace=False), str(tmp_path / "t.pt"))
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "s.pt"))
+    _, doc = diff_doc(tmp_path / "t.pt", tmp_path / "s.pt", "ir", ir_extract)
+    baked = [f for f in doc["findings"] if f["kind"] == "baked_constant" and f["severity"] != "mode"]
+    assert any(not f["message"].startswith("a shape") for f in baked)
+    for f in baked:
+        assert f["fix"].startswith("keep sizes") == f["message"].startswith("a shape"), f
 
 
 def test_text_counts_library_findings_unless_all(rnn_pair):

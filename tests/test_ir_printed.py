@@ -324,6 +324,43 @@ def test_copies_that_differ_are_read_as_the_walk_reads_them(monkeypatch, chunk):
     assert schemas[0].startswith("aten::eq.int") and schemas[-1].startswith("aten::eq.float_int")
 
 
+# the iterators torch's Python API offers on graphs, blocks and nodes: pybind ends each by throwing a C++ exception
+ITERATORS = [("Graph", "nodes"), ("Graph", "inputs"), ("Graph", "outputs"), ("Block", "nodes"), ("Block", "inputs"),
+             ("Block", "outputs"), ("Node", "blocks"), ("Node", "inputs"), ("Node", "outputs")]
+
+
+def test_the_reader_runs_no_torch_iterator_to_its_end(built, tmp_path, monkeypatch):
+    """Unwinding the C++ exception that ends a pybind iterator reads libtorch's exception tables: 0.75 MiB of
+    pages the child touched (and kept) that torch's own print never does. The reader's answers stay the walk's."""
+    import json
+
+    import torch
+
+    from tsinspect.ir.extract import NO_BLOCKS, Tables, _attributes, _dumps, walk_graph
+
+    copy = tmp_path / "copy.pt"  # as the child loads it: without debug records, code/ positions printed
+    write_meta_copy(open_archive(str(built["scripted"])), copy, debug_info=False)
+    module = torch.jit.load(str(copy), map_location="meta")
+    graphs = [torch._C.parse_ir(COPIES), module.graph, module.inlined_graph]
+    graphs += [getattr(module, name).graph for name in module._c._method_names()]
+    ended: list[str] = []
+    for owner, name in ITERATORS:
+        cls = getattr(torch._C, owner)
+
+        def counted(self, _original=getattr(cls, name), _name=f"{owner}.{name}"):
+            yield from _original(self)
+            ended.append(_name)
+
+        monkeypatch.setattr(cls, name, counted)
+    tables = Tables(positions=True)
+    reader = GraphReader(tables, _attributes, _dumps, NO_BLOCKS)
+    read = [json.loads("".join(Walked(*reader.read(g)).pieces())) for g in graphs]
+    assert ended == []
+    monkeypatch.undo()
+    assert read == [json.loads("".join(walk_graph(g, tables).pieces())) for g in graphs]  # the same tables
+    assert any(k in tables.strings for k in ("prim::If", "prim::Loop"))
+
+
 @pytest.mark.parametrize("name", ["silero_vad_v6.jit", "silero_vad_micro_2021.jit", "tch_foo7.pt"])
 def test_printed_graphs_of_real_archives_are_the_walked_graphs(name, tmp_path, monkeypatch):
     """silero-vad (v6 scripted; micro 2021 quantized, so loaded from the full copy) and tch-rs's test
@@ -341,6 +378,17 @@ class _Printed:
     def nodes(self):
         return iter(())
 
+    def return_node(self):  # of a graph without nodes: the node before it is the graph's param node
+        return _ParamNode()
+
+
+class _ParamNode:
+    def prev(self):
+        return self
+
+    def kind(self) -> str:
+        return "prim::Param"
+
 
 @pytest.mark.parametrize("text", [
     # a fusion group prints its subgraph after the graph
@@ -351,6 +399,8 @@ class _Printed:
     "graph(%x : Tensor):\n  block0():\n  return (%x)\n",  # a block without its node
     "graph(%x : Tensor):\n  %y : Tensor = aten::relu(%z)\n  return (%y)\n",  # an input never defined
     "graph(%x : Tensor)\n  return (%x)\n",  # a header cut short
+    # an If of one block (torch builds two: the node walk takes them without running the iterator to its end)
+    "graph(%x : Tensor):\n  %y : Tensor = prim::If(%x)\n    block0():\n      -> (%x)\n  return (%y)\n",
     "",
 ])
 def test_text_the_reader_cannot_read_exactly_is_unsupported(text):
@@ -454,3 +504,28 @@ def test_the_source_table_written_per_record_is_the_table_of_parsed_sources(path
         lines = sources._read(name).count(b"\n") + 1
         positions += [[name, line, col] for line in range(-1, lines + 2) for col in (0, 4, 9)]
     assert sources.table(positions) == json.dumps(sources.sources(positions), separators=(",", ":")).encode()
+
+
+def test_the_child_imports_only_what_it_uses():
+    """The extraction child's own modules, before it imports torch: not the parent's dataclasses (``model``:
+    169 KiB at the child's peak for one string, the schema name)."""
+    code = "import sys, tsinspect.ir.extract; print(' '.join(sorted(sys.modules)))"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    modules = set(listed.split())
+    assert "tsinspect.ir.extract" in modules
+    assert not {"torch", "tsinspect.ir.model", "tsinspect.ir.run", "tsinspect.archive"} & modules
+
+
+def test_freeing_the_kept_graphs_gives_their_heap_back(monkeypatch):
+    """Python's objects never reuse the heap torch's freed graphs leave (they come from arenas of their own)."""
+    from tsinspect.ir import extract
+
+    released = []
+    monkeypatch.setattr(extract, "_release_free_heap", lambda: released.append(1))
+    kept = extract.KeptGraphs()
+    kept.make_room(10)  # nothing kept: nothing freed
+    kept.keep(object(), 10)
+    kept.make_room(1)  # small beside the kept one: kept
+    assert released == [] and len(kept.graphs) == 1
+    kept.make_room(10)
+    assert released == [1] and kept.graphs == []

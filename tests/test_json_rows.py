@@ -116,8 +116,26 @@ def test_odd_tensor(changes) -> None:
 
 def test_templates_are_used() -> None:
     """The rows above that the template must write (plain types only): it does."""
-    written = [c for c in ODD if jsonrows._tensor_row(replace(PLAIN, **c), "parameter") is not None]
+    written = [c for c in ODD if jsonrows._tensor_row(replace(PLAIN, **c), "parameter", {}) is not None]
     assert len(written) >= 15
+
+
+def test_shared_shapes(counted) -> None:
+    """Tensors holding the same shape and stride lists (as ``archive.torchstate`` gives them; their text is
+    written once), the same shape with other strides and the other way round, odd lists shared, and the odd
+    values of ODD on tensors with shared lists: the rows are json's."""
+    shapes = [[3, 4], [12], [], [3, True], [2 ** 62, 2], [0, 5], [3.0, 4], (3, 4)]
+    strides = [[4, 1], [1], [], [1, 4], [4, False], [-1, 7], [5, 1], (4, 1)]
+    tensors = []
+    for i in range(4 * len(ODD)):
+        shape, stride = shapes[i % len(shapes)], strides[(i // 3) % len(strides)]
+        tensors.append(replace(PLAIN, **{"name": f"t{i}", "shape": shape, "stride": stride, "offset": i % 5,
+                                         "itemsize": 1 + i % 4, **ODD[i % len(ODD)]}))
+    kinds = {t.name: ("parameter", "buffer", "attribute")[i % 3] for i, t in enumerate(tensors)
+             if isinstance(t.name, str)}
+    expected = jsonrows.encode([t.to_json(kind=kinds.get(t.name, "attribute")) for t in tensors])
+    assert jsonrows.tensor_rows(tensors, kinds) == expected
+    assert counted["tensor"] >= 30
 
 
 class _Entry:
@@ -207,3 +225,19 @@ def test_module_tree_shapes(monkeypatch) -> None:
     for tree in (deep, wide, _module(""), ModuleInfo("", "T")):
         assert jsonrows.module_tree(tree) == jsonrows.encode(tree.to_json())
     assert len(heads) == 151 + 301 + 2
+
+
+def test_shared_method_lists() -> None:
+    """Modules sharing one methods list (as ``modules.declared_names`` gives a class's modules), others with
+    equal lists of their own, a shared list holding a non-string, empty ones: the tree's text is json's."""
+    shared, odd, other = ["forward", "extra\u202e"], ["forward", None], ["forward", "extra\u202e"]
+    root = _module("", methods=shared)
+    for i in range(12):
+        methods = (shared, odd, other, [], shared[:1])[i % 5]
+        child = _module(f"c{i}", methods=methods)
+        child.children = [_module(f"c{i}.g{j}", methods=(shared, other, odd)[j % 3]) for j in range(i % 4)]
+        root.children.append(child)
+    assert jsonrows.module_tree(root) == jsonrows.encode(root.to_json())
+    root.children = [c for c in root.children if c.methods is not odd and all(g.methods is not odd for g in c.children)]
+    shared.append("late")  # a list changed between two documents: written as it is now
+    assert jsonrows.module_tree(root) == jsonrows.encode(root.to_json())

@@ -302,6 +302,16 @@ def test_diff_of_torch_nn_code_counts_library_findings_apart(pt2):
     assert "fixed_shapes" not in {f["kind"] for f in dynamic["findings"]}
 
 
+@pytest.mark.parametrize("name", ["transformer", "convnet"])
+def test_diff_of_a_trace_against_its_export_aligns_ops_inside_torch_functions(pt2, name):
+    """A trace and an export of the same eval-mode model both specialise every branch; the trace records
+    dropout's, layer norm's and attention's ops inside torch's functions, the export at the module line that
+    called them: aligned, nothing is one-sided (torch's code in the transformer, the user's in the convnet)."""
+    paths, _ = pt2
+    doc = cli_json("diff", paths[name].parent / f"{name}_traced.pt", paths[name], "--all")
+    assert doc["findings"] == []
+
+
 def test_diff_of_an_export_against_itself_is_refused_as_two_pt2(pt2):
     paths, _ = pt2
     proc = run_cli("diff", paths["cond"], paths["dims"], check=2)

@@ -142,13 +142,13 @@ def _s(text: str) -> bytes:
 
 
 def _tensor(key: str, first: bool, numel: int = 4, shape: bytes = b"(K\x02K\x02t", stride: bytes = b"(K\x02K\x01t",
-            grad: bytes = b"\x88") -> bytes:
+            grad: bytes = b"\x88", offset: int = 0, device: bytes = b"h]") -> bytes:
     if first:  # globals and strings written, then put at 90..94
         return (b"ctorch._utils\n_rebuild_tensor_v2\nqZ((" + _s("storage") + b"q[ctorch\nFloatStorage\nq\\"
-                + _s(key) + _s("cpu") + b"q]K" + bytes([numel]) + b"tQK\x00" + shape + stride + grad
+                + _s(key) + _s("cpu") + b"q]K" + bytes([numel]) + b"tQK" + bytes([offset]) + shape + stride + grad
                 + b"ccollections\nOrderedDict\nq^)RtR")
-    return (b"hZ((h[h\\" + _s(key) + b"h]K" + bytes([numel]) + b"tQK\x00" + shape + stride + grad
-            + b"h^)RtR")
+    return (b"hZ((h[h\\" + _s(key) + device + b"K" + bytes([numel]) + b"tQK" + bytes([offset]) + shape + stride
+            + grad + b"h^)RtR")
 
 
 def _module(items: bytes, cls: bytes = b"c__torch__.m\nLinear\n") -> bytes:
@@ -227,6 +227,28 @@ def test_deep_and_wide_trees() -> None:
     assert _compare(_pickle(wide), code)
 
 
+def test_tensor_forms() -> None:
+    """Tensors that share all but one thing with others read before them (``torchstate._tensor`` works a form
+    out once for all its tensors): each differs where it should. Also a second storage class and device, and
+    storage keys to escape (a memo get: the run ``_TENSOR`` matches writes digits only)."""
+    variants = [{}, {"numel": 8}, {"numel": 3}, {"offset": 1}, {"offset": 1, "numel": 8}, {"grad": b"\x89"},
+                {"shape": b"(K\x04t", "stride": b"(K\x01t"}, {"stride": b"(K\x01K\x02t"}, {"shape": b"(K\x01K\x04t"},
+                {"key": b"ha"}, {"key": b"hb"}, {"device": b"h`"}, {"storage": b"hc"},
+                {"shape": b")", "stride": b")", "numel": 1}]
+    items = (_s("first") + _tensor("1", True) + _s("device") + _s("cuda:1") + b"q`" + _s("k") + _s("\x1bk") + b"qa"
+             + _s("l") + _s("caf\u00e9") + b"qb" + _s("m") + _s("Storage") + b"qc" + _s("half")
+             + _tensor("2", False).replace(b"h\\", b"ctorch\nHalfStorage\nq_", 1))  # put: the other class
+    for i in range(3 * len(variants)):
+        change = dict(variants[i % len(variants)])
+        key = str(100 + i)
+        get, storage = change.pop("key", _s(key)), change.pop("storage", b"h[")
+        items += _s(f"t{i}") + _tensor(key, False, **change).replace(_s(key), get, 1).replace(b"h[", storage, 1)
+        if i % 5 == 4:  # the other class, once per form too
+            other = _tensor(key + "7", False, **change).replace(b"h\\", b"h_", 1)
+            items += _s(f"h{i}") + other.replace(b"h[", storage, 1)
+    assert _compare(_pickle(items), CodeIndex())
+
+
 BUILD = r"""
 import sys, warnings, torch
 from torch import nn
@@ -271,13 +293,59 @@ def test_models_torch_writes(tmp_path) -> None:
 
 
 
-def test_dims_decoded_once() -> None:
-    """The sizes and strides decoded once per distinct span: the same ints as pickles._ints, a list of their own."""
+def test_dims_shared_within_a_read() -> None:
+    """The sizes and strides decoded once per distinct span in a read: one list for all its tensors (nothing
+    changes them), equal to pickles._ints of the span; another read has lists of its own."""
     from tsinspect.archive.pickles import _ints
-    from tsinspect.archive.torchstate import _dims
 
-    for span in (b")", b"(K\x02t", b"(K\x02K\x01t", b"(M\x00\x01J\xff\xff\xff\xffK\x00t", b"(J\x00\x00\x00\x80t"):
-        first = _dims(span)
-        assert first == _ints(span) and type(first) is list
-        first.append(99)
-        assert _dims(span) == _ints(span) and _dims(span) is not _dims(span)
+    spans = [b")", b"(K\x02t", b"(K\x02K\x01t", b"(M\x00\x01J\xff\xff\xff\xffK\x00t", b"(J\x00\x00\x00\x80t"]
+    items = _s("first") + _tensor("1", True)
+    for i in range(3 * len(spans)):
+        span = spans[i % len(spans)]
+        items += _s(f"t{i}") + _tensor(str(100 + i), False, shape=span, stride=span)
+    data = _pickle(items)
+    tensors, _ = read_state(data, CodeIndex(), "data")
+    again, _ = read_state(data, CodeIndex(), "data")
+    for i, t in enumerate(tensors[1:]):
+        span = spans[i % len(spans)]
+        assert t.shape == t.stride == _ints(span) and t.shape is t.stride is tensors[1 + i % len(spans)].shape
+        assert again[1 + i].shape is not t.shape
+
+
+def test_module_methods_of_their_class() -> None:
+    """Each module's methods are its class's in the code index (both readers); one list for a class's modules."""
+    modules = 0
+    for path in ARCHIVES + BENCH:
+        with open_archive(str(path)) as archive:
+            summary = summarize(archive)
+            if summary.modules is None:
+                continue
+            lists: dict[str, list] = {}
+            for module in summary.modules.walk():
+                cls = summary.code.classes.get(module.type)
+                assert module.methods == ([m.name for m in cls.methods] if cls else [])
+                if cls is not None:
+                    assert lists.setdefault(module.type, module.methods) is module.methods
+                modules += 1
+    assert modules > 500
+
+
+def test_parameter_kinds_in_walk_order() -> None:
+    """``parameter_kinds``: every tensor path of the tree with its kind, in the order of ``walk()``; a path
+    listed twice (a hostile pickle's repeated keys) keeps the kind its last listing gives."""
+    from tsinspect.archive.modules import ModuleInfo, parameter_kinds
+
+    def module(path, parameters=(), buffers=(), tensors=(), children=()):
+        return ModuleInfo(path, "T", list(parameters), list(buffers), list(tensors), children=list(children))
+
+    leaf = module("a.b", ["a.b.w", "x"], ["a.b.r"], ["a.b.t"])
+    tree = module("", ["w"], ["x", "w"], ["t"], [module("a", [], ["a.r"], [], [leaf, module("a.c")]),
+                                                 module("d", ["x", "d.w"], [], ["w"])])
+    expected: dict = {}
+    for m in tree.walk():
+        for names, kind in ((m.parameters, "parameter"), (m.buffers, "buffer"), (m.tensors, "attribute")):
+            for name in names:
+                expected[name] = kind
+    assert list(parameter_kinds(tree).items()) == list(expected.items())
+    assert parameter_kinds(None) == {} and parameter_kinds(module("")) == {}
+    assert {"x", "w", "a.b.w"} <= expected.keys() and expected["w"] == "attribute" and expected["x"] == "parameter"

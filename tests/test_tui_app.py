@@ -322,6 +322,30 @@ def _finding_lines(app) -> list[int]:
     return [int(leaf.label.plain.split()[0].rsplit(":", 1)[1]) for group in tree.root.children for leaf in group.children]
 
 
+def test_diff_view_names_torch_as_the_owner_of_a_library_findings_source(tmp_path):
+    """A traced nn.TransformerEncoder's findings are all in torch's files: the excerpt is torch's source, not
+    the user's."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 1,
+                                  enable_nested_tensor=False).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.rand(2, 3, 8), check_trace=False), str(tmp_path / "t.pt"))
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "s.pt"))
+
+    async def body():
+        async with started(tmp_path / "s.pt", other=str(tmp_path / "t.pt"), diff_ir="never") as (app, pilot):
+            await until(app, pilot, lambda: app.query_one("DiffView").state == "loaded", "the diff")
+            assert "· library code (torch)" in text_of(app, "#diff-detail")
+            assert text_of(app, "#diff-script-title").startswith("scripted: torch source ")
+
+    run(body())
+
+
 def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code():
     async def body():
         # the traced archive first: the app browses the scripted one, whichever order
@@ -346,6 +370,7 @@ def test_diff_view_lists_findings_and_marks_the_excerpt_beside_the_traced_code()
             assert f"← {sample_line('else-body')} │ h = torch.mul(torch.tanh((proj).forward(x, )), CONSTANTS.c0)" in trace
             assert f"nothing in the trace for the dropped line {sample_line('if-then')}" in trace
             assert "/work" not in text_of(app, "#diff-script-title") + text_of(app, "#diff-detail")
+            assert text_of(app, "#diff-script-title").startswith("scripted: your source models.py:")
             # down: the unrolled loop (a silent wrong result, ranked before a mode-only one), its body twice
             await press(app, pilot, "down")
             assert "unrolled" in text_of(app, "#diff-detail")

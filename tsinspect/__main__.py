@@ -1,6 +1,6 @@
 try:
-    from tsinspect.cli import main
+    from tsinspect.cli import run
 except KeyboardInterrupt:  # Ctrl-C while Python imports the command line: no traceback
     raise SystemExit(130) from None
 
-raise SystemExit(main())
+run()

@@ -17,7 +17,6 @@ import ast
 import keyword
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from dataclasses import dataclass, field
 
@@ -68,11 +67,13 @@ def _parse_detached(source: str, filename: str) -> ast.Module:
     global _PARSER
     with _PARSER_LOCK:
         if _PARSER is None:
+            from concurrent.futures import ThreadPoolExecutor  # here: 3 ms of imports (logging) info rarely needs
+
             _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsinspect-parse")
     return _PARSER.submit(_parse, source, filename).result()
 
 
-_PARSER: ThreadPoolExecutor | None = None
+_PARSER: "concurrent.futures.ThreadPoolExecutor | None" = None
 _PARSER_LOCK = threading.Lock()
 
 

@@ -80,25 +80,34 @@ def record_rows(records: list[Record]) -> Encoded:
 def tensor_rows(tensors: list[TensorInfo], kinds: dict[str, str]) -> Encoded:
     """``encode`` of the summary's "tensors" list: each ``t.to_json(kind=kinds.get(t.name, "attribute"))``."""
     rows = []
+    dims: dict = {}  # see _tensor_row
     for t in tensors:
         kind = kinds.get(t.name, "attribute")
-        row = _tensor_row(t, kind)
+        row = _tensor_row(t, kind, dims)
         rows.append(row if row is not None else encode(t.to_json(kind=kind)))
     return Encoded("[" + ", ".join(rows) + "]")
 
 
-def _tensor_row(t: TensorInfo, kind: str) -> str | None:
-    """The row from its template, or None when a value is not of a type the template writes as json does."""
+def _tensor_row(t: TensorInfo, kind: str, dims: dict) -> str | None:
+    """The row from its template, or None when a value is not of a type the template writes as json does.
+
+    ``dims`` holds the text and element count of each pair of shape and stride lists met (by identity: tensors
+    read by ``archive.torchstate`` share them; the lists are alive, and not changed, while the rows are written).
+    """
     shape, stride, offset, numel, grad, size = t.shape, t.stride, t.offset, t.storage_numel, t.requires_grad, t.itemsize
+    known = dims.get((id(shape), id(stride)))
+    if known is None:
+        if type(shape) is not list or type(stride) is not list or not set(map(type, shape + stride)) <= _JUST_INT:
+            return None
+        known = dims[id(shape), id(stride)] = (f'"shape": {shape!r}, "stride": {stride!r}, "offset": ', prod(shape),
+                                               shape, stride)
     if (t.qparams is not None or t.aliases or type(offset) is not int or type(numel) is not int
-            or type(size) is not int or type(shape) is not list or type(stride) is not list
-            or not set(map(type, shape + stride)) <= _JUST_INT
-            or not (grad is None or grad is True or grad is False)):
+            or type(size) is not int or not (grad is None or grad is True or grad is False)):
         return None
     record, quantization, problem = t.record, t.quantization, t.problem
     try:  # json's encode_basestring raises TypeError on anything but a str
-        return (f'{{"name": {_text(t.name)}, "dtype": {_text(t.dtype)}, "shape": {shape!r}, '
-                f'"stride": {stride!r}, "offset": {offset}, "nbytes": {prod(shape) * size}, "storage": {{"key": '
+        return (f'{{"name": {_text(t.name)}, "dtype": {_text(t.dtype)}, {known[0]}{offset}, '
+                f'"nbytes": {known[1] * size}, "storage": {{"key": '
                 f'{_text(t.storage_key)}, "record": {"null" if record is None else _text(record)}, '
                 f'"numel": {numel}, "nbytes": {numel * size}}}, "device": {_text(t.device)}, '
                 f'"requires_grad": {_FLAGS[grad]}, '
@@ -114,7 +123,7 @@ def module_tree(top: ModuleInfo) -> Encoded:
     recursion (a tree 100 modules deep). A module holding a value of a type the template does not write as
     json does (a non-string where a string belongs, a non-bool flag) is written by ``encode`` of its subtree."""
     out: list[str] = []
-    types: dict[str, str] = {}  # type -> its "type" and "short_type" text: thousands of modules share a few
+    types: dict = {}  # type -> its "type" and "short_type" text, id of a methods list -> (it, its text): shared
     work: list = [top]
     while work:
         module = work.pop()
@@ -156,7 +165,13 @@ def _module_head(m: ModuleInfo, types: dict) -> str | None:
         parameters = ", ".join(map(_text, parameters)) if parameters else ""
         buffers = ", ".join(map(_text, buffers)) if buffers else ""
         tensors = ", ".join(map(_text, tensors)) if tensors else ""
-        methods = ", ".join(map(_text, methods)) if methods else ""
+        if methods:  # one list for the modules of a class (modules.declared_names): its text written once
+            known = types.get(id(methods))
+            if known is None:  # (the list kept with its text: its id stays its own)
+                known = types[id(methods)] = methods, ", ".join(map(_text, methods))
+            methods = known[1]
+        else:
+            methods = ""
         attrs = ", ".join(f"{_text(key)}: {_text(value)}" for key, value in attributes.items()) if attributes else ""
         return (f'{{"path": {_text(m.path)}, {typed}, "parameters": [{parameters}], "buffers": [{buffers}], '
                 f'"tensors": [{tensors}], "attributes": {{{attrs}}}, "methods": [{methods}], '

@@ -177,21 +177,29 @@ def module_tree(root: Any, code: CodeIndex, max_modules: int = 100_000) -> Modul
 
 def declared_names(info: ModuleInfo, code: CodeIndex, declared: dict) -> tuple:
     """The parameter and buffer names ``info``'s class declares (cached in ``declared`` by type); sets
-    ``info.methods``."""
-    cls = code.classes.get(info.type)
-    if cls is not None:
-        info.methods = [m.name for m in cls.methods]
-        if info.type not in declared:
-            declared[info.type] = (set(cls.parameters), set(cls.buffers))
-    return declared.get(info.type, ((), ()))
+    ``info.methods`` (one list for the modules of a class: nothing changes it)."""
+    found = declared.get(info.type)
+    if found is None:
+        cls = code.classes.get(info.type)
+        if cls is None:
+            return (), ()
+        found = declared[info.type] = (set(cls.parameters), set(cls.buffers)), [m.name for m in cls.methods]
+    info.methods = found[1]
+    return found[0]
 
 
 def parameter_kinds(tree: ModuleInfo | None) -> dict[str, str]:
     """Tensor path -> "parameter" / "buffer" / "attribute" for every tensor the module tree holds."""
     kinds: dict[str, str] = {}
-    for module in tree.walk() if tree else []:
-        for names, kind in ((module.parameters, "parameter"), (module.buffers, "buffer"),
-                            (module.tensors, "attribute")):
-            if names:  # most modules hold one or two kinds
-                kinds.update(dict.fromkeys(names, kind))
+    stack = [tree] if tree else []
+    while stack:  # tree.walk(), in line
+        module = stack.pop()
+        if module.parameters:  # most modules hold one or two kinds
+            kinds.update(dict.fromkeys(module.parameters, "parameter"))
+        if module.buffers:
+            kinds.update(dict.fromkeys(module.buffers, "buffer"))
+        if module.tensors:
+            kinds.update(dict.fromkeys(module.tensors, "attribute"))
+        if module.children:
+            stack.extend(reversed(module.children))
     return kinds

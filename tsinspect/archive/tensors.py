@@ -38,7 +38,7 @@ _WRAPPERS = {"torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tens
 class TensorInfo:
     name: str
     dtype: str
-    shape: list[int]
+    shape: list[int]  # shape and stride lists may be shared by many tensors (archive.torchstate): read only
     stride: list[int]
     offset: int
     storage_key: str

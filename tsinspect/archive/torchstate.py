@@ -80,6 +80,7 @@ def _parse(data: bytes, max_marks: int):
     stack: list = []
     marks: list[list] = []
     memo: dict[int, object] = {}
+    dims: dict[bytes, list[int]] = {}  # a size or stride's opcodes -> its ints, one list for all its tensors
     size = len(data)
     pos = 2
     tensor = _TENSOR.match
@@ -88,7 +89,7 @@ def _parse(data: bytes, max_marks: int):
         if code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET: a tensor's run, or a get
             m = tensor(data, pos) if pos + 5 < size and data[pos + (2 if code == 0x68 else 5)] == 0x28 else None
             if m is not None:
-                found = _tensor_run(m, memo)
+                found = _tensor_run(m, memo, dims)
                 if found is not None:
                     stack.append(found)
                     pos = m.end()
@@ -99,31 +100,67 @@ def _parse(data: bytes, max_marks: int):
             if type(value) not in _SHAREABLE:
                 raise _Unread
             stack.append(value)
-        elif code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
-            memo[data[pos + 1] if code == 0x71 else _U4(data, pos + 1)[0]] = stack[-1]
-            pos += 2 if code == 0x71 else 5
-        elif code == 0x58:  # BINUNICODE
-            end = pos + 5 + _U4(data, pos + 1)[0]  # past the end: cut short, and no STOP after it
-            stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
-            pos = end
+        elif code > 0x60:  # b c q r t u } and up (BINGET above): fewer tests per opcode than one chain
+            if code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
+                memo[data[pos + 1] if code == 0x71 else _U4(data, pos + 1)[0]] = stack[-1]
+                pos += 2 if code == 0x71 else 5
+            elif code == 0x7D:  # EMPTY_DICT
+                stack.append(_Dict())
+                pos += 1
+            elif code == 0x81:  # NEWOBJ: a module object of a TorchScript class
+                args = stack.pop()
+                cls = stack[-1]
+                if args != () or type(cls) is not Global or not cls.module.startswith("__torch__") \
+                        or cls.module.startswith("__torch__.torch.classes."):
+                    raise _Unread
+                stack[-1] = _Module(cls)
+                pos += 1
+            elif code == 0x75:  # SETITEMS
+                items = stack
+                stack = marks.pop()
+                target = stack[-1]
+                if type(target) is not _Dict or len(items) % 2:
+                    raise _Unread
+                target.extend(zip(items[::2], items[1::2]))
+                pos += 1
+            elif code == 0x62:  # BUILD
+                state = stack.pop()
+                obj = stack[-1]
+                if type(obj) is not _Module or obj.items is not None or type(state) is not _Dict:
+                    raise _Unread
+                obj.items = state
+                pos += 1
+            elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
+                stack.append(code == 0x88)
+                pos += 1
+            elif code == 0x74:  # TUPLE
+                items = stack
+                stack = marks.pop()
+                stack.append(tuple(items))
+                pos += 1
+            elif code == 0x63:  # GLOBAL
+                m = _GLOBAL.match(data, pos)
+                if m is None:
+                    raise _Unread
+                stack.append(Global(m[1].decode("ascii"), m[2].decode("ascii")))
+                pos = m.end()
+            else:
+                raise _Unread
         elif code == 0x28:  # MARK
             if len(marks) >= max_marks:
                 raise _Unread
             marks.append(stack)
             stack = []
             pos += 1
-        elif code == 0x75:  # SETITEMS
-            items = stack
-            stack = marks.pop()
-            target = stack[-1]
-            if type(target) is not _Dict or len(items) % 2:
-                raise _Unread
-            target.extend(zip(items[::2], items[1::2]))
+        elif code == 0x29:  # EMPTY_TUPLE
+            stack.append(())
             pos += 1
-        elif code == 0x74:  # TUPLE
-            items = stack
-            stack = marks.pop()
-            stack.append(tuple(items))
+        elif code == 0x58:  # BINUNICODE
+            end = pos + 5 + _U4(data, pos + 1)[0]  # past the end: cut short, and no STOP after it
+            stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
+            pos = end
+        elif code == 0x4E:  # NONE
+            stack.append(None)
             pos += 1
         elif code == 0x4B:  # BININT1
             stack.append(data[pos + 1])
@@ -134,36 +171,9 @@ def _parse(data: bytes, max_marks: int):
         elif code == 0x4A:  # BININT
             stack.append(_I4(data, pos + 1)[0])
             pos += 5
-        elif code == 0x29:  # EMPTY_TUPLE
-            stack.append(())
-            pos += 1
-        elif code == 0x7D:  # EMPTY_DICT
-            stack.append(_Dict())
-            pos += 1
-        elif code == 0x81:  # NEWOBJ: a module object of a TorchScript class
-            args = stack.pop()
-            cls = stack[-1]
-            if args != () or type(cls) is not Global or not cls.module.startswith("__torch__") \
-                    or cls.module.startswith("__torch__.torch.classes."):
-                raise _Unread
-            stack[-1] = _Module(cls)
-            pos += 1
-        elif code == 0x62:  # BUILD
-            state = stack.pop()
-            obj = stack[-1]
-            if type(obj) is not _Module or obj.items is not None or type(state) is not _Dict:
-                raise _Unread
-            obj.items = state
-            pos += 1
-        elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
-            stack.append(code == 0x88)
-            pos += 1
         elif code == 0x47:  # BINFLOAT
             stack.append(_F8(data, pos + 1)[0])
             pos += 9
-        elif code == 0x4E:  # NONE
-            stack.append(None)
-            pos += 1
         elif code == 0x51:  # BINPERSID
             pid = stack[-1]
             if type(pid) is not tuple or any(type(item) not in _PLAIN for item in pid):
@@ -186,12 +196,6 @@ def _parse(data: bytes, max_marks: int):
             else:
                 raise _Unread
             pos += 1
-        elif code == 0x63:  # GLOBAL
-            m = _GLOBAL.match(data, pos)
-            if m is None:
-                raise _Unread
-            stack.append(Global(m[1].decode("ascii"), m[2].decode("ascii")))
-            pos = m.end()
         elif code == 0x2E:  # STOP
             if len(stack) != 1 or marks or type(stack[0]) is not _Module:
                 raise _Unread
@@ -201,7 +205,7 @@ def _parse(data: bytes, max_marks: int):
     raise _Unread
 
 
-def _tensor_run(m: re.Match, memo: dict) -> _Tensor | None:
+def _tensor_run(m: re.Match, memo: dict, dims: dict) -> _Tensor | None:
     """The tensor of a ``_TENSOR`` match, as ``pickles._torch_tensor`` reads it, with its memo puts made;
     None (nothing changed) where that one would let the opcodes decide."""
     (func, name, cls, key_len, key_text, key_get, key_put, device, numel, ref_put, ref_get, offset, size, stride,
@@ -239,20 +243,13 @@ def _tensor_run(m: re.Match, memo: dict) -> _Tensor | None:
         memo[key_put] = key
     if ref_put is not None:
         memo[ref_put] = pid
-    return _Tensor(pid, _int(offset), _dims(size), _dims(stride), grad == b"\x88")
-
-
-_DIMS: dict[bytes, tuple] = {}  # the opcodes of a size or stride -> its ints: a model has few shapes
-
-
-def _dims(span: bytes) -> list[int]:
-    """``pickles._ints(span)``, a list of its own, decoded once per distinct span."""
-    dims = _DIMS.get(span)
-    if dims is None:
-        dims = tuple(_ints(span))
-        if len(_DIMS) < 4096:
-            _DIMS[span] = dims
-    return list(dims)
+    shape = dims.get(size)
+    if shape is None:
+        shape = dims[size] = _ints(size)
+    strides = dims.get(stride)
+    if strides is None:
+        strides = dims[stride] = _ints(stride)
+    return _Tensor(pid, _int(offset), shape, strides, grad == b"\x88")
 
 
 def _int(op: bytes) -> int:
@@ -268,6 +265,7 @@ def _build(root: _Module, code: CodeIndex, storage_dir: str) -> tuple[list[Tenso
     stack = [_enter(root, top, code, declared)]
     modules = 1
     plain: set[str] = set()  # keys that passed the test below (a few names repeat in every module)
+    forms: dict[tuple, tuple] = {}  # see _tensor
     while stack:
         items, info, head, parameters, buffers = stack[-1]
         for key, value in items:
@@ -281,8 +279,9 @@ def _build(root: _Module, code: CodeIndex, storage_dir: str) -> tuple[list[Tenso
                 raise _Unread
             kind = type(value)
             if kind is _Tensor:
-                tensors.append(_tensor(path, value, storage_dir))
-                info.add_tensor(key, path, parameters, buffers)
+                tensors.append(_tensor(path, value, storage_dir, forms))
+                held = info.parameters if key in parameters else info.buffers if key in buffers else info.tensors
+                held.append(path)  # info.add_tensor(key, path, parameters, buffers), in line
             elif kind is _Module:
                 modules += 1
                 if len(stack) >= MAX_MODULE_DEPTH - 10 or modules >= 100_000:
@@ -310,7 +309,29 @@ def _enter(module: _Module, info: ModuleInfo, code: CodeIndex, declared: dict) -
     return iter(module.items), info, info.path + "." if info.path else "", parameters, buffers
 
 
-def _tensor(name: str, t: _Tensor, storage_dir: str) -> TensorInfo:
+def _tensor(name: str, t: _Tensor, storage_dir: str, forms: dict) -> TensorInfo:
+    """``tensor_info`` of the tensor, with its flag, view check and record. What all but the name and storage
+    key give (dtype, shape, view problem...) is worked out once per form: thousands of tensors share a few.
+    A form is keyed by its values, or by identity for the shape and stride lists (``_parse`` gives one list to
+    every tensor of a span) and the storage class (a ``Global``, alive in the tree while ``_build`` runs)."""
+    pid, shape, stride = t.pid, t.shape, t.stride
+    if len(pid) != 5 or pid[0] != "storage" or type(pid[3]) is not str or type(pid[4]) is not int:
+        return _new_tensor(name, t, storage_dir)  # (storage key "?" without "storage")
+    form_key = (id(pid[1]), pid[3], pid[4], t.offset, id(shape), id(stride))
+    form = forms.get(form_key)
+    key = pid[2]
+    if form is None or not (type(key) is str and key.isascii() and key.isprintable()):
+        info = _new_tensor(name, t, storage_dir)
+        if form is None:  # the objects keyed by identity kept with it
+            forms[form_key] = (pid[1], shape, stride, info.dtype, info.shape, info.stride, info.storage_numel,
+                               info.device, info.itemsize, info.problem)
+        return info
+    _, _, _, dtype, shape, stride, numel, device, itemsize, problem = form
+    return TensorInfo(name, dtype, shape, stride, t.offset, key, numel, device, itemsize, t.grad,
+                      record=f"{storage_dir}/{key}" if storage_dir else key, problem=problem)
+
+
+def _new_tensor(name: str, t: _Tensor, storage_dir: str) -> TensorInfo:
     info = tensor_info(name, t.pid, t.offset, t.shape, t.stride)
     info.requires_grad = t.grad
     info.problem = info.problem or _view_problem(info)

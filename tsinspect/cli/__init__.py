@@ -13,6 +13,7 @@ import os
 import sys
 
 from tsinspect import __version__
+from tsinspect.collector import paused
 
 # command name -> module that implements it
 COMMANDS = {
@@ -30,6 +31,9 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+# Commands that wait for all they start and leave nothing to clean up: run as the program, the process ends once
+# their output is flushed, without freeing what they read object by object (20 ms at 10,000 tensors).
+QUICK_EXIT = frozenset({"ls", "info", "cat", "pickle"})
 
 
 class UsageError(Exception):
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(argv.index(command), "open")
         command = "open"
     try:
-        parser = build_parser(command)  # imports the command's module: Ctrl-C may come here
+        with paused():  # the modules imported make thousands of objects, none garbage (~2 ms of collections)
+            parser = build_parser(command)  # imports the command's module: Ctrl-C may come here
         args = parser.parse_args(argv)
         from tsinspect.cli import progress
 
@@ -129,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # every failure is one line, never a traceback
         return report_error(exc)
+
+
+def run() -> None:
+    """The program (``python -m tsinspect``, the ``tsinspect`` script): ``main()``, then exit with its status;
+    after a command of QUICK_EXIT, with its output flushed, at once (the code index's parse thread, idle by then,
+    is not joined either)."""
+    status = main()
+    if _first_positional(sys.argv[1:]) in QUICK_EXIT:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - Python's own exit reports it, as without this
+            raise SystemExit(status) from None
+        os._exit(status)
+    raise SystemExit(status)
 
 
 def report_error(exc: BaseException) -> int:

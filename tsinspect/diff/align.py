@@ -443,9 +443,7 @@ class Aligner:
                 f"inputs for which it differs get the traced value",
                 self._src(at), {"values": [{"script": e, "trace": v} for e, v in baked]},
                 self._excerpt(at[1], at[1], at[0], {at[1]: "dropped"}), severity="mode" if mode else "silent",
-                fix=("trace in the mode the model will run in (model.eval() before tracing, and keep it)" if mode
-                     else "keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or "
-                          "min() on them), or script this function")))
+                fix=_baked_fix(what, mode)))
 
     def _user_caller(self, loc: Loc, traced: list[Op]) -> tuple[str, Loc] | None:
         """Where the user's own code called the library function holding ``loc``: the first frame of the traced
@@ -566,3 +564,13 @@ def _lines_text(lines: list[int]) -> str:
 
 def _fill(lines: list[int]) -> list[int]:
     return list(range(lines[0], lines[-1] + 1)) if lines else []
+
+
+def _baked_fix(what: str, mode: bool) -> str:
+    """What to do about a baked constant, by what was baked."""
+    if mode:
+        return "trace in the mode the model will run in (model.eval() before tracing, and keep it)"
+    if what == "a shape":
+        return ("keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or min() on "
+                "them), or script this function")
+    return "script this function, or trace a separate model for each value it can take"

@@ -1,7 +1,8 @@
 """A TorchScript archive against the exported program (pt2) of the same model, by source line.
 
 The TorchScript side is the torch-free Program (``code/`` + debug info: the original file:line of every op,
-``if`` and loop); the exported side is the pt2 graph (each node's ``stack_trace``, its innermost frame of model
+``if`` and loop; a traced op is placed at the line of its call stack the export has, see ``_op_line``); the
+exported side is the pt2 graph (each node's ``stack_trace``, its innermost frame of model
 code: the user's files or torch.nn's, not torch's tracing machinery). Both name the same files, so lines align
 without any model of either compiler; findings in torch's own files are library findings (``origin``), listed
 after the user's and counted unless ``--all``. What it reports:
@@ -24,7 +25,7 @@ from collections import Counter, defaultdict
 from tsinspect.archive.problems import ArchiveError
 from tsinspect.archive.reader import open_archive
 from tsinspect.archive.text import printable
-from tsinspect.diff.model import DiffResult, Finding
+from tsinspect.diff.model import DiffResult, Finding, origin_of
 from tsinspect.diff.program import If, Loop, Op, Program, walk
 
 EXPORT_KINDS = ("specialised_branch", "unrolled_loop", "fixed_shapes", "ops_one_side")
@@ -110,10 +111,11 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
     covered: set[Line] = set()  # lines said by another finding, or calling a submodule: no ops_one_side
     paths: dict[str, str] = {}  # file name -> the path the TorchScript side recorded (tells library code)
     methods: dict[Line, str] = {}  # line -> the TorchScript function holding it
+    ex_lines = ex_ops.keys() | ex_conds | ex_loops
     for function in program.functions:
         for item in walk(function.body):
             reads_sizes |= isinstance(item, Op) and item.kind == "aten::size"  # anywhere, torch.nn's code too
-            key = _key(item.loc)
+            key = _op_line(item, ex_lines) if isinstance(item, Op) else _key(item.loc)
             if key is None or key[0] not in files:
                 continue
             paths.setdefault(key[0], item.loc[0])
@@ -159,6 +161,20 @@ def _findings(program: Program, ex_ops, ex_conds, ex_loops, files: set[str], exp
     out.sort(key=lambda f: (f.origin != "user", f.package or "", EXPORT_KINDS.index(f.kind), f.file or "",
                             f.line or 0))
     return out
+
+
+def _op_line(op: Op, ex_lines) -> Line | None:
+    """The line an op of the TorchScript side is compared at. A trace records an op at its innermost frame,
+    inside torch (``F.dropout``'s body in functional.py); the export records it where model code called the
+    torch function it did not enter (``nn.Dropout.forward``'s line): the op's call stack is followed out of
+    torch's files to the first line the export has. A line of the user's own code is never passed over."""
+    for frame in op.stack:
+        key = _key(frame)
+        if key in ex_lines:
+            return key
+        if origin_of(frame[0])[0] == "user":
+            break
+    return _key(op.loc)
 
 
 def _lines(items) -> set[Line]:

@@ -4,3 +4,5 @@
 parent side: safety gate, emptied copy, limits), ``views`` (the def-use index, reachability, op counts),
 ``fallback`` (an ``ast`` view of ``code/`` for archives torch cannot load).
 """
+
+SCHEMA = "tsinspect.ir/2"  # the document's schema, here for the child, which does not import ``model`` (169 KiB)

@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 
-from tsinspect.ir.model import SCHEMA
+from tsinspect.ir import SCHEMA
 from tsinspect.ir.printed import GraphReader
 from tsinspect.ir.sourcerange import parse_source
 from tsinspect.safety.sandbox import Confinement, confine, set_limits
@@ -343,6 +343,9 @@ class KeptGraphs:
         if self.graphs and self.rest + expected > self.largest / 8:
             self.graphs.clear()
             self.largest = self.rest = 0
+            # the freed graphs' heap back to the system: Python's objects come from arenas of their own and would
+            # never reuse it (1.7k nodes: the child's peak 0.4 MiB lower)
+            _release_free_heap()
 
     def keep(self, graph, expected: int) -> None:
         self.graphs.append(graph)

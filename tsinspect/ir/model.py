@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from tsinspect.ir import SCHEMA
 from tsinspect.safety.sandbox import Confinement
-
-SCHEMA = "tsinspect.ir/2"
 
 
 @dataclass(slots=True)

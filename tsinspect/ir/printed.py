@@ -45,7 +45,14 @@ _PLAIN_STRING = re.compile(r'\[(\w+)="(\w*)"\]', re.ASCII)
 _BLOCK = re.compile(r"block\d+\((.*)\):")
 CALLS = ("prim::CallFunction", "prim::CallMethod")
 _NO_BLOCKS_PREFIX = "aten::"
-CHUNK = 1 << 16  # characters of printed text abstracted at a time (1 << 20: 5-6 MB more at the peak of a 51k-node graph, same time)
+# characters of printed text abstracted at a time (cut where a top-level node begins): each part's value names
+# and pieces are a transient (1 << 20: 5-6 MB more at the peak of a 51k-node graph; 1 << 16: 0.4 MiB more at
+# 10k nodes than 1 << 14, at the same time)
+CHUNK = 1 << 14
+# top-level nodes' JSON texts joined into one piece (50 bytes an object less) this many at a time: the list and
+# its join are alive together, so 1,024 at a time held a 10k-node graph's whole JSON twice at the end of its read
+# (0.5 MiB more at the child's peak than 128)
+JOINED = 127
 
 
 class Unsupported(ValueError):
@@ -56,18 +63,22 @@ class _Nodes:
     """A graph's torch nodes by kind, in pre-order. Walked from the start only as far as a representative is
     asked for (the first occurrence of a printed case is mostly near the start); a case first seen further
     on than ``AHEAD`` nodes past the walk takes all nodes of its kind from torch at once (``findAllNodes``, in
-    C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader)."""
+    C++). ``no_blocks``: kinds that own no blocks; ``parsed``: nodes read so far (set by the reader).
+
+    No pybind iterator is run to its end: pybind ends one by throwing a C++ exception, and unwinding it reads
+    libtorch's exception tables (0.75 MiB of pages torch's own print never touches). A block's last node is
+    known beforehand (its return node's ``prev()``), and a node's blocks are taken one by one (``_blocks``)."""
 
     AHEAD = 512
     __slots__ = ("graph", "todo", "by_kind", "whole", "no_blocks", "previous", "walked", "parsed")
 
     def __init__(self, graph, no_blocks: frozenset):
         self.graph = graph
-        self.todo = [iter(graph.nodes())]
+        self.todo = []  # per block being walked: (its nodes' iterator, its last node)
         self.by_kind: dict[str, list] = {}
         self.whole: set[str] = set()  # kinds fetched whole
         self.no_blocks = no_blocks
-        self.previous = None
+        self.previous = None  # (node, kind) walked last
         self.walked = self.parsed = 0
 
     def get(self, kind: str, occurrence: int, outputs: list[str]):
@@ -88,24 +99,49 @@ class _Nodes:
         return node
 
     def _next(self) -> None:
-        previous = self.previous
-        if previous is not None:
-            kind = previous.kind()
+        todo = self.todo
+        if self.previous is None:
+            if not self.walked:  # the first node asked for
+                _push(todo, self.graph.nodes(), self.graph.return_node())
+        else:
+            previous, kind = self.previous
             if kind not in self.no_blocks and not kind.startswith(_NO_BLOCKS_PREFIX):
-                blocks = list(previous.blocks())
-                if blocks:  # pre-order: a node, then its blocks' nodes, block 0 first
-                    self.todo.append(itertools.chain.from_iterable(b.nodes() for b in blocks))
-        while self.todo:
-            node = next(self.todo[-1], None)
+                for block in reversed(_blocks(previous, kind)):  # pre-order: a node, then block 0's nodes first
+                    _push(todo, block.nodes(), block.returnNode())
+        while todo:
+            nodes, last = todo[-1]
+            node = next(nodes, None)
             if node is not None:
-                self.previous = node
+                if node is last:
+                    todo.pop()
                 self.walked += 1
                 kind = node.kind()
+                self.previous = node, kind
                 if kind not in self.whole:
                     self.by_kind.setdefault(kind, []).append(node)
                 return
-            self.todo.pop()
+            todo.pop()  # (not reached while pybind gives the same wrapper for the same node)
         raise Unsupported("fewer nodes than printed")
+
+
+# kinds whose nodes torch always builds with this many blocks (the reader checks each printed one): taken with
+# next(), which never reaches the iterator's end
+BLOCKS = {"prim::If": 2, "prim::Loop": 1}
+
+
+def _blocks(node, kind: str) -> list:
+    count = BLOCKS.get(kind)
+    if count is None:
+        return list(node.blocks())
+    blocks = iter(node.blocks())
+    return [next(blocks) for _ in range(count)]
+
+
+def _push(todo: list, nodes, end) -> None:
+    """Walk a block's ``nodes`` next (``end``: its return node), unless it has none."""
+    last = end.prev()
+    if last.kind() != "prim::Param":  # the return node's prev() of an empty block is its param node
+        todo.append((iter(nodes), last))
 
 
 class _Unit:
@@ -197,10 +233,17 @@ class GraphReader:
         templates, seen = self.templates, self.seen
         vtype, backlog, source_of = self._vtype, self._backlog, self._source
         vget = vtype.__getitem__
-        texts: list[str] = []  # top-level nodes, joined a thousand at a time into chunks
+        texts: list[str] = []  # top-level nodes, joined JOINED at a time into chunks
         chunks: list[str] = []
         outputs = None
-        for chunk in _chunks(text, start):
+        # the text cut into parts first (``unread``), each freed once read: the whole text is no longer alive
+        # beside the whole JSON at the end of the read (1.2 MiB less at the child's peak at 10k nodes, 1.9 MiB at
+        # 51k); the parts are copied while what torch's str() used for the text is free again
+        unread = list(_chunks(text, start))
+        del text
+        unread.reverse()
+        while unread:
+            chunk = unread.pop()
             ascii = chunk.isascii()
             pieces = (_ASCII_NAME if ascii else _NAME).split(chunk)
             del chunk
@@ -215,8 +258,12 @@ class GraphReader:
             cut = bool(wheres) and shared
             keyed = _POSITION.sub(" # " + _AT, abstract) if cut else abstract
             del abstract
+            units = _TOP.split(keyed)
+            del keyed
+            units.reverse()  # each unit freed once read (a single unit can be most of a part)
             i = w = 0
-            for unit in _TOP.split(keyed):
+            while units:
+                unit = units.pop()
                 if outputs is not None:
                     if unit.strip():
                         raise Unsupported("text after the return (a subgraph)")
@@ -247,7 +294,7 @@ class GraphReader:
                             texts.append(form % template.order(values))
                             backlog.append(template)
                             i = end
-                            if len(texts) > 1023:  # 50 bytes an object less for the most nodes
+                            if len(texts) > JOINED:
                                 chunks.append(",".join(texts))
                                 texts.clear()
                             continue
@@ -258,6 +305,7 @@ class GraphReader:
                 if at:  # the unit as printed
                     parts = unit.split(_AT)
                     unit = parts[0] + "".join(map(str.__add__, wheres[w - at:w], parts[1:]))
+                    del parts
                 if unit.startswith("  return ("):
                     line, _, rest = unit.partition("\n")
                     if rest.strip() or not line.endswith(")"):
@@ -266,7 +314,10 @@ class GraphReader:
                     i = end
                     continue
                 self._flush()
-                built = self._unit(unit.split("\n"), own)
+                lines = unit.split("\n")
+                del unit  # (the printed unit; its abstracted text is ``key``)
+                built = self._unit(lines, own)
+                del lines
                 for slot, ptype in built.top:
                     vtype[own[slot]] = ptype
                 if built.calls:
@@ -282,7 +333,7 @@ class GraphReader:
                         else:
                             seen.add(hash(key))
                 i = end
-                if len(texts) > 1023:
+                if len(texts) > JOINED:
                     chunks.append(",".join(texts))
                     texts.clear()
             if i != len(names):
@@ -541,7 +592,7 @@ class GraphReader:
             index = self.types.get(ptype)
             if index is None:
                 j = len(inputs)
-                index = self._type(ptype, lambda: list(graph.inputs())[j], name[1:])
+                index = self._type(ptype, lambda: graph.param_node().outputsAt(j), name[1:])
             inputs.append([name[1:], index])
             if done or end < 0:
                 if not done:
@@ -589,6 +640,8 @@ def _null(index: int | None) -> str:
 def _joined(node: list) -> tuple[str, list[int]]:
     """(%-format, slots) of a node read with its blocks (``pending`` in GraphReader._unit)."""
     prefix, suffix, blocks, slots = node[0], node[1], node[2], node[6]
+    if len(blocks) != BLOCKS.get(node[3], len(blocks)):  # what _Nodes assumes of torch's graph
+        raise Unsupported(f"a {node[3]} with {len(blocks)} blocks")
     if not blocks:
         return f"{prefix}null{suffix}", slots + node[7]
     slots = list(slots)
@@ -654,7 +707,7 @@ def _split_typed(text: str) -> list[str]:
 
 
 def _block_param(node, b: int, j: int):
-    return list(node.blocks())[b].paramNode().outputsAt(j)
+    return next(itertools.islice(node.blocks(), b, None)).paramNode().outputsAt(j)
 
 
 def _attributes_end(text: str, start: int) -> int:

@@ -24,6 +24,7 @@ from tsinspect.archive.text import printable
 from tsinspect.diff.model import SEVERITY_TEXT
 from tsinspect.tui import render
 from tsinspect.tui.messages import CompareChecked
+from tsinspect.tui.views.exportdiff import source_label
 
 MAX_LEAVES = 1000  # findings listed per method (structural diffs of big models can have many)
 KIND_STYLE = {"dropped_branch": "bold $text-error", "missing_method": "bold $text-error",
@@ -326,7 +327,7 @@ class DiffView(Vertical):
         legend = [("  - dropped", "$text-error")] if "dropped" in marks else []
         legend += [("  + kept", "$text-success")] if "kept" in marks else []
         script_title.update(Content.assemble(
-            ("scripted: your source ", render.HEAD), (f"{basename(finding.file)}{span}" if finding.file else "", "bold"),
+            ("scripted: " + source_label(finding), render.HEAD), (f"{basename(finding.file)}{span}" if finding.file else "", "bold"),
             *legend))
         self.query_one("#diff-script", Static).update(script_excerpt(finding))
         self.query_one("#diff-trace-title", Static).update(Content.assemble(

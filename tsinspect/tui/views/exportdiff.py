@@ -20,9 +20,14 @@ def export_header(result, browsed: str, basename) -> Content:
     return render.lines(*rows)
 
 
+def source_label(finding) -> str:
+    """Whose source a finding's lines are: the user's, or the library's that holds them."""
+    return "your source " if finding.origin == "user" else f"{finding.package or 'library'} source "
+
+
 def export_titles(result, finding, basename) -> tuple[Content, Content]:
     line = f":{finding.line}" if finding.line else ""
-    return (Content.assemble(("TorchScript: your source ", render.HEAD),
+    return (Content.assemble(("TorchScript: " + source_label(finding), render.HEAD),
                              (f"{basename(finding.file)}{line}" if finding.file else "", "bold")),
             Content.assemble(("exported: its nodes at these lines ", render.HEAD), (basename(result.b), "bold")))
 
