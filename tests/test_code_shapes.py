@@ -86,34 +86,40 @@ def test_hostile_and_evil_archives(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------- traced archives, edited
 
+TRACE = """
+import sys, warnings, torch
+warnings.simplefilter("ignore")
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x))) + x
+
+class Both(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(8)])
+        self.blocks = torch.nn.Sequential(*[Block() for _ in range(4)]).eval()
+
+    def forward(self, x, y):
+        return self.lin(x), self.blocks(y)
+
+torch.jit.trace(Both(), (torch.ones(1, 2), torch.ones(1, 2, 4, 4))).save(sys.argv[1])
+"""
+
+
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory) -> dict[str, bytes]:
-    """The members of a traced Sequential of 8 Linear and a conv-bn-relu block net (torch only builds it)."""
-    import torch
+    """The members of a traced Sequential of 8 Linear and a net of 4 conv-bn-relu blocks, traced by torch in a
+    process of its own (tracing here would change the class names torch mangles for later tests)."""
+    import subprocess
+    import sys
 
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
-
-        def forward(self, x):
-            return torch.relu(self.bn(self.conv(x))) + x
-
-    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(8)])
-    blocks = torch.nn.Sequential(*[Block() for _ in range(4)]).eval()
     path = tmp_path_factory.mktemp("traced") / "traced.pt"
-    holder = torch.nn.Module()
-    holder.lin, holder.blocks = model, blocks
-
-    class Both(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin, self.blocks = model, blocks
-
-        def forward(self, x, y):
-            return self.lin(x), self.blocks(y)
-
-    torch.jit.trace(Both(), (torch.ones(1, 2), torch.ones(1, 2, 4, 4))).save(str(path))
+    subprocess.run([sys.executable, "-c", TRACE, str(path)], check=True, timeout=300)
     with zipfile.ZipFile(path) as z:
         return {i.filename: z.read(i) for i in z.infolist()}
 
@@ -224,17 +230,23 @@ def test_a_module_path_naming_a_hazard_or_a_keyword(traced, tmp_path, monkeypatc
     assert min(seen["shaped"]) >= 8
 
 
-def test_a_path_that_glues_into_a_keyword(traced, tmp_path, monkeypatch):
-    """Files of one text but for their paths, where a path's last component and the letter after it make a
-    keyword (``i`` + ``f``) in one of them only: that one does not parse, the others do."""
+def test_mangled_numbers_of_every_spelling(traced, tmp_path, monkeypatch):
+    """Files of one shape whose numbers have leading zeros, other lengths, or stand glued to letters, in
+    strings and comments, and name each other's classes; and one that does not parse."""
     members = dict(traced)
     top = next(iter(traced)).split("/", 1)[0]
-    for last in ["m0", "m1", "i", "m2"]:
-        module = f"__torch__.k.{last}"
-        members[f"{top}/code/__torch__/k/{last}.py"] = (
-            f"class C(Module):\n  def forward(self: {module}.C) -> int:\n    _0 = {module}f\n    return 1\n").encode()
+    numbers = ["0", "7", "007", "70", "12345678901234567890", "8"]
+    for i, number in enumerate(numbers):
+        module, other = f"__torch__.k.___torch_mangle_{number}", numbers[i - 1]
+        text = (f"class C(Module):\n  def forward(self: {module}.C,\n    x: int) -> int:\n"
+                f"    _0 = ___torch_mangle_{number}x  # ___torch_mangle_{other}\n"
+                f"    _1 = \"{module}.C ___torch_mangle_{other}\"\n"
+                f"    _2 = __torch__.k.___torch_mangle_{other}.C.forward(self, x)\n"
+                + ("    return (\n" if number == "70" else "    return 1\n"))
+        members[f"{top}/code/__torch__/k/___torch_mangle_{number}.py"] = text.encode()
     seen = assert_both_ways(_write(members, tmp_path / "t.pt"), monkeypatch)
-    assert {p["member"] for p in seen["problems False"] if p["kind"] == "bad_code"} == {"code/__torch__/k/i.py"}
+    assert {p["member"] for p in seen["problems False"] if p["kind"] == "bad_code"} == {
+        "code/__torch__/k/___torch_mangle_70.py"}
 
 
 def test_shared_files_at_the_depth_and_stack_edge():
@@ -356,3 +368,78 @@ def test_shape_conditions():
     for bad in [text + "__tsph", text + "é", text + "\n" + "x" * shapes.MAX_LINE]:
         assert shapes.shape_of(module, bad) is None, bad[-10:]
     assert shapes.shape_of(module + "é", text) is None
+
+
+# ---------------------------------------------------------------------------------------- debug records
+
+def _maps_both_ways(datas: list[bytes]) -> int:
+    """SourceMaps' reading of ``datas`` in order against each walked on its own: the same maps, the same
+    errors; how many were read from a shape."""
+    from tsinspect.archive.debuginfo import SourceMaps, parse_source_map
+    from tsinspect.archive.pickles import walk
+
+    def read(how, data):
+        try:
+            found = how(data)
+        except Exception as exc:  # noqa: BLE001 - the same exception either way is the point
+            return type(exc).__name__, str(exc)
+        return found.layout, [(r.offset, r.source, r.start, r.end, r.tag) for r in found.records]
+
+    maps = SourceMaps()
+    for data in datas:
+        assert read(maps.read, data) == read(lambda d: parse_source_map(walk(d).value), data)
+    return sum(shape.matched - 1 for known in maps._shapes.values() for shape in known
+               if shape.tree is not None and not shape.failed)
+
+
+def _debug_records(path: Path) -> list[bytes]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [z.read(i) for i in z.infolist() if i.filename.endswith(".debug_pkl")]
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def test_debug_records_both_ways_on_real_archives(traced):
+    shared = sum(_maps_both_ways(_debug_records(path)) for path in ARCHIVES)
+    shared += _maps_both_ways([d for n, d in traced.items() if n.endswith(".debug_pkl")])
+    assert shared > 20
+
+
+def test_debug_records_of_edited_copies(traced):
+    """Copies of a traced debug record with their integers, other bytes or lengths changed at random, read
+    in one archive's order: the same maps and errors as each walked on its own."""
+    import random
+    import struct
+
+    from tsinspect.archive.debuginfo import _int_slots
+
+    rng = random.Random(14)
+    bases = [d for n, d in traced.items() if n.endswith(".debug_pkl") and _int_slots(d)]
+    datas = []
+    for _ in range(3000):
+        data = bytearray(rng.choice(bases))
+        slots = _int_slots(bytes(data))
+        for at, width in rng.sample(slots, rng.randint(0, min(6, len(slots)))):
+            value = rng.choice([0, 1, 2, 255, rng.randrange(1 << (8 * width))])
+            data[at:at + width] = value.to_bytes(width, "little") if width < 4 else struct.pack(
+                "<i", rng.choice([value % (1 << 31), -1, -(1 << 31), (1 << 31) - 1]))
+        if rng.random() < 0.1:  # any byte: the layout may change (read on its own) or the walk fail
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        datas.append(bytes(data))
+    assert _maps_both_ways(datas) > 1000
+
+
+def test_debug_records_over_the_size_limit(monkeypatch):
+    """Sources adding up to more than MAX_SOURCE_CHARS in one record, each under it: an error each time, also
+    for the copies whose first source was made for an earlier copy (pickles this large shaped for the test)."""
+    from hostile import debug_pkl
+    from tsinspect.archive import debuginfo
+    from tsinspect.archive.debuginfo import MAX_SOURCE_CHARS
+
+    monkeypatch.setattr(debuginfo, "MAX_SHAPED_BYTES", 1 << 30)
+
+    big = "x" * (MAX_SOURCE_CHARS // 20)
+    datas = [debug_pkl([big, "f.py", "g"], [(offset, [0] * 12, 1, 1, 0, 5), (offset + 9, [0] * 12 + [2], 1, 2, 0, 5)])
+             for offset in range(10, 16)]
+    assert _maps_both_ways(datas) >= 3

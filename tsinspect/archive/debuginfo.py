@@ -14,13 +14,14 @@ from __future__ import annotations
 import ast
 import bisect
 import re
+import struct
 import sys
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
 from tsinspect.archive.calls import op_of_call
-from tsinspect.archive.pickles import Call, PList, PTuple
+from tsinspect.archive.pickles import Call, Global, PickleError, PList, PTuple, walk
 
 MAX_SOURCE_CHARS = 64 * 1024 * 1024
 MAX_LINE_CHARS = 4096  # longest source line shown as an origin's text
@@ -219,8 +220,9 @@ def _stack(text: str) -> tuple[tuple[str, int, str], ...]:
                  for m in map(_FRAME.match, text.splitlines()) if m)
 
 
-def parse_source_map(value: Any) -> SourceMap:
-    """Decode a walked debug_pkl value; DebugInfoError when it matches no known layout."""
+def parse_source_map(value: Any, known: dict | None = None) -> SourceMap:
+    """Decode a walked debug_pkl value; DebugInfoError when it matches no known layout. ``known``: sources
+    made before, by the id of their value (SourceMaps' copies share the nodes of a call stack's lines)."""
     items = _tuple(value)
     if items is None:
         raise DebugInfoError("debug info is not a tuple")
@@ -229,7 +231,7 @@ def parse_source_map(value: Any) -> SourceMap:
         recs = _tuple(items[2])
         if table is None or recs is None or not all(isinstance(t, str) for t in table):
             raise DebugInfoError("string table layout with a malformed table")
-        return SourceMap(_records(recs, _TableSources(table)), "string_table")
+        return SourceMap(_records(recs, _TableSources(table, known)), "string_table")
     return SourceMap(_records(items, _InlineSources()), "legacy")
 
 
@@ -249,13 +251,21 @@ class _InlineSources:
 
 
 class _TableSources:
-    def __init__(self, table: list[str]):
+    def __init__(self, table: list[str], known: dict | None = None):
         self.table = table
         self.cache: dict[int, Source | None] = {}
         self.chars = 0
+        self.known = known  # id(value) -> (value, table, its source, its characters), for the same objects
 
     def __call__(self, value: Any) -> Source | None:
         key = id(value)
+        if key not in self.cache and self.known is not None:
+            made = self.known.get(key)
+            if made is not None and made[0] is value and made[1] is self.table:
+                self.chars += made[3]
+                if self.chars > MAX_SOURCE_CHARS:
+                    raise DebugInfoError(f"sources add up to more than {MAX_SOURCE_CHARS} characters")
+                self.cache[key] = made[2]
         if key not in self.cache:
             parts = _tuple(value)
             if parts is None or len(parts) < 3:
@@ -267,13 +277,16 @@ class _TableSources:
             if lines and (min(lines) < 0 or max(lines) >= size) or not 0 <= parts[1] < size:
                 raise DebugInfoError("source refers past the string table")
             # count before joining: a short list of indices can repeat one huge table string
-            self.chars += sum(map(len, map(self.table.__getitem__, lines)))
+            chars = sum(map(len, map(self.table.__getitem__, lines)))
+            self.chars += chars
             if self.chars > MAX_SOURCE_CHARS:
                 raise DebugInfoError(f"sources add up to more than {MAX_SOURCE_CHARS} characters")
             # interned: a trace repeats the same call stacks in every class's records (8,000 classes: 85 MB of
             # texts, 6 distinct)
             text = sys.intern("".join(map(self.table.__getitem__, lines)))
             self.cache[key] = Source(text, self.table[parts[1]] or None, parts[2]) if lines or parts[1] else None
+            if self.known is not None:
+                self.known[key] = (value, self.table, self.cache[key], chars)
         return self.cache[key]
 
 
@@ -380,3 +393,201 @@ def _calls(stmts: list[ast.stmt], depth: int):
             yield from _calls(stmt.body + stmt.orelse, depth + 1)
         else:
             yield from (n for n in ast.walk(stmt) if isinstance(n, ast.Call))
+
+
+# -- the debug records of near-copies ----------------------------------------------------------------------
+# A traced model's ``.debug_pkl`` records differ from their siblings' only in integers (byte offsets, tags):
+# the same pickle opcodes, the same strings. ``SourceMaps`` walks such a pickle once per shape, with every
+# integer a sentinel naming its place, and gives each further copy that tree with its own integers in
+# place, read by the same ``parse_source_map``. Only the opcodes below are read so (the walk pushes a
+# BININT1/2/BININT's value and nothing else depends on it; no BINPERSID and no NEWTRUE/NEWFALSE, so none of
+# the walk's tensor shortcuts applies); any other pickle is walked on its own.
+_FIXED = {0x80: 1, 0x71: 1, 0x72: 4, 0x94: 0, 0x68: 1, 0x6A: 4, 0x28: 0, 0x74: 0, 0x85: 0, 0x86: 0, 0x87: 0,
+          0x29: 0, 0x5D: 0, 0x65: 0, 0x61: 0, 0x52: 0, 0x4E: 0}  # opcode -> its argument's length
+_WIDTHS = {0x4B: 1, 0x4D: 2, 0x4A: 4}  # BININT1, BININT2, BININT
+_FORMATS = {1: "B", 2: "H", 4: "i"}
+_SENTINEL = 1 << 30  # + the integer's place; more places than 2**30 - 1 do not fit a pickle this reads
+MAX_SHAPES_A_LENGTH = 8
+MAX_SHAPED_BYTES = 1 << 16  # a shape keeps its pickle's bytes: larger ones (a script's sources) are not copies
+
+
+class SourceMaps:
+    """``parse_source_map(walk(data).value)`` for the ``.debug_pkl`` records of one archive, the same map or
+    the same exception, with near-copies read once per shape (see above)."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[int, list[_DebugShape]] = {}  # by the pickle's length
+        self._known: dict = {}  # parse_source_map's sources made, for the nodes copies share
+
+    def read(self, data: bytes) -> SourceMap:
+        for shape in self._shapes.get(len(data), ()):
+            ints = shape.match(data)
+            if ints is not None:
+                value = shape.value(data, ints)
+                if value is not None:
+                    return parse_source_map(value, self._known)
+                break
+        else:
+            slots = _int_slots(data) if len(data) <= MAX_SHAPED_BYTES else None
+            known = self._shapes.setdefault(len(data), [])
+            if slots and len(known) < MAX_SHAPES_A_LENGTH:
+                known.append(_DebugShape(data, slots))
+        return parse_source_map(walk(data).value)
+
+
+def _int_slots(data: bytes) -> list[tuple[int, int]] | None:
+    """(where each integer's argument starts, its width) up to STOP, or None when an opcode is not one of
+    those above or there is no STOP."""
+    pos, size, slots = 0, len(data), []
+    while pos < size:
+        code = data[pos]
+        width = _WIDTHS.get(code)
+        if width is not None:
+            slots.append((pos + 1, width))
+            pos += 1 + width
+        elif code == 0x58:  # BINUNICODE
+            if pos + 5 > size:
+                return None
+            pos += 5 + int.from_bytes(data[pos + 1:pos + 5], "little")
+        elif code == 0x8C:  # SHORT_BINUNICODE
+            if pos + 2 > size:
+                return None
+            pos += 2 + data[pos + 1]
+        elif code == 0x63:  # GLOBAL: module and name, a line each
+            first = data.find(b"\n", pos + 1)
+            second = data.find(b"\n", first + 1) if first >= 0 else -1
+            if second < 0:
+                return None
+            pos = second + 1
+        elif code == 0x2E:  # STOP (bytes after it, which the walk ignores, are compared with the rest)
+            return slots
+        elif code in _FIXED:
+            pos += 1 + _FIXED[code]
+        else:
+            return None
+    return None
+
+
+class _DebugShape:
+    """Pickles of one length equal to ``data`` but in the arguments of its integers: a struct reads all of a
+    candidate's bytes at once, its other bytes compared and its integers taken."""
+
+    def __init__(self, data: bytes, slots: list[tuple[int, int]]):
+        formats, kept, ints, pos = ["<"], [], [], 0
+        for at, width in slots:
+            kept.append(len(formats) - 1)  # the bytes up to the integer's opcode, and the opcode
+            formats.append(f"{at - pos}s")
+            ints.append(len(formats) - 1)
+            formats.append(_FORMATS[width])
+            pos = at + width
+        kept.append(len(formats) - 1)
+        formats.append(f"{len(data) - pos}s")
+        self.struct = struct.Struct("".join(formats))
+        self.kept, self.ints, self.slots = kept, ints, slots
+        fields = self.struct.unpack(data)
+        self.bytes = [fields[i] for i in kept]
+        self.tree: Any = None  # the sentinel walk's value, made when a third pickle of the shape comes
+        self.failed = False
+        self.matched = 0
+        self._with_ints: set[int] = set()  # ids of the tree's nodes holding an integer
+        self._places: dict[int, tuple[int, ...]] = {}  # id(node) -> the places of the integers it holds
+        self._last: dict[int, tuple] = {}  # id(node) -> (its integers, its copy) for the last copy made
+
+    def match(self, data: bytes) -> tuple[int, ...] | None:
+        fields = self.struct.unpack(data)
+        if [fields[i] for i in self.kept] != self.bytes:
+            return None
+        return tuple(fields[i] for i in self.ints)
+
+    def value(self, data: bytes, ints: tuple[int, ...]) -> Any:
+        """The walked value of ``data`` (of this shape, with these integers), or None when the shape is not
+        shared (its sentinel walk failed or gave a value this does not copy)."""
+        self.matched += 1
+        if self.matched < 2:  # a shape of two pickles: both walked on their own (making one costs a walk)
+            return None
+        if self.tree is None and not self.failed:
+            self._make(data)
+        if self.failed:
+            return None
+        try:
+            return self._copy(self.tree, ints, {})
+        except RecursionError:  # nested deeper than this copies: the pickle is walked on its own
+            return None
+
+    def _make(self, data: bytes) -> None:
+        pieces, pos = [], 0
+        for place, (at, width) in enumerate(self.slots):
+            pieces += [data[pos:at - 1], b"J", struct.pack("<i", _SENTINEL + place)]
+            pos = at + width
+        pieces.append(data[pos:])
+        try:
+            tree = walk(b"".join(pieces)).value
+        except (PickleError, ValueError, RecursionError, MemoryError):
+            self.failed = True
+            return
+        self.failed = not self._holds_ints(tree, len(self.slots), set())
+        self.tree = tree
+
+    def _holds_ints(self, node: Any, places: int, seen: set) -> bool:
+        """Whether the tree is of the node kinds ``_copy`` copies, every integer a sentinel; marks the nodes
+        holding one."""
+        stack, order = [node], []
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is int:
+                if not _SENTINEL <= item < _SENTINEL + places:
+                    return False
+            elif kind in (PTuple, PList):
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    order.append(item)
+                    stack += item.items
+            elif kind is Call:
+                if id(item) not in seen:
+                    if item.states or item.kwargs is not None or item.kind != "reduce":
+                        return False
+                    seen.add(id(item))
+                    order.append(item)
+                    stack += [item.func, item.args]
+            elif item is not None and kind not in (str, Global):
+                return False
+        places = self._places
+        changed = True
+        while changed:  # the integers each node holds, its children's (children first: one pass but for cycles)
+            changed = False
+            for item in reversed(order):
+                children = item.items if type(item) is not Call else [item.func, item.args]
+                held = set(places.get(id(item), ()))
+                for child in children:
+                    if type(child) is int:
+                        held.add(child - _SENTINEL)
+                    else:
+                        held.update(places.get(id(child), ()))
+                if held and len(held) != len(places.get(id(item), ())):
+                    places[id(item)] = tuple(sorted(held))
+                    changed = True
+        self._with_ints = set(places)
+        return True
+
+    def _copy(self, node: Any, ints: tuple[int, ...], memo: dict) -> Any:
+        kind = type(node)
+        if kind is int:
+            return ints[node - _SENTINEL]
+        if id(node) not in self._with_ints:
+            return node  # nothing of this copy's own in it: the shape's node itself
+        made = memo.get(id(node))
+        if made is None:
+            held = tuple(ints[i] for i in self._places[id(node)])
+            last = self._last.get(id(node))
+            if last is not None and last[0] == held:  # the same integers as the copy before (a call stack's
+                memo[id(node)] = last[1]  # lines in the string table): that copy's node, shared
+                return last[1]
+            if kind is Call:
+                made = memo[id(node)] = Call(self._copy(node.func, ints, memo), None)
+                made.args = self._copy(node.args, ints, memo)
+            else:
+                made = memo[id(node)] = kind([])
+                made.items = [self._copy(item, ints, memo) for item in node.items]
+            self._last[id(node)] = (held, made)
+        return made

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
-from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, line_starts, parse_source_map
-from tsinspect.archive.pickles import PickleError, walk
+from tsinspect.archive.debuginfo import DebugInfoError, DebugRecord, SourceMap, SourceMaps, line_starts
+from tsinspect.archive.pickles import PickleError
 from tsinspect.ir.sourcerange import parse_source
 
 CONTEXT = 3  # lines torch prints before a highlighted range (SourceRange's CONTEXT)
@@ -37,6 +37,7 @@ class CodeSources:
         self._files: dict[str, tuple[list[int], SourceMap | None] | None] = {}
         self._heads: dict[int, str] = {}  # id(record) -> the head torch prints for its range
         self._tails: dict[int, bytes | None] = {}  # id(record) -> its entries' JSON after "code_line" (see table)
+        self._maps = SourceMaps()  # a traced model's near-copies read once per shape
 
     def prefetch(self) -> None:
         """Read every code file's debug records now (while the child loads the archive, say)."""
@@ -109,7 +110,7 @@ class CodeSources:
         if data is None:
             return None
         try:
-            return parse_source_map(walk(data).value)
+            return self._maps.read(data)
         except (DebugInfoError, PickleError, ValueError, RecursionError):
             return None  # unreadable debug records: no original location
 

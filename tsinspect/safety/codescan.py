@@ -374,22 +374,18 @@ class _Judge:
 
 def quiet(index: CodeIndex, file: str, room: bool = True) -> bool:
     """Whether the scan finds nothing in ``file`` whatever the rest of the archive holds, told from its shape
-    (tsinspect.archive.shapes: the same tree as the file's but for the names and strings holding a mangled
-    number) and its own text: no ``__setstate__`` and no default argument anywhere, no call in a class body or
-    at module level, every method nested no deeper than the hazard search skips (SKIPPED_DEPTH), and a text
-    that names no hazard (what ``anywhere`` asks of each method, asked of the whole file). The scan reads no
-    tree of such a file; every other file, and the first of each shape, is read on its own. ``room``:
-    ``_stack_room()``."""
+    (tsinspect.archive.shapes: the file's text but for the mangled numbers, which parses to the same tree but
+    for the names and strings holding them): no ``__setstate__`` and no default argument anywhere, no call in
+    a class body or at module level, every method nested no deeper than the hazard search skips
+    (SKIPPED_DEPTH), and a text that cannot name a hazard (what ``anywhere`` asks of each method's lines,
+    asked of the whole shape). The scan reads no tree of such a file; every other file, and the first
+    of each shape, is read on its own. ``room``: ``_stack_room()``."""
     shape = index.shape(file)
     if shape is None or not room:
         return False
-    source = index.sources[file]
-    if "\r" in source or not source.isascii() or "\\" in source or _ADJACENT_STRINGS.search(source):
-        return False
     known = shape.facts.get("scan")
-    if known is None:  # a hazard's name in the file is in its shape: no name holds a digit but the c10d ones,
-        # where a "c" stands before it, and a mangled number follows "___torch_mangle_"
-        known = shape.facts["scan"] = _quiet_tree(shape) and not any(name in shape.text for name in _HAZARD_NAMES)
+    if known is None:
+        known = shape.facts["scan"] = not _may_name_a_hazard(shape.text) and _quiet_tree(shape)
     return known
 
 
@@ -472,7 +468,9 @@ _STATEMENT_FIELDS: dict[type, tuple[str, ...]] = {}
 _HAZARD_NAMES = tuple(sorted({ops.split_op(op)[1] for op in ops.FILE_OPS | ops.MEMORY_OPS | ops.NETWORK_OPS}
                              | ops.NETWORK_NAMESPACES))
 _ADJACENT_STRINGS = re.compile(r"""["'](?:\s|#[^\n]*)*[rRuUbBfF]{0,2}["']""")
-# quiet() relies on it: a hazard's name is identifier characters, its digits only after a "c" (c10d)
+# A file names a hazard (as _may_name_a_hazard reads it) only if its shape does (quiet): the two differ only
+# in digits after "___torch_mangle_", which are ASCII, no backslash or quote, and in no hazard's name (their
+# names hold no digit but after a "c": c10d), and in the placeholders standing for them
 assert all(re.fullmatch(r"(?:[A-Za-z_]|(?<=c)[0-9]+)+", name) for name in _HAZARD_NAMES)
 
 
