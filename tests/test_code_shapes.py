@@ -254,15 +254,9 @@ def test_shared_files_at_the_depth_and_stack_edge():
     the same findings as each file read on its own (too deep to resolve is unsafe)."""
     import sys
 
-    from test_ir_codescan import NESTINGS
+    from test_ir_codescan import NESTINGS, stack_depth
     from tsinspect.archive.code import CodeIndex, index_file
     from tsinspect.safety.codescan import SKIPPED_DEPTH, STACK_ROOM, scan_code
-
-    def depth() -> int:
-        frame, n = sys._getframe(), 0
-        while frame is not None:
-            frame, n = frame.f_back, n + 1
-        return n
 
     shared_files = 0
     for kind, make in NESTINGS.items():
@@ -279,7 +273,7 @@ def test_shared_files_at_the_depth_and_stack_edge():
             shared_files += len(shared._shapes)
             for room in (STACK_ROOM + 20, STACK_ROOM - 50, 120):
                 old = sys.getrecursionlimit()
-                sys.setrecursionlimit(depth() + room)
+                sys.setrecursionlimit(stack_depth() + room)
                 try:
                     fast, full = scan_code(shared).to_json(), scan_code(alone).to_json()
                 finally:

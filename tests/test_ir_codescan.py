@@ -585,7 +585,6 @@ ALIASES = ["torch", "ops", "ops.c10d", "ops.quantized", "getattr(self, \"helper\
 def test_the_environment_is_the_same_with_and_without_its_second_pass():
     """Resolver.environment stops after one pass when every name was bound before it was first looked up: the
     environments and calls are the ones of the passes it skips, on real code and on random alias chains."""
-    import ast
     import random
     from unittest import mock
 
@@ -669,6 +668,14 @@ def test_functions_that_cannot_name_a_hazard_are_not_resolved_for_hazards():
     assert named > 300
 
 
+def stack_depth() -> int:
+    """Frames on the stack, this one's included (the recursion room left is the limit less this)."""
+    frame, n = sys._getframe(), 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
+
+
 NESTINGS = {"attributes": lambda d: "x" + ".a" * d + "()", "calls": lambda d: "f(" * d + "x" + ")" * d,
             "callees": lambda d: "x" + "()" * d, "getattrs": lambda d: "getattr(" * d + "x" + ", 'a')" * d,
             "operators": lambda d: "(" * d + "x" + " + 1)" * d, "subscripts": lambda d: "x" + "[0]" * d,
@@ -687,12 +694,6 @@ def test_the_hazard_search_skips_only_what_it_could_have_resolved():
     from tsinspect.safety import codescan
     from tsinspect.safety.codescan import SKIPPED_DEPTH, STACK_ROOM, scan_code
 
-    def depth() -> int:
-        frame, n = sys._getframe(), 0
-        while frame is not None:
-            frame, n = frame.f_back, n + 1
-        return n
-
     skipped = 0
     for kind, make in NESTINGS.items():
         for nesting in (5, SKIPPED_DEPTH - 4, SKIPPED_DEPTH - 3, SKIPPED_DEPTH - 2, SKIPPED_DEPTH, 200, 900):
@@ -703,7 +704,7 @@ def test_the_hazard_search_skips_only_what_it_could_have_resolved():
                 continue  # deeper than the parser goes
             for room in (STACK_ROOM + 20, STACK_ROOM - 50, 120):  # scan_code -> anywhere: a few frames
                 old = sys.getrecursionlimit()
-                sys.setrecursionlimit(depth() + room)
+                sys.setrecursionlimit(stack_depth() + room)
                 try:
                     fast = scan_code(index).to_json()
                     with mock.patch.object(codescan, "_may_name_a_hazard", lambda text: True):

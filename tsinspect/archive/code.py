@@ -73,7 +73,7 @@ def _parse_detached(source: str, filename: str) -> ast.Module:
     return _PARSER.submit(_parse, source, filename).result()
 
 
-_PARSER: "concurrent.futures.ThreadPoolExecutor | None" = None
+_PARSER = None  # the ThreadPoolExecutor, once a parse needs it
 _PARSER_LOCK = threading.Lock()
 
 
