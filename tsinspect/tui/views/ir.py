@@ -313,6 +313,8 @@ class IRView(Vertical):
         tree = self.query_one("#ir-tree", LazyTree)
         tree.show_root = False
         self.query_one("#ir-side").display = False
+        # named, so that the box reads as a place for links when the cursor is on a line that has none
+        self.query_one("#ir-links", LinkList).border_title = "links (enter)"
 
     # ----- state
 
