@@ -294,7 +294,11 @@ def test_ranked_with_origin_severity_and_fix(rnn_pair, ir_extract, analysis):
 
 def test_baked_fix_names_what_was_baked(tmp_path, ir_extract):
     """nn.TransformerEncoder traced vs scripted: attention's baked values are masks, flags and dropout's
-    probability, not sizes, so their fix does not tell the user to keep sizes as tensors."""
+    probability, not sizes, and all of them are in torch's code, which the user does not edit: the fix says
+    what to do instead, not "keep sizes as tensor values". In the user's own code the fix follows what was
+    baked (a size, the training flag, another value)."""
+    from tsinspect.diff.align import _baked_fix
+
     import warnings
 
     import torch
@@ -310,8 +314,12 @@ def test_baked_fix_names_what_was_baked(tmp_path, ir_extract):
     _, doc = diff_doc(tmp_path / "t.pt", tmp_path / "s.pt", "ir", ir_extract)
     baked = [f for f in doc["findings"] if f["kind"] == "baked_constant" and f["severity"] != "mode"]
     assert any(not f["message"].startswith("a shape") for f in baked)
-    for f in baked:
-        assert f["fix"].startswith("keep sizes") == f["message"].startswith("a shape"), f
+    assert all(not f["fix"].startswith("keep sizes") for f in baked)
+    library = [f for f in doc["findings"] if f["origin"] == "torch" and f["severity"] != "mode"]
+    assert library and all(f["fix"].startswith("this is torch's code, not yours: script the model") for f in library)
+    assert _baked_fix("a shape", False).startswith("keep sizes")
+    assert _baked_fix("a Python value", False).startswith("script this function, or trace a separate model")
+    assert "model.eval()" in _baked_fix("the training flag", True)
 
 
 def test_text_counts_library_findings_unless_all(rnn_pair):

@@ -191,6 +191,8 @@ class Aligner:
                          and not seen.add((f.kind, f.file, f.line))]
         for finding in self.findings:
             finding.traced, finding.traced_total = self._traced_side(finding)
+            if finding.origin != "user" and finding.severity != "mode" and finding.kind in _CODE_FIXES:
+                finding.fix = _library_fix(finding.package)
         return self.findings
 
     # -- functions -----------------------------------------------------------------------------------
@@ -574,3 +576,12 @@ def _baked_fix(what: str, mode: bool) -> str:
         return ("keep sizes as tensor values (x.size(d) straight into tensor ops, no int()/math.* or min() on "
                 "them), or script this function")
     return "script this function, or trace a separate model for each value it can take"
+
+
+_CODE_FIXES = ("dropped_branch", "per_iteration_branch", "unrolled_loop", "baked_constant")  # fixed by editing code
+
+
+def _library_fix(package: str | None) -> str:
+    """A library's code is not the user's to edit: what the user can do instead."""
+    return (f"this is {package or 'a library'}'s code, not yours: script the model (torch.jit.script) instead of "
+            "tracing it, or trace it only for inputs that take the same path as the example input")
