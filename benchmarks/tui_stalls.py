@@ -377,7 +377,7 @@ def against(archives: list[Path], repeat: int, source: Path) -> None:
                           ("search_s", "search")):
             print(f"| {what} | " + " | ".join(cell([r[key] for r in rs if key in r], "s") for rs in runs.values())
                   + " |")
-        print(f"| IR ready x `graph --json` | " + " | ".join(
+        print("| IR ready x `graph --json` | " + " | ".join(
             f"{median(r['ir'] for r in rs) / median(graphs):.2f}x" for rs in runs.values()) + " |")
 
 

@@ -105,9 +105,9 @@ def test_local_headers_of_odd_entries(tmp_path, monkeypatch) -> None:
 
 def _entry(rng: random.Random, index: int, name: bytes) -> ZipEntry:
     try:
-        text, valid = name.decode("utf-8"), True
+        text = name.decode("utf-8")
     except UnicodeDecodeError:
-        text, valid = name.decode("utf-8", "backslashreplace"), False
+        text = name.decode("utf-8", "backslashreplace")
     return ZipEntry(index, name, text, rng.choice((0, 0x8, 0x2000)), rng.choice((STORED, DEFLATED)), 0,
                     rng.choice((0, 1, 5, 0xFFFFFFFF)), rng.choice((0, 1, 5, 0xFFFFFFFF)),
                     rng.choice((0, 10, 100, 990)), 0, 0)
